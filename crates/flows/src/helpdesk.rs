@@ -1,0 +1,302 @@
+//! The help-desk interface every flow writes to.
+//!
+//! GLPI and iTop both keep tickets, the people who ask for them, the
+//! organisations those people belong to and a thread of replies. A flow talks
+//! to that shape through [`Helpdesk`] and never to a vendor API, so any source
+//! (intake API, messaging channel, Chatwoot) can feed either target.
+//!
+//! Ids are the target's own numeric ids. Texts handed in are plain text or
+//! simple HTML; an adapter encodes them the way its system stores them and
+//! decodes what it reads back, so flows never see `&lt;p&gt;`.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Where a ticket stands, in words every target can map to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TicketStatus {
+    New,
+    Assigned,
+    Planned,
+    Waiting,
+    Solved,
+    Closed,
+}
+
+impl TicketStatus {
+    /// Open means someone still has to act: not solved, not closed.
+    pub fn is_open(self) -> bool {
+        !matches!(self, TicketStatus::Solved | TicketStatus::Closed)
+    }
+
+    /// The word shown to callers ("new", "assigned", ...).
+    pub fn as_word(self) -> &'static str {
+        match self {
+            TicketStatus::New => "new",
+            TicketStatus::Assigned => "assigned",
+            TicketStatus::Planned => "planned",
+            TicketStatus::Waiting => "waiting",
+            TicketStatus::Solved => "solved",
+            TicketStatus::Closed => "closed",
+        }
+    }
+
+    /// GLPI's numeric status (1 new .. 6 closed).
+    pub fn from_glpi(code: i64) -> Option<TicketStatus> {
+        Some(match code {
+            1 => TicketStatus::New,
+            2 => TicketStatus::Assigned,
+            3 => TicketStatus::Planned,
+            4 => TicketStatus::Waiting,
+            5 => TicketStatus::Solved,
+            6 => TicketStatus::Closed,
+            _ => return None,
+        })
+    }
+
+    /// GLPI's numeric status for this state.
+    pub fn to_glpi(self) -> i64 {
+        match self {
+            TicketStatus::New => 1,
+            TicketStatus::Assigned => 2,
+            TicketStatus::Planned => 3,
+            TicketStatus::Waiting => 4,
+            TicketStatus::Solved => 5,
+            TicketStatus::Closed => 6,
+        }
+    }
+}
+
+/// Incident or request, the two ticket types GLPI knows (iTop: UserRequest
+/// `request_type` incident / service_request).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TicketKind {
+    #[default]
+    Incident,
+    Request,
+}
+
+/// An organisation (GLPI entity, iTop Organization).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Organisation {
+    pub id: i64,
+    pub name: String,
+}
+
+/// Whether a person can log in (GLPI User, iTop Person) or is only an
+/// address-book entry (GLPI Contact).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PersonKind {
+    #[default]
+    User,
+    Contact,
+}
+
+/// Someone known to the help desk.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Person {
+    pub id: i64,
+    pub kind: PersonKind,
+    pub name: String,
+    pub email: Option<String>,
+    /// The organisation the person belongs to by default, when the target says.
+    pub organisation: Option<i64>,
+}
+
+/// How to look a person up. Phones are E.164 (`+5511987654321`); adapters
+/// match them against every phone field their system has.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PersonQuery {
+    pub email: Option<String>,
+    pub phone: Option<String>,
+}
+
+/// A person to create.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewPerson {
+    pub kind: PersonKind,
+    pub name: String,
+    pub email: Option<String>,
+    /// E.164.
+    pub phone: Option<String>,
+    pub organisation: Option<i64>,
+}
+
+/// Who asked for the ticket. A ticket always has one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Requester {
+    Person {
+        id: i64,
+        kind: PersonKind,
+    },
+    /// Not in the directory: GLPI keeps the address on the ticket
+    /// (`_users_id_requester_notif`), iTop needs a person and the adapter
+    /// refuses with [`HelpdeskError::Refused`].
+    EmailOnly {
+        email: String,
+        name: Option<String>,
+    },
+}
+
+/// A file to attach.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attachment {
+    pub filename: String,
+    pub mime: String,
+    pub bytes: Vec<u8>,
+}
+
+/// A ticket to create.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewTicket {
+    pub organisation: Option<i64>,
+    pub title: String,
+    /// Simple HTML (paragraphs, line breaks, tables) or plain text.
+    pub content: String,
+    pub requester: Requester,
+    pub category: Option<i64>,
+    /// 1 (very low) .. 5 (very high).
+    pub urgency: Option<u8>,
+    pub kind: TicketKind,
+    pub request_type: Option<i64>,
+    pub assignee: Option<i64>,
+    /// A reference the bridge writes into the ticket so a retry after a crash
+    /// finds the ticket instead of creating a second one. Adapters store it
+    /// where [`Helpdesk::find_ticket_by_marker`] can search it.
+    pub marker: String,
+    pub attachments: Vec<Attachment>,
+}
+
+/// A reply or note on a ticket.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Followup {
+    pub id: i64,
+    /// Decoded text (HTML entities already resolved).
+    pub content: String,
+    pub private: bool,
+    pub author: Option<i64>,
+    /// As the target reports it (`YYYY-MM-DD HH:MM:SS` for GLPI and iTop).
+    pub created_at: String,
+}
+
+/// A reply or note to add.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewFollowup {
+    pub content: String,
+    pub private: bool,
+    /// Written on behalf of this person when the target allows it.
+    pub author: Option<i64>,
+    pub attachments: Vec<Attachment>,
+}
+
+/// A ticket as the target stores it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ticket {
+    pub id: i64,
+    pub title: String,
+    pub status: TicketStatus,
+    pub organisation: Option<i64>,
+    /// As the target reports it (`YYYY-MM-DD HH:MM:SS`).
+    pub updated_at: String,
+    pub url: String,
+}
+
+/// A failure talking to a help desk, saying whether trying again can help.
+#[derive(Debug, thiserror::Error)]
+pub enum HelpdeskError {
+    /// Network trouble, a 5xx, a lock, an expired session that could not be
+    /// renewed: the same call may succeed later.
+    #[error("{target} is unavailable: {reason}")]
+    Unavailable {
+        target: String,
+        reason: String,
+        retry_after: Option<Duration>,
+    },
+    /// The target understood and said no (bad field, missing right, unknown
+    /// category): retrying the same call cannot help.
+    #[error("{target} refused: {reason}")]
+    Refused { target: String, reason: String },
+    /// The object asked for does not exist (or is not visible).
+    #[error("{target}: {what} not found")]
+    NotFound { target: String, what: String },
+}
+
+impl HelpdeskError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, HelpdeskError::Unavailable { .. })
+    }
+
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            HelpdeskError::Unavailable { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+pub type HelpdeskResult<T> = Result<T, HelpdeskError>;
+
+/// What GLPI and iTop both offer to the flows.
+#[async_trait]
+pub trait Helpdesk: Send + Sync + 'static {
+    /// The configured target name (for logs, links and audit rows).
+    fn name(&self) -> &str;
+
+    /// The system kind: `"glpi"` or `"itop"`.
+    fn system(&self) -> &'static str;
+
+    /// A link a person can open to see the ticket.
+    fn ticket_url(&self, id: i64) -> String;
+
+    /// The organisation whose tax-id field (CNPJ, ...) holds these digits.
+    /// `digits` is already normalised to digits only; adapters compare the
+    /// stored value digits-only too.
+    async fn find_organisation_by_tax_id(
+        &self,
+        digits: &str,
+    ) -> HelpdeskResult<Option<Organisation>>;
+
+    async fn organisation(&self, id: i64) -> HelpdeskResult<Option<Organisation>>;
+
+    /// A person by email first, then by phone (every phone field).
+    async fn find_person(&self, query: &PersonQuery) -> HelpdeskResult<Option<Person>>;
+
+    async fn create_person(&self, person: &NewPerson) -> HelpdeskResult<Person>;
+
+    async fn find_category(&self, name: &str) -> HelpdeskResult<Option<i64>>;
+
+    /// Creates the ticket and returns it as the target stored it (rules may
+    /// have rewritten fields).
+    async fn create_ticket(&self, ticket: &NewTicket) -> HelpdeskResult<Ticket>;
+
+    /// The ticket carrying this marker, if a previous attempt created it.
+    async fn find_ticket_by_marker(&self, marker: &str) -> HelpdeskResult<Option<Ticket>>;
+
+    async fn ticket(&self, id: i64) -> HelpdeskResult<Option<Ticket>>;
+
+    /// Tickets where this person is a requester, newest first.
+    async fn tickets_of(&self, person: &Person, open_only: bool) -> HelpdeskResult<Vec<Ticket>>;
+
+    /// Adds a reply or note; returns its id.
+    async fn add_followup(&self, ticket: i64, followup: &NewFollowup) -> HelpdeskResult<i64>;
+
+    /// Replies and notes of a ticket, oldest first.
+    async fn followups(&self, ticket: i64) -> HelpdeskResult<Vec<Followup>>;
+
+    /// Moves the ticket to `status`; `note` is the solution text when solving.
+    async fn set_status(
+        &self,
+        ticket: i64,
+        status: TicketStatus,
+        note: Option<&str>,
+    ) -> HelpdeskResult<()>;
+
+    /// Tickets changed at or after `since` (target time format), in one
+    /// request, oldest change first.
+    async fn changed_since(&self, since: &str) -> HelpdeskResult<Vec<Ticket>>;
+}

@@ -1,0 +1,323 @@
+//! Finding who asks and for which organisation: shared by the intake API,
+//! the messaging channels and the Chatwoot sync so the rules live once.
+
+use crate::helpdesk::{
+    Helpdesk, HelpdeskResult, NewPerson, Organisation, Person, PersonKind, PersonQuery, Requester,
+};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Keeps the digits of a tax id (`12.345.678/0001-90` → `12345678000190`).
+pub fn tax_id_digits(raw: &str) -> String {
+    raw.chars().filter(char::is_ascii_digit).collect()
+}
+
+/// Why a phone number could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("phone number {raw:?} is not valid: {reason}")]
+pub struct PhoneError {
+    pub raw: String,
+    pub reason: String,
+}
+
+/// Normalises a phone number to E.164 (`+5511987654321`). Numbers without a
+/// leading `+` or international prefix are read in `default_country`
+/// (ISO 3166 alpha-2, e.g. `BR`). WhatsApp ids such as
+/// `5511987654321@s.whatsapp.net` are accepted: everything after `@` is dropped.
+pub fn normalize_phone(raw: &str, default_country: Option<&str>) -> Result<String, PhoneError> {
+    let fail = |reason: &str| PhoneError {
+        raw: raw.to_string(),
+        reason: reason.to_string(),
+    };
+    let head = raw.split('@').next().unwrap_or(raw).trim();
+    if head.is_empty() {
+        return Err(fail("empty"));
+    }
+    let country = default_country
+        .map(|c| c.trim().to_ascii_uppercase())
+        .and_then(|c| c.parse::<phonenumber::country::Id>().ok());
+    let digits: String = head.chars().filter(char::is_ascii_digit).collect();
+    // Try as written first, then as an international number without its `+`
+    // (bots often send `5511987654321`).
+    let attempts = [head.to_string(), format!("+{digits}")];
+    for candidate in attempts.iter() {
+        if let Ok(number) = phonenumber::parse(country, candidate)
+            && phonenumber::is_valid(&number)
+        {
+            return Ok(number.format().mode(phonenumber::Mode::E164).to_string());
+        }
+    }
+    Err(fail("not a valid number for its country"))
+}
+
+/// The phone forms a target may have stored for an E.164 number: the E.164
+/// text, its digits, and the national significant number. Adapters search
+/// with these and compare digits.
+pub fn phone_search_forms(e164: &str) -> Vec<String> {
+    let mut forms = vec![e164.to_string()];
+    let digits: String = e164.chars().filter(char::is_ascii_digit).collect();
+    if !digits.is_empty() {
+        forms.push(digits);
+    }
+    if let Ok(number) = phonenumber::parse(None, e164) {
+        let national = number.national().value().to_string();
+        if !forms.contains(&national) {
+            forms.push(national);
+        }
+    }
+    forms
+}
+
+/// True when two stored phone values are the same number (digits compared,
+/// tolerating a missing country code on one side).
+pub fn same_phone(stored: &str, e164: &str) -> bool {
+    let a: String = stored.chars().filter(char::is_ascii_digit).collect();
+    let b: String = e164.chars().filter(char::is_ascii_digit).collect();
+    if a.is_empty() || b.is_empty() {
+        return false;
+    }
+    a == b || (a.len() >= 8 && b.ends_with(&a)) || (b.len() >= 8 && a.ends_with(&b))
+}
+
+/// What to do when a tax id matches no organisation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownTaxId {
+    /// Refuse the request (`entity_not_found`).
+    #[default]
+    Reject,
+    /// Use the source's default organisation.
+    UseDefault,
+}
+
+/// How a request says which organisation it is for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OrganisationHint {
+    pub tax_id: Option<String>,
+    pub id: Option<i64>,
+}
+
+/// The outcome of organisation resolution.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OrganisationChoice {
+    Found(i64),
+    /// The tax id matched nothing and the policy is to reject.
+    TaxIdNotFound(String),
+    /// No hint and no default: the target's own default applies.
+    TargetDefault,
+}
+
+/// Finds organisations by tax id with a TTL cache, so a burst of requests for
+/// one company costs one search.
+#[derive(Clone)]
+pub struct OrganisationResolver {
+    helpdesk: Arc<dyn Helpdesk>,
+    cache: moka::future::Cache<String, Option<Organisation>>,
+}
+
+impl OrganisationResolver {
+    pub fn new(helpdesk: Arc<dyn Helpdesk>, ttl: Duration) -> Self {
+        let cache = moka::future::Cache::builder()
+            .max_capacity(10_000)
+            .time_to_live(ttl)
+            .build();
+        OrganisationResolver { helpdesk, cache }
+    }
+
+    /// The organisation for a tax id (any punctuation), cached. A miss is
+    /// cached too, for the same TTL.
+    pub async fn by_tax_id(&self, raw: &str) -> HelpdeskResult<Option<Organisation>> {
+        let digits = tax_id_digits(raw);
+        if digits.is_empty() {
+            return Ok(None);
+        }
+        if let Some(hit) = self.cache.get(&digits).await {
+            return Ok(hit);
+        }
+        let found = self.helpdesk.find_organisation_by_tax_id(&digits).await?;
+        self.cache.insert(digits, found.clone()).await;
+        Ok(found)
+    }
+
+    /// Applies the rule: tax id lookup, else explicit id, else the default;
+    /// an unmatched tax id follows `policy`.
+    pub async fn choose(
+        &self,
+        hint: &OrganisationHint,
+        default: Option<i64>,
+        policy: UnknownTaxId,
+    ) -> HelpdeskResult<OrganisationChoice> {
+        if let Some(tax_id) = hint.tax_id.as_deref().filter(|t| !t.trim().is_empty()) {
+            if let Some(org) = self.by_tax_id(tax_id).await? {
+                return Ok(OrganisationChoice::Found(org.id));
+            }
+            if policy == UnknownTaxId::Reject {
+                return Ok(OrganisationChoice::TaxIdNotFound(tax_id.to_string()));
+            }
+        }
+        if let Some(id) = hint.id {
+            return Ok(OrganisationChoice::Found(id));
+        }
+        Ok(match default {
+            Some(id) => OrganisationChoice::Found(id),
+            None => OrganisationChoice::TargetDefault,
+        })
+    }
+}
+
+/// What is known about the person asking.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Caller {
+    pub name: Option<String>,
+    pub email: Option<String>,
+    /// E.164, already normalised.
+    pub phone: Option<String>,
+}
+
+/// Whether a requester missing from the directory may be created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequesterPolicy {
+    pub create_missing: bool,
+    /// Create address-book contacts instead of users when only a phone is known.
+    pub contact_when_phone_only: bool,
+}
+
+impl Default for RequesterPolicy {
+    fn default() -> Self {
+        RequesterPolicy {
+            create_missing: true,
+            contact_when_phone_only: false,
+        }
+    }
+}
+
+/// The requester chosen for a ticket, and the person record behind it when
+/// there is one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResolvedRequester {
+    pub requester: Requester,
+    pub person: Option<Person>,
+    pub created: bool,
+}
+
+/// Finds the requester: by email, then phone; else creates one when allowed;
+/// else an email-only requester. Fails only when nothing identifies the caller.
+pub async fn resolve_requester(
+    helpdesk: &dyn Helpdesk,
+    caller: &Caller,
+    organisation: Option<i64>,
+    policy: RequesterPolicy,
+) -> HelpdeskResult<Option<ResolvedRequester>> {
+    if caller.email.is_some() || caller.phone.is_some() {
+        // Email first: a shared office phone must not pick the wrong person.
+        if let Some(email) = &caller.email {
+            let by_email = PersonQuery {
+                email: Some(email.clone()),
+                phone: None,
+            };
+            if let Some(person) = helpdesk.find_person(&by_email).await? {
+                return Ok(Some(found(person)));
+            }
+        }
+        if let Some(phone) = &caller.phone {
+            let by_phone = PersonQuery {
+                email: None,
+                phone: Some(phone.clone()),
+            };
+            if let Some(person) = helpdesk.find_person(&by_phone).await? {
+                return Ok(Some(found(person)));
+            }
+        }
+    }
+    if policy.create_missing && (caller.email.is_some() || caller.phone.is_some()) {
+        let kind = if caller.email.is_none() && policy.contact_when_phone_only {
+            PersonKind::Contact
+        } else {
+            PersonKind::User
+        };
+        let name = caller
+            .name
+            .clone()
+            .or_else(|| caller.email.clone())
+            .or_else(|| caller.phone.clone())
+            .unwrap_or_default();
+        let person = helpdesk
+            .create_person(&NewPerson {
+                kind,
+                name,
+                email: caller.email.clone(),
+                phone: caller.phone.clone(),
+                organisation,
+            })
+            .await?;
+        return Ok(Some(ResolvedRequester {
+            requester: Requester::Person {
+                id: person.id,
+                kind: person.kind,
+            },
+            person: Some(person),
+            created: true,
+        }));
+    }
+    Ok(caller.email.as_ref().map(|email| ResolvedRequester {
+        requester: Requester::EmailOnly {
+            email: email.clone(),
+            name: caller.name.clone(),
+        },
+        person: None,
+        created: false,
+    }))
+}
+
+fn found(person: Person) -> ResolvedRequester {
+    ResolvedRequester {
+        requester: Requester::Person {
+            id: person.id,
+            kind: person.kind,
+        },
+        person: Some(person),
+        created: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tax_ids_compare_by_digits() {
+        assert_eq!(tax_id_digits("12.345.678/0001-90"), "12345678000190");
+        assert_eq!(tax_id_digits("12345678000190"), "12345678000190");
+    }
+
+    #[test]
+    fn phones_become_e164() {
+        assert_eq!(
+            normalize_phone("(11) 98765-4321", Some("BR")).as_deref(),
+            Ok("+5511987654321")
+        );
+        assert_eq!(
+            normalize_phone("5511987654321", Some("BR")).as_deref(),
+            Ok("+5511987654321")
+        );
+        assert_eq!(
+            normalize_phone("5511987654321@s.whatsapp.net", None).as_deref(),
+            Ok("+5511987654321")
+        );
+        assert_eq!(
+            normalize_phone("+33 1 23 45 67 89", Some("BR")).as_deref(),
+            Ok("+33123456789")
+        );
+        assert!(normalize_phone("12", Some("BR")).is_err());
+        assert!(normalize_phone("", None).is_err());
+    }
+
+    #[test]
+    fn stored_phones_match_by_digits() {
+        assert!(same_phone("+55 (11) 98765-4321", "+5511987654321"));
+        assert!(same_phone("11987654321", "+5511987654321"));
+        assert!(!same_phone("11987654322", "+5511987654321"));
+        assert!(!same_phone("", "+5511987654321"));
+    }
+}
