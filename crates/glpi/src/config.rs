@@ -1,0 +1,157 @@
+//! Connection settings for one GLPI instance.
+
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+/// How the user logs in (spec §2).
+#[derive(Clone)]
+pub enum Auth {
+    /// `Authorization: user_token <token>` (the user's "API token"). Preferred.
+    UserToken(SecretString),
+    /// Login and password, sent in the JSON body of `POST initSession` (works even where the
+    /// web server strips the `Authorization` header, spec §17 trap 12).
+    Password { login: String, password: SecretString },
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Auth::UserToken(_) => f.write_str("UserToken(<redacted>)"),
+            Auth::Password { login, .. } => f
+                .debug_struct("Password")
+                .field("login", login)
+                .field("password", &"<redacted>")
+                .finish(),
+        }
+    }
+}
+
+/// How GLPI returns text fields (spec §16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TextEncoding {
+    /// Decide after the first login: GLPI 11 (long base64 session tokens, or a base URL under
+    /// `api.php/v1`) returns raw HTML, older versions entity-encode.
+    #[default]
+    Auto,
+    /// GLPI 9.5 / 10.0: strings come back HTML-entity-encoded; the client decodes them once.
+    Encoded,
+    /// GLPI 11: strings come back as stored; nothing is decoded.
+    Raw,
+}
+
+/// Settings of one GLPI target.
+#[derive(Clone, Debug)]
+pub struct GlpiConfig {
+    /// Base URL: `https://host/glpi`, `https://host/glpi/apirest.php` or
+    /// `https://host/api.php/v1` (GLPI 11). `apirest.php` is appended when no API entry
+    /// point is given.
+    pub base_url: String,
+    /// `App-Token` of the API client (Setup > General > API), if the client has one.
+    pub app_token: Option<SecretString>,
+    /// Credentials of the service user.
+    pub auth: Auth,
+    /// Whole-request timeout, for every call.
+    pub timeout: Duration,
+    /// TCP + TLS connect timeout.
+    pub connect_timeout: Duration,
+    /// Extra trusted CA certificate(s), PEM text (for a private PKI).
+    pub ca_cert_pem: Option<String>,
+    /// Accept any TLS certificate. Only for lab instances.
+    pub accept_invalid_certs: bool,
+    /// Entity used for tickets, users and contacts created without an explicit entity.
+    pub default_entity: Option<u64>,
+    /// How text fields are decoded.
+    pub text_encoding: TextEncoding,
+}
+
+impl GlpiConfig {
+    /// A configuration with the usual defaults: 30 s timeout, 10 s connect timeout,
+    /// automatic text decoding, no custom CA.
+    pub fn new(base_url: impl Into<String>, auth: Auth) -> Self {
+        GlpiConfig {
+            base_url: base_url.into(),
+            app_token: None,
+            auth,
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            ca_cert_pem: None,
+            accept_invalid_certs: false,
+            default_entity: None,
+            text_encoding: TextEncoding::Auto,
+        }
+    }
+
+    /// Set the App-Token.
+    pub fn with_app_token(mut self, token: SecretString) -> Self {
+        self.app_token = Some(token);
+        self
+    }
+
+    /// Set the default entity for created items.
+    pub fn with_default_entity(mut self, entity_id: u64) -> Self {
+        self.default_entity = Some(entity_id);
+        self
+    }
+
+    /// Set the request timeout.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+}
+
+/// Normalise the base URL so that `join("Ticket/1")` lands on the API entry point.
+pub(crate) fn api_root(base_url: &str) -> Result<url::Url, String> {
+    let trimmed = base_url.trim().trim_end_matches('/');
+    let with_entry = if trimmed.ends_with("apirest.php") || trimmed.ends_with("api.php/v1") {
+        trimmed.to_owned()
+    } else if trimmed.ends_with("api.php") {
+        format!("{trimmed}/v1")
+    } else {
+        format!("{trimmed}/apirest.php")
+    };
+    let url = url::Url::parse(&format!("{with_entry}/")).map_err(|e| e.to_string())?;
+    match url.scheme() {
+        "http" | "https" => Ok(url),
+        other => Err(format!("unsupported URL scheme {other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_root_variants() {
+        assert_eq!(
+            api_root("http://h/glpi").unwrap().as_str(),
+            "http://h/glpi/apirest.php/"
+        );
+        assert_eq!(
+            api_root("http://h/glpi/apirest.php/").unwrap().as_str(),
+            "http://h/glpi/apirest.php/"
+        );
+        assert_eq!(
+            api_root("https://h/api.php/v1").unwrap().as_str(),
+            "https://h/api.php/v1/"
+        );
+        assert_eq!(
+            api_root("https://h/api.php").unwrap().as_str(),
+            "https://h/api.php/v1/"
+        );
+        assert!(api_root("ftp://h").is_err());
+        assert!(api_root("not a url").is_err());
+    }
+
+    #[test]
+    fn debug_redacts_secrets() {
+        let auth = Auth::Password {
+            login: "bot".into(),
+            password: SecretString::from("hunter2"),
+        };
+        let text = format!("{:?}", GlpiConfig::new("http://h", auth));
+        assert!(!text.contains("hunter2"));
+        assert!(text.contains("bot"));
+    }
+}

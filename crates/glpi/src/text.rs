@@ -1,0 +1,81 @@
+//! Text decoding (spec §16, §17 trap 8).
+//!
+//! GLPI 9.5/10 entity-encode every string they store (`<` → `&#60;`, `&` → `&#38;`), and
+//! return it encoded. The client decodes exactly once on read, and never encodes on write
+//! (the server does that itself). GLPI 11 stores and returns raw HTML: nothing to decode.
+
+use serde_json::Value;
+
+/// Decode one GLPI-encoded string (single pass, so `&#38;amp;` becomes `&amp;`).
+pub fn decode_text(text: &str) -> String {
+    if text.contains('&') {
+        html_escape::decode_html_entities(text).into_owned()
+    } else {
+        text.to_owned()
+    }
+}
+
+/// Decode every string inside a JSON value, in place.
+pub(crate) fn decode_value(value: &mut Value) {
+    match value {
+        Value::String(s) => {
+            if s.contains('&') {
+                *s = decode_text(s);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(decode_value),
+        Value::Object(map) => map.values_mut().for_each(decode_value),
+        _ => {}
+    }
+}
+
+/// Only the digits of a value (phones, CNPJ/CPF numbers).
+pub fn digits_only(text: &str) -> String {
+    text.chars().filter(char::is_ascii_digit).collect()
+}
+
+/// Whether two phone numbers designate the same line: equal digits, or one is a suffix of the
+/// other with at least 8 digits (country/area code present on one side only).
+pub fn same_phone(a: &str, b: &str) -> bool {
+    let (a, b) = (digits_only(a), digits_only(b));
+    if a.is_empty() || b.is_empty() {
+        return false;
+    }
+    if a == b {
+        return true;
+    }
+    let (short, long) = if a.len() < b.len() { (&a, &b) } else { (&b, &a) };
+    short.len() >= 8 && long.ends_with(short.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn decodes_glpi10_transcript_content_once() {
+        // GET /Ticket/1 content from the real GLPI 10.0.12 transcript.
+        let stored = "&#60;p&#62;Olá! A impressora do 2º andar não imprime &#38;amp; mostra \"erro 0x50\".&#60;/p&#62;";
+        assert_eq!(
+            decode_text(stored),
+            "<p>Olá! A impressora do 2º andar não imprime &amp; mostra \"erro 0x50\".</p>"
+        );
+    }
+
+    #[test]
+    fn decodes_nested_values() {
+        let mut v = json!({"name":"Root entity &#62; ACME","list":[{"c":"a &#38; b"}],"n":1});
+        decode_value(&mut v);
+        assert_eq!(v, json!({"name":"Root entity > ACME","list":[{"c":"a & b"}],"n":1}));
+    }
+
+    #[test]
+    fn phone_matching() {
+        assert!(same_phone("+55 11 3333-4444", "1133334444"));
+        assert!(same_phone("+55 11 3333-4444", "+551133334444"));
+        assert!(!same_phone("+55 11 3333-4444", "+55 11 3333-4445"));
+        assert!(!same_phone("4444", "+55 11 3333-4444"));
+        assert!(!same_phone("", ""));
+    }
+}
