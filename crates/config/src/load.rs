@@ -1,0 +1,471 @@
+//! Loading: defaults, TOML file, environment overrides, `${VAR}` references,
+//! then typed extraction that collects every problem instead of stopping at
+//! the first one.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use figment::error::Kind;
+use figment::value::{Dict, Value};
+use serde::de::DeserializeOwned;
+
+use crate::model::{
+    Config, EngineSettings, EventsSource, GlpiTarget, ItopTarget, ServerConfig, SourceConfig,
+    StoreConfig, TargetConfig,
+};
+use crate::validate;
+
+/// Environment variables starting with this prefix override file values.
+pub const ENV_PREFIX: &str = "TICKETBRIDGE_";
+
+const SECTIONS: [&str; 5] = ["server", "store", "engine", "targets", "sources"];
+const TARGET_KINDS: [&str; 2] = ["glpi", "itop"];
+const SOURCE_KINDS: [&str; 1] = ["events"];
+
+/// One thing wrong with the configuration, at a field path such as
+/// `sources.web.api_keys[0]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Every problem found while loading; never empty.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}", self.lines())]
+pub struct ConfigErrors(pub Vec<Problem>);
+
+impl ConfigErrors {
+    /// One line per problem.
+    pub fn lines(&self) -> String {
+        self.0
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// A configuration error is fixed by editing the configuration, never by
+    /// retrying.
+    pub fn is_retryable(&self) -> bool {
+        false
+    }
+}
+
+/// Loads the configuration from `path` (a missing file means built-in
+/// defaults unless `required`) and the given environment (pass
+/// `std::env::vars()` in the binary).
+pub fn load(
+    path: &Path,
+    required: bool,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigErrors> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => String::new(),
+        Err(e) => {
+            return Err(ConfigErrors(vec![Problem {
+                path: String::new(),
+                message: format!("cannot read config file {}: {e}", path.display()),
+            }]));
+        }
+    };
+    load_named(&path.display().to_string(), &text, env)
+}
+
+/// Loads the configuration from TOML text and the given environment.
+pub fn load_str(
+    toml_text: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigErrors> {
+    load_named("<config>", toml_text, env)
+}
+
+fn load_named(
+    name: &str,
+    toml_text: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigErrors> {
+    let env: BTreeMap<String, String> = env.into_iter().collect();
+    let mut root: Dict = toml::from_str(toml_text).map_err(|e| {
+        ConfigErrors(vec![Problem {
+            path: String::new(),
+            message: format!("{name}: invalid TOML: {}", e.to_string().trim_end()),
+        }])
+    })?;
+    merge(&mut root, env_overrides(&env));
+
+    let mut problems = Vec::new();
+    let mut value = Value::from(root);
+    resolve_references(&mut value, &mut Vec::new(), &env, &mut problems);
+    let root = match value {
+        Value::Dict(_, dict) => dict,
+        _ => Dict::new(),
+    };
+
+    let config = extract_config(root, &mut problems);
+    problems.extend(validate::validate(&config));
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigErrors(problems))
+    }
+}
+
+/// `TICKETBRIDGE_A__B__C=v` becomes `a.b.c = v` (value parsed like TOML
+/// scalars/arrays: numbers, booleans, `[a, b]`; otherwise a string). Only the
+/// configuration sections are taken; other `TICKETBRIDGE_*` variables (such
+/// as `TICKETBRIDGE_CONFIG`) are ignored here.
+fn env_overrides(env: &BTreeMap<String, String>) -> Dict {
+    let mut out = Dict::new();
+    for (key, raw) in env {
+        let Some(rest) = key.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        let parts: Vec<String> = rest.split("__").map(str::to_lowercase).collect();
+        if parts.len() < 2
+            || parts.iter().any(String::is_empty)
+            || !SECTIONS.contains(&parts[0].as_str())
+        {
+            continue;
+        }
+        let value: Value = raw.parse().unwrap_or_else(|_| Value::from(raw.clone()));
+        let mut nested = value;
+        for part in parts.iter().rev() {
+            let mut dict = Dict::new();
+            dict.insert(part.clone(), nested);
+            nested = Value::from(dict);
+        }
+        if let Value::Dict(_, dict) = nested {
+            merge(&mut out, dict);
+        }
+    }
+    out
+}
+
+fn merge(base: &mut Dict, overlay: Dict) {
+    for (key, value) in overlay {
+        match (base.get_mut(&key), value) {
+            (Some(Value::Dict(_, existing)), Value::Dict(_, incoming)) => merge(existing, incoming),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+#[derive(Clone)]
+enum Segment {
+    Key(String),
+    Index(usize),
+}
+
+fn render_path(path: &[Segment]) -> String {
+    let mut out = String::new();
+    for segment in path {
+        match segment {
+            Segment::Key(key) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Segment::Index(i) => {
+                out.push_str(&format!("[{i}]"));
+            }
+        }
+    }
+    out
+}
+
+/// Replaces `${NAME}` in every string with the variable's value, reporting
+/// each unset variable with the field path.
+fn resolve_references(
+    value: &mut Value,
+    path: &mut Vec<Segment>,
+    env: &BTreeMap<String, String>,
+    problems: &mut Vec<Problem>,
+) {
+    match value {
+        Value::String(_, text) if text.contains("${") => {
+            let mut out = String::new();
+            let mut rest = text.as_str();
+            let mut ok = true;
+            while let Some(start) = rest.find("${") {
+                out.push_str(&rest[..start]);
+                let after = &rest[start + 2..];
+                let Some(end) = after.find('}') else {
+                    problems.push(Problem {
+                        path: render_path(path),
+                        message: "unterminated ${...} reference".to_owned(),
+                    });
+                    ok = false;
+                    break;
+                };
+                let name = &after[..end];
+                match env.get(name) {
+                    Some(v) => out.push_str(v),
+                    None => {
+                        problems.push(Problem {
+                            path: render_path(path),
+                            message: format!("environment variable {name} is not set"),
+                        });
+                        ok = false;
+                    }
+                }
+                rest = &after[end + 1..];
+            }
+            if ok {
+                out.push_str(rest);
+                *text = out;
+            }
+        }
+        Value::Dict(_, dict) => {
+            for (key, child) in dict.iter_mut() {
+                path.push(Segment::Key(key.clone()));
+                resolve_references(child, path, env, problems);
+                path.pop();
+            }
+        }
+        Value::Array(_, items) => {
+            for (i, child) in items.iter_mut().enumerate() {
+                path.push(Segment::Index(i));
+                resolve_references(child, path, env, problems);
+                path.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+fn extract_config(mut root: Dict, problems: &mut Vec<Problem>) -> Config {
+    for key in root.keys() {
+        if !SECTIONS.contains(&key.as_str()) {
+            problems.push(Problem {
+                path: key.clone(),
+                message: format!("unknown section, expected one of {}", SECTIONS.join(", ")),
+            });
+        }
+    }
+    let mut config = Config::default();
+    if let Some(v) = root.remove("server") {
+        config.server = extract::<ServerConfig>("server", v, problems).unwrap_or_default();
+    }
+    if let Some(v) = root.remove("store") {
+        config.store = extract::<StoreConfig>("store", v, problems).unwrap_or_default();
+    }
+    if let Some(v) = root.remove("engine") {
+        config.engine = extract::<EngineSettings>("engine", v, problems).unwrap_or_default();
+    }
+    if let Some(v) = root.remove("targets") {
+        for (name, v) in table("targets", v, problems) {
+            let prefix = format!("targets.{name}");
+            if let Some(target) = extract_target(&prefix, v, problems) {
+                config.targets.insert(name, target);
+            }
+        }
+    }
+    if let Some(v) = root.remove("sources") {
+        for (name, v) in table("sources", v, problems) {
+            let prefix = format!("sources.{name}");
+            if let Some(source) = extract_source(&prefix, v, problems) {
+                config.sources.insert(name, source);
+            }
+        }
+    }
+    config
+}
+
+fn table(prefix: &str, value: Value, problems: &mut Vec<Problem>) -> Dict {
+    match value {
+        Value::Dict(_, dict) => dict,
+        _ => {
+            problems.push(Problem {
+                path: prefix.to_owned(),
+                message: "must be a table of named entries".to_owned(),
+            });
+            Dict::new()
+        }
+    }
+}
+
+/// Takes the `kind` field out of a tagged entry so the variant's struct can
+/// be extracted with precise field paths.
+fn take_kind(
+    prefix: &str,
+    value: &mut Value,
+    kinds: &[&str],
+    problems: &mut Vec<Problem>,
+) -> Option<String> {
+    let Value::Dict(_, dict) = value else {
+        problems.push(Problem {
+            path: prefix.to_owned(),
+            message: "must be a table".to_owned(),
+        });
+        return None;
+    };
+    let expected = kinds.join(", ");
+    match dict.remove("kind") {
+        Some(Value::String(_, kind)) if kinds.contains(&kind.as_str()) => Some(kind),
+        Some(Value::String(_, kind)) => {
+            problems.push(Problem {
+                path: format!("{prefix}.kind"),
+                message: format!("unknown kind \"{kind}\", expected one of {expected}"),
+            });
+            None
+        }
+        Some(_) => {
+            problems.push(Problem {
+                path: format!("{prefix}.kind"),
+                message: format!("must be a string, one of {expected}"),
+            });
+            None
+        }
+        None => {
+            problems.push(Problem {
+                path: format!("{prefix}.kind"),
+                message: format!("missing (required), one of {expected}"),
+            });
+            None
+        }
+    }
+}
+
+fn extract_target(
+    prefix: &str,
+    mut value: Value,
+    problems: &mut Vec<Problem>,
+) -> Option<TargetConfig> {
+    let kind = take_kind(prefix, &mut value, &TARGET_KINDS, problems)?;
+    match kind.as_str() {
+        "glpi" => extract::<GlpiTarget>(prefix, value, problems).map(TargetConfig::Glpi),
+        "itop" => extract::<ItopTarget>(prefix, value, problems).map(TargetConfig::Itop),
+        _ => None,
+    }
+}
+
+/// New source kinds: add the kind to `SOURCE_KINDS` and a match arm here.
+fn extract_source(
+    prefix: &str,
+    mut value: Value,
+    problems: &mut Vec<Problem>,
+) -> Option<SourceConfig> {
+    let kind = take_kind(prefix, &mut value, &SOURCE_KINDS, problems)?;
+    match kind.as_str() {
+        "events" => extract::<EventsSource>(prefix, value, problems).map(SourceConfig::Events),
+        _ => None,
+    }
+}
+
+/// Deserializes `value`; on each error records it, removes the offending
+/// key and tries again, so one run reports every bad field of the section.
+fn extract<T: DeserializeOwned>(
+    prefix: &str,
+    mut value: Value,
+    problems: &mut Vec<Problem>,
+) -> Option<T> {
+    let mut reported: Vec<String> = Vec::new();
+    for _ in 0..64 {
+        // After repairs the parsed value carries defaults for the removed
+        // fields; it is still returned so cross-field checks can run on it.
+        let error = match value.deserialize::<T>() {
+            Ok(parsed) => return Some(parsed),
+            Err(errors) => match errors.into_iter().next() {
+                Some(e) => e,
+                None => return None,
+            },
+        };
+        let mut path: Vec<String> = error.path.clone();
+        let message = match &error.kind {
+            Kind::UnknownField(field, expected) => {
+                if path.last() != Some(field) {
+                    path.push(field.clone());
+                }
+                format!("unknown field, expected one of {}", expected.join(", "))
+            }
+            Kind::MissingField(field) => {
+                if path.last().map(String::as_str) != Some(field.as_ref()) {
+                    path.push(field.to_string());
+                }
+                let full = join_path(prefix, &path);
+                if !reported.contains(&full) {
+                    problems.push(Problem {
+                        path: full,
+                        message: "missing (required)".to_owned(),
+                    });
+                }
+                return None;
+            }
+            other => other.to_string(),
+        };
+        let full = join_path(prefix, &path);
+        reported.push(full.clone());
+        problems.push(Problem {
+            path: full,
+            message,
+        });
+        if path.is_empty() || !remove_at(&mut value, &path) {
+            return None;
+        }
+    }
+    None
+}
+
+fn join_path(prefix: &str, path: &[String]) -> String {
+    let mut out = prefix.to_owned();
+    for part in path {
+        if part.parse::<usize>().is_ok() {
+            out.push_str(&format!("[{part}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(part);
+        }
+    }
+    out
+}
+
+fn remove_at(value: &mut Value, path: &[String]) -> bool {
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
+    let mut current = value;
+    for part in parents {
+        current = match current {
+            Value::Dict(_, dict) => match dict.get_mut(part) {
+                Some(child) => child,
+                None => return false,
+            },
+            Value::Array(_, items) => {
+                match part.parse::<usize>().ok().and_then(|i| items.get_mut(i)) {
+                    Some(child) => child,
+                    None => return false,
+                }
+            }
+            _ => return false,
+        };
+    }
+    match current {
+        Value::Dict(_, dict) => dict.remove(last).is_some(),
+        Value::Array(_, items) => match last.parse::<usize>() {
+            Ok(i) if i < items.len() => {
+                items.remove(i);
+                true
+            }
+            _ => false,
+        },
+        _ => false,
+    }
+}

@@ -1,0 +1,310 @@
+//! The typed configuration sections.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+use url::Url;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub engine: EngineSettings,
+    /// Named ticketing systems the bridge writes to.
+    pub targets: BTreeMap<String, TargetConfig>,
+    /// Named inbound channels, each routed to one target.
+    pub sources: BTreeMap<String, SourceConfig>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line (production).
+    #[default]
+    Json,
+    /// Human-readable, coloured lines (development).
+    Pretty,
+}
+
+/// `[server]`: the HTTP listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address and port to listen on.
+    pub listen: SocketAddr,
+    /// Largest accepted request body, in bytes (larger bodies get 413).
+    pub body_limit: usize,
+    /// Time a request may take before it is answered with 408.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// `json` or `pretty`.
+    pub log_format: LogFormat,
+    /// Mount `POST /bench/noop` (answers 202 without persisting); for benchmarks.
+    pub bench_noop: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            body_limit: 1024 * 1024,
+            request_timeout: Duration::from_secs(10),
+            log_format: LogFormat::Json,
+            bench_noop: false,
+        }
+    }
+}
+
+/// `[store]`: where inbox, jobs, links and audit live.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite://path?mode=rwc` or `postgres://user:pass@host/db`.
+    /// May contain a password: print it with [`redact_url`].
+    pub url: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://./ticketbridge.db?mode=rwc".to_owned(),
+        }
+    }
+}
+
+/// `[engine]`: the job engine.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineSettings {
+    /// How long a claimed job stays reserved for its worker; a dead worker's
+    /// job is taken again after this.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    /// How often idle workers look for due jobs (they are also woken on enqueue).
+    #[serde(with = "humantime_serde")]
+    pub poll: Duration,
+    /// First retry delay; doubled per attempt, with jitter.
+    #[serde(with = "humantime_serde")]
+    pub backoff_base: Duration,
+    /// Longest retry delay.
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
+    /// Attempts before a job becomes a dead letter (a job may override it).
+    pub max_attempts: u32,
+    /// Jobs running at once per target (per queue).
+    pub concurrency: usize,
+    /// On shutdown, how long in-flight jobs may run before they are released.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        Self {
+            lease: Duration::from_secs(30),
+            poll: Duration::from_secs(1),
+            backoff_base: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(300),
+            max_attempts: 10,
+            concurrency: 4,
+            shutdown_grace: Duration::from_secs(20),
+        }
+    }
+}
+
+/// `[targets.<name>]`: a ticketing system instance.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum TargetConfig {
+    Glpi(GlpiTarget),
+    Itop(ItopTarget),
+}
+
+impl TargetConfig {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Glpi(_) => "glpi",
+            Self::Itop(_) => "itop",
+        }
+    }
+
+    pub fn url(&self) -> &Url {
+        match self {
+            Self::Glpi(t) => &t.url,
+            Self::Itop(t) => &t.url,
+        }
+    }
+}
+
+fn default_target_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// A GLPI instance (legacy REST API, `apirest.php`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GlpiTarget {
+    /// Base URL of the API, e.g. `https://glpi.example.com/apirest.php`.
+    pub url: Url,
+    /// `App-Token` header value, when the API client requires one.
+    pub app_token: Option<SecretString>,
+    /// User API token (`Authorization: user_token ...`); or use login/password.
+    pub user_token: Option<SecretString>,
+    pub login: Option<String>,
+    pub password: Option<SecretString>,
+    /// Per-request timeout.
+    #[serde(default = "default_target_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+/// An iTop instance (REST/JSON `webservices/rest.php`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ItopTarget {
+    /// Base URL of iTop, e.g. `https://itop.example.com/`.
+    pub url: Url,
+    /// Basic-auth user and password; or use `token`.
+    pub user: Option<String>,
+    pub password: Option<SecretString>,
+    /// Application token (`auth_token`).
+    pub token: Option<SecretString>,
+    #[serde(default = "default_target_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+/// `[sources.<name>]`: an inbound channel. Every kind names its `target`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum SourceConfig {
+    /// Generic JSON events at `POST /api/v1/events/<name>`.
+    Events(EventsSource),
+}
+
+impl SourceConfig {
+    /// The target this source writes to.
+    pub fn target(&self) -> &str {
+        match self {
+            Self::Events(s) => &s.target,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Events(_) => "events",
+        }
+    }
+}
+
+fn default_event_job_kind() -> String {
+    "event.record".to_owned()
+}
+
+/// A generic JSON event source authenticated by API key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsSource {
+    pub target: String,
+    /// Accepted keys (`X-API-Key` or `Authorization: Bearer`); several keys
+    /// allow rotation.
+    pub api_keys: Vec<SecretString>,
+    /// Job kind enqueued for each event.
+    #[serde(default = "default_event_job_kind")]
+    pub job_kind: String,
+    /// JSON pointer (RFC 6901) into the body giving the ordering key; when
+    /// absent or not found, the dedupe key is used.
+    pub ordering_key: Option<String>,
+}
+
+/// The URL with any password replaced by `***`.
+pub fn redact_url(raw: &str) -> String {
+    match Url::parse(raw) {
+        Ok(mut url) if url.password().is_some() => {
+            // set_password only fails for URLs that cannot have one.
+            let _ = url.set_password(Some("***"));
+            url.to_string()
+        }
+        Ok(_) => raw.to_owned(),
+        Err(_) => "<unparsable url>".to_owned(),
+    }
+}
+
+impl Config {
+    /// A multi-line description of the effective configuration without any
+    /// secret (passwords, tokens and keys are counted or shown as set).
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        let s = &self.server;
+        let _ = writeln!(
+            out,
+            "server: listen={} body_limit={} request_timeout={} log_format={:?} bench_noop={}",
+            s.listen,
+            s.body_limit,
+            humantime_serde::re::humantime::format_duration(s.request_timeout),
+            s.log_format,
+            s.bench_noop
+        );
+        let _ = writeln!(out, "store: url={}", redact_url(&self.store.url));
+        let e = &self.engine;
+        let _ = writeln!(
+            out,
+            "engine: lease={:?} poll={:?} backoff={:?}..{:?} max_attempts={} concurrency={} shutdown_grace={:?}",
+            e.lease,
+            e.poll,
+            e.backoff_base,
+            e.backoff_max,
+            e.max_attempts,
+            e.concurrency,
+            e.shutdown_grace
+        );
+        for (name, target) in &self.targets {
+            let auth = match target {
+                TargetConfig::Glpi(t) => format!(
+                    "app_token={} user_token={} login={}",
+                    set(t.app_token.is_some()),
+                    set(t.user_token.is_some()),
+                    t.login.as_deref().unwrap_or("-")
+                ),
+                TargetConfig::Itop(t) => format!(
+                    "user={} password={} token={}",
+                    t.user.as_deref().unwrap_or("-"),
+                    set(t.password.is_some()),
+                    set(t.token.is_some())
+                ),
+            };
+            let _ = writeln!(
+                out,
+                "target {name}: kind={} url={} {auth}",
+                target.kind(),
+                redact_url(target.url().as_str())
+            );
+        }
+        for (name, source) in &self.sources {
+            let detail = match source {
+                SourceConfig::Events(s) => format!(
+                    "api_keys={} job_kind={} ordering_key={}",
+                    s.api_keys.len(),
+                    s.job_kind,
+                    s.ordering_key.as_deref().unwrap_or("-")
+                ),
+            };
+            let _ = writeln!(
+                out,
+                "source {name}: kind={} target={} {detail}",
+                source.kind(),
+                source.target()
+            );
+        }
+        out
+    }
+}
+
+fn set(present: bool) -> &'static str {
+    if present { "set" } else { "unset" }
+}

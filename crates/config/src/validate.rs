@@ -1,0 +1,166 @@
+//! Checks that need more than one field (or more than a type) to decide.
+
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+use url::Url;
+
+use crate::load::Problem;
+use crate::model::{Config, SourceConfig, TargetConfig};
+
+pub(crate) fn validate(config: &Config) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let mut problem = |path: String, message: String| problems.push(Problem { path, message });
+
+    let server = &config.server;
+    if server.body_limit == 0 {
+        problem("server.body_limit".into(), "must be greater than 0".into());
+    }
+    if server.request_timeout == Duration::ZERO {
+        problem(
+            "server.request_timeout".into(),
+            "must be greater than 0".into(),
+        );
+    }
+
+    let url = config.store.url.as_str();
+    if !(url.starts_with("sqlite:")
+        || url.starts_with("postgres://")
+        || url.starts_with("postgresql://"))
+    {
+        problem(
+            "store.url".into(),
+            "must start with sqlite: or postgres:// (e.g. sqlite://./ticketbridge.db?mode=rwc)"
+                .into(),
+        );
+    }
+
+    let engine = &config.engine;
+    for (name, value) in [
+        ("lease", engine.lease),
+        ("poll", engine.poll),
+        ("backoff_base", engine.backoff_base),
+        ("shutdown_grace", engine.shutdown_grace),
+    ] {
+        if value == Duration::ZERO {
+            problem(format!("engine.{name}"), "must be greater than 0".into());
+        }
+    }
+    if engine.backoff_max < engine.backoff_base {
+        problem(
+            "engine.backoff_max".into(),
+            "must not be shorter than engine.backoff_base".into(),
+        );
+    }
+    if engine.max_attempts == 0 {
+        problem("engine.max_attempts".into(), "must be at least 1".into());
+    }
+    if engine.concurrency == 0 {
+        problem("engine.concurrency".into(), "must be at least 1".into());
+    }
+
+    for (name, target) in &config.targets {
+        let prefix = format!("targets.{name}");
+        if !valid_name(name) {
+            problem(
+                prefix.clone(),
+                "name must use only a-z, 0-9, '_' and '-'".into(),
+            );
+        }
+        check_http_url(&format!("{prefix}.url"), target.url(), &mut problem);
+        match target {
+            TargetConfig::Glpi(t) => {
+                let login = t.login.is_some() && t.password.is_some();
+                if t.user_token.is_none() && !login {
+                    problem(
+                        prefix.clone(),
+                        "needs user_token, or login and password".into(),
+                    );
+                }
+                if t.login.is_some() != t.password.is_some() {
+                    problem(prefix.clone(), "login and password go together".into());
+                }
+                if t.timeout == Duration::ZERO {
+                    problem(format!("{prefix}.timeout"), "must be greater than 0".into());
+                }
+            }
+            TargetConfig::Itop(t) => {
+                if t.token.is_none() && !(t.user.is_some() && t.password.is_some()) {
+                    problem(prefix.clone(), "needs token, or user and password".into());
+                }
+                if t.timeout == Duration::ZERO {
+                    problem(format!("{prefix}.timeout"), "must be greater than 0".into());
+                }
+            }
+        }
+    }
+
+    for (name, source) in &config.sources {
+        let prefix = format!("sources.{name}");
+        if !valid_name(name) {
+            problem(
+                prefix.clone(),
+                "name must use only a-z, 0-9, '_' and '-' (it appears in URLs)".into(),
+            );
+        }
+        let target = source.target();
+        if !config.targets.contains_key(target) {
+            let known: Vec<&str> = config.targets.keys().map(String::as_str).collect();
+            let known = if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(", ")
+            };
+            problem(
+                format!("{prefix}.target"),
+                format!("unknown target \"{target}\" (defined targets: {known})"),
+            );
+        }
+        match source {
+            SourceConfig::Events(s) => {
+                if s.api_keys.is_empty() {
+                    problem(
+                        format!("{prefix}.api_keys"),
+                        "at least one key is required".into(),
+                    );
+                }
+                for (i, key) in s.api_keys.iter().enumerate() {
+                    if key.expose_secret().trim().is_empty() {
+                        problem(
+                            format!("{prefix}.api_keys[{i}]"),
+                            "must not be empty".into(),
+                        );
+                    }
+                }
+                if s.job_kind.trim().is_empty() {
+                    problem(format!("{prefix}.job_kind"), "must not be empty".into());
+                }
+                if let Some(pointer) = &s.ordering_key {
+                    if !pointer.starts_with('/') {
+                        problem(
+                            format!("{prefix}.ordering_key"),
+                            "must be a JSON pointer starting with '/' (e.g. /ticket/id)".into(),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    problems
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+fn check_http_url(path: &str, url: &Url, problem: &mut impl FnMut(String, String)) {
+    if !matches!(url.scheme(), "http" | "https") {
+        problem(
+            path.to_owned(),
+            format!("must be an http or https URL, got scheme {}", url.scheme()),
+        );
+    }
+}

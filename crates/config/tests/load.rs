@@ -1,0 +1,203 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use config::{LogFormat, SourceConfig, TargetConfig, load, load_str};
+use secrecy::ExposeSecret;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+const GOOD: &str = r#"
+[server]
+listen = "127.0.0.1:9000"
+log_format = "pretty"
+request_timeout = "5s"
+
+[store]
+url = "sqlite://./x.db?mode=rwc"
+
+[targets.main]
+kind = "glpi"
+url = "https://glpi.example.test/apirest.php"
+app_token = "${GLPI_APP}"
+user_token = "${GLPI_USER}"
+
+[sources.web]
+kind = "events"
+target = "main"
+api_keys = ["${WEB_KEY}", "${WEB_KEY_OLD}"]
+ordering_key = "/ticket/id"
+"#;
+
+fn good_env() -> Vec<(String, String)> {
+    env(&[
+        ("GLPI_APP", "app-secret"),
+        ("GLPI_USER", "user-secret"),
+        ("WEB_KEY", "k1"),
+        ("WEB_KEY_OLD", "k0"),
+    ])
+}
+
+#[test]
+fn missing_file_means_embedded_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = load(&dir.path().join("absent.toml"), false, env(&[])).unwrap();
+    assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
+    assert!(config.store.url.starts_with("sqlite://./ticketbridge.db"));
+    assert!(config.targets.is_empty() && config.sources.is_empty());
+}
+
+#[test]
+fn missing_file_is_an_error_when_required() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = load(&dir.path().join("absent.toml"), true, env(&[])).unwrap_err();
+    assert!(err.to_string().contains("cannot read config file"), "{err}");
+}
+
+#[test]
+fn file_values_and_references_are_resolved() {
+    let config = load_str(GOOD, good_env()).unwrap();
+    assert_eq!(config.server.listen.port(), 9000);
+    assert_eq!(config.server.log_format, LogFormat::Pretty);
+    assert_eq!(config.server.request_timeout, Duration::from_secs(5));
+    let TargetConfig::Glpi(glpi) = &config.targets["main"] else {
+        panic!("glpi expected")
+    };
+    assert_eq!(
+        glpi.user_token.as_ref().unwrap().expose_secret(),
+        "user-secret"
+    );
+    let SourceConfig::Events(web) = &config.sources["web"];
+    let keys: Vec<&str> = web.api_keys.iter().map(|k| k.expose_secret()).collect();
+    assert_eq!(keys, ["k1", "k0"]);
+    assert_eq!(web.job_kind, "event.record");
+}
+
+#[test]
+fn env_overrides_any_key() {
+    let mut e = good_env();
+    e.extend(env(&[
+        ("TICKETBRIDGE_SERVER__LISTEN", "127.0.0.1:9100"),
+        ("TICKETBRIDGE_ENGINE__CONCURRENCY", "7"),
+        (
+            "TICKETBRIDGE_TARGETS__MAIN__URL",
+            "http://other.test/apirest.php",
+        ),
+        ("TICKETBRIDGE_CONFIG", "ignored.toml"),
+        ("TICKETBRIDGE_TEST_POSTGRES_URL", "postgres://ignored"),
+    ]));
+    let config = load_str(GOOD, e).unwrap();
+    assert_eq!(config.server.listen.port(), 9100);
+    assert_eq!(config.engine.concurrency, 7);
+    assert_eq!(config.targets["main"].url().host_str(), Some("other.test"));
+}
+
+#[test]
+fn unset_references_are_all_listed_with_their_field() {
+    let err = load_str(GOOD, env(&[("GLPI_APP", "a")])).unwrap_err();
+    let lines: Vec<String> = err.0.iter().map(ToString::to_string).collect();
+    assert!(
+        lines.contains(
+            &"targets.main.user_token: environment variable GLPI_USER is not set".to_owned()
+        ),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(
+            &"sources.web.api_keys[0]: environment variable WEB_KEY is not set".to_owned()
+        ),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(
+            &"sources.web.api_keys[1]: environment variable WEB_KEY_OLD is not set".to_owned()
+        ),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn check_reports_every_problem_at_once() {
+    let text = r#"
+bogus = 1
+[server]
+listen = "not an address"
+colour = "red"
+[engine]
+max_attempts = "many"
+concurrency = 0
+[targets.main]
+kind = "glpi"
+url = "not a url"
+user_token = "t"
+[targets.ops]
+kind = "itop"
+url = "ftp://itop.test/"
+token = "t"
+extra = true
+[targets.other]
+kind = "jira"
+[sources.web]
+kind = "events"
+target = "nowhere"
+api_keys = []
+ordering_key = "ticket"
+[sources.hooks]
+kind = "events"
+api_keys = ["k"]
+"#;
+    let err = load_str(text, env(&[])).unwrap_err();
+    let paths: Vec<&str> = err.0.iter().map(|p| p.path.as_str()).collect();
+    for expected in [
+        "bogus",
+        "server.listen",
+        "server.colour",
+        "engine.max_attempts",
+        "engine.concurrency",
+        "targets.main.url",
+        "targets.ops.url",
+        "targets.ops.extra",
+        "targets.other.kind",
+        "sources.web.target",
+        "sources.web.api_keys",
+        "sources.web.ordering_key",
+        "sources.hooks.target",
+    ] {
+        assert!(paths.contains(&expected), "missing {expected} in {err}");
+    }
+}
+
+#[test]
+fn invalid_toml_names_the_line() {
+    let err = load_str("[server\nlisten = 1", env(&[])).unwrap_err();
+    assert!(err.to_string().contains("line 1"), "{err}");
+}
+
+#[test]
+fn summary_never_shows_secrets() {
+    let config = load_str(
+        &GOOD.replace(
+            "sqlite://./x.db?mode=rwc",
+            "postgres://bridge:pgsecret@db.test/tb",
+        ),
+        good_env(),
+    )
+    .unwrap();
+    let summary = config.summary();
+    for secret in ["app-secret", "user-secret", "k1", "k0", "pgsecret"] {
+        assert!(!summary.contains(secret), "{secret} leaked: {summary}");
+    }
+    assert!(
+        summary.contains("source web: kind=events target=main api_keys=2"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("postgres://bridge:***@db.test/tb"),
+        "{summary}"
+    );
+}
