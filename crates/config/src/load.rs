@@ -381,10 +381,7 @@ fn extract<T: DeserializeOwned>(
         // fields; it is still returned so cross-field checks can run on it.
         let error = match value.deserialize::<T>() {
             Ok(parsed) => return Some(parsed),
-            Err(errors) => match errors.into_iter().next() {
-                Some(e) => e,
-                None => return None,
-            },
+            Err(errors) => errors.into_iter().next()?,
         };
         let mut path: Vec<String> = error.path.clone();
         let message = match &error.kind {

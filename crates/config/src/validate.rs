@@ -135,8 +135,10 @@ pub(crate) fn validate(config: &Config) -> Vec<Problem> {
                 if s.job_kind.trim().is_empty() {
                     problem(format!("{prefix}.job_kind"), "must not be empty".into());
                 }
-                if let Some(pointer) = &s.ordering_key {
-                    if !pointer.starts_with('/') {
+                if let Some(pointer) = &s.ordering_key
+                    && !pointer.starts_with('/')
+                {
+                    {
                         problem(
                             format!("{prefix}.ordering_key"),
                             "must be a JSON pointer starting with '/' (e.g. /ticket/id)".into(),
