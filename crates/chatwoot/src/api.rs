@@ -1,0 +1,13 @@
+//! REST API client (spec §4): messages, conversations, custom attributes,
+//! contacts. Every call has the configured timeout.
+
+mod client;
+mod error;
+mod types;
+
+pub use client::{ChatwootClient, ChatwootConfig};
+pub use error::ChatwootError;
+pub use types::{
+    ContactSearchPage, ContactUpdate, ConversationPage, ConversationQuery, NewMessage, SearchMeta,
+    StatusChange,
+};
