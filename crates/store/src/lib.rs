@@ -1,1 +1,97 @@
-//! store
+//! Persistence for ticketbridge: inbox, jobs, links, loop-prevention markers, audit,
+//! cursors and small durable state, with one API over SQLite (default) and PostgreSQL.
+//!
+//! [`Store::connect`] picks the backend from the URL and runs the embedded migrations.
+//! All timestamps are `i64` unix milliseconds. See `docs/store-and-engine.md`.
+
+/// Run the same code against whichever pool the store holds. The body is compiled
+/// once per backend, so it may only use SQL text both backends accept.
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.pool {
+            crate::Pool::Sqlite($pool) => $body,
+            crate::Pool::Postgres($pool) => $body,
+        }
+    };
+}
+
+#[macro_use]
+mod rows;
+mod connect;
+mod error;
+mod inbox;
+mod jobs;
+mod links;
+pub mod model;
+mod records;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use connect::{Backend, redact_url};
+pub use error::StoreError;
+pub use model::*;
+
+use sqlx::{PgPool, SqlitePool};
+use std::sync::Arc;
+
+/// Attempt limit used when a [`NewJob`] does not give one.
+pub const DEFAULT_MAX_ATTEMPTS: i32 = 10;
+
+/// Handle to the store. Cheap to clone (the pool is shared).
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+    /// The URL it was opened with, password redacted.
+    url: Arc<str>,
+}
+
+#[derive(Clone)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend())
+            .field("url", &self.url)
+            .finish()
+    }
+}
+
+impl Store {
+    /// Which database this store talks to.
+    pub fn backend(&self) -> Backend {
+        match self.pool {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// The URL it was opened with, with any password replaced by `***`.
+    pub fn redacted_url(&self) -> &str {
+        &self.url
+    }
+
+    /// Round trip to the database (readiness check).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query("SELECT 1").execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    /// Close the pool; later calls fail.
+    pub async fn close(&self) {
+        on_pool!(self, pool => pool.close().await)
+    }
+}
+
+/// Current time in unix milliseconds.
+pub fn now_ms() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,177 @@
+//! Opening a store from its URL.
+
+use crate::{Pool, Store, StoreError};
+use serde::Serialize;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The database behind a [`Store`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+const SQLITE_POOL_SIZE: u32 = 4;
+const POSTGRES_POOL_SIZE: u32 = 10;
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+enum Target {
+    SqliteMemory,
+    SqliteFile(String),
+    Postgres,
+}
+
+fn classify(url: &str) -> Result<Target, StoreError> {
+    let lower = url.to_ascii_lowercase();
+    if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+        return Ok(Target::Postgres);
+    }
+    let rest = if let Some(rest) = url.strip_prefix("sqlite://") {
+        rest
+    } else if let Some(rest) = url.strip_prefix("sqlite:") {
+        rest
+    } else if url.contains("://") {
+        return Err(StoreError::InvalidUrl {
+            url: redact_url(url),
+            reason: "expected sqlite://, sqlite:, postgres://, postgresql:// or a file path".into(),
+        });
+    } else {
+        url
+    };
+    let path = rest.split('?').next().unwrap_or_default();
+    if path == ":memory:" {
+        return Ok(Target::SqliteMemory);
+    }
+    if path.is_empty() {
+        return Err(StoreError::InvalidUrl {
+            url: redact_url(url),
+            reason: "no SQLite file path".into(),
+        });
+    }
+    Ok(Target::SqliteFile(path.to_string()))
+}
+
+/// The URL with any password replaced by `***`, safe for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            if parsed.set_password(Some("***")).is_ok() {
+                parsed.to_string()
+            } else {
+                "<unprintable store url>".into()
+            }
+        }
+        Ok(_) => url.to_string(),
+        // Not a URL (a plain path): there is no password to hide, unless it looks
+        // like a URL we failed to parse.
+        Err(_) if url.contains('@') => "<unprintable store url>".into(),
+        Err(_) => url.to_string(),
+    }
+}
+
+impl Store {
+    /// Open the store named by `url` and run the embedded migrations.
+    ///
+    /// Accepted: `sqlite://path`, `sqlite:path`, `sqlite::memory:`, a plain file path
+    /// (SQLite, created when missing), `postgres://…` and `postgresql://…`.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        let redacted = redact_url(url);
+        let connect_error = |source| StoreError::Connect {
+            url: redacted.clone(),
+            source,
+        };
+        let pool = match classify(url)? {
+            Target::Postgres => {
+                let options = PgConnectOptions::from_str(url).map_err(connect_error)?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(POSTGRES_POOL_SIZE)
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .connect_with(options)
+                    .await
+                    .map_err(connect_error)?;
+                sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+                Pool::Postgres(pool)
+            }
+            Target::SqliteMemory => {
+                // One connection that never closes: the database lives as long as it.
+                let options = SqliteConnectOptions::from_str("sqlite::memory:")
+                    .map_err(connect_error)?
+                    .shared_cache(true)
+                    .foreign_keys(true)
+                    .busy_timeout(BUSY_TIMEOUT);
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .min_connections(1)
+                    .idle_timeout(None)
+                    .max_lifetime(None)
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .connect_with(options)
+                    .await
+                    .map_err(connect_error)?;
+                sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+                Pool::Sqlite(pool)
+            }
+            Target::SqliteFile(path) => {
+                let options = SqliteConnectOptions::new()
+                    .filename(&path)
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(BUSY_TIMEOUT)
+                    .foreign_keys(true);
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(SQLITE_POOL_SIZE)
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .connect_with(options)
+                    .await
+                    .map_err(connect_error)?;
+                sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+                Pool::Sqlite(pool)
+            }
+        };
+        tracing::debug!(url = %redacted, "store opened");
+        Ok(Store {
+            pool,
+            url: Arc::from(redacted),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        let shown = redact_url("postgres://bridge:s3cret@db.example:5432/tb");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("bridge:***@db.example"), "{shown}");
+        assert_eq!(redact_url("sqlite://data/tb.db"), "sqlite://data/tb.db");
+        assert_eq!(redact_url("./tb.db"), "./tb.db");
+    }
+
+    #[test]
+    fn classifies_urls() {
+        assert!(matches!(classify("postgresql://x/y"), Ok(Target::Postgres)));
+        assert!(matches!(
+            classify("sqlite::memory:"),
+            Ok(Target::SqliteMemory)
+        ));
+        assert!(matches!(classify("sqlite://a/b.db"), Ok(Target::SqliteFile(p)) if p == "a/b.db"));
+        assert!(
+            matches!(classify("sqlite:b.db?mode=rwc"), Ok(Target::SqliteFile(p)) if p == "b.db")
+        );
+        assert!(
+            matches!(classify("/var/lib/tb.db"), Ok(Target::SqliteFile(p)) if p == "/var/lib/tb.db")
+        );
+        assert!(
+            matches!(classify("mysql://u:pw@h/db"), Err(StoreError::InvalidUrl { url, .. }) if !url.contains("pw"))
+        );
+    }
+}

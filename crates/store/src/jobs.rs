@@ -1,0 +1,437 @@
+//! The jobs table: enqueue (with debounce), ordered claiming with leases, fenced state
+//! changes, dead letters.
+
+use crate::model::{Job, JobFilter, JobStatus, NewJob};
+use crate::rows::{JobRow, convert_all, to_json_text};
+use crate::{DEFAULT_MAX_ATTEMPTS, Pool, Store, StoreError, now_ms};
+
+/// PostgreSQL advisory lock (one-bigint key space) held for the duration of a claim
+/// statement, so two claimers never evaluate the per-key ordering rule at once.
+const CLAIM_LOCK_KEY: i64 = 0x7462_6a6f_6273; // "tbjobs"
+/// PostgreSQL advisory lock namespace (two-int key space) for debounce keys.
+const UNIQUE_KEY_LOCK_NAMESPACE: i32 = 7301;
+
+/// The ordering rule, shared by `claim` and `outstanding`: `j` may run when no other
+/// job of its ordering key is running, and no earlier job of its key is pending and
+/// either waiting on a retry (attempts > 0) or due. `$now` is the placeholder for now.
+macro_rules! claimable_predicate {
+    ($now:literal) => {
+        concat!(
+            "j.status = 'pending' AND j.run_at <= ",
+            $now,
+            " AND NOT EXISTS ( \
+                SELECT 1 FROM jobs e \
+                WHERE e.ordering_key = j.ordering_key AND e.id <> j.id \
+                  AND (e.status = 'running' \
+                       OR (e.id < j.id AND e.status = 'pending' \
+                           AND (e.attempts > 0 OR e.run_at <= ",
+            $now,
+            "))))"
+        )
+    };
+}
+
+macro_rules! claim_sql {
+    ($lock:literal) => {
+        concat!(
+            "UPDATE jobs SET status = 'running', locked_by = $1, locked_until = $2, \
+             attempts = attempts + 1, updated_at = $3 \
+             WHERE id IN (SELECT j.id FROM jobs j WHERE j.queue = $4 AND ",
+            claimable_predicate!("$3"),
+            " ORDER BY j.id LIMIT $5 ",
+            $lock,
+            ") RETURNING ",
+            job_columns!()
+        )
+    };
+}
+
+const CLAIM_SQLITE: &str = claim_sql!("");
+const CLAIM_POSTGRES: &str = claim_sql!("FOR UPDATE OF j SKIP LOCKED");
+
+const OUTSTANDING_SQL: &str = concat!(
+    "SELECT COUNT(*) FROM jobs j WHERE j.status = 'running' OR (",
+    claimable_predicate!("$1"),
+    ")"
+);
+
+const INSERT_JOB: &str = "INSERT INTO jobs (queue, kind, ordering_key, payload, status, attempts, \
+     max_attempts, run_at, unique_key, inbox_id, created_at, updated_at) \
+     VALUES ($1, $2, $3, $4, 'pending', 0, $5, $6, $7, $8, $9, $9) RETURNING id";
+
+const DEBOUNCE_JOB: &str = "UPDATE jobs SET run_at = $1, payload = $2, updated_at = $3 \
+     WHERE id = (SELECT MAX(id) FROM jobs WHERE unique_key = $4 AND status = 'pending') \
+     RETURNING id";
+
+/// Fence shared by every state change of a claimed job: the row is still running
+/// under this worker's lease for this attempt.
+macro_rules! fenced {
+    ($set:literal) => {
+        concat!(
+            "UPDATE jobs SET ",
+            $set,
+            " WHERE id = $1 AND status = 'running' AND locked_by = $2 AND attempts = $3"
+        )
+    };
+}
+
+const EXTEND_LEASE: &str = fenced!("locked_until = $4, updated_at = $5");
+const COMPLETE: &str =
+    fenced!("status = 'succeeded', locked_until = NULL, finished_at = $4, updated_at = $4");
+const RETRY_LATER: &str = fenced!(
+    "status = 'pending', run_at = $4, last_error = $5, locked_by = NULL, locked_until = NULL, \
+     updated_at = $6"
+);
+const BURY: &str = fenced!(
+    "status = 'dead', last_error = $4, locked_until = NULL, finished_at = $5, updated_at = $5"
+);
+const RELEASE: &str = fenced!(
+    "status = 'pending', attempts = attempts - 1, locked_by = NULL, locked_until = NULL, \
+     updated_at = $4"
+);
+
+/// Insert one job (or debounce onto a pending job with the same unique key) inside
+/// the caller's transaction. Compiled once per backend.
+macro_rules! insert_job_fn {
+    ($name:ident, $conn:ty, $postgres:expr) => {
+        pub(crate) async fn $name(
+            conn: &mut $conn,
+            job: &NewJob,
+            inbox_id: Option<i64>,
+            now: i64,
+        ) -> Result<i64, StoreError> {
+            let payload = to_json_text("job payload", &job.payload)?;
+            let run_at = job.run_at.unwrap_or(now);
+            if let Some(key) = &job.unique_key {
+                if $postgres {
+                    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+                        .bind(UNIQUE_KEY_LOCK_NAMESPACE)
+                        .bind(key)
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                let updated: Option<i64> = sqlx::query_scalar(DEBOUNCE_JOB)
+                    .bind(run_at)
+                    .bind(&payload)
+                    .bind(now)
+                    .bind(key)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                if let Some(id) = updated {
+                    return Ok(id);
+                }
+            }
+            let id: i64 = sqlx::query_scalar(INSERT_JOB)
+                .bind(&job.queue)
+                .bind(&job.kind)
+                .bind(&job.ordering_key)
+                .bind(&payload)
+                .bind(job.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS))
+                .bind(run_at)
+                .bind(&job.unique_key)
+                .bind(inbox_id)
+                .bind(now)
+                .fetch_one(&mut *conn)
+                .await?;
+            Ok(id)
+        }
+    };
+}
+
+insert_job_fn!(insert_job_sqlite, sqlx::SqliteConnection, false);
+insert_job_fn!(insert_job_postgres, sqlx::PgConnection, true);
+
+impl Store {
+    /// Add a job. With a `unique_key`, a pending job with the same key is updated
+    /// (new `run_at` and `payload`) instead, and its id returned: a debounce.
+    pub async fn enqueue(&self, job: NewJob) -> Result<i64, StoreError> {
+        let now = now_ms();
+        let id = match &self.pool {
+            Pool::Sqlite(pool) => {
+                let mut tx = pool.begin().await?;
+                let id = insert_job_sqlite(&mut tx, &job, None, now).await?;
+                tx.commit().await?;
+                id
+            }
+            Pool::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                let id = insert_job_postgres(&mut tx, &job, None, now).await?;
+                tx.commit().await?;
+                id
+            }
+        };
+        Ok(id)
+    }
+
+    /// Take up to `limit` due jobs of `queue` for `worker`, oldest first, leasing
+    /// them for `lease_ms`. A job is skipped while another job of its ordering key
+    /// runs, or while an earlier job of its key is due or waiting on a retry. Each
+    /// claim counts one attempt.
+    pub async fn claim(
+        &self,
+        queue: &str,
+        worker: &str,
+        lease_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<Job>, StoreError> {
+        if limit <= 0 {
+            return Ok(Vec::new());
+        }
+        let now = now_ms();
+        let rows: Vec<JobRow> = match &self.pool {
+            Pool::Sqlite(pool) => {
+                // One statement: SQLite takes the write lock before reading, so the
+                // ordering check and the update see the same state.
+                sqlx::query_as(CLAIM_SQLITE)
+                    .bind(worker)
+                    .bind(now.saturating_add(lease_ms))
+                    .bind(now)
+                    .bind(queue)
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await?
+            }
+            Pool::Postgres(pool) => {
+                // Under READ COMMITTED two concurrent claims could both miss the other's
+                // uncommitted `running` row and start two jobs of one key. Claims are
+                // therefore serialised by a transaction advisory lock; the claim
+                // statement's snapshot is taken after the lock, so it sees every
+                // earlier claim. The lock is held for this one statement only.
+                let mut tx = pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(CLAIM_LOCK_KEY)
+                    .execute(&mut *tx)
+                    .await?;
+                let rows = sqlx::query_as(CLAIM_POSTGRES)
+                    .bind(worker)
+                    .bind(now.saturating_add(lease_ms))
+                    .bind(now)
+                    .bind(queue)
+                    .bind(limit)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                rows
+            }
+        };
+        let mut jobs: Vec<Job> = convert_all(rows)?;
+        jobs.sort_by_key(|job| job.id);
+        Ok(jobs)
+    }
+
+    /// Push the lease of a claimed job `lease_ms` into the future. False when the
+    /// lease was lost (reclaimed, or the job already finished).
+    pub async fn extend_lease(&self, job: &Job, lease_ms: i64) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let done = on_pool!(self, pool => self.fenced(EXTEND_LEASE, job)
+            .bind(now.saturating_add(lease_ms))
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected());
+        Ok(done == 1)
+    }
+
+    /// Mark a claimed job succeeded. False when this worker no longer holds it.
+    pub async fn complete(&self, job: &Job) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let done = on_pool!(self, pool => self.fenced(COMPLETE, job)
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected());
+        Ok(done == 1)
+    }
+
+    /// Put a claimed job back to pending, to run at `run_at`, recording `error`.
+    /// The attempt stays counted, and the job keeps blocking later jobs of its key.
+    pub async fn retry_later(
+        &self,
+        job: &Job,
+        run_at: i64,
+        error: &str,
+    ) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let done = on_pool!(self, pool => self.fenced(RETRY_LATER, job)
+            .bind(run_at)
+            .bind(error)
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected());
+        Ok(done == 1)
+    }
+
+    /// Make a claimed job a dead letter with `error` as its last error.
+    pub async fn bury(&self, job: &Job, error: &str) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let done = on_pool!(self, pool => self.fenced(BURY, job)
+            .bind(error)
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected());
+        Ok(done == 1)
+    }
+
+    /// Give a claimed job back untouched (graceful shutdown): pending again, the
+    /// attempt not counted.
+    pub async fn release(&self, job: &Job) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let done = on_pool!(self, pool => self.fenced(RELEASE, job)
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected());
+        Ok(done == 1)
+    }
+
+    /// Running jobs whose lease has passed go back to pending (their worker died).
+    /// The attempt stays counted. Returns how many were reclaimed.
+    pub async fn reclaim_expired(&self) -> Result<u64, StoreError> {
+        let now = now_ms();
+        let done = on_pool!(self, pool => sqlx::query(
+            "UPDATE jobs SET status = 'pending', \
+             last_error = 'lease expired: worker ' || COALESCE(locked_by, '?') || ' lost the job', \
+             locked_by = NULL, locked_until = NULL, updated_at = $1 \
+             WHERE status = 'running' AND locked_until < $1",
+        )
+        .bind(now)
+        .execute(pool)
+        .await?
+        .rows_affected());
+        if done > 0 {
+            tracing::warn!(count = done, "reclaimed jobs whose lease expired");
+        }
+        Ok(done)
+    }
+
+    /// One job by id.
+    pub async fn job(&self, id: i64) -> Result<Option<Job>, StoreError> {
+        let row: Option<JobRow> = on_pool!(self, pool => sqlx::query_as(
+            concat!("SELECT ", job_columns!(), " FROM jobs WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(pool)
+            .await?);
+        row.map(Job::try_from).transpose()
+    }
+
+    /// Jobs matching `filter`, newest first.
+    pub async fn jobs(&self, filter: &JobFilter) -> Result<Vec<Job>, StoreError> {
+        let status = filter.status.map(JobStatus::as_str);
+        let rows: Vec<JobRow> = on_pool!(self, pool => sqlx::query_as(concat!(
+            "SELECT ", job_columns!(), " FROM jobs \
+             WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR kind = $2) \
+               AND ($3 IS NULL OR queue = $3) AND ($4 IS NULL OR ordering_key = $4) \
+             ORDER BY id DESC LIMIT $5"))
+            .bind(status)
+            .bind(filter.kind.as_deref())
+            .bind(filter.queue.as_deref())
+            .bind(filter.ordering_key.as_deref())
+            .bind(filter.limit.unwrap_or(100))
+            .fetch_all(pool)
+            .await?);
+        convert_all(rows)
+    }
+
+    /// Number of jobs in each status (every status listed, zero included).
+    pub async fn job_counts(&self) -> Result<Vec<(JobStatus, i64)>, StoreError> {
+        let rows: Vec<(String, i64)> = on_pool!(self, pool => sqlx::query_as(
+            "SELECT status, COUNT(*) FROM jobs GROUP BY status")
+            .fetch_all(pool)
+            .await?);
+        let mut counts: Vec<(JobStatus, i64)> = JobStatus::ALL.iter().map(|s| (*s, 0)).collect();
+        for (status, count) in rows {
+            let status: JobStatus = status
+                .parse()
+                .map_err(|e| StoreError::decode("job status", e))?;
+            if let Some(slot) = counts.iter_mut().find(|(s, _)| *s == status) {
+                slot.1 = count;
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Dead letters back to pending with attempts reset, due now: the one with `id`,
+    /// or all when `None`. Returns how many were revived.
+    pub async fn revive_dead(&self, id: Option<i64>) -> Result<u64, StoreError> {
+        let now = now_ms();
+        let done = on_pool!(self, pool => sqlx::query(
+            "UPDATE jobs SET status = 'pending', attempts = 0, run_at = $1, locked_by = NULL, \
+             locked_until = NULL, finished_at = NULL, updated_at = $1 \
+             WHERE status = 'dead' AND ($2 IS NULL OR id = $2)")
+            .bind(now)
+            .bind(id)
+            .execute(pool)
+            .await?
+            .rows_affected());
+        Ok(done)
+    }
+
+    /// Delete all dead letters. Returns how many were deleted.
+    pub async fn purge_dead(&self) -> Result<u64, StoreError> {
+        let done = on_pool!(self, pool => sqlx::query("DELETE FROM jobs WHERE status = 'dead'")
+            .execute(pool)
+            .await?
+            .rows_affected());
+        Ok(done)
+    }
+
+    /// Delete succeeded jobs that finished before `before` (unix ms): retention.
+    pub async fn purge_succeeded(&self, before: i64) -> Result<u64, StoreError> {
+        let done = on_pool!(self, pool => sqlx::query(
+            "DELETE FROM jobs WHERE status = 'succeeded' AND finished_at < $1")
+            .bind(before)
+            .execute(pool)
+            .await?
+            .rows_affected());
+        Ok(done)
+    }
+
+    /// Earliest `run_at` of a pending job of `queue` (may be in the past when that
+    /// job is held back by its ordering key).
+    pub async fn next_run_at(&self, queue: &str) -> Result<Option<i64>, StoreError> {
+        let next: Option<i64> = on_pool!(self, pool => sqlx::query_scalar(
+            "SELECT MIN(run_at) FROM jobs WHERE queue = $1 AND status = 'pending'")
+            .bind(queue)
+            .fetch_one(pool)
+            .await?);
+        Ok(next)
+    }
+
+    /// Queues that have pending or running jobs.
+    pub async fn queues_with_work(&self) -> Result<Vec<String>, StoreError> {
+        let queues: Vec<String> = on_pool!(self, pool => sqlx::query_scalar(
+            "SELECT DISTINCT queue FROM jobs WHERE status IN ('pending', 'running') ORDER BY queue")
+            .fetch_all(pool)
+            .await?);
+        Ok(queues)
+    }
+
+    /// Jobs running now plus jobs a claim could take now. Zero means idle: nothing
+    /// left to do until a scheduled or backed-off job falls due.
+    pub async fn outstanding(&self) -> Result<i64, StoreError> {
+        let now = now_ms();
+        let count: i64 = on_pool!(self, pool => sqlx::query_scalar(OUTSTANDING_SQL)
+            .bind(now)
+            .fetch_one(pool)
+            .await?);
+        Ok(count)
+    }
+
+    fn fenced<'q, DB: sqlx::Database>(
+        &self,
+        sql: &'q str,
+        job: &'q Job,
+    ) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
+    where
+        i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+        i32: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+        Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    {
+        sqlx::query(sql)
+            .bind(job.id)
+            .bind(job.locked_by.as_deref())
+            .bind(job.attempts)
+    }
+}

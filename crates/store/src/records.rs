@@ -1,0 +1,162 @@
+//! Small tables: own-write markers (loop prevention), audit, poll cursors and
+//! namespaced key/value state.
+
+use crate::model::{AuditEntry, NewAudit};
+use crate::rows::{AuditRow, convert_all, parse_json, to_json_text};
+use crate::{Store, StoreError, now_ms};
+use serde_json::Value;
+
+impl Store {
+    /// Remember that the bridge itself wrote `fingerprint` (content hash, author…)
+    /// to `object_key` in `system`, so the echo of that write can be recognised.
+    pub async fn remember_write(
+        &self,
+        system: &str,
+        object_key: &str,
+        fingerprint: &str,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => sqlx::query(
+            "INSERT INTO own_writes (system, object_key, fingerprint, created_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (system, object_key, fingerprint) DO NOTHING")
+            .bind(system)
+            .bind(object_key)
+            .bind(fingerprint)
+            .bind(now_ms())
+            .execute(pool)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
+
+    /// Whether this exact write was made by the bridge.
+    pub async fn is_own_write(
+        &self,
+        system: &str,
+        object_key: &str,
+        fingerprint: &str,
+    ) -> Result<bool, StoreError> {
+        let found: Option<i64> = on_pool!(self, pool => sqlx::query_scalar(
+            "SELECT 1 FROM own_writes WHERE system = $1 AND object_key = $2 AND fingerprint = $3")
+            .bind(system)
+            .bind(object_key)
+            .bind(fingerprint)
+            .fetch_optional(pool)
+            .await?);
+        Ok(found.is_some())
+    }
+
+    /// Forget own-write markers recorded before `before` (unix ms). Returns how many.
+    pub async fn forget_writes_before(&self, before: i64) -> Result<u64, StoreError> {
+        let done = on_pool!(self, pool => sqlx::query("DELETE FROM own_writes WHERE created_at < $1")
+            .bind(before)
+            .execute(pool)
+            .await?
+            .rows_affected());
+        Ok(done)
+    }
+
+    /// Append an audit line.
+    pub async fn audit(&self, entry: &NewAudit) -> Result<(), StoreError> {
+        let detail = to_json_text("audit detail", &entry.detail)?;
+        on_pool!(self, pool => sqlx::query(
+            "INSERT INTO audit (job_id, system, action, object_key, detail, at) \
+             VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(entry.job_id)
+            .bind(&entry.system)
+            .bind(&entry.action)
+            .bind(&entry.object_key)
+            .bind(&detail)
+            .bind(now_ms())
+            .execute(pool)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
+
+    /// The latest `limit` audit lines, newest first.
+    pub async fn audit_entries(&self, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows: Vec<AuditRow> = on_pool!(self, pool => sqlx::query_as(concat!(
+            "SELECT ", audit_columns!(), " FROM audit ORDER BY id DESC LIMIT $1"))
+            .bind(limit)
+            .fetch_all(pool)
+            .await?);
+        convert_all(rows)
+    }
+
+    /// A poll position by name.
+    pub async fn cursor(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let value: Option<String> = on_pool!(self, pool => sqlx::query_scalar(
+            "SELECT value FROM cursors WHERE name = $1")
+            .bind(name)
+            .fetch_optional(pool)
+            .await?);
+        Ok(value)
+    }
+
+    /// Set a poll position.
+    pub async fn set_cursor(&self, name: &str, value: &str) -> Result<(), StoreError> {
+        on_pool!(self, pool => sqlx::query(
+            "INSERT INTO cursors (name, value, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at")
+            .bind(name)
+            .bind(value)
+            .bind(now_ms())
+            .execute(pool)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
+
+    /// A value of namespaced durable state.
+    pub async fn kv_get(&self, ns: &str, key: &str) -> Result<Option<Value>, StoreError> {
+        let text: Option<String> = on_pool!(self, pool => sqlx::query_scalar(
+            "SELECT value FROM kv WHERE namespace = $1 AND key = $2")
+            .bind(ns)
+            .bind(key)
+            .fetch_optional(pool)
+            .await?);
+        text.as_deref()
+            .map(|t| parse_json("kv value", t))
+            .transpose()
+    }
+
+    /// Set a value of namespaced durable state.
+    pub async fn kv_put(&self, ns: &str, key: &str, value: &Value) -> Result<(), StoreError> {
+        let text = to_json_text("kv value", value)?;
+        on_pool!(self, pool => sqlx::query(
+            "INSERT INTO kv (namespace, key, value, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, \
+             updated_at = excluded.updated_at")
+            .bind(ns)
+            .bind(key)
+            .bind(&text)
+            .bind(now_ms())
+            .execute(pool)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
+
+    /// Remove a value of namespaced durable state.
+    pub async fn kv_delete(&self, ns: &str, key: &str) -> Result<(), StoreError> {
+        on_pool!(self, pool => sqlx::query("DELETE FROM kv WHERE namespace = $1 AND key = $2")
+            .bind(ns)
+            .bind(key)
+            .execute(pool)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
+
+    /// All keys and values of a namespace, by key.
+    pub async fn kv_list(&self, ns: &str) -> Result<Vec<(String, Value)>, StoreError> {
+        let rows: Vec<(String, String)> = on_pool!(self, pool => sqlx::query_as(
+            "SELECT key, value FROM kv WHERE namespace = $1 ORDER BY key")
+            .bind(ns)
+            .fetch_all(pool)
+            .await?);
+        rows.into_iter()
+            .map(|(key, text)| Ok((key, parse_json("kv value", &text)?)))
+            .collect()
+    }
+}
