@@ -1,0 +1,378 @@
+//! The HTTP side: `webservices/rest.php`, authentication, protocol errors in
+//! iTop's order (auth, version, json_data, JSON, version support, operation),
+//! fault injection and webhook delivery.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use parking_lot::Mutex;
+use serde_json::{Map, Value};
+
+use crate::config::{Fault, ItopSimConfig, SimUser};
+use crate::ops::{self, Change};
+use crate::pj::Pj;
+use crate::store::{Db, OpError};
+use crate::values::Actor;
+use crate::webhook::{self, Outgoing, WebhookDelivery};
+
+pub const VERSIONS: &[&str] = &["1.0", "1.1", "1.2", "1.3", "1.4"];
+
+#[derive(Default)]
+pub struct Faults {
+    pub latency: Duration,
+    pub queue: VecDeque<Fault>,
+    pub down: bool,
+}
+
+pub struct Shared {
+    pub db: Mutex<Db>,
+    pub config: ItopSimConfig,
+    pub faults: Mutex<Faults>,
+    pub counters: Mutex<BTreeMap<String, u64>>,
+    pub deliveries: Mutex<Vec<WebhookDelivery>>,
+    pub http: reqwest::Client,
+}
+
+impl Shared {
+    fn count(&self, name: &str) {
+        *self.counters.lock().entry(name.to_string()).or_insert(0) += 1;
+    }
+
+    pub fn actor_for(&self, user: &SimUser) -> Actor {
+        let db = self.db.lock();
+        let display = db
+            .get("Person", user.contact_id)
+            .map(|p| db.friendly_name(p))
+            .unwrap_or_else(|| user.login.clone());
+        Actor {
+            login: user.login.clone(),
+            user_id: user.user_id,
+            contact_id: user.contact_id,
+            display,
+            admin: user.admin,
+        }
+    }
+
+    /// Runs one operation (json_data already decoded) as `actor`; returns the
+    /// response body and the webhooks it caused.
+    pub fn execute(
+        &self,
+        actor: &Actor,
+        version: &str,
+        request: &Map<String, Value>,
+    ) -> (Pj, Vec<Outgoing>) {
+        let mut outbox = Vec::new();
+        let op = match request.get("operation") {
+            Some(Value::String(s)) => s.clone(),
+            _ => {
+                return (
+                    error_body(&OpError::internal("Missing parameter 'operation'")),
+                    outbox,
+                );
+            }
+        };
+        self.count(&op);
+        let sinks = &self.config.webhooks;
+        let mut notify = |db: &Db, change: &Change| {
+            outbox.extend(webhook::payloads(db, sinks, change, &actor.login))
+        };
+        let result = match op.as_str() {
+            "list_operations" => Ok(list_operations(version)),
+            "core/check_credentials" => ops::check_credentials(request, &|u, p| {
+                self.config
+                    .users
+                    .iter()
+                    .any(|x| x.login == u && x.password == p)
+            }),
+            "core/get" => ops::get(&self.db.lock(), request),
+            "core/create" => ops::create(&mut self.db.lock(), actor, request, &mut notify),
+            "core/update" => ops::update(&mut self.db.lock(), actor, request, &mut notify),
+            "core/apply_stimulus" => {
+                ops::apply_stimulus(&mut self.db.lock(), actor, request, &mut notify)
+            }
+            "core/delete" => ops::delete(&mut self.db.lock(), request, &mut notify),
+            "core/get_related" => Ok(Pj::obj(vec![
+                ("code", Pj::Int(0)),
+                ("message", Pj::s("Nothing found")),
+                ("objects", Pj::Null),
+                ("relations", Pj::Null),
+            ])),
+            other => Err(OpError {
+                code: 11,
+                message: format!("Error: Unknown verb '{other}' in version '{version}'"),
+                objects_null: false,
+            }),
+        };
+        match result {
+            Ok(body) => (body, outbox),
+            Err(e) => (error_body(&e), Vec::new()),
+        }
+    }
+
+    pub async fn send_webhooks(self: &Arc<Self>, hooks: Vec<Outgoing>) {
+        if hooks.is_empty() {
+            return;
+        }
+        let shared = Arc::clone(self);
+        let task = async move {
+            for hook in hooks {
+                let outcome =
+                    webhook::deliver(&shared.http, &hook, shared.config.webhook_timeout).await;
+                shared.deliveries.lock().push(outcome);
+            }
+        };
+        if self.config.synchronous_webhooks {
+            task.await;
+        } else {
+            tokio::spawn(task);
+        }
+    }
+}
+
+fn list_operations(version: &str) -> Pj {
+    let ops = [
+        ("core/create", "Create an object"),
+        ("core/update", "Update an object"),
+        (
+            "core/apply_stimulus",
+            "Apply a stimulus to change the state of an object",
+        ),
+        ("core/get", "Search for objects"),
+        ("core/delete", "Delete objects"),
+        (
+            "core/get_related",
+            "Get related objects through the specified relation",
+        ),
+        ("core/check_credentials", "Check user credentials"),
+    ];
+    Pj::obj(vec![
+        ("code", Pj::Int(0)),
+        ("message", Pj::s(format!("Operations: {}", ops.len()))),
+        ("version", Pj::s(version)),
+        (
+            "operations",
+            Pj::Arr(
+                ops.iter()
+                    .map(|(v, d)| {
+                        Pj::obj(vec![
+                            ("verb", Pj::s(*v)),
+                            ("description", Pj::s(*d)),
+                            ("extension", Pj::s("CoreServices")),
+                        ])
+                    })
+                    .collect(),
+            ),
+        ),
+    ])
+}
+
+pub fn error_body(e: &OpError) -> Pj {
+    let mut members = vec![
+        ("code", Pj::Int(e.code)),
+        ("message", Pj::s(e.message.clone())),
+    ];
+    if e.objects_null {
+        members.push(("objects", Pj::Null));
+    }
+    Pj::obj(members)
+}
+
+fn json_response(body: &Pj) -> Response {
+    let mut resp = Response::new(Body::from(body.encode()));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store, no-cache, must-revalidate"),
+    );
+    resp
+}
+
+fn dropped_connection() -> Response {
+    let stream = futures::stream::once(async {
+        Err::<Bytes, std::io::Error>(std::io::Error::other(
+            "connection dropped by fault injection",
+        ))
+    });
+    let mut resp = Response::new(Body::from_stream(stream));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn authenticate(
+    shared: &Shared,
+    headers: &HeaderMap,
+    form: &[(String, String)],
+    query: &[(String, String)],
+) -> Result<SimUser, Pj> {
+    let invalid = || {
+        error_body(&OpError {
+            code: 1,
+            message: "Error: Invalid login".into(),
+            objects_null: false,
+        })
+    };
+    let users = &shared.config.users;
+    let user = if let Some(auth) = headers.get(header::AUTHORIZATION) {
+        let text = auth.to_str().unwrap_or("");
+        let decoded = text
+            .strip_prefix("Basic ")
+            .and_then(|b| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(b.trim())
+                    .ok()
+            })
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(invalid)?;
+        let (login, password) = decoded.split_once(':').ok_or_else(invalid)?;
+        users
+            .iter()
+            .find(|u| u.login == login && u.password == password)
+    } else if let Some((_, login)) = form.iter().find(|(k, _)| k == "auth_user") {
+        let password = form
+            .iter()
+            .find(|(k, _)| k == "auth_pwd")
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("");
+        users
+            .iter()
+            .find(|u| &u.login == login && u.password == password)
+    } else {
+        let token = headers
+            .get("auth-token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .or_else(|| {
+                form.iter()
+                    .chain(query)
+                    .find(|(k, _)| k == "auth_token")
+                    .map(|(_, v)| v.clone())
+            });
+        token
+            .and_then(|t| shared.config.tokens.iter().find(|(tok, _)| *tok == t))
+            .and_then(|(_, login)| users.iter().find(|u| &u.login == login))
+    };
+    let user = user.ok_or_else(invalid)?;
+    if !user.rest {
+        return Err(error_body(&OpError {
+            code: 1,
+            message: "Error: This user is not authorized to use the web services. (The profile REST Services User is required to access the REST web services)".into(),
+            objects_null: false,
+        }));
+    }
+    Ok(user.clone())
+}
+
+pub async fn rest(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
+    shared.count("requests");
+    let (latency, fault, down) = {
+        let mut f = shared.faults.lock();
+        (f.latency, f.queue.pop_front(), f.down)
+    };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    match fault {
+        Some(Fault::HttpStatus(code)) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return (
+                status,
+                "<html><body><h1>Internal Server Error</h1></body></html>",
+            )
+                .into_response();
+        }
+        Some(Fault::DropConnection) => return dropped_connection(),
+        Some(Fault::Latency(d)) => tokio::time::sleep(d).await,
+        Some(Fault::ResultCode { code, message }) => {
+            return json_response(&error_body(&OpError {
+                code,
+                message,
+                objects_null: false,
+            }));
+        }
+        None => {}
+    }
+    if down {
+        return (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable").into_response();
+    }
+    let query: Vec<(String, String)> = query
+        .as_deref()
+        .map(|q| serde_urlencoded::from_str(q).unwrap_or_default())
+        .unwrap_or_default();
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
+    let form: Vec<(String, String)> = if is_form {
+        serde_urlencoded::from_bytes(&body).unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let param = |name: &str| {
+        form.iter()
+            .chain(query.iter())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+
+    let user = match authenticate(&shared, &headers, &form, &query) {
+        Ok(u) => u,
+        Err(body) => return json_response(&body),
+    };
+    let Some(version) = param("version") else {
+        return json_response(&error_body(&OpError {
+            code: 2,
+            message: "Error: Missing parameter 'version' (e.g. '1.0')".into(),
+            objects_null: false,
+        }));
+    };
+    let Some(json_data) = param("json_data") else {
+        return json_response(&error_body(&OpError {
+            code: 3,
+            message: "Error: Missing parameter 'json_data'".into(),
+            objects_null: false,
+        }));
+    };
+    let request = match serde_json::from_str::<Value>(&json_data) {
+        Ok(Value::Object(m)) => m,
+        _ => {
+            return json_response(&error_body(&OpError {
+                code: 4,
+                message: "Error: Parameter json_data is not a valid JSON structure".into(),
+                objects_null: false,
+            }));
+        }
+    };
+    if !VERSIONS.contains(&version.as_str()) {
+        return json_response(&error_body(&OpError {
+            code: 10,
+            message: format!("Error: There is no service available for version '{version}'"),
+            objects_null: false,
+        }));
+    }
+    let actor = shared.actor_for(&user);
+    let (body, hooks) = shared.execute(&actor, &version, &request);
+    shared.send_webhooks(hooks).await;
+    json_response(&body)
+}
