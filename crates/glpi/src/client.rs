@@ -35,7 +35,7 @@ struct Inner {
     root: url::Url,
     app_token: Option<SecretString>,
     auth: Auth,
-    default_entity: Option<u64>,
+    default_entity: Option<i64>,
     text_encoding: TextEncoding,
     /// 0 = not decided yet, 1 = encoded (decode on read), 2 = raw.
     detected_encoding: AtomicU8,
@@ -54,8 +54,8 @@ struct SessionState {
 /// Entity/profile choices re-applied after every re-login.
 #[derive(Clone, Copy, Default)]
 struct ActiveScope {
-    profile: Option<u64>,
-    entities: Option<(Option<u64>, bool)>,
+    profile: Option<i64>,
+    entities: Option<(Option<i64>, bool)>,
 }
 
 /// A request, kept as data so it can be replayed after a re-login.
@@ -169,7 +169,7 @@ impl GlpiClient {
     }
 
     /// The entity used for created items when the caller gives none.
-    pub fn default_entity(&self) -> Option<u64> {
+    pub fn default_entity(&self) -> Option<i64> {
         self.inner.default_entity
     }
 
@@ -212,7 +212,7 @@ impl GlpiClient {
     /// answer (entity unknown or not allowed) is an error. Re-applied after a re-login.
     pub async fn change_active_entities(
         &self,
-        entity_id: Option<u64>,
+        entity_id: Option<i64>,
         recursive: bool,
     ) -> Result<(), GlpiError> {
         let reply = self.call(entities_call(entity_id, recursive)).await?;
@@ -222,7 +222,7 @@ impl GlpiClient {
     }
 
     /// `changeActiveProfile`. Re-applied after a re-login.
-    pub async fn change_active_profile(&self, profile_id: u64) -> Result<(), GlpiError> {
+    pub async fn change_active_profile(&self, profile_id: i64) -> Result<(), GlpiError> {
         let reply = self.call(profile_call(profile_id)).await?;
         expect_true(&reply, "profile")?;
         self.inner.session.lock().await.scope.profile = Some(profile_id);
@@ -418,7 +418,7 @@ fn sensitive(value: &str) -> Result<HeaderValue, GlpiError> {
     Ok(v)
 }
 
-fn entities_call(entity_id: Option<u64>, recursive: bool) -> Call {
+fn entities_call(entity_id: Option<i64>, recursive: bool) -> Call {
     let mut body = serde_json::Map::new();
     if let Some(id) = entity_id {
         body.insert("entities_id".into(), json!(id));
@@ -427,7 +427,7 @@ fn entities_call(entity_id: Option<u64>, recursive: bool) -> Call {
     Call::new(Method::POST, "changeActiveEntities").json(Value::Object(body))
 }
 
-fn profile_call(profile_id: u64) -> Call {
+fn profile_call(profile_id: i64) -> Call {
     Call::new(Method::POST, "changeActiveProfile").json(json!({"profiles_id": profile_id}))
 }
 

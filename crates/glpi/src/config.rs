@@ -60,7 +60,7 @@ pub struct GlpiConfig {
     /// Accept any TLS certificate. Only for lab instances.
     pub accept_invalid_certs: bool,
     /// Entity used for tickets, users and contacts created without an explicit entity.
-    pub default_entity: Option<u64>,
+    pub default_entity: Option<i64>,
     /// How text fields are decoded.
     pub text_encoding: TextEncoding,
 }
@@ -89,7 +89,7 @@ impl GlpiConfig {
     }
 
     /// Set the default entity for created items.
-    pub fn with_default_entity(mut self, entity_id: u64) -> Self {
+    pub fn with_default_entity(mut self, entity_id: i64) -> Self {
         self.default_entity = Some(entity_id);
         self
     }

@@ -14,6 +14,10 @@ pub enum GlpiError {
     #[error("invalid GLPI client configuration: {0}")]
     Config(String),
 
+    /// The caller passed something that cannot be sent (bad itemtype name, empty value...).
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+
     /// The request did not complete within the configured timeout.
     #[error("GLPI request timed out")]
     Timeout,

@@ -14,19 +14,14 @@ pub fn int_from_value(v: &Value) -> Option<i64> {
     }
 }
 
-pub fn u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    let v = Value::deserialize(d)?;
-    Ok(int_from_value(&v).and_then(|i| u64::try_from(i).ok()).unwrap_or(0))
-}
-
 pub fn i64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
     let v = Value::deserialize(d)?;
     Ok(int_from_value(&v).unwrap_or(0))
 }
 
-pub fn opt_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+pub fn opt_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
     let v = Value::deserialize(d)?;
-    Ok(int_from_value(&v).and_then(|i| u64::try_from(i).ok()))
+    Ok(int_from_value(&v))
 }
 
 pub fn bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
@@ -65,8 +60,8 @@ mod tests {
 
     #[derive(Deserialize)]
     struct Row {
-        #[serde(deserialize_with = "u64")]
-        id: u64,
+        #[serde(deserialize_with = "i64")]
+        id: i64,
         #[serde(deserialize_with = "bool")]
         flag: bool,
         #[serde(deserialize_with = "opt_string", default)]

@@ -13,3 +13,21 @@ pub use client::GlpiClient;
 pub use config::{Auth, GlpiConfig, TextEncoding};
 pub use error::GlpiError;
 pub use text::{decode_text, digits_only, same_phone};
+mod items;
+mod search;
+
+pub use search::{Criterion, Link, Order, SearchPage, SearchQuery, SearchRow, SearchType};
+mod ticket;
+
+pub use ticket::{
+    Actor, ActorRole, NewTicket, Ticket, TicketStatus, TicketSummary, TicketType, TicketUpdate,
+    TicketUser, ticket_field,
+};
+mod timeline;
+
+pub use timeline::{Followup, NewFollowup, NewSolution, NewTask, Solution, Task};
+mod people;
+
+pub use people::{
+    Contact, ContactHit, NewContact, NewUser, User, UserEmail, UserHit, contact_field, user_field,
+};

@@ -1,0 +1,487 @@
+//! Tickets (spec §8): create with actors, read back, update, status, searches.
+
+use reqwest::Method;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::client::{Call, GlpiClient};
+use crate::error::GlpiError;
+use crate::items::created_id;
+use crate::lenient;
+use crate::search::{Order, SearchQuery, SearchRow, SearchType};
+
+/// Ticket status codes (spec §8.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TicketStatus {
+    New = 1,
+    Assigned = 2,
+    Planned = 3,
+    Waiting = 4,
+    Solved = 5,
+    Closed = 6,
+}
+
+impl TicketStatus {
+    pub fn code(self) -> i64 {
+        self as i64
+    }
+    pub fn from_code(code: i64) -> Option<TicketStatus> {
+        Some(match code {
+            1 => TicketStatus::New,
+            2 => TicketStatus::Assigned,
+            3 => TicketStatus::Planned,
+            4 => TicketStatus::Waiting,
+            5 => TicketStatus::Solved,
+            6 => TicketStatus::Closed,
+            _ => return None,
+        })
+    }
+}
+
+/// Incident (1) or request (2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TicketType {
+    Incident = 1,
+    Request = 2,
+}
+
+/// A ticket actor on create: a GLPI user, or just an email address (no GLPI user).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    /// GLPI user id; 0 for an email-only actor.
+    pub user_id: i64,
+    /// Alternative email (the only address for an email-only actor).
+    pub email: Option<String>,
+    /// Whether GLPI notifies this actor.
+    pub notify: bool,
+}
+
+impl Actor {
+    /// An existing GLPI user, notified at their default address.
+    pub fn user(user_id: i64) -> Actor {
+        Actor {
+            user_id,
+            email: None,
+            notify: true,
+        }
+    }
+    /// Someone with no GLPI account: `_users_id_* = 0` + alternative email (spec §8.4).
+    pub fn email(address: impl Into<String>) -> Actor {
+        Actor {
+            user_id: 0,
+            email: Some(address.into()),
+            notify: true,
+        }
+    }
+}
+
+/// Role of an actor on a ticket (`Ticket_User.type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActorRole {
+    Requester = 1,
+    Assignee = 2,
+    Observer = 3,
+}
+
+impl ActorRole {
+    fn key(self) -> &'static str {
+        match self {
+            ActorRole::Requester => "requester",
+            ActorRole::Assignee => "assign",
+            ActorRole::Observer => "observer",
+        }
+    }
+}
+
+/// A ticket to create. Text is sent raw (GLPI encodes it itself).
+#[derive(Debug, Clone, Default)]
+pub struct NewTicket {
+    pub name: String,
+    /// HTML or plain text.
+    pub content: String,
+    /// None = the client's `default_entity`, else GLPI's active entity.
+    pub entity_id: Option<i64>,
+    pub ticket_type: Option<TicketType>,
+    /// 1..5.
+    pub urgency: Option<u8>,
+    pub impact: Option<u8>,
+    /// Only kept by GLPI if the user has CHANGEPRIORITY.
+    pub priority: Option<u8>,
+    pub category_id: Option<i64>,
+    pub request_type_id: Option<i64>,
+    pub requesters: Vec<Actor>,
+    pub observers: Vec<Actor>,
+    pub assignees: Vec<Actor>,
+    pub assigned_groups: Vec<i64>,
+    /// Any other input key (`_disablenotif`, `locations_id`, ...).
+    pub extra: Map<String, Value>,
+}
+
+/// A ticket as GLPI stores it (text decoded).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Ticket {
+    #[serde(deserialize_with = "lenient::i64")]
+    pub id: i64,
+    #[serde(default, deserialize_with = "lenient::i64")]
+    pub entities_id: i64,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub name: String,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub content: String,
+    #[serde(default, deserialize_with = "lenient::i64")]
+    pub status: i64,
+    #[serde(default, rename = "type", deserialize_with = "lenient::i64")]
+    pub ticket_type: i64,
+    #[serde(default, deserialize_with = "lenient::i64")]
+    pub urgency: i64,
+    #[serde(default, deserialize_with = "lenient::i64")]
+    pub impact: i64,
+    #[serde(default, deserialize_with = "lenient::i64")]
+    pub priority: i64,
+    #[serde(default, deserialize_with = "lenient::i64")]
+    pub itilcategories_id: i64,
+    #[serde(default, deserialize_with = "lenient::i64")]
+    pub requesttypes_id: i64,
+    #[serde(default, deserialize_with = "lenient::i64")]
+    pub users_id_recipient: i64,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    pub date: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    pub date_mod: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    pub solvedate: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    pub closedate: Option<String>,
+    #[serde(default, deserialize_with = "lenient::bool")]
+    pub is_deleted: bool,
+    /// Every other column.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl Ticket {
+    pub fn status(&self) -> Option<TicketStatus> {
+        TicketStatus::from_code(self.status)
+    }
+}
+
+/// Fields to change on a ticket; None = unchanged.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TicketUpdate {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub urgency: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub impact: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none", rename = "itilcategories_id")]
+    pub category_id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none", rename = "requesttypes_id")]
+    pub request_type_id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none", rename = "entities_id")]
+    pub entity_id: Option<i64>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// A `Ticket_User` link row.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct TicketUser {
+    #[serde(deserialize_with = "lenient::i64")]
+    pub id: i64,
+    #[serde(default, deserialize_with = "lenient::i64")]
+    pub tickets_id: i64,
+    #[serde(default, deserialize_with = "lenient::i64")]
+    pub users_id: i64,
+    /// 1 requester, 2 assigned, 3 observer.
+    #[serde(default, rename = "type", deserialize_with = "lenient::i64")]
+    pub role: i64,
+    #[serde(default, deserialize_with = "lenient::bool")]
+    pub use_notification: bool,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub alternative_email: String,
+}
+
+/// A ticket row from a search (poller / marker lookups).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketSummary {
+    pub id: i64,
+    pub name: String,
+    pub status: i64,
+    /// `YYYY-MM-DD HH:MM:SS`, server time.
+    pub date_mod: String,
+    /// Entity complete name ("Root entity > ACME").
+    pub entity: String,
+}
+
+impl TicketSummary {
+    fn from_row(row: &SearchRow) -> Option<TicketSummary> {
+        Some(TicketSummary {
+            id: row.id()?,
+            name: row.text(1).unwrap_or_default(),
+            status: row.int(12).unwrap_or(0),
+            date_mod: row.text(19).unwrap_or_default(),
+            entity: row.text(80).unwrap_or_default(),
+        })
+    }
+}
+
+/// Ticket search option ids used here (stock GLPI, spec §5).
+pub mod ticket_field {
+    pub const NAME: u32 = 1;
+    pub const ID: u32 = 2;
+    pub const REQUESTER: u32 = 4;
+    pub const STATUS: u32 = 12;
+    pub const DATE_MOD: u32 = 19;
+    pub const CONTENT: u32 = 21;
+    pub const ENTITY: u32 = 80;
+}
+
+fn push_actors(input: &mut Map<String, Value>, role: ActorRole, actors: &[Actor]) {
+    if actors.is_empty() {
+        return;
+    }
+    let key = format!("_users_id_{}", role.key());
+    let ids: Vec<Value> = actors.iter().map(|a| json!(a.user_id)).collect();
+    let ids = if ids.len() == 1 {
+        ids.into_iter().next().unwrap_or(Value::Null)
+    } else {
+        Value::Array(ids)
+    };
+    input.insert(key.clone(), ids);
+    input.insert(
+        format!("{key}_notif"),
+        json!({
+            "use_notification": actors.iter().map(|a| i64::from(a.notify)).collect::<Vec<_>>(),
+            "alternative_email": actors.iter().map(|a| a.email.clone().unwrap_or_default()).collect::<Vec<_>>(),
+        }),
+    );
+}
+
+/// The `input` object for a ticket creation.
+pub(crate) fn ticket_input(ticket: &NewTicket, default_entity: Option<i64>) -> Result<Value, GlpiError> {
+    if ticket.requesters.iter().chain(&ticket.observers).chain(&ticket.assignees).any(|a| {
+        a.user_id == 0 && a.email.as_deref().is_none_or(|e| !e.contains('@'))
+    }) {
+        return Err(GlpiError::InvalidInput(
+            "an email-only actor needs a valid email address".into(),
+        ));
+    }
+    let mut input = Map::new();
+    input.insert("name".into(), json!(ticket.name));
+    input.insert("content".into(), json!(ticket.content));
+    if let Some(entity) = ticket.entity_id.or(default_entity) {
+        input.insert("entities_id".into(), json!(entity));
+    }
+    if let Some(t) = ticket.ticket_type {
+        input.insert("type".into(), json!(t as i64));
+    }
+    for (key, v) in [
+        ("urgency", ticket.urgency),
+        ("impact", ticket.impact),
+        ("priority", ticket.priority),
+    ] {
+        if let Some(v) = v {
+            input.insert(key.into(), json!(v));
+        }
+    }
+    if let Some(c) = ticket.category_id {
+        input.insert("itilcategories_id".into(), json!(c));
+    }
+    if let Some(r) = ticket.request_type_id {
+        input.insert("requesttypes_id".into(), json!(r));
+    }
+    push_actors(&mut input, ActorRole::Requester, &ticket.requesters);
+    push_actors(&mut input, ActorRole::Observer, &ticket.observers);
+    push_actors(&mut input, ActorRole::Assignee, &ticket.assignees);
+    match ticket.assigned_groups.as_slice() {
+        [] => {}
+        [one] => {
+            input.insert("_groups_id_assign".into(), json!(one));
+        }
+        many => {
+            input.insert("_groups_id_assign".into(), json!(many));
+        }
+    }
+    for (k, v) in &ticket.extra {
+        input.insert(k.clone(), v.clone());
+    }
+    Ok(Value::Object(input))
+}
+
+impl GlpiClient {
+    /// Create a ticket and return it **as GLPI stored it** (rules, templates and the priority
+    /// matrix may rewrite the input, spec §17 trap 13).
+    pub async fn create_ticket(&self, ticket: &NewTicket) -> Result<Ticket, GlpiError> {
+        let input = ticket_input(ticket, self.default_entity())?;
+        let reply = self
+            .call(Call::new(Method::POST, "Ticket").json(json!({ "input": input })))
+            .await?;
+        let (id, _) = created_id(&reply)?;
+        self.get_ticket(id).await
+    }
+
+    /// Read one ticket.
+    pub async fn get_ticket(&self, id: i64) -> Result<Ticket, GlpiError> {
+        self.get_item("Ticket", id).await
+    }
+
+    /// Change ticket fields.
+    pub async fn update_ticket(&self, id: i64, update: &TicketUpdate) -> Result<(), GlpiError> {
+        self.update_item("Ticket", id, update).await
+    }
+
+    /// Set the status directly (bypasses solution requirements, spec §10).
+    pub async fn set_ticket_status(&self, id: i64, status: TicketStatus) -> Result<(), GlpiError> {
+        self.update_item("Ticket", id, &json!({ "status": status.code() }))
+            .await
+    }
+
+    /// The user actors of a ticket (`Ticket_User` rows, incl. email-only ones with user 0).
+    pub async fn ticket_users(&self, ticket_id: i64) -> Result<Vec<TicketUser>, GlpiError> {
+        self.list_sub_items("Ticket", ticket_id, "Ticket_User").await
+    }
+
+    /// Add one actor to an existing ticket (`POST /Ticket_User`).
+    pub async fn add_ticket_actor(
+        &self,
+        ticket_id: i64,
+        role: ActorRole,
+        actor: &Actor,
+    ) -> Result<i64, GlpiError> {
+        self.create_item(
+            "Ticket_User",
+            &json!({
+                "tickets_id": ticket_id,
+                "users_id": actor.user_id,
+                "type": role as i64,
+                "use_notification": i64::from(actor.notify),
+                "alternative_email": actor.email.clone().unwrap_or_default(),
+            }),
+        )
+        .await
+    }
+
+    /// Tickets whose description contains `text` (e.g. the bridge's reference marker).
+    pub async fn find_tickets_by_content(&self, text: &str) -> Result<Vec<TicketSummary>, GlpiError> {
+        if text.trim().is_empty() {
+            return Err(GlpiError::InvalidInput("empty search text".into()));
+        }
+        let query = SearchQuery::new("Ticket")
+            .and(ticket_field::CONTENT, SearchType::Contains, text)
+            .display(&[ticket_field::NAME, ticket_field::STATUS, ticket_field::DATE_MOD, ticket_field::ENTITY])
+            .range(0, 49);
+        let page = self.search(&query).await?;
+        Ok(page.rows.iter().filter_map(TicketSummary::from_row).collect())
+    }
+
+    /// Tickets where `user_id` is a requester, most recently changed first.
+    pub async fn tickets_of_requester(
+        &self,
+        user_id: i64,
+        open_only: bool,
+    ) -> Result<Vec<TicketSummary>, GlpiError> {
+        let mut query = SearchQuery::new("Ticket").and(
+            ticket_field::REQUESTER,
+            SearchType::Equals,
+            user_id.to_string(),
+        );
+        if open_only {
+            query = query.and(ticket_field::STATUS, SearchType::Equals, "notold");
+        }
+        let query = query
+            .display(&[ticket_field::NAME, ticket_field::STATUS, ticket_field::DATE_MOD, ticket_field::ENTITY])
+            .sort(ticket_field::DATE_MOD, Order::Desc)
+            .range(0, 199);
+        let page = self.search(&query).await?;
+        Ok(page.rows.iter().filter_map(TicketSummary::from_row).collect())
+    }
+
+    /// Tickets changed at or after `since` (`YYYY-MM-DD HH:MM:SS`, GLPI server time), oldest
+    /// change first, in ONE request (at most `limit` rows; `partial` says more remain: call
+    /// again from the last `date_mod`).
+    pub async fn tickets_changed_since(
+        &self,
+        since: &str,
+        limit: u64,
+    ) -> Result<(Vec<TicketSummary>, bool), GlpiError> {
+        let from = one_second_before(since)?;
+        let query = SearchQuery::new("Ticket")
+            .and(ticket_field::DATE_MOD, SearchType::MoreThan, from)
+            .display(&[ticket_field::NAME, ticket_field::STATUS, ticket_field::DATE_MOD, ticket_field::ENTITY])
+            .sort(ticket_field::DATE_MOD, Order::Asc)
+            .range(0, limit.max(1) - 1);
+        let page = self.search(&query).await?;
+        let rows = page.rows.iter().filter_map(TicketSummary::from_row).collect();
+        Ok((rows, page.partial))
+    }
+}
+
+/// GLPI's `morethan` is strict; step back one second so `since` itself is included.
+fn one_second_before(since: &str) -> Result<String, GlpiError> {
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    let parsed = time::PrimitiveDateTime::parse(since.trim(), &format).map_err(|_| {
+        GlpiError::InvalidInput(format!("date {since:?} is not YYYY-MM-DD HH:MM:SS"))
+    })?;
+    let earlier = parsed - time::Duration::seconds(1);
+    earlier
+        .format(&format)
+        .map_err(|e| GlpiError::InvalidInput(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn email_only_requester_input_matches_transcript() {
+        let t = NewTicket {
+            name: "Pedido via e-mail".into(),
+            content: "<p>x</p>".into(),
+            entity_id: Some(1),
+            requesters: vec![Actor::email("cliente.sem.conta@example.org")],
+            ..Default::default()
+        };
+        let input = ticket_input(&t, None).unwrap();
+        assert_eq!(input["_users_id_requester"], json!(0));
+        assert_eq!(
+            input["_users_id_requester_notif"],
+            json!({"use_notification":[1],"alternative_email":["cliente.sem.conta@example.org"]})
+        );
+        assert_eq!(input["entities_id"], json!(1));
+    }
+
+    #[test]
+    fn several_actors_become_aligned_arrays() {
+        let t = NewTicket {
+            requesters: vec![Actor::user(7), Actor::email("a@b.c")],
+            observers: vec![Actor::user(4)],
+            ..Default::default()
+        };
+        let input = ticket_input(&t, Some(3)).unwrap();
+        assert_eq!(input["_users_id_requester"], json!([7, 0]));
+        assert_eq!(input["_users_id_requester_notif"]["alternative_email"], json!(["", "a@b.c"]));
+        assert_eq!(input["_users_id_observer"], json!(4));
+        assert_eq!(input["entities_id"], json!(3));
+    }
+
+    #[test]
+    fn email_only_actor_needs_an_address() {
+        let t = NewTicket {
+            requesters: vec![Actor { user_id: 0, email: None, notify: true }],
+            ..Default::default()
+        };
+        assert!(matches!(ticket_input(&t, None), Err(GlpiError::InvalidInput(_))));
+    }
+
+    #[test]
+    fn since_is_inclusive() {
+        assert_eq!(one_second_before("2026-11-25 10:13:38").unwrap(), "2026-11-25 10:13:37");
+        assert_eq!(one_second_before("2026-01-01 00:00:00").unwrap(), "2025-12-31 23:59:59");
+        assert!(one_second_before("yesterday").is_err());
+    }
+}
