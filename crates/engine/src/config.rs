@@ -1,0 +1,69 @@
+//! Engine settings.
+
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// How the engine runs jobs. Durations are written like `"30s"` or `"500ms"` in
+/// configuration files.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Names this process in job leases (`locked_by`). Unique per process.
+    pub worker_id: String,
+    /// How long a claimed job stays ours without a heartbeat. Heartbeats extend it
+    /// every third of this; a dead worker's jobs are taken again after it passes.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    /// Longest wait between two looks for work when nothing wakes the engine.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// How often expired leases are swept back to pending.
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
+    /// First retry delay; doubled on each further attempt.
+    #[serde(with = "humantime_serde")]
+    pub backoff_base: Duration,
+    /// Largest computed retry delay (a remote's `Retry-After` may exceed it).
+    #[serde(with = "humantime_serde")]
+    pub backoff_cap: Duration,
+    /// Attempt limit given to jobs enqueued through [`crate::Engine::enqueue`]
+    /// without their own.
+    pub default_max_attempts: i32,
+    /// Jobs run at once per queue, unless `concurrency` names the queue.
+    pub default_concurrency: usize,
+    /// Jobs run at once, per queue (target) name.
+    pub concurrency: HashMap<String, usize>,
+    /// On shutdown, how long in-flight jobs may finish before they are released.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        EngineConfig {
+            worker_id: format!("worker-{}-{}", std::process::id(), &id[..8]),
+            lease: Duration::from_secs(30),
+            poll_interval: Duration::from_secs(1),
+            sweep_interval: Duration::from_secs(5),
+            backoff_base: Duration::from_secs(5),
+            backoff_cap: Duration::from_secs(30 * 60),
+            default_max_attempts: store::DEFAULT_MAX_ATTEMPTS,
+            default_concurrency: 4,
+            concurrency: HashMap::new(),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Concurrency limit of `queue` (at least 1).
+    pub fn concurrency_of(&self, queue: &str) -> usize {
+        self.concurrency
+            .get(queue)
+            .copied()
+            .unwrap_or(self.default_concurrency)
+            .max(1)
+    }
+}

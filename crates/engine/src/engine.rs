@@ -1,0 +1,336 @@
+//! The engine: one runner per queue claiming jobs, a sweeper for expired leases, and
+//! graceful shutdown.
+
+use crate::execute::execute;
+use crate::{EngineConfig, EngineError, Handler};
+use parking_lot::RwLock;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use store::{NewJob, Store, now_ms};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Runs jobs from a [`Store`]. Cheap to clone; clones share handlers and wake-ups.
+#[derive(Clone)]
+pub struct Engine {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) store: Store,
+    pub(crate) config: EngineConfig,
+    pub(crate) handlers: RwLock<HashMap<String, Arc<dyn Handler>>>,
+    pub(crate) wake: watch::Sender<u64>,
+    /// Jobs finished (any outcome except release) since the engine was created.
+    pub(crate) processed: AtomicUsize,
+}
+
+/// Tells a running engine that work may be waiting (call after enqueueing), so it
+/// need not wait for its next poll. Cheap to clone.
+#[derive(Clone)]
+pub struct Waker {
+    wake: watch::Sender<u64>,
+}
+
+impl Waker {
+    pub fn wake(&self) {
+        self.wake
+            .send_modify(|generation| *generation = generation.wrapping_add(1));
+    }
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("worker_id", &self.inner.config.worker_id)
+            .field(
+                "kinds",
+                &self.inner.handlers.read().keys().collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl Engine {
+    pub fn new(store: Store, config: EngineConfig) -> Self {
+        let (wake, _) = watch::channel(0);
+        Engine {
+            inner: Arc::new(Inner {
+                store,
+                config,
+                handlers: RwLock::new(HashMap::new()),
+                wake,
+                processed: AtomicUsize::new(0),
+            }),
+        }
+    }
+
+    /// Run jobs of `kind` with `handler` (replaces an earlier registration).
+    /// Jobs of a kind nobody registered become dead letters.
+    pub fn register(&mut self, kind: &str, handler: Arc<dyn Handler>) {
+        self.inner
+            .handlers
+            .write()
+            .insert(kind.to_string(), handler);
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    pub fn waker(&self) -> Waker {
+        Waker {
+            wake: self.inner.wake.clone(),
+        }
+    }
+
+    /// Fill in what the job leaves to the engine (the attempt limit).
+    pub fn apply_defaults(&self, job: &mut NewJob) {
+        if job.max_attempts.is_none() {
+            job.max_attempts = Some(self.inner.config.default_max_attempts);
+        }
+    }
+
+    /// Enqueue with the engine's defaults and wake the workers.
+    pub async fn enqueue(&self, mut job: NewJob) -> Result<i64, EngineError> {
+        self.apply_defaults(&mut job);
+        let id = self.inner.store.enqueue(job).await?;
+        self.waker().wake();
+        Ok(id)
+    }
+
+    /// Jobs finished by this engine (succeeded, retried, dead) since it was created.
+    pub fn processed(&self) -> usize {
+        self.inner.processed.load(Ordering::Relaxed)
+    }
+
+    /// Run until `shutdown` is cancelled: one runner per queue with work, bounded by
+    /// the queue's concurrency; leases kept alive by heartbeats; expired leases swept.
+    /// On shutdown: stop claiming, give in-flight jobs `shutdown_grace` to finish,
+    /// then stop them and release their jobs (the attempt is not counted).
+    pub async fn run(&self, shutdown: CancellationToken) -> Result<(), EngineError> {
+        let config = &self.inner.config;
+        let hard_stop = CancellationToken::new();
+        let in_flight = TaskTracker::new();
+        let mut runners: HashMap<String, JoinHandle<()>> = HashMap::new();
+        let mut wake = self.inner.wake.subscribe();
+        let mut last_sweep: Option<Instant> = None;
+        tracing::info!(worker = %config.worker_id, "job engine started");
+
+        for queue in config.concurrency.keys() {
+            self.start_runner(queue, &mut runners, &shutdown, &hard_stop, &in_flight);
+        }
+        loop {
+            if last_sweep.is_none_or(|at| at.elapsed() >= config.sweep_interval) {
+                match self.inner.store.reclaim_expired().await {
+                    Ok(count) if count > 0 => self.waker().wake(),
+                    Ok(_) => {}
+                    Err(error) => tracing::warn!(%error, "sweeping expired leases failed"),
+                }
+                last_sweep = Some(Instant::now());
+            }
+            match self.inner.store.queues_with_work().await {
+                Ok(queues) => {
+                    for queue in queues {
+                        self.start_runner(&queue, &mut runners, &shutdown, &hard_stop, &in_flight);
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "listing queues failed"),
+            }
+            let wait = config.poll_interval.min(config.sweep_interval);
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = wake.changed() => {}
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+
+        tracing::info!(worker = %config.worker_id, "job engine stopping");
+        for (queue, runner) in runners {
+            if let Err(error) = runner.await {
+                tracing::error!(%queue, %error, "queue runner ended abnormally");
+            }
+        }
+        in_flight.close();
+        if tokio::time::timeout(config.shutdown_grace, in_flight.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown grace passed; releasing in-flight jobs");
+            hard_stop.cancel();
+            in_flight.wait().await;
+        }
+        tracing::info!(worker = %config.worker_id, "job engine stopped");
+        Ok(())
+    }
+
+    /// Run until no job is running or claimable (scheduled and backed-off jobs not
+    /// yet due do not count), then stop. Returns the number of jobs processed.
+    /// For tests and the demo; fails with [`EngineError::NotIdle`] after `deadline`.
+    pub async fn run_until_idle(&self, deadline: Duration) -> Result<usize, EngineError> {
+        let before = self.processed();
+        let started = Instant::now();
+        let shutdown = CancellationToken::new();
+        let engine = self.clone();
+        let token = shutdown.clone();
+        let run = tokio::spawn(async move { engine.run(token).await });
+        let mut wake = self.inner.wake.subscribe();
+        let check_every = self
+            .inner
+            .config
+            .poll_interval
+            .min(Duration::from_millis(50));
+        let outcome = loop {
+            match self.inner.store.outstanding().await {
+                Ok(0) => break Ok(()),
+                Ok(_) => {}
+                Err(error) => break Err(EngineError::from(error)),
+            }
+            if started.elapsed() >= deadline {
+                break Err(EngineError::NotIdle {
+                    deadline,
+                    processed: self.processed().saturating_sub(before),
+                });
+            }
+            tokio::select! {
+                _ = wake.changed() => {}
+                () = tokio::time::sleep(check_every) => {}
+            }
+        };
+        shutdown.cancel();
+        match run.await {
+            Ok(result) => result?,
+            Err(error) => return Err(EngineError::Task(error.to_string())),
+        }
+        outcome.map(|()| self.processed().saturating_sub(before))
+    }
+
+    fn start_runner(
+        &self,
+        queue: &str,
+        runners: &mut HashMap<String, JoinHandle<()>>,
+        shutdown: &CancellationToken,
+        hard_stop: &CancellationToken,
+        in_flight: &TaskTracker,
+    ) {
+        if runners.contains_key(queue) {
+            return;
+        }
+        let runner = QueueRunner {
+            inner: self.inner.clone(),
+            queue: queue.to_string(),
+            shutdown: shutdown.clone(),
+            hard_stop: hard_stop.clone(),
+            in_flight: in_flight.clone(),
+        };
+        tracing::debug!(queue, "queue runner started");
+        runners.insert(queue.to_string(), tokio::spawn(runner.run()));
+    }
+}
+
+/// Claims and starts the jobs of one queue, at most its concurrency at a time.
+struct QueueRunner {
+    inner: Arc<Inner>,
+    queue: String,
+    shutdown: CancellationToken,
+    hard_stop: CancellationToken,
+    in_flight: TaskTracker,
+}
+
+impl QueueRunner {
+    async fn run(self) {
+        let config = &self.inner.config;
+        let slots = Arc::new(Semaphore::new(config.concurrency_of(&self.queue)));
+        let lease_ms = duration_ms(config.lease);
+        let mut wake = self.inner.wake.subscribe();
+        loop {
+            let first = tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                permit = slots.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => return,
+                },
+            };
+            if self.shutdown.is_cancelled() {
+                return;
+            }
+            let free = 1 + slots.available_permits();
+            let claimed = match self
+                .inner
+                .store
+                .claim(&self.queue, &config.worker_id, lease_ms, free as i64)
+                .await
+            {
+                Ok(jobs) => jobs,
+                Err(error) => {
+                    tracing::warn!(queue = %self.queue, %error, "claiming jobs failed");
+                    Vec::new()
+                }
+            };
+            if claimed.is_empty() {
+                drop(first);
+                let wait = self.idle_wait().await;
+                tokio::select! {
+                    () = self.shutdown.cancelled() => return,
+                    _ = wake.changed() => {}
+                    () = tokio::time::sleep(wait) => {}
+                }
+                continue;
+            }
+            let mut permit = Some(first);
+            for job in claimed {
+                let slot = match permit.take() {
+                    Some(p) => p,
+                    // The claim took no more than the free slots, and only finishing
+                    // jobs return slots, so one is free.
+                    None => match slots.clone().try_acquire_owned() {
+                        Ok(p) => p,
+                        Err(_) => match slots.clone().acquire_owned().await {
+                            Ok(p) => p,
+                            Err(_) => return,
+                        },
+                    },
+                };
+                let inner = self.inner.clone();
+                let hard_stop = self.hard_stop.clone();
+                self.in_flight.spawn(async move {
+                    execute(&inner, job, hard_stop).await;
+                    drop(slot);
+                });
+            }
+        }
+    }
+
+    /// How long to sleep when nothing could be claimed: until the next scheduled job
+    /// of this queue falls due, at most the poll interval.
+    async fn idle_wait(&self) -> Duration {
+        let poll = self.inner.config.poll_interval;
+        match self.inner.store.next_run_at(&self.queue).await {
+            Ok(Some(at)) => {
+                let until = at.saturating_sub(now_ms());
+                if until > 0 {
+                    poll.min(Duration::from_millis(u64::try_from(until).unwrap_or(0)))
+                } else {
+                    poll
+                }
+            }
+            Ok(None) => poll,
+            Err(error) => {
+                tracing::warn!(queue = %self.queue, %error, "reading next run time failed");
+                poll
+            }
+        }
+    }
+}
+
+pub(crate) fn duration_ms(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,203 @@
+//! Running one claimed job: heartbeat, handler in its own task (a panic is a
+//! transient failure), then record the outcome under the lease fence.
+
+use crate::engine::{Inner, duration_ms};
+use crate::{JobError, retry_delay};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use store::{Job, StoreError, now_ms};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+/// What happened to one execution, for metrics.
+#[derive(Clone, Copy)]
+enum Outcome {
+    Succeeded,
+    Retried,
+    Dead,
+    Released,
+    /// The lease was lost (reclaimed by the sweeper); another worker owns the job now.
+    Lost,
+}
+
+impl Outcome {
+    fn label(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Retried => "retried",
+            Outcome::Dead => "dead",
+            Outcome::Released => "released",
+            Outcome::Lost => "lost",
+        }
+    }
+}
+
+/// How the handler's run ended.
+enum Run {
+    Finished(Result<(), JobError>),
+    LeaseLost,
+    Stopped,
+}
+
+pub(crate) async fn execute(inner: &Arc<Inner>, job: Job, hard_stop: CancellationToken) {
+    let started = Instant::now();
+    let span = tracing::info_span!("job", id = job.id, kind = %job.kind, key = %job.ordering_key, attempt = job.attempts);
+    let outcome = run_and_record(inner, &job, hard_stop)
+        .instrument(span)
+        .await;
+    let kind = job.kind.clone();
+    metrics::counter!("ticketbridge_jobs_total", "kind" => kind.clone(), "outcome" => outcome.label())
+        .increment(1);
+    metrics::histogram!("ticketbridge_job_duration_seconds", "kind" => kind.clone())
+        .record(started.elapsed().as_secs_f64());
+    match outcome {
+        Outcome::Succeeded | Outcome::Dead => {
+            metrics::histogram!("ticketbridge_job_attempts", "kind" => kind.clone())
+                .record(f64::from(job.attempts));
+            if matches!(outcome, Outcome::Dead) {
+                metrics::counter!("ticketbridge_dead_letters_total", "kind" => kind).increment(1);
+            }
+        }
+        Outcome::Retried | Outcome::Released | Outcome::Lost => {}
+    }
+    if !matches!(outcome, Outcome::Released) {
+        inner.processed.fetch_add(1, Ordering::Relaxed);
+    }
+    // A finished job may unblock the next one of its ordering key.
+    inner
+        .wake
+        .send_modify(|generation| *generation = generation.wrapping_add(1));
+}
+
+async fn run_and_record(inner: &Arc<Inner>, job: &Job, hard_stop: CancellationToken) -> Outcome {
+    let store = &inner.store;
+    if job.attempts > job.max_attempts {
+        // Claimed again after its worker died on the last allowed attempt.
+        let error = format!(
+            "attempts exhausted ({} of {}): {}",
+            job.attempts - 1,
+            job.max_attempts,
+            job.last_error.as_deref().unwrap_or("worker lost the job")
+        );
+        return record(store.bury(job, &error).await, Outcome::Dead, job);
+    }
+    let handler = inner.handlers.read().get(&job.kind).cloned();
+    let Some(handler) = handler else {
+        let error = format!("no handler registered for job kind `{}`", job.kind);
+        tracing::error!(job = job.id, "{error}");
+        return record(store.bury(job, &error).await, Outcome::Dead, job);
+    };
+
+    let run = run_handler(inner, job, handler, hard_stop).await;
+    match run {
+        Run::Stopped => record(store.release(job).await, Outcome::Released, job),
+        Run::LeaseLost => Outcome::Lost,
+        Run::Finished(Ok(())) => record(store.complete(job).await, Outcome::Succeeded, job),
+        Run::Finished(Err(JobError::Permanent { reason })) => {
+            tracing::warn!(job = job.id, kind = %job.kind, %reason, "job failed permanently");
+            record(store.bury(job, &reason).await, Outcome::Dead, job)
+        }
+        Run::Finished(Err(JobError::Transient {
+            reason,
+            retry_after,
+        })) => {
+            if job.attempts >= job.max_attempts {
+                let error = format!(
+                    "attempts exhausted ({} of {}): {reason}",
+                    job.attempts, job.max_attempts
+                );
+                tracing::warn!(job = job.id, kind = %job.kind, %error, "job dead");
+                return record(store.bury(job, &error).await, Outcome::Dead, job);
+            }
+            let delay = retry_delay(&inner.config, job.attempts, retry_after);
+            let run_at = now_ms().saturating_add(duration_ms(delay));
+            tracing::info!(job = job.id, kind = %job.kind, %reason, ?delay, "job will be retried");
+            record(
+                store.retry_later(job, run_at, &reason).await,
+                Outcome::Retried,
+                job,
+            )
+        }
+    }
+}
+
+/// Run the handler in its own task while extending the lease.
+async fn run_handler(
+    inner: &Arc<Inner>,
+    job: &Job,
+    handler: Arc<dyn crate::Handler>,
+    hard_stop: CancellationToken,
+) -> Run {
+    let lease_ms = duration_ms(inner.config.lease);
+    let shared = Arc::new(job.clone());
+    let mut task = tokio::spawn({
+        let job = shared.clone();
+        async move { handler.handle(&job).await }
+    });
+    let beat = (inner.config.lease / 3).max(Duration::from_millis(10));
+    let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + beat, beat);
+    loop {
+        tokio::select! {
+            joined = &mut task => {
+                return Run::Finished(match joined {
+                    Ok(result) => result,
+                    Err(error) if error.is_panic() => {
+                        tracing::error!(job = job.id, kind = %job.kind, "handler panicked");
+                        Err(JobError::transient(format!("handler panicked: {}", panic_text(error))))
+                    }
+                    Err(error) => Err(JobError::transient(format!("handler task ended: {error}"))),
+                });
+            }
+            _ = heartbeat.tick() => {
+                match inner.store.extend_lease(job, lease_ms).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(job = job.id, "lease lost; stopping the handler");
+                        task.abort();
+                        return Run::LeaseLost;
+                    }
+                    Err(error) => tracing::warn!(job = job.id, %error, "extending lease failed"),
+                }
+            }
+            () = hard_stop.cancelled() => {
+                task.abort();
+                return Run::Stopped;
+            }
+        }
+    }
+}
+
+fn panic_text(error: tokio::task::JoinError) -> String {
+    match error.try_into_panic() {
+        Ok(payload) => {
+            if let Some(text) = payload.downcast_ref::<&str>() {
+                (*text).to_string()
+            } else if let Some(text) = payload.downcast_ref::<String>() {
+                text.clone()
+            } else {
+                "non-text panic payload".into()
+            }
+        }
+        Err(_) => "unknown".into(),
+    }
+}
+
+/// Log a failed or fenced-off state change. A change the store refused leaves the
+/// job to lease expiry, so nothing is lost.
+fn record(result: Result<bool, StoreError>, outcome: Outcome, job: &Job) -> Outcome {
+    match result {
+        Ok(true) => outcome,
+        Ok(false) => {
+            tracing::warn!(
+                job = job.id,
+                "job no longer leased to this worker; outcome dropped"
+            );
+            Outcome::Lost
+        }
+        Err(error) => {
+            tracing::error!(job = job.id, %error, "recording job outcome failed; lease expiry will retry it");
+            Outcome::Lost
+        }
+    }
+}
