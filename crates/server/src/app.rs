@@ -1,0 +1,236 @@
+//! Building and running the HTTP application.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{HeaderName, StatusCode, header};
+use axum::middleware;
+use axum::routing::{get, post};
+use config::Config;
+use store::{Backend, Store};
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use crate::error::{self, ApiError};
+use crate::ingest::Writer;
+use crate::metrics;
+use crate::routes;
+use crate::sources;
+use crate::state::{AppState, Wake};
+
+/// Headers never written to logs.
+const SENSITIVE_HEADERS: [&str; 7] = [
+    "authorization",
+    "x-api-key",
+    "cookie",
+    "x-chatwoot-signature",
+    "x-hub-signature-256",
+    "webhook-signature",
+    "x-signature",
+];
+
+/// A module contributing routes for a kind of source (intake API, messaging
+/// channel, Chatwoot hooks, iTop hooks...). Its router is merged into the
+/// application before the shared layers, so its answers get the same error
+/// shape, body limit, timeout, request id, logging and metrics. Handlers take
+/// `State<AppState>` and call [`crate::ingest::accept`].
+///
+/// Any `Fn(&AppState) -> Router<AppState>` is a `SourceRoutes`.
+pub trait SourceRoutes: Send + Sync {
+    fn routes(&self, state: &AppState) -> Router<AppState>;
+}
+
+impl<F> SourceRoutes for F
+where
+    F: Fn(&AppState) -> Router<AppState> + Send + Sync,
+{
+    fn routes(&self, state: &AppState) -> Router<AppState> {
+        self(state)
+    }
+}
+
+/// What the application needs besides its configuration.
+pub struct Dependencies {
+    pub store: Store,
+    /// Called after every enqueue (`engine.waker()` in the binary).
+    pub wake: Wake,
+    /// Extra source routes contributed by other modules.
+    pub sources: Vec<Box<dyn SourceRoutes>>,
+}
+
+impl Dependencies {
+    pub fn new(store: Store, wake: Wake) -> Self {
+        Self {
+            store,
+            wake,
+            sources: Vec::new(),
+        }
+    }
+
+    /// Adds a module's source routes.
+    pub fn with_source(mut self, routes: impl SourceRoutes + 'static) -> Self {
+        self.sources.push(Box::new(routes));
+        self
+    }
+}
+
+/// Failure to start or run the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(
+        "cannot listen on {addr}: {source} (is another process using it? change server.listen)"
+    )]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("HTTP server failed: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+impl ServerError {
+    /// A bind failure may clear once the other process exits.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Bind { .. } | Self::Serve(_))
+    }
+}
+
+/// A bound, not yet running HTTP server.
+pub struct Application {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    router: Router,
+    state: AppState,
+}
+
+impl Application {
+    /// Binds `config.server.listen` (use port 0 for a free port) and builds
+    /// the router. Must run inside a Tokio runtime (it starts the ingest
+    /// writer).
+    pub async fn build(config: Config, deps: Dependencies) -> Result<Self, ServerError> {
+        let addr = config.server.listen;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        let (router, state) = router(config, deps);
+        Ok(Self {
+            listener,
+            local_addr,
+            router,
+            state,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr.port()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting connections and
+    /// lets in-flight requests finish.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        tracing::info!(addr = %self.local_addr, "HTTP server listening");
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(ServerError::Serve)
+    }
+}
+
+/// The full router with its state, without binding (for in-process use).
+pub fn router(config: Config, deps: Dependencies) -> (Router, AppState) {
+    let writer_tasks = match deps.store.backend() {
+        Backend::Sqlite => 1,
+        Backend::Postgres => 4,
+    };
+    let state = AppState {
+        writer: Writer::start(deps.store.clone(), writer_tasks),
+        store: deps.store,
+        wake: deps.wake,
+        config: Arc::new(config),
+        metrics: metrics::handle(),
+    };
+    let server = &state.config.server;
+
+    let mut app = Router::new()
+        .route("/healthz", get(routes::health::healthz))
+        .route("/readyz", get(routes::health::readyz))
+        .route("/metrics", get(routes::health::metrics))
+        .merge(sources::events::router(&state.config));
+    if server.bench_noop {
+        app = app.route("/bench/noop", post(routes::bench::noop));
+    }
+    for source in &deps.sources {
+        app = app.merge(source.routes(&state));
+    }
+
+    let sensitive: Arc<[HeaderName]> = SENSITIVE_HEADERS
+        .iter()
+        .map(|name| HeaderName::from_static(name))
+        .chain([header::PROXY_AUTHORIZATION])
+        .collect();
+    let app = app
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(server.body_limit))
+        .layer(RequestBodyLimitLayer::new(server.body_limit))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            server.request_timeout,
+        ))
+        .layer(CatchPanicLayer::custom(error::panic_response))
+        .layer(middleware::from_fn(error::uniform_errors))
+        .layer(middleware::from_fn(metrics::track_requests))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
+        .layer(SetSensitiveRequestHeadersLayer::from_shared(sensitive))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state.clone());
+    (app, state)
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// One span per request with the route template (never the raw path, which
+/// may carry a secret URL token) and the request id.
+fn request_span(request: &Request) -> tracing::Span {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str());
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    tracing::info_span!("request", method = %request.method(), route, request_id)
+}

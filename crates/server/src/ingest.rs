@@ -1,0 +1,189 @@
+//! The generic ingest path every source plugs into: persist the inbound
+//! request and its jobs in one transaction, wake the job engine, answer.
+//!
+//! Writes go through a group-commit writer: concurrent requests are queued
+//! to a writer task that stores up to [`MAX_BATCH`] of them in one
+//! transaction ([`store::Store::accept_batch`]) and answers each caller only
+//! after the commit. "Accepted" therefore still means "durable", while the
+//! cost of a commit is shared by every request that arrived during the
+//! previous one.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use store::{Acceptance, NewInbound, NewJob, Store, StoreError};
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Most requests committed in one transaction.
+pub const MAX_BATCH: usize = 256;
+/// Requests waiting for the writer before callers wait for room.
+const QUEUE_DEPTH: usize = 4096;
+
+/// An authenticated, validated inbound request with the jobs it causes.
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    /// Source name (the `[sources.<name>]` key).
+    pub source: String,
+    /// Delivery id, `Idempotency-Key`, or a hash of the stable body parts.
+    pub dedupe_key: String,
+    /// The raw body as received.
+    pub body: Vec<u8>,
+    /// The request headers worth keeping (never credentials).
+    pub headers: Value,
+    pub jobs: Vec<NewJob>,
+}
+
+/// What happened to an inbound request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IngestOutcome {
+    /// Stored now together with its jobs.
+    Accepted { inbox_id: i64, job_ids: Vec<i64> },
+    /// Seen before: nothing stored or enqueued; `response` is what the first
+    /// delivery's answer was, when the source recorded one with
+    /// [`record_response`].
+    Duplicate {
+        inbox_id: i64,
+        response: Option<Value>,
+    },
+}
+
+impl IngestOutcome {
+    pub fn inbox_id(&self) -> i64 {
+        match self {
+            Self::Accepted { inbox_id, .. } | Self::Duplicate { inbox_id, .. } => *inbox_id,
+        }
+    }
+
+    pub fn is_duplicate(&self) -> bool {
+        matches!(self, Self::Duplicate { .. })
+    }
+}
+
+/// Persists `inbound` (inbox row + jobs, one transaction), wakes the engine
+/// when jobs were enqueued and counts the outcome in
+/// `ticketbridge_inbox_total{source,outcome}`.
+pub async fn accept(state: &AppState, inbound: Inbound) -> Result<IngestOutcome, ApiError> {
+    let source = inbound.source.clone();
+    let acceptance = state.writer.submit(inbound).await?;
+    let outcome = match acceptance {
+        Acceptance::Accepted { inbox_id, job_ids } => {
+            if !job_ids.is_empty() {
+                state.wake.wake();
+            }
+            IngestOutcome::Accepted { inbox_id, job_ids }
+        }
+        Acceptance::Duplicate { inbox_id, response } => {
+            IngestOutcome::Duplicate { inbox_id, response }
+        }
+    };
+    let label = if outcome.is_duplicate() {
+        "duplicate"
+    } else {
+        "accepted"
+    };
+    metrics::counter!("ticketbridge_inbox_total", "source" => source, "outcome" => label)
+        .increment(1);
+    Ok(outcome)
+}
+
+/// Records the answer given to the first delivery, for sources whose answer
+/// cannot be rebuilt from the inbox id alone; repeats then get it back in
+/// [`IngestOutcome::Duplicate::response`].
+pub async fn record_response(
+    state: &AppState,
+    inbox_id: i64,
+    response: &Value,
+) -> Result<(), ApiError> {
+    state.store.set_inbox_response(inbox_id, response).await?;
+    Ok(())
+}
+
+type Reply = oneshot::Sender<Result<Acceptance, Arc<StoreError>>>;
+
+/// The group-commit writer's handle (cheap to clone).
+#[derive(Clone)]
+pub struct Writer {
+    queue: mpsc::Sender<(Inbound, Reply)>,
+}
+
+impl Writer {
+    /// Starts `tasks` writer tasks on `store` (one is right for SQLite, which
+    /// has a single writer; PostgreSQL can use more).
+    pub fn start(store: Store, tasks: usize) -> Self {
+        let (queue, receiver) = mpsc::channel(QUEUE_DEPTH);
+        let receiver = Arc::new(Mutex::new(receiver));
+        for _ in 0..tasks.max(1) {
+            tokio::spawn(write_batches(store.clone(), receiver.clone()));
+        }
+        Self { queue }
+    }
+
+    async fn submit(&self, inbound: Inbound) -> Result<Acceptance, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send((inbound, reply))
+            .await
+            .map_err(|_| ApiError::Internal("ingest writer stopped".to_owned()))?;
+        match answer.await {
+            Ok(Ok(acceptance)) => Ok(acceptance),
+            Ok(Err(error)) => Err(ApiError::from(error.as_ref())),
+            Err(_) => Err(ApiError::Internal(
+                "ingest writer dropped the request".to_owned(),
+            )),
+        }
+    }
+}
+
+async fn write_batches(store: Store, receiver: Arc<Mutex<mpsc::Receiver<(Inbound, Reply)>>>) {
+    loop {
+        let mut items = Vec::new();
+        {
+            let mut receiver = receiver.lock().await;
+            let Some(first) = receiver.recv().await else {
+                return;
+            };
+            items.push(first);
+            while items.len() < MAX_BATCH {
+                match receiver.try_recv() {
+                    Ok(item) => items.push(item),
+                    Err(_) => break,
+                }
+            }
+        }
+        let (batch, replies): (Vec<_>, Vec<_>) = items
+            .into_iter()
+            .map(|(inbound, reply)| {
+                (
+                    (
+                        NewInbound {
+                            source: inbound.source,
+                            dedupe_key: inbound.dedupe_key,
+                            body: inbound.body,
+                            headers: inbound.headers,
+                        },
+                        inbound.jobs,
+                    ),
+                    reply,
+                )
+            })
+            .unzip();
+        metrics::histogram!("ticketbridge_ingest_batch_size").record(batch.len() as f64);
+        match store.accept_batch(batch).await {
+            Ok(outcomes) => {
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    // The caller may have gone (timeout); the row is stored anyway.
+                    let _ = reply.send(Ok(outcome));
+                }
+            }
+            Err(error) => {
+                let error = Arc::new(error);
+                for reply in replies {
+                    let _ = reply.send(Err(error.clone()));
+                }
+            }
+        }
+    }
+}

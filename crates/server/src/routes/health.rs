@@ -1,0 +1,70 @@
+//! `/healthz`, `/readyz` and `/metrics`.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use store::JobStatus;
+
+use crate::error::error_body;
+use crate::state::AppState;
+
+const STORE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The process is up and serving HTTP.
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// The store answers a round trip; 503 otherwise.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    match tokio::time::timeout(STORE_CHECK_TIMEOUT, state.store.ping()).await {
+        Ok(Ok(())) => Json(json!({"status": "ready"})).into_response(),
+        Ok(Err(error)) => {
+            tracing::warn!(error = %error, "readiness check: store unreachable");
+            not_ready()
+        }
+        Err(_) => {
+            tracing::warn!("readiness check: store did not answer in time");
+            not_ready()
+        }
+    }
+}
+
+fn not_ready() -> Response {
+    error_body(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store_unavailable",
+        "the store is not reachable",
+    )
+}
+
+/// Prometheus text exposition. Job counts by state are read from the store
+/// on each scrape (`ticketbridge_jobs{state}`).
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    match tokio::time::timeout(STORE_CHECK_TIMEOUT, state.store.job_counts()).await {
+        Ok(Ok(counts)) => {
+            for status in JobStatus::ALL {
+                let count = counts
+                    .iter()
+                    .find(|(s, _)| *s == status)
+                    .map_or(0, |(_, n)| *n);
+                metrics::gauge!("ticketbridge_jobs", "state" => status.as_str()).set(count as f64);
+            }
+        }
+        Ok(Err(error)) => tracing::warn!(error = %error, "metrics: cannot count jobs"),
+        Err(_) => tracing::warn!("metrics: job count timed out"),
+    }
+    state.metrics.run_upkeep();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,4 @@
+//! Core routes: health, readiness, metrics, benchmark baseline.
+
+pub mod bench;
+pub mod health;
