@@ -229,6 +229,11 @@ impl GlpiClient {
         Ok(())
     }
 
+    /// The entity choice made with `change_active_entities`, if any.
+    pub(crate) async fn active_scope_entities(&self) -> Option<(Option<i64>, bool)> {
+        self.inner.session.lock().await.scope.entities
+    }
+
     // ------------------------------------------------------------------ internals
 
     /// Current token, logging in when there is none.
@@ -254,16 +259,22 @@ impl GlpiClient {
             state.token = None;
             self.login_locked(&mut state).await?;
         }
-        state.token.clone().ok_or_else(|| GlpiError::SessionMissing {
-            message: "login produced no session".into(),
-        })
+        state
+            .token
+            .clone()
+            .ok_or_else(|| GlpiError::SessionMissing {
+                message: "login produced no session".into(),
+            })
     }
 
     async fn login_locked(&self, state: &mut SessionState) -> Result<(), GlpiError> {
         let (call, auth_header) = match &self.inner.auth {
             Auth::UserToken(token) => {
-                let mut value = HeaderValue::from_str(&format!("user_token {}", token.expose_secret()))
-                    .map_err(|_| GlpiError::Config("user token contains invalid characters".into()))?;
+                let mut value =
+                    HeaderValue::from_str(&format!("user_token {}", token.expose_secret()))
+                        .map_err(|_| {
+                            GlpiError::Config("user token contains invalid characters".into())
+                        })?;
                 value.set_sensitive(true);
                 (
                     Call::get("initSession"),
@@ -300,7 +311,10 @@ impl GlpiClient {
         let token = SecretString::from(token);
         // Re-apply the caller's profile / entity choices on the new session.
         if let Some(profile) = state.scope.profile {
-            let reply = check(self.execute(&profile_call(profile), Some(&token), None).await?)?;
+            let reply = check(
+                self.execute(&profile_call(profile), Some(&token), None)
+                    .await?,
+            )?;
             expect_true(&reply, "profile")?;
         }
         if let Some((entity, recursive)) = state.scope.entities {
@@ -576,7 +590,10 @@ mod tests {
         assert_eq!(err.retry_after(), Some(Duration::from_secs(7)));
         assert!(err.is_retryable());
         assert!(matches!(
-            check(reply(403, r#"["ERROR_RIGHT_MISSING","You don't have permission to perform this action."]"#)),
+            check(reply(
+                403,
+                r#"["ERROR_RIGHT_MISSING","You don't have permission to perform this action."]"#
+            )),
             Err(GlpiError::RightMissing { .. })
         ));
         assert!(matches!(

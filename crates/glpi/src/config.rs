@@ -11,7 +11,10 @@ pub enum Auth {
     UserToken(SecretString),
     /// Login and password, sent in the JSON body of `POST initSession` (works even where the
     /// web server strips the `Authorization` header, spec §17 trap 12).
-    Password { login: String, password: SecretString },
+    Password {
+        login: String,
+        password: SecretString,
+    },
 }
 
 impl std::fmt::Debug for Auth {

@@ -249,12 +249,12 @@ impl GlpiError {
             "ERROR_GLPI_ADD" => GlpiError::AddFailed { message },
             "ERROR_GLPI_UPDATE" => GlpiError::UpdateFailed { message },
             "ERROR_GLPI_DELETE" => GlpiError::DeleteFailed { message },
-            "ERROR_GLPI_PARTIAL_ADD" | "ERROR_GLPI_PARTIAL_UPDATE" | "ERROR_GLPI_PARTIAL_DELETE" => {
-                GlpiError::Partial {
-                    code: code.to_owned(),
-                    results: raw.clone(),
-                }
-            }
+            "ERROR_GLPI_PARTIAL_ADD"
+            | "ERROR_GLPI_PARTIAL_UPDATE"
+            | "ERROR_GLPI_PARTIAL_DELETE" => GlpiError::Partial {
+                code: code.to_owned(),
+                results: raw.clone(),
+            },
             "ERROR_FIELD_NOT_FOUND" => GlpiError::FieldNotFound { message },
             _ if status == 429 => GlpiError::RateLimited { retry_after },
             _ => GlpiError::Other {
@@ -316,7 +316,9 @@ mod tests {
         let e = GlpiError::from_api(
             400,
             "ERROR_WRONG_APP_TOKEN_PARAMETER",
-            &json!("parameter app_token seems wrong; view documentation in your browser at http://x/apirest.php/#ERROR_WRONG_APP_TOKEN_PARAMETER"),
+            &json!(
+                "parameter app_token seems wrong; view documentation in your browser at http://x/apirest.php/#ERROR_WRONG_APP_TOKEN_PARAMETER"
+            ),
             None,
         );
         match &e {

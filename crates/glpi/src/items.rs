@@ -16,17 +16,27 @@ const MAX_PAGES: u64 = 100;
 
 /// Reject itemtype names that would change the URL path.
 pub(crate) fn checked_itemtype(itemtype: &str) -> Result<&str, GlpiError> {
-    if !itemtype.is_empty() && itemtype.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+    if !itemtype.is_empty()
+        && itemtype
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
         Ok(itemtype)
     } else {
-        Err(GlpiError::InvalidInput(format!("bad itemtype {itemtype:?}")))
+        Err(GlpiError::InvalidInput(format!(
+            "bad itemtype {itemtype:?}"
+        )))
     }
 }
 
 impl GlpiClient {
     /// `GET /:itemtype/:id` into any deserialisable type (use `serde_json::Value` for raw).
     /// Text is entity-decoded on GLPI 9.5/10.
-    pub async fn get_item<T: DeserializeOwned>(&self, itemtype: &str, id: i64) -> Result<T, GlpiError> {
+    pub async fn get_item<T: DeserializeOwned>(
+        &self,
+        itemtype: &str,
+        id: i64,
+    ) -> Result<T, GlpiError> {
         let itemtype = checked_itemtype(itemtype)?;
         let (value, _) = self
             .get_json(Call::get(format!("{itemtype}/{id}")).query("get_hateoas", "false"))
@@ -35,7 +45,10 @@ impl GlpiClient {
     }
 
     /// `GET /:itemtype` — every visible item (pages through 206 answers).
-    pub async fn list_items<T: DeserializeOwned>(&self, itemtype: &str) -> Result<Vec<T>, GlpiError> {
+    pub async fn list_items<T: DeserializeOwned>(
+        &self,
+        itemtype: &str,
+    ) -> Result<Vec<T>, GlpiError> {
         let itemtype = checked_itemtype(itemtype)?;
         self.list_all(itemtype.to_owned(), Vec::new()).await
     }
@@ -71,7 +84,11 @@ impl GlpiClient {
     }
 
     /// `POST /:itemtype {"input": input}` → the new id. Send text raw: GLPI encodes it itself.
-    pub async fn create_item(&self, itemtype: &str, input: &impl Serialize) -> Result<i64, GlpiError> {
+    pub async fn create_item(
+        &self,
+        itemtype: &str,
+        input: &impl Serialize,
+    ) -> Result<i64, GlpiError> {
         let itemtype = checked_itemtype(itemtype)?;
         let input = to_value(input)?;
         let reply = self
@@ -91,7 +108,9 @@ impl GlpiClient {
         let itemtype = checked_itemtype(itemtype)?;
         let input = to_value(input)?;
         let reply = self
-            .call(Call::new(Method::PUT, format!("{itemtype}/{id}")).json(json!({ "input": input })))
+            .call(
+                Call::new(Method::PUT, format!("{itemtype}/{id}")).json(json!({ "input": input })),
+            )
             .await?;
         item_result(&reply, id, |message| GlpiError::UpdateFailed { message })
     }
@@ -145,7 +164,11 @@ impl GlpiClient {
 
 /// `Content-Range: start-end/total` → total.
 pub(crate) fn content_range_total(reply: &Reply) -> Option<u64> {
-    let value = reply.headers.get(reqwest::header::CONTENT_RANGE)?.to_str().ok()?;
+    let value = reply
+        .headers
+        .get(reqwest::header::CONTENT_RANGE)?
+        .to_str()
+        .ok()?;
     value.rsplit('/').next()?.trim().parse().ok()
 }
 
@@ -209,7 +232,10 @@ fn item_result(
     }
     Err(GlpiError::InvalidResponse {
         status: reply.status,
-        detail: format!("no result for id {id} in {}", crate::client::excerpt(&reply.body)),
+        detail: format!(
+            "no result for id {id} in {}",
+            crate::client::excerpt(&reply.body)
+        ),
     })
 }
 
@@ -229,18 +255,30 @@ mod tests {
 
     #[test]
     fn update_array_answer() {
-        assert!(item_result(&reply(r#"[{"5":true,"message":""}]"#), 5, |m| GlpiError::UpdateFailed { message: m }).is_ok());
-        let err = item_result(&reply(r#"[{"5":false,"message":"nope"}]"#), 5, |m| GlpiError::UpdateFailed { message: m });
+        assert!(
+            item_result(&reply(r#"[{"5":true,"message":""}]"#), 5, |m| {
+                GlpiError::UpdateFailed { message: m }
+            })
+            .is_ok()
+        );
+        let err = item_result(&reply(r#"[{"5":false,"message":"nope"}]"#), 5, |m| {
+            GlpiError::UpdateFailed { message: m }
+        });
         assert!(matches!(err, Err(GlpiError::UpdateFailed { message }) if message == "nope"));
         assert!(matches!(
-            item_result(&reply(r#"[{"6":true,"message":""}]"#), 5, |m| GlpiError::UpdateFailed { message: m }),
+            item_result(&reply(r#"[{"6":true,"message":""}]"#), 5, |m| {
+                GlpiError::UpdateFailed { message: m }
+            }),
             Err(GlpiError::InvalidResponse { .. })
         ));
     }
 
     #[test]
     fn created_id_accepts_string_ids() {
-        assert_eq!(created_id(&reply(r#"{"id":"15","message":""}"#)).unwrap().0, 15);
+        assert_eq!(
+            created_id(&reply(r#"{"id":"15","message":""}"#)).unwrap().0,
+            15
+        );
         assert!(matches!(
             created_id(&reply(r#"{"id":false,"message":"no"}"#)),
             Err(GlpiError::AddFailed { message }) if message == "no"
@@ -250,7 +288,10 @@ mod tests {
     #[test]
     fn content_range() {
         let mut r = reply("[]");
-        r.headers.insert(reqwest::header::CONTENT_RANGE, HeaderValue::from_static("0-19/42"));
+        r.headers.insert(
+            reqwest::header::CONTENT_RANGE,
+            HeaderValue::from_static("0-19/42"),
+        );
         assert_eq!(content_range_total(&r), Some(42));
     }
 

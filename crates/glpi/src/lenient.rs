@@ -72,7 +72,9 @@ mod tests {
     fn accepts_strings_and_numbers() {
         let r: Row = serde_json::from_value(json!({"id":"7","flag":1,"date":null})).unwrap();
         assert_eq!((r.id, r.flag, r.date), (7, true, None));
-        let r: Row = serde_json::from_value(json!({"id":7,"flag":"0","date":"2026-01-01 00:00:00"})).unwrap();
+        let r: Row =
+            serde_json::from_value(json!({"id":7,"flag":"0","date":"2026-01-01 00:00:00"}))
+                .unwrap();
         assert_eq!((r.id, r.flag), (7, false));
         assert_eq!(r.date.as_deref(), Some("2026-01-01 00:00:00"));
     }

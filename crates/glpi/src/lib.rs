@@ -31,3 +31,12 @@ mod people;
 pub use people::{
     Contact, ContactHit, NewContact, NewUser, User, UserEmail, UserHit, contact_field, user_field,
 };
+mod entity;
+
+pub use entity::{Entity, EntityHit, FieldMatch, NewEntity, document_number_spellings};
+mod document;
+mod dropdown;
+
+pub use document::{Document, DocumentLink, DownloadedFile, ItemLink, Upload};
+pub use dropdown::{ActiveEntities, DropdownItem, MyEntity, MyProfile};
+pub mod check;

@@ -304,21 +304,33 @@ impl GlpiClient {
         let email = checked_email(email)?;
         let query = SearchQuery::new("Contact")
             .and(contact_field::EMAIL, SearchType::Contains, email.clone())
-            .display(&[contact_field::NAME, contact_field::FIRSTNAME, contact_field::EMAIL])
+            .display(&[
+                contact_field::NAME,
+                contact_field::FIRSTNAME,
+                contact_field::EMAIL,
+            ])
             .range(0, 99);
         let page = self.search(&query).await?;
         Ok(page
             .rows
             .iter()
             .filter_map(ContactHit::from_row)
-            .filter(|c| c.email.as_deref().is_some_and(|e| e.eq_ignore_ascii_case(&email)))
+            .filter(|c| {
+                c.email
+                    .as_deref()
+                    .is_some_and(|e| e.eq_ignore_ascii_case(&email))
+            })
             .collect())
     }
 
     /// Contacts whose phone, phone 2 or mobile is this number (digits compared).
     pub async fn find_contacts_by_phone(&self, phone: &str) -> Result<Vec<ContactHit>, GlpiError> {
         let fragment = phone_fragment(phone)?;
-        let fields = [contact_field::PHONE, contact_field::PHONE2, contact_field::MOBILE];
+        let fields = [
+            contact_field::PHONE,
+            contact_field::PHONE2,
+            contact_field::MOBILE,
+        ];
         let query = SearchQuery::new("Contact")
             .criterion(any_of(&fields, SearchType::Contains, &fragment))
             .display(&[
@@ -424,7 +436,10 @@ mod tests {
         let input = user_input(
             &NewUser {
                 login: "maria.silva".into(),
-                emails: vec!["maria.silva@example.com".into(), "maria@acme.example".into()],
+                emails: vec![
+                    "maria.silva@example.com".into(),
+                    "maria@acme.example".into(),
+                ],
                 profile_id: Some(1),
                 entity_id: Some(1),
                 ..Default::default()

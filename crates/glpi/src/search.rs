@@ -106,7 +106,10 @@ impl Criterion {
             } => {
                 out.push((format!("{prefix}[link]"), link.as_str().to_owned()));
                 out.push((format!("{prefix}[field]"), field.to_string()));
-                out.push((format!("{prefix}[searchtype]"), searchtype.as_str().to_owned()));
+                out.push((
+                    format!("{prefix}[searchtype]"),
+                    searchtype.as_str().to_owned(),
+                ));
                 out.push((format!("{prefix}[value]"), value.clone()));
             }
             Criterion::Group { link, criteria } => {

@@ -18,11 +18,7 @@ pub fn decode_text(text: &str) -> String {
 /// Decode every string inside a JSON value, in place.
 pub(crate) fn decode_value(value: &mut Value) {
     match value {
-        Value::String(s) => {
-            if s.contains('&') {
-                *s = decode_text(s);
-            }
-        }
+        Value::String(s) if s.contains('&') => *s = decode_text(s),
         Value::Array(items) => items.iter_mut().for_each(decode_value),
         Value::Object(map) => map.values_mut().for_each(decode_value),
         _ => {}
@@ -44,7 +40,11 @@ pub fn same_phone(a: &str, b: &str) -> bool {
     if a == b {
         return true;
     }
-    let (short, long) = if a.len() < b.len() { (&a, &b) } else { (&b, &a) };
+    let (short, long) = if a.len() < b.len() {
+        (&a, &b)
+    } else {
+        (&b, &a)
+    };
     short.len() >= 8 && long.ends_with(short.as_str())
 }
 
@@ -67,7 +67,10 @@ mod tests {
     fn decodes_nested_values() {
         let mut v = json!({"name":"Root entity &#62; ACME","list":[{"c":"a &#38; b"}],"n":1});
         decode_value(&mut v);
-        assert_eq!(v, json!({"name":"Root entity > ACME","list":[{"c":"a & b"}],"n":1}));
+        assert_eq!(
+            v,
+            json!({"name":"Root entity > ACME","list":[{"c":"a & b"}],"n":1})
+        );
     }
 
     #[test]

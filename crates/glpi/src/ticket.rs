@@ -263,10 +263,17 @@ fn push_actors(input: &mut Map<String, Value>, role: ActorRole, actors: &[Actor]
 }
 
 /// The `input` object for a ticket creation.
-pub(crate) fn ticket_input(ticket: &NewTicket, default_entity: Option<i64>) -> Result<Value, GlpiError> {
-    if ticket.requesters.iter().chain(&ticket.observers).chain(&ticket.assignees).any(|a| {
-        a.user_id == 0 && a.email.as_deref().is_none_or(|e| !e.contains('@'))
-    }) {
+pub(crate) fn ticket_input(
+    ticket: &NewTicket,
+    default_entity: Option<i64>,
+) -> Result<Value, GlpiError> {
+    if ticket
+        .requesters
+        .iter()
+        .chain(&ticket.observers)
+        .chain(&ticket.assignees)
+        .any(|a| a.user_id == 0 && a.email.as_deref().is_none_or(|e| !e.contains('@')))
+    {
         return Err(GlpiError::InvalidInput(
             "an email-only actor needs a valid email address".into(),
         ));
@@ -343,7 +350,8 @@ impl GlpiClient {
 
     /// The user actors of a ticket (`Ticket_User` rows, incl. email-only ones with user 0).
     pub async fn ticket_users(&self, ticket_id: i64) -> Result<Vec<TicketUser>, GlpiError> {
-        self.list_sub_items("Ticket", ticket_id, "Ticket_User").await
+        self.list_sub_items("Ticket", ticket_id, "Ticket_User")
+            .await
     }
 
     /// Add one actor to an existing ticket (`POST /Ticket_User`).
@@ -367,16 +375,28 @@ impl GlpiClient {
     }
 
     /// Tickets whose description contains `text` (e.g. the bridge's reference marker).
-    pub async fn find_tickets_by_content(&self, text: &str) -> Result<Vec<TicketSummary>, GlpiError> {
+    pub async fn find_tickets_by_content(
+        &self,
+        text: &str,
+    ) -> Result<Vec<TicketSummary>, GlpiError> {
         if text.trim().is_empty() {
             return Err(GlpiError::InvalidInput("empty search text".into()));
         }
         let query = SearchQuery::new("Ticket")
             .and(ticket_field::CONTENT, SearchType::Contains, text)
-            .display(&[ticket_field::NAME, ticket_field::STATUS, ticket_field::DATE_MOD, ticket_field::ENTITY])
+            .display(&[
+                ticket_field::NAME,
+                ticket_field::STATUS,
+                ticket_field::DATE_MOD,
+                ticket_field::ENTITY,
+            ])
             .range(0, 49);
         let page = self.search(&query).await?;
-        Ok(page.rows.iter().filter_map(TicketSummary::from_row).collect())
+        Ok(page
+            .rows
+            .iter()
+            .filter_map(TicketSummary::from_row)
+            .collect())
     }
 
     /// Tickets where `user_id` is a requester, most recently changed first.
@@ -394,11 +414,20 @@ impl GlpiClient {
             query = query.and(ticket_field::STATUS, SearchType::Equals, "notold");
         }
         let query = query
-            .display(&[ticket_field::NAME, ticket_field::STATUS, ticket_field::DATE_MOD, ticket_field::ENTITY])
+            .display(&[
+                ticket_field::NAME,
+                ticket_field::STATUS,
+                ticket_field::DATE_MOD,
+                ticket_field::ENTITY,
+            ])
             .sort(ticket_field::DATE_MOD, Order::Desc)
             .range(0, 199);
         let page = self.search(&query).await?;
-        Ok(page.rows.iter().filter_map(TicketSummary::from_row).collect())
+        Ok(page
+            .rows
+            .iter()
+            .filter_map(TicketSummary::from_row)
+            .collect())
     }
 
     /// Tickets changed at or after `since` (`YYYY-MM-DD HH:MM:SS`, GLPI server time), oldest
@@ -412,11 +441,20 @@ impl GlpiClient {
         let from = one_second_before(since)?;
         let query = SearchQuery::new("Ticket")
             .and(ticket_field::DATE_MOD, SearchType::MoreThan, from)
-            .display(&[ticket_field::NAME, ticket_field::STATUS, ticket_field::DATE_MOD, ticket_field::ENTITY])
+            .display(&[
+                ticket_field::NAME,
+                ticket_field::STATUS,
+                ticket_field::DATE_MOD,
+                ticket_field::ENTITY,
+            ])
             .sort(ticket_field::DATE_MOD, Order::Asc)
             .range(0, limit.max(1) - 1);
         let page = self.search(&query).await?;
-        let rows = page.rows.iter().filter_map(TicketSummary::from_row).collect();
+        let rows = page
+            .rows
+            .iter()
+            .filter_map(TicketSummary::from_row)
+            .collect();
         Ok((rows, page.partial))
     }
 }
@@ -464,7 +502,10 @@ mod tests {
         };
         let input = ticket_input(&t, Some(3)).unwrap();
         assert_eq!(input["_users_id_requester"], json!([7, 0]));
-        assert_eq!(input["_users_id_requester_notif"]["alternative_email"], json!(["", "a@b.c"]));
+        assert_eq!(
+            input["_users_id_requester_notif"]["alternative_email"],
+            json!(["", "a@b.c"])
+        );
         assert_eq!(input["_users_id_observer"], json!(4));
         assert_eq!(input["entities_id"], json!(3));
     }
@@ -472,16 +513,29 @@ mod tests {
     #[test]
     fn email_only_actor_needs_an_address() {
         let t = NewTicket {
-            requesters: vec![Actor { user_id: 0, email: None, notify: true }],
+            requesters: vec![Actor {
+                user_id: 0,
+                email: None,
+                notify: true,
+            }],
             ..Default::default()
         };
-        assert!(matches!(ticket_input(&t, None), Err(GlpiError::InvalidInput(_))));
+        assert!(matches!(
+            ticket_input(&t, None),
+            Err(GlpiError::InvalidInput(_))
+        ));
     }
 
     #[test]
     fn since_is_inclusive() {
-        assert_eq!(one_second_before("2026-11-25 10:13:38").unwrap(), "2026-11-25 10:13:37");
-        assert_eq!(one_second_before("2026-01-01 00:00:00").unwrap(), "2025-12-31 23:59:59");
+        assert_eq!(
+            one_second_before("2026-11-25 10:13:38").unwrap(),
+            "2026-11-25 10:13:37"
+        );
+        assert_eq!(
+            one_second_before("2026-01-01 00:00:00").unwrap(),
+            "2025-12-31 23:59:59"
+        );
         assert!(one_second_before("yesterday").is_err());
     }
 }

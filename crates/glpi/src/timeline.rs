@@ -186,7 +186,9 @@ impl GlpiClient {
 
     /// Tasks of a ticket, oldest first.
     pub async fn tasks(&self, ticket_id: i64) -> Result<Vec<Task>, GlpiError> {
-        let items = self.list_sub_items("Ticket", ticket_id, "TicketTask").await?;
+        let items = self
+            .list_sub_items("Ticket", ticket_id, "TicketTask")
+            .await?;
         Ok(by_id(items, |t: &Task| t.id))
     }
 }
@@ -218,6 +220,9 @@ mod tests {
             content: "  ".into(),
             ..Default::default()
         };
-        assert!(matches!(followup_input(&f), Err(GlpiError::InvalidInput(_))));
+        assert!(matches!(
+            followup_input(&f),
+            Err(GlpiError::InvalidInput(_))
+        ));
     }
 }
