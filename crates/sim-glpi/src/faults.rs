@@ -1,0 +1,92 @@
+//! Fault injection and call counters, shared between the test and the server.
+
+use parking_lot::Mutex;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Faults a test can set at any time; they apply to the next requests.
+#[derive(Debug, Default)]
+pub struct Faults {
+    inner: Mutex<FaultState>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub(crate) struct FaultState {
+    pub(crate) latency: Duration,
+    pub(crate) init_session_delay: Duration,
+    pub(crate) fail_next: u64,
+    pub(crate) fail_status: u16,
+    pub(crate) drop_next: u64,
+    pub(crate) expire_after_calls: Option<u64>,
+}
+
+/// What the server must do with one incoming request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    Serve,
+    Fail(u16),
+    Drop,
+}
+
+impl Faults {
+    /// Delay every response by `latency` (0 turns it off).
+    pub fn set_latency(&self, latency: Duration) {
+        self.inner.lock().latency = latency;
+    }
+
+    /// Answer the next `n` requests with HTTP `status` (e.g. 500, 502, 503) and a JSON error body.
+    pub fn fail_next(&self, n: u64, status: u16) {
+        let mut s = self.inner.lock();
+        s.fail_next = n;
+        s.fail_status = status;
+    }
+
+    /// Close the connection of the next `n` requests without sending any response.
+    pub fn drop_next(&self, n: u64) {
+        self.inner.lock().drop_next = n;
+    }
+
+    /// Every session (open now or opened later) becomes invalid after it served `n` calls:
+    /// call n+1 answers 401 `ERROR_SESSION_TOKEN_INVALID`. `n = 0` expires sessions on their
+    /// next use.
+    pub fn expire_sessions_after_calls(&self, n: u64) {
+        self.inner.lock().expire_after_calls = Some(n);
+    }
+
+    /// Delay only initSession answers (slow LDAP/DB logins).
+    pub fn init_session_delay(&self, delay: Duration) {
+        self.inner.lock().init_session_delay = delay;
+    }
+
+    /// Remove every fault.
+    pub fn clear(&self) {
+        *self.inner.lock() = FaultState::default();
+    }
+
+    pub(crate) fn snapshot(&self) -> FaultState {
+        self.inner.lock().clone()
+    }
+
+    /// Consume one pending failure or drop, if any.
+    pub(crate) fn verdict(&self) -> Verdict {
+        let mut s = self.inner.lock();
+        if s.drop_next > 0 {
+            s.drop_next -= 1;
+            return Verdict::Drop;
+        }
+        if s.fail_next > 0 {
+            s.fail_next -= 1;
+            return Verdict::Fail(s.fail_status);
+        }
+        Verdict::Serve
+    }
+}
+
+/// Calls received, by endpoint (`"POST /Ticket"`, `"GET /Ticket/:id"`, `"GET /search/User"`).
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) total: u64,
+    pub(crate) by_endpoint: BTreeMap<String, u64>,
+    pub(crate) sessions_opened: u64,
+    pub(crate) sessions_killed: u64,
+}
