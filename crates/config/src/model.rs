@@ -66,7 +66,7 @@ impl Default for ServerConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
-    /// `sqlite://path?mode=rwc` or `postgres://user:pass@host/db`.
+    /// `sqlite://path` (created when missing), `sqlite::memory:` or `postgres://user:pass@host/db`.
     /// May contain a password: print it with [`redact_url`].
     pub url: String,
 }
@@ -74,7 +74,7 @@ pub struct StoreConfig {
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
-            url: "sqlite://./ticketbridge.db?mode=rwc".to_owned(),
+            url: "sqlite://./ticketbridge.db".to_owned(),
         }
     }
 }
@@ -243,11 +243,14 @@ impl Config {
         let s = &self.server;
         let _ = writeln!(
             out,
-            "server: listen={} body_limit={} request_timeout={} log_format={:?} bench_noop={}",
+            "server: listen={} body_limit={} request_timeout={} log_format={} bench_noop={}",
             s.listen,
             s.body_limit,
             humantime_serde::re::humantime::format_duration(s.request_timeout),
-            s.log_format,
+            match s.log_format {
+                LogFormat::Json => "json",
+                LogFormat::Pretty => "pretty",
+            },
             s.bench_noop
         );
         let _ = writeln!(out, "store: url={}", redact_url(&self.store.url));

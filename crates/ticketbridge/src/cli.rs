@@ -1,0 +1,101 @@
+//! Command-line interface.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Turns conversations and events into GLPI and iTop tickets, reliably.
+#[derive(Debug, Parser)]
+#[command(name = "ticketbridge", version, about)]
+pub struct Cli {
+    /// Configuration file. A missing ./ticketbridge.toml means built-in defaults.
+    #[arg(long, short, global = true, env = "TICKETBRIDGE_CONFIG", default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+pub const DEFAULT_CONFIG: &str = "./ticketbridge.toml";
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server and the job engine until SIGTERM or Ctrl-C.
+    Serve,
+    /// Configuration tools.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Inspect and repair jobs.
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+    /// Inspect links between source and target objects.
+    #[command(subcommand)]
+    Links(LinksCommand),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+    /// Print the version.
+    Version,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the configuration; print every problem, or "config ok" and a summary.
+    Check,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// List jobs, newest first.
+    List {
+        /// pending, running, succeeded or dead.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Show one job as JSON.
+    Show { id: i64 },
+    /// Put dead letters back in the queue: one by id, or all with --all.
+    Retry {
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<i64>,
+        #[arg(long)]
+        all: bool,
+    },
+    /// Delete every dead letter.
+    PurgeDead,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LinksCommand {
+    /// List links, newest first.
+    List {
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Drive POST /api/v1/events over loopback and compare with a no-op route.
+    Ingest(IngestBench),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct IngestBench {
+    /// Store URL; default: a fresh SQLite file in a temporary directory.
+    #[arg(long)]
+    pub store: Option<String>,
+    /// Concurrent clients in the closed-loop runs.
+    #[arg(long, default_value_t = 32)]
+    pub clients: usize,
+    /// Requests per closed-loop run.
+    #[arg(long, default_value_t = 40_000)]
+    pub requests: usize,
+    /// Rate of the fixed-rate run (requests per second).
+    #[arg(long, default_value_t = 1000)]
+    pub rate: u64,
+    /// Duration of the fixed-rate run, in seconds.
+    #[arg(long, default_value_t = 10)]
+    pub rate_seconds: u64,
+}

@@ -1,0 +1,154 @@
+//! Dispatch of the subcommands other than `serve` and `bench`.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use config::Config;
+use store::{JobFilter, JobStatus, LinkFilter, Store};
+
+use crate::cli::{
+    BenchCommand, Cli, Command, ConfigCommand, DEFAULT_CONFIG, JobsCommand, LinksCommand,
+};
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Version => {
+            println!("ticketbridge {}", env!("CARGO_PKG_VERSION"));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config(ConfigCommand::Check) => Ok(config_check(&cli.config)),
+        Command::Serve => {
+            let config = load(&cli.config)?;
+            crate::serve::serve(config).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Jobs(command) => {
+            let store = open_store(&load(&cli.config)?).await?;
+            jobs(&store, command).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Links(LinksCommand::List { limit }) => {
+            let store = open_store(&load(&cli.config)?).await?;
+            let links = store
+                .links(&LinkFilter {
+                    limit: Some(limit),
+                    ..LinkFilter::default()
+                })
+                .await?;
+            println!(
+                "{:>6}  {:<8} {:<16} {:<24} {:<10} {}",
+                "ID", "STATE", "KIND", "SOURCE", "TARGET", "TARGET_ID"
+            );
+            for l in links {
+                println!(
+                    "{:>6}  {:<8} {:<16} {:<24} {:<10} {}",
+                    l.id,
+                    l.state.as_str(),
+                    l.kind,
+                    format!("{}:{}", l.source_system, l.source_id),
+                    l.target_system,
+                    l.target_id.as_deref().unwrap_or("-")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Ingest(options)) => {
+            crate::bench::ingest(options).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Loads the configuration; a missing file is fine only at the default path.
+pub fn load(path: &Path) -> anyhow::Result<Config> {
+    let required = path != Path::new(DEFAULT_CONFIG);
+    config::load(path, required, std::env::vars()).map_err(|errors| {
+        anyhow::anyhow!(
+            "invalid configuration (run `ticketbridge config check` for details):\n{}",
+            errors.lines()
+        )
+    })
+}
+
+fn config_check(path: &Path) -> ExitCode {
+    let required = path != Path::new(DEFAULT_CONFIG);
+    match config::load(path, required, std::env::vars()) {
+        Ok(config) => {
+            println!("config ok");
+            print!("{}", config.summary());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for problem in &errors.0 {
+                println!("{problem}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    Store::connect(&config.store.url).await.with_context(|| {
+        format!(
+            "cannot open the store {} (check store.url or TICKETBRIDGE_STORE__URL)",
+            config::redact_url(&config.store.url)
+        )
+    })
+}
+
+async fn jobs(store: &Store, command: JobsCommand) -> anyhow::Result<()> {
+    match command {
+        JobsCommand::List { status, limit } => {
+            let status = status
+                .map(|s| s.parse::<JobStatus>())
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("{e}; use pending, running, succeeded or dead"))?;
+            let jobs = store
+                .jobs(&JobFilter {
+                    status,
+                    limit: Some(limit),
+                    ..JobFilter::default()
+                })
+                .await?;
+            println!(
+                "{:>8}  {:<9} {:<20} {:<12} {:<8} {:<28} {}",
+                "ID", "STATUS", "KIND", "QUEUE", "ATTEMPTS", "ORDERING_KEY", "LAST_ERROR"
+            );
+            for j in jobs {
+                println!(
+                    "{:>8}  {:<9} {:<20} {:<12} {:<8} {:<28} {}",
+                    j.id,
+                    j.status.as_str(),
+                    j.kind,
+                    j.queue,
+                    format!("{}/{}", j.attempts, j.max_attempts),
+                    j.ordering_key,
+                    j.last_error.as_deref().unwrap_or("")
+                );
+            }
+        }
+        JobsCommand::Show { id } => match store.job(id).await? {
+            Some(job) => println!("{}", serde_json::to_string_pretty(&job)?),
+            None => bail!("no job with id {id} (list them with `ticketbridge jobs list`)"),
+        },
+        JobsCommand::Retry { id, all } => {
+            let target = if all { None } else { id };
+            let revived = store.revive_dead(target).await?;
+            if let (Some(id), 0) = (target, revived) {
+                bail!("job {id} is not a dead letter (see `ticketbridge jobs list --status dead`)");
+            }
+            println!("requeued {revived} dead job(s)");
+        }
+        JobsCommand::PurgeDead => {
+            let purged = store.purge_dead().await?;
+            println!("deleted {purged} dead job(s)");
+        }
+    }
+    Ok(())
+}
+
+/// The store for commands that need it.
+pub async fn store_for(config: &Config) -> anyhow::Result<Store> {
+    open_store(config).await
+}

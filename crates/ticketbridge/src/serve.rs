@@ -1,0 +1,102 @@
+//! `ticketbridge serve`: HTTP server and job engine in one process.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use config::Config;
+use engine::{Engine, EngineConfig};
+use server::{Application, Dependencies, Wake};
+use tokio_util::sync::CancellationToken;
+
+use crate::event_record::{self, EventRecord};
+
+/// Test knob: artificial work time of `event.record` jobs, in milliseconds.
+pub const RECORD_DELAY_ENV: &str = "TICKETBRIDGE_TEST_RECORD_DELAY_MS";
+
+pub fn engine_config(config: &Config) -> EngineConfig {
+    let e = &config.engine;
+    EngineConfig {
+        lease: e.lease,
+        poll_interval: e.poll,
+        backoff_base: e.backoff_base,
+        backoff_cap: e.backoff_max,
+        default_max_attempts: i32::try_from(e.max_attempts).unwrap_or(i32::MAX),
+        default_concurrency: e.concurrency,
+        shutdown_grace: e.shutdown_grace,
+        ..EngineConfig::default()
+    }
+}
+
+/// The engine with every handler the binary knows.
+pub fn build_engine(config: &Config, store: &store::Store) -> Engine {
+    let mut engine = Engine::new(store.clone(), engine_config(config));
+    let delay = std::env::var(RECORD_DELAY_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(Duration::ZERO, Duration::from_millis);
+    engine.register(
+        event_record::KIND,
+        Arc::new(EventRecord {
+            store: store.clone(),
+            delay,
+        }),
+    );
+    engine
+}
+
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    crate::logging::init(config.server.log_format);
+    let store = crate::commands::store_for(&config).await?;
+    let engine = build_engine(&config, &store);
+    let waker = engine.waker();
+    let deps = Dependencies::new(store.clone(), Wake::new(move || waker.wake()));
+    let app = Application::build(config, deps)
+        .await
+        .context("cannot start the HTTP server")?;
+
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+
+    let engine_task = {
+        let token = shutdown.clone();
+        tokio::spawn(async move { engine.run(token).await })
+    };
+    let served = app.run_until(shutdown.clone().cancelled_owned()).await;
+    // Whatever stopped the server also stops the engine.
+    shutdown.cancel();
+    let engine_result = engine_task.await.context("job engine task failed")?;
+    store.close().await;
+    served.context("HTTP server failed")?;
+    engine_result.context("job engine failed")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn cancel_on_signal(token: CancellationToken) {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("Ctrl-C received, shutting down"),
+        () = terminate => tracing::info!("SIGTERM received, shutting down"),
+    }
+    token.cancel();
+}
