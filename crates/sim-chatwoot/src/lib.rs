@@ -120,9 +120,10 @@ impl Shared {
     /// Queues bodies without waiting for delivery (API side effects).
     pub(crate) fn emit_detached(&self, events: Vec<Value>) {
         for event in events {
-            let _ = self
-                .emitter
-                .enqueue(uuid::Uuid::new_v4().to_string(), &event);
+            drop(
+                self.emitter
+                    .enqueue(uuid::Uuid::new_v4().to_string(), &event),
+            );
         }
     }
 
