@@ -52,25 +52,6 @@ impl Pj {
         }
     }
 
-    #[cfg(test)]
-    pub fn from_value(v: &Value) -> Pj {
-        match v {
-            Value::Null => Pj::Null,
-            Value::Bool(b) => Pj::Bool(*b),
-            Value::Number(n) => match n.as_i64() {
-                Some(i) => Pj::Int(i),
-                None => Pj::Str(n.to_string()),
-            },
-            Value::String(s) => Pj::Str(s.clone()),
-            Value::Array(a) => Pj::Arr(a.iter().map(Pj::from_value).collect()),
-            Value::Object(m) => Pj::Obj(
-                m.iter()
-                    .map(|(k, v)| (k.clone(), Pj::from_value(v)))
-                    .collect(),
-            ),
-        }
-    }
-
     pub fn to_value(&self) -> Value {
         match self {
             Pj::Null => Value::Null,

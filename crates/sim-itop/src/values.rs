@@ -258,15 +258,16 @@ pub fn check_to_write(def: &ClassDef, obj: &Obj, id_for_message: i64) -> Result<
                 schema::label(attr.code),
                 attr.code
             ));
-        } else if let Kind::Enum(allowed) = attr.kind {
-            if !text.is_empty() && !allowed.contains(&text.as_str()) {
-                issues.push(format!(
-                    "Unexpected value for attribute '{}' ({}) : Value not allowed [{}]",
-                    schema::label(attr.code),
-                    attr.code,
-                    text
-                ));
-            }
+        } else if let Kind::Enum(allowed) = attr.kind
+            && !text.is_empty()
+            && !allowed.contains(&text.as_str())
+        {
+            issues.push(format!(
+                "Unexpected value for attribute '{}' ({}) : Value not allowed [{}]",
+                schema::label(attr.code),
+                attr.code,
+                text
+            ));
         }
     }
     match issues.first() {
