@@ -186,7 +186,22 @@ fn my_profiles(st: &State, user_id: i64) -> Vec<Out> {
             Out::obj(vec![
                 ("id", Out::json(pid)),
                 ("name", Out::json(name)),
-                ("entities", Out::json(profile_entities(st, user_id, pid))),
+                (
+                    "entities",
+                    Out::Arr(
+                        st.rows("Profile_User")
+                            .filter(|r| r.int("users_id") == user_id && r.int("profiles_id") == pid)
+                            .map(|r| {
+                                let e = r.int("entities_id");
+                                Out::obj(vec![
+                                    ("id", Out::json(e)),
+                                    ("name", Out::json(st.store_text(&st.entity_completename(e)))),
+                                    ("is_recursive", Out::json(r.int("is_recursive"))),
+                                ])
+                            })
+                            .collect(),
+                    ),
+                ),
             ])
         })
         .collect()
