@@ -1,6 +1,9 @@
 //! The simulated clock: real time, optionally shifted to start at a fixed instant.
 
-use time::{OffsetDateTime, PrimitiveDateTime, format_description::BorrowedFormatItem, macros::format_description};
+use time::{
+    OffsetDateTime, PrimitiveDateTime, format_description::BorrowedFormatItem,
+    macros::format_description,
+};
 
 const GLPI_FORMAT: &[BorrowedFormatItem<'static>] =
     format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
@@ -39,6 +42,8 @@ impl Clock {
 
 /// `2026-11-25 10:13:37` -> `Wed, 25 Nov 2026 10:13:37 GMT`.
 pub(crate) fn http_date(glpi: &str) -> Option<String> {
-    let dt = PrimitiveDateTime::parse(glpi, GLPI_FORMAT).ok()?.assume_utc();
+    let dt = PrimitiveDateTime::parse(glpi, GLPI_FORMAT)
+        .ok()?
+        .assume_utc();
     dt.format(HTTP_FORMAT).ok()
 }

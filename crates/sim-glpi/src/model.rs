@@ -161,7 +161,10 @@ pub struct NewUser {
 
 impl NewUser {
     pub fn new(login: &str) -> NewUser {
-        NewUser { login: login.to_string(), ..NewUser::default() }
+        NewUser {
+            login: login.to_string(),
+            ..NewUser::default()
+        }
     }
 }
 
@@ -250,7 +253,10 @@ pub(crate) fn solution(st: &State, r: &Row) -> SimSolution {
 
 pub(crate) fn user(st: &State, r: &Row) -> SimUser {
     let uid = r.int("id");
-    let mut emails: Vec<&Row> = st.rows("UserEmail").filter(|e| e.int("users_id") == uid).collect();
+    let mut emails: Vec<&Row> = st
+        .rows("UserEmail")
+        .filter(|e| e.int("users_id") == uid)
+        .collect();
     emails.sort_by_key(|e| (1 - e.int("is_default"), e.int("id")));
     SimUser {
         id: id(r, "id"),
@@ -263,7 +269,10 @@ pub(crate) fn user(st: &State, r: &Row) -> SimUser {
         entities_id: id(r, "entities_id"),
         is_active: r.int("is_active") == 1,
         is_deleted: r.int("is_deleted") == 1,
-        emails: emails.iter().map(|e| st.plain_text(&e.str("email"))).collect(),
+        emails: emails
+            .iter()
+            .map(|e| st.plain_text(&e.str("email")))
+            .collect(),
         raw: r.to_value(),
     }
 }
@@ -287,13 +296,21 @@ pub(crate) fn entity(st: &State, r: &Row) -> SimEntity {
     let cnpj = crate::api::items::plugin_fields(st, "Entity")
         .into_iter()
         .filter(|(_, _, f)| f.str("name") == "cnpjfield")
-        .find_map(|(_, generated, _)| st.rows(&generated).find(|x| x.int("items_id") == eid).and_then(|x| x.opt_str("cnpjfield")))
+        .find_map(|(_, generated, _)| {
+            st.rows(&generated)
+                .find(|x| x.int("items_id") == eid)
+                .and_then(|x| x.opt_str("cnpjfield"))
+        })
         .map(|s| st.plain_text(&s));
     SimEntity {
         id: id(r, "id"),
         name: st.plain_text(&r.str("name")),
         completename: r.str("completename"),
-        parent: if eid == 0 { None } else { Some(id(r, "entities_id")) },
+        parent: if eid == 0 {
+            None
+        } else {
+            Some(id(r, "entities_id"))
+        },
         cnpj,
         raw: r.to_value(),
     }

@@ -64,7 +64,10 @@ impl Row {
 /// Integer view of a JSON value as PHP would coerce it (`"7"` -> 7, `true` -> 1).
 pub(crate) fn value_int(v: &Value) -> i64 {
     match v {
-        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)).unwrap_or(0),
+        Value::Number(n) => n
+            .as_i64()
+            .or_else(|| n.as_f64().map(|f| f as i64))
+            .unwrap_or(0),
         Value::String(s) => s.trim().parse().unwrap_or(0),
         Value::Bool(b) => i64::from(*b),
         _ => 0,
@@ -109,7 +112,12 @@ impl Serialize for Out {
 
 impl Out {
     pub(crate) fn obj(fields: Vec<(&str, Out)>) -> Out {
-        Out::Obj(fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+        Out::Obj(
+            fields
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+        )
     }
 
     pub(crate) fn json(v: impl Into<Value>) -> Out {

@@ -552,7 +552,10 @@ pub(crate) fn canonical(name: &str, extra: &[String]) -> Option<String> {
 }
 
 pub(crate) fn columns(itemtype: &str) -> Option<&'static [(&'static str, Def)]> {
-    SPECIFIC.iter().find(|(n, _)| *n == itemtype).map(|(_, c)| *c)
+    SPECIFIC
+        .iter()
+        .find(|(n, _)| *n == itemtype)
+        .map(|(_, c)| *c)
 }
 
 /// A row with every column at its default value.
@@ -580,21 +583,37 @@ pub(crate) fn is_column(itemtype: &str, key: &str) -> bool {
 
 /// Itemtypes with a trash bin (`is_deleted`); the others are purged by DELETE.
 pub(crate) fn has_trash(itemtype: &str) -> bool {
-    matches!(itemtype, "Ticket" | "User" | "Contact" | "Document" | "Computer" | "Problem" | "Change")
+    matches!(
+        itemtype,
+        "Ticket" | "User" | "Contact" | "Document" | "Computer" | "Problem" | "Change"
+    )
 }
 
 /// Itemtypes restricted to the session's active entities.
 pub(crate) fn entity_assigned(itemtype: &str) -> bool {
     matches!(
         itemtype,
-        "Ticket" | "Contact" | "Document" | "ITILCategory" | "Computer" | "Problem" | "Change" | "Location" | "Group" | "Supplier"
+        "Ticket"
+            | "Contact"
+            | "Document"
+            | "ITILCategory"
+            | "Computer"
+            | "Problem"
+            | "Change"
+            | "Location"
+            | "Group"
+            | "Supplier"
     ) || itemtype.starts_with("PluginFields") && itemtype != "PluginFieldsField"
 }
 
 /// The itemtype a foreign-key column points to (`users_id_recipient` -> `User`).
 pub(crate) fn fk_target(column: &str) -> Option<&'static str> {
     let base = column.split("_id").next().unwrap_or("");
-    if !column.contains("_id") || column == "items_id" || column.starts_with("sourceitems") || column.starts_with("sourceof") {
+    if !column.contains("_id")
+        || column == "items_id"
+        || column.starts_with("sourceitems")
+        || column.starts_with("sourceof")
+    {
         return None;
     }
     Some(match base {

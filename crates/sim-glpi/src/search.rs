@@ -39,13 +39,52 @@ pub(crate) struct Opt {
 
 const TEXT: &[&str] = &["contains", "notcontains"];
 const DROPDOWN: &[&str] = &["contains", "notcontains", "equals", "notequals"];
-const TREE: &[&str] = &["contains", "notcontains", "equals", "notequals", "under", "notunder"];
-const DATE: &[&str] = &["equals", "notequals", "lessthan", "morethan", "contains", "notcontains"];
-const NUMBER: &[&str] = &["contains", "notcontains", "equals", "notequals", "lessthan", "morethan"];
+const TREE: &[&str] = &[
+    "contains",
+    "notcontains",
+    "equals",
+    "notequals",
+    "under",
+    "notunder",
+];
+const DATE: &[&str] = &[
+    "equals",
+    "notequals",
+    "lessthan",
+    "morethan",
+    "contains",
+    "notcontains",
+];
+const NUMBER: &[&str] = &[
+    "contains",
+    "notcontains",
+    "equals",
+    "notequals",
+    "lessthan",
+    "morethan",
+];
 
 #[allow(clippy::too_many_arguments)]
-fn opt(id: i64, name: &str, table: &str, field: &str, datatype: &'static str, st: &[&'static str], uid: &str, src: Src) -> Opt {
-    Opt { id, name: name.into(), table: table.into(), field: field.into(), datatype, searchtypes: st.to_vec(), uid: uid.into(), src }
+fn opt(
+    id: i64,
+    name: &str,
+    table: &str,
+    field: &str,
+    datatype: &'static str,
+    st: &[&'static str],
+    uid: &str,
+    src: Src,
+) -> Opt {
+    Opt {
+        id,
+        name: name.into(),
+        table: table.into(),
+        field: field.into(),
+        datatype,
+        searchtypes: st.to_vec(),
+        uid: uid.into(),
+        src,
+    }
 }
 
 /// Search options of an itemtype: (common options, plugin options).
@@ -53,74 +92,560 @@ pub(crate) fn options(st: &State, itemtype: &str) -> (Vec<Opt>, Vec<Opt>) {
     let t = |s: &str| format!("glpi_{}", s);
     let common = match itemtype {
         "Ticket" => vec![
-            opt(1, "Title", "glpi_tickets", "name", "itemlink", TEXT, "Ticket.name", Src::Col("name")),
-            opt(2, "ID", "glpi_tickets", "id", "number", TEXT, "Ticket.id", Src::Col("id")),
-            opt(3, "Priority", "glpi_tickets", "priority", "specific", &["equals", "notequals"], "Ticket.priority", Src::Col("priority")),
-            opt(4, "Requester", "glpi_users", "name", "dropdown", DROPDOWN, "Ticket.Ticket_User.User.name", Src::Actor(1)),
-            opt(5, "Technician", "glpi_users", "name", "dropdown", DROPDOWN, "Ticket.Ticket_User.User.name", Src::Actor(2)),
-            opt(7, "Category", "glpi_itilcategories", "completename", "dropdown", TREE, "Ticket.ITILCategory.completename", Src::Dropdown("itilcategories_id", "ITILCategory")),
-            opt(9, "Request source", "glpi_requesttypes", "name", "dropdown", DROPDOWN, "Ticket.RequestType.name", Src::Dropdown("requesttypes_id", "RequestType")),
-            opt(10, "Urgency", "glpi_tickets", "urgency", "specific", &["equals", "notequals"], "Ticket.urgency", Src::Col("urgency")),
-            opt(11, "Impact", "glpi_tickets", "impact", "specific", &["equals", "notequals"], "Ticket.impact", Src::Col("impact")),
-            opt(12, "Status", "glpi_tickets", "status", "specific", &["equals"], "Ticket.status", Src::Col("status")),
-            opt(14, "Type", "glpi_tickets", "type", "specific", &["equals", "notequals"], "Ticket.type", Src::Col("type")),
-            opt(15, "Opening date", "glpi_tickets", "date", "datetime", DATE, "Ticket.date", Src::Col("date")),
-            opt(16, "Closing date", "glpi_tickets", "closedate", "datetime", DATE, "Ticket.closedate", Src::Col("closedate")),
-            opt(17, "Resolution date", "glpi_tickets", "solvedate", "datetime", DATE, "Ticket.solvedate", Src::Col("solvedate")),
-            opt(19, "Last update", "glpi_tickets", "date_mod", "datetime", DATE, "Ticket.date_mod", Src::Col("date_mod")),
-            opt(21, "Description", "glpi_tickets", "content", "text", TEXT, "Ticket.content", Src::Col("content")),
-            opt(22, "Writer", "glpi_users", "name", "dropdown", DROPDOWN, "Ticket.User.name", Src::Dropdown("users_id_recipient", "User")),
-            opt(66, "Watcher", "glpi_users", "name", "dropdown", DROPDOWN, "Ticket.Ticket_User.User.name", Src::Actor(3)),
-            opt(80, "Entity", "glpi_entities", "completename", "dropdown", TREE, "Ticket.Entity.completename", Src::EntityName),
-            opt(83, "Location", "glpi_locations", "completename", "dropdown", TREE, "Ticket.Location.completename", Src::Dropdown("locations_id", "Location")),
+            opt(
+                1,
+                "Title",
+                "glpi_tickets",
+                "name",
+                "itemlink",
+                TEXT,
+                "Ticket.name",
+                Src::Col("name"),
+            ),
+            opt(
+                2,
+                "ID",
+                "glpi_tickets",
+                "id",
+                "number",
+                TEXT,
+                "Ticket.id",
+                Src::Col("id"),
+            ),
+            opt(
+                3,
+                "Priority",
+                "glpi_tickets",
+                "priority",
+                "specific",
+                &["equals", "notequals"],
+                "Ticket.priority",
+                Src::Col("priority"),
+            ),
+            opt(
+                4,
+                "Requester",
+                "glpi_users",
+                "name",
+                "dropdown",
+                DROPDOWN,
+                "Ticket.Ticket_User.User.name",
+                Src::Actor(1),
+            ),
+            opt(
+                5,
+                "Technician",
+                "glpi_users",
+                "name",
+                "dropdown",
+                DROPDOWN,
+                "Ticket.Ticket_User.User.name",
+                Src::Actor(2),
+            ),
+            opt(
+                7,
+                "Category",
+                "glpi_itilcategories",
+                "completename",
+                "dropdown",
+                TREE,
+                "Ticket.ITILCategory.completename",
+                Src::Dropdown("itilcategories_id", "ITILCategory"),
+            ),
+            opt(
+                9,
+                "Request source",
+                "glpi_requesttypes",
+                "name",
+                "dropdown",
+                DROPDOWN,
+                "Ticket.RequestType.name",
+                Src::Dropdown("requesttypes_id", "RequestType"),
+            ),
+            opt(
+                10,
+                "Urgency",
+                "glpi_tickets",
+                "urgency",
+                "specific",
+                &["equals", "notequals"],
+                "Ticket.urgency",
+                Src::Col("urgency"),
+            ),
+            opt(
+                11,
+                "Impact",
+                "glpi_tickets",
+                "impact",
+                "specific",
+                &["equals", "notequals"],
+                "Ticket.impact",
+                Src::Col("impact"),
+            ),
+            opt(
+                12,
+                "Status",
+                "glpi_tickets",
+                "status",
+                "specific",
+                &["equals"],
+                "Ticket.status",
+                Src::Col("status"),
+            ),
+            opt(
+                14,
+                "Type",
+                "glpi_tickets",
+                "type",
+                "specific",
+                &["equals", "notequals"],
+                "Ticket.type",
+                Src::Col("type"),
+            ),
+            opt(
+                15,
+                "Opening date",
+                "glpi_tickets",
+                "date",
+                "datetime",
+                DATE,
+                "Ticket.date",
+                Src::Col("date"),
+            ),
+            opt(
+                16,
+                "Closing date",
+                "glpi_tickets",
+                "closedate",
+                "datetime",
+                DATE,
+                "Ticket.closedate",
+                Src::Col("closedate"),
+            ),
+            opt(
+                17,
+                "Resolution date",
+                "glpi_tickets",
+                "solvedate",
+                "datetime",
+                DATE,
+                "Ticket.solvedate",
+                Src::Col("solvedate"),
+            ),
+            opt(
+                19,
+                "Last update",
+                "glpi_tickets",
+                "date_mod",
+                "datetime",
+                DATE,
+                "Ticket.date_mod",
+                Src::Col("date_mod"),
+            ),
+            opt(
+                21,
+                "Description",
+                "glpi_tickets",
+                "content",
+                "text",
+                TEXT,
+                "Ticket.content",
+                Src::Col("content"),
+            ),
+            opt(
+                22,
+                "Writer",
+                "glpi_users",
+                "name",
+                "dropdown",
+                DROPDOWN,
+                "Ticket.User.name",
+                Src::Dropdown("users_id_recipient", "User"),
+            ),
+            opt(
+                66,
+                "Watcher",
+                "glpi_users",
+                "name",
+                "dropdown",
+                DROPDOWN,
+                "Ticket.Ticket_User.User.name",
+                Src::Actor(3),
+            ),
+            opt(
+                80,
+                "Entity",
+                "glpi_entities",
+                "completename",
+                "dropdown",
+                TREE,
+                "Ticket.Entity.completename",
+                Src::EntityName,
+            ),
+            opt(
+                83,
+                "Location",
+                "glpi_locations",
+                "completename",
+                "dropdown",
+                TREE,
+                "Ticket.Location.completename",
+                Src::Dropdown("locations_id", "Location"),
+            ),
         ],
         "User" => vec![
-            opt(1, "Login", "glpi_users", "name", "itemlink", DROPDOWN, "User.name", Src::Col("name")),
-            opt(2, "ID", "glpi_users", "id", "number", TEXT, "User.id", Src::Col("id")),
-            opt(5, "Emails", "glpi_useremails", "email", "email", TEXT, "User.UserEmail.email", Src::Emails),
-            opt(6, "Phone", "glpi_users", "phone", "string", TEXT, "User.phone", Src::Col("phone")),
-            opt(8, "Active", "glpi_users", "is_active", "bool", &["equals", "notequals"], "User.is_active", Src::Col("is_active")),
-            opt(9, "First name", "glpi_users", "firstname", "string", TEXT, "User.firstname", Src::Col("firstname")),
-            opt(10, "Phone 2", "glpi_users", "phone2", "string", TEXT, "User.phone2", Src::Col("phone2")),
-            opt(11, "Mobile phone", "glpi_users", "mobile", "string", TEXT, "User.mobile", Src::Col("mobile")),
-            opt(13, "Groups", "glpi_groups", "completename", "itemlink", TREE, "User.Group_User.Group.completename", Src::Col("__none")),
-            opt(19, "Last update", "glpi_users", "date_mod", "datetime", DATE, "User.date_mod", Src::Col("date_mod")),
-            opt(34, "Last name", "glpi_users", "realname", "string", TEXT, "User.realname", Src::Col("realname")),
-            opt(80, "Entities (Profile)", "glpi_entities", "completename", "dropdown", TREE, "User.Profile_User.Entity.completename", Src::EntityName),
+            opt(
+                1,
+                "Login",
+                "glpi_users",
+                "name",
+                "itemlink",
+                DROPDOWN,
+                "User.name",
+                Src::Col("name"),
+            ),
+            opt(
+                2,
+                "ID",
+                "glpi_users",
+                "id",
+                "number",
+                TEXT,
+                "User.id",
+                Src::Col("id"),
+            ),
+            opt(
+                5,
+                "Emails",
+                "glpi_useremails",
+                "email",
+                "email",
+                TEXT,
+                "User.UserEmail.email",
+                Src::Emails,
+            ),
+            opt(
+                6,
+                "Phone",
+                "glpi_users",
+                "phone",
+                "string",
+                TEXT,
+                "User.phone",
+                Src::Col("phone"),
+            ),
+            opt(
+                8,
+                "Active",
+                "glpi_users",
+                "is_active",
+                "bool",
+                &["equals", "notequals"],
+                "User.is_active",
+                Src::Col("is_active"),
+            ),
+            opt(
+                9,
+                "First name",
+                "glpi_users",
+                "firstname",
+                "string",
+                TEXT,
+                "User.firstname",
+                Src::Col("firstname"),
+            ),
+            opt(
+                10,
+                "Phone 2",
+                "glpi_users",
+                "phone2",
+                "string",
+                TEXT,
+                "User.phone2",
+                Src::Col("phone2"),
+            ),
+            opt(
+                11,
+                "Mobile phone",
+                "glpi_users",
+                "mobile",
+                "string",
+                TEXT,
+                "User.mobile",
+                Src::Col("mobile"),
+            ),
+            opt(
+                13,
+                "Groups",
+                "glpi_groups",
+                "completename",
+                "itemlink",
+                TREE,
+                "User.Group_User.Group.completename",
+                Src::Col("__none"),
+            ),
+            opt(
+                19,
+                "Last update",
+                "glpi_users",
+                "date_mod",
+                "datetime",
+                DATE,
+                "User.date_mod",
+                Src::Col("date_mod"),
+            ),
+            opt(
+                34,
+                "Last name",
+                "glpi_users",
+                "realname",
+                "string",
+                TEXT,
+                "User.realname",
+                Src::Col("realname"),
+            ),
+            opt(
+                80,
+                "Entities (Profile)",
+                "glpi_entities",
+                "completename",
+                "dropdown",
+                TREE,
+                "User.Profile_User.Entity.completename",
+                Src::EntityName,
+            ),
         ],
         "Contact" => vec![
-            opt(1, "Last name", "glpi_contacts", "name", "itemlink", TEXT, "Contact.name", Src::Col("name")),
-            opt(2, "ID", "glpi_contacts", "id", "number", TEXT, "Contact.id", Src::Col("id")),
-            opt(3, "Phone", "glpi_contacts", "phone", "string", TEXT, "Contact.phone", Src::Col("phone")),
-            opt(4, "Phone 2", "glpi_contacts", "phone2", "string", TEXT, "Contact.phone2", Src::Col("phone2")),
-            opt(6, "Email", "glpi_contacts", "email", "email", TEXT, "Contact.email", Src::Col("email")),
-            opt(10, "Mobile phone", "glpi_contacts", "mobile", "string", TEXT, "Contact.mobile", Src::Col("mobile")),
-            opt(11, "First name", "glpi_contacts", "firstname", "string", TEXT, "Contact.firstname", Src::Col("firstname")),
-            opt(19, "Last update", "glpi_contacts", "date_mod", "datetime", DATE, "Contact.date_mod", Src::Col("date_mod")),
-            opt(80, "Entity", "glpi_entities", "completename", "dropdown", TREE, "Contact.Entity.completename", Src::EntityName),
+            opt(
+                1,
+                "Last name",
+                "glpi_contacts",
+                "name",
+                "itemlink",
+                TEXT,
+                "Contact.name",
+                Src::Col("name"),
+            ),
+            opt(
+                2,
+                "ID",
+                "glpi_contacts",
+                "id",
+                "number",
+                TEXT,
+                "Contact.id",
+                Src::Col("id"),
+            ),
+            opt(
+                3,
+                "Phone",
+                "glpi_contacts",
+                "phone",
+                "string",
+                TEXT,
+                "Contact.phone",
+                Src::Col("phone"),
+            ),
+            opt(
+                4,
+                "Phone 2",
+                "glpi_contacts",
+                "phone2",
+                "string",
+                TEXT,
+                "Contact.phone2",
+                Src::Col("phone2"),
+            ),
+            opt(
+                6,
+                "Email",
+                "glpi_contacts",
+                "email",
+                "email",
+                TEXT,
+                "Contact.email",
+                Src::Col("email"),
+            ),
+            opt(
+                10,
+                "Mobile phone",
+                "glpi_contacts",
+                "mobile",
+                "string",
+                TEXT,
+                "Contact.mobile",
+                Src::Col("mobile"),
+            ),
+            opt(
+                11,
+                "First name",
+                "glpi_contacts",
+                "firstname",
+                "string",
+                TEXT,
+                "Contact.firstname",
+                Src::Col("firstname"),
+            ),
+            opt(
+                19,
+                "Last update",
+                "glpi_contacts",
+                "date_mod",
+                "datetime",
+                DATE,
+                "Contact.date_mod",
+                Src::Col("date_mod"),
+            ),
+            opt(
+                80,
+                "Entity",
+                "glpi_entities",
+                "completename",
+                "dropdown",
+                TREE,
+                "Contact.Entity.completename",
+                Src::EntityName,
+            ),
         ],
         "Entity" => vec![
-            opt(1, "Complete name", "glpi_entities", "completename", "itemlink", TEXT, "Entity.completename", Src::Col("completename")),
-            opt(2, "ID", "glpi_entities", "id", "number", TEXT, "Entity.id", Src::Col("id")),
-            opt(14, "Name", "glpi_entities", "name", "itemlink", TEXT, "Entity.name", Src::Col("name")),
-            opt(19, "Last update", "glpi_entities", "date_mod", "datetime", DATE, "Entity.date_mod", Src::Col("date_mod")),
-            opt(70, "Registration number", "glpi_entities", "registration_number", "string", TEXT, "Entity.registration_number", Src::Col("registration_number")),
+            opt(
+                1,
+                "Complete name",
+                "glpi_entities",
+                "completename",
+                "itemlink",
+                TEXT,
+                "Entity.completename",
+                Src::Col("completename"),
+            ),
+            opt(
+                2,
+                "ID",
+                "glpi_entities",
+                "id",
+                "number",
+                TEXT,
+                "Entity.id",
+                Src::Col("id"),
+            ),
+            opt(
+                14,
+                "Name",
+                "glpi_entities",
+                "name",
+                "itemlink",
+                TEXT,
+                "Entity.name",
+                Src::Col("name"),
+            ),
+            opt(
+                19,
+                "Last update",
+                "glpi_entities",
+                "date_mod",
+                "datetime",
+                DATE,
+                "Entity.date_mod",
+                Src::Col("date_mod"),
+            ),
+            opt(
+                70,
+                "Registration number",
+                "glpi_entities",
+                "registration_number",
+                "string",
+                TEXT,
+                "Entity.registration_number",
+                Src::Col("registration_number"),
+            ),
         ],
         "ITILCategory" => vec![
-            opt(1, "Complete name", "glpi_itilcategories", "completename", "itemlink", TEXT, "ITILCategory.completename", Src::Col("completename")),
-            opt(2, "ID", "glpi_itilcategories", "id", "number", TEXT, "ITILCategory.id", Src::Col("id")),
-            opt(14, "Name", "glpi_itilcategories", "name", "itemlink", TEXT, "ITILCategory.name", Src::Col("name")),
-            opt(80, "Entity", "glpi_entities", "completename", "dropdown", TREE, "ITILCategory.Entity.completename", Src::EntityName),
+            opt(
+                1,
+                "Complete name",
+                "glpi_itilcategories",
+                "completename",
+                "itemlink",
+                TEXT,
+                "ITILCategory.completename",
+                Src::Col("completename"),
+            ),
+            opt(
+                2,
+                "ID",
+                "glpi_itilcategories",
+                "id",
+                "number",
+                TEXT,
+                "ITILCategory.id",
+                Src::Col("id"),
+            ),
+            opt(
+                14,
+                "Name",
+                "glpi_itilcategories",
+                "name",
+                "itemlink",
+                TEXT,
+                "ITILCategory.name",
+                Src::Col("name"),
+            ),
+            opt(
+                80,
+                "Entity",
+                "glpi_entities",
+                "completename",
+                "dropdown",
+                TREE,
+                "ITILCategory.Entity.completename",
+                Src::EntityName,
+            ),
         ],
         _ => {
             let table = t(&format!("{}s", itemtype.to_lowercase()));
             let mut v = vec![
-                opt(1, "Name", &table, "name", "itemlink", TEXT, &format!("{itemtype}.name"), Src::Col("name")),
-                opt(2, "ID", &table, "id", "number", NUMBER, &format!("{itemtype}.id"), Src::Col("id")),
-                opt(19, "Last update", &table, "date_mod", "datetime", DATE, &format!("{itemtype}.date_mod"), Src::Col("date_mod")),
+                opt(
+                    1,
+                    "Name",
+                    &table,
+                    "name",
+                    "itemlink",
+                    TEXT,
+                    &format!("{itemtype}.name"),
+                    Src::Col("name"),
+                ),
+                opt(
+                    2,
+                    "ID",
+                    &table,
+                    "id",
+                    "number",
+                    NUMBER,
+                    &format!("{itemtype}.id"),
+                    Src::Col("id"),
+                ),
+                opt(
+                    19,
+                    "Last update",
+                    &table,
+                    "date_mod",
+                    "datetime",
+                    DATE,
+                    &format!("{itemtype}.date_mod"),
+                    Src::Col("date_mod"),
+                ),
             ];
             if schema::entity_assigned(itemtype) {
-                v.push(opt(80, "Entity", "glpi_entities", "completename", "dropdown", TREE, &format!("{itemtype}.Entity.completename"), Src::EntityName));
+                v.push(opt(
+                    80,
+                    "Entity",
+                    "glpi_entities",
+                    "completename",
+                    "dropdown",
+                    TREE,
+                    &format!("{itemtype}.Entity.completename"),
+                    Src::EntityName,
+                ));
             }
             v
         }
@@ -128,8 +653,16 @@ pub(crate) fn options(st: &State, itemtype: &str) -> (Vec<Opt>, Vec<Opt>) {
     let plugins = plugin_fields(st, itemtype)
         .into_iter()
         .map(|(c, generated, f)| {
-            let label = format!("{} - {}", st.plain_text(&c.str("label")), st.plain_text(&f.str("label")));
-            let table = format!("glpi_plugin_fields_{}{}s", itemtype.to_lowercase(), c.str("name"));
+            let label = format!(
+                "{} - {}",
+                st.plain_text(&c.str("label")),
+                st.plain_text(&f.str("label"))
+            );
+            let table = format!(
+                "glpi_plugin_fields_{}{}s",
+                itemtype.to_lowercase(),
+                c.str("name")
+            );
             let fname = f.str("name");
             Opt {
                 id: 76665 + f.int("id"),
@@ -160,7 +693,10 @@ pub(crate) fn list_options(st: &State, itemtype: &str) -> Resp {
             ("uid", Out::json(o.uid.clone())),
         ])
     };
-    let mut fields = vec![("common".to_string(), Out::json(json!({"name": "Characteristics"})))];
+    let mut fields = vec![(
+        "common".to_string(),
+        Out::json(json!({"name": "Characteristics"})),
+    )];
     fields.extend(common.iter().map(|o| (o.id.to_string(), render(o))));
     if !plugins.is_empty() {
         fields.push(("plugins".to_string(), Out::json(json!({"name": "Plugins"}))));
@@ -219,7 +755,10 @@ fn cell_values(st: &State, itemtype: &str, row: &Row, src: &Src) -> Vec<(Value, 
         Src::Col(c) => vec![(row.get(c).cloned().unwrap_or(Value::Null), None)],
         Src::EntityName => {
             let e = if itemtype == "User" {
-                st.rows("Profile_User").find(|p| p.int("users_id") == row.int("id")).map(|p| p.int("entities_id")).unwrap_or(0)
+                st.rows("Profile_User")
+                    .find(|p| p.int("users_id") == row.int("id"))
+                    .map(|p| p.int("entities_id"))
+                    .unwrap_or(0)
             } else {
                 row.int("entities_id")
             };
@@ -229,7 +768,12 @@ fn cell_values(st: &State, itemtype: &str, row: &Row, src: &Src) -> Vec<(Value, 
             .ticket_actors(row.int("id"))
             .into_iter()
             .filter(|a| a.int("type") == *ty && a.int("users_id") > 0)
-            .map(|a| (Value::from(st.login_name(a.int("users_id"))), Some(a.int("users_id"))))
+            .map(|a| {
+                (
+                    Value::from(st.login_name(a.int("users_id"))),
+                    Some(a.int("users_id")),
+                )
+            })
             .collect(),
         Src::Emails => st
             .rows("UserEmail")
@@ -238,7 +782,13 @@ fn cell_values(st: &State, itemtype: &str, row: &Row, src: &Src) -> Vec<(Value, 
             .collect(),
         Src::Dropdown(col, target) => {
             let id = row.int(col);
-            let name = st.get(target, id).map(|r| if r.has("completename") { r.str("completename") } else { r.str("name") });
+            let name = st.get(target, id).map(|r| {
+                if r.has("completename") {
+                    r.str("completename")
+                } else {
+                    r.str("name")
+                }
+            });
             vec![(name.map(Value::from).unwrap_or(Value::Null), Some(id))]
         }
         Src::Plugin(generated, field) => {
@@ -269,34 +819,74 @@ struct Criterion {
 }
 
 enum CriterionKind {
-    Leaf { opt: Opt, searchtype: String, value: String },
+    Leaf {
+        opt: Opt,
+        searchtype: String,
+        value: String,
+    },
     Group(Vec<Criterion>),
 }
 
 fn parse_criteria(st: &State, opts: &[Opt], v: &Value) -> Result<Vec<Criterion>, &'static str> {
     let mut out = Vec::new();
     for c in as_list(v) {
-        let Value::Object(c) = c else { return Err("Malformed search criteria") };
-        let link = c.get("link").and_then(Value::as_str).unwrap_or("AND").to_ascii_uppercase();
+        let Value::Object(c) = c else {
+            return Err("Malformed search criteria");
+        };
+        let link = c
+            .get("link")
+            .and_then(Value::as_str)
+            .unwrap_or("AND")
+            .to_ascii_uppercase();
         if let Some(sub) = c.get("criteria") {
-            out.push(Criterion { link, kind: CriterionKind::Group(parse_criteria(st, opts, sub)?) });
+            out.push(Criterion {
+                link,
+                kind: CriterionKind::Group(parse_criteria(st, opts, sub)?),
+            });
             continue;
         }
         let field = c.get("field").map(|f| match f {
             Value::String(s) => s.clone(),
             other => other.to_string(),
         });
-        let Some(field) = field else { return Err("Malformed search criteria") };
-        let id: i64 = field.parse().map_err(|_| "Bad field ID in search criteria")?;
-        let Some(opt) = opts.iter().find(|o| o.id == id) else { return Err("Bad field ID in search criteria") };
-        let searchtype = c.get("searchtype").and_then(Value::as_str).unwrap_or("contains").to_string();
-        let value = c.get("value").map(|v| scalar_string(v).unwrap_or_default()).unwrap_or_default();
-        out.push(Criterion { link, kind: CriterionKind::Leaf { opt: opt.clone(), searchtype, value } });
+        let Some(field) = field else {
+            return Err("Malformed search criteria");
+        };
+        let id: i64 = field
+            .parse()
+            .map_err(|_| "Bad field ID in search criteria")?;
+        let Some(opt) = opts.iter().find(|o| o.id == id) else {
+            return Err("Bad field ID in search criteria");
+        };
+        let searchtype = c
+            .get("searchtype")
+            .and_then(Value::as_str)
+            .unwrap_or("contains")
+            .to_string();
+        let value = c
+            .get("value")
+            .map(|v| scalar_string(v).unwrap_or_default())
+            .unwrap_or_default();
+        out.push(Criterion {
+            link,
+            kind: CriterionKind::Leaf {
+                opt: opt.clone(),
+                searchtype,
+                value,
+            },
+        });
     }
     Ok(out)
 }
 
-fn leaf_matches(st: &State, itemtype: &str, row: &Row, opt: &Opt, searchtype: &str, value: &str) -> bool {
+fn leaf_matches(
+    st: &State,
+    itemtype: &str,
+    row: &Row,
+    opt: &Opt,
+    searchtype: &str,
+    value: &str,
+) -> bool {
     if !opt.searchtypes.contains(&searchtype) {
         return false;
     }
@@ -306,18 +896,26 @@ fn leaf_matches(st: &State, itemtype: &str, row: &Row, opt: &Opt, searchtype: &s
         if pattern.is_empty() {
             return true;
         }
-        cells.iter().any(|(v, _)| scalar_string(v).is_some_and(|s| like(&s, pattern)))
+        cells
+            .iter()
+            .any(|(v, _)| scalar_string(v).is_some_and(|s| like(&s, pattern)))
     };
     let equals = || {
         if opt.id == 12 && itemtype == "Ticket" {
             return status_matches(row.int("status"), value);
         }
         cells.iter().any(|(v, id)| match id {
-            Some(id) => value.parse::<i64>().map(|n| n == *id).unwrap_or_else(|_| scalar_string(v).is_some_and(|s| s.eq_ignore_ascii_case(&stored_value))),
+            Some(id) => value.parse::<i64>().map(|n| n == *id).unwrap_or_else(|_| {
+                scalar_string(v).is_some_and(|s| s.eq_ignore_ascii_case(&stored_value))
+            }),
             None => scalar_string(v).is_some_and(|s| s.eq_ignore_ascii_case(&stored_value)),
         })
     };
-    let compare = |want: Ordering| cells.iter().any(|(v, _)| !v.is_null() && cmp_values(Some(v), Some(&Value::from(value))) == want);
+    let compare = |want: Ordering| {
+        cells
+            .iter()
+            .any(|(v, _)| !v.is_null() && cmp_values(Some(v), Some(&Value::from(value))) == want)
+    };
     match searchtype {
         "contains" => contains(&stored_value),
         "notcontains" => !contains(&stored_value) || stored_value.is_empty(),
@@ -328,7 +926,9 @@ fn leaf_matches(st: &State, itemtype: &str, row: &Row, opt: &Opt, searchtype: &s
         "under" | "notunder" => {
             let root = value.parse::<i64>().unwrap_or(-1);
             let sub = st.entity_subtree(root);
-            let hit = cells.iter().any(|(_, id)| id.is_some_and(|i| sub.contains(&i)));
+            let hit = cells
+                .iter()
+                .any(|(_, id)| id.is_some_and(|i| sub.contains(&i)));
             (searchtype == "under") == hit
         }
         _ => false,
@@ -341,7 +941,11 @@ fn eval(st: &State, itemtype: &str, row: &Row, criteria: &[Criterion]) -> bool {
     let mut current: Option<bool> = None;
     for (i, c) in criteria.iter().enumerate() {
         let mut v = match &c.kind {
-            CriterionKind::Leaf { opt, searchtype, value } => leaf_matches(st, itemtype, row, opt, searchtype, value),
+            CriterionKind::Leaf {
+                opt,
+                searchtype,
+                value,
+            } => leaf_matches(st, itemtype, row, opt, searchtype, value),
             CriterionKind::Group(sub) => sub.is_empty() || eval(st, itemtype, row, sub),
         };
         let link = if i == 0 { "AND" } else { c.link.as_str() };
@@ -366,27 +970,51 @@ fn eval(st: &State, itemtype: &str, row: &Row, criteria: &[Criterion]) -> bool {
 fn criteria_fields(criteria: &[Criterion], out: &mut Vec<(i64, String)>) {
     for c in criteria {
         match &c.kind {
-            CriterionKind::Leaf { opt, searchtype, .. } => out.push((opt.id, searchtype.clone())),
+            CriterionKind::Leaf {
+                opt, searchtype, ..
+            } => out.push((opt.id, searchtype.clone())),
             CriterionKind::Group(sub) => criteria_fields(sub, out),
         }
     }
 }
 
 /// The display value of a cell.
-fn display(st: &State, itemtype: &str, row: &Row, opt: &Opt, criteria: &[(i64, String)], matched_value: Option<&str>) -> Value {
+fn display(
+    st: &State,
+    itemtype: &str,
+    row: &Row,
+    opt: &Opt,
+    criteria: &[(i64, String)],
+    matched_value: Option<&str>,
+) -> Value {
     let mut cells = cell_values(st, itemtype, row, &opt.src);
-    if matches!(opt.src, Src::Actor(_)) && criteria.iter().any(|(id, t)| *id == opt.id && t == "equals") {
+    if matches!(opt.src, Src::Actor(_))
+        && criteria
+            .iter()
+            .any(|(id, t)| *id == opt.id && t == "equals")
+    {
         // GLPI returns the id (as a string) for a dropdown searched with `equals`.
-        cells = cells.into_iter().map(|(_, id)| (Value::from(id.unwrap_or(0).to_string()), id)).collect();
+        cells = cells
+            .into_iter()
+            .map(|(_, id)| (Value::from(id.unwrap_or(0).to_string()), id))
+            .collect();
     }
     if matches!(opt.src, Src::Emails) {
         if let Some(p) = matched_value {
-            if let Some((v, _)) = cells.iter().find(|(v, _)| scalar_string(v).is_some_and(|s| like(&s, p))) {
+            if let Some((v, _)) = cells
+                .iter()
+                .find(|(v, _)| scalar_string(v).is_some_and(|s| like(&s, p)))
+            {
                 return v.clone();
             }
         }
-        let default = st.rows("UserEmail").find(|e| e.int("users_id") == row.int("id") && e.int("is_default") == 1).and_then(|e| e.get("email").cloned());
-        return default.or_else(|| cells.first().map(|(v, _)| v.clone())).unwrap_or(Value::Null);
+        let default = st
+            .rows("UserEmail")
+            .find(|e| e.int("users_id") == row.int("id") && e.int("is_default") == 1)
+            .and_then(|e| e.get("email").cloned());
+        return default
+            .or_else(|| cells.first().map(|(v, _)| v.clone()))
+            .unwrap_or(Value::Null);
     }
     match cells.len() {
         0 => Value::Null,
@@ -414,7 +1042,13 @@ pub(crate) fn search(st: &State, ctx: &Ctx, itemtype: &str, params: &Map<String,
     for f in params.get("forcedisplay").map(as_list).unwrap_or_default() {
         let id = value_int(&f);
         if !opts.iter().any(|o| o.id == id) {
-            return error(st, 400, "ERROR", "Forbidden field ID in search criteria", true);
+            return error(
+                st,
+                400,
+                "ERROR",
+                "Forbidden field ID in search criteria",
+                true,
+            );
         }
         forced.push(id);
     }
@@ -423,13 +1057,19 @@ pub(crate) fn search(st: &State, ctx: &Ctx, itemtype: &str, params: &Map<String,
     let mut rows: Vec<&Row> = st
         .rows(itemtype)
         .filter(|r| !r.has("is_deleted") || (r.int("is_deleted") == 1) == deleted)
-        .filter(|r| visible(st, ctx, itemtype, r) || itemtype == "Entity" && ctx.active_entities.contains(&r.int("id")))
+        .filter(|r| {
+            visible(st, ctx, itemtype, r)
+                || itemtype == "Entity" && ctx.active_entities.contains(&r.int("id"))
+        })
         .filter(|r| eval(st, itemtype, r, &criteria))
         .collect();
 
     let sort_param = params.get("sort").map(value_int);
     let sort_id = sort_param.unwrap_or(1);
-    let desc = params.get("order").and_then(Value::as_str).is_some_and(|o| o.eq_ignore_ascii_case("DESC"));
+    let desc = params
+        .get("order")
+        .and_then(Value::as_str)
+        .is_some_and(|o| o.eq_ignore_ascii_case("DESC"));
     if sort_param.is_none() && st.is_v11() {
         rows.sort_by_key(|r| r.int("id"));
     } else if let Some(o) = opts.iter().find(|o| o.id == sort_id) {
@@ -449,8 +1089,15 @@ pub(crate) fn search(st: &State, ctx: &Ctx, itemtype: &str, params: &Map<String,
     };
 
     // Columns: the itemtype's defaults, the entity when several are active, forced, criteria.
-    let mut cols: Vec<i64> = if itemtype == "Ticket" { vec![2, 1] } else { vec![1] };
-    if schema::entity_assigned(itemtype) && ctx.active_entities.len() > 1 && opts.iter().any(|o| o.id == 80) {
+    let mut cols: Vec<i64> = if itemtype == "Ticket" {
+        vec![2, 1]
+    } else {
+        vec![1]
+    };
+    if schema::entity_assigned(itemtype)
+        && ctx.active_entities.len() > 1
+        && opts.iter().any(|o| o.id == 80)
+    {
         cols.push(80);
     }
     for id in forced.iter().copied().chain(used.iter().map(|(id, _)| *id)) {
@@ -469,7 +1116,10 @@ pub(crate) fn search(st: &State, ctx: &Ctx, itemtype: &str, params: &Map<String,
             let mut out = Row::new();
             for id in &cols {
                 if let Some(o) = opts.iter().find(|o| o.id == *id) {
-                    let mv = matched.iter().find(|(i, _)| i == id).map(|(_, v)| v.as_str());
+                    let mv = matched
+                        .iter()
+                        .find(|(i, _)| i == id)
+                        .map(|(_, v)| v.as_str());
                     out.set(&id.to_string(), display(st, itemtype, r, o, &used, mv));
                 }
             }
@@ -483,7 +1133,11 @@ pub(crate) fn search(st: &State, ctx: &Ctx, itemtype: &str, params: &Map<String,
         (None, true) => json!([0]),
     };
     let order = if desc { "DESC" } else { "ASC" };
-    let range = if total == 0 || count == 0 { format!("{start}-{}/{total}", start as i64 - 1) } else { format!("{start}-{end}/{total}") };
+    let range = if total == 0 || count == 0 {
+        format!("{start}-{}/{total}", start as i64 - 1)
+    } else {
+        format!("{start}-{end}/{total}")
+    };
     let mut fields = vec![
         ("totalcount", Out::json(total)),
         ("count", Out::json(count)),
@@ -508,7 +1162,11 @@ pub(crate) fn search(st: &State, ctx: &Ctx, itemtype: &str, params: &Map<String,
 fn collect_contains(criteria: &[Criterion], st: &State, out: &mut Vec<(i64, String)>) {
     for c in criteria {
         match &c.kind {
-            CriterionKind::Leaf { opt, searchtype, value } if searchtype == "contains" => out.push((opt.id, st.store_text(value))),
+            CriterionKind::Leaf {
+                opt,
+                searchtype,
+                value,
+            } if searchtype == "contains" => out.push((opt.id, st.store_text(value))),
             CriterionKind::Group(sub) => collect_contains(sub, st, out),
             _ => {}
         }

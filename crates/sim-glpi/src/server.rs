@@ -5,7 +5,10 @@ use crate::api::{self, Ctx, Req, Upload, UploadFile};
 use crate::clock::Clock;
 use crate::config::{GlpiVersion, SimConfig, SimError};
 use crate::faults::{Faults, Verdict};
-use crate::model::{self, NewContact, NewUser, SimContact, SimDocument, SimEntity, SimFollowup, SimSolution, SimTicket, SimUser};
+use crate::model::{
+    self, NewContact, NewUser, SimContact, SimDocument, SimEntity, SimFollowup, SimSolution,
+    SimTicket, SimUser,
+};
 use crate::state::State;
 use axum::body::Body;
 use axum::extract::{FromRequest, Multipart};
@@ -37,13 +40,28 @@ impl GlpiSim {
         let clock = Clock::new(config.clock_start.as_deref()).map_err(SimError::Config)?;
         let listener = TcpListener::bind(("127.0.0.1", config.port))
             .await
-            .map_err(|source| SimError::Bind { port: config.port, source })?;
-        let addr = listener.local_addr().map_err(|source| SimError::Bind { port: config.port, source })?;
+            .map_err(|source| SimError::Bind {
+                port: config.port,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| SimError::Bind {
+            port: config.port,
+            source,
+        })?;
         let origin = format!("http://{addr}");
-        let shared = Arc::new(Shared { state: Mutex::new(State::fresh(&config, clock, origin)), faults: Faults::default() });
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::fresh(&config, clock, origin)),
+            faults: Faults::default(),
+        });
         let stop = CancellationToken::new();
         let task = tokio::spawn(accept_loop(listener, shared.clone(), stop.clone()));
-        Ok(RunningSim { addr, config, shared, stop, task: Mutex::new(Some(task)) })
+        Ok(RunningSim {
+            addr,
+            config,
+            shared,
+            stop,
+            task: Mutex::new(Some(task)),
+        })
     }
 }
 
@@ -62,9 +80,13 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: Cancellat
             let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 let shared = shared.clone();
                 let kill = kill.clone();
-                async move { Ok::<_, std::convert::Infallible>(serve(shared, kill, req.map(Body::new)).await) }
+                async move {
+                    Ok::<_, std::convert::Infallible>(serve(shared, kill, req.map(Body::new)).await)
+                }
             });
-            let conn = hyper::server::conn::http1::Builder::new().keep_alive(true).serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+            let conn = hyper::server::conn::http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
             tokio::select! {
                 _ = conn => {}
                 _ = conn_kill.cancelled() => {}
@@ -85,7 +107,17 @@ fn split_path(mode: GlpiVersion, path: &str) -> Option<Vec<String>> {
     if !(rest.is_empty() || rest.starts_with('/')) {
         return None;
     }
-    Some(rest.split('/').filter(|s| !s.is_empty()).map(|s| url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default()).collect())
+    Some(
+        rest.split('/')
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                url::form_urlencoded::parse(format!("x={s}").as_bytes())
+                    .next()
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or_default()
+            })
+            .collect(),
+    )
 }
 
 fn plain(status: u16, body: &'static str) -> Response<Body> {
@@ -124,22 +156,35 @@ async fn serve(shared: Arc<Shared>, kill: CancellationToken, req: Request<Body>)
     if let Verdict::Fail(status) = verdict {
         let mut r = Response::new(Body::from(r#"["ERROR","Injected fault (simulator)"]"#));
         *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        r.headers_mut().insert("content-type", HeaderValue::from_static(api::JSON_CT));
+        r.headers_mut()
+            .insert("content-type", HeaderValue::from_static(api::JSON_CT));
         return r;
     }
     let Some(segments) = segments else {
         return plain(404, "Not Found");
     };
-    if segments.first().is_some_and(|s| s.eq_ignore_ascii_case("initSession")) && !faults.init_session_delay.is_zero() {
+    if segments
+        .first()
+        .is_some_and(|s| s.eq_ignore_ascii_case("initSession"))
+        && !faults.init_session_delay.is_zero()
+    {
         tokio::time::sleep(faults.init_session_delay).await;
     }
     let headers: HashMap<String, String> = parts
         .headers
         .iter()
-        .map(|(k, v)| (k.as_str().to_ascii_lowercase(), String::from_utf8_lossy(v.as_bytes()).to_string()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_ascii_lowercase(),
+                String::from_utf8_lossy(v.as_bytes()).to_string(),
+            )
+        })
         .collect();
     let content_type = headers.get("content-type").cloned();
-    let upload = if content_type.as_deref().is_some_and(|c| c.to_ascii_lowercase().starts_with("multipart/form-data")) {
+    let upload = if content_type
+        .as_deref()
+        .is_some_and(|c| c.to_ascii_lowercase().starts_with("multipart/form-data"))
+    {
         match parse_multipart(&parts, bytes.clone()).await {
             Some(u) => Some(u),
             None => Some(Upload::default()),
@@ -147,30 +192,60 @@ async fn serve(shared: Arc<Shared>, kill: CancellationToken, req: Request<Body>)
     } else {
         None
     };
-    let query = parts.uri.query().map(crate::params::parse_query).unwrap_or_default();
-    let req = Req { method, segments, query, headers, content_type, raw_body: bytes.to_vec(), upload };
+    let query = parts
+        .uri
+        .query()
+        .map(crate::params::parse_query)
+        .unwrap_or_default();
+    let req = Req {
+        method,
+        segments,
+        query,
+        headers,
+        content_type,
+        raw_body: bytes.to_vec(),
+        upload,
+    };
     let resp = {
         let mut st = shared.state.lock();
         api::handle(&mut st, &faults, &req)
     };
     let mut out = Response::new(Body::from(resp.body));
-    *out.status_mut() = StatusCode::from_u16(resp.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *out.status_mut() =
+        StatusCode::from_u16(resp.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let h = out.headers_mut();
     h.insert("x-powered-by", HeaderValue::from_static("glpi-sim"));
-    h.insert("access-control-expose-headers", HeaderValue::from_static("content-type, content-range, accept-range"));
+    h.insert(
+        "access-control-expose-headers",
+        HeaderValue::from_static("content-type, content-range, accept-range"),
+    );
     h.insert("pragma", HeaderValue::from_static("no-cache"));
-    h.insert("cache-control", HeaderValue::from_static("no-store, no-cache, must-revalidate"));
-    h.insert("expires", HeaderValue::from_static("Mon, 26 Jul 1997 05:00:00 GMT"));
+    h.insert(
+        "cache-control",
+        HeaderValue::from_static("no-store, no-cache, must-revalidate"),
+    );
+    h.insert(
+        "expires",
+        HeaderValue::from_static("Mon, 26 Jul 1997 05:00:00 GMT"),
+    );
     for (k, v) in resp.headers {
-        if let (Ok(name), Ok(value)) = (axum::http::HeaderName::try_from(k.to_ascii_lowercase()), HeaderValue::from_str(&v)) {
+        if let (Ok(name), Ok(value)) = (
+            axum::http::HeaderName::try_from(k.to_ascii_lowercase()),
+            HeaderValue::from_str(&v),
+        ) {
             h.insert(name, value);
         }
     }
     out
 }
 
-async fn parse_multipart(parts: &axum::http::request::Parts, bytes: bytes::Bytes) -> Option<Upload> {
-    let mut builder = Request::builder().method(parts.method.clone()).uri(parts.uri.clone());
+async fn parse_multipart(
+    parts: &axum::http::request::Parts,
+    bytes: bytes::Bytes,
+) -> Option<Upload> {
+    let mut builder = Request::builder()
+        .method(parts.method.clone())
+        .uri(parts.uri.clone());
     for (k, v) in &parts.headers {
         builder = builder.header(k, v);
     }
@@ -180,13 +255,21 @@ async fn parse_multipart(parts: &axum::http::request::Parts, bytes: bytes::Bytes
     while let Ok(Some(field)) = mp.next_field().await {
         let name = field.name().unwrap_or_default().to_string();
         let filename = field.file_name().map(str::to_string);
-        let ctype = field.content_type().unwrap_or("application/octet-stream").to_string();
+        let ctype = field
+            .content_type()
+            .unwrap_or("application/octet-stream")
+            .to_string();
         let Ok(data) = field.bytes().await else { break };
         if name == "uploadManifest" {
             upload.manifest = Some(String::from_utf8_lossy(&data).to_string());
         } else if let Some(filename) = filename {
             let field = name.split('[').next().unwrap_or_default().to_string();
-            upload.files.push(UploadFile { field, filename, content_type: ctype, bytes: data.to_vec() });
+            upload.files.push(UploadFile {
+                field,
+                filename,
+                content_type: ctype,
+                bytes: data.to_vec(),
+            });
         }
     }
     Some(upload)
@@ -264,7 +347,14 @@ impl RunningSim {
 
     /// Calls to one endpoint key (0 if none).
     pub fn calls_to(&self, endpoint: &str) -> u64 {
-        self.shared.state.lock().counters.by_endpoint.get(endpoint).copied().unwrap_or(0)
+        self.shared
+            .state
+            .lock()
+            .counters
+            .by_endpoint
+            .get(endpoint)
+            .copied()
+            .unwrap_or(0)
     }
 
     pub fn sessions_opened(&self) -> u64 {
@@ -303,12 +393,18 @@ impl RunningSim {
 
     pub fn followups(&self, ticket_id: u64) -> Vec<SimFollowup> {
         let st = self.shared.state.lock();
-        st.rows("ITILFollowup").filter(|r| r.str("itemtype") == "Ticket" && r.int("items_id") == to_i(ticket_id)).map(|r| model::followup(&st, r)).collect()
+        st.rows("ITILFollowup")
+            .filter(|r| r.str("itemtype") == "Ticket" && r.int("items_id") == to_i(ticket_id))
+            .map(|r| model::followup(&st, r))
+            .collect()
     }
 
     pub fn solutions(&self, ticket_id: u64) -> Vec<SimSolution> {
         let st = self.shared.state.lock();
-        st.rows("ITILSolution").filter(|r| r.str("itemtype") == "Ticket" && r.int("items_id") == to_i(ticket_id)).map(|r| model::solution(&st, r)).collect()
+        st.rows("ITILSolution")
+            .filter(|r| r.str("itemtype") == "Ticket" && r.int("items_id") == to_i(ticket_id))
+            .map(|r| model::solution(&st, r))
+            .collect()
     }
 
     pub fn users(&self) -> Vec<SimUser> {
@@ -333,7 +429,9 @@ impl RunningSim {
 
     pub fn documents(&self) -> Vec<SimDocument> {
         let st = self.shared.state.lock();
-        st.rows("Document").map(|r| model::document(&st, r)).collect()
+        st.rows("Document")
+            .map(|r| model::document(&st, r))
+            .collect()
     }
 
     pub fn entities(&self) -> Vec<SimEntity> {
@@ -343,12 +441,21 @@ impl RunningSim {
 
     /// Any item as stored (GLPI 10: entity-encoded text), e.g. `item("RequestType", 7)`.
     pub fn item(&self, itemtype: &str, id: u64) -> Option<Value> {
-        self.shared.state.lock().get(itemtype, to_i(id)).map(|r| r.to_value())
+        self.shared
+            .state
+            .lock()
+            .get(itemtype, to_i(id))
+            .map(|r| r.to_value())
     }
 
     /// All items of an itemtype as stored.
     pub fn items(&self, itemtype: &str) -> Vec<Value> {
-        self.shared.state.lock().rows(itemtype).map(|r| r.to_value()).collect()
+        self.shared
+            .state
+            .lock()
+            .rows(itemtype)
+            .map(|r| r.to_value())
+            .collect()
     }
 
     // ---------------------------------------------------------------- seeding
@@ -362,7 +469,10 @@ impl RunningSim {
         // Sessions with a recursive active entity above it see it at once (as after a re-login).
         let subtree_parent = to_i(parent);
         for s in st.sessions.values_mut() {
-            if s.active_entities.contains(&subtree_parent) && s.recursive != Value::from(0) && s.recursive != Value::Bool(false) {
+            if s.active_entities.contains(&subtree_parent)
+                && s.recursive != Value::from(0)
+                && s.recursive != Value::Bool(false)
+            {
                 s.active_entities.push(id);
             }
         }
@@ -388,7 +498,13 @@ impl RunningSim {
         let ctx = admin_ctx(&st);
         let mut input = Map::new();
         input.insert("name".into(), Value::from(user.login.clone()));
-        for (k, v) in [("realname", &user.realname), ("firstname", &user.firstname), ("phone", &user.phone), ("phone2", &user.phone2), ("mobile", &user.mobile)] {
+        for (k, v) in [
+            ("realname", &user.realname),
+            ("firstname", &user.firstname),
+            ("phone", &user.phone),
+            ("phone2", &user.phone2),
+            ("mobile", &user.mobile),
+        ] {
             if let Some(v) = v {
                 input.insert(k.into(), Value::from(v.clone()));
             }
@@ -398,17 +514,28 @@ impl RunningSim {
             input.insert("password".into(), Value::from(p.clone()));
             input.insert("password2".into(), Value::from(p.clone()));
         }
-        let emails: Map<String, Value> = user.emails.iter().enumerate().map(|(i, e)| (format!("-{}", i + 1), Value::from(e.clone()))).collect();
+        let emails: Map<String, Value> = user
+            .emails
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (format!("-{}", i + 1), Value::from(e.clone())))
+            .collect();
         if !emails.is_empty() {
             input.insert("_useremails".into(), Value::Object(emails));
             input.insert("_default_email".into(), Value::from("-1"));
         }
-        input.insert("_profiles_id".into(), Value::from(user.profile.unwrap_or(1)));
+        input.insert(
+            "_profiles_id".into(),
+            Value::from(user.profile.unwrap_or(1)),
+        );
         input.insert("_entities_id".into(), Value::from(user.entities_id));
         let input = api::items::sanitize(&st, &input);
         match api::items::create(&mut st, &ctx, "User", &input) {
             Ok((id, _)) => u64::try_from(id).unwrap_or(0),
-            Err(_) => st.user_by_login(&user.login).map(|u| u64::try_from(u.int("id")).unwrap_or(0)).unwrap_or(0),
+            Err(_) => st
+                .user_by_login(&user.login)
+                .map(|u| u64::try_from(u.int("id")).unwrap_or(0))
+                .unwrap_or(0),
         }
     }
 
@@ -417,19 +544,33 @@ impl RunningSim {
         let ctx = admin_ctx(&st);
         let mut input = Map::new();
         input.insert("name".into(), Value::from(contact.name.clone()));
-        for (k, v) in [("firstname", &contact.firstname), ("email", &contact.email), ("phone", &contact.phone), ("mobile", &contact.mobile)] {
+        for (k, v) in [
+            ("firstname", &contact.firstname),
+            ("email", &contact.email),
+            ("phone", &contact.phone),
+            ("mobile", &contact.mobile),
+        ] {
             if let Some(v) = v {
                 input.insert(k.into(), Value::from(v.clone()));
             }
         }
         input.insert("entities_id".into(), Value::from(contact.entities_id));
         let input = api::items::sanitize(&st, &input);
-        api::items::create(&mut st, &ctx, "Contact", &input).map(|(id, _)| u64::try_from(id).unwrap_or(0)).unwrap_or(0)
+        api::items::create(&mut st, &ctx, "Contact", &input)
+            .map(|(id, _)| u64::try_from(id).unwrap_or(0))
+            .unwrap_or(0)
     }
 
     /// Add an ITIL category at the root entity (recursive); returns its id.
     pub fn add_category(&self, name: &str) -> u64 {
-        self.create_as_admin("ITILCategory", &[("name", Value::from(name)), ("entities_id", Value::from(0)), ("is_recursive", Value::from(1))])
+        self.create_as_admin(
+            "ITILCategory",
+            &[
+                ("name", Value::from(name)),
+                ("entities_id", Value::from(0)),
+                ("is_recursive", Value::from(1)),
+            ],
+        )
     }
 
     /// Add a request type (e.g. "Chatwoot"); returns its id.
@@ -440,9 +581,14 @@ impl RunningSim {
     fn create_as_admin(&self, itemtype: &str, fields: &[(&str, Value)]) -> u64 {
         let mut st = self.shared.state.lock();
         let ctx = admin_ctx(&st);
-        let input: Map<String, Value> = fields.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        let input: Map<String, Value> = fields
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
         let input = api::items::sanitize(&st, &input);
-        api::items::create(&mut st, &ctx, itemtype, &input).map(|(id, _)| u64::try_from(id).unwrap_or(0)).unwrap_or(0)
+        api::items::create(&mut st, &ctx, itemtype, &input)
+            .map(|(id, _)| u64::try_from(id).unwrap_or(0))
+            .unwrap_or(0)
     }
 
     /// Change a ticket's status as a technician would in GLPI (dates and solutions follow);
@@ -470,7 +616,13 @@ impl RunningSim {
 
     /// Simulate a user replying in GLPI's UI: a followup authored (and posted) by `user`,
     /// with GLPI's reopen rules applied as for that user's own session. Returns its id.
-    pub fn add_followup_as(&self, ticket: u64, user: u64, content: &str, is_private: bool) -> Option<u64> {
+    pub fn add_followup_as(
+        &self,
+        ticket: u64,
+        user: u64,
+        content: &str,
+        is_private: bool,
+    ) -> Option<u64> {
         let mut st = self.shared.state.lock();
         let ctx = user_ctx(&st, to_i(user))?;
         let mut input = Map::new();
@@ -479,7 +631,9 @@ impl RunningSim {
         input.insert("content".into(), Value::from(content));
         input.insert("is_private".into(), Value::from(i64::from(is_private)));
         let input = api::items::sanitize(&st, &input);
-        api::tickets::create_followup(&mut st, &ctx, &input).ok().and_then(|id| u64::try_from(id).ok())
+        api::tickets::create_followup(&mut st, &ctx, &input)
+            .ok()
+            .and_then(|id| u64::try_from(id).ok())
     }
 
     /// Simulate a technician solving a ticket in GLPI's UI. Returns the solution id.
@@ -491,7 +645,9 @@ impl RunningSim {
         input.insert("items_id".into(), Value::from(ticket));
         input.insert("content".into(), Value::from(content));
         let input = api::items::sanitize(&st, &input);
-        api::tickets::create_solution(&mut st, &ctx, &input).ok().and_then(|id| u64::try_from(id).ok())
+        api::tickets::create_solution(&mut st, &ctx, &input)
+            .ok()
+            .and_then(|id| u64::try_from(id).ok())
     }
 
     /// Stop serving; open connections are closed.
@@ -510,31 +666,70 @@ fn to_i(id: u64) -> i64 {
 
 /// The context of the `glpi` super-admin, all entities active.
 fn admin_ctx(st: &State) -> Ctx {
-    Ctx { token: String::new(), user_id: 2, profile_id: 4, active_entity: 0, active_entities: st.entity_subtree(0), helpdesk: false }
+    Ctx {
+        token: String::new(),
+        user_id: 2,
+        profile_id: 4,
+        active_entity: 0,
+        active_entities: st.entity_subtree(0),
+        helpdesk: false,
+    }
 }
 
 /// A context as if `user` had logged in (profile = its first profile; all its entities).
 fn user_ctx(st: &State, user: i64) -> Option<Ctx> {
     st.get("User", user)?;
-    let pu = st.rows("Profile_User").filter(|r| r.int("users_id") == user).min_by_key(|r| r.int("id")).cloned();
-    let (profile, entity, recursive) = pu.map(|r| (r.int("profiles_id"), r.int("entities_id"), r.int("is_recursive") == 1)).unwrap_or((4, 0, true));
-    let active_entities = if recursive { st.entity_subtree(entity) } else { vec![entity] };
-    Some(Ctx { token: String::new(), user_id: user, profile_id: profile, active_entity: entity, active_entities, helpdesk: st.profile_is_helpdesk(profile) })
+    let pu = st
+        .rows("Profile_User")
+        .filter(|r| r.int("users_id") == user)
+        .min_by_key(|r| r.int("id"))
+        .cloned();
+    let (profile, entity, recursive) = pu
+        .map(|r| {
+            (
+                r.int("profiles_id"),
+                r.int("entities_id"),
+                r.int("is_recursive") == 1,
+            )
+        })
+        .unwrap_or((4, 0, true));
+    let active_entities = if recursive {
+        st.entity_subtree(entity)
+    } else {
+        vec![entity]
+    };
+    Some(Ctx {
+        token: String::new(),
+        user_id: user,
+        profile_id: profile,
+        active_entity: entity,
+        active_entities,
+        helpdesk: st.profile_is_helpdesk(profile),
+    })
 }
 
 fn ensure_cnpj_field(st: &mut State) {
-    if st.rows("PluginFieldsField").any(|f| f.str("name") == "cnpjfield") {
+    if st
+        .rows("PluginFieldsField")
+        .any(|f| f.str("name") == "cnpjfield")
+    {
         return;
     }
     let ctx = admin_ctx(st);
-    let container = st.rows("PluginFieldsContainer").find(|c| c.str("name") == "dadosfiscai").map(|c| c.int("id"));
+    let container = st
+        .rows("PluginFieldsContainer")
+        .find(|c| c.str("name") == "dadosfiscai")
+        .map(|c| c.int("id"));
     let container = match container {
         Some(c) => c,
         None => {
             let mut input = Map::new();
             input.insert("label".into(), Value::from("Dados fiscais"));
             input.insert("type".into(), Value::from("dom"));
-            input.insert("itemtypes".into(), Value::Array(vec![Value::from("Entity")]));
+            input.insert(
+                "itemtypes".into(),
+                Value::Array(vec![Value::from("Entity")]),
+            );
             input.insert("is_active".into(), Value::from(1));
             input.insert("entities_id".into(), Value::from(0));
             input.insert("is_recursive".into(), Value::from(1));
@@ -555,7 +750,11 @@ fn ensure_cnpj_field(st: &mut State) {
 /// Start a simulator by hand (`ticketbridge sim glpi --port N`): print its URL and tokens,
 /// serve until Ctrl-C.
 pub async fn run_standalone(port: u16, mode: GlpiVersion) -> Result<(), SimError> {
-    let sim = GlpiSim::start(SimConfig { port, ..SimConfig::with_mode(mode) }).await?;
+    let sim = GlpiSim::start(SimConfig {
+        port,
+        ..SimConfig::with_mode(mode)
+    })
+    .await?;
     println!("GLPI simulator ({mode:?}) listening");
     println!("  base URL      : {}", sim.base_url());
     if mode == GlpiVersion::V11 {
@@ -563,7 +762,10 @@ pub async fn run_standalone(port: u16, mode: GlpiVersion) -> Result<(), SimError
     }
     println!("  App-Token     : {}", sim.app_token());
     for login in ["glpi", "tech", "normal", "post-only"] {
-        println!("  user_token {login:<9}: {}", sim.user_token(login).unwrap_or_default());
+        println!(
+            "  user_token {login:<9}: {}",
+            sim.user_token(login).unwrap_or_default()
+        );
     }
     println!("  login/password: glpi/{}", sim.config().glpi_password);
     let _ = tokio::signal::ctrl_c().await;

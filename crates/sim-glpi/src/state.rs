@@ -151,7 +151,11 @@ impl State {
                 row.set("is_active", 0);
             }
             st.insert_row("User", *id, row);
-            let password = if *id == 2 { cfg.glpi_password.as_str() } else { password };
+            let password = if *id == 2 {
+                cfg.glpi_password.as_str()
+            } else {
+                password
+            };
             if !password.is_empty() {
                 st.passwords.insert(*id, password.to_string());
             }
@@ -206,7 +210,10 @@ impl State {
     }
 
     pub(crate) fn rows(&self, itemtype: &str) -> impl Iterator<Item = &Row> {
-        self.items.get(itemtype).into_iter().flat_map(|t| t.values())
+        self.items
+            .get(itemtype)
+            .into_iter()
+            .flat_map(|t| t.values())
     }
 
     pub(crate) fn get(&self, itemtype: &str, id: i64) -> Option<&Row> {
@@ -218,7 +225,10 @@ impl State {
     }
 
     pub(crate) fn insert_row(&mut self, itemtype: &str, id: i64, row: Row) {
-        self.items.entry(itemtype.to_string()).or_default().insert(id, row);
+        self.items
+            .entry(itemtype.to_string())
+            .or_default()
+            .insert(id, row);
     }
 
     pub(crate) fn remove_row(&mut self, itemtype: &str, id: i64) -> Option<Row> {
@@ -248,7 +258,9 @@ impl State {
     // ------------------------------------------------------------------ entities
 
     pub(crate) fn entity_completename(&self, id: i64) -> String {
-        self.get("Entity", id).map(|r| r.str("completename")).unwrap_or_default()
+        self.get("Entity", id)
+            .map(|r| r.str("completename"))
+            .unwrap_or_default()
     }
 
     /// The entity and all its descendants, ascending ids.
@@ -273,7 +285,9 @@ impl State {
         let mut out = Vec::new();
         let mut cur = id;
         while cur != 0 {
-            let Some(row) = self.get("Entity", cur) else { break };
+            let Some(row) = self.get("Entity", cur) else {
+                break;
+            };
             cur = row.int("entities_id");
             out.push(cur);
         }
@@ -282,9 +296,17 @@ impl State {
     }
 
     /// Create an entity under `parent` with GLPI's computed columns.
-    pub(crate) fn add_entity_row(&mut self, name_stored: &str, parent: i64, extra: Vec<(String, Value)>) -> i64 {
+    pub(crate) fn add_entity_row(
+        &mut self,
+        name_stored: &str,
+        parent: i64,
+        extra: Vec<(String, Value)>,
+    ) -> i64 {
         let parent_complete = self.entity_completename(parent);
-        let parent_level = self.get("Entity", parent).map(|r| r.int("level")).unwrap_or(1);
+        let parent_level = self
+            .get("Entity", parent)
+            .map(|r| r.int("level"))
+            .unwrap_or(1);
         let raw_name = self.plain_text(name_stored);
         let id = self.alloc_id("Entity");
         let now = self.clock.now();
@@ -297,7 +319,10 @@ impl State {
         row.set("sons_cache", format!("{{\"{id}\":{id}}}"));
         let mut anc = self.entity_ancestors(parent);
         anc.push(parent);
-        row.set("ancestors_cache", serde_json::to_string(&anc).unwrap_or_default());
+        row.set(
+            "ancestors_cache",
+            serde_json::to_string(&anc).unwrap_or_default(),
+        );
         for (k, v) in extra {
             if schema::is_column("Entity", &k) && k != "id" {
                 row.set(&k, v);
@@ -328,7 +353,9 @@ impl State {
             GlpiVersion::V10 => true,
             GlpiVersion::V11 => {
                 token.len() >= 100
-                    && token.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=' | '-' | '_'))
+                    && token.chars().all(|c| {
+                        c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=' | '-' | '_')
+                    })
             }
         }
     }
@@ -340,10 +367,18 @@ impl State {
             .min_by_key(|r| (1 - r.int("is_default_profile"), r.int("id")))
             .cloned();
         let (profile_id, entity, recursive) = match pu {
-            Some(r) => (r.int("profiles_id"), r.int("entities_id"), r.int("is_recursive") == 1),
+            Some(r) => (
+                r.int("profiles_id"),
+                r.int("entities_id"),
+                r.int("is_recursive") == 1,
+            ),
             None => (0, 0, false),
         };
-        let active_entities = if recursive { self.entity_subtree(entity) } else { vec![entity] };
+        let active_entities = if recursive {
+            self.entity_subtree(entity)
+        } else {
+            vec![entity]
+        };
         let token = self.new_session_token();
         self.sessions.insert(
             token.clone(),
@@ -361,7 +396,8 @@ impl State {
     }
 
     pub(crate) fn user_by_login(&self, login: &str) -> Option<&Row> {
-        self.rows("User").find(|r| r.str("name").eq_ignore_ascii_case(&self.store_text(login)))
+        self.rows("User")
+            .find(|r| r.str("name").eq_ignore_ascii_case(&self.store_text(login)))
     }
 
     pub(crate) fn user_by_api_token(&self, token: &str) -> Option<i64> {
@@ -369,27 +405,37 @@ impl State {
             .iter()
             .find(|(_, t)| t.as_str() == token)
             .map(|(id, _)| *id)
-            .filter(|id| self.get("User", *id).is_some_and(|u| u.int("is_active") == 1 && u.int("is_deleted") == 0))
+            .filter(|id| {
+                self.get("User", *id)
+                    .is_some_and(|u| u.int("is_active") == 1 && u.int("is_deleted") == 0)
+            })
     }
 
     pub(crate) fn check_password(&self, login: &str, password: &str) -> Option<i64> {
         let user = self.user_by_login(login)?;
         let id = user.int("id");
-        (user.int("is_active") == 1 && self.passwords.get(&id).is_some_and(|p| p == password)).then_some(id)
+        (user.int("is_active") == 1 && self.passwords.get(&id).is_some_and(|p| p == password))
+            .then_some(id)
     }
 
     /// Interface of a profile: `helpdesk` (Self-Service) or `central`.
     pub(crate) fn profile_is_helpdesk(&self, profile_id: i64) -> bool {
-        self.get("Profile", profile_id).is_some_and(|p| p.str("interface") == "helpdesk")
+        self.get("Profile", profile_id)
+            .is_some_and(|p| p.str("interface") == "helpdesk")
     }
 
     pub(crate) fn login_name(&self, user_id: i64) -> String {
-        self.get("User", user_id).map(|u| u.str("name")).unwrap_or_default()
+        self.get("User", user_id)
+            .map(|u| u.str("name"))
+            .unwrap_or_default()
     }
 
     /// Ticket actors: (users_id, type, alternative_email).
     pub(crate) fn ticket_actors(&self, ticket: i64) -> Vec<Row> {
-        self.rows("Ticket_User").filter(|r| r.int("tickets_id") == ticket).cloned().collect()
+        self.rows("Ticket_User")
+            .filter(|r| r.int("tickets_id") == ticket)
+            .cloned()
+            .collect()
     }
 
     pub(crate) fn touch_ticket(&mut self, ticket: i64, user: i64) {

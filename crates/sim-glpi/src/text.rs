@@ -17,7 +17,9 @@ pub(crate) fn encode(s: &str) -> String {
 }
 
 pub(crate) fn decode(s: &str) -> String {
-    s.replace("&#60;", "<").replace("&#62;", ">").replace("&#38;", "&")
+    s.replace("&#60;", "<")
+        .replace("&#62;", ">")
+        .replace("&#38;", "&")
 }
 
 /// PHP's htmlspecialchars (GLPI 11 uses it in "Item successfully added: …").

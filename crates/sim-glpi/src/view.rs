@@ -49,7 +49,9 @@ pub(crate) fn render(st: &State, itemtype: &str, row: &Row, opts: ViewOpts) -> O
             if !v.is_null() && (id > 0 || (k == "entities_id" && itemtype != "User")) {
                 links.push(link(target, format!("{api}/{target}/{id}")));
             }
-            if opts.expand_dropdowns && id > 0 || opts.expand_dropdowns && k == "entities_id" && !v.is_null() {
+            if opts.expand_dropdowns && id > 0
+                || opts.expand_dropdowns && k == "entities_id" && !v.is_null()
+            {
                 if let Some(name) = dropdown_name(st, target, id) {
                     v = Value::String(name);
                 }
@@ -67,13 +69,19 @@ pub(crate) fn render(st: &State, itemtype: &str, row: &Row, opts: ViewOpts) -> O
                 links.push(link(child, format!("{api}/Ticket/{id}/{child}/")));
             }
         }
-        "Document" => links.push(link("Document_Item", format!("{api}/Document/{id}/Document_Item/"))),
+        "Document" => links.push(link(
+            "Document_Item",
+            format!("{api}/Document/{id}/Document_Item/"),
+        )),
         _ => {}
     }
     if !opts.hateoas {
         return Out::Row(out);
     }
-    let mut fields: Vec<(String, Out)> = out.iter().map(|(k, v)| (k.clone(), Out::Json(v.clone()))).collect();
+    let mut fields: Vec<(String, Out)> = out
+        .iter()
+        .map(|(k, v)| (k.clone(), Out::Json(v.clone())))
+        .collect();
     if !links.is_empty() {
         fields.push(("links".to_string(), Out::Arr(links)));
     }

@@ -64,7 +64,11 @@ pub(crate) struct Ctx {
 /// `["CODE","message"]`, with GLPI's documentation suffix when `docs`.
 pub(crate) fn error(st: &State, status: u16, code: &str, msg: &str, docs: bool) -> Resp {
     let msg = if docs {
-        let base = if st.is_v11() { format!("{}/api.php/v1", st.origin) } else { st.api_url() };
+        let base = if st.is_v11() {
+            format!("{}/api.php/v1", st.origin)
+        } else {
+            st.api_url()
+        };
         format!("{msg}; view documentation in your browser at {base}/#{code}")
     } else {
         msg.to_string()
@@ -73,7 +77,10 @@ pub(crate) fn error(st: &State, status: u16, code: &str, msg: &str, docs: bool) 
 }
 
 pub(crate) fn error_value(status: u16, code: &str, msg: Value) -> Resp {
-    Resp::json(status, &Out::json(Value::Array(vec![Value::from(code), msg])))
+    Resp::json(
+        status,
+        &Out::json(Value::Array(vec![Value::from(code), msg])),
+    )
 }
 
 pub(crate) const NO_RIGHT: &str = "You don't have permission to perform this action.";
@@ -82,7 +89,13 @@ pub(crate) const NO_RIGHT: &str = "You don't have permission to perform this act
 pub(crate) fn endpoint_key(method: &str, segments: &[String]) -> String {
     let path: Vec<&str> = segments
         .iter()
-        .map(|s| if s.chars().all(|c| c.is_ascii_digit()) { ":id" } else { s.as_str() })
+        .map(|s| {
+            if s.chars().all(|c| c.is_ascii_digit()) {
+                ":id"
+            } else {
+                s.as_str()
+            }
+        })
         .collect();
     format!("{method} /{}", path.join("/"))
 }
@@ -108,15 +121,30 @@ pub(crate) fn handle(st: &mut State, faults: &FaultState, req: &Req) -> Resp {
     }
 
     // API client / App-Token.
-    let app_token = req
-        .headers
-        .get("app-token")
-        .cloned()
-        .or_else(|| params.get("app_token").and_then(Value::as_str).map(str::to_string));
+    let app_token = req.headers.get("app-token").cloned().or_else(|| {
+        params
+            .get("app_token")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    });
     match app_token {
-        None => return error(st, 400, "ERROR_APP_TOKEN_PARAMETERS_MISSING", "missing parameter app_token", true),
+        None => {
+            return error(
+                st,
+                400,
+                "ERROR_APP_TOKEN_PARAMETERS_MISSING",
+                "missing parameter app_token",
+                true,
+            );
+        }
         Some(t) if t != st.app_token => {
-            return error(st, 400, "ERROR_WRONG_APP_TOKEN_PARAMETER", "parameter app_token seems wrong", true);
+            return error(
+                st,
+                400,
+                "ERROR_WRONG_APP_TOKEN_PARAMETER",
+                "parameter app_token seems wrong",
+                true,
+            );
         }
         Some(_) => {}
     }
@@ -130,17 +158,43 @@ pub(crate) fn handle(st: &mut State, faults: &FaultState, req: &Req) -> Resp {
         .headers
         .get("session-token")
         .cloned()
-        .or_else(|| params.get("session_token").and_then(Value::as_str).map(str::to_string))
+        .or_else(|| {
+            params
+                .get("session_token")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
         .unwrap_or_default();
     if token.is_empty() || !st.token_well_formed(&token) {
-        return error(st, 400, "ERROR_SESSION_TOKEN_MISSING", "parameter session_token is missing or empty", true);
+        return error(
+            st,
+            400,
+            "ERROR_SESSION_TOKEN_MISSING",
+            "parameter session_token is missing or empty",
+            true,
+        );
     }
     let Some(session) = st.sessions.get_mut(&token) else {
-        return error(st, 401, "ERROR_SESSION_TOKEN_INVALID", "session_token seems invalid", false);
+        return error(
+            st,
+            401,
+            "ERROR_SESSION_TOKEN_INVALID",
+            "session_token seems invalid",
+            false,
+        );
     };
-    if faults.expire_after_calls.is_some_and(|n| session.calls >= n) {
+    if faults
+        .expire_after_calls
+        .is_some_and(|n| session.calls >= n)
+    {
         st.sessions.remove(&token);
-        return error(st, 401, "ERROR_SESSION_TOKEN_INVALID", "session_token seems invalid", false);
+        return error(
+            st,
+            401,
+            "ERROR_SESSION_TOKEN_INVALID",
+            "session_token seems invalid",
+            false,
+        );
     }
     session.calls += 1;
     let session = session.clone();
@@ -167,16 +221,28 @@ fn parse_body(st: &State, req: &Req) -> Result<Map<String, Value>, Resp> {
         return Err(error_value(
             400,
             "ERROR_JSON_PAYLOAD_FORBIDDEN",
-            Value::from("GET Request should not have json payload (http body); view documentation in your browser at /#ERROR_JSON_PAYLOAD_FORBIDDEN"),
+            Value::from(
+                "GET Request should not have json payload (http body); view documentation in your browser at /#ERROR_JSON_PAYLOAD_FORBIDDEN",
+            ),
         ));
     }
-    let ct = req.content_type.clone().unwrap_or_default().to_ascii_lowercase();
+    let ct = req
+        .content_type
+        .clone()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
     if ct.starts_with("application/x-www-form-urlencoded") {
         return Ok(params::parse_query(&String::from_utf8_lossy(&req.raw_body)));
     }
     match serde_json::from_slice::<Value>(&req.raw_body) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Ok(Map::new()),
-        Err(_) => Err(error(st, 400, "ERROR_JSON_PAYLOAD_INVALID", "JSON payload seems not valid", false)),
+        Err(_) => Err(error(
+            st,
+            400,
+            "ERROR_JSON_PAYLOAD_INVALID",
+            "JSON payload seems not valid",
+            false,
+        )),
     }
 }

@@ -7,10 +7,23 @@ use base64::Engine;
 use serde_json::{Map, Value, json};
 
 pub(super) fn init_session(st: &mut State, req: &Req, params: &Map<String, Value>) -> Resp {
-    let auth = req.headers.get("authorization").cloned().unwrap_or_default();
-    let mut user_token = params.get("user_token").and_then(Value::as_str).map(str::to_string);
-    let mut login = params.get("login").and_then(Value::as_str).map(str::to_string);
-    let mut password = params.get("password").and_then(Value::as_str).map(str::to_string);
+    let auth = req
+        .headers
+        .get("authorization")
+        .cloned()
+        .unwrap_or_default();
+    let mut user_token = params
+        .get("user_token")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let mut login = params
+        .get("login")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let mut password = params
+        .get("password")
+        .and_then(Value::as_str)
+        .map(str::to_string);
     if auth.contains("user_token") {
         user_token = auth.split(' ').nth(1).map(str::to_string);
     } else if let Some(b64) = auth.strip_prefix("Basic ") {
@@ -25,12 +38,28 @@ pub(super) fn init_session(st: &mut State, req: &Req, params: &Map<String, Value
     let user_id = if let Some(tok) = user_token.filter(|t| !t.is_empty()) {
         match st.user_by_api_token(&tok) {
             Some(id) => id,
-            None => return error(st, 401, "ERROR_GLPI_LOGIN_USER_TOKEN", "parameter user_token seems invalid", false),
+            None => {
+                return error(
+                    st,
+                    401,
+                    "ERROR_GLPI_LOGIN_USER_TOKEN",
+                    "parameter user_token seems invalid",
+                    false,
+                );
+            }
         }
     } else if let (Some(l), Some(p)) = (login, password) {
         match st.check_password(&l, &p) {
             Some(id) => id,
-            None => return error(st, 401, "ERROR_GLPI_LOGIN", "Incorrect username or password", false),
+            None => {
+                return error(
+                    st,
+                    401,
+                    "ERROR_GLPI_LOGIN",
+                    "Incorrect username or password",
+                    false,
+                );
+            }
         }
     } else {
         return error(
@@ -50,7 +79,13 @@ pub(super) fn init_session(st: &mut State, req: &Req, params: &Map<String, Value
 }
 
 /// Session endpoints; `None` when the resource is not one of them.
-pub(super) fn dispatch(st: &mut State, ctx: &Ctx, resource: &str, _req: &Req, params: &Map<String, Value>) -> Option<Resp> {
+pub(super) fn dispatch(
+    st: &mut State,
+    ctx: &Ctx,
+    resource: &str,
+    _req: &Req,
+    params: &Map<String, Value>,
+) -> Option<Resp> {
     let r = resource.to_ascii_lowercase();
     Some(match r.as_str() {
         "killsession" => {
@@ -60,10 +95,17 @@ pub(super) fn dispatch(st: &mut State, ctx: &Ctx, resource: &str, _req: &Req, pa
         }
         "getfullsession" => {
             let session = full_session(st, &ctx.token);
-            let body = if st.is_v11() { session } else { json!({ "session": session }) };
+            let body = if st.is_v11() {
+                session
+            } else {
+                json!({ "session": session })
+            };
             Resp::json(200, &Out::Json(body))
         }
-        "getmyprofiles" => Resp::json(200, &Out::obj(vec![("myprofiles", Out::Arr(my_profiles(st, ctx.user_id)))])),
+        "getmyprofiles" => Resp::json(
+            200,
+            &Out::obj(vec![("myprofiles", Out::Arr(my_profiles(st, ctx.user_id)))]),
+        ),
         "getactiveprofile" => {
             let mut profile = profile_row(st, ctx.profile_id);
             let entities = profile_entities(st, ctx.user_id, ctx.profile_id);
@@ -72,11 +114,25 @@ pub(super) fn dispatch(st: &mut State, ctx: &Ctx, resource: &str, _req: &Req, pa
         }
         "changeactiveprofile" => {
             let Some(pid) = params.get("profiles_id").map(crate::row::value_int) else {
-                return Some(error(st, 400, "ERROR", "missing parameter profiles_id", true));
+                return Some(error(
+                    st,
+                    400,
+                    "ERROR",
+                    "missing parameter profiles_id",
+                    true,
+                ));
             };
-            let owns = st.rows("Profile_User").any(|r| r.int("users_id") == ctx.user_id && r.int("profiles_id") == pid);
+            let owns = st
+                .rows("Profile_User")
+                .any(|r| r.int("users_id") == ctx.user_id && r.int("profiles_id") == pid);
             if !owns {
-                return Some(error(st, 404, "ERROR_ITEM_NOT_FOUND", "Item not found", false));
+                return Some(error(
+                    st,
+                    404,
+                    "ERROR_ITEM_NOT_FOUND",
+                    "Item not found",
+                    false,
+                ));
             }
             if let Some(s) = st.sessions.get_mut(&ctx.token) {
                 s.profile_id = pid;
@@ -87,10 +143,17 @@ pub(super) fn dispatch(st: &mut State, ctx: &Ctx, resource: &str, _req: &Req, pa
             let recursive = crate::params::truthy(params.get("is_recursive"));
             let mut list = Vec::new();
             let mut seen = Vec::new();
-            for pu in st.rows("Profile_User").filter(|r| r.int("users_id") == ctx.user_id) {
+            for pu in st
+                .rows("Profile_User")
+                .filter(|r| r.int("users_id") == ctx.user_id)
+            {
                 let e = pu.int("entities_id");
                 let ids = if recursive && pu.int("is_recursive") == 1 {
-                    let mut sub: Vec<i64> = st.entity_subtree(e).into_iter().filter(|x| *x != e).collect();
+                    let mut sub: Vec<i64> = st
+                        .entity_subtree(e)
+                        .into_iter()
+                        .filter(|x| *x != e)
+                        .collect();
                     sub.push(e);
                     sub
                 } else {
@@ -99,7 +162,9 @@ pub(super) fn dispatch(st: &mut State, ctx: &Ctx, resource: &str, _req: &Req, pa
                 for id in ids {
                     if !seen.contains(&id) {
                         seen.push(id);
-                        list.push(json!({"id": id, "name": st.store_text(&st.entity_completename(id))}));
+                        list.push(
+                            json!({"id": id, "name": st.store_text(&st.entity_completename(id))}),
+                        );
                     }
                 }
             }
@@ -107,7 +172,9 @@ pub(super) fn dispatch(st: &mut State, ctx: &Ctx, resource: &str, _req: &Req, pa
         }
         "getactiveentities" => {
             let s = st.sessions.get(&ctx.token).cloned();
-            let (entity, rec, list) = s.map(|s| (s.active_entity, s.recursive, s.active_entities)).unwrap_or((0, json!(0), vec![]));
+            let (entity, rec, list) = s
+                .map(|s| (s.active_entity, s.recursive, s.active_entities))
+                .unwrap_or((0, json!(0), vec![]));
             let list: Vec<Value> = list.into_iter().map(|id| json!({ "id": id })).collect();
             Resp::json(
                 200,
@@ -137,8 +204,16 @@ pub(super) fn dispatch(st: &mut State, ctx: &Ctx, resource: &str, _req: &Req, pa
             };
             let allowed: Vec<i64> = st
                 .rows("Profile_User")
-                .filter(|r| r.int("users_id") == ctx.user_id && r.int("profiles_id") == ctx.profile_id)
-                .flat_map(|r| if r.int("is_recursive") == 1 { st.entity_subtree(r.int("entities_id")) } else { vec![r.int("entities_id")] })
+                .filter(|r| {
+                    r.int("users_id") == ctx.user_id && r.int("profiles_id") == ctx.profile_id
+                })
+                .flat_map(|r| {
+                    if r.int("is_recursive") == 1 {
+                        st.entity_subtree(r.int("entities_id"))
+                    } else {
+                        vec![r.int("entities_id")]
+                    }
+                })
                 .collect();
             let (active, list, rec) = match entity {
                 None => (0, allowed.clone(), true),
@@ -146,7 +221,11 @@ pub(super) fn dispatch(st: &mut State, ctx: &Ctx, resource: &str, _req: &Req, pa
                     if st.get("Entity", e).is_none() || !allowed.contains(&e) {
                         return Some(Resp::json(200, &Out::json(false)));
                     }
-                    let list = if recursive { st.entity_subtree(e) } else { vec![e] };
+                    let list = if recursive {
+                        st.entity_subtree(e)
+                    } else {
+                        vec![e]
+                    };
                     (e, list, recursive)
                 }
             };
@@ -157,7 +236,12 @@ pub(super) fn dispatch(st: &mut State, ctx: &Ctx, resource: &str, _req: &Req, pa
             }
             Resp::json(200, &Out::json(true))
         }
-        "getglpiconfig" => Resp::json(200, &Out::Json(json!({"cfg_glpi": {"url_base": st.origin, "url_base_api": st.api_url(), "list_limit": st.list_limit}}))),
+        "getglpiconfig" => Resp::json(
+            200,
+            &Out::Json(
+                json!({"cfg_glpi": {"url_base": st.origin, "url_base_api": st.api_url(), "list_limit": st.list_limit}}),
+            ),
+        ),
         _ => return None,
     })
 }
@@ -177,12 +261,19 @@ fn profile_entities(st: &State, user_id: i64, profile_id: i64) -> Vec<Value> {
 }
 
 fn my_profiles(st: &State, user_id: i64) -> Vec<Out> {
-    let mut ids: Vec<i64> = st.rows("Profile_User").filter(|r| r.int("users_id") == user_id).map(|r| r.int("profiles_id")).collect();
+    let mut ids: Vec<i64> = st
+        .rows("Profile_User")
+        .filter(|r| r.int("users_id") == user_id)
+        .map(|r| r.int("profiles_id"))
+        .collect();
     ids.sort_unstable();
     ids.dedup();
     ids.into_iter()
         .map(|pid| {
-            let name = st.get("Profile", pid).map(|p| p.str("name")).unwrap_or_default();
+            let name = st
+                .get("Profile", pid)
+                .map(|p| p.str("name"))
+                .unwrap_or_default();
             Out::obj(vec![
                 ("id", Out::json(pid)),
                 ("name", Out::json(name)),
@@ -208,15 +299,24 @@ fn my_profiles(st: &State, user_id: i64) -> Vec<Out> {
 }
 
 fn full_session(st: &State, token: &str) -> Value {
-    let Some(s) = st.sessions.get(token) else { return json!({}) };
+    let Some(s) = st.sessions.get(token) else {
+        return json!({});
+    };
     let user = st.get("User", s.user_id).cloned().unwrap_or_default();
     let mut profile = profile_row(st, s.profile_id).to_value();
     if let Value::Object(p) = &mut profile {
-        p.insert("entities".into(), Value::Array(profile_entities(st, s.user_id, s.profile_id)));
+        p.insert(
+            "entities".into(),
+            Value::Array(profile_entities(st, s.user_id, s.profile_id)),
+        );
     }
     let entity_name = st.entity_completename(s.active_entity);
     let recursive = s.recursive == json!(true) || s.recursive == json!(1);
-    let active_name = if recursive { format!("{entity_name} (tree structure)") } else { entity_name.clone() };
+    let active_name = if recursive {
+        format!("{entity_name} (tree structure)")
+    } else {
+        entity_name.clone()
+    };
     let profiles: Map<String, Value> = st
         .rows("Profile_User")
         .filter(|r| r.int("users_id") == s.user_id)

@@ -30,8 +30,14 @@ fn scale(v: Option<&Value>) -> i64 {
 }
 
 fn valid_email(e: &str) -> bool {
-    let Some((local, domain)) = e.split_once('@') else { return false };
-    !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.') && !e.contains(' ')
+    let Some((local, domain)) = e.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !e.contains(' ')
 }
 
 /// One actor to add: (users_id, type, use_notification, alternative_email).
@@ -43,10 +49,20 @@ fn actors_from_input(input: &Map<String, Value>) -> Result<Vec<ActorInput>, Stri
         if let Some(users) = input.get(&format!("_users_id_{role}")) {
             let ids: Vec<i64> = params::as_list(users).iter().map(value_int).collect();
             let notif = input.get(&format!("_users_id_{role}_notif"));
-            let notif_flags: Vec<Value> = notif.and_then(|n| n.get("use_notification")).map(params::as_list).unwrap_or_default();
-            let emails: Vec<Value> = notif.and_then(|n| n.get("alternative_email")).map(params::as_list).unwrap_or_default();
+            let notif_flags: Vec<Value> = notif
+                .and_then(|n| n.get("use_notification"))
+                .map(params::as_list)
+                .unwrap_or_default();
+            let emails: Vec<Value> = notif
+                .and_then(|n| n.get("alternative_email"))
+                .map(params::as_list)
+                .unwrap_or_default();
             for (i, uid) in ids.iter().enumerate() {
-                let email = emails.get(i).and_then(Value::as_str).unwrap_or_default().to_string();
+                let email = emails
+                    .get(i)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
                 let use_notif = notif_flags.get(i).map(value_int).unwrap_or(1);
                 if *uid == 0 && email.is_empty() {
                     continue;
@@ -54,7 +70,10 @@ fn actors_from_input(input: &Map<String, Value>) -> Result<Vec<ActorInput>, Stri
                 if !email.is_empty() && !valid_email(&email) {
                     return Err(format!("Invalid email address {email}"));
                 }
-                if out.iter().any(|(u, t, _, e): &ActorInput| *u == *uid && *t == ty && *e == email) {
+                if out
+                    .iter()
+                    .any(|(u, t, _, e): &ActorInput| *u == *uid && *t == ty && *e == email)
+                {
                     continue;
                 }
                 out.push((*uid, ty, use_notif, email));
@@ -66,20 +85,38 @@ fn actors_from_input(input: &Map<String, Value>) -> Result<Vec<ActorInput>, Stri
                     continue;
                 }
                 let uid = a.get("items_id").map(value_int).unwrap_or(0);
-                let email = a.get("alternative_email").and_then(Value::as_str).unwrap_or_default().to_string();
+                let email = a
+                    .get("alternative_email")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
                 if uid == 0 && email.is_empty() {
                     continue;
                 }
-                out.push((uid, ty, a.get("use_notification").map(value_int).unwrap_or(1), email));
+                out.push((
+                    uid,
+                    ty,
+                    a.get("use_notification").map(value_int).unwrap_or(1),
+                    email,
+                ));
             }
         }
         // Update-time form: _itil_requester = {"_type":"user","users_id":7,...}
         if let Some(Value::Object(o)) = input.get(&format!("_itil_{role}")) {
             if o.get("_type").and_then(Value::as_str) == Some("user") {
                 let uid = o.get("users_id").map(value_int).unwrap_or(0);
-                let email = o.get("alternative_email").and_then(Value::as_str).unwrap_or_default().to_string();
+                let email = o
+                    .get("alternative_email")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
                 if uid > 0 || !email.is_empty() {
-                    out.push((uid, ty, o.get("use_notification").map(value_int).unwrap_or(1), email));
+                    out.push((
+                        uid,
+                        ty,
+                        o.get("use_notification").map(value_int).unwrap_or(1),
+                        email,
+                    ));
                 }
             }
         }
@@ -90,7 +127,11 @@ fn actors_from_input(input: &Map<String, Value>) -> Result<Vec<ActorInput>, Stri
 fn add_actors(st: &mut State, ticket: i64, actors: Vec<ActorInput>) -> bool {
     let mut assigned = false;
     for (uid, ty, notif, email) in actors {
-        let exists = st.ticket_actors(ticket).iter().any(|a| a.int("users_id") == uid && a.int("type") == ty && (uid > 0 || a.str("alternative_email") == email));
+        let exists = st.ticket_actors(ticket).iter().any(|a| {
+            a.int("users_id") == uid
+                && a.int("type") == ty
+                && (uid > 0 || a.str("alternative_email") == email)
+        });
         if exists {
             continue;
         }
@@ -109,8 +150,15 @@ fn add_actors(st: &mut State, ticket: i64, actors: Vec<ActorInput>) -> bool {
     assigned
 }
 
-pub(crate) fn create_ticket(st: &mut State, ctx: &Ctx, input: &Map<String, Value>) -> Result<i64, String> {
-    let entity = input.get("entities_id").map(value_int).unwrap_or(ctx.active_entity);
+pub(crate) fn create_ticket(
+    st: &mut State,
+    ctx: &Ctx,
+    input: &Map<String, Value>,
+) -> Result<i64, String> {
+    let entity = input
+        .get("entities_id")
+        .map(value_int)
+        .unwrap_or(ctx.active_entity);
     if st.get("Entity", entity).is_none() || !ctx.active_entities.contains(&entity) {
         return Err(NO_RIGHT.to_string());
     }
@@ -132,7 +180,11 @@ pub(crate) fn create_ticket(st: &mut State, ctx: &Ctx, input: &Map<String, Value
         row.set("priority", priority(urgency, impact));
     }
     if !input.contains_key("requesttypes_id") {
-        let default = st.rows("RequestType").find(|r| r.int("is_helpdesk_default") == 1).map(|r| r.int("id")).unwrap_or(1);
+        let default = st
+            .rows("RequestType")
+            .find(|r| r.int("is_helpdesk_default") == 1)
+            .map(|r| r.int("id"))
+            .unwrap_or(1);
         row.set("requesttypes_id", default);
     }
     if !input.contains_key("type") {
@@ -169,18 +221,26 @@ pub(crate) fn create_ticket(st: &mut State, ctx: &Ctx, input: &Map<String, Value
 fn entity_autoclose(st: &State, entity: i64) -> i64 {
     let mut cur = entity;
     loop {
-        let v = st.get("Entity", cur).map(|e| e.int("autoclose_delay")).unwrap_or(-10);
+        let v = st
+            .get("Entity", cur)
+            .map(|e| e.int("autoclose_delay"))
+            .unwrap_or(-10);
         if v != -2 || cur == 0 {
             return v;
         }
-        cur = st.get("Entity", cur).map(|e| e.int("entities_id")).unwrap_or(0);
+        cur = st
+            .get("Entity", cur)
+            .map(|e| e.int("entities_id"))
+            .unwrap_or(0);
     }
 }
 
 /// Side effects of a status change, as CommonITILObject applies them.
 pub(crate) fn change_status(st: &mut State, ticket: i64, new: i64, user: i64) {
     let now = st.clock.now();
-    let Some(t) = st.get("Ticket", ticket) else { return };
+    let Some(t) = st.get("Ticket", ticket) else {
+        return;
+    };
     let old = t.int("status");
     let reopening = (old == 5 || old == 6) && new < 5;
     if let Some(t) = st.get_mut("Ticket", ticket) {
@@ -212,7 +272,9 @@ pub(crate) fn change_status(st: &mut State, ticket: i64, new: i64, user: i64) {
         // The last solution waiting for approval is refused.
         let last = st
             .rows("ITILSolution")
-            .filter(|s| s.str("itemtype") == "Ticket" && s.int("items_id") == ticket && s.int("status") == 2)
+            .filter(|s| {
+                s.str("itemtype") == "Ticket" && s.int("items_id") == ticket && s.int("status") == 2
+            })
             .map(|s| s.int("id"))
             .max();
         if let Some(sid) = last {
@@ -225,7 +287,12 @@ pub(crate) fn change_status(st: &mut State, ticket: i64, new: i64, user: i64) {
     }
 }
 
-pub(crate) fn update_ticket(st: &mut State, ctx: &Ctx, id: i64, input: &Map<String, Value>) -> Result<(), Value> {
+pub(crate) fn update_ticket(
+    st: &mut State,
+    ctx: &Ctx,
+    id: i64,
+    input: &Map<String, Value>,
+) -> Result<(), Value> {
     let Some(row) = st.get("Ticket", id).cloned() else {
         return Err(Value::Null);
     };
@@ -240,7 +307,12 @@ pub(crate) fn update_ticket(st: &mut State, ctx: &Ctx, id: i64, input: &Map<Stri
     }
     let actors = actors_from_input(&input).map_err(Value::from)?;
     for (k, v) in &input {
-        if schema::is_column("Ticket", k) && !matches!(k.as_str(), "status" | "date_mod" | "users_id_lastupdater" | "users_id_recipient") {
+        if schema::is_column("Ticket", k)
+            && !matches!(
+                k.as_str(),
+                "status" | "date_mod" | "users_id_lastupdater" | "users_id_recipient"
+            )
+        {
             if let Some(t) = st.get_mut("Ticket", id) {
                 t.set(k, v.clone());
             }
@@ -272,7 +344,10 @@ pub(crate) fn update_ticket(st: &mut State, ctx: &Ctx, id: i64, input: &Map<Stri
 /// The ITIL parent of a followup/solution input, checked like GLPI does (missing or
 /// invisible parent = "permission").
 fn parent_ticket(st: &State, ctx: &Ctx, input: &Map<String, Value>) -> Result<i64, String> {
-    let itemtype = input.get("itemtype").and_then(Value::as_str).unwrap_or_default();
+    let itemtype = input
+        .get("itemtype")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let items_id = input.get("items_id").map(value_int).unwrap_or(0);
     if itemtype != "Ticket" || items_id <= 0 {
         return Err(NO_RIGHT.to_string());
@@ -286,19 +361,34 @@ fn parent_ticket(st: &State, ctx: &Ctx, input: &Map<String, Value>) -> Result<i6
     Ok(items_id)
 }
 
-pub(crate) fn create_followup(st: &mut State, ctx: &Ctx, input: &Map<String, Value>) -> Result<i64, String> {
+pub(crate) fn create_followup(
+    st: &mut State,
+    ctx: &Ctx,
+    input: &Map<String, Value>,
+) -> Result<i64, String> {
     let ticket = parent_ticket(st, ctx, input)?;
     let add_close = params::truthy(input.get("add_close"));
     let add_reopen = params::truthy(input.get("add_reopen"));
-    let content = input.get("content").and_then(Value::as_str).unwrap_or_default().to_string();
+    let content = input
+        .get("content")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     if content.is_empty() && !add_close && !add_reopen {
         return Err("You can't add a followup without description".to_string());
     }
-    let status = st.get("Ticket", ticket).map(|t| t.int("status")).unwrap_or(1);
+    let status = st
+        .get("Ticket", ticket)
+        .map(|t| t.int("status"))
+        .unwrap_or(1);
     if status == 6 && ctx.helpdesk {
         return Err(NO_RIGHT.to_string());
     }
-    let author = input.get("users_id").map(value_int).filter(|u| *u > 0).unwrap_or(ctx.user_id);
+    let author = input
+        .get("users_id")
+        .map(value_int)
+        .filter(|u| *u > 0)
+        .unwrap_or(ctx.user_id);
     let id = st.create_row(
         "ITILFollowup",
         &[
@@ -306,8 +396,14 @@ pub(crate) fn create_followup(st: &mut State, ctx: &Ctx, input: &Map<String, Val
             ("items_id", Value::from(ticket)),
             ("users_id", Value::from(author)),
             ("content", Value::from(content)),
-            ("is_private", Value::from(input.get("is_private").map(value_int).unwrap_or(0))),
-            ("requesttypes_id", Value::from(input.get("requesttypes_id").map(value_int).unwrap_or(0))),
+            (
+                "is_private",
+                Value::from(input.get("is_private").map(value_int).unwrap_or(0)),
+            ),
+            (
+                "requesttypes_id",
+                Value::from(input.get("requesttypes_id").map(value_int).unwrap_or(0)),
+            ),
         ],
     );
     if let Some(d) = input.get("date").and_then(Value::as_str) {
@@ -319,10 +415,22 @@ pub(crate) fn create_followup(st: &mut State, ctx: &Ctx, input: &Map<String, Val
     Ok(id)
 }
 
-fn followup_effects(st: &mut State, ctx: &Ctx, ticket: i64, status: i64, input: &Map<String, Value>, add_close: bool, add_reopen: bool) {
+fn followup_effects(
+    st: &mut State,
+    ctx: &Ctx,
+    ticket: i64,
+    status: i64,
+    input: &Map<String, Value>,
+    add_close: bool,
+    add_reopen: bool,
+) {
     let actors = st.ticket_actors(ticket);
-    let is_requester = actors.iter().any(|a| a.int("users_id") == ctx.user_id && a.int("type") == 1);
-    let is_assigned = actors.iter().any(|a| a.int("users_id") == ctx.user_id && a.int("type") == 2);
+    let is_requester = actors
+        .iter()
+        .any(|a| a.int("users_id") == ctx.user_id && a.int("type") == 1);
+    let is_assigned = actors
+        .iter()
+        .any(|a| a.int("users_id") == ctx.user_id && a.int("type") == 2);
     let has_assignee = actors.iter().any(|a| a.int("type") == 2);
     let no_reopen = params::truthy(input.get("_no_reopen"));
     let reopen_to = if has_assignee { 2 } else { 1 };
@@ -332,7 +440,13 @@ fn followup_effects(st: &mut State, ctx: &Ctx, ticket: i64, status: i64, input: 
             t.set("status", 6);
             t.set("closedate", now.clone());
         }
-        let last = st.rows("ITILSolution").filter(|s| s.str("itemtype") == "Ticket" && s.int("items_id") == ticket && s.int("status") == 2).map(|s| s.int("id")).max();
+        let last = st
+            .rows("ITILSolution")
+            .filter(|s| {
+                s.str("itemtype") == "Ticket" && s.int("items_id") == ticket && s.int("status") == 2
+            })
+            .map(|s| s.int("id"))
+            .max();
         if let Some(sid) = last {
             if let Some(s) = st.get_mut("ITILSolution", sid) {
                 s.set("status", 3);
@@ -356,14 +470,23 @@ fn followup_effects(st: &mut State, ctx: &Ctx, ticket: i64, status: i64, input: 
     st.touch_ticket(ticket, ctx.user_id);
 }
 
-pub(crate) fn create_solution(st: &mut State, ctx: &Ctx, input: &Map<String, Value>) -> Result<i64, String> {
+pub(crate) fn create_solution(
+    st: &mut State,
+    ctx: &Ctx,
+    input: &Map<String, Value>,
+) -> Result<i64, String> {
     let ticket = parent_ticket(st, ctx, input)?;
     if ctx.helpdesk {
         return Err(NO_RIGHT.to_string());
     }
-    let (status, entity) = st.get("Ticket", ticket).map(|t| (t.int("status"), t.int("entities_id"))).unwrap_or((1, 0));
+    let (status, entity) = st
+        .get("Ticket", ticket)
+        .map(|t| (t.int("status"), t.int("entities_id")))
+        .unwrap_or((1, 0));
     if status == 5 || status == 6 {
-        return Err("The item is already solved, did anyone pushed a solution before you?".to_string());
+        return Err(
+            "The item is already solved, did anyone pushed a solution before you?".to_string(),
+        );
     }
     let close_now = entity_autoclose(st, entity) == 0;
     let id = st.create_row(
@@ -371,8 +494,14 @@ pub(crate) fn create_solution(st: &mut State, ctx: &Ctx, input: &Map<String, Val
         &[
             ("itemtype", Value::from("Ticket")),
             ("items_id", Value::from(ticket)),
-            ("solutiontypes_id", Value::from(input.get("solutiontypes_id").map(value_int).unwrap_or(0))),
-            ("content", input.get("content").cloned().unwrap_or(Value::from(""))),
+            (
+                "solutiontypes_id",
+                Value::from(input.get("solutiontypes_id").map(value_int).unwrap_or(0)),
+            ),
+            (
+                "content",
+                input.get("content").cloned().unwrap_or(Value::from("")),
+            ),
             ("users_id", Value::from(ctx.user_id)),
             ("status", Value::from(if close_now { 3 } else { 2 })),
         ],
@@ -385,7 +514,11 @@ pub(crate) fn create_solution(st: &mut State, ctx: &Ctx, input: &Map<String, Val
     Ok(id)
 }
 
-pub(crate) fn create_task(st: &mut State, ctx: &Ctx, input: &Map<String, Value>) -> Result<i64, String> {
+pub(crate) fn create_task(
+    st: &mut State,
+    ctx: &Ctx,
+    input: &Map<String, Value>,
+) -> Result<i64, String> {
     let ticket = input.get("tickets_id").map(value_int).unwrap_or(0);
     let Some(t) = st.get("Ticket", ticket) else {
         return Err(NO_RIGHT.to_string());
@@ -394,20 +527,30 @@ pub(crate) fn create_task(st: &mut State, ctx: &Ctx, input: &Map<String, Value>)
         return Err(NO_RIGHT.to_string());
     }
     let mut input = input.clone();
-    input.entry("users_id".to_string()).or_insert(Value::from(ctx.user_id));
+    input
+        .entry("users_id".to_string())
+        .or_insert(Value::from(ctx.user_id));
     let id = create_generic(st, ctx, "TicketTask", &input)?;
     st.touch_ticket(ticket, ctx.user_id);
     Ok(id)
 }
 
-pub(crate) fn create_ticket_user(st: &mut State, ctx: &Ctx, input: &Map<String, Value>) -> Result<i64, String> {
+pub(crate) fn create_ticket_user(
+    st: &mut State,
+    ctx: &Ctx,
+    input: &Map<String, Value>,
+) -> Result<i64, String> {
     let ticket = input.get("tickets_id").map(value_int).unwrap_or(0);
     if st.get("Ticket", ticket).is_none() {
         return Err(NO_RIGHT.to_string());
     }
     let ty = input.get("type").map(value_int).unwrap_or(1);
     let id = create_generic(st, ctx, "Ticket_User", input)?;
-    if ty == 2 && st.get("Ticket", ticket).is_some_and(|t| t.int("status") == 1) {
+    if ty == 2
+        && st
+            .get("Ticket", ticket)
+            .is_some_and(|t| t.int("status") == 1)
+    {
         change_status(st, ticket, 2, ctx.user_id);
     }
     st.touch_ticket(ticket, ctx.user_id);

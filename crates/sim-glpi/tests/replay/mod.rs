@@ -80,14 +80,16 @@ fn multipart_body(lines: &[&str], boundary: &str) -> Vec<u8> {
 
 pub fn parse(text: &str) -> Vec<Exchange> {
     let lines: Vec<&str> = text.lines().collect();
-    let state_re = Regex::new(r"^# state check.*?: GET (\S+) -> (\d+), excerpt (\{.*\})\s*$").unwrap();
+    let state_re =
+        Regex::new(r"^# state check.*?: GET (\S+) -> (\d+), excerpt (\{.*\})\s*$").unwrap();
     let mut out: Vec<Exchange> = Vec::new();
     let mut i = 0;
     while i < lines.len() {
         let line = lines[i];
         if let Some(c) = state_re.captures(line) {
             if let Some(last) = out.last_mut() {
-                last.state_checks.push((c[1].to_string(), c[2].parse().unwrap(), c[3].to_string()));
+                last.state_checks
+                    .push((c[1].to_string(), c[2].parse().unwrap(), c[3].to_string()));
             }
             i += 1;
             continue;
@@ -117,7 +119,10 @@ pub fn parse(text: &str) -> Vec<Exchange> {
         while body_lines.last().is_some_and(|l| l.is_empty()) {
             body_lines.pop();
         }
-        let ct = req_headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-type")).map(|(_, v)| v.clone());
+        let ct = req_headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+            .map(|(_, v)| v.clone());
         let req_body = match ct.as_deref().and_then(|c| c.split("boundary=").nth(1)) {
             Some(boundary) => multipart_body(&body_lines, boundary),
             None => body_lines.join("\n").into_bytes(),
@@ -139,7 +144,10 @@ pub fn parse(text: &str) -> Vec<Exchange> {
         while resp_lines.last().is_some_and(|l| l.is_empty()) {
             resp_lines.pop();
         }
-        let body = if resp_lines.first().is_some_and(|l| l.starts_with("…[EXCERPT")) {
+        let body = if resp_lines
+            .first()
+            .is_some_and(|l| l.starts_with("…[EXCERPT"))
+        {
             Body::Excerpt(resp_lines[1..].join("\n"))
         } else {
             let joined = resp_lines.join("\n");
@@ -148,7 +156,17 @@ pub fn parse(text: &str) -> Vec<Exchange> {
                 None => Body::Exact(joined),
             }
         };
-        out.push(Exchange { title: title.to_string(), method: method.to_string(), path: path.to_string(), req_headers, req_body, status, resp_headers, body, state_checks: Vec::new() });
+        out.push(Exchange {
+            title: title.to_string(),
+            method: method.to_string(),
+            path: path.to_string(),
+            req_headers,
+            req_body,
+            status,
+            resp_headers,
+            body,
+            state_checks: Vec::new(),
+        });
     }
     out
 }
@@ -194,7 +212,8 @@ impl Subst {
     }
 }
 
-static DATE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}").unwrap());
+static DATE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}").unwrap());
 static UNIQ: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"[0-9a-f]{14}\.\d{8}").unwrap());
 static DOCID: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"docfilename\d+").unwrap());
 static TAG: LazyLock<Regex> = LazyLock::new(|| Regex::new(r#""tag":"[^"]*""#).unwrap());
@@ -235,7 +254,11 @@ pub fn shape_diff(path: &str, exp: &Value, act: &Value, out: &mut Vec<String>) {
         }
         (Value::Array(e), Value::Array(a)) => {
             if e.len() != a.len() {
-                out.push(format!("{path}: expected {} elements got {}", e.len(), a.len()));
+                out.push(format!(
+                    "{path}: expected {} elements got {}",
+                    e.len(),
+                    a.len()
+                ));
             }
             for (i, (ev, av)) in e.iter().zip(a).enumerate() {
                 shape_diff(&format!("{path}[{i}]"), ev, av, out);
@@ -276,7 +299,14 @@ pub struct Outcome {
     pub value_notes: Vec<String>,
 }
 
-const CHECKED_HEADERS: &[&str] = &["content-type", "content-range", "accept-range", "location", "link", "content-disposition"];
+const CHECKED_HEADERS: &[&str] = &[
+    "content-type",
+    "content-range",
+    "accept-range",
+    "location",
+    "link",
+    "content-disposition",
+];
 const MUST_BE_ABSENT: &[&str] = &["content-range", "accept-range", "location", "link"];
 
 pub async fn run(client: &reqwest::Client, sub: &mut Subst, ex: &Exchange) -> Outcome {
@@ -298,7 +328,11 @@ pub async fn run(client: &reqwest::Client, sub: &mut Subst, ex: &Exchange) -> Ou
     let resp = match rb.send().await {
         Ok(r) => r,
         Err(e) => {
-            return Outcome { title: ex.title.clone(), problems: vec![format!("transport error: {e}")], value_notes };
+            return Outcome {
+                title: ex.title.clone(),
+                problems: vec![format!("transport error: {e}")],
+                value_notes,
+            };
         }
     };
     let status = resp.status().as_u16();
@@ -308,12 +342,23 @@ pub async fn run(client: &reqwest::Client, sub: &mut Subst, ex: &Exchange) -> Ou
         problems.push(format!("status: expected {} got {status}", ex.status));
     }
     for name in CHECKED_HEADERS {
-        let expected = ex.resp_headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| sub.apply(v));
-        let actual = headers.get(*name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let expected = ex
+            .resp_headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| sub.apply(v));
+        let actual = headers
+            .get(*name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         match (expected, actual) {
-            (Some(e), Some(a)) if e != a => problems.push(format!("header {name}: expected {e:?} got {a:?}")),
+            (Some(e), Some(a)) if e != a => {
+                problems.push(format!("header {name}: expected {e:?} got {a:?}"))
+            }
             (Some(e), None) => problems.push(format!("header {name}: expected {e:?}, missing")),
-            (None, Some(a)) if MUST_BE_ABSENT.contains(name) => problems.push(format!("header {name}: unexpected {a:?}")),
+            (None, Some(a)) if MUST_BE_ABSENT.contains(name) => {
+                problems.push(format!("header {name}: unexpected {a:?}"))
+            }
             _ => {}
         }
     }
@@ -321,7 +366,11 @@ pub async fn run(client: &reqwest::Client, sub: &mut Subst, ex: &Exchange) -> Ou
     if let Body::Exact(b) = &ex.body {
         let re = Regex::new(r#"^\{"session_token":"(<SESSION_TOKEN[A-Z0-9_]*>)"\}$"#).unwrap();
         if let Some(c) = re.captures(b) {
-            let token = serde_json::from_str::<Value>(&text).ok().and_then(|v| v.get("session_token").and_then(Value::as_str).map(str::to_string));
+            let token = serde_json::from_str::<Value>(&text).ok().and_then(|v| {
+                v.get("session_token")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            });
             match token {
                 Some(t) => {
                     sub.sessions.insert(c[1].to_string(), t);
@@ -367,13 +416,32 @@ pub async fn run(client: &reqwest::Client, sub: &mut Subst, ex: &Exchange) -> Ou
             }
         }
     }
-    Outcome { title: ex.title.clone(), problems, value_notes }
+    Outcome {
+        title: ex.title.clone(),
+        problems,
+        value_notes,
+    }
 }
 
 /// Run a `# state check` (an unrecorded GET whose excerpt values were copied verbatim).
-pub async fn state_check(client: &reqwest::Client, sub: &Subst, app_token: &str, session: &str, path: &str, status: u16, excerpt: &str) -> Vec<String> {
-    let resp = client.get(format!("{}{path}", sub.origin)).header("App-Token", app_token).header("Session-Token", session).send().await;
-    let Ok(resp) = resp else { return vec!["transport error".into()] };
+pub async fn state_check(
+    client: &reqwest::Client,
+    sub: &Subst,
+    app_token: &str,
+    session: &str,
+    path: &str,
+    status: u16,
+    excerpt: &str,
+) -> Vec<String> {
+    let resp = client
+        .get(format!("{}{path}", sub.origin))
+        .header("App-Token", app_token)
+        .header("Session-Token", session)
+        .send()
+        .await;
+    let Ok(resp) = resp else {
+        return vec!["transport error".into()];
+    };
     let mut problems = Vec::new();
     if resp.status().as_u16() != status {
         problems.push(format!("status {}", resp.status()));
@@ -386,5 +454,8 @@ pub async fn state_check(client: &reqwest::Client, sub: &Subst, app_token: &str,
 }
 
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap()
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
 }
