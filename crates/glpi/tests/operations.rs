@@ -43,7 +43,10 @@ async fn ticket_with_actors_is_read_back_as_stored(mode: GlpiVersion) {
             entity_id: Some(0),
             ticket_type: Some(TicketType::Request),
             urgency: Some(4),
-            requesters: vec![Actor::user(requester as i64), Actor::email("cliente.sem.conta@example.org")],
+            requesters: vec![
+                Actor::user(requester as i64),
+                Actor::email("cliente.sem.conta@example.org"),
+            ],
             observers: vec![Actor::user(observer as i64)],
             ..Default::default()
         })
@@ -60,16 +63,29 @@ async fn ticket_with_actors_is_read_back_as_stored(mode: GlpiVersion) {
     let stored = sim.ticket(ticket.id as u64).unwrap();
     assert_eq!(stored.content, content, "not double-encoded on write");
     assert_eq!(stored.name, "Impressora <não> imprime & co");
-    let requesters: Vec<_> = stored.actors.iter().filter(|a| a.kind == ActorKind::Requester).collect();
+    let requesters: Vec<_> = stored
+        .actors
+        .iter()
+        .filter(|a| a.kind == ActorKind::Requester)
+        .collect();
     assert_eq!(requesters.len(), 2);
     assert!(requesters.iter().any(|a| a.users_id == requester));
-    assert!(requesters
-        .iter()
-        .any(|a| a.users_id == 0 && a.alternative_email == "cliente.sem.conta@example.org"));
-    assert!(stored.actors.iter().any(|a| a.kind == ActorKind::Observer && a.users_id == observer));
+    assert!(
+        requesters
+            .iter()
+            .any(|a| a.users_id == 0 && a.alternative_email == "cliente.sem.conta@example.org")
+    );
+    assert!(
+        stored
+            .actors
+            .iter()
+            .any(|a| a.kind == ActorKind::Observer && a.users_id == observer)
+    );
 
     let links = glpi.ticket_users(ticket.id).await.unwrap();
-    assert!(links.iter().any(|l| l.users_id == 0 && l.alternative_email == "cliente.sem.conta@example.org" && l.role == 1));
+    assert!(links.iter().any(|l| l.users_id == 0
+        && l.alternative_email == "cliente.sem.conta@example.org"
+        && l.role == 1));
     assert_eq!(sim.sessions_opened(), 1);
 }
 
@@ -77,34 +93,58 @@ async fn ticket_update_and_status(mode: GlpiVersion) {
     let sim = sim(mode).await;
     let glpi = client_for(&sim);
     let t = glpi
-        .create_ticket(&NewTicket { name: "a".into(), content: "b".into(), ..Default::default() })
+        .create_ticket(&NewTicket {
+            name: "a".into(),
+            content: "b".into(),
+            ..Default::default()
+        })
         .await
         .unwrap();
     glpi.update_ticket(
         t.id,
-        &TicketUpdate { name: Some("renamed & <b>bold</b>".into()), urgency: Some(5), ..Default::default() },
+        &TicketUpdate {
+            name: Some("renamed & <b>bold</b>".into()),
+            urgency: Some(5),
+            ..Default::default()
+        },
     )
     .await
     .unwrap();
     let stored = sim.ticket(t.id as u64).unwrap();
     assert_eq!(stored.name, "renamed & <b>bold</b>");
     assert_eq!(stored.urgency, 5);
-    assert_eq!(glpi.get_ticket(t.id).await.unwrap().name, "renamed & <b>bold</b>");
+    assert_eq!(
+        glpi.get_ticket(t.id).await.unwrap().name,
+        "renamed & <b>bold</b>"
+    );
 
-    glpi.set_ticket_status(t.id, TicketStatus::Waiting).await.unwrap();
+    glpi.set_ticket_status(t.id, TicketStatus::Waiting)
+        .await
+        .unwrap();
     assert_eq!(sim.ticket(t.id as u64).unwrap().status, 4);
-    glpi.set_ticket_status(t.id, TicketStatus::Closed).await.unwrap();
+    glpi.set_ticket_status(t.id, TicketStatus::Closed)
+        .await
+        .unwrap();
     let closed = sim.ticket(t.id as u64).unwrap();
     assert_eq!(closed.status, 6);
     assert!(closed.closedate.is_some());
     // A closed ticket refuses a rename: the array/400 answer becomes a typed error.
     let err = glpi
-        .update_ticket(t.id, &TicketUpdate { name: Some("nope".into()), ..Default::default() })
+        .update_ticket(
+            t.id,
+            &TicketUpdate {
+                name: Some("nope".into()),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, GlpiError::UpdateFailed { .. }), "{err:?}");
     assert!(!err.is_retryable());
-    assert_eq!(sim.ticket(t.id as u64).unwrap().name, "renamed & <b>bold</b>");
+    assert_eq!(
+        sim.ticket(t.id as u64).unwrap().name,
+        "renamed & <b>bold</b>"
+    );
 }
 
 async fn followups_solutions_tasks(mode: GlpiVersion) {
@@ -122,7 +162,11 @@ async fn followups_solutions_tasks(mode: GlpiVersion) {
         .await
         .unwrap();
     let public = glpi
-        .add_followup(&NewFollowup { ticket_id: t.id, content: "<p>Primeira & resposta</p>".into(), ..Default::default() })
+        .add_followup(&NewFollowup {
+            ticket_id: t.id,
+            content: "<p>Primeira & resposta</p>".into(),
+            ..Default::default()
+        })
         .await
         .unwrap();
     let private = glpi
@@ -155,30 +199,56 @@ async fn followups_solutions_tasks(mode: GlpiVersion) {
     assert_eq!(by_id(on_behalf).users_id, requester as u64);
 
     let listed = glpi.followups(t.id).await.unwrap();
-    assert_eq!(listed.iter().map(|f| f.id).collect::<Vec<_>>(), vec![public, private, on_behalf]);
+    assert_eq!(
+        listed.iter().map(|f| f.id).collect::<Vec<_>>(),
+        vec![public, private, on_behalf]
+    );
     assert_eq!(listed[0].content, "<p>Primeira & resposta</p>");
 
     let task = glpi
-        .add_task(&NewTask { ticket_id: t.id, content: "Trocar cabo".into(), state: Some(1), duration_secs: Some(1800), ..Default::default() })
+        .add_task(&NewTask {
+            ticket_id: t.id,
+            content: "Trocar cabo".into(),
+            state: Some(1),
+            duration_secs: Some(1800),
+            ..Default::default()
+        })
         .await
         .unwrap();
     let tasks = glpi.tasks(t.id).await.unwrap();
     assert_eq!(tasks.len(), 1);
-    assert_eq!((tasks[0].id, tasks[0].actiontime, tasks[0].content.as_str()), (task, 1800, "Trocar cabo"));
+    assert_eq!(
+        (tasks[0].id, tasks[0].actiontime, tasks[0].content.as_str()),
+        (task, 1800, "Trocar cabo")
+    );
 
     let solution = glpi
-        .add_solution(&NewSolution { ticket_id: t.id, content: "<p>Driver reinstalado.</p>".into(), solution_type_id: None })
+        .add_solution(&NewSolution {
+            ticket_id: t.id,
+            content: "<p>Driver reinstalado.</p>".into(),
+            solution_type_id: None,
+        })
         .await
         .unwrap();
     assert_eq!(sim.ticket(t.id as u64).unwrap().status, 5);
     let solutions = glpi.solutions(t.id).await.unwrap();
     assert_eq!(solutions.len(), 1);
-    assert_eq!((solutions[0].id, solutions[0].content.as_str()), (solution, "<p>Driver reinstalado.</p>"));
+    assert_eq!(
+        (solutions[0].id, solutions[0].content.as_str()),
+        (solution, "<p>Driver reinstalado.</p>")
+    );
     let err = glpi
-        .add_solution(&NewSolution { ticket_id: t.id, content: "again".into(), solution_type_id: None })
+        .add_solution(&NewSolution {
+            ticket_id: t.id,
+            content: "again".into(),
+            solution_type_id: None,
+        })
         .await
         .unwrap_err();
-    assert!(matches!(err, GlpiError::AddFailed { ref message } if message.contains("already solved")), "{err:?}");
+    assert!(
+        matches!(err, GlpiError::AddFailed { ref message } if message.contains("already solved")),
+        "{err:?}"
+    );
     assert_eq!(sim.solutions(t.id as u64).len(), 1);
 }
 
@@ -192,7 +262,10 @@ async fn users_create_and_find(mode: GlpiVersion) {
             firstname: Some("Maria".into()),
             phone: Some("+55 11 3333-4444".into()),
             mobile: Some("+55 11 98765-4321".into()),
-            emails: vec!["maria.silva@example.com".into(), "maria@acme.example".into()],
+            emails: vec![
+                "maria.silva@example.com".into(),
+                "maria@acme.example".into(),
+            ],
             profile_id: Some(1),
             entity_id: Some(0),
             password: Some("S3cret!pass".to_owned().into()),
@@ -202,32 +275,81 @@ async fn users_create_and_find(mode: GlpiVersion) {
         .unwrap();
     let stored = sim.user(id as u64).unwrap();
     assert_eq!(stored.login, "maria.silva");
-    assert_eq!(stored.emails, vec!["maria.silva@example.com", "maria@acme.example"]);
+    assert_eq!(
+        stored.emails,
+        vec!["maria.silva@example.com", "maria@acme.example"]
+    );
 
     let user = glpi.get_user(id).await.unwrap();
-    assert_eq!((user.realname.as_str(), user.mobile.as_str()), ("Silva", "+55 11 98765-4321"));
+    assert_eq!(
+        (user.realname.as_str(), user.mobile.as_str()),
+        ("Silva", "+55 11 98765-4321")
+    );
     let emails = glpi.user_emails(id).await.unwrap();
     assert_eq!(emails.len(), 2);
-    assert!(emails.iter().any(|e| e.is_default && e.email == "maria.silva@example.com"));
+    assert!(
+        emails
+            .iter()
+            .any(|e| e.is_default && e.email == "maria.silva@example.com")
+    );
 
-    let by_email = glpi.find_users_by_email("Maria.Silva@Example.com").await.unwrap();
+    let by_email = glpi
+        .find_users_by_email("Maria.Silva@Example.com")
+        .await
+        .unwrap();
     assert_eq!(by_email.iter().map(|u| u.id).collect::<Vec<_>>(), vec![id]);
-    assert!(glpi.find_users_by_email("nobody@example.com").await.unwrap().is_empty());
+    assert!(
+        glpi.find_users_by_email("nobody@example.com")
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // Digits only, E.164 and formatted all find the free-text phone.
     for phone in ["1133334444", "+551133334444", "(11) 3333-4444"] {
         let hits = glpi.find_users_by_phone(phone).await.unwrap();
-        assert_eq!(hits.iter().map(|u| u.id).collect::<Vec<_>>(), vec![id], "{phone}");
+        assert_eq!(
+            hits.iter().map(|u| u.id).collect::<Vec<_>>(),
+            vec![id],
+            "{phone}"
+        );
     }
-    assert_eq!(glpi.find_users_by_phone("+5511987654321").await.unwrap().len(), 1, "mobile is a phone field too");
-    assert_eq!(glpi.find_users_by_mobile("11987654321").await.unwrap()[0].id, id);
-    assert!(glpi.find_users_by_mobile("1133334444").await.unwrap().is_empty());
-    assert!(glpi.find_users_by_phone("+55 11 0000-4444").await.unwrap().is_empty(), "same last digits, other number");
+    assert_eq!(
+        glpi.find_users_by_phone("+5511987654321")
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "mobile is a phone field too"
+    );
+    assert_eq!(
+        glpi.find_users_by_mobile("11987654321").await.unwrap()[0].id,
+        id
+    );
+    assert!(
+        glpi.find_users_by_mobile("1133334444")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        glpi.find_users_by_phone("+55 11 0000-4444")
+            .await
+            .unwrap()
+            .is_empty(),
+        "same last digits, other number"
+    );
 
     let dup = glpi
-        .create_user(&NewUser { login: "maria.silva".into(), ..Default::default() })
+        .create_user(&NewUser {
+            login: "maria.silva".into(),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
-    assert!(matches!(dup, GlpiError::AddFailed { ref message } if message.contains("already exists")), "{dup:?}");
+    assert!(
+        matches!(dup, GlpiError::AddFailed { ref message } if message.contains("already exists")),
+        "{dup:?}"
+    );
 }
 
 async fn contacts_create_and_find(mode: GlpiVersion) {
@@ -245,13 +367,34 @@ async fn contacts_create_and_find(mode: GlpiVersion) {
         })
         .await
         .unwrap();
-    let stored = sim.contacts().into_iter().find(|c| c.id == id as u64).unwrap();
+    let stored = sim
+        .contacts()
+        .into_iter()
+        .find(|c| c.id == id as u64)
+        .unwrap();
     assert_eq!(stored.email.as_deref(), Some("joao.souza@cliente.example"));
     assert_eq!(glpi.get_contact(id).await.unwrap().firstname, "João");
-    assert_eq!(glpi.find_contacts_by_phone("2122223333").await.unwrap()[0].id, id);
-    assert_eq!(glpi.find_contacts_by_phone("+5521999998888").await.unwrap()[0].id, id);
-    assert_eq!(glpi.find_contacts_by_email("JOAO.SOUZA@cliente.example").await.unwrap()[0].id, id);
-    assert!(glpi.find_contacts_by_email("x@y.z").await.unwrap().is_empty());
+    assert_eq!(
+        glpi.find_contacts_by_phone("2122223333").await.unwrap()[0].id,
+        id
+    );
+    assert_eq!(
+        glpi.find_contacts_by_phone("+5521999998888").await.unwrap()[0].id,
+        id
+    );
+    assert_eq!(
+        glpi.find_contacts_by_email("JOAO.SOUZA@cliente.example")
+            .await
+            .unwrap()[0]
+            .id,
+        id
+    );
+    assert!(
+        glpi.find_contacts_by_email("x@y.z")
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn entities_by_cnpj_and_create(mode: GlpiVersion) {
@@ -260,15 +403,33 @@ async fn entities_by_cnpj_and_create(mode: GlpiVersion) {
     let acme = sim.add_entity("ACME Ltda", 0, Some("12.345.678/0001-90")) as i64;
     let beta = sim.add_entity("Beta SA", 0, Some("98765432000110")) as i64;
     for query in ["12345678000190", "12.345.678/0001-90", "12 345 678 0001 90"] {
-        let hits = glpi.find_entities_by_field(76666, query, FieldMatch::Digits).await.unwrap();
-        assert_eq!(hits.iter().map(|h| h.id).collect::<Vec<_>>(), vec![acme], "{query}");
+        let hits = glpi
+            .find_entities_by_field(76666, query, FieldMatch::Digits)
+            .await
+            .unwrap();
+        assert_eq!(
+            hits.iter().map(|h| h.id).collect::<Vec<_>>(),
+            vec![acme],
+            "{query}"
+        );
         assert_eq!(hits[0].value, "12.345.678/0001-90");
     }
     // Stored digits-only, searched formatted.
-    let hits = glpi.find_entities_by_field(76666, "98.765.432/0001-10", FieldMatch::Digits).await.unwrap();
+    let hits = glpi
+        .find_entities_by_field(76666, "98.765.432/0001-10", FieldMatch::Digits)
+        .await
+        .unwrap();
     assert_eq!(hits.iter().map(|h| h.id).collect::<Vec<_>>(), vec![beta]);
-    assert!(glpi.find_entities_by_field(76666, "11111111000111", FieldMatch::Digits).await.unwrap().is_empty());
-    let exact = glpi.find_entities_by_field(76666, "12.345.678/0001-90", FieldMatch::Exact).await.unwrap();
+    assert!(
+        glpi.find_entities_by_field(76666, "11111111000111", FieldMatch::Digits)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let exact = glpi
+        .find_entities_by_field(76666, "12.345.678/0001-90", FieldMatch::Exact)
+        .await
+        .unwrap();
     assert_eq!(exact.len(), 1);
 
     let entity = glpi.get_entity(acme).await.unwrap();
@@ -277,19 +438,31 @@ async fn entities_by_cnpj_and_create(mode: GlpiVersion) {
 
     // An entity created by this session is visible right away (the client refreshes).
     let created = glpi
-        .create_entity(&NewEntity { name: "Gamma & Filhos".into(), parent_id: Some(0), ..Default::default() })
+        .create_entity(&NewEntity {
+            name: "Gamma & Filhos".into(),
+            parent_id: Some(0),
+            ..Default::default()
+        })
         .await
         .unwrap();
     let gamma = glpi.get_entity(created).await.unwrap();
     assert_eq!(gamma.name, "Gamma & Filhos");
-    assert!(sim.entities().iter().any(|e| e.id == created as u64 && e.parent == Some(0)));
+    assert!(
+        sim.entities()
+            .iter()
+            .any(|e| e.id == created as u64 && e.parent == Some(0))
+    );
 }
 
 async fn documents_upload_download(mode: GlpiVersion) {
     let sim = sim(mode).await;
     let glpi = client_for(&sim);
     let t = glpi
-        .create_ticket(&NewTicket { name: "Ticket com anexo".into(), content: "x".into(), ..Default::default() })
+        .create_ticket(&NewTicket {
+            name: "Ticket com anexo".into(),
+            content: "x".into(),
+            ..Default::default()
+        })
         .await
         .unwrap();
     let bytes = Bytes::from_static(b"line 1: paper jam\nline 2: erro 0x50\n");
@@ -303,20 +476,35 @@ async fn documents_upload_download(mode: GlpiVersion) {
         })
         .await
         .unwrap();
-    let stored = sim.documents().into_iter().find(|d| d.id == doc as u64).unwrap();
+    let stored = sim
+        .documents()
+        .into_iter()
+        .find(|d| d.id == doc as u64)
+        .unwrap();
     assert_eq!(stored.content.as_deref(), Some(&bytes[..]));
-    assert!(stored.linked_to.contains(&("Ticket".to_owned(), t.id as u64)));
+    assert!(
+        stored
+            .linked_to
+            .contains(&("Ticket".to_owned(), t.id as u64))
+    );
     let links = glpi.document_links(&ItemLink::ticket(t.id)).await.unwrap();
     assert!(links.iter().any(|l| l.documents_id == doc));
 
     let file = glpi.download_document(doc).await.unwrap();
     assert_eq!(file.data, bytes);
     assert_eq!(file.file_name.as_deref(), Some("printer.txt"));
-    assert_eq!(glpi.get_document(doc).await.unwrap().filename, "printer.txt");
+    assert_eq!(
+        glpi.get_document(doc).await.unwrap().filename,
+        "printer.txt"
+    );
 
     // Attached to a followup.
     let fu = glpi
-        .add_followup(&NewFollowup { ticket_id: t.id, content: "see attachment".into(), ..Default::default() })
+        .add_followup(&NewFollowup {
+            ticket_id: t.id,
+            content: "see attachment".into(),
+            ..Default::default()
+        })
         .await
         .unwrap();
     let doc2 = glpi
@@ -329,12 +517,24 @@ async fn documents_upload_download(mode: GlpiVersion) {
         })
         .await
         .unwrap();
-    let stored = sim.documents().into_iter().find(|d| d.id == doc2 as u64).unwrap();
-    assert!(stored.linked_to.contains(&("ITILFollowup".to_owned(), fu as u64)));
+    let stored = sim
+        .documents()
+        .into_iter()
+        .find(|d| d.id == doc2 as u64)
+        .unwrap();
+    assert!(
+        stored
+            .linked_to
+            .contains(&("ITILFollowup".to_owned(), fu as u64))
+    );
 
     // A refused file type is an error, linked or not (201 with upload_result error).
     for link in [Some(ItemLink::ticket(t.id)), None] {
-        let before = sim.documents().iter().filter(|d| d.content.is_some()).count();
+        let before = sim
+            .documents()
+            .iter()
+            .filter(|d| d.content.is_some())
+            .count();
         let err = glpi
             .upload_document(&Upload {
                 file_name: "printer.log".into(),
@@ -346,9 +546,19 @@ async fn documents_upload_download(mode: GlpiVersion) {
             .await
             .unwrap_err();
         assert!(matches!(err, GlpiError::UploadRejected { .. }), "{err:?}");
-        assert_eq!(sim.documents().iter().filter(|d| d.content.is_some()).count(), before);
+        assert_eq!(
+            sim.documents()
+                .iter()
+                .filter(|d| d.content.is_some())
+                .count(),
+            before
+        );
     }
-    assert!(sim.documents().iter().all(|d| d.filename.as_deref() != Some("printer.log") || d.content.is_some()));
+    assert!(
+        sim.documents()
+            .iter()
+            .all(|d| d.filename.as_deref() != Some("printer.log") || d.content.is_some())
+    );
 }
 
 async fn dropdowns_by_name(mode: GlpiVersion) {
@@ -386,21 +596,41 @@ async fn tickets_changed_since_and_marker_search(mode: GlpiVersion) {
     assert_eq!(sim.calls_total(), 1, "one request per poll");
     assert!(!partial);
     for t in &ids {
-        assert!(changed.iter().any(|c| c.id == t.id), "ticket {} changed at {since}", t.id);
+        assert!(
+            changed.iter().any(|c| c.id == t.id),
+            "ticket {} changed at {since}",
+            t.id
+        );
     }
-    let (none, _) = glpi.tickets_changed_since("2099-01-01 00:00:00", 100).await.unwrap();
+    let (none, _) = glpi
+        .tickets_changed_since("2099-01-01 00:00:00", 100)
+        .await
+        .unwrap();
     assert!(none.is_empty());
     let (page, partial) = glpi.tickets_changed_since(&since, 2).await.unwrap();
     assert_eq!(page.len(), 2);
     assert!(partial, "more rows than the limit");
 
-    let found = glpi.find_tickets_by_content("tb:chatwoot:1:2").await.unwrap();
-    assert_eq!(found.iter().map(|t| t.id).collect::<Vec<_>>(), vec![ids[2].id]);
-    assert!(glpi.find_tickets_by_content("tb:chatwoot:9:9").await.unwrap().is_empty());
+    let found = glpi
+        .find_tickets_by_content("tb:chatwoot:1:2")
+        .await
+        .unwrap();
+    assert_eq!(
+        found.iter().map(|t| t.id).collect::<Vec<_>>(),
+        vec![ids[2].id]
+    );
+    assert!(
+        glpi.find_tickets_by_content("tb:chatwoot:9:9")
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     let mine = glpi.tickets_of_requester(requester, false).await.unwrap();
     assert_eq!(mine.len(), 3);
-    glpi.set_ticket_status(ids[1].id, TicketStatus::Closed).await.unwrap();
+    glpi.set_ticket_status(ids[1].id, TicketStatus::Closed)
+        .await
+        .unwrap();
     let open = glpi.tickets_of_requester(requester, true).await.unwrap();
     assert_eq!(open.len(), 2);
     assert!(open.iter().all(|t| t.id != ids[1].id));
@@ -415,30 +645,57 @@ async fn generic_crud_and_search_pages(mode: GlpiVersion) {
         .unwrap();
     let row: Value = glpi.get_item("RequestType", id).await.unwrap();
     assert_eq!(row["name"], "WhatsApp");
-    glpi.update_item("RequestType", id, &json!({"name": "WhatsApp & SMS"})).await.unwrap();
-    assert_eq!(sim.item("RequestType", id as u64).map(|v| v["name"].clone()), Some(match mode {
-        GlpiVersion::V10 => json!("WhatsApp &#38; SMS"),
-        GlpiVersion::V11 => json!("WhatsApp & SMS"),
-    }));
+    glpi.update_item("RequestType", id, &json!({"name": "WhatsApp & SMS"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        sim.item("RequestType", id as u64)
+            .map(|v| v["name"].clone()),
+        Some(match mode {
+            GlpiVersion::V10 => json!("WhatsApp &#38; SMS"),
+            GlpiVersion::V11 => json!("WhatsApp & SMS"),
+        })
+    );
     let read: Value = glpi.get_item("RequestType", id).await.unwrap();
     assert_eq!(read["name"], "WhatsApp & SMS");
     glpi.delete_item("RequestType", id, true).await.unwrap();
     assert!(sim.item("RequestType", id as u64).is_none());
     let err = glpi.get_item::<Value>("RequestType", id).await.unwrap_err();
     assert!(matches!(err, GlpiError::NotFound { .. }), "{err:?}");
-    let err = glpi.delete_item("Ticket", 999_999, false).await.unwrap_err();
+    let err = glpi
+        .delete_item("Ticket", 999_999, false)
+        .await
+        .unwrap_err();
     assert!(matches!(err, GlpiError::DeleteFailed { .. }), "{err:?}");
 
     // Soft delete keeps the ticket readable.
-    let t = glpi.create_ticket(&NewTicket { name: "x".into(), content: "y".into(), ..Default::default() }).await.unwrap();
+    let t = glpi
+        .create_ticket(&NewTicket {
+            name: "x".into(),
+            content: "y".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     glpi.delete_item("Ticket", t.id, false).await.unwrap();
     assert!(glpi.get_ticket(t.id).await.unwrap().is_deleted);
 
     for i in 0..3 {
-        glpi.create_ticket(&NewTicket { name: format!("p{i}"), content: "y".into(), ..Default::default() }).await.unwrap();
+        glpi.create_ticket(&NewTicket {
+            name: format!("p{i}"),
+            content: "y".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     }
     let page = glpi
-        .search(&SearchQuery::new("Ticket").display(&[1, 12]).range(0, 0).sort(2, Order::Asc))
+        .search(
+            &SearchQuery::new("Ticket")
+                .display(&[1, 12])
+                .range(0, 0)
+                .sort(2, Order::Asc),
+        )
         .await
         .unwrap();
     assert!(page.partial, "206 partial page");
@@ -448,7 +705,10 @@ async fn generic_crud_and_search_pages(mode: GlpiVersion) {
         .search(&SearchQuery::new("Ticket").and(1, SearchType::Contains, "no such name at all"))
         .await
         .unwrap();
-    assert_eq!((empty.total, empty.rows.len(), empty.partial), (0, 0, false));
+    assert_eq!(
+        (empty.total, empty.rows.len(), empty.partial),
+        (0, 0, false)
+    );
     let all: Vec<Value> = glpi.list_items("RequestType").await.unwrap();
     assert!(all.len() >= 6);
 }

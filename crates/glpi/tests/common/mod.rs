@@ -8,7 +8,9 @@ use secrecy::SecretString;
 use sim_glpi::{GlpiSim, GlpiVersion, RunningSim, SimConfig};
 
 pub async fn sim(mode: GlpiVersion) -> RunningSim {
-    GlpiSim::start(SimConfig::with_mode(mode)).await.expect("simulator starts")
+    GlpiSim::start(SimConfig::with_mode(mode))
+        .await
+        .expect("simulator starts")
 }
 
 pub fn config_for(sim: &RunningSim, login: &str) -> GlpiConfig {

@@ -1,0 +1,209 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! One shared session, single re-login under concurrency, close, entity/profile switching.
+
+mod common;
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use glpi::{Auth, GlpiClient, GlpiConfig, GlpiError, NewTicket};
+use secrecy::SecretString;
+use sim_glpi::GlpiVersion;
+
+use common::{client_for, sim};
+
+both_modes!(
+    one_session_for_many_concurrent_calls,
+    expired_session_mid_concurrency_relogs_once,
+    expiry_after_n_calls_relogs_once_with_slow_login,
+    close_kills_the_session_and_next_call_logs_in,
+    password_login,
+    active_entity_switch_survives_relogin,
+    profile_switching,
+);
+
+async fn one_session_for_many_concurrent_calls(mode: GlpiVersion) {
+    let sim = sim(mode).await;
+    let glpi = client_for(&sim);
+    let calls = (0..20).map(|i| {
+        let glpi = glpi.clone();
+        async move {
+            glpi.create_ticket(&NewTicket {
+                name: format!("c{i}"),
+                content: "x".into(),
+                ..Default::default()
+            })
+            .await
+        }
+    });
+    let results = join_all(calls).await;
+    assert!(results.iter().all(Result::is_ok));
+    assert_eq!(sim.tickets().len(), 20);
+    assert_eq!(sim.sessions_opened(), 1, "every caller shares one session");
+    assert_eq!(glpi.sessions_opened(), 1);
+}
+
+async fn expired_session_mid_concurrency_relogs_once(mode: GlpiVersion) {
+    let sim = sim(mode).await;
+    let glpi = client_for(&sim);
+    glpi.login().await.unwrap();
+    assert_eq!(sim.sessions_opened(), 1);
+    sim.faults().set_latency(Duration::from_millis(10));
+    sim.expire_all_sessions();
+    let calls = (0..20).map(|i| {
+        let glpi = glpi.clone();
+        async move {
+            glpi.create_ticket(&NewTicket {
+                name: format!("e{i}"),
+                content: "x".into(),
+                ..Default::default()
+            })
+            .await
+        }
+    });
+    let results = join_all(calls).await;
+    for r in &results {
+        assert!(r.is_ok(), "{r:?}");
+    }
+    assert_eq!(
+        sim.tickets().len(),
+        20,
+        "every call replayed once, none duplicated"
+    );
+    assert_eq!(sim.sessions_opened(), 2, "exactly one extra initSession");
+    assert_eq!(sim.calls_to("GET /initSession"), 2);
+}
+
+async fn expiry_after_n_calls_relogs_once_with_slow_login(mode: GlpiVersion) {
+    let sim = sim(mode).await;
+    let glpi = client_for(&sim);
+    for _ in 0..15 {
+        glpi.get_item::<serde_json::Value>("Entity", 0)
+            .await
+            .unwrap();
+    }
+    // The session dies after 30 calls: about 15 of the next 20 concurrent ones succeed, the
+    // rest see 401 together while initSession is slow; one login serves them all.
+    sim.faults().expire_sessions_after_calls(30);
+    sim.faults().init_session_delay(Duration::from_millis(100));
+    sim.faults().set_latency(Duration::from_millis(5));
+    let calls = (0..20).map(|i| {
+        let glpi = glpi.clone();
+        async move {
+            glpi.create_ticket(&NewTicket {
+                name: format!("n{i}"),
+                content: "x".into(),
+                ..Default::default()
+            })
+            .await
+        }
+    });
+    let results = join_all(calls).await;
+    for r in &results {
+        assert!(r.is_ok(), "{r:?}");
+    }
+    assert_eq!(sim.tickets().len(), 20);
+    assert_eq!(sim.sessions_opened(), 2, "one re-login for every caller");
+}
+
+async fn close_kills_the_session_and_next_call_logs_in(mode: GlpiVersion) {
+    let sim = sim(mode).await;
+    let glpi = client_for(&sim);
+    glpi.login().await.unwrap();
+    glpi.close().await.unwrap();
+    assert_eq!(sim.sessions_killed(), 1);
+    assert_eq!(sim.sessions_active(), 0);
+    glpi.close().await.unwrap(); // nothing open: no call
+    assert_eq!(sim.sessions_killed(), 1);
+    glpi.get_ticket(1).await.unwrap_err();
+    assert_eq!(sim.sessions_opened(), 2);
+}
+
+async fn password_login(mode: GlpiVersion) {
+    let sim = sim(mode).await;
+    let config = GlpiConfig::new(
+        sim.base_url(),
+        Auth::Password {
+            login: "glpi".into(),
+            password: SecretString::from(sim.config().glpi_password.clone()),
+        },
+    )
+    .with_app_token(SecretString::from(sim.app_token()));
+    let glpi = GlpiClient::new(config).unwrap();
+    let t = glpi
+        .create_ticket(&NewTicket {
+            name: "pw".into(),
+            content: "x".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(sim.ticket(t.id as u64).unwrap().users_id_recipient, 2);
+
+    let bad = GlpiConfig::new(
+        sim.base_url(),
+        Auth::Password {
+            login: "glpi".into(),
+            password: SecretString::from("wrongpass".to_owned()),
+        },
+    )
+    .with_app_token(SecretString::from(sim.app_token()));
+    let err = GlpiClient::new(bad).unwrap().login().await.unwrap_err();
+    assert!(matches!(err, GlpiError::LoginRejected { .. }), "{err:?}");
+    assert!(!err.is_retryable());
+    assert!(
+        !format!("{err} {err:?}").contains("wrongpass"),
+        "secrets never in errors"
+    );
+}
+
+async fn active_entity_switch_survives_relogin(mode: GlpiVersion) {
+    let sim = sim(mode).await;
+    let acme = sim.add_entity("ACME Ltda", 0, None) as i64;
+    let glpi = client_for(&sim);
+    glpi.change_active_entities(Some(acme), true).await.unwrap();
+    assert_eq!(glpi.active_entities().await.unwrap().id, acme);
+    let err = glpi
+        .change_active_entities(Some(999), true)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, GlpiError::SwitchRefused { what: "entity" }),
+        "{err:?}"
+    );
+    sim.expire_all_sessions();
+    let active = glpi.active_entities().await.unwrap();
+    assert_eq!(active.id, acme, "re-applied on the new session");
+    assert!(active.recursive);
+    assert_eq!(sim.sessions_opened(), 2);
+    glpi.change_active_entities(None, true).await.unwrap();
+    assert!(
+        glpi.active_entities()
+            .await
+            .unwrap()
+            .entity_ids
+            .contains(&0)
+    );
+}
+
+async fn profile_switching(mode: GlpiVersion) {
+    let sim = sim(mode).await;
+    let glpi = client_for(&sim);
+    let profiles = glpi.my_profiles().await.unwrap();
+    let super_admin = profiles
+        .iter()
+        .find(|p| p.name == "Super-Admin")
+        .expect("glpi is Super-Admin");
+    assert!(super_admin.entities.iter().any(|e| e.id == 0));
+    glpi.change_active_profile(super_admin.id).await.unwrap();
+    assert_eq!(glpi.active_profile().await.unwrap().0, super_admin.id);
+    let err = glpi.change_active_profile(999).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            GlpiError::NotFound { .. } | GlpiError::SwitchRefused { .. }
+        ),
+        "{err:?}"
+    );
+    assert!(!glpi.my_entities(true).await.unwrap().is_empty());
+}
