@@ -51,7 +51,9 @@
 //!     ingest::accept(&state, inbound).await?;
 //!     Ok("accepted")
 //! }
-//! # let _ = server::Dependencies::with_source;
+//! fn deps(store: store::Store) -> server::Dependencies {
+//!     server::Dependencies::new(store, server::Wake::none()).with_source(intake_routes)
+//! }
 //! ```
 //!
 //! # Routes

@@ -37,8 +37,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 })
                 .await?;
             println!(
-                "{:>6}  {:<8} {:<16} {:<24} {:<10} {}",
-                "ID", "STATE", "KIND", "SOURCE", "TARGET", "TARGET_ID"
+                "{:>6}  {:<8} {:<16} {:<24} {:<10} TARGET_ID",
+                "ID", "STATE", "KIND", "SOURCE", "TARGET"
             );
             for l in links {
                 println!(
@@ -112,8 +112,8 @@ async fn jobs(store: &Store, command: JobsCommand) -> anyhow::Result<()> {
                 })
                 .await?;
             println!(
-                "{:>8}  {:<9} {:<20} {:<12} {:<8} {:<28} {}",
-                "ID", "STATUS", "KIND", "QUEUE", "ATTEMPTS", "ORDERING_KEY", "LAST_ERROR"
+                "{:>8}  {:<9} {:<20} {:<12} {:<8} {:<28} LAST_ERROR",
+                "ID", "STATUS", "KIND", "QUEUE", "ATTEMPTS", "ORDERING_KEY"
             );
             for j in jobs {
                 println!(
