@@ -820,14 +820,14 @@ struct Criterion {
 
 enum CriterionKind {
     Leaf {
-        opt: Opt,
+        opt: Box<Opt>,
         searchtype: String,
         value: String,
     },
     Group(Vec<Criterion>),
 }
 
-fn parse_criteria(st: &State, opts: &[Opt], v: &Value) -> Result<Vec<Criterion>, &'static str> {
+fn parse_criteria(opts: &[Opt], v: &Value) -> Result<Vec<Criterion>, &'static str> {
     let mut out = Vec::new();
     for c in as_list(v) {
         let Value::Object(c) = c else {
@@ -841,7 +841,7 @@ fn parse_criteria(st: &State, opts: &[Opt], v: &Value) -> Result<Vec<Criterion>,
         if let Some(sub) = c.get("criteria") {
             out.push(Criterion {
                 link,
-                kind: CriterionKind::Group(parse_criteria(st, opts, sub)?),
+                kind: CriterionKind::Group(parse_criteria(opts, sub)?),
             });
             continue;
         }
@@ -870,7 +870,7 @@ fn parse_criteria(st: &State, opts: &[Opt], v: &Value) -> Result<Vec<Criterion>,
         out.push(Criterion {
             link,
             kind: CriterionKind::Leaf {
-                opt: opt.clone(),
+                opt: Box::new(opt.clone()),
                 searchtype,
                 value,
             },
@@ -1000,13 +1000,12 @@ fn display(
             .collect();
     }
     if matches!(opt.src, Src::Emails) {
-        if let Some(p) = matched_value {
-            if let Some((v, _)) = cells
+        if let Some(p) = matched_value
+            && let Some((v, _)) = cells
                 .iter()
                 .find(|(v, _)| scalar_string(v).is_some_and(|s| like(&s, p)))
-            {
-                return v.clone();
-            }
+        {
+            return v.clone();
         }
         let default = st
             .rows("UserEmail")
@@ -1031,7 +1030,7 @@ pub(crate) fn search(st: &State, ctx: &Ctx, itemtype: &str, params: &Map<String,
     let opts: Vec<Opt> = common.into_iter().chain(plugins).collect();
     let criteria = match params.get("criteria") {
         None => Vec::new(),
-        Some(v) => match parse_criteria(st, &opts, v) {
+        Some(v) => match parse_criteria(&opts, v) {
             Ok(c) => c,
             Err(msg) => return error(st, 400, "ERROR", msg, true),
         },

@@ -470,7 +470,7 @@ impl RunningSim {
         let subtree_parent = to_i(parent);
         for s in st.sessions.values_mut() {
             if s.active_entities.contains(&subtree_parent)
-                && s.recursive != Value::from(0)
+                && s.recursive != 0
                 && s.recursive != Value::Bool(false)
             {
                 s.active_entities.push(id);

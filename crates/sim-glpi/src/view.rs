@@ -49,12 +49,11 @@ pub(crate) fn render(st: &State, itemtype: &str, row: &Row, opts: ViewOpts) -> O
             if !v.is_null() && (id > 0 || (k == "entities_id" && itemtype != "User")) {
                 links.push(link(target, format!("{api}/{target}/{id}")));
             }
-            if opts.expand_dropdowns && id > 0
-                || opts.expand_dropdowns && k == "entities_id" && !v.is_null()
+            if (opts.expand_dropdowns && id > 0
+                || opts.expand_dropdowns && k == "entities_id" && !v.is_null())
+                && let Some(name) = dropdown_name(st, target, id)
             {
-                if let Some(name) = dropdown_name(st, target, id) {
-                    v = Value::String(name);
-                }
+                v = Value::String(name);
             }
         }
         if opts.decode {

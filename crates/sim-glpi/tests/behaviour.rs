@@ -184,7 +184,7 @@ async fn ticket_lifecycle_and_date_mod_cursor() {
     assert_eq!(sim.solutions(id)[0].status, 4);
     assert_eq!(sim.followups(id).len(), 1);
     assert!(t.date_mod >= cursor);
-    let (_, found) = api.get(&format!("/search/Ticket?criteria[0][field]=19&criteria[0][searchtype]=morethan&criteria[0][value]=2000-01-01%2000:00:00&forcedisplay[0]=2")).await;
+    let (_, found) = api.get("/search/Ticket?criteria[0][field]=19&criteria[0][searchtype]=morethan&criteria[0][value]=2000-01-01%2000:00:00&forcedisplay[0]=2").await;
     assert_eq!(found["totalcount"], json!(1));
     assert!(sim.set_ticket_status(id, 6));
     assert!(sim.ticket(id).unwrap().closedate.is_some());

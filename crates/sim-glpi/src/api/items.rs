@@ -788,10 +788,10 @@ fn create_user(st: &mut State, input: &Map<String, Value>) -> Result<i64, String
     let id = st.alloc_id("User");
     row.set("id", id);
     st.insert_row("User", id, row);
-    if let (Some(p), Some(p2)) = (password, password2) {
-        if p == p2 {
-            st.passwords.insert(id, p);
-        }
+    if let (Some(p), Some(p2)) = (password, password2)
+        && p == p2
+    {
+        st.passwords.insert(id, p);
     }
     st.api_tokens.insert(id, crate::config::random_hex(40));
     apply_user_emails(st, id, input);
@@ -1172,11 +1172,10 @@ pub(crate) fn update(
         if let (Some(p), Some(p2)) = (
             input.get("password").and_then(Value::as_str),
             input.get("password2").and_then(Value::as_str),
-        ) {
-            if p == p2 {
-                let p = st.plain_text(p);
-                st.passwords.insert(id, p);
-            }
+        ) && p == p2
+        {
+            let p = st.plain_text(p);
+            st.passwords.insert(id, p);
         }
     }
     let now = st.clock.now();

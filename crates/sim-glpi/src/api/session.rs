@@ -26,13 +26,13 @@ pub(super) fn init_session(st: &mut State, req: &Req, params: &Map<String, Value
         .map(str::to_string);
     if auth.contains("user_token") {
         user_token = auth.split(' ').nth(1).map(str::to_string);
-    } else if let Some(b64) = auth.strip_prefix("Basic ") {
-        if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(b64.trim()) {
-            let s = String::from_utf8_lossy(&bytes).to_string();
-            if let Some((l, p)) = s.split_once(':') {
-                login = Some(l.to_string());
-                password = Some(p.to_string());
-            }
+    } else if let Some(b64) = auth.strip_prefix("Basic ")
+        && let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(b64.trim())
+    {
+        let s = String::from_utf8_lossy(&bytes).to_string();
+        if let Some((l, p)) = s.split_once(':') {
+            login = Some(l.to_string());
+            password = Some(p.to_string());
         }
     }
     let user_id = if let Some(tok) = user_token.filter(|t| !t.is_empty()) {

@@ -102,22 +102,22 @@ fn actors_from_input(input: &Map<String, Value>) -> Result<Vec<ActorInput>, Stri
             }
         }
         // Update-time form: _itil_requester = {"_type":"user","users_id":7,...}
-        if let Some(Value::Object(o)) = input.get(&format!("_itil_{role}")) {
-            if o.get("_type").and_then(Value::as_str) == Some("user") {
-                let uid = o.get("users_id").map(value_int).unwrap_or(0);
-                let email = o
-                    .get("alternative_email")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string();
-                if uid > 0 || !email.is_empty() {
-                    out.push((
-                        uid,
-                        ty,
-                        o.get("use_notification").map(value_int).unwrap_or(1),
-                        email,
-                    ));
-                }
+        if let Some(Value::Object(o)) = input.get(&format!("_itil_{role}"))
+            && o.get("_type").and_then(Value::as_str) == Some("user")
+        {
+            let uid = o.get("users_id").map(value_int).unwrap_or(0);
+            let email = o
+                .get("alternative_email")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            if uid > 0 || !email.is_empty() {
+                out.push((
+                    uid,
+                    ty,
+                    o.get("use_notification").map(value_int).unwrap_or(1),
+                    email,
+                ));
             }
         }
     }
@@ -208,12 +208,11 @@ pub(crate) fn create_ticket(
     let id = st.alloc_id("Ticket");
     row.set("id", id);
     st.insert_row("Ticket", id, row);
-    if add_actors(st, id, actors) {
-        if let Some(t) = st.get_mut("Ticket", id) {
-            if t.int("status") == 1 {
-                t.set("status", 2);
-            }
-        }
+    if add_actors(st, id, actors)
+        && let Some(t) = st.get_mut("Ticket", id)
+        && t.int("status") == 1
+    {
+        t.set("status", 2);
     }
     Ok(id)
 }
@@ -277,12 +276,12 @@ pub(crate) fn change_status(st: &mut State, ticket: i64, new: i64, user: i64) {
             })
             .map(|s| s.int("id"))
             .max();
-        if let Some(sid) = last {
-            if let Some(s) = st.get_mut("ITILSolution", sid) {
-                s.set("status", 4);
-                s.set("date_approval", now);
-                s.set("users_id_approval", user);
-            }
+        if let Some(sid) = last
+            && let Some(s) = st.get_mut("ITILSolution", sid)
+        {
+            s.set("status", 4);
+            s.set("date_approval", now);
+            s.set("users_id_approval", user);
         }
     }
 }
@@ -312,21 +311,20 @@ pub(crate) fn update_ticket(
                 k.as_str(),
                 "status" | "date_mod" | "users_id_lastupdater" | "users_id_recipient"
             )
+            && let Some(t) = st.get_mut("Ticket", id)
         {
-            if let Some(t) = st.get_mut("Ticket", id) {
-                t.set(k, v.clone());
-            }
+            t.set(k, v.clone());
         }
     }
-    if input.contains_key("urgency") || input.contains_key("impact") {
-        if let Some(t) = st.get_mut("Ticket", id) {
-            let u = scale(t.get("urgency"));
-            let i = scale(t.get("impact"));
-            t.set("urgency", u);
-            t.set("impact", i);
-            if !(input.contains_key("priority") && matches!(ctx.profile_id, 3 | 4)) {
-                t.set("priority", priority(u, i));
-            }
+    if (input.contains_key("urgency") || input.contains_key("impact"))
+        && let Some(t) = st.get_mut("Ticket", id)
+    {
+        let u = scale(t.get("urgency"));
+        let i = scale(t.get("impact"));
+        t.set("urgency", u);
+        t.set("impact", i);
+        if !(input.contains_key("priority") && matches!(ctx.profile_id, 3 | 4)) {
+            t.set("priority", priority(u, i));
         }
     }
     let assigned = add_actors(st, id, actors);
@@ -406,10 +404,10 @@ pub(crate) fn create_followup(
             ),
         ],
     );
-    if let Some(d) = input.get("date").and_then(Value::as_str) {
-        if let Some(r) = st.get_mut("ITILFollowup", id) {
-            r.set("date", d);
-        }
+    if let Some(d) = input.get("date").and_then(Value::as_str)
+        && let Some(r) = st.get_mut("ITILFollowup", id)
+    {
+        r.set("date", d);
     }
     followup_effects(st, ctx, ticket, status, input, add_close, add_reopen);
     Ok(id)
@@ -447,12 +445,12 @@ fn followup_effects(
             })
             .map(|s| s.int("id"))
             .max();
-        if let Some(sid) = last {
-            if let Some(s) = st.get_mut("ITILSolution", sid) {
-                s.set("status", 3);
-                s.set("date_approval", now);
-                s.set("users_id_approval", ctx.user_id);
-            }
+        if let Some(sid) = last
+            && let Some(s) = st.get_mut("ITILSolution", sid)
+        {
+            s.set("status", 3);
+            s.set("date_approval", now);
+            s.set("users_id_approval", ctx.user_id);
         }
     } else if add_reopen && (status == 5 || status == 6) {
         change_status(st, ticket, reopen_to, ctx.user_id);
@@ -462,10 +460,11 @@ fn followup_effects(
         }
     } else if !no_reopen && is_requester && !is_assigned && matches!(status, 4 | 5) {
         change_status(st, ticket, reopen_to, ctx.user_id);
-    } else if let Some(s) = input.get("_status").map(value_int) {
-        if (1..=6).contains(&s) && s != status {
-            change_status(st, ticket, s, ctx.user_id);
-        }
+    } else if let Some(s) = input.get("_status").map(value_int)
+        && (1..=6).contains(&s)
+        && s != status
+    {
+        change_status(st, ticket, s, ctx.user_id);
     }
     st.touch_ticket(ticket, ctx.user_id);
 }
