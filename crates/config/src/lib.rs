@@ -24,6 +24,7 @@
 
 mod load;
 mod model;
+pub mod sources;
 mod validate;
 
 pub use load::{ConfigErrors, ENV_PREFIX, Problem, load, load_str};

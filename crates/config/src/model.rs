@@ -162,6 +162,19 @@ pub struct GlpiTarget {
     /// Per-request timeout.
     #[serde(default = "default_target_timeout", with = "humantime_serde")]
     pub timeout: Duration,
+    /// Search option id of the organisation tax-id (CNPJ) field on Entity,
+    /// e.g. a Fields-plugin custom field (76666). Default: the entity's
+    /// registration number.
+    pub tax_id_search_option: Option<u32>,
+    /// Web root used in ticket links, when it differs from the API URL
+    /// without `apirest.php`.
+    pub web_url: Option<Url>,
+    /// Entity used when a source names none.
+    pub default_entity: Option<i64>,
+    /// RequestType id set on tickets and followups the bridge writes.
+    pub request_type: Option<i64>,
+    /// Profile id given to users the bridge creates (1 = Self-Service).
+    pub new_user_profile: Option<i64>,
 }
 
 /// An iTop instance (REST/JSON `webservices/rest.php`).
@@ -185,6 +198,10 @@ pub struct ItopTarget {
 pub enum SourceConfig {
     /// Generic JSON events at `POST /api/v1/events/<name>`.
     Events(EventsSource),
+    Intake(crate::sources::IntakeSource),
+    Messaging(crate::sources::MessagingSource),
+    Chatwoot(crate::sources::ChatwootSource),
+    Itop(crate::sources::ItopSource),
 }
 
 impl SourceConfig {
@@ -192,12 +209,20 @@ impl SourceConfig {
     pub fn target(&self) -> &str {
         match self {
             Self::Events(s) => &s.target,
+            Self::Intake(s) => &s.target,
+            Self::Messaging(s) => &s.target,
+            Self::Chatwoot(s) => &s.target,
+            Self::Itop(s) => &s.target,
         }
     }
 
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Events(_) => "events",
+            Self::Intake(_) => "intake",
+            Self::Messaging(_) => "messaging",
+            Self::Chatwoot(_) => "chatwoot",
+            Self::Itop(_) => "itop",
         }
     }
 }
@@ -296,6 +321,10 @@ impl Config {
                     s.job_kind,
                     s.ordering_key.as_deref().unwrap_or("-")
                 ),
+                SourceConfig::Intake(s) => s.summary(),
+                SourceConfig::Messaging(s) => s.summary(),
+                SourceConfig::Chatwoot(s) => s.summary(),
+                SourceConfig::Itop(s) => s.summary(),
             };
             let _ = writeln!(
                 out,

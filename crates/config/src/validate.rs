@@ -146,6 +146,10 @@ pub(crate) fn validate(config: &Config) -> Vec<Problem> {
                     }
                 }
             }
+            SourceConfig::Intake(s) => s.validate(&prefix, &mut problem),
+            SourceConfig::Messaging(s) => s.validate(&prefix, &mut problem),
+            SourceConfig::Chatwoot(s) => s.validate(&prefix, &mut problem),
+            SourceConfig::Itop(s) => s.validate(&prefix, &mut problem),
         }
     }
     problems

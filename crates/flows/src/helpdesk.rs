@@ -239,6 +239,21 @@ impl HelpdeskError {
     }
 }
 
+impl From<HelpdeskError> for engine::JobError {
+    fn from(err: HelpdeskError) -> Self {
+        let reason = err.to_string();
+        match err {
+            HelpdeskError::Unavailable { retry_after, .. } => engine::JobError::Transient {
+                reason,
+                retry_after,
+            },
+            HelpdeskError::Refused { .. } | HelpdeskError::NotFound { .. } => {
+                engine::JobError::Permanent { reason }
+            }
+        }
+    }
+}
+
 pub type HelpdeskResult<T> = Result<T, HelpdeskError>;
 
 /// What GLPI and iTop both offer to the flows.

@@ -5,7 +5,10 @@
 //! A flow crate (intake, messaging, chatwoot-sync, itop-bridge) depends on
 //! this one and on the store and engine; none of them knows HTTP.
 
+pub mod glpi;
 pub mod helpdesk;
 pub mod identity;
+pub mod targets;
 
 pub use helpdesk::{Helpdesk, HelpdeskError, HelpdeskResult};
+pub use targets::{TargetError, Targets};

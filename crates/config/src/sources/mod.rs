@@ -1,0 +1,11 @@
+//! Settings of each source kind, one file per kind.
+
+mod chatwoot;
+mod intake;
+mod itop;
+mod messaging;
+
+pub use chatwoot::ChatwootSource;
+pub use intake::IntakeSource;
+pub use itop::ItopSource;
+pub use messaging::MessagingSource;

@@ -1,0 +1,565 @@
+//! [`Helpdesk`] over a GLPI server, through the `glpi` client crate.
+
+use crate::helpdesk::{
+    Followup, Helpdesk, HelpdeskError, HelpdeskResult, NewFollowup, NewPerson, NewTicket,
+    Organisation, Person, PersonKind, PersonQuery, Requester, Ticket, TicketKind, TicketStatus,
+};
+use crate::identity::{same_phone, tax_id_digits};
+use async_trait::async_trait;
+use glpi::{FieldMatch, GlpiClient, GlpiError};
+
+/// Settings of a GLPI target that the client itself does not carry.
+#[derive(Clone, Debug, Default)]
+pub struct GlpiTargetOptions {
+    /// Search option id of the organisation tax-id field (a Fields-plugin
+    /// custom field on Entity, e.g. 76666). `None`: tax ids are compared with
+    /// the entity's registration number (search option 70 in GLPI 10).
+    pub tax_id_search_option: Option<u32>,
+    /// Web root for ticket links (`https://glpi.example.com`). Default: the
+    /// API URL without its `apirest.php` / `api.php/v1` suffix.
+    pub web_url: Option<String>,
+    /// Request type set on tickets and followups the bridge creates
+    /// (GLPI's RequestType id; 1 Helpdesk, 4 Direct, ...).
+    pub request_type: Option<i64>,
+    /// Profile given to users the bridge creates (GLPI: 1 Self-Service).
+    pub new_user_profile: Option<i64>,
+}
+
+/// GLPI entity search option holding the registration number.
+const REGISTRATION_NUMBER_OPTION: u32 = 70;
+
+/// A GLPI target seen through the [`Helpdesk`] interface.
+#[derive(Clone)]
+pub struct GlpiHelpdesk {
+    name: String,
+    client: GlpiClient,
+    options: GlpiTargetOptions,
+    web_root: String,
+}
+
+impl GlpiHelpdesk {
+    pub fn new(name: impl Into<String>, client: GlpiClient, options: GlpiTargetOptions) -> Self {
+        let web_root = options
+            .web_url
+            .clone()
+            .unwrap_or_else(|| web_root_of(client.api_root()));
+        GlpiHelpdesk {
+            name: name.into(),
+            client,
+            options,
+            web_root: web_root.trim_end_matches('/').to_string(),
+        }
+    }
+
+    /// The client, for flows that need GLPI-only operations (documents,
+    /// solutions by a given user).
+    pub fn client(&self) -> &GlpiClient {
+        &self.client
+    }
+
+    fn error(&self, err: GlpiError) -> HelpdeskError {
+        glpi_error(&self.name, err)
+    }
+
+    async fn user_person(&self, id: i64, emails: &[String]) -> HelpdeskResult<Person> {
+        let user = self.client.get_user(id).await.map_err(|e| self.error(e))?;
+        let full = [user.firstname.trim(), user.realname.trim()]
+            .iter()
+            .filter(|p| !p.is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join(" ");
+        Ok(Person {
+            id,
+            kind: PersonKind::User,
+            name: if full.is_empty() { user.name } else { full },
+            email: emails.first().cloned(),
+            organisation: Some(user.entities_id),
+        })
+    }
+}
+
+/// `http://host/glpi/apirest.php` → `http://host/glpi`.
+fn web_root_of(api_root: &str) -> String {
+    let trimmed = api_root.trim_end_matches('/');
+    for suffix in ["/apirest.php", "/api.php/v1", "/api.php"] {
+        if let Some(root) = trimmed.strip_suffix(suffix) {
+            return root.to_string();
+        }
+    }
+    trimmed.to_string()
+}
+
+/// Sorts a GLPI failure into "try again later" and "no".
+pub fn glpi_error(target: &str, err: GlpiError) -> HelpdeskError {
+    if err.is_retryable() {
+        return HelpdeskError::Unavailable {
+            target: target.to_string(),
+            retry_after: err.retry_after(),
+            reason: err.to_string(),
+        };
+    }
+    match err {
+        GlpiError::NotFound { message } => HelpdeskError::NotFound {
+            target: target.to_string(),
+            what: message,
+        },
+        other => HelpdeskError::Refused {
+            target: target.to_string(),
+            reason: other.to_string(),
+        },
+    }
+}
+
+fn status_of(code: i64) -> TicketStatus {
+    TicketStatus::from_glpi(code).unwrap_or(TicketStatus::New)
+}
+
+/// Escapes text that is not already HTML, so GLPI shows it as written.
+fn as_html(content: &str) -> String {
+    let looks_like_html =
+        content.contains("</") || content.contains("<br") || content.contains("<p");
+    if looks_like_html {
+        content.to_string()
+    } else {
+        html_escape::encode_text(content)
+            .split('\n')
+            .collect::<Vec<_>>()
+            .join("<br>")
+    }
+}
+
+#[async_trait]
+impl Helpdesk for GlpiHelpdesk {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn system(&self) -> &'static str {
+        "glpi"
+    }
+
+    fn ticket_url(&self, id: i64) -> String {
+        format!("{}/front/ticket.form.php?id={id}", self.web_root)
+    }
+
+    async fn find_organisation_by_tax_id(
+        &self,
+        digits: &str,
+    ) -> HelpdeskResult<Option<Organisation>> {
+        let digits = tax_id_digits(digits);
+        if digits.is_empty() {
+            return Ok(None);
+        }
+        let option = self
+            .options
+            .tax_id_search_option
+            .unwrap_or(REGISTRATION_NUMBER_OPTION);
+        let hits = self
+            .client
+            .find_entities_by_field(option, &digits, FieldMatch::Digits)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(hits.into_iter().next().map(|hit| Organisation {
+            id: hit.id,
+            name: hit.completename,
+        }))
+    }
+
+    async fn organisation(&self, id: i64) -> HelpdeskResult<Option<Organisation>> {
+        match self.client.get_entity(id).await {
+            Ok(entity) => Ok(Some(Organisation {
+                id: entity.id,
+                name: if entity.completename.is_empty() {
+                    entity.name
+                } else {
+                    entity.completename
+                },
+            })),
+            Err(GlpiError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    async fn find_person(&self, query: &PersonQuery) -> HelpdeskResult<Option<Person>> {
+        if let Some(email) = query.email.as_deref().filter(|e| e.contains('@')) {
+            let users = self
+                .client
+                .find_users_by_email(email)
+                .await
+                .map_err(|e| self.error(e))?;
+            if let Some(hit) = users.into_iter().min_by_key(|u| u.id) {
+                return self.user_person(hit.id, &hit.emails).await.map(Some);
+            }
+            let contacts = self
+                .client
+                .find_contacts_by_email(email)
+                .await
+                .map_err(|e| self.error(e))?;
+            if let Some(hit) = contacts.into_iter().min_by_key(|c| c.id) {
+                return Ok(Some(contact_person(&hit)));
+            }
+        }
+        if let Some(phone) = query.phone.as_deref().filter(|p| !p.trim().is_empty()) {
+            let users = self
+                .client
+                .find_users_by_phone(phone)
+                .await
+                .map_err(|e| self.error(e))?;
+            let matching = users.into_iter().filter(|u| {
+                [&u.phone, &u.phone2, &u.mobile]
+                    .iter()
+                    .any(|p| p.as_deref().is_some_and(|p| same_phone(p, phone)))
+            });
+            if let Some(hit) = matching.min_by_key(|u| u.id) {
+                return self.user_person(hit.id, &hit.emails).await.map(Some);
+            }
+            let contacts = self
+                .client
+                .find_contacts_by_phone(phone)
+                .await
+                .map_err(|e| self.error(e))?;
+            let matching = contacts.into_iter().filter(|c| {
+                [&c.phone, &c.phone2, &c.mobile]
+                    .iter()
+                    .any(|p| p.as_deref().is_some_and(|p| same_phone(p, phone)))
+            });
+            if let Some(hit) = matching.min_by_key(|c| c.id) {
+                return Ok(Some(contact_person(&hit)));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn create_person(&self, person: &NewPerson) -> HelpdeskResult<Person> {
+        let (firstname, realname) = split_name(&person.name);
+        match person.kind {
+            PersonKind::User => {
+                let login = person
+                    .email
+                    .clone()
+                    .or_else(|| person.phone.clone())
+                    .unwrap_or_else(|| person.name.clone());
+                let id = self
+                    .client
+                    .create_user(&glpi::NewUser {
+                        login,
+                        realname: realname.clone(),
+                        firstname: firstname.clone(),
+                        mobile: person.phone.clone(),
+                        emails: person.email.iter().cloned().collect(),
+                        profile_id: self.options.new_user_profile,
+                        entity_id: person.organisation,
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(|e| self.error(e))?;
+                Ok(Person {
+                    id,
+                    kind: PersonKind::User,
+                    name: person.name.clone(),
+                    email: person.email.clone(),
+                    organisation: person.organisation,
+                })
+            }
+            PersonKind::Contact => {
+                let id = self
+                    .client
+                    .create_contact(&glpi::NewContact {
+                        name: realname.unwrap_or_else(|| person.name.clone()),
+                        firstname,
+                        email: person.email.clone(),
+                        mobile: person.phone.clone(),
+                        entity_id: person.organisation,
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(|e| self.error(e))?;
+                Ok(Person {
+                    id,
+                    kind: PersonKind::Contact,
+                    name: person.name.clone(),
+                    email: person.email.clone(),
+                    organisation: person.organisation,
+                })
+            }
+        }
+    }
+
+    async fn find_category(&self, name: &str) -> HelpdeskResult<Option<i64>> {
+        self.client
+            .find_category(name)
+            .await
+            .map_err(|e| self.error(e))
+    }
+
+    async fn create_ticket(&self, ticket: &NewTicket) -> HelpdeskResult<Ticket> {
+        let mut requesters = Vec::new();
+        let mut extra = serde_json::Map::new();
+        match &ticket.requester {
+            Requester::Person {
+                id,
+                kind: PersonKind::User,
+            } => requesters.push(glpi::Actor::user(*id)),
+            Requester::Person {
+                id,
+                kind: PersonKind::Contact,
+            } => {
+                // A GLPI contact cannot be a ticket actor; it is linked as a
+                // supplier-side contact would be, and named in the content.
+                extra.insert("_contact_id".into(), serde_json::json!(id));
+            }
+            Requester::EmailOnly { email, .. } => requesters.push(glpi::Actor::email(email)),
+        }
+        let content = format!(
+            "{}<p><small>{}</small></p>",
+            as_html(&ticket.content),
+            html_escape::encode_text(&ticket.marker)
+        );
+        let created = self
+            .client
+            .create_ticket(&glpi::NewTicket {
+                name: ticket.title.clone(),
+                content,
+                entity_id: ticket.organisation,
+                ticket_type: Some(match ticket.kind {
+                    TicketKind::Incident => glpi::TicketType::Incident,
+                    TicketKind::Request => glpi::TicketType::Request,
+                }),
+                urgency: ticket.urgency,
+                category_id: ticket.category,
+                request_type_id: ticket.request_type.or(self.options.request_type),
+                requesters,
+                assignees: ticket.assignee.map(glpi::Actor::user).into_iter().collect(),
+                extra,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| self.error(e))?;
+        for attachment in &ticket.attachments {
+            self.client
+                .upload_document(&glpi::Upload {
+                    file_name: attachment.filename.clone(),
+                    mime: attachment.mime.clone(),
+                    data: attachment.bytes.clone().into(),
+                    name: Some(attachment.filename.clone()),
+                    link: Some(glpi::ItemLink::ticket(created.id)),
+                })
+                .await
+                .map_err(|e| self.error(e))?;
+        }
+        Ok(Ticket {
+            id: created.id,
+            title: created.name.clone(),
+            status: status_of(created.status),
+            organisation: Some(created.entities_id),
+            updated_at: created.date_mod.clone().unwrap_or_default(),
+            url: self.ticket_url(created.id),
+        })
+    }
+
+    async fn find_ticket_by_marker(&self, marker: &str) -> HelpdeskResult<Option<Ticket>> {
+        let hits = self
+            .client
+            .find_tickets_by_content(marker)
+            .await
+            .map_err(|e| self.error(e))?;
+        match hits.into_iter().min_by_key(|t| t.id) {
+            Some(hit) => self.ticket(hit.id).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn ticket(&self, id: i64) -> HelpdeskResult<Option<Ticket>> {
+        match self.client.get_ticket(id).await {
+            Ok(t) if t.is_deleted => Ok(None),
+            Ok(t) => Ok(Some(Ticket {
+                id: t.id,
+                title: t.name.clone(),
+                status: status_of(t.status),
+                organisation: Some(t.entities_id),
+                updated_at: t.date_mod.clone().unwrap_or_default(),
+                url: self.ticket_url(t.id),
+            })),
+            Err(GlpiError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    async fn tickets_of(&self, person: &Person, open_only: bool) -> HelpdeskResult<Vec<Ticket>> {
+        if person.kind != PersonKind::User {
+            return Ok(Vec::new());
+        }
+        let rows = self
+            .client
+            .tickets_of_requester(person.id, open_only)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(rows
+            .into_iter()
+            .map(|row| Ticket {
+                id: row.id,
+                title: row.name,
+                status: status_of(row.status),
+                organisation: None,
+                updated_at: row.date_mod,
+                url: self.ticket_url(row.id),
+            })
+            .filter(|t| !open_only || t.status.is_open())
+            .collect())
+    }
+
+    async fn add_followup(&self, ticket: i64, followup: &NewFollowup) -> HelpdeskResult<i64> {
+        let id = self
+            .client
+            .add_followup(&glpi::NewFollowup {
+                ticket_id: ticket,
+                content: as_html(&followup.content),
+                is_private: followup.private,
+                request_type_id: self.options.request_type,
+                author_id: followup.author,
+                no_reopen: false,
+            })
+            .await
+            .map_err(|e| self.error(e))?;
+        for attachment in &followup.attachments {
+            self.client
+                .upload_document(&glpi::Upload {
+                    file_name: attachment.filename.clone(),
+                    mime: attachment.mime.clone(),
+                    data: attachment.bytes.clone().into(),
+                    name: Some(attachment.filename.clone()),
+                    link: Some(glpi::ItemLink::followup(id)),
+                })
+                .await
+                .map_err(|e| self.error(e))?;
+        }
+        Ok(id)
+    }
+
+    async fn followups(&self, ticket: i64) -> HelpdeskResult<Vec<Followup>> {
+        let mut rows = self
+            .client
+            .followups(ticket)
+            .await
+            .map_err(|e| self.error(e))?;
+        rows.sort_by_key(|f| f.id);
+        Ok(rows
+            .into_iter()
+            .map(|f| Followup {
+                id: f.id,
+                content: f.content,
+                private: f.is_private,
+                author: Some(f.users_id).filter(|id| *id > 0),
+                created_at: f.date,
+            })
+            .collect())
+    }
+
+    async fn set_status(
+        &self,
+        ticket: i64,
+        status: TicketStatus,
+        note: Option<&str>,
+    ) -> HelpdeskResult<()> {
+        if status == TicketStatus::Solved {
+            // GLPI solves through a solution; the solution sets the status.
+            let content = note.unwrap_or("Solved").to_string();
+            self.client
+                .add_solution(&glpi::NewSolution {
+                    ticket_id: ticket,
+                    content: as_html(&content),
+                    solution_type_id: None,
+                })
+                .await
+                .map_err(|e| self.error(e))?;
+            return Ok(());
+        }
+        let code = match status {
+            TicketStatus::New => glpi::TicketStatus::New,
+            TicketStatus::Assigned => glpi::TicketStatus::Assigned,
+            TicketStatus::Planned => glpi::TicketStatus::Planned,
+            TicketStatus::Waiting => glpi::TicketStatus::Waiting,
+            TicketStatus::Solved => glpi::TicketStatus::Solved,
+            TicketStatus::Closed => glpi::TicketStatus::Closed,
+        };
+        self.client
+            .set_ticket_status(ticket, code)
+            .await
+            .map_err(|e| self.error(e))
+    }
+
+    async fn changed_since(&self, since: &str) -> HelpdeskResult<Vec<Ticket>> {
+        let (rows, _partial) = self
+            .client
+            .tickets_changed_since(since, 500)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(rows
+            .into_iter()
+            .map(|row| Ticket {
+                id: row.id,
+                title: row.name,
+                status: status_of(row.status),
+                organisation: None,
+                updated_at: row.date_mod,
+                url: self.ticket_url(row.id),
+            })
+            .collect())
+    }
+}
+
+fn contact_person(hit: &glpi::ContactHit) -> Person {
+    let name = [hit.firstname.as_deref().unwrap_or(""), hit.name.as_str()]
+        .iter()
+        .filter(|p| !p.trim().is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" ");
+    Person {
+        id: hit.id,
+        kind: PersonKind::Contact,
+        name,
+        email: hit.email.clone(),
+        organisation: None,
+    }
+}
+
+/// "Maria da Silva" → (Some("Maria"), Some("da Silva")).
+fn split_name(full: &str) -> (Option<String>, Option<String>) {
+    let full = full.trim();
+    match full.split_once(' ') {
+        Some((first, rest)) => (Some(first.to_string()), Some(rest.trim().to_string())),
+        None if full.is_empty() => (None, None),
+        None => (None, Some(full.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn web_root_drops_the_api_suffix() {
+        assert_eq!(
+            web_root_of("http://h/glpi/apirest.php"),
+            "http://h/glpi".to_string()
+        );
+        assert_eq!(web_root_of("http://h/api.php/v1/"), "http://h".to_string());
+    }
+
+    #[test]
+    fn plain_text_is_escaped_and_keeps_its_lines() {
+        assert_eq!(as_html("a < b\nc"), "a &lt; b<br>c");
+        assert_eq!(as_html("<p>x</p>"), "<p>x</p>");
+    }
+
+    #[test]
+    fn names_split_into_first_and_last() {
+        assert_eq!(
+            split_name("Maria da Silva"),
+            (Some("Maria".into()), Some("da Silva".into()))
+        );
+        assert_eq!(split_name("Zé"), (None, Some("Zé".into())));
+    }
+}

@@ -1,0 +1,134 @@
+//! The configured targets, each behind the [`Helpdesk`] interface.
+
+use crate::glpi::{GlpiHelpdesk, GlpiTargetOptions};
+use crate::helpdesk::Helpdesk;
+use config::{Config, TargetConfig};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Why a target could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("targets.{name}: {reason}")]
+pub struct TargetError {
+    pub name: String,
+    pub reason: String,
+}
+
+/// Every configured target by name. GLPI targets also keep their client for
+/// the GLPI-only work some flows do (documents, polling); iTop targets their
+/// iTop client.
+#[derive(Clone, Default)]
+pub struct Targets {
+    helpdesks: BTreeMap<String, Arc<dyn Helpdesk>>,
+    glpi: BTreeMap<String, GlpiHelpdesk>,
+    itop: BTreeMap<String, itop::ItopClient>,
+}
+
+impl Targets {
+    /// Builds a client for every target in the configuration. No network
+    /// call is made: GLPI sessions open on first use.
+    pub fn from_config(config: &Config) -> Result<Targets, TargetError> {
+        let mut targets = Targets::default();
+        for (name, target) in &config.targets {
+            let fail = |reason: String| TargetError {
+                name: name.clone(),
+                reason,
+            };
+            match target {
+                TargetConfig::Glpi(t) => {
+                    let auth = match (&t.user_token, &t.login, &t.password) {
+                        (Some(token), _, _) => glpi::Auth::UserToken(token.clone()),
+                        (None, Some(login), Some(password)) => glpi::Auth::Password {
+                            login: login.clone(),
+                            password: password.clone(),
+                        },
+                        _ => {
+                            return Err(fail("set user_token, or login and password".to_string()));
+                        }
+                    };
+                    let mut glpi_config = glpi::GlpiConfig::new(t.url.as_str(), auth);
+                    glpi_config.app_token = t.app_token.clone();
+                    glpi_config.timeout = t.timeout;
+                    glpi_config.default_entity = t.default_entity;
+                    let client =
+                        glpi::GlpiClient::new(glpi_config).map_err(|e| fail(e.to_string()))?;
+                    let helpdesk = GlpiHelpdesk::new(
+                        name.clone(),
+                        client,
+                        GlpiTargetOptions {
+                            tax_id_search_option: t.tax_id_search_option,
+                            web_url: t.web_url.as_ref().map(|u| u.to_string()),
+                            request_type: t.request_type,
+                            new_user_profile: t.new_user_profile,
+                        },
+                    );
+                    targets.add_glpi(name, helpdesk);
+                }
+                TargetConfig::Itop(t) => {
+                    let auth = match (&t.token, &t.user, &t.password) {
+                        (Some(token), _, _) => itop::ItopAuth::Token(token.clone()),
+                        (None, Some(user), Some(password)) => itop::ItopAuth::Basic {
+                            user: user.clone(),
+                            password: password.clone(),
+                        },
+                        _ => return Err(fail("set token, or user and password".to_string())),
+                    };
+                    let mut itop_config = itop::ItopConfig::new(t.url.clone(), auth);
+                    itop_config.timeout = t.timeout;
+                    let client =
+                        itop::ItopClient::new(itop_config).map_err(|e| fail(e.to_string()))?;
+                    targets.itop.insert(name.clone(), client);
+                }
+            }
+        }
+        Ok(targets)
+    }
+
+    /// Registers a GLPI target (tests and the demo build them by hand).
+    pub fn add_glpi(&mut self, name: &str, helpdesk: GlpiHelpdesk) {
+        self.helpdesks.insert(
+            name.to_string(),
+            Arc::new(helpdesk.clone()) as Arc<dyn Helpdesk>,
+        );
+        self.glpi.insert(name.to_string(), helpdesk);
+    }
+
+    /// Registers any helpdesk under a name.
+    pub fn add_helpdesk(&mut self, name: &str, helpdesk: Arc<dyn Helpdesk>) {
+        self.helpdesks.insert(name.to_string(), helpdesk);
+    }
+
+    /// Registers an iTop client under a name.
+    pub fn add_itop_client(&mut self, name: &str, client: itop::ItopClient) {
+        self.itop.insert(name.to_string(), client);
+    }
+
+    pub fn helpdesk(&self, name: &str) -> Option<Arc<dyn Helpdesk>> {
+        self.helpdesks.get(name).cloned()
+    }
+
+    pub fn glpi(&self, name: &str) -> Option<&GlpiHelpdesk> {
+        self.glpi.get(name)
+    }
+
+    pub fn itop(&self, name: &str) -> Option<&itop::ItopClient> {
+        self.itop.get(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.helpdesks
+            .keys()
+            .chain(self.itop.keys())
+            .map(String::as_str)
+    }
+
+    /// Closes GLPI sessions (killSession) at shutdown. Failures are logged,
+    /// not returned: the process is ending anyway.
+    pub async fn close(&self) {
+        for (name, glpi) in &self.glpi {
+            if let Err(err) = glpi.client().close().await {
+                tracing::warn!(target_name = %name, error = %err, "could not close the GLPI session");
+            }
+        }
+    }
+}
