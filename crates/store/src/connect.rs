@@ -18,8 +18,27 @@ pub enum Backend {
 
 const SQLITE_POOL_SIZE: u32 = 4;
 const POSTGRES_POOL_SIZE: u32 = 10;
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Pool settings for [`Store::connect_with`].
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// Pool size; `None` means 4 for a SQLite file, 10 for PostgreSQL (an in-memory
+    /// SQLite store always has exactly one connection).
+    pub max_connections: Option<u32>,
+    /// How long a query may wait for a pooled connection (and how long connecting
+    /// may take) before failing with a retryable error.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            max_connections: None,
+            acquire_timeout: Duration::from_secs(10),
+        }
+    }
+}
 
 enum Target {
     SqliteMemory,
@@ -81,6 +100,12 @@ impl Store {
     /// Accepted: `sqlite://path`, `sqlite:path`, `sqlite::memory:`, a plain file path
     /// (SQLite, created when missing), `postgres://…` and `postgresql://…`.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        Store::connect_with(url, &ConnectOptions::default()).await
+    }
+
+    /// [`Store::connect`] with explicit pool settings.
+    pub async fn connect_with(url: &str, settings: &ConnectOptions) -> Result<Store, StoreError> {
+        let acquire_timeout = settings.acquire_timeout;
         let redacted = redact_url(url);
         let connect_error = |source| StoreError::Connect {
             url: redacted.clone(),
@@ -90,8 +115,8 @@ impl Store {
             Target::Postgres => {
                 let options = PgConnectOptions::from_str(url).map_err(connect_error)?;
                 let pool = PgPoolOptions::new()
-                    .max_connections(POSTGRES_POOL_SIZE)
-                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .max_connections(settings.max_connections.unwrap_or(POSTGRES_POOL_SIZE))
+                    .acquire_timeout(acquire_timeout)
                     .connect_with(options)
                     .await
                     .map_err(connect_error)?;
@@ -110,7 +135,7 @@ impl Store {
                     .min_connections(1)
                     .idle_timeout(None)
                     .max_lifetime(None)
-                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .acquire_timeout(acquire_timeout)
                     .connect_with(options)
                     .await
                     .map_err(connect_error)?;
@@ -126,8 +151,8 @@ impl Store {
                     .busy_timeout(BUSY_TIMEOUT)
                     .foreign_keys(true);
                 let pool = SqlitePoolOptions::new()
-                    .max_connections(SQLITE_POOL_SIZE)
-                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .max_connections(settings.max_connections.unwrap_or(SQLITE_POOL_SIZE))
+                    .acquire_timeout(acquire_timeout)
                     .connect_with(options)
                     .await
                     .map_err(connect_error)?;

@@ -27,7 +27,7 @@ mod records;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use connect::{Backend, redact_url};
+pub use connect::{Backend, ConnectOptions, redact_url};
 pub use error::StoreError;
 pub use model::*;
 

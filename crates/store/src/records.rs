@@ -35,14 +35,15 @@ impl Store {
         object_key: &str,
         fingerprint: &str,
     ) -> Result<bool, StoreError> {
-        let found: Option<i64> = on_pool!(self, pool => sqlx::query_scalar(
-            "SELECT 1 FROM own_writes WHERE system = $1 AND object_key = $2 AND fingerprint = $3")
+        let found: i64 = on_pool!(self, pool => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM own_writes \
+             WHERE system = $1 AND object_key = $2 AND fingerprint = $3")
             .bind(system)
             .bind(object_key)
             .bind(fingerprint)
-            .fetch_optional(pool)
+            .fetch_one(pool)
             .await?);
-        Ok(found.is_some())
+        Ok(found > 0)
     }
 
     /// Forget own-write markers recorded before `before` (unix ms). Returns how many.

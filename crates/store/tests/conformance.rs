@@ -1,0 +1,775 @@
+//! One conformance suite for both backends: every test runs on SQLite, and on
+//! PostgreSQL when TICKETBRIDGE_TEST_POSTGRES_URL is set.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use serde_json::json;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use store::*;
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let (store, _dir) = store::testing::fresh_sqlite().await;
+                    super::$name(store).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let Some(store) = store::testing::fresh_postgres().await else { return };
+                    super::$name(store).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    accept_stores_inbox_and_jobs_once,
+    accept_batch_mixes_new_and_duplicate,
+    claim_takes_one_job_per_key_in_order,
+    different_keys_run_in_parallel,
+    concurrent_claimers_keep_per_key_order,
+    concurrent_claimers_never_start_a_job_falling_due_beside_a_running_one,
+    lease_expiry_reclaims_job,
+    stale_worker_is_fenced_off,
+    retry_backoff_blocks_later_jobs_of_its_key,
+    scheduled_future_job_does_not_block,
+    running_later_job_blocks_earlier_one_falling_due,
+    release_does_not_count_the_attempt,
+    unique_key_debounces_pending_job,
+    dead_revive_purge,
+    job_listing_and_counts,
+    links_upsert_and_lookup,
+    own_writes_are_recognised,
+    cursors_and_kv,
+    audit_entries_newest_first,
+);
+
+fn inbound(source: &str, key: &str) -> NewInbound {
+    NewInbound {
+        source: source.into(),
+        dedupe_key: key.into(),
+        body: format!("{{\"event\":\"{key}\"}}").into_bytes(),
+        headers: json!({"x-delivery": key}),
+    }
+}
+
+fn job(queue: &str, key: &str, n: i64) -> NewJob {
+    NewJob::new(queue, "test", key, json!({ "n": n }))
+}
+
+async fn claim_ids(store: &Store, queue: &str, worker: &str, limit: i64) -> Vec<i64> {
+    store
+        .claim(queue, worker, 60_000, limit)
+        .await
+        .unwrap()
+        .iter()
+        .map(|j| j.id)
+        .collect()
+}
+
+async fn accept_stores_inbox_and_jobs_once(store: Store) {
+    let first = store
+        .accept(
+            inbound("chatwoot", "d-1"),
+            vec![job("glpi", "conv:1", 1), job("glpi", "conv:1", 2)],
+        )
+        .await
+        .unwrap();
+    let Acceptance::Accepted { inbox_id, job_ids } = first else {
+        panic!("not accepted: {first:?}")
+    };
+    assert_eq!(job_ids.len(), 2);
+    let stored = store.inbox(inbox_id).await.unwrap().unwrap();
+    assert_eq!(stored.body, b"{\"event\":\"d-1\"}");
+    assert_eq!(stored.headers, json!({"x-delivery": "d-1"}));
+    assert_eq!(stored.response, None);
+    for id in &job_ids {
+        let job = store.job(*id).await.unwrap().unwrap();
+        assert_eq!(job.inbox_id, Some(inbox_id));
+        assert_eq!(job.status, JobStatus::Pending);
+    }
+
+    store
+        .set_inbox_response(inbox_id, &json!({"ticket": 42}))
+        .await
+        .unwrap();
+    let again = store
+        .accept(inbound("chatwoot", "d-1"), vec![job("glpi", "conv:1", 3)])
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        Acceptance::Duplicate {
+            inbox_id,
+            response: Some(json!({"ticket": 42}))
+        }
+    );
+    let all = store.jobs(&JobFilter::default()).await.unwrap();
+    assert_eq!(all.len(), 2, "the duplicate enqueued nothing");
+
+    // Same dedupe key from another source is a different request.
+    let other = store
+        .accept(inbound("intake", "d-1"), vec![])
+        .await
+        .unwrap();
+    assert!(matches!(other, Acceptance::Accepted { .. }));
+    let found = store
+        .inbox_by_dedupe("chatwoot", "d-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.id, inbox_id);
+    assert!(
+        store
+            .inbox_by_dedupe("chatwoot", "nope")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn accept_batch_mixes_new_and_duplicate(store: Store) {
+    store
+        .accept(inbound("s", "a"), vec![job("q", "k", 1)])
+        .await
+        .unwrap();
+    let outcomes = store
+        .accept_batch(vec![
+            (inbound("s", "a"), vec![job("q", "k", 2)]),
+            (inbound("s", "b"), vec![job("q", "k", 3)]),
+            (inbound("s", "b"), vec![job("q", "k", 4)]),
+        ])
+        .await
+        .unwrap();
+    assert!(matches!(outcomes[0], Acceptance::Duplicate { .. }));
+    assert!(matches!(&outcomes[1], Acceptance::Accepted { job_ids, .. } if job_ids.len() == 1));
+    assert!(matches!(outcomes[2], Acceptance::Duplicate { .. }));
+    let payloads: HashSet<i64> = store
+        .jobs(&JobFilter::default())
+        .await
+        .unwrap()
+        .iter()
+        .map(|j| j.payload["n"].as_i64().unwrap())
+        .collect();
+    assert_eq!(payloads, HashSet::from([1, 3]));
+}
+
+async fn claim_takes_one_job_per_key_in_order(store: Store) {
+    let a1 = store.enqueue(job("q", "a", 1)).await.unwrap();
+    let a2 = store.enqueue(job("q", "a", 2)).await.unwrap();
+    let b1 = store.enqueue(job("q", "b", 1)).await.unwrap();
+    let other_queue = store.enqueue(job("other", "c", 1)).await.unwrap();
+
+    let claimed = store.claim("q", "w1", 60_000, 10).await.unwrap();
+    let ids: Vec<i64> = claimed.iter().map(|j| j.id).collect();
+    assert_eq!(ids, vec![a1, b1]);
+    for j in &claimed {
+        assert_eq!(j.status, JobStatus::Running);
+        assert_eq!(j.attempts, 1);
+        assert_eq!(j.locked_by.as_deref(), Some("w1"));
+        assert!(j.locked_until.unwrap() > now_ms());
+    }
+    // a2 waits for a1, even for another worker.
+    assert!(claim_ids(&store, "q", "w2", 10).await.is_empty());
+    assert!(store.complete(&claimed[0]).await.unwrap());
+    assert_eq!(claim_ids(&store, "q", "w2", 10).await, vec![a2]);
+    assert_eq!(
+        claim_ids(&store, "other", "w2", 10).await,
+        vec![other_queue]
+    );
+    let done = store.job(a1).await.unwrap().unwrap();
+    assert_eq!(done.status, JobStatus::Succeeded);
+    assert!(done.finished_at.is_some());
+}
+
+async fn different_keys_run_in_parallel(store: Store) {
+    let mut ids = Vec::new();
+    for k in 0..5 {
+        ids.push(
+            store
+                .enqueue(job("q", &format!("key-{k}"), 0))
+                .await
+                .unwrap(),
+        );
+    }
+    let first = claim_ids(&store, "q", "w1", 3).await;
+    let second = claim_ids(&store, "q", "w2", 3).await;
+    assert_eq!(first, ids[..3].to_vec());
+    assert_eq!(second, ids[3..].to_vec());
+    let counts: HashMap<JobStatus, i64> = store.job_counts().await.unwrap().into_iter().collect();
+    assert_eq!(counts[&JobStatus::Running], 5);
+}
+
+async fn concurrent_claimers_keep_per_key_order(store: Store) {
+    const KEYS: i64 = 50;
+    const PER_KEY: i64 = 10;
+    let mut expected: HashMap<String, Vec<i64>> = HashMap::new();
+    for round in 0..PER_KEY {
+        for k in 0..KEYS {
+            let key = format!("conv:{k}");
+            let id = store.enqueue(job("q", &key, round)).await.unwrap();
+            expected.entry(key).or_default().push(id);
+        }
+    }
+    // Executions per key, and the keys currently running (to catch overlap).
+    let executed: Arc<Mutex<HashMap<String, Vec<i64>>>> = Arc::default();
+    let running: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let overlaps: Arc<Mutex<Vec<String>>> = Arc::default();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut workers = Vec::new();
+    for w in 0..4 {
+        let store = store.clone();
+        let (executed, running, overlaps) = (executed.clone(), running.clone(), overlaps.clone());
+        workers.push(tokio::spawn(async move {
+            let worker = format!("w{w}");
+            loop {
+                let jobs = store.claim("q", &worker, 60_000, 8).await.unwrap();
+                if jobs.is_empty() {
+                    let counts: HashMap<JobStatus, i64> =
+                        store.job_counts().await.unwrap().into_iter().collect();
+                    if counts[&JobStatus::Pending] + counts[&JobStatus::Running] == 0 {
+                        return;
+                    }
+                    assert!(Instant::now() < deadline, "claimers did not finish");
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+                for j in jobs {
+                    if !running.lock().unwrap().insert(j.ordering_key.clone()) {
+                        overlaps.lock().unwrap().push(j.ordering_key.clone());
+                    }
+                    executed
+                        .lock()
+                        .unwrap()
+                        .entry(j.ordering_key.clone())
+                        .or_default()
+                        .push(j.id);
+                    tokio::task::yield_now().await;
+                    running.lock().unwrap().remove(&j.ordering_key);
+                    assert!(store.complete(&j).await.unwrap());
+                }
+            }
+        }));
+    }
+    for w in workers {
+        w.await.unwrap();
+    }
+    assert!(
+        overlaps.lock().unwrap().is_empty(),
+        "two jobs of one key ran at once"
+    );
+    let executed = executed.lock().unwrap();
+    assert_eq!(executed.len(), KEYS as usize);
+    for (key, ids) in executed.iter() {
+        assert_eq!(ids, &expected[key], "order of {key}");
+    }
+}
+
+async fn lease_expiry_reclaims_job(store: Store) {
+    let id = store.enqueue(job("q", "k", 1)).await.unwrap();
+    let later = store.enqueue(job("q", "k", 2)).await.unwrap();
+    // A worker claims with a 1 ms lease and "crashes".
+    let crashed = store.claim("q", "crashed", 1, 1).await.unwrap();
+    assert_eq!(crashed[0].id, id);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.reclaim_expired().await.unwrap() == 0 {
+        assert!(Instant::now() < deadline, "lease never expired");
+        tokio::task::yield_now().await;
+    }
+    let reclaimed = store.job(id).await.unwrap().unwrap();
+    assert_eq!(reclaimed.status, JobStatus::Pending);
+    assert_eq!(reclaimed.attempts, 1);
+    assert!(reclaimed.last_error.unwrap().contains("crashed"));
+    // The reclaimed job runs before the later one of its key.
+    assert_eq!(claim_ids(&store, "q", "w2", 5).await, vec![id]);
+    let again = store.job(id).await.unwrap().unwrap();
+    assert_eq!(again.attempts, 2);
+    assert!(store.complete(&again).await.unwrap());
+    assert_eq!(claim_ids(&store, "q", "w2", 5).await, vec![later]);
+}
+
+async fn stale_worker_is_fenced_off(store: Store) {
+    let id = store.enqueue(job("q", "k", 1)).await.unwrap();
+    let stale = store.claim("q", "old", 1, 1).await.unwrap().remove(0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.reclaim_expired().await.unwrap() == 0 {
+        assert!(Instant::now() < deadline);
+        tokio::task::yield_now().await;
+    }
+    let fresh = store.claim("q", "new", 60_000, 1).await.unwrap().remove(0);
+    assert_eq!(fresh.id, id);
+    assert!(!store.extend_lease(&stale, 60_000).await.unwrap());
+    assert!(!store.complete(&stale).await.unwrap());
+    assert!(!store.retry_later(&stale, now_ms(), "x").await.unwrap());
+    assert!(!store.bury(&stale, "x").await.unwrap());
+    assert!(!store.release(&stale).await.unwrap());
+    assert_eq!(
+        store.job(id).await.unwrap().unwrap().locked_by.as_deref(),
+        Some("new")
+    );
+    assert!(store.extend_lease(&fresh, 60_000).await.unwrap());
+    assert!(store.complete(&fresh).await.unwrap());
+    assert!(
+        !store.complete(&fresh).await.unwrap(),
+        "completing twice is fenced too"
+    );
+}
+
+async fn retry_backoff_blocks_later_jobs_of_its_key(store: Store) {
+    let first = store.enqueue(job("q", "k", 1)).await.unwrap();
+    let second = store.enqueue(job("q", "k", 2)).await.unwrap();
+    let free = store.enqueue(job("q", "other", 1)).await.unwrap();
+    let claimed = store.claim("q", "w", 60_000, 1).await.unwrap().remove(0);
+    assert_eq!(claimed.id, first);
+    assert!(
+        store
+            .retry_later(&claimed, now_ms() + 3_600_000, "GLPI down")
+            .await
+            .unwrap()
+    );
+    let backed_off = store.job(first).await.unwrap().unwrap();
+    assert_eq!(backed_off.status, JobStatus::Pending);
+    assert_eq!(backed_off.last_error.as_deref(), Some("GLPI down"));
+    // `second` is due but must wait for `first`; the other key is free.
+    assert_eq!(claim_ids(&store, "q", "w", 10).await, vec![free]);
+    assert_eq!(
+        store.outstanding().await.unwrap(),
+        1,
+        "only the running `free` job"
+    );
+    assert_eq!(
+        store.job(second).await.unwrap().unwrap().status,
+        JobStatus::Pending
+    );
+}
+
+async fn scheduled_future_job_does_not_block(store: Store) {
+    let future = store
+        .enqueue(job("q", "k", 1).run_at(now_ms() + 3_600_000))
+        .await
+        .unwrap();
+    let now = store.enqueue(job("q", "k", 2)).await.unwrap();
+    assert_eq!(claim_ids(&store, "q", "w", 10).await, vec![now]);
+    assert_eq!(
+        store.next_run_at("q").await.unwrap(),
+        store.job(future).await.unwrap().map(|j| j.run_at)
+    );
+    assert_eq!(
+        store.queues_with_work().await.unwrap(),
+        vec!["q".to_string()]
+    );
+}
+
+async fn running_later_job_blocks_earlier_one_falling_due(store: Store) {
+    // A scheduled job falling due while a later job of its key runs must wait.
+    let scheduled = store
+        .enqueue(job("q", "k", 1).run_at(now_ms() + 50))
+        .await
+        .unwrap();
+    let now = store.enqueue(job("q", "k", 2)).await.unwrap();
+    let running = store.claim("q", "w", 60_000, 10).await.unwrap().remove(0);
+    assert_eq!(running.id, now);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.job(scheduled).await.unwrap().unwrap().run_at > now_ms() {
+        assert!(Instant::now() < deadline);
+        tokio::task::yield_now().await;
+    }
+    assert!(claim_ids(&store, "q", "w", 10).await.is_empty());
+    assert!(store.complete(&running).await.unwrap());
+    assert_eq!(claim_ids(&store, "q", "w", 10).await, vec![scheduled]);
+}
+
+async fn release_does_not_count_the_attempt(store: Store) {
+    let id = store.enqueue(job("q", "k", 1)).await.unwrap();
+    let claimed = store.claim("q", "w", 60_000, 1).await.unwrap().remove(0);
+    assert!(store.release(&claimed).await.unwrap());
+    let released = store.job(id).await.unwrap().unwrap();
+    assert_eq!(
+        (released.status, released.attempts, released.locked_by),
+        (JobStatus::Pending, 0, None)
+    );
+    assert_eq!(claim_ids(&store, "q", "w", 1).await, vec![id]);
+}
+
+async fn unique_key_debounces_pending_job(store: Store) {
+    let t = now_ms() + 60_000;
+    let first = store
+        .enqueue(job("q", "chat:1", 1).run_at(t).unique_key("flush:chat:1"))
+        .await
+        .unwrap();
+    let second = store
+        .enqueue(
+            job("q", "chat:1", 2)
+                .run_at(t + 5_000)
+                .unique_key("flush:chat:1"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(first, second);
+    let stored = store.job(first).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.run_at, stored.payload.clone()),
+        (t + 5_000, json!({"n": 2}))
+    );
+    assert_eq!(store.jobs(&JobFilter::default()).await.unwrap().len(), 1);
+
+    // Once it runs, the same key makes a new job.
+    let due = store
+        .enqueue(job("q", "chat:1", 3).run_at(0).unique_key("flush:chat:1"))
+        .await
+        .unwrap();
+    assert_eq!(due, first);
+    let running = store.claim("q", "w", 60_000, 1).await.unwrap().remove(0);
+    assert_eq!(running.id, first);
+    let third = store
+        .enqueue(job("q", "chat:1", 4).unique_key("flush:chat:1"))
+        .await
+        .unwrap();
+    assert_ne!(third, first);
+
+    // Concurrent debounces of one key make exactly one pending job.
+    let mut tasks = Vec::new();
+    for n in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .enqueue(job("q", "chat:2", n).unique_key("flush:chat:2"))
+                .await
+                .unwrap()
+        }));
+    }
+    let ids: HashSet<i64> = futures::future::join_all(tasks)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(ids.len(), 1);
+}
+
+async fn dead_revive_purge(store: Store) {
+    let a = store
+        .enqueue(job("q", "a", 1).max_attempts(3))
+        .await
+        .unwrap();
+    let b = store.enqueue(job("q", "b", 1)).await.unwrap();
+    for j in store.claim("q", "w", 60_000, 10).await.unwrap() {
+        assert!(store.bury(&j, &format!("rejected {}", j.id)).await.unwrap());
+    }
+    let dead = store.job(a).await.unwrap().unwrap();
+    assert_eq!(dead.status, JobStatus::Dead);
+    assert_eq!(dead.last_error, Some(format!("rejected {a}")));
+    assert_eq!(dead.max_attempts, 3);
+    // Dead jobs do not block their key.
+    let after = store.enqueue(job("q", "a", 2)).await.unwrap();
+    assert_eq!(claim_ids(&store, "q", "w", 10).await, vec![after]);
+
+    assert_eq!(store.revive_dead(Some(a)).await.unwrap(), 1);
+    let revived = store.job(a).await.unwrap().unwrap();
+    assert_eq!((revived.status, revived.attempts), (JobStatus::Pending, 0));
+    assert_eq!(
+        store.revive_dead(Some(a)).await.unwrap(),
+        0,
+        "no longer dead"
+    );
+    assert_eq!(store.purge_dead().await.unwrap(), 1);
+    assert!(store.job(b).await.unwrap().is_none());
+    assert!(store.job(a).await.unwrap().is_some());
+
+    // Revive all.
+    let claimed = store.claim("q", "w", 60_000, 10).await.unwrap();
+    assert!(
+        claimed.is_empty(),
+        "`a` waits for running `after` of its key"
+    );
+    let running_after = store.job(after).await.unwrap().unwrap();
+    assert!(store.bury(&running_after, "x").await.unwrap());
+    let a_job = store.claim("q", "w", 60_000, 10).await.unwrap().remove(0);
+    assert!(store.bury(&a_job, "y").await.unwrap());
+    assert_eq!(store.revive_dead(None).await.unwrap(), 2);
+}
+
+async fn job_listing_and_counts(store: Store) {
+    for n in 0..3 {
+        store.enqueue(job("glpi", "k1", n)).await.unwrap();
+    }
+    store
+        .enqueue(NewJob::new("itop", "other", "k2", json!({})))
+        .await
+        .unwrap();
+    store.claim("glpi", "w", 60_000, 1).await.unwrap();
+    let running = store
+        .jobs(&JobFilter {
+            status: Some(JobStatus::Running),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(running.len(), 1);
+    let by_kind = store
+        .jobs(&JobFilter {
+            kind: Some("other".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_kind.len(), 1);
+    assert_eq!(by_kind[0].queue, "itop");
+    let limited = store
+        .jobs(&JobFilter {
+            ordering_key: Some("k1".into()),
+            limit: Some(2),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(limited.len(), 2);
+    assert!(limited[0].id > limited[1].id, "newest first");
+    let counts: HashMap<JobStatus, i64> = store.job_counts().await.unwrap().into_iter().collect();
+    assert_eq!(counts[&JobStatus::Pending], 3);
+    assert_eq!(counts[&JobStatus::Running], 1);
+    assert_eq!(counts[&JobStatus::Dead], 0);
+    assert_eq!(
+        store.queues_with_work().await.unwrap(),
+        vec!["glpi".to_string(), "itop".to_string()]
+    );
+}
+
+async fn links_upsert_and_lookup(store: Store) {
+    let pending = store
+        .put_link(&NewLink {
+            kind: "ticket".into(),
+            source_system: "chatwoot".into(),
+            source_id: "conv:7".into(),
+            target_system: "glpi".into(),
+            target_id: None,
+            state: LinkState::Pending,
+            data: json!({"marker": "tb-ref-7"}),
+        })
+        .await
+        .unwrap();
+    assert_eq!(pending.state, LinkState::Pending);
+    let linked = store
+        .put_link(&NewLink {
+            kind: "ticket".into(),
+            source_system: "chatwoot".into(),
+            source_id: "conv:7".into(),
+            target_system: "glpi".into(),
+            target_id: Some("123".into()),
+            state: LinkState::Linked,
+            data: json!({"marker": "tb-ref-7", "url": "x"}),
+        })
+        .await
+        .unwrap();
+    assert_eq!(linked.id, pending.id, "upsert keeps the row");
+    assert_eq!(linked.created_at, pending.created_at);
+    let found = store
+        .link("ticket", "chatwoot", "conv:7", "glpi")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found, linked);
+    assert!(
+        store
+            .link("ticket", "chatwoot", "conv:7", "itop")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let back = store.links_to("ticket", "glpi", "123").await.unwrap();
+    assert_eq!(back, vec![linked.clone()]);
+    let filtered = store
+        .links(&LinkFilter {
+            state: Some(LinkState::Linked),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(filtered.len(), 1);
+    assert!(
+        store
+            .links(&LinkFilter {
+                kind: Some("contact".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store.delete_link(linked.id).await.unwrap();
+    assert!(
+        store
+            .link("ticket", "chatwoot", "conv:7", "glpi")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn own_writes_are_recognised(store: Store) {
+    assert!(
+        !store
+            .is_own_write("glpi", "Ticket/5", "sha:abc")
+            .await
+            .unwrap()
+    );
+    store
+        .remember_write("glpi", "Ticket/5", "sha:abc")
+        .await
+        .unwrap();
+    store
+        .remember_write("glpi", "Ticket/5", "sha:abc")
+        .await
+        .unwrap();
+    assert!(
+        store
+            .is_own_write("glpi", "Ticket/5", "sha:abc")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .is_own_write("glpi", "Ticket/5", "sha:def")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .is_own_write("itop", "Ticket/5", "sha:abc")
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.forget_writes_before(now_ms() + 1).await.unwrap(), 1);
+    assert!(
+        !store
+            .is_own_write("glpi", "Ticket/5", "sha:abc")
+            .await
+            .unwrap()
+    );
+}
+
+async fn cursors_and_kv(store: Store) {
+    assert_eq!(store.cursor("glpi:followups").await.unwrap(), None);
+    store
+        .set_cursor("glpi:followups", "2024-01-01T00:00:00Z")
+        .await
+        .unwrap();
+    store
+        .set_cursor("glpi:followups", "2024-01-02T00:00:00Z")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.cursor("glpi:followups").await.unwrap().as_deref(),
+        Some("2024-01-02T00:00:00Z")
+    );
+
+    assert_eq!(store.kv_get("merge", "chat:1").await.unwrap(), None);
+    store
+        .kv_put("merge", "chat:1", &json!({"parts": ["a"]}))
+        .await
+        .unwrap();
+    store
+        .kv_put("merge", "chat:1", &json!({"parts": ["a", "b"]}))
+        .await
+        .unwrap();
+    store.kv_put("merge", "chat:2", &json!(1)).await.unwrap();
+    store.kv_put("status", "chat:1", &json!("x")).await.unwrap();
+    assert_eq!(
+        store.kv_get("merge", "chat:1").await.unwrap(),
+        Some(json!({"parts": ["a", "b"]}))
+    );
+    assert_eq!(
+        store.kv_list("merge").await.unwrap(),
+        vec![
+            ("chat:1".into(), json!({"parts": ["a", "b"]})),
+            ("chat:2".into(), json!(1))
+        ]
+    );
+    store.kv_delete("merge", "chat:1").await.unwrap();
+    assert_eq!(store.kv_get("merge", "chat:1").await.unwrap(), None);
+    assert_eq!(
+        store.kv_get("status", "chat:1").await.unwrap(),
+        Some(json!("x"))
+    );
+}
+
+async fn audit_entries_newest_first(store: Store) {
+    for n in 0..3 {
+        store
+            .audit(&NewAudit {
+                job_id: Some(n),
+                system: "glpi".into(),
+                action: "create".into(),
+                object_key: format!("Ticket/{n}"),
+                detail: json!({"n": n}),
+            })
+            .await
+            .unwrap();
+    }
+    let entries = store.audit_entries(2).await.unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0].object_key, "Ticket/2");
+    assert_eq!(entries[1].detail, json!({"n": 1}));
+}
+
+async fn concurrent_claimers_never_start_a_job_falling_due_beside_a_running_one(store: Store) {
+    // Per key: `early` falls due at a staggered moment, `late` is due now. Whoever
+    // claims `late` keeps it running, so `early` must never be claimed as well. With
+    // claims spread over the same period, some `late` claims are in flight exactly
+    // when their `early` falls due: the race the claim lock exists for.
+    const KEYS: i64 = 300;
+    let start = now_ms();
+    let last_due = start + 150;
+    for k in 0..KEYS {
+        let key = format!("k{k}");
+        store
+            .enqueue(job("q", &key, 0).run_at(start + 20 + k * 130 / KEYS))
+            .await
+            .unwrap();
+        store.enqueue(job("q", &key, 1)).await.unwrap();
+    }
+    let total = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut claimers = Vec::new();
+    for w in 0..8 {
+        let store = store.clone();
+        let total = total.clone();
+        claimers.push(tokio::spawn(async move {
+            let mut claimed = Vec::new();
+            let mut rounds_after_due = 0;
+            // Keep looking until every `late` job is taken and all `early` ones are due.
+            while rounds_after_due < 20
+                || total.load(std::sync::atomic::Ordering::SeqCst) < KEYS as usize
+            {
+                if now_ms() > last_due {
+                    rounds_after_due += 1;
+                }
+                assert!(Instant::now() < deadline, "claimers did not finish");
+                let jobs = store.claim("q", &format!("w{w}"), 60_000, 1).await.unwrap();
+                total.fetch_add(jobs.len(), std::sync::atomic::Ordering::SeqCst);
+                claimed.extend(jobs);
+            }
+            claimed
+        }));
+    }
+    let mut per_key: HashMap<String, usize> = HashMap::new();
+    for c in claimers {
+        for j in c.await.unwrap() {
+            *per_key.entry(j.ordering_key).or_default() += 1;
+        }
+    }
+    assert_eq!(per_key.len(), KEYS as usize);
+    let doubled: Vec<_> = per_key.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        doubled.is_empty(),
+        "keys with two running jobs: {doubled:?}"
+    );
+}
