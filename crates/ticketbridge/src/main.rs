@@ -6,6 +6,7 @@ mod commands;
 mod event_record;
 mod logging;
 mod serve;
+mod wiring;
 
 use std::process::ExitCode;
 

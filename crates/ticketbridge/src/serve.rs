@@ -48,10 +48,12 @@ pub fn build_engine(config: &Config, store: &store::Store) -> Engine {
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     crate::logging::init(config.server.log_format);
     let store = crate::commands::store_for(&config).await?;
-    let engine = build_engine(&config, &store);
+    let mut engine = build_engine(&config, &store);
     let waker = engine.waker();
     let deps = Dependencies::new(store.clone(), Wake::new(move || waker.wake()));
-    let app = Application::build(config, deps)
+    let wired = crate::wiring::install(&config, &store, &mut engine, deps)?;
+    let targets = wired.targets;
+    let app = Application::build(config, wired.deps)
         .await
         .context("cannot start the HTTP server")?;
 
@@ -66,6 +68,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // Whatever stopped the server also stops the engine.
     shutdown.cancel();
     let engine_result = engine_task.await.context("job engine task failed")?;
+    targets.close().await;
     store.close().await;
     served.context("HTTP server failed")?;
     engine_result.context("job engine failed")?;
