@@ -72,7 +72,9 @@ fn file_values_and_references_are_resolved() {
         glpi.user_token.as_ref().unwrap().expose_secret(),
         "user-secret"
     );
-    let SourceConfig::Events(web) = &config.sources["web"];
+    let SourceConfig::Events(web) = &config.sources["web"] else {
+        panic!("events source expected")
+    };
     let keys: Vec<&str> = web.api_keys.iter().map(|k| k.expose_secret()).collect();
     assert_eq!(keys, ["k1", "k0"]);
     assert_eq!(web.job_kind, "event.record");

@@ -46,6 +46,7 @@ struct Endpoint {
     queue: String,
     job_kind: String,
     ordering_pointer: Option<String>,
+    max_attempts: i32,
 }
 
 type Endpoints = Arc<HashMap<String, Endpoint>>;
@@ -56,16 +57,18 @@ pub fn router(config: &Config) -> Router<AppState> {
         config
             .sources
             .iter()
-            .map(|(name, source)| match source {
-                SourceConfig::Events(s) => (
+            .filter_map(|(name, source)| match source {
+                SourceConfig::Events(s) => Some((
                     name.clone(),
                     Endpoint {
                         keys: ApiKeys::new(s.api_keys.clone()),
                         queue: s.target.clone(),
                         job_kind: s.job_kind.clone(),
                         ordering_pointer: s.ordering_key.clone(),
+                        max_attempts: i32::try_from(config.engine.max_attempts).unwrap_or(i32::MAX),
                     },
-                ),
+                )),
+                _ => None,
             })
             .collect(),
     );
@@ -123,7 +126,8 @@ async fn receive(
         endpoint.job_kind.clone(),
         format!("{source}:{ordering_key}"),
         json!({"source": source, "dedupe_key": dedupe_key, "event": event}),
-    );
+    )
+    .max_attempts(endpoint.max_attempts);
     let inbound = Inbound {
         source: source.clone(),
         dedupe_key,

@@ -1,0 +1,392 @@
+//! The real `ticketbridge` binary: kill -9 and SIGTERM lose nothing; `config
+//! check` reports every problem.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use store::{JobFilter, JobStatus, Store};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ticketbridge");
+const KEY: &str = "crash-test-key";
+
+struct Service {
+    child: Child,
+    base: String,
+}
+
+impl Service {
+    /// Starts `ticketbridge serve` and waits for its "listening" log line.
+    fn start(config: &Path, record_delay_ms: u64) -> Service {
+        let mut child = Command::new(BIN)
+            .args(["--config", config.to_str().unwrap(), "serve"])
+            .env("WEB_KEY", KEY)
+            .env(
+                "TICKETBRIDGE_TEST_RECORD_DELAY_MS",
+                record_delay_ms.to_string(),
+            )
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if std::env::var_os("TEST_LOG").is_some() {
+                    eprintln!("{line}");
+                }
+                if let Ok(log) = serde_json::from_str::<Value>(&line)
+                    && log["message"] == "HTTP server listening"
+                {
+                    let _ = tx.send(log["addr"].as_str().unwrap_or_default().to_owned());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("ticketbridge did not report its address");
+        Service {
+            child,
+            base: format!("http://{addr}"),
+        }
+    }
+
+    fn kill_9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ticketbridge did not stop after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn write_config(dir: &Path, store_url: &str) -> std::path::PathBuf {
+    let path = dir.join("ticketbridge.toml");
+    let text = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+log_format = "json"
+
+[store]
+url = "{store_url}"
+
+[engine]
+lease = "2s"
+poll = "100ms"
+backoff_base = "100ms"
+concurrency = 4
+shutdown_grace = "10s"
+
+[targets.main]
+kind = "glpi"
+url = "http://127.0.0.1:9/apirest.php"
+user_token = "unused"
+
+[sources.web]
+kind = "events"
+target = "main"
+api_keys = ["${{WEB_KEY}}"]
+ordering_key = "/customer"
+"#
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+async fn post_events(base: &str, count: usize) -> Vec<i64> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let mut ids = Vec::new();
+    for n in 0..count {
+        let response = client
+            .post(format!("{base}/api/v1/events/web"))
+            .header("x-api-key", KEY)
+            .header("content-type", "application/json")
+            .header("idempotency-key", format!("event-{n}"))
+            // Eight customers: eight ordering keys, several jobs each.
+            .body(format!(r#"{{"customer":"c{}","n":{n}}}"#, n % 8))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+        let body: Value = response.json().await.unwrap();
+        ids.push(body["inbox_id"].as_i64().unwrap());
+    }
+    ids
+}
+
+async fn audit_keys(store: &Store) -> Vec<String> {
+    store
+        .audit_entries(100_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.action == "event.record")
+        .map(|a| a.object_key)
+        .collect()
+}
+
+async fn wait_for_audit(store: &Store, at_least: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let keys = audit_keys(store).await;
+        if keys.len() >= at_least {
+            return keys;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {at_least} events recorded",
+            keys.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn assert_each_event_recorded_once(keys: &[String], count: usize) {
+    let distinct: HashSet<&String> = keys.iter().collect();
+    assert_eq!(distinct.len(), count, "every accepted event recorded");
+    assert_eq!(keys.len(), count, "no event recorded twice");
+    for n in 0..count {
+        assert!(
+            distinct.contains(&format!("web:event-{n}")),
+            "event-{n} missing"
+        );
+    }
+}
+
+async fn all_jobs_succeeded(store: &Store, count: usize) {
+    let jobs = store
+        .jobs(&JobFilter {
+            limit: Some(100_000),
+            ..JobFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), count);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let jobs = store
+            .jobs(&JobFilter {
+                limit: Some(100_000),
+                ..JobFilter::default()
+            })
+            .await
+            .unwrap();
+        if jobs.iter().all(|j| j.status == JobStatus::Succeeded) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "jobs not all succeeded: {jobs:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn crash_and_restart(store_url: &str) {
+    const EVENTS: usize = 60;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), store_url);
+
+    let first = Service::start(&config, 40);
+    let ids = post_events(&first.base, EVENTS).await;
+    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), EVENTS);
+    let observer = Store::connect(store_url).await.unwrap();
+    // Kill once the engine is busy: some events recorded, others still queued.
+    wait_for_audit(&observer, 1).await;
+    first.kill_9();
+    let recorded_before = audit_keys(&observer).await.len();
+    println!("recorded before kill -9: {recorded_before} of {EVENTS}");
+
+    let second = Service::start(&config, 0);
+    let keys = wait_for_audit(&observer, EVENTS).await;
+    all_jobs_succeeded(&observer, EVENTS).await;
+    // Give a duplicate run the chance to show up before counting.
+    let keys_after = audit_keys(&observer).await;
+    assert_eq!(keys.len(), keys_after.len());
+    assert_each_event_recorded_once(&keys_after, EVENTS);
+    assert!(second.terminate().success());
+}
+
+#[tokio::test]
+async fn kill_9_mid_run_loses_nothing_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("crash.db").display());
+    crash_and_restart(&url).await;
+}
+
+#[tokio::test]
+async fn kill_9_mid_run_loses_nothing_on_postgres() {
+    let Some(url) = store::testing::fresh_postgres_url().await else {
+        println!("{}", store::testing::POSTGRES_SKIPPED);
+        return;
+    };
+    crash_and_restart(&url).await;
+}
+
+async fn sigterm_then_restart(store_url: &str) {
+    const EVENTS: usize = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), store_url);
+    let service = Service::start(&config, 30);
+    post_events(&service.base, EVENTS).await;
+    let status = service.terminate();
+    assert!(status.success(), "exit status {status:?}");
+
+    let observer = Store::connect(store_url).await.unwrap();
+    let jobs = observer
+        .jobs(&JobFilter {
+            limit: Some(1000),
+            ..JobFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), EVENTS, "every accepted event has its job");
+    assert!(
+        jobs.iter()
+            .all(|j| matches!(j.status, JobStatus::Succeeded | JobStatus::Pending)),
+        "in-flight jobs finished or were released: {jobs:?}"
+    );
+    let service = Service::start(&config, 0);
+    let keys = wait_for_audit(&observer, EVENTS).await;
+    all_jobs_succeeded(&observer, EVENTS).await;
+    assert_each_event_recorded_once(&keys, EVENTS);
+    assert!(service.terminate().success());
+}
+
+#[tokio::test]
+async fn sigterm_exits_cleanly_and_loses_nothing_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("term.db").display());
+    sigterm_then_restart(&url).await;
+}
+
+#[tokio::test]
+async fn sigterm_exits_cleanly_and_loses_nothing_on_postgres() {
+    let Some(url) = store::testing::fresh_postgres_url().await else {
+        println!("{}", store::testing::POSTGRES_SKIPPED);
+        return;
+    };
+    sigterm_then_restart(&url).await;
+}
+
+#[test]
+fn config_check_lists_every_problem_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        r#"
+[server]
+listen = "nowhere"
+[targets.main]
+kind = "glpi"
+url = "not a url"
+user_token = "t"
+[sources.web]
+kind = "events"
+target = "elsewhere"
+api_keys = ["${TB_TEST_UNSET_KEY}"]
+"#,
+    )
+    .unwrap();
+    let output = Command::new(BIN)
+        .args(["--config", path.to_str().unwrap(), "config", "check"])
+        .env_remove("TB_TEST_UNSET_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines.contains(
+            &"sources.web.api_keys[0]: environment variable TB_TEST_UNSET_KEY is not set"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("server.listen: ")),
+        "{stdout}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("targets.main.url: ")),
+        "{stdout}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("sources.web.target: unknown target")),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn config_check_accepts_a_good_file_and_redacts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), "postgres://bridge:hunter2@127.0.0.1:1/tb");
+    let output = Command::new(BIN)
+        .args(["--config", path.to_str().unwrap(), "config", "check"])
+        .env("WEB_KEY", "very-secret-key")
+        .env("TICKETBRIDGE_SERVER__BODY_LIMIT", "4096")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(stdout.starts_with("config ok\n"), "{stdout}");
+    assert!(
+        stdout.contains("body_limit=4096"),
+        "env override applied: {stdout}"
+    );
+    assert!(
+        !stdout.contains("hunter2") && !stdout.contains("very-secret-key"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn an_explicit_missing_config_file_is_a_one_line_error() {
+    let output = Command::new(BIN)
+        .args(["--config", "/nonexistent/ticketbridge.toml", "jobs", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("cannot read config file /nonexistent/ticketbridge.toml"),
+        "{stderr}"
+    );
+}
