@@ -6,7 +6,6 @@ mod commands;
 mod event_record;
 mod logging;
 mod serve;
-mod wiring;
 
 use std::process::ExitCode;
 

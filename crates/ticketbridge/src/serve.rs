@@ -51,7 +51,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let mut engine = build_engine(&config, &store);
     let waker = engine.waker();
     let deps = Dependencies::new(store.clone(), Wake::new(move || waker.wake()));
-    let wired = crate::wiring::install(&config, &store, &mut engine, deps)?;
+    let wired = ticketbridge::wiring::install(&config, &store, &mut engine, deps)?;
     let targets = wired.targets;
     let app = Application::build(config, wired.deps)
         .await

@@ -1,0 +1,7 @@
+//! The ticketbridge service assembled: [`wiring`] puts targets, flows,
+//! handlers and routes together; [`testkit`] runs the whole service in
+//! process for end-to-end tests and the demo. The `ticketbridge` binary
+//! (main.rs) is the command line on top.
+
+pub mod testkit;
+pub mod wiring;
