@@ -1,0 +1,456 @@
+//! Engine behaviour against a real store: SQLite always, PostgreSQL when
+//! TICKETBRIDGE_TEST_POSTGRES_URL is set. "Two engines" means two stores (pools)
+//! on one database, as two `ticketbridge serve` processes would have.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use engine::{Engine, EngineConfig, JobError, handler_fn};
+use serde_json::json;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use store::{JobFilter, JobStatus, NewJob, Store, now_ms};
+use tokio_util::sync::CancellationToken;
+
+/// A database two stores can open: (url, guard keeping a temp dir alive).
+struct Database {
+    url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let url = store::testing::sqlite_url(&dir);
+                    super::$name(super::Database { url, _dir: Some(dir) }).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let Some(url) = store::testing::fresh_postgres_url().await else {
+                        println!("{}", store::testing::POSTGRES_SKIPPED);
+                        return;
+                    };
+                    super::$name(super::Database { url, _dir: None }).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    two_engines_keep_per_key_order,
+    transient_failures_retry_then_succeed,
+    permanent_failure_is_dead_at_once,
+    exhausted_attempts_are_dead_then_revived,
+    unknown_kind_is_dead,
+    panicking_handler_is_retried,
+    crashed_worker_job_is_taken_again,
+    shutdown_releases_in_flight_jobs,
+    delayed_job_runs_at_its_time,
+);
+
+fn config(worker: &str) -> EngineConfig {
+    EngineConfig {
+        worker_id: worker.into(),
+        lease: Duration::from_secs(5),
+        poll_interval: Duration::from_millis(20),
+        sweep_interval: Duration::from_millis(50),
+        backoff_base: Duration::from_millis(5),
+        backoff_cap: Duration::from_millis(20),
+        default_concurrency: 4,
+        shutdown_grace: Duration::from_millis(200),
+        ..EngineConfig::default()
+    }
+}
+
+async fn open(db: &Database) -> Store {
+    Store::connect(&db.url).await.unwrap()
+}
+
+async fn wait_for(store: &Store, id: i64, status: JobStatus) -> store::Job {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let job = store.job(id).await.unwrap().unwrap();
+        if job.status == status {
+            return job;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job {id} never became {status}: {job:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn two_engines_keep_per_key_order(db: Database) {
+    const KEYS: i64 = 20;
+    const PER_KEY: i64 = 8;
+    let store = open(&db).await;
+    let mut expected: HashMap<String, Vec<i64>> = HashMap::new();
+    for _round in 0..PER_KEY {
+        for k in 0..KEYS {
+            let key = format!("conv:{k}");
+            let queue = if k % 2 == 0 { "glpi" } else { "itop" };
+            let id = store
+                .enqueue(NewJob::new(queue, "record", &key, json!({})))
+                .await
+                .unwrap();
+            expected.entry(key).or_default().push(id);
+        }
+    }
+    let executed: Arc<Mutex<HashMap<String, Vec<i64>>>> = Arc::default();
+    let running: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let overlaps = Arc::new(AtomicUsize::new(0));
+    let shutdown = CancellationToken::new();
+    let mut runs = Vec::new();
+    for name in ["engine-a", "engine-b"] {
+        let mut engine = Engine::new(open(&db).await, config(name));
+        let (executed, running, overlaps) = (executed.clone(), running.clone(), overlaps.clone());
+        engine.register(
+            "record",
+            handler_fn(move |job| {
+                let (executed, running, overlaps) =
+                    (executed.clone(), running.clone(), overlaps.clone());
+                async move {
+                    if !running.lock().unwrap().insert(job.ordering_key.clone()) {
+                        overlaps.fetch_add(1, Ordering::SeqCst);
+                    }
+                    tokio::task::yield_now().await;
+                    executed
+                        .lock()
+                        .unwrap()
+                        .entry(job.ordering_key.clone())
+                        .or_default()
+                        .push(job.id);
+                    running.lock().unwrap().remove(&job.ordering_key);
+                    Ok(())
+                }
+            }),
+        );
+        let token = shutdown.clone();
+        runs.push(tokio::spawn(async move { engine.run(token).await }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let counts: HashMap<JobStatus, i64> =
+            store.job_counts().await.unwrap().into_iter().collect();
+        if counts[&JobStatus::Succeeded] == KEYS * PER_KEY {
+            break;
+        }
+        assert!(Instant::now() < deadline, "jobs not finished: {counts:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shutdown.cancel();
+    for r in runs {
+        r.await.unwrap().unwrap();
+    }
+    assert_eq!(
+        overlaps.load(Ordering::SeqCst),
+        0,
+        "two jobs of one key ran at once"
+    );
+    let executed = executed.lock().unwrap();
+    for (key, ids) in &expected {
+        assert_eq!(&executed[key], ids, "order of {key}");
+    }
+    // Both engines did work.
+    let workers: HashSet<Option<String>> = store
+        .jobs(&JobFilter {
+            limit: Some(1000),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| j.locked_by)
+        .collect();
+    assert_eq!(workers.len(), 2, "{workers:?}");
+}
+
+async fn transient_failures_retry_then_succeed(db: Database) {
+    let store = open(&db).await;
+    let mut engine = Engine::new(store.clone(), config("w"));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    engine.register(
+        "flaky",
+        handler_fn(move |_job| {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            async move {
+                match n {
+                    0 => Err(JobError::transient("503 from GLPI")),
+                    1 => Err(JobError::transient_after("429", Duration::from_millis(30))),
+                    _ => Ok(()),
+                }
+            }
+        }),
+    );
+    let id = engine
+        .enqueue(NewJob::new("glpi", "flaky", "k", json!({})))
+        .await
+        .unwrap();
+    let later = engine
+        .enqueue(NewJob::new("glpi", "flaky", "k", json!({})))
+        .await
+        .unwrap();
+    let token = CancellationToken::new();
+    let run = tokio::spawn({
+        let (engine, token) = (engine.clone(), token.clone());
+        async move { engine.run(token).await }
+    });
+    let done = wait_for(&store, id, JobStatus::Succeeded).await;
+    assert_eq!(done.attempts, 3);
+    assert_eq!(done.last_error.as_deref(), Some("429"));
+    let after = wait_for(&store, later, JobStatus::Succeeded).await;
+    assert!(
+        after.finished_at >= done.finished_at,
+        "later job of the key ran after"
+    );
+    token.cancel();
+    run.await.unwrap().unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+}
+
+async fn permanent_failure_is_dead_at_once(db: Database) {
+    let store = open(&db).await;
+    let mut engine = Engine::new(store.clone(), config("w"));
+    engine.register(
+        "reject",
+        handler_fn(|_job| async { Err(JobError::permanent("400: bad field")) }),
+    );
+    let id = engine
+        .enqueue(NewJob::new("glpi", "reject", "k", json!({})))
+        .await
+        .unwrap();
+    engine
+        .run_until_idle(Duration::from_secs(20))
+        .await
+        .unwrap();
+    let job = store.job(id).await.unwrap().unwrap();
+    assert_eq!((job.status, job.attempts), (JobStatus::Dead, 1));
+    assert_eq!(job.last_error.as_deref(), Some("400: bad field"));
+}
+
+async fn exhausted_attempts_are_dead_then_revived(db: Database) {
+    let store = open(&db).await;
+    let mut engine = Engine::new(store.clone(), config("w"));
+    let healthy = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = healthy.clone();
+    engine.register(
+        "push",
+        handler_fn(move |_job| {
+            let ok = flag.load(Ordering::SeqCst);
+            async move {
+                if ok {
+                    Ok(())
+                } else {
+                    Err(JobError::transient("connection refused"))
+                }
+            }
+        }),
+    );
+    let id = engine
+        .enqueue(NewJob::new("glpi", "push", "k", json!({})).max_attempts(3))
+        .await
+        .unwrap();
+    let token = CancellationToken::new();
+    let run = tokio::spawn({
+        let (engine, token) = (engine.clone(), token.clone());
+        async move { engine.run(token).await }
+    });
+    let dead = wait_for(&store, id, JobStatus::Dead).await;
+    assert_eq!(dead.attempts, 3);
+    assert!(
+        dead.last_error
+            .as_deref()
+            .unwrap()
+            .contains("connection refused"),
+        "{dead:?}"
+    );
+    assert!(
+        dead.last_error.as_deref().unwrap().contains("exhausted"),
+        "{dead:?}"
+    );
+
+    healthy.store(true, Ordering::SeqCst);
+    assert_eq!(store.revive_dead(Some(id)).await.unwrap(), 1);
+    engine.waker().wake();
+    let revived = wait_for(&store, id, JobStatus::Succeeded).await;
+    assert_eq!(revived.attempts, 1);
+    token.cancel();
+    run.await.unwrap().unwrap();
+}
+
+async fn unknown_kind_is_dead(db: Database) {
+    let store = open(&db).await;
+    let engine = Engine::new(store.clone(), config("w"));
+    let id = engine
+        .enqueue(NewJob::new("glpi", "nobody", "k", json!({})))
+        .await
+        .unwrap();
+    assert_eq!(
+        engine
+            .run_until_idle(Duration::from_secs(20))
+            .await
+            .unwrap(),
+        1
+    );
+    let job = store.job(id).await.unwrap().unwrap();
+    assert_eq!(job.status, JobStatus::Dead);
+    assert!(
+        job.last_error
+            .unwrap()
+            .contains("no handler registered for job kind `nobody`")
+    );
+}
+
+async fn panicking_handler_is_retried(db: Database) {
+    let store = open(&db).await;
+    let mut engine = Engine::new(store.clone(), config("w"));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    engine.register(
+        "fragile",
+        handler_fn(move |_job| {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n == 0 {
+                    panic!("boom");
+                }
+                Ok(())
+            }
+        }),
+    );
+    let id = engine
+        .enqueue(NewJob::new("glpi", "fragile", "k", json!({})))
+        .await
+        .unwrap();
+    let token = CancellationToken::new();
+    let run = tokio::spawn({
+        let (engine, token) = (engine.clone(), token.clone());
+        async move { engine.run(token).await }
+    });
+    let job = wait_for(&store, id, JobStatus::Succeeded).await;
+    assert_eq!(job.attempts, 2);
+    assert!(job.last_error.unwrap().contains("handler panicked: boom"));
+    token.cancel();
+    run.await.unwrap().unwrap();
+}
+
+async fn crashed_worker_job_is_taken_again(db: Database) {
+    let store = open(&db).await;
+    let id = store
+        .enqueue(NewJob::new("glpi", "work", "k", json!({})))
+        .await
+        .unwrap();
+    // A "process" claims with a short lease and dies without finishing.
+    {
+        let crashed = open(&db).await;
+        let taken = crashed
+            .claim("glpi", "crashed-worker", 50, 1)
+            .await
+            .unwrap();
+        assert_eq!(taken[0].id, id);
+        crashed.close().await;
+    }
+    let mut engine = Engine::new(store.clone(), config("survivor"));
+    engine.register("work", handler_fn(|_job| async { Ok(()) }));
+    let token = CancellationToken::new();
+    let run = tokio::spawn({
+        let (engine, token) = (engine.clone(), token.clone());
+        async move { engine.run(token).await }
+    });
+    let job = wait_for(&store, id, JobStatus::Succeeded).await;
+    assert_eq!(job.attempts, 2);
+    assert_eq!(job.locked_by.as_deref(), Some("survivor"));
+    assert!(job.last_error.unwrap().contains("crashed-worker"));
+    token.cancel();
+    run.await.unwrap().unwrap();
+}
+
+async fn shutdown_releases_in_flight_jobs(db: Database) {
+    let store = open(&db).await;
+    let mut engine = Engine::new(store.clone(), config("w"));
+    let started = Arc::new(tokio::sync::Notify::new());
+    let signal = started.clone();
+    engine.register(
+        "slow",
+        handler_fn(move |_job| {
+            let signal = signal.clone();
+            async move {
+                signal.notify_one();
+                // Never finishes on its own: only shutdown ends it.
+                std::future::pending::<()>().await;
+                Ok(())
+            }
+        }),
+    );
+    let id = engine
+        .enqueue(NewJob::new("glpi", "slow", "k", json!({})))
+        .await
+        .unwrap();
+    let token = CancellationToken::new();
+    let run = tokio::spawn({
+        let (engine, token) = (engine.clone(), token.clone());
+        async move { engine.run(token).await }
+    });
+    tokio::time::timeout(Duration::from_secs(20), started.notified())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.job(id).await.unwrap().unwrap().status,
+        JobStatus::Running
+    );
+    token.cancel();
+    run.await.unwrap().unwrap();
+    let job = store.job(id).await.unwrap().unwrap();
+    assert_eq!(
+        (job.status, job.attempts, job.locked_by),
+        (JobStatus::Pending, 0, None)
+    );
+}
+
+async fn delayed_job_runs_at_its_time(db: Database) {
+    let store = open(&db).await;
+    let mut engine = Engine::new(store.clone(), config("w"));
+    let ran_at = Arc::new(Mutex::new(None));
+    let slot = ran_at.clone();
+    engine.register(
+        "flush",
+        handler_fn(move |_job| {
+            *slot.lock().unwrap() = Some(now_ms());
+            async { Ok(()) }
+        }),
+    );
+    let due = now_ms() + 300;
+    let id = engine
+        .enqueue(NewJob::new("chat", "flush", "chat:1", json!({})).run_at(due))
+        .await
+        .unwrap();
+    // Not due yet: idle straight away, nothing ran.
+    assert_eq!(
+        engine
+            .run_until_idle(Duration::from_secs(20))
+            .await
+            .unwrap(),
+        0
+    );
+    let token = CancellationToken::new();
+    let run = tokio::spawn({
+        let (engine, token) = (engine.clone(), token.clone());
+        async move { engine.run(token).await }
+    });
+    wait_for(&store, id, JobStatus::Succeeded).await;
+    token.cancel();
+    run.await.unwrap().unwrap();
+    let ran = ran_at.lock().unwrap().unwrap();
+    assert!(ran >= due, "ran at {ran}, due {due}");
+}
