@@ -332,6 +332,16 @@ impl GlpiClient {
         self.get_ticket(id).await
     }
 
+    /// Create a ticket and return only its id: one request, no read-back. Use when the
+    /// caller does not need GLPI's rewritten fields (bulk imports, benchmarks).
+    pub async fn create_ticket_id(&self, ticket: &NewTicket) -> Result<i64, GlpiError> {
+        let input = ticket_input(ticket, self.default_entity())?;
+        let reply = self
+            .call(Call::new(Method::POST, "Ticket").json(json!({ "input": input })))
+            .await?;
+        created_id(&reply).map(|(id, _)| id)
+    }
+
     /// Read one ticket.
     pub async fn get_ticket(&self, id: i64) -> Result<Ticket, GlpiError> {
         self.get_item("Ticket", id).await
