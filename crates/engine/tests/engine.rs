@@ -157,7 +157,7 @@ async fn two_engines_keep_per_key_order(db: Database) {
         0,
         "two jobs of one key ran at once"
     );
-    let executed = executed.lock().unwrap();
+    let executed = executed.lock().unwrap().clone();
     for (key, ids) in &expected {
         assert_eq!(&executed[key], ids, "order of {key}");
     }
