@@ -21,7 +21,7 @@ pub const ENV_PREFIX: &str = "TICKETBRIDGE_";
 
 const SECTIONS: [&str; 5] = ["server", "store", "engine", "targets", "sources"];
 const TARGET_KINDS: [&str; 2] = ["glpi", "itop"];
-const SOURCE_KINDS: [&str; 1] = ["events"];
+const SOURCE_KINDS: [&str; 2] = ["events", "intake"];
 
 /// One thing wrong with the configuration, at a field path such as
 /// `sources.web.api_keys[0]`.
@@ -364,6 +364,8 @@ fn extract_source(
     let kind = take_kind(prefix, &mut value, &SOURCE_KINDS, problems)?;
     match kind.as_str() {
         "events" => extract::<EventsSource>(prefix, value, problems).map(SourceConfig::Events),
+        "intake" => extract::<crate::sources::IntakeSource>(prefix, value, problems)
+            .map(SourceConfig::Intake),
         _ => None,
     }
 }

@@ -6,6 +6,6 @@ mod itop;
 mod messaging;
 
 pub use chatwoot::ChatwootSource;
-pub use intake::IntakeSource;
+pub use intake::{IntakeSource, UnknownTaxIdPolicy};
 pub use itop::ItopSource;
 pub use messaging::MessagingSource;
