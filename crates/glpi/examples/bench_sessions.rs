@@ -41,7 +41,10 @@ fn ticket(i: usize) -> NewTicket {
 
 /// The seeds' pattern: a new session for every ticket.
 async fn per_request_session(sim: &RunningSim, n: usize, concurrency: usize) -> Outcome {
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
     let base = sim.base_url();
     let app = sim.app_token();
     let user = sim.user_token("glpi").unwrap();
@@ -59,13 +62,18 @@ async fn per_request_session(sim: &RunningSim, n: usize, concurrency: usize) -> 
                     .await?
                     .json()
                     .await?;
-                let token = init["session_token"].as_str().unwrap_or_default().to_owned();
+                let token = init["session_token"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
                 let t = ticket(i);
                 let created = http
                     .post(format!("{base}/Ticket"))
                     .header("App-Token", &app)
                     .header("Session-Token", &token)
-                    .json(&json!({"input": {"name": t.name, "content": t.content, "entities_id": 0}}))
+                    .json(
+                        &json!({"input": {"name": t.name, "content": t.content, "entities_id": 0}}),
+                    )
                     .send()
                     .await?
                     .status()
@@ -83,7 +91,10 @@ async fn per_request_session(sim: &RunningSim, n: usize, concurrency: usize) -> 
         .collect()
         .await;
     let elapsed = start.elapsed();
-    assert!(results.iter().all(|ok| *ok), "every seed-pattern creation succeeded");
+    assert!(
+        results.iter().all(|ok| *ok),
+        "every seed-pattern creation succeeded"
+    );
     Outcome {
         label: "seeds' pattern (initSession → create → killSession per ticket)",
         tickets: n,
@@ -122,7 +133,10 @@ async fn shared_session(
         .collect()
         .await;
     let elapsed = start.elapsed();
-    assert!(results.iter().all(|ok| *ok), "every client creation succeeded");
+    assert!(
+        results.iter().all(|ok| *ok),
+        "every client creation succeeded"
+    );
     glpi.close().await.unwrap();
     Outcome {
         label: if read_back {
@@ -142,7 +156,9 @@ async fn main() {
     let mut args = std::env::args().skip(1);
     let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(400);
     let concurrency: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(16);
-    let sim = GlpiSim::start(SimConfig::with_mode(GlpiVersion::V10)).await.unwrap();
+    let sim = GlpiSim::start(SimConfig::with_mode(GlpiVersion::V10))
+        .await
+        .unwrap();
     sim.faults().set_latency(Duration::from_millis(5));
 
     // Warm up connections and the simulator.
@@ -153,7 +169,9 @@ async fn main() {
     let shared = shared_session(&sim, n, concurrency, false).await;
     let shared_rb = shared_session(&sim, n, concurrency, true).await;
 
-    println!("GLPI simulator (GLPI 10 mode), 5 ms added latency per request, {n} tickets, {concurrency} concurrent\n");
+    println!(
+        "GLPI simulator (GLPI 10 mode), 5 ms added latency per request, {n} tickets, {concurrency} concurrent\n"
+    );
     println!("| pattern | tickets/s | GLPI requests per ticket | sessions opened |");
     println!("|---|---:|---:|---:|");
     for o in [&seeds, &shared, &shared_rb] {

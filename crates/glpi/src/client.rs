@@ -168,6 +168,14 @@ impl GlpiClient {
         self.inner.root.as_str()
     }
 
+    /// The web page of a ticket (`<GLPI root>/front/ticket.form.php?id=N`), for people.
+    pub fn ticket_url(&self, id: i64) -> String {
+        format!(
+            "{}front/ticket.form.php?id={id}",
+            web_root(&self.inner.root)
+        )
+    }
+
     /// The entity used for created items when the caller gives none.
     pub fn default_entity(&self) -> Option<i64> {
         self.inner.default_entity
@@ -425,6 +433,17 @@ impl GlpiClient {
     }
 }
 
+/// GLPI's web root from the API root: strip `apirest.php/` or `api.php/v1/`.
+fn web_root(root: &url::Url) -> String {
+    let text = root.as_str();
+    for suffix in ["apirest.php/", "api.php/v1/"] {
+        if let Some(stripped) = text.strip_suffix(suffix) {
+            return stripped.to_owned();
+        }
+    }
+    text.to_owned()
+}
+
 fn sensitive(value: &str) -> Result<HeaderValue, GlpiError> {
     let mut v = HeaderValue::from_str(value)
         .map_err(|_| GlpiError::Config("token contains invalid header characters".into()))?;
@@ -558,6 +577,14 @@ mod tests {
             headers: HeaderMap::new(),
             body: Bytes::from(body.to_owned()),
         }
+    }
+
+    #[test]
+    fn ticket_web_url() {
+        let root = url::Url::parse("https://h/glpi/apirest.php/").unwrap();
+        assert_eq!(web_root(&root), "https://h/glpi/");
+        let root = url::Url::parse("https://h/api.php/v1/").unwrap();
+        assert_eq!(web_root(&root), "https://h/");
     }
 
     #[test]

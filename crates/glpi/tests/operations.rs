@@ -489,6 +489,28 @@ async fn documents_upload_download(mode: GlpiVersion) {
     );
     let links = glpi.document_links(&ItemLink::ticket(t.id)).await.unwrap();
     assert!(links.iter().any(|l| l.documents_id == doc));
+    // The same document linked to a second ticket.
+    let t2 = glpi
+        .create_ticket(&NewTicket {
+            name: "second".into(),
+            content: "x".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    glpi.link_document(doc, &ItemLink::ticket(t2.id))
+        .await
+        .unwrap();
+    let stored = sim
+        .documents()
+        .into_iter()
+        .find(|d| d.id == doc as u64)
+        .unwrap();
+    assert!(
+        stored
+            .linked_to
+            .contains(&("Ticket".to_owned(), t2.id as u64))
+    );
 
     let file = glpi.download_document(doc).await.unwrap();
     assert_eq!(file.data, bytes);
@@ -711,4 +733,20 @@ async fn generic_crud_and_search_pages(mode: GlpiVersion) {
     );
     let all: Vec<Value> = glpi.list_items("RequestType").await.unwrap();
     assert!(all.len() >= 6);
+    let phone: Vec<Value> = glpi
+        .list_items_matching("RequestType", "name", "Phone")
+        .await
+        .unwrap();
+    assert_eq!(
+        phone.iter().map(|r| r["id"].clone()).collect::<Vec<_>>(),
+        vec![json!(3)]
+    );
+    // More items than one page (the sim's default list_limit is 20): all are returned.
+    for i in 0..25 {
+        glpi.create_item("RequestType", &json!({"name": format!("rt{i}")}))
+            .await
+            .unwrap();
+    }
+    let all: Vec<Value> = glpi.list_items("RequestType").await.unwrap();
+    assert_eq!(all.len(), sim.items("RequestType").len());
 }
