@@ -21,7 +21,7 @@ pub const ENV_PREFIX: &str = "TICKETBRIDGE_";
 
 const SECTIONS: [&str; 5] = ["server", "store", "engine", "targets", "sources"];
 const TARGET_KINDS: [&str; 2] = ["glpi", "itop"];
-const SOURCE_KINDS: [&str; 2] = ["events", "intake"];
+const SOURCE_KINDS: [&str; 3] = ["events", "intake", "messaging"];
 
 /// One thing wrong with the configuration, at a field path such as
 /// `sources.web.api_keys[0]`.
@@ -366,6 +366,8 @@ fn extract_source(
         "events" => extract::<EventsSource>(prefix, value, problems).map(SourceConfig::Events),
         "intake" => extract::<crate::sources::IntakeSource>(prefix, value, problems)
             .map(SourceConfig::Intake),
+        "messaging" => extract::<crate::sources::MessagingSource>(prefix, value, problems)
+            .map(SourceConfig::Messaging),
         _ => None,
     }
 }

@@ -8,4 +8,4 @@ mod messaging;
 pub use chatwoot::ChatwootSource;
 pub use intake::{IntakeSource, UnknownTaxIdPolicy};
 pub use itop::ItopSource;
-pub use messaging::MessagingSource;
+pub use messaging::{MessagingSource, OpenOn};
