@@ -343,6 +343,61 @@ mod tests {
     }
 
     #[test]
+    fn every_login_failure_ends_with_one_failed_line_and_a_fix() {
+        let m = || String::from("x");
+        let errors = [
+            GlpiError::Timeout,
+            GlpiError::InvalidResponse {
+                status: 404,
+                detail: m(),
+            },
+            GlpiError::Server {
+                status: 502,
+                retry_after: None,
+            },
+            GlpiError::Generic {
+                status: 400,
+                message: "API disabled".into(),
+            },
+            GlpiError::NotAllowedIp { message: m() },
+            GlpiError::WrongAppToken { message: m() },
+            GlpiError::AppTokenMissing { message: m() },
+            GlpiError::UserTokenRejected { message: m() },
+            GlpiError::LoginRejected { message: m() },
+            GlpiError::CredentialsLoginDisabled { message: m() },
+            GlpiError::LoginParametersMissing { message: m() },
+            GlpiError::Other {
+                status: 418,
+                code: "ERROR_X".into(),
+                message: m(),
+            },
+        ];
+        for err in errors {
+            let mut lines = Vec::new();
+            login_failure(&err, &mut lines);
+            let failed: Vec<_> = lines.iter().filter(|l| !l.ok).collect();
+            assert_eq!(failed.len(), 1, "{err:?}: {lines:?}");
+            assert!(std::ptr::eq(failed[0], lines.last().unwrap()), "{err:?}");
+            assert!(failed[0].fix.as_deref().is_some_and(|f| !f.is_empty()));
+        }
+        let mut lines = Vec::new();
+        login_failure(
+            &GlpiError::Generic {
+                status: 400,
+                message: "API disabled".into(),
+            },
+            &mut lines,
+        );
+        assert!(
+            lines
+                .last()
+                .unwrap()
+                .to_string()
+                .contains("enable the REST API")
+        );
+    }
+
+    #[test]
     fn unreachable_is_first_line() {
         let mut lines = Vec::new();
         login_failure(&GlpiError::Connect("refused".into()), &mut lines);

@@ -616,6 +616,15 @@ mod tests {
         let err = check(r).err().unwrap();
         assert_eq!(err.retry_after(), Some(Duration::from_secs(7)));
         assert!(err.is_retryable());
+        let mut r = reply(503, r#"["ERROR","maintenance"]"#);
+        r.headers.insert(
+            reqwest::header::RETRY_AFTER,
+            HeaderValue::from_static("120"),
+        );
+        let err = check(r).err().unwrap();
+        assert!(matches!(err, GlpiError::Server { status: 503, .. }));
+        assert_eq!(err.retry_after(), Some(Duration::from_secs(120)));
+        assert!(err.is_retryable());
         assert!(matches!(
             check(reply(
                 403,

@@ -68,6 +68,13 @@ async fn each_problem_is_one_failed_line(mode: GlpiVersion) {
     assert_eq!(lines.len(), 1);
     assert!(!lines[0].ok && lines[0].what == "reachable");
 
+    // Reachable but not a GLPI API (wrong path).
+    let mut wrong_path = config_for(&sim, "glpi");
+    wrong_path.base_url = format!("{}/not-glpi/apirest.php", sim.origin());
+    let lines = diagnose(&wrong_path, &Expectations::default()).await;
+    assert!(lines[0].ok && lines[0].what == "reachable", "{lines:?}");
+    assert!(!lines[1].ok && lines[1].what == "API enabled", "{lines:?}");
+
     let expect = Expectations {
         entity_id: Some(4242),
         category: Some("Missing category".into()),
