@@ -21,7 +21,7 @@ pub const ENV_PREFIX: &str = "TICKETBRIDGE_";
 
 const SECTIONS: [&str; 5] = ["server", "store", "engine", "targets", "sources"];
 const TARGET_KINDS: [&str; 2] = ["glpi", "itop"];
-const SOURCE_KINDS: [&str; 3] = ["events", "intake", "messaging"];
+const SOURCE_KINDS: &[&str] = &["events", "intake", "messaging", "chatwoot"];
 
 /// One thing wrong with the configuration, at a field path such as
 /// `sources.web.api_keys[0]`.
@@ -361,9 +361,11 @@ fn extract_source(
     mut value: Value,
     problems: &mut Vec<Problem>,
 ) -> Option<SourceConfig> {
-    let kind = take_kind(prefix, &mut value, &SOURCE_KINDS, problems)?;
+    let kind = take_kind(prefix, &mut value, SOURCE_KINDS, problems)?;
     match kind.as_str() {
         "events" => extract::<EventsSource>(prefix, value, problems).map(SourceConfig::Events),
+        "chatwoot" => extract::<crate::sources::ChatwootSource>(prefix, value, problems)
+            .map(SourceConfig::Chatwoot),
         "intake" => extract::<crate::sources::IntakeSource>(prefix, value, problems)
             .map(SourceConfig::Intake),
         "messaging" => extract::<crate::sources::MessagingSource>(prefix, value, problems)

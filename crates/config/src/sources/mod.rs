@@ -5,7 +5,10 @@ mod intake;
 mod itop;
 mod messaging;
 
-pub use chatwoot::ChatwootSource;
+pub use chatwoot::{
+    CategorySetting, ChatwootSource, ClosedTicketPolicy, RepliesAs, TITLE_PLACEHOLDERS,
+    check_title_template,
+};
 pub use intake::{IntakeSource, UnknownTaxIdPolicy};
 pub use itop::ItopSource;
 pub use messaging::{MessagingSource, OpenOn};

@@ -1,0 +1,421 @@
+//! Messages → followups: customer messages become public followups from the
+//! requester, agent replies followups by the agent's user (when one has
+//! the agent's email), private notes private followups, attachments
+//! documents on the followup. One link per message id, so nothing is
+//! copied twice.
+
+use chatwoot::{Attachment, Message, MessageEvent, MessageType, SenderKind};
+use config::sources::ClosedTicketPolicy;
+use flows::helpdesk::{NewFollowup, PersonKind, TicketStatus};
+use serde_json::json;
+
+use crate::error::{SyncError, SyncResult};
+use crate::links::{IN_DESCRIPTION, NOT_COPIED, TicketLink};
+use crate::source::SourceSync;
+use crate::text::fingerprint;
+
+/// A Chatwoot message, from a webhook body or an API answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatMessage {
+    pub id: u64,
+    pub conversation_id: u64,
+    pub content: String,
+    pub message_type: MessageType,
+    pub private: bool,
+    pub content_type: Option<String>,
+    pub sender_kind: Option<SenderKind>,
+    pub sender_id: Option<u64>,
+    pub sender_name: Option<String>,
+    pub sender_email: Option<String>,
+    pub source_id: Option<String>,
+    pub attachments: Vec<Attachment>,
+}
+
+impl ChatMessage {
+    pub fn from_event(event: &MessageEvent) -> Option<Self> {
+        Some(Self {
+            id: event.id,
+            conversation_id: event.conversation_id()?,
+            content: event.content.clone().unwrap_or_default(),
+            message_type: event.message_type,
+            private: event.private,
+            content_type: event.content_type.clone(),
+            sender_kind: event.sender_kind(),
+            sender_id: event.sender.as_ref().map(|s| s.id),
+            sender_name: event
+                .sender
+                .as_ref()
+                .and_then(|s| s.available_name.clone().or_else(|| s.name.clone())),
+            sender_email: event.sender.as_ref().and_then(|s| s.email.clone()),
+            source_id: event.source_id.clone(),
+            attachments: event.attachments.clone(),
+        })
+    }
+
+    pub fn from_api(message: &Message, conversation_id: u64) -> Self {
+        let kind = match (&message.sender, message.sender_type.as_deref()) {
+            (Some(sender), _) if sender.sender_type.is_some() => Some(sender.kind()),
+            (_, Some("Contact")) => Some(SenderKind::Contact),
+            (_, Some("User")) => Some(SenderKind::User),
+            (_, Some("AgentBot")) => Some(SenderKind::AgentBot),
+            (Some(sender), _) => Some(sender.kind()),
+            (None, _) if message.message_type == MessageType::Incoming => Some(SenderKind::Contact),
+            _ => None,
+        };
+        Self {
+            id: message.id,
+            conversation_id: message.conversation_id.unwrap_or(conversation_id),
+            content: message.content.clone().unwrap_or_default(),
+            message_type: message.message_type,
+            private: message.private,
+            content_type: message.content_type.clone(),
+            sender_kind: kind,
+            sender_id: message.sender.as_ref().map(|s| s.id).or(message.sender_id),
+            sender_name: message
+                .sender
+                .as_ref()
+                .and_then(|s| s.available_name.clone().or_else(|| s.name.clone())),
+            sender_email: message.sender.as_ref().and_then(|s| s.email.clone()),
+            source_id: message.source_id.clone(),
+            attachments: message.attachments.clone(),
+        }
+    }
+
+    pub fn is_incoming(&self) -> bool {
+        self.message_type == MessageType::Incoming
+    }
+
+    /// Worth a followup: a customer message, an agent reply or a note with
+    /// text or files (no activity, template or CSAT message).
+    pub fn is_copyable(&self) -> bool {
+        matches!(
+            self.message_type,
+            MessageType::Incoming | MessageType::Outgoing
+        ) && self.content_type.as_deref() != Some("input_csat")
+            && (!self.content.trim().is_empty() || !self.attachments.is_empty())
+    }
+}
+
+impl SourceSync {
+    /// Every message of a conversation, oldest first (pages of 100).
+    pub(crate) async fn all_messages(&self, conversation_id: u64) -> SyncResult<Vec<ChatMessage>> {
+        let mut all = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = self
+                .chatwoot
+                .list_messages(conversation_id, Some(after))
+                .await?;
+            let count = page.len();
+            let Some(last) = page.last().map(|m| m.id) else {
+                break;
+            };
+            all.extend(
+                page.iter()
+                    .map(|m| ChatMessage::from_api(m, conversation_id)),
+            );
+            if count < 100 || last <= after {
+                break;
+            }
+            after = last;
+        }
+        Ok(all)
+    }
+
+    /// message_created.
+    pub(crate) async fn on_message_created(&self, event: &MessageEvent) -> SyncResult<()> {
+        let message = ChatMessage::from_event(event)
+            .ok_or_else(|| SyncError::Invalid("message_created without a conversation".into()))?;
+        if let (Some(SenderKind::User), Some(id), Some(email)) = (
+            message.sender_kind,
+            message.sender_id,
+            message.sender_email.as_deref(),
+        ) {
+            self.learn_agent(id, email).await?;
+        }
+        if !message.is_copyable() {
+            return Ok(());
+        }
+        if self.is_own_message(&message).await? {
+            tracing::debug!(source = %self.name, message = message.id, "echo of the bridge's own message dropped");
+            return Ok(());
+        }
+        match self.links.ticket(message.conversation_id).await? {
+            Some(link) if link.linked => self.copy_message(&message, &link).await,
+            // No ticket yet: create it from the conversation's messages (the
+            // first customer message, whatever order webhooks arrive in);
+            // creation copies every message not in the description.
+            _ => {
+                self.ensure_ticket(message.conversation_id, event.conversation.as_ref())
+                    .await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// message_updated: only a deletion matters (a private note says so).
+    pub(crate) async fn on_message_updated(&self, event: &MessageEvent) -> SyncResult<()> {
+        if !event.is_deleted() {
+            return Ok(());
+        }
+        let Some((Some(target_id), true, data)) = self.links.message(event.id).await? else {
+            return Ok(());
+        };
+        let Ok(followup) = target_id.parse::<i64>() else {
+            return Ok(());
+        };
+        let Some(ticket) = data.get("ticket").and_then(serde_json::Value::as_i64) else {
+            return Ok(());
+        };
+        let marker = format!("deleted:{}", event.id);
+        if self
+            .store
+            .kv_get(&self.links.chatwoot, &marker)
+            .await?
+            .is_some()
+        {
+            return Ok(());
+        }
+        let note =
+            format!("The Chatwoot message copied in followup #{followup} was deleted in Chatwoot.");
+        self.remember_followup_text(ticket, &note).await?;
+        let id = self
+            .helpdesk
+            .add_followup(
+                ticket,
+                &NewFollowup {
+                    content: note,
+                    private: true,
+                    author: None,
+                    attachments: Vec::new(),
+                },
+            )
+            .await?;
+        self.remember_followup(id).await?;
+        self.store
+            .kv_put(&self.links.chatwoot, &marker, &json!({"followup": id}))
+            .await?;
+        Ok(())
+    }
+
+    /// Copies every message of the conversation that has no link yet
+    /// (ticket creation, repair after a lost webhook).
+    pub(crate) async fn copy_backlog(
+        &self,
+        link: &TicketLink,
+        messages: &[ChatMessage],
+    ) -> SyncResult<()> {
+        for message in messages {
+            if !message.is_copyable() || self.is_own_message(message).await? {
+                continue;
+            }
+            if matches!(self.links.message(message.id).await?, Some((_, true, _))) {
+                continue;
+            }
+            // A closed-ticket policy may replace the ticket: re-read the link.
+            let current = match self.links.ticket(message.conversation_id).await? {
+                Some(current) if current.linked => current,
+                _ => link.clone(),
+            };
+            self.copy_message(message, &current).await?;
+        }
+        Ok(())
+    }
+
+    /// Copies one message into the conversation's ticket, unless done
+    /// already; customer messages on a closed ticket follow the policy.
+    pub(crate) async fn copy_message(
+        &self,
+        message: &ChatMessage,
+        link: &TicketLink,
+    ) -> SyncResult<()> {
+        let Some(ticket) = link.ticket() else {
+            return Ok(());
+        };
+        let existing = self.links.message(message.id).await?;
+        if matches!(existing, Some((_, true, _))) {
+            return Ok(());
+        }
+        if message.is_incoming()
+            && self.ticket_status(message.conversation_id, link).await?
+                == Some(TicketStatus::Closed)
+        {
+            match self.settings.closed_ticket_policy {
+                ClosedTicketPolicy::NewTicket => {
+                    return self.replace_closed_ticket(message, link).await;
+                }
+                ClosedTicketPolicy::Reopen => {
+                    self.helpdesk
+                        .set_status(ticket, TicketStatus::Assigned, None)
+                        .await?;
+                    let mut state = link.state.clone();
+                    state.ticket_status = Some(TicketStatus::Assigned);
+                    self.links
+                        .put_ticket(message.conversation_id, Some(ticket), &state)
+                        .await?;
+                }
+                ClosedTicketPolicy::Ignore => {
+                    self.links
+                        .put_message(
+                            message.id,
+                            Some(NOT_COPIED.into()),
+                            json!({"ticket": ticket}),
+                        )
+                        .await?;
+                    return Ok(());
+                }
+            }
+        }
+        if !self.settings.sync_messages {
+            return Ok(());
+        }
+        self.write_followup(message, ticket, existing.map(|(_, _, data)| data))
+            .await
+    }
+
+    async fn write_followup(
+        &self,
+        message: &ChatMessage,
+        ticket: i64,
+        pending: Option<serde_json::Value>,
+    ) -> SyncResult<()> {
+        let (author, prefix) = self.followup_author(message).await?;
+        let (attachments, notes) = self.download_attachments(&message.attachments).await?;
+        let mut content = message.content.trim().to_owned();
+        if let Some(prefix) = prefix {
+            content = format!("{prefix}: {content}");
+        }
+        for note in notes {
+            content.push_str(&format!("\n{note}"));
+        }
+        if content.trim().is_empty() {
+            content = "(attachment)".to_owned();
+        }
+        // A previous attempt may have written it before the crash: adopt it.
+        if let Some(data) = pending
+            && data.get("ticket").and_then(serde_json::Value::as_i64) == Some(ticket)
+        {
+            let wanted = fingerprint(&content);
+            for followup in self.helpdesk.followups(ticket).await? {
+                if fingerprint(&followup.content) == wanted
+                    && self
+                        .links
+                        .store
+                        .is_own_write(
+                            &format!("target:{}", self.helpdesk.name()),
+                            &format!("ticket:{ticket}"),
+                            &wanted,
+                        )
+                        .await?
+                {
+                    self.remember_followup(followup.id).await?;
+                    self.links
+                        .put_message(
+                            message.id,
+                            Some(followup.id.to_string()),
+                            json!({"ticket": ticket}),
+                        )
+                        .await?;
+                    return Ok(());
+                }
+            }
+        }
+        self.links
+            .put_message(message.id, None, json!({"ticket": ticket}))
+            .await?;
+        self.remember_followup_text(ticket, &content).await?;
+        let id = self
+            .helpdesk
+            .add_followup(
+                ticket,
+                &NewFollowup {
+                    content,
+                    private: message.private,
+                    author,
+                    attachments,
+                },
+            )
+            .await?;
+        self.remember_followup(id).await?;
+        self.links
+            .put_message(message.id, Some(id.to_string()), json!({"ticket": ticket}))
+            .await?;
+        tracing::debug!(source = %self.name, message = message.id, ticket, followup = id, "message copied");
+        Ok(())
+    }
+
+    /// Who the followup is written as, and a name prefix when nobody in
+    /// the target stands for the writer.
+    async fn followup_author(
+        &self,
+        message: &ChatMessage,
+    ) -> SyncResult<(Option<i64>, Option<String>)> {
+        if message.is_incoming() {
+            let contact = match message.sender_id {
+                Some(id) => self.links.contact(id).await?,
+                None => None,
+            };
+            return Ok((
+                contact.and_then(|(id, kind)| (kind == PersonKind::User).then_some(id)),
+                None,
+            ));
+        }
+        let name = message
+            .sender_name
+            .clone()
+            .unwrap_or_else(|| "Chatwoot".to_owned());
+        if message.sender_kind == Some(SenderKind::User)
+            && let Some(agent) = message.sender_id
+            && let Some(user) = self
+                .agent_user(agent, message.sender_email.as_deref())
+                .await?
+        {
+            return Ok((Some(user), None));
+        }
+        Ok((None, Some(format!("{name} (Chatwoot)"))))
+    }
+
+    /// The ticket's status: the stored one while it is open, else asked.
+    pub(crate) async fn ticket_status(
+        &self,
+        conversation_id: u64,
+        link: &TicketLink,
+    ) -> SyncResult<Option<TicketStatus>> {
+        let Some(ticket) = link.ticket() else {
+            return Ok(None);
+        };
+        let stored = link.state.ticket_status;
+        let trust = stored.is_some_and(TicketStatus::is_open)
+            && link.state.conversation_status.as_deref() != Some("resolved");
+        if trust {
+            return Ok(stored);
+        }
+        let current = self.helpdesk.ticket(ticket).await?.map(|t| t.status);
+        if current != stored {
+            let mut state = link.state.clone();
+            state.ticket_status = current;
+            self.links
+                .put_ticket(conversation_id, Some(ticket), &state)
+                .await?;
+        }
+        Ok(current)
+    }
+
+    /// Marks the messages a ticket description was made of.
+    pub(crate) async fn mark_in_description(
+        &self,
+        ticket: i64,
+        messages: &[&ChatMessage],
+    ) -> SyncResult<()> {
+        for message in messages {
+            self.links
+                .put_message(
+                    message.id,
+                    Some(IN_DESCRIPTION.into()),
+                    json!({"ticket": ticket}),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,230 @@
+//! Target → Chatwoot. The poller asks the target once per cycle for the
+//! tickets changed since its cursor and, for each ticket linked to a
+//! conversation of this source, enqueues a job in that conversation's order
+//! which copies new public followups written by target users (not by the
+//! bridge, not by the requester) as outgoing messages — or private notes
+//! when configured or when the channel cannot reply — and resolves the
+//! conversation when the ticket is solved or closed.
+
+use chatwoot::{ConversationStatus, NewMessage, SenderKind};
+use config::sources::RepliesAs;
+use flows::helpdesk::{PersonKind, TicketStatus};
+use serde_json::json;
+use store::NewJob;
+
+use crate::error::SyncResult;
+use crate::jobs::ticket_changed_job;
+use crate::source::{SOURCE_ID_PREFIX, SourceSync};
+use crate::text::{fingerprint, html_to_text};
+
+impl SourceSync {
+    /// One poll: the jobs to enqueue for linked tickets that changed.
+    pub(crate) async fn poll_once(&self) -> SyncResult<Vec<NewJob>> {
+        let name = self.cursor_name();
+        let Some(cursor) = self.store.cursor(&name).await? else {
+            // No ticket created yet: nothing to look at.
+            return Ok(Vec::new());
+        };
+        let changed = self.helpdesk.changed_since(&cursor).await?;
+        let mut jobs = Vec::new();
+        let mut newest = cursor.clone();
+        for ticket in &changed {
+            if ticket.updated_at > newest {
+                newest = ticket.updated_at.clone();
+            }
+            let Some(conversation) = self.links.conversation_of(ticket.id).await? else {
+                continue;
+            };
+            let link = self.links.ticket(conversation).await?;
+            let seen = link.and_then(|l| l.state.seen_updated_at);
+            if seen.as_deref() == Some(ticket.updated_at.as_str()) {
+                continue;
+            }
+            jobs.push(ticket_changed_job(
+                &self.name,
+                self.target(),
+                conversation,
+                ticket.id,
+            ));
+        }
+        if newest != cursor {
+            self.store.set_cursor(&name, &newest).await?;
+        }
+        Ok(jobs)
+    }
+
+    /// A linked ticket changed: copy its new replies and its solved state.
+    pub(crate) async fn on_ticket_changed(
+        &self,
+        conversation_id: u64,
+        ticket_id: i64,
+    ) -> SyncResult<()> {
+        let Some(link) = self.links.ticket(conversation_id).await? else {
+            return Ok(());
+        };
+        if link.ticket() != Some(ticket_id) {
+            // The conversation moved on to a newer ticket.
+            return Ok(());
+        }
+        let Some(ticket) = self.helpdesk.ticket(ticket_id).await? else {
+            return Ok(());
+        };
+        let conversation = match self.chatwoot.get_conversation(conversation_id).await {
+            Ok(c) => Some(c),
+            Err(error) if error.is_retryable() => return Err(error.into()),
+            Err(error) => {
+                tracing::warn!(source = %self.name, conversation = conversation_id, %error, "conversation not readable; replies not copied");
+                None
+            }
+        };
+        let requester = match conversation.as_ref().and_then(|c| c.contact_id()) {
+            Some(contact) => self
+                .links
+                .contact(contact)
+                .await?
+                .and_then(|(id, kind)| (kind == PersonKind::User).then_some(id)),
+            None => None,
+        };
+        let followups = self.helpdesk.followups(ticket_id).await?;
+        for followup in followups {
+            if followup.private {
+                continue;
+            }
+            if matches!(self.links.reply(followup.id).await?, Some((_, true))) {
+                continue;
+            }
+            if self.links_message_followup(followup.id).await? {
+                continue;
+            }
+            if self
+                .is_own_followup(ticket_id, followup.id, &followup.content)
+                .await?
+            {
+                continue;
+            }
+            if requester.is_some() && followup.author == requester {
+                continue;
+            }
+            let text = html_to_text(&followup.content);
+            if text.is_empty() {
+                continue;
+            }
+            if conversation.is_none() {
+                continue;
+            }
+            let can_reply = conversation
+                .as_ref()
+                .and_then(|c| c.can_reply)
+                .unwrap_or(true);
+            self.post_reply(conversation_id, followup.id, &text, can_reply)
+                .await?;
+        }
+        let mut state = match self.links.ticket(conversation_id).await? {
+            Some(l) => l.state,
+            None => link.state,
+        };
+        let was_open = state.ticket_status.is_none_or(TicketStatus::is_open);
+        if !ticket.status.is_open()
+            && was_open
+            && state.conversation_status.as_deref() != Some("resolved")
+        {
+            // Stored first: the status webhooks echoing this change then
+            // match the stored state and write nothing back.
+            state.conversation_status = Some("resolved".into());
+            state.ticket_status = Some(ticket.status);
+            self.links
+                .put_ticket(conversation_id, Some(ticket_id), &state)
+                .await?;
+            self.chatwoot
+                .toggle_status(conversation_id, ConversationStatus::Resolved, None)
+                .await?;
+            tracing::info!(source = %self.name, conversation = conversation_id, ticket = ticket_id, "conversation resolved from the ticket");
+        }
+        state.ticket_status = Some(ticket.status);
+        state.seen_updated_at = Some(ticket.updated_at.clone());
+        self.links
+            .put_ticket(conversation_id, Some(ticket_id), &state)
+            .await?;
+        Ok(())
+    }
+
+    /// Whether a followup is one the bridge wrote for a Chatwoot message
+    /// (found through the reverse of the message links).
+    async fn links_message_followup(&self, followup: i64) -> SyncResult<bool> {
+        let links = self
+            .store
+            .links_to(
+                crate::links::MESSAGE,
+                &self.links.target,
+                &followup.to_string(),
+            )
+            .await?;
+        Ok(links.iter().any(|l| l.source_system == self.links.chatwoot))
+    }
+
+    async fn post_reply(
+        &self,
+        conversation_id: u64,
+        followup: i64,
+        text: &str,
+        can_reply: bool,
+    ) -> SyncResult<()> {
+        let as_note = self.settings.glpi_replies_as == RepliesAs::PrivateNote || !can_reply;
+        // An earlier attempt may have posted it before the crash: adopt it.
+        if matches!(self.links.reply(followup).await?, Some((_, false))) {
+            let wanted = fingerprint(text);
+            let posted = self
+                .all_messages(conversation_id)
+                .await?
+                .into_iter()
+                .find(|m| {
+                    !m.is_incoming()
+                        && m.sender_kind != Some(SenderKind::User)
+                        && fingerprint(&m.content) == wanted
+                });
+            if let Some(posted) = posted {
+                self.remember_message(posted.id).await?;
+                self.links
+                    .put_reply(
+                        followup,
+                        Some(posted.id),
+                        json!({"conversation": conversation_id}),
+                    )
+                    .await?;
+                return Ok(());
+            }
+        }
+        self.links
+            .put_reply(followup, None, json!({"conversation": conversation_id}))
+            .await?;
+        self.remember_message_text(conversation_id, text).await?;
+        let marker = format!("{SOURCE_ID_PREFIX}followup:{followup}");
+        let message = if as_note {
+            NewMessage::private_note(text).with_source_id(marker.clone())
+        } else {
+            NewMessage::outgoing(text)
+        };
+        let posted = match self
+            .chatwoot
+            .create_message(conversation_id, &message)
+            .await
+        {
+            Ok(posted) => posted,
+            Err(error) if error.is_channel_cannot_reply() => {
+                let note = NewMessage::private_note(text).with_source_id(marker);
+                self.chatwoot.create_message(conversation_id, &note).await?
+            }
+            Err(error) => return Err(error.into()),
+        };
+        self.remember_message(posted.id).await?;
+        self.links
+            .put_reply(
+                followup,
+                Some(posted.id),
+                json!({"conversation": conversation_id}),
+            )
+            .await?;
+        tracing::debug!(source = %self.name, conversation = conversation_id, followup, message = posted.id, "reply copied to Chatwoot");
+        Ok(())
+    }
+}

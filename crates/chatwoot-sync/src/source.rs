@@ -1,0 +1,288 @@
+//! One configured Chatwoot source: its settings, its Chatwoot client, its
+//! target and its records. The synchronisation steps are `impl SourceSync`
+//! blocks in the sibling modules.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chatwoot::{ChatwootClient, ChatwootConfig, SenderKind};
+use config::sources::ChatwootSource;
+use flows::Helpdesk;
+use serde_json::Value;
+use store::Store;
+
+use crate::error::{SyncError, SyncResult};
+use crate::links::Links;
+use crate::messages::ChatMessage;
+use crate::text::fingerprint;
+
+/// Custom-attribute keys the bridge writes on conversations.
+pub const CONVERSATION_KEYS: [&str; 2] = ["glpi_ticket_id", "glpi_ticket_url"];
+/// Custom-attribute keys the bridge writes on contacts.
+pub const CONTACT_KEYS: [&str; 2] = ["glpi_user_id", "glpi_contact_id"];
+/// Every custom-attribute key the bridge writes (their changes are noise).
+pub const OWN_KEYS: [&str; 4] = [
+    "glpi_ticket_id",
+    "glpi_ticket_url",
+    "glpi_user_id",
+    "glpi_contact_id",
+];
+/// `source_id` prefix of the private notes the bridge posts.
+pub const SOURCE_ID_PREFIX: &str = "ticketbridge:";
+/// Fingerprint of "the bridge wrote this object".
+const BY_BRIDGE: &str = "bridge";
+
+/// The synchronisation of one Chatwoot account with one target.
+pub struct SourceSync {
+    pub(crate) name: String,
+    pub(crate) settings: ChatwootSource,
+    pub(crate) helpdesk: Arc<dyn Helpdesk>,
+    pub(crate) chatwoot: ChatwootClient,
+    pub(crate) links: Links,
+    pub(crate) store: Store,
+    /// Attachment downloads (own timeout, redirects followed).
+    pub(crate) http: reqwest::Client,
+    category: tokio::sync::OnceCell<Option<i64>>,
+    contact_locks: parking_lot::Mutex<HashMap<u64, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl SourceSync {
+    /// Builds the source; no network call is made.
+    pub fn new(
+        name: &str,
+        settings: ChatwootSource,
+        helpdesk: Arc<dyn Helpdesk>,
+        store: Store,
+    ) -> SyncResult<Self> {
+        let chatwoot = ChatwootClient::new(ChatwootConfig {
+            base_url: settings.url.clone(),
+            api_access_token: settings.api_access_token.clone(),
+            account_id: settings.account_id,
+            timeout: settings.timeout,
+        })?;
+        let http = reqwest::Client::builder()
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout)
+            .redirect(reqwest::redirect::Policy::limited(5))
+            .build()
+            .map_err(|e| SyncError::Invalid(format!("attachment HTTP client: {e}")))?;
+        let links = Links::new(store.clone(), name, helpdesk.name());
+        Ok(Self {
+            name: name.to_owned(),
+            settings,
+            helpdesk,
+            chatwoot,
+            links,
+            store,
+            http,
+            category: tokio::sync::OnceCell::new(),
+            contact_locks: parking_lot::Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn settings(&self) -> &ChatwootSource {
+        &self.settings
+    }
+
+    /// The target's name (its job queue).
+    pub fn target(&self) -> &str {
+        self.helpdesk.name()
+    }
+
+    /// True when the inbox filter lets this inbox through.
+    pub fn allows_inbox(&self, inbox: Option<u64>) -> bool {
+        self.settings.inboxes.is_empty()
+            || inbox.is_some_and(|id| self.settings.inboxes.contains(&id))
+    }
+
+    /// The configured category, resolved by name once.
+    pub(crate) async fn category(&self) -> SyncResult<Option<i64>> {
+        use config::sources::CategorySetting;
+        let found = self
+            .category
+            .get_or_try_init(|| async {
+                match &self.settings.category {
+                    None => Ok::<_, SyncError>(None),
+                    Some(CategorySetting::Id(id)) => Ok(Some(*id)),
+                    Some(CategorySetting::Name(name)) => {
+                        let id = self.helpdesk.find_category(name).await?;
+                        if id.is_none() {
+                            tracing::warn!(source = %self.name, category = %name, "category not found in the target; tickets get none");
+                        }
+                        Ok(id)
+                    }
+                }
+            })
+            .await?;
+        Ok(*found)
+    }
+
+    /// Serialises work on one contact inside this process (contact events
+    /// and conversation jobs may resolve the same contact at once).
+    pub(crate) fn contact_lock(&self, contact_id: u64) -> Arc<tokio::sync::Mutex<()>> {
+        self.contact_locks
+            .lock()
+            .entry(contact_id)
+            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(())))
+            .clone()
+    }
+
+    // ---- loop prevention ---------------------------------------------------
+
+    fn target_system(&self) -> String {
+        format!("target:{}", self.helpdesk.name())
+    }
+
+    /// Before writing `text` to a ticket: its echo will be recognised even
+    /// if the process dies before the followup id is known.
+    pub(crate) async fn remember_followup_text(&self, ticket: i64, text: &str) -> SyncResult<()> {
+        self.store
+            .remember_write(
+                &self.target_system(),
+                &format!("ticket:{ticket}"),
+                &fingerprint(text),
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn remember_followup(&self, followup: i64) -> SyncResult<()> {
+        self.store
+            .remember_write(
+                &self.target_system(),
+                &format!("followup:{followup}"),
+                BY_BRIDGE,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Whether a target followup was written by the bridge.
+    pub(crate) async fn is_own_followup(
+        &self,
+        ticket: i64,
+        followup: i64,
+        text: &str,
+    ) -> SyncResult<bool> {
+        let system = self.target_system();
+        Ok(self
+            .store
+            .is_own_write(&system, &format!("followup:{followup}"), BY_BRIDGE)
+            .await?
+            || self
+                .store
+                .is_own_write(&system, &format!("ticket:{ticket}"), &fingerprint(text))
+                .await?)
+    }
+
+    /// Before posting `text` in a conversation.
+    pub(crate) async fn remember_message_text(
+        &self,
+        conversation: u64,
+        text: &str,
+    ) -> SyncResult<()> {
+        self.store
+            .remember_write(
+                &self.links.chatwoot,
+                &format!("conversation:{conversation}"),
+                &fingerprint(text),
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn remember_message(&self, message: u64) -> SyncResult<()> {
+        self.store
+            .remember_write(
+                &self.links.chatwoot,
+                &format!("message:{message}"),
+                BY_BRIDGE,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Whether a Chatwoot message is the echo of the bridge's own post.
+    /// Customer (incoming) messages never are.
+    pub(crate) async fn is_own_message(&self, message: &ChatMessage) -> SyncResult<bool> {
+        if message.sender_kind == Some(SenderKind::Contact) || message.is_incoming() {
+            return Ok(false);
+        }
+        if message
+            .source_id
+            .as_deref()
+            .is_some_and(|s| s.starts_with(SOURCE_ID_PREFIX))
+        {
+            return Ok(true);
+        }
+        let system = &self.links.chatwoot;
+        Ok(self
+            .store
+            .is_own_write(system, &format!("message:{}", message.id), BY_BRIDGE)
+            .await?
+            || self
+                .store
+                .is_own_write(
+                    system,
+                    &format!("conversation:{}", message.conversation_id),
+                    &fingerprint(&message.content),
+                )
+                .await?)
+    }
+
+    // ---- agents --------------------------------------------------------------
+
+    fn agents_namespace(&self) -> String {
+        format!("{}:agents", self.links.chatwoot)
+    }
+
+    /// Remembers an agent's email (webhook senders carry it, API ones do not).
+    pub(crate) async fn learn_agent(&self, agent_id: u64, email: &str) -> SyncResult<()> {
+        let ns = self.agents_namespace();
+        let key = agent_id.to_string();
+        let known = self.store.kv_get(&ns, &key).await?;
+        if known.as_ref().and_then(Value::as_str) != Some(email) {
+            self.store
+                .kv_put(&ns, &key, &Value::String(email.to_owned()))
+                .await?;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn agent_email(&self, agent_id: u64) -> SyncResult<Option<String>> {
+        Ok(self
+            .store
+            .kv_get(&self.agents_namespace(), &agent_id.to_string())
+            .await?
+            .and_then(|v| v.as_str().map(str::to_owned)))
+    }
+
+    /// The target user of a Chatwoot agent, matched by email.
+    pub(crate) async fn agent_user(
+        &self,
+        agent_id: u64,
+        email: Option<&str>,
+    ) -> SyncResult<Option<i64>> {
+        let email = match email {
+            Some(email) => Some(email.to_owned()),
+            None => self.agent_email(agent_id).await?,
+        };
+        let Some(email) = email.filter(|e| e.contains('@')) else {
+            return Ok(None);
+        };
+        let person = self
+            .helpdesk
+            .find_person(&flows::helpdesk::PersonQuery {
+                email: Some(email),
+                phone: None,
+            })
+            .await?;
+        Ok(person
+            .filter(|p| p.kind == flows::helpdesk::PersonKind::User)
+            .map(|p| p.id))
+    }
+}

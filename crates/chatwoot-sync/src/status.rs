@@ -1,0 +1,80 @@
+//! Conversation status → ticket status: resolved → solved (with the
+//! solution text), open again → in progress (GLPI 2), pending or snoozed →
+//! waiting (GLPI 4). The status the ticket reflects is stored, so a webhook
+//! repeating it (conversation_status_changed carries no diff, and the
+//! bridge's own status changes echo back) writes nothing.
+
+use chatwoot::{Conversation, ConversationStatus};
+use config::sources::ClosedTicketPolicy;
+use flows::helpdesk::TicketStatus;
+
+use crate::error::SyncResult;
+use crate::source::SourceSync;
+
+impl SourceSync {
+    pub(crate) async fn on_conversation_status(
+        &self,
+        conversation: &Conversation,
+    ) -> SyncResult<()> {
+        let Some(status) = conversation.status else {
+            return Ok(());
+        };
+        self.apply_status(conversation.id, status).await
+    }
+
+    pub(crate) async fn apply_status(
+        &self,
+        conversation_id: u64,
+        status: ConversationStatus,
+    ) -> SyncResult<()> {
+        let Some(link) = self.links.ticket(conversation_id).await? else {
+            return Ok(());
+        };
+        let Some(ticket) = link.ticket() else {
+            return Ok(());
+        };
+        if status == ConversationStatus::Unknown
+            || link.state.conversation_status.as_deref() == Some(status.as_str())
+        {
+            return Ok(());
+        }
+        let current = self
+            .helpdesk
+            .ticket(ticket)
+            .await?
+            .map(|t| t.status)
+            .unwrap_or(TicketStatus::New);
+        let wanted = match status {
+            ConversationStatus::Resolved if current.is_open() => Some(TicketStatus::Solved),
+            ConversationStatus::Open => match current {
+                TicketStatus::Solved | TicketStatus::Waiting => Some(TicketStatus::Assigned),
+                TicketStatus::Closed
+                    if self.settings.closed_ticket_policy == ClosedTicketPolicy::Reopen =>
+                {
+                    Some(TicketStatus::Assigned)
+                }
+                _ => None,
+            },
+            ConversationStatus::Pending | ConversationStatus::Snoozed
+                if current.is_open() && current != TicketStatus::Waiting =>
+            {
+                Some(TicketStatus::Waiting)
+            }
+            _ => None,
+        };
+        let mut state = link.state.clone();
+        state.ticket_status = Some(current);
+        if let Some(wanted) = wanted {
+            let note =
+                (wanted == TicketStatus::Solved).then_some(self.settings.solution_text.as_str());
+            self.helpdesk.set_status(ticket, wanted, note).await?;
+            state.ticket_status = Some(wanted);
+            tracing::info!(source = %self.name, conversation = conversation_id, ticket, status = wanted.as_word(), "ticket status changed");
+        }
+        state.conversation_status = Some(status.as_str().to_owned());
+        self.links
+            .put_ticket(conversation_id, Some(ticket), &state)
+            .await?;
+        Ok(())
+    }
+}
