@@ -190,6 +190,10 @@ pub struct ItopTarget {
     pub token: Option<SecretString>,
     #[serde(default = "default_target_timeout", with = "humantime_serde")]
     pub timeout: Duration,
+    /// Organization attribute holding the tax id (CNPJ, ...); default `code`.
+    pub tax_id_field: Option<String>,
+    /// Web root used in ticket links, when it differs from `url`.
+    pub web_url: Option<Url>,
 }
 
 /// `[sources.<name>]`: an inbound channel. Every kind names its `target`.

@@ -8,6 +8,7 @@
 pub mod glpi;
 pub mod helpdesk;
 pub mod identity;
+pub mod itop;
 pub mod targets;
 
 pub use helpdesk::{Helpdesk, HelpdeskError, HelpdeskResult};

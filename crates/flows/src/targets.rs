@@ -2,6 +2,7 @@
 
 use crate::glpi::{GlpiHelpdesk, GlpiTargetOptions};
 use crate::helpdesk::Helpdesk;
+use crate::itop::{ItopHelpdesk, ItopTargetOptions};
 use config::{Config, TargetConfig};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -77,6 +78,16 @@ impl Targets {
                     itop_config.timeout = t.timeout;
                     let client =
                         itop::ItopClient::new(itop_config).map_err(|e| fail(e.to_string()))?;
+                    let helpdesk = ItopHelpdesk::new(
+                        name.clone(),
+                        client.clone(),
+                        ItopTargetOptions {
+                            tax_id_field: t.tax_id_field.clone().unwrap_or_else(|| "code".into()),
+                            web_url: t.web_url.as_ref().map(|u| u.to_string()),
+                            default_org: None,
+                        },
+                    );
+                    targets.add_helpdesk(name, Arc::new(helpdesk));
                     targets.itop.insert(name.clone(), client);
                 }
             }
@@ -118,7 +129,11 @@ impl Targets {
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.helpdesks
             .keys()
-            .chain(self.itop.keys())
+            .chain(
+                self.itop
+                    .keys()
+                    .filter(|k| !self.helpdesks.contains_key(*k)),
+            )
             .map(String::as_str)
     }
 

@@ -10,5 +10,5 @@ pub use chatwoot::{
     check_title_template,
 };
 pub use intake::{IntakeSource, UnknownTaxIdPolicy};
-pub use itop::ItopSource;
+pub use itop::{ExternalDefaults, ITOP_STATES, InternalDefaults, ItopSource, default_status_map};
 pub use messaging::{MessagingSource, OpenOn};

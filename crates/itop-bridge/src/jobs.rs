@@ -1,0 +1,308 @@
+//! The bridge's job handlers: `itop.webhook` (echo checks, pair lookup),
+//! `itop.sync` (one pair, ordered per pair) and `itop.reconcile` (the
+//! self-rescheduling sweep over every linked pair).
+
+use std::sync::Arc;
+
+use engine::{Handler, JobError};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use store::{Job, LinkFilter, NewAudit, NewJob, Store};
+
+use crate::context::{Bridge, Bridges, TICKET_LINK};
+use crate::error::BridgeError;
+use crate::fingerprint::{DELETED, attachment_hash, bucket_of, ticket_state};
+use crate::pair::{PairOutcome, PairSync};
+use crate::side::Side;
+use crate::webhook::{Webhook, next_generation};
+
+pub const SYNC_JOB: &str = "itop.sync";
+pub const RECONCILE_JOB: &str = "itop.reconcile";
+
+/// The `itop.sync` job of a pair (debounced: one pending per pair).
+pub fn sync_job(bridge: &Bridge, external_id: u64, origin: Option<Side>) -> NewJob {
+    NewJob::new(
+        bridge.queue(),
+        SYNC_JOB,
+        bridge.pair_key(external_id),
+        json!({"source": bridge.source, "external_id": external_id, "origin": origin}),
+    )
+    .unique_key(format!("{SYNC_JOB}:{}:{external_id}", bridge.source))
+    .max_attempts(bridge.max_attempts)
+}
+
+/// The next `itop.reconcile` run of a bridge (one pending per bridge).
+pub fn reconcile_job(bridge: &Bridge, run_at: i64) -> NewJob {
+    NewJob::new(
+        bridge.queue(),
+        RECONCILE_JOB,
+        format!("itop:{}:reconcile", bridge.source),
+        json!({"source": bridge.source}),
+    )
+    .unique_key(format!("{RECONCILE_JOB}:{}", bridge.source))
+    .run_at(run_at)
+    .max_attempts(bridge.max_attempts)
+}
+
+fn payload<T: for<'de> Deserialize<'de>>(job: &Job) -> Result<T, BridgeError> {
+    serde_json::from_value(job.payload.clone()).map_err(|e| BridgeError::Payload(e.to_string()))
+}
+
+async fn audit(store: &Store, job: &Job, system: String, action: &str, key: String, detail: Value) {
+    let entry = NewAudit {
+        job_id: Some(job.id),
+        system,
+        action: action.to_string(),
+        object_key: key,
+        detail,
+    };
+    if let Err(error) = store.audit(&entry).await {
+        tracing::warn!(%error, "could not write an audit line");
+    }
+}
+
+/// `itop.webhook`: drops echoes of the bridge's own writes, finds the pair
+/// and enqueues its `itop.sync`.
+pub struct WebhookHandler {
+    pub bridges: Bridges,
+    pub store: Store,
+}
+
+#[derive(Deserialize)]
+struct WebhookPayload {
+    source: String,
+    webhook: Webhook,
+}
+
+impl WebhookHandler {
+    async fn run(&self, job: &Job) -> Result<(), BridgeError> {
+        let WebhookPayload { source, webhook } = payload(job)?;
+        let bridge = self.bridges.get(&source)?;
+        next_generation(&self.store, &source, &webhook).await?;
+        let side = webhook.side;
+        let system = bridge.system(side);
+        let echo = |why: &str, key: String| {
+            audit(
+                &self.store,
+                job,
+                system.clone(),
+                "echo_dropped",
+                key,
+                json!({"why": why, "event": webhook.event}),
+            )
+        };
+        if let Some(actor) = &webhook.actor
+            && bridge.own_logins.iter().any(|l| l == actor)
+        {
+            echo("actor is the bridge", webhook.subject()).await;
+            return Ok(());
+        }
+        if let Some(class) = &webhook.class
+            && class != bridge.class()
+        {
+            return Ok(());
+        }
+        let client = bridge.client(side);
+        let ticket_id = match webhook.attachment_id {
+            Some(att) => {
+                let found = client
+                    .attachment(att)
+                    .await
+                    .map_err(BridgeError::itop(side))?;
+                let fingerprint = found
+                    .as_ref()
+                    .map(|a| attachment_hash(&a.filename, &a.data))
+                    .unwrap_or_else(|| DELETED.to_string());
+                let key = format!("Attachment::{att}");
+                if self.store.is_own_write(&system, &key, &fingerprint).await? {
+                    echo("attachment content written by the bridge", key).await;
+                    return Ok(());
+                }
+                found
+                    .map(|a| a.item_id)
+                    .filter(|id| *id > 0)
+                    .or(webhook.ticket_id)
+            }
+            None => webhook.ticket_id,
+        };
+        let Some(ticket_id) = ticket_id else {
+            return Ok(());
+        };
+        if webhook.attachment_id.is_none() {
+            let found = client
+                .get_one(bridge.class(), ticket_id, "id,status,private_log")
+                .await
+                .map_err(BridgeError::itop(side))?;
+            let Some(ticket) = found else {
+                return Ok(());
+            };
+            let status = ticket.text("status");
+            let log = itop::CaseLogEntry::parse_log(ticket.fields.get("private_log"));
+            let key = format!("{}::{ticket_id}", bridge.class());
+            let bucket = bucket_of(store::now_ms());
+            for b in [bucket, bucket - 1] {
+                if self
+                    .store
+                    .is_own_write(&system, &key, &ticket_state(&status, &log, b))
+                    .await?
+                {
+                    echo("ticket state written by the bridge", key).await;
+                    return Ok(());
+                }
+            }
+        }
+        let external_id = match side {
+            Side::External => ticket_id,
+            Side::Internal => {
+                let links = self
+                    .store
+                    .links_to(
+                        TICKET_LINK,
+                        &bridge.ticket_system(Side::Internal),
+                        &ticket_id.to_string(),
+                    )
+                    .await?;
+                let Some(external) = links.iter().find_map(|l| l.source_id.parse::<u64>().ok())
+                else {
+                    audit(
+                        &self.store,
+                        job,
+                        system.clone(),
+                        "not_synchronised",
+                        format!("{}::{ticket_id}", bridge.class()),
+                        json!({"why": "the ticket did not come from the external iTop"}),
+                    )
+                    .await;
+                    return Ok(());
+                };
+                external
+            }
+        };
+        self.store
+            .enqueue(sync_job(bridge, external_id, Some(side)))
+            .await?;
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Handler for WebhookHandler {
+    async fn handle(&self, job: &Job) -> Result<(), JobError> {
+        self.run(job).await.map_err(JobError::from)
+    }
+}
+
+/// `itop.sync`: one run of the rules over a pair.
+pub struct SyncHandler {
+    pub bridges: Bridges,
+    pub store: Store,
+}
+
+#[derive(Deserialize)]
+struct SyncPayload {
+    source: String,
+    external_id: u64,
+    origin: Option<Side>,
+}
+
+#[async_trait::async_trait]
+impl Handler for SyncHandler {
+    async fn handle(&self, job: &Job) -> Result<(), JobError> {
+        let run = async {
+            let p: SyncPayload = payload(job)?;
+            let bridge = self.bridges.get(&p.source)?;
+            let outcome = PairSync {
+                bridge,
+                store: &self.store,
+                job_id: Some(job.id),
+                origin: p.origin,
+            }
+            .run(p.external_id)
+            .await?;
+            if let PairOutcome::Skipped(why) = &outcome {
+                tracing::info!(source = %p.source, external_id = p.external_id, %why, "pair skipped");
+            }
+            Ok::<_, BridgeError>(())
+        };
+        run.await.map_err(JobError::from)
+    }
+}
+
+/// `itop.reconcile`: schedules its next run, then a sync of every linked
+/// (or half-created) pair — iTop never retries a webhook.
+pub struct ReconcileHandler {
+    pub bridges: Bridges,
+    pub store: Store,
+}
+
+#[derive(Deserialize)]
+struct ReconcilePayload {
+    source: String,
+}
+
+impl ReconcileHandler {
+    async fn run(&self, job: &Job) -> Result<(), BridgeError> {
+        let p: ReconcilePayload = payload(job)?;
+        let bridge = self.bridges.get(&p.source)?;
+        let interval =
+            i64::try_from(bridge.settings.reconcile_interval.as_millis()).unwrap_or(i64::MAX);
+        self.store
+            .enqueue(reconcile_job(
+                bridge,
+                store::now_ms().saturating_add(interval),
+            ))
+            .await?;
+        let links = self
+            .store
+            .links(&LinkFilter {
+                kind: Some(TICKET_LINK.into()),
+                source_system: Some(bridge.ticket_system(Side::External)),
+                limit: Some(100_000),
+                ..LinkFilter::default()
+            })
+            .await?;
+        for link in links {
+            // Linked pairs are compared; pending ones finish their creation.
+            if let Ok(external_id) = link.source_id.parse::<u64>() {
+                self.store
+                    .enqueue(sync_job(bridge, external_id, None))
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Handler for ReconcileHandler {
+    async fn handle(&self, job: &Job) -> Result<(), JobError> {
+        self.run(job).await.map_err(JobError::from)
+    }
+}
+
+/// The three handlers of a set of bridges.
+pub fn handlers(bridges: &Bridges, store: &Store) -> [(&'static str, Arc<dyn Handler>); 3] {
+    [
+        (
+            crate::webhook::WEBHOOK_JOB,
+            Arc::new(WebhookHandler {
+                bridges: bridges.clone(),
+                store: store.clone(),
+            }),
+        ),
+        (
+            SYNC_JOB,
+            Arc::new(SyncHandler {
+                bridges: bridges.clone(),
+                store: store.clone(),
+            }),
+        ),
+        (
+            RECONCILE_JOB,
+            Arc::new(ReconcileHandler {
+                bridges: bridges.clone(),
+                store: store.clone(),
+            }),
+        ),
+    ]
+}

@@ -1,0 +1,803 @@
+//! Synchronising one ticket pair (external ticket E ↔ internal ticket I),
+//! reading the current state of both sides through REST. Every run applies
+//! the same rules, so a repeat, an out-of-order webhook or the reconciler
+//! all converge to the same result:
+//!
+//! 1. no link yet: create the internal ticket (two-phase: pending link,
+//!    create with a marker in the description, linked);
+//! 2. private-log entries of each side become one attachment file each on
+//!    the other side (linked by entry hash);
+//! 3. attachments: linked pairs are compared by content hash (the changed
+//!    side wins; deleted on one side → deleted on the other); unlinked ones
+//!    are copied (or adopted when an identical copy exists after a crash);
+//! 4. status: the side whose state differs from the last one seen is pushed
+//!    to the other through the stimuli and fields the target state needs.
+
+use std::collections::{BTreeSet, HashMap};
+
+use itop::{
+    Attachment, Key, NewAttachment, NewUserRequest, USER_REQUEST_FIELDS, UserRequest, oql_quote,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use store::{Link, LinkFilter, LinkState, NewAudit, NewLink, Store};
+
+use crate::context::{ATTACHMENT_LINK, Bridge, COMMENT, LOG_LINK, TICKET_LINK};
+use crate::error::BridgeError;
+use crate::fingerprint::{DELETED, attachment_hash, bucket_of, entry_hash, ticket_state};
+use crate::lifecycle::{Step, next_step};
+use crate::side::Side;
+
+const ALL_LINKS: i64 = 100_000;
+
+/// What the ticket link remembers between runs.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PairState {
+    /// External status last seen (after the bridge's own writes).
+    pub external_status: Option<String>,
+    /// Internal status last seen.
+    pub internal_status: Option<String>,
+    /// The external ticket's ref, for people reading links.
+    #[serde(default)]
+    pub external_ref: String,
+}
+
+/// What one run did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PairOutcome {
+    /// The internal ticket was created (or found by its marker) now.
+    Created { internal_id: u64 },
+    /// Both tickets exist and were compared.
+    Synced { internal_id: u64 },
+    /// Nothing to do (a ticket is gone, or the ticket class is wrong).
+    Skipped(String),
+}
+
+/// One run over one pair.
+pub struct PairSync<'a> {
+    pub bridge: &'a Bridge,
+    pub store: &'a Store,
+    pub job_id: Option<i64>,
+    /// Which side announced the change; it wins when both changed.
+    pub origin: Option<Side>,
+}
+
+/// Text of an attachment file made from a private-log entry.
+fn entry_file(reference: &str, side: Side, entry: &itop::CaseLogEntry) -> String {
+    format!(
+        "Private log entry of {reference} ({side} iTop)\nAuthor: {}\nDate: {}\n\n{}\n",
+        entry.user_login, entry.date, entry.message
+    )
+}
+
+fn entry_filename(entry: &itop::CaseLogEntry, hash: &str) -> String {
+    let stamp: String = entry.date.chars().filter(char::is_ascii_digit).collect();
+    format!("private-log-{stamp}-{}.txt", &hash[..12.min(hash.len())])
+}
+
+fn parse_id(text: Option<&str>) -> Option<u64> {
+    text.and_then(|t| t.parse().ok())
+}
+
+impl PairSync<'_> {
+    async fn audit(&self, side: Side, action: &str, object_key: String, detail: Value) {
+        let entry = NewAudit {
+            job_id: self.job_id,
+            system: self.bridge.system(side),
+            action: action.to_string(),
+            object_key,
+            detail,
+        };
+        if let Err(error) = self.store.audit(&entry).await {
+            tracing::warn!(%error, "could not write an audit line");
+        }
+    }
+
+    async fn read_ticket(&self, side: Side, id: u64) -> Result<Option<UserRequest>, BridgeError> {
+        Ok(self
+            .bridge
+            .client(side)
+            .get_one(self.bridge.class(), id, USER_REQUEST_FIELDS)
+            .await
+            .map_err(BridgeError::itop(side))?
+            .as_ref()
+            .map(UserRequest::from_object))
+    }
+
+    /// Runs the rules for the pair of external ticket `external_id`.
+    pub async fn run(&self, external_id: u64) -> Result<PairOutcome, BridgeError> {
+        let bridge = self.bridge;
+        let Some(external) = self.read_ticket(Side::External, external_id).await? else {
+            return Ok(PairOutcome::Skipped(format!(
+                "external ticket {external_id} does not exist"
+            )));
+        };
+        let link = self
+            .store
+            .link(
+                TICKET_LINK,
+                &bridge.ticket_system(Side::External),
+                &external_id.to_string(),
+                &bridge.ticket_system(Side::Internal),
+            )
+            .await?;
+        let (internal_id, mut state, created) = match link {
+            Some(Link {
+                state: LinkState::Linked,
+                target_id,
+                data,
+                ..
+            }) => {
+                let id = parse_id(target_id.as_deref()).ok_or_else(|| {
+                    BridgeError::Payload(format!("ticket link of {external_id} has no target"))
+                })?;
+                (id, serde_json::from_value(data).unwrap_or_default(), false)
+            }
+            pending => {
+                let id = self.create_internal(&external, pending.is_some()).await?;
+                let state = PairState {
+                    external_status: None,
+                    internal_status: None,
+                    external_ref: external.reference.clone(),
+                };
+                (id, state, true)
+            }
+        };
+        let Some(internal) = self.read_ticket(Side::Internal, internal_id).await? else {
+            return Ok(PairOutcome::Skipped(format!(
+                "internal ticket {internal_id} (linked to external {external_id}) does not exist"
+            )));
+        };
+        if state.internal_status.is_none() && created {
+            state.internal_status = Some(internal.status.clone());
+        }
+        let generated = self.sync_private_logs(&external, &internal).await?;
+        self.sync_attachments(&external, &internal, &generated)
+            .await?;
+        let (external, internal) = self.sync_status(&mut state, external, internal).await?;
+        state.external_status = Some(external.status.clone());
+        state.internal_status = Some(internal.status.clone());
+        state.external_ref = external.reference.clone();
+        self.put_ticket_link(external_id, Some(internal_id), LinkState::Linked, &state)
+            .await?;
+        Ok(if created {
+            PairOutcome::Created { internal_id }
+        } else {
+            PairOutcome::Synced { internal_id }
+        })
+    }
+
+    async fn put_ticket_link(
+        &self,
+        external_id: u64,
+        internal_id: Option<u64>,
+        link_state: LinkState,
+        state: &PairState,
+    ) -> Result<(), BridgeError> {
+        self.store
+            .put_link(&NewLink {
+                kind: TICKET_LINK.into(),
+                source_system: self.bridge.ticket_system(Side::External),
+                source_id: external_id.to_string(),
+                target_system: self.bridge.ticket_system(Side::Internal),
+                target_id: internal_id.map(|id| id.to_string()),
+                state: link_state,
+                data: serde_json::to_value(state).unwrap_or(Value::Null),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Two-phase create: pending link, then (unless a previous attempt left
+    /// a ticket with our marker) create, then the caller links.
+    async fn create_internal(
+        &self,
+        external: &UserRequest,
+        was_pending: bool,
+    ) -> Result<u64, BridgeError> {
+        let bridge = self.bridge;
+        let marker = bridge.marker(external.id);
+        if was_pending {
+            let oql = format!(
+                "SELECT {} WHERE description LIKE {}",
+                bridge.class(),
+                oql_quote(&format!("%{marker}%"))
+            );
+            let found = bridge
+                .internal
+                .get(bridge.class(), Key::Oql(oql), "id")
+                .await
+                .map_err(BridgeError::itop(Side::Internal))?;
+            if let Some(id) = found.iter().map(|o| o.key).min() {
+                self.audit(
+                    Side::Internal,
+                    "ticket_adopted",
+                    format!("{}::{id}", bridge.class()),
+                    json!({"external_id": external.id, "marker": marker}),
+                )
+                .await;
+                return Ok(id);
+            }
+        } else {
+            self.put_ticket_link(
+                external.id,
+                None,
+                LinkState::Pending,
+                &PairState {
+                    external_ref: external.reference.clone(),
+                    ..PairState::default()
+                },
+            )
+            .await?;
+        }
+        let defaults = &bridge.settings.internal;
+        let description = format!(
+            "{}<p>{} {}</p>",
+            external.description,
+            html_escape::encode_text(&marker),
+            html_escape::encode_text(&external.reference)
+        );
+        let mut new = NewUserRequest::new(
+            Key::Id(defaults.org_id),
+            external.title.clone(),
+            description,
+        );
+        new.caller = Some(Key::Id(defaults.caller_id));
+        new.team = defaults.team_id.map(Key::Id);
+        new.agent = defaults.agent_id.map(Key::Id);
+        new.service = defaults.service_id.map(Key::Id);
+        new.impact = Some(external.impact.clone()).filter(|s| !s.is_empty());
+        new.urgency = Some(external.urgency.clone()).filter(|s| !s.is_empty());
+        let created = bridge
+            .internal
+            .create(bridge.class(), new.to_fields(), COMMENT, "id")
+            .await
+            .map_err(BridgeError::itop(Side::Internal))?;
+        self.audit(
+            Side::Internal,
+            "ticket_created",
+            format!("{}::{}", bridge.class(), created.key),
+            json!({"external_id": external.id, "external_ref": external.reference}),
+        )
+        .await;
+        Ok(created.key)
+    }
+
+    fn ticket_of(&self, side: Side, external: &UserRequest, internal: &UserRequest) -> u64 {
+        match side {
+            Side::External => external.id,
+            Side::Internal => internal.id,
+        }
+    }
+
+    fn org_of(side: Side, external: &UserRequest, internal: &UserRequest) -> u64 {
+        match side {
+            Side::External => external.org_id,
+            Side::Internal => internal.org_id,
+        }
+        .unwrap_or(0)
+    }
+
+    async fn attachments(&self, side: Side, ticket: u64) -> Result<Vec<Attachment>, BridgeError> {
+        self.bridge
+            .client(side)
+            .attachments_of(self.bridge.class(), ticket)
+            .await
+            .map_err(BridgeError::itop(side))
+    }
+
+    async fn create_attachment(
+        &self,
+        side: Side,
+        ticket: u64,
+        org: u64,
+        filename: &str,
+        mimetype: &str,
+        data: &[u8],
+    ) -> Result<u64, BridgeError> {
+        let id = self
+            .bridge
+            .client(side)
+            .create_attachment(
+                &NewAttachment {
+                    item_class: self.bridge.class().to_string(),
+                    item_id: ticket,
+                    item_org_id: org,
+                    filename: filename.to_string(),
+                    mimetype: mimetype.to_string(),
+                    data: data.to_vec(),
+                },
+                COMMENT,
+            )
+            .await
+            .map_err(BridgeError::itop(side))?;
+        self.store
+            .remember_write(
+                &self.bridge.system(side),
+                &format!("Attachment::{id}"),
+                &attachment_hash(filename, data),
+            )
+            .await?;
+        Ok(id)
+    }
+
+    /// Each private-log entry of one side → one text file on the other side.
+    /// Returns the ids of those files per side (they are not attachments to
+    /// copy back).
+    async fn sync_private_logs(
+        &self,
+        external: &UserRequest,
+        internal: &UserRequest,
+    ) -> Result<HashMap<Side, BTreeSet<u64>>, BridgeError> {
+        let bridge = self.bridge;
+        let pair = bridge.pair_system(external.id);
+        let files_system = format!("{pair}/files");
+        let existing = self
+            .store
+            .links(&LinkFilter {
+                kind: Some(LOG_LINK.into()),
+                source_system: Some(pair.clone()),
+                limit: Some(ALL_LINKS),
+                ..LinkFilter::default()
+            })
+            .await?;
+        let mut generated: HashMap<Side, BTreeSet<u64>> = HashMap::new();
+        let mut known: BTreeSet<String> = BTreeSet::new();
+        for link in &existing {
+            known.insert(link.source_id.clone());
+            let file_side = link
+                .data
+                .get("file_side")
+                .and_then(Value::as_str)
+                .and_then(Side::parse);
+            if let (Some(side), Some(id)) = (file_side, parse_id(link.target_id.as_deref())) {
+                generated.entry(side).or_default().insert(id);
+            }
+        }
+        for (side, ticket) in [(Side::External, external), (Side::Internal, internal)] {
+            let other = side.other();
+            let mut other_files: Option<Vec<Attachment>> = None;
+            for entry in &ticket.private_log {
+                let hash = entry_hash(entry);
+                let source_id = format!("{side}:{hash}");
+                if known.contains(&source_id) {
+                    continue;
+                }
+                let filename = entry_filename(entry, &hash);
+                let other_ticket = self.ticket_of(other, external, internal);
+                if other_files.is_none() {
+                    other_files = Some(self.attachments(other, other_ticket).await?);
+                }
+                let adopted = other_files
+                    .as_deref()
+                    .unwrap_or_default()
+                    .iter()
+                    .find(|a| a.filename == filename)
+                    .map(|a| a.id);
+                let file_id = match adopted {
+                    Some(id) => id,
+                    None => {
+                        let text = entry_file(&ticket.reference, side, entry);
+                        self.create_attachment(
+                            other,
+                            other_ticket,
+                            Self::org_of(other, external, internal),
+                            &filename,
+                            "text/plain",
+                            text.as_bytes(),
+                        )
+                        .await?
+                    }
+                };
+                self.store
+                    .put_link(&NewLink {
+                        kind: LOG_LINK.into(),
+                        source_system: pair.clone(),
+                        source_id: source_id.clone(),
+                        target_system: files_system.clone(),
+                        target_id: Some(file_id.to_string()),
+                        state: LinkState::Linked,
+                        data: json!({"file_side": other, "filename": filename, "author": entry.user_login, "date": entry.date}),
+                    })
+                    .await?;
+                known.insert(source_id);
+                generated.entry(other).or_default().insert(file_id);
+                self.audit(
+                    other,
+                    "private_log_entry_filed",
+                    format!("Attachment::{file_id}"),
+                    json!({"from": side, "ticket": ticket.id, "filename": filename}),
+                )
+                .await;
+            }
+        }
+        Ok(generated)
+    }
+
+    async fn copy_content(
+        &self,
+        side: Side,
+        target: &Attachment,
+        from: &Attachment,
+        hash: &str,
+    ) -> Result<(), BridgeError> {
+        let system = self.bridge.system(side);
+        self.store
+            .remember_write(&system, &format!("Attachment::{}", target.id), hash)
+            .await?;
+        self.bridge
+            .client(side)
+            .update_attachment(
+                target.id,
+                &from.filename,
+                &from.mimetype,
+                &from.data,
+                COMMENT,
+            )
+            .await
+            .map_err(BridgeError::itop(side))?;
+        self.audit(
+            side,
+            "attachment_updated",
+            format!("Attachment::{}", target.id),
+            json!({"from": from.id, "filename": from.filename}),
+        )
+        .await;
+        Ok(())
+    }
+
+    async fn delete_attachment(&self, side: Side, id: u64) -> Result<(), BridgeError> {
+        self.store
+            .remember_write(
+                &self.bridge.system(side),
+                &format!("Attachment::{id}"),
+                DELETED,
+            )
+            .await?;
+        self.bridge
+            .client(side)
+            .delete_attachment(id, COMMENT)
+            .await
+            .map_err(BridgeError::itop(side))?;
+        self.audit(
+            side,
+            "attachment_deleted",
+            format!("Attachment::{id}"),
+            json!({}),
+        )
+        .await;
+        Ok(())
+    }
+
+    async fn put_attachment_link(
+        &self,
+        external_ticket: u64,
+        external_att: u64,
+        internal_att: u64,
+        hash: &str,
+        origin: Side,
+    ) -> Result<(), BridgeError> {
+        let pair = self.bridge.pair_system(external_ticket);
+        self.store
+            .put_link(&NewLink {
+                kind: ATTACHMENT_LINK.into(),
+                source_system: pair.clone(),
+                source_id: external_att.to_string(),
+                target_system: format!("{pair}/internal"),
+                target_id: Some(internal_att.to_string()),
+                state: LinkState::Linked,
+                data: json!({"hash": hash, "origin": origin}),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Attachments one by one, by identity (the link) and content hash.
+    async fn sync_attachments(
+        &self,
+        external: &UserRequest,
+        internal: &UserRequest,
+        generated: &HashMap<Side, BTreeSet<u64>>,
+    ) -> Result<(), BridgeError> {
+        let ext_list = self.attachments(Side::External, external.id).await?;
+        let int_list = self.attachments(Side::Internal, internal.id).await?;
+        let links = self
+            .store
+            .links(&LinkFilter {
+                kind: Some(ATTACHMENT_LINK.into()),
+                source_system: Some(self.bridge.pair_system(external.id)),
+                limit: Some(ALL_LINKS),
+                ..LinkFilter::default()
+            })
+            .await?;
+        let hash = |a: &Attachment| attachment_hash(&a.filename, &a.data);
+        let mut linked_ext = BTreeSet::new();
+        let mut linked_int = BTreeSet::new();
+        for link in &links {
+            let (Some(e_id), Some(i_id)) = (
+                parse_id(Some(&link.source_id)),
+                parse_id(link.target_id.as_deref()),
+            ) else {
+                continue;
+            };
+            linked_ext.insert(e_id);
+            linked_int.insert(i_id);
+            let known = link.data.get("hash").and_then(Value::as_str).unwrap_or("");
+            let origin = link
+                .data
+                .get("origin")
+                .and_then(Value::as_str)
+                .and_then(Side::parse)
+                .unwrap_or(Side::External);
+            let e = ext_list.iter().find(|a| a.id == e_id);
+            let i = int_list.iter().find(|a| a.id == i_id);
+            match (e, i) {
+                (Some(e), Some(i)) => {
+                    let (he, hi) = (hash(e), hash(i));
+                    if he == hi {
+                        if he != known {
+                            self.put_attachment_link(external.id, e_id, i_id, &he, origin)
+                                .await?;
+                        }
+                        continue;
+                    }
+                    let ext_changed = he != known;
+                    let int_changed = hi != known;
+                    if ext_changed && (!int_changed || self.origin != Some(Side::Internal)) {
+                        self.copy_content(Side::Internal, i, e, &he).await?;
+                        self.put_attachment_link(external.id, e_id, i_id, &he, origin)
+                            .await?;
+                    } else {
+                        self.copy_content(Side::External, e, i, &hi).await?;
+                        self.put_attachment_link(external.id, e_id, i_id, &hi, origin)
+                            .await?;
+                    }
+                }
+                (None, Some(_)) => {
+                    self.delete_attachment(Side::Internal, i_id).await?;
+                    self.store.delete_link(link.id).await?;
+                }
+                (Some(_), None) => {
+                    self.delete_attachment(Side::External, e_id).await?;
+                    self.store.delete_link(link.id).await?;
+                }
+                (None, None) => self.store.delete_link(link.id).await?,
+            }
+        }
+        let empty = BTreeSet::new();
+        let gen_ext = generated.get(&Side::External).unwrap_or(&empty);
+        let gen_int = generated.get(&Side::Internal).unwrap_or(&empty);
+        let free_ext: Vec<&Attachment> = ext_list
+            .iter()
+            .filter(|a| !linked_ext.contains(&a.id) && !gen_ext.contains(&a.id))
+            .collect();
+        let free_int: Vec<&Attachment> = int_list
+            .iter()
+            .filter(|a| !linked_int.contains(&a.id) && !gen_int.contains(&a.id))
+            .collect();
+        let mut adopted_int = BTreeSet::new();
+        let mut adopted_ext = BTreeSet::new();
+        for e in &free_ext {
+            let he = hash(e);
+            // A copy left by an attempt that crashed before linking.
+            let twin = free_int
+                .iter()
+                .find(|i| !adopted_int.contains(&i.id) && hash(i) == he);
+            let i_id = match twin {
+                Some(i) => i.id,
+                None => {
+                    let id = self
+                        .create_attachment(
+                            Side::Internal,
+                            internal.id,
+                            internal.org_id.unwrap_or(0),
+                            &e.filename,
+                            &e.mimetype,
+                            &e.data,
+                        )
+                        .await?;
+                    self.audit(
+                        Side::Internal,
+                        "attachment_created",
+                        format!("Attachment::{id}"),
+                        json!({"from": e.id, "filename": e.filename}),
+                    )
+                    .await;
+                    id
+                }
+            };
+            adopted_int.insert(i_id);
+            self.put_attachment_link(external.id, e.id, i_id, &he, Side::External)
+                .await?;
+        }
+        for i in free_int.iter().filter(|i| !adopted_int.contains(&i.id)) {
+            let hi = hash(i);
+            let twin = free_ext
+                .iter()
+                .find(|e| !adopted_ext.contains(&e.id) && hash(e) == hi);
+            let e_id = match twin {
+                Some(e) => e.id,
+                None => {
+                    let id = self
+                        .create_attachment(
+                            Side::External,
+                            external.id,
+                            external.org_id.unwrap_or(0),
+                            &i.filename,
+                            &i.mimetype,
+                            &i.data,
+                        )
+                        .await?;
+                    self.audit(
+                        Side::External,
+                        "attachment_created",
+                        format!("Attachment::{id}"),
+                        json!({"from": i.id, "filename": i.filename}),
+                    )
+                    .await;
+                    id
+                }
+            };
+            adopted_ext.insert(e_id);
+            self.put_attachment_link(external.id, e_id, i.id, &hi, Side::Internal)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Pushes the status of the side that changed since the last run.
+    async fn sync_status(
+        &self,
+        state: &mut PairState,
+        external: UserRequest,
+        internal: UserRequest,
+    ) -> Result<(UserRequest, UserRequest), BridgeError> {
+        let ext_changed = state.external_status.as_deref() != Some(external.status.as_str());
+        let int_changed = state.internal_status.as_deref() != Some(internal.status.as_str());
+        let settings = &self.bridge.settings;
+        if ext_changed && (!int_changed || self.origin != Some(Side::Internal)) {
+            if let Some(wanted) = settings.status_to_internal.get(&external.status) {
+                let internal = self
+                    .drive(Side::Internal, internal, wanted, &external)
+                    .await?;
+                return Ok((external, internal));
+            }
+        } else if int_changed
+            && let Some(wanted) = settings.status_to_external.get(&internal.status)
+        {
+            let external = self
+                .drive(Side::External, external, wanted, &internal)
+                .await?;
+            return Ok((external, internal));
+        }
+        Ok((external, internal))
+    }
+
+    fn stimulus_fields(
+        &self,
+        side: Side,
+        step: Step,
+        current: &UserRequest,
+        source: &UserRequest,
+    ) -> Value {
+        let settings = &self.bridge.settings;
+        let mut fields = Map::new();
+        match step {
+            Step::Assign => {
+                let (team, agent) = match side {
+                    Side::Internal => (settings.internal.team_id, settings.internal.agent_id),
+                    Side::External => (settings.external.team_id, settings.external.agent_id),
+                };
+                if let Some(team) = current.team_id.or(team) {
+                    fields.insert("team_id".into(), json!(team));
+                }
+                if let Some(agent) = current.agent_id.or(agent) {
+                    fields.insert("agent_id".into(), json!(agent));
+                }
+            }
+            Step::Pending => {
+                let reason = Some(source.pending_reason.clone())
+                    .filter(|r| !r.trim().is_empty())
+                    .unwrap_or_else(|| settings.pending_reason.clone());
+                fields.insert("pending_reason".into(), json!(reason));
+            }
+            Step::Resolve => {
+                let solution = Some(source.solution.clone())
+                    .filter(|r| !r.trim().is_empty())
+                    .unwrap_or_else(|| settings.solution.clone());
+                let code = Some(source.resolution_code.clone())
+                    .filter(|r| !r.trim().is_empty())
+                    .unwrap_or_else(|| settings.resolution_code.clone());
+                fields.insert("solution".into(), json!(solution));
+                fields.insert("resolution_code".into(), json!(code));
+                if side == Side::Internal
+                    && current.service_id.is_none()
+                    && let Some(service) = settings.internal.service_id
+                {
+                    fields.insert("service_id".into(), json!(service));
+                }
+            }
+            Step::Close | Step::Reopen => {}
+        }
+        Value::Object(fields)
+    }
+
+    /// Applies stimuli on `side` until `current` is in state `wanted`.
+    async fn drive(
+        &self,
+        side: Side,
+        mut current: UserRequest,
+        wanted: &str,
+        source: &UserRequest,
+    ) -> Result<UserRequest, BridgeError> {
+        let bridge = self.bridge;
+        let object_key = format!("{}::{}", bridge.class(), current.id);
+        for _ in 0..5 {
+            let step = match next_step(&current.status, wanted) {
+                Ok(Some(step)) => step,
+                Ok(None) => break,
+                Err(blocked) => {
+                    tracing::warn!(%side, ticket = current.id, %blocked, "status not synchronised");
+                    self.audit(
+                        side,
+                        "status_blocked",
+                        object_key.clone(),
+                        json!({"reason": blocked.to_string()}),
+                    )
+                    .await;
+                    break;
+                }
+            };
+            let lands = step.lands_in(&current.status);
+            self.store
+                .remember_write(
+                    &bridge.system(side),
+                    &object_key,
+                    &ticket_state(lands, &current.private_log, bucket_of(store::now_ms())),
+                )
+                .await?;
+            let fields = self.stimulus_fields(side, step, &current, source);
+            let result = bridge
+                .client(side)
+                .apply_stimulus(
+                    bridge.class(),
+                    current.id,
+                    step.stimulus(),
+                    fields.clone(),
+                    COMMENT,
+                    USER_REQUEST_FIELDS,
+                )
+                .await;
+            match result {
+                Ok(object) => {
+                    current = UserRequest::from_object(&object);
+                    self.audit(
+                        side,
+                        "stimulus_applied",
+                        object_key.clone(),
+                        json!({"stimulus": step.stimulus(), "fields": fields, "status": current.status}),
+                    )
+                    .await;
+                }
+                Err(error) if error.is_retryable() => {
+                    return Err(BridgeError::Itop {
+                        side,
+                        source: error,
+                    });
+                }
+                Err(error) => {
+                    tracing::warn!(%side, ticket = current.id, %error, "stimulus refused");
+                    self.audit(
+                        side,
+                        "stimulus_refused",
+                        object_key.clone(),
+                        json!({"stimulus": step.stimulus(), "error": error.to_string()}),
+                    )
+                    .await;
+                    break;
+                }
+            }
+        }
+        Ok(current)
+    }
+}
