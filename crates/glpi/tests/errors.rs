@@ -117,6 +117,18 @@ async fn login_errors_are_typed(mode: GlpiVersion) {
     );
     assert_eq!(sim.sessions_opened(), 0);
 
+    let mut no_credentials = base.clone();
+    no_credentials.auth = Auth::UserToken(SecretString::from(String::new()));
+    let err = GlpiClient::new(no_credentials)
+        .unwrap()
+        .login()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, GlpiError::LoginParametersMissing { .. }),
+        "{err:?}"
+    );
+
     let err = GlpiClient::new(GlpiConfig::new("ftp://x", base.auth.clone())).unwrap_err();
     assert!(matches!(err, GlpiError::Config(_)));
     let mut bad_ca = base.clone();
