@@ -421,10 +421,25 @@ impl GlpiClient {
                 request = request.multipart(form);
             }
         }
-        let response = request.send().await.map_err(GlpiError::from_reqwest)?;
+        let started = std::time::Instant::now();
+        let response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                let err = GlpiError::from_reqwest(e);
+                tracing::debug!(method = %call.method, path = %call.path, error = %err, "GLPI request failed");
+                return Err(err);
+            }
+        };
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let body = response.bytes().await.map_err(GlpiError::from_reqwest)?;
+        tracing::debug!(
+            method = %call.method,
+            path = %call.path,
+            status,
+            elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "GLPI request"
+        );
         Ok(Reply {
             status,
             headers,
