@@ -77,6 +77,65 @@ impl GlpiHelpdesk {
             organisation: Some(user.entities_id),
         })
     }
+
+    /// The GLPI ticket input for a [`NewTicket`] (marker appended to the content).
+    fn ticket_input(&self, ticket: &NewTicket) -> glpi::NewTicket {
+        let mut requesters = Vec::new();
+        let mut extra = serde_json::Map::new();
+        match &ticket.requester {
+            Requester::Person {
+                id,
+                kind: PersonKind::User,
+            } => requesters.push(glpi::Actor::user(*id)),
+            Requester::Person {
+                id,
+                kind: PersonKind::Contact,
+            } => {
+                // A GLPI contact cannot be a ticket actor; it is linked as a
+                // supplier-side contact would be, and named in the content.
+                extra.insert("_contact_id".into(), serde_json::json!(id));
+            }
+            Requester::EmailOnly { email, .. } => requesters.push(glpi::Actor::email(email)),
+        }
+        let content = format!(
+            "{}<p><small>{}</small></p>",
+            as_html(&ticket.content),
+            html_escape::encode_text(&ticket.marker)
+        );
+        glpi::NewTicket {
+            name: ticket.title.clone(),
+            content,
+            entity_id: ticket.organisation,
+            ticket_type: Some(match ticket.kind {
+                TicketKind::Incident => glpi::TicketType::Incident,
+                TicketKind::Request => glpi::TicketType::Request,
+            }),
+            urgency: ticket.urgency,
+            category_id: ticket.category,
+            request_type_id: ticket.request_type.or(self.options.request_type),
+            requesters,
+            assignees: ticket.assignee.map(glpi::Actor::user).into_iter().collect(),
+            extra,
+            ..Default::default()
+        }
+    }
+
+    /// Uploads the ticket's attachments as documents linked to it.
+    async fn upload_attachments(&self, ticket_id: i64, ticket: &NewTicket) -> HelpdeskResult<()> {
+        for attachment in &ticket.attachments {
+            self.client
+                .upload_document(&glpi::Upload {
+                    file_name: attachment.filename.clone(),
+                    mime: attachment.mime.clone(),
+                    data: attachment.bytes.clone().into(),
+                    name: Some(attachment.filename.clone()),
+                    link: Some(glpi::ItemLink::ticket(ticket_id)),
+                })
+                .await
+                .map_err(|e| self.error(e))?;
+        }
+        Ok(())
+    }
 }
 
 /// `http://host/glpi/apirest.php` → `http://host/glpi`.
@@ -294,60 +353,13 @@ impl Helpdesk for GlpiHelpdesk {
     }
 
     async fn create_ticket(&self, ticket: &NewTicket) -> HelpdeskResult<Ticket> {
-        let mut requesters = Vec::new();
-        let mut extra = serde_json::Map::new();
-        match &ticket.requester {
-            Requester::Person {
-                id,
-                kind: PersonKind::User,
-            } => requesters.push(glpi::Actor::user(*id)),
-            Requester::Person {
-                id,
-                kind: PersonKind::Contact,
-            } => {
-                // A GLPI contact cannot be a ticket actor; it is linked as a
-                // supplier-side contact would be, and named in the content.
-                extra.insert("_contact_id".into(), serde_json::json!(id));
-            }
-            Requester::EmailOnly { email, .. } => requesters.push(glpi::Actor::email(email)),
-        }
-        let content = format!(
-            "{}<p><small>{}</small></p>",
-            as_html(&ticket.content),
-            html_escape::encode_text(&ticket.marker)
-        );
+        let input = self.ticket_input(ticket);
         let created = self
             .client
-            .create_ticket(&glpi::NewTicket {
-                name: ticket.title.clone(),
-                content,
-                entity_id: ticket.organisation,
-                ticket_type: Some(match ticket.kind {
-                    TicketKind::Incident => glpi::TicketType::Incident,
-                    TicketKind::Request => glpi::TicketType::Request,
-                }),
-                urgency: ticket.urgency,
-                category_id: ticket.category,
-                request_type_id: ticket.request_type.or(self.options.request_type),
-                requesters,
-                assignees: ticket.assignee.map(glpi::Actor::user).into_iter().collect(),
-                extra,
-                ..Default::default()
-            })
+            .create_ticket(&input)
             .await
             .map_err(|e| self.error(e))?;
-        for attachment in &ticket.attachments {
-            self.client
-                .upload_document(&glpi::Upload {
-                    file_name: attachment.filename.clone(),
-                    mime: attachment.mime.clone(),
-                    data: attachment.bytes.clone().into(),
-                    name: Some(attachment.filename.clone()),
-                    link: Some(glpi::ItemLink::ticket(created.id)),
-                })
-                .await
-                .map_err(|e| self.error(e))?;
-        }
+        self.upload_attachments(created.id, ticket).await?;
         Ok(Ticket {
             id: created.id,
             title: created.name.clone(),
@@ -356,6 +368,17 @@ impl Helpdesk for GlpiHelpdesk {
             updated_at: created.date_mod.clone().unwrap_or_default(),
             url: self.ticket_url(created.id),
         })
+    }
+
+    async fn create_ticket_id(&self, ticket: &NewTicket) -> HelpdeskResult<i64> {
+        let input = self.ticket_input(ticket);
+        let id = self
+            .client
+            .create_ticket_id(&input)
+            .await
+            .map_err(|e| self.error(e))?;
+        self.upload_attachments(id, ticket).await?;
+        Ok(id)
     }
 
     async fn find_ticket_by_marker(&self, marker: &str) -> HelpdeskResult<Option<Ticket>> {

@@ -289,6 +289,13 @@ pub trait Helpdesk: Send + Sync + 'static {
     /// have rewritten fields).
     async fn create_ticket(&self, ticket: &NewTicket) -> HelpdeskResult<Ticket>;
 
+    /// Creates the ticket and returns only its id, in as few requests as the
+    /// target allows (GLPI: one, no read-back). For high-volume callers that
+    /// only need the id and the URL.
+    async fn create_ticket_id(&self, ticket: &NewTicket) -> HelpdeskResult<i64> {
+        self.create_ticket(ticket).await.map(|t| t.id)
+    }
+
     /// The ticket carrying this marker, if a previous attempt created it.
     async fn find_ticket_by_marker(&self, marker: &str) -> HelpdeskResult<Option<Ticket>>;
 

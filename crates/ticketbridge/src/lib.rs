@@ -3,5 +3,6 @@
 //! process for end-to-end tests and the demo. The `ticketbridge` binary
 //! (main.rs) is the command line on top.
 
+pub mod intake_flow;
 pub mod testkit;
 pub mod wiring;

@@ -23,5 +23,6 @@ pub fn install(
     deps: Dependencies,
 ) -> anyhow::Result<Wired> {
     let targets = Targets::from_config(config).context("cannot set up the targets")?;
+    let deps = crate::intake_flow::install(config, &targets, _store, _engine, deps)?;
     Ok(Wired { deps, targets })
 }

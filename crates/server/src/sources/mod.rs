@@ -4,3 +4,4 @@
 //! in through [`crate::SourceRoutes`].
 
 pub mod events;
+pub mod intake;

@@ -1,0 +1,280 @@
+//! The `intake.create_ticket` job.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use engine::{Handler, JobError};
+use flows::helpdesk::{HelpdeskError, NewTicket};
+use flows::identity::OrganisationChoice;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use store::{Job, LinkState, NewLink};
+
+use crate::outcome::{FailureCode, RequestOutcome};
+use crate::request::{Rejection, validate};
+use crate::{Intake, LINK_KIND, Source, content};
+
+/// Creates the ticket of one accepted request. Idempotent: a repeat after
+/// success does nothing, a repeat after a crash finds the ticket by marker.
+pub struct CreateTicket {
+    intake: Arc<Intake>,
+}
+
+impl CreateTicket {
+    pub fn new(intake: Arc<Intake>) -> Arc<dyn Handler> {
+        Arc::new(CreateTicket { intake })
+    }
+}
+
+/// The searchable reference written into the ticket: fixed length, derived
+/// from the source and the request's dedupe key (Idempotency-Key or body hash).
+pub fn marker(source: &str, dedupe_key: &str) -> String {
+    let digest = Sha256::digest(format!("{source}\n{dedupe_key}").as_bytes());
+    format!("ticketbridge-ref intake-{}", &hex::encode(digest)[..24])
+}
+
+/// A failure that ends the request.
+struct Failure {
+    code: FailureCode,
+    reason: String,
+}
+
+fn failed(code: FailureCode, reason: impl Into<String>) -> Failure {
+    Failure {
+        code,
+        reason: reason.into(),
+    }
+}
+
+/// What went wrong inside one attempt.
+enum Trouble {
+    /// Ends the request (recorded as failed, job dead-lettered).
+    Final(Failure),
+    /// Worth another attempt.
+    Retry(JobError),
+}
+
+impl From<HelpdeskError> for Trouble {
+    fn from(error: HelpdeskError) -> Self {
+        if error.is_retryable() {
+            Trouble::Retry(error.into())
+        } else {
+            Trouble::Final(failed(FailureCode::Refused, error.to_string()))
+        }
+    }
+}
+
+impl From<store::StoreError> for Trouble {
+    fn from(error: store::StoreError) -> Self {
+        Trouble::Retry(JobError::transient(error.to_string()))
+    }
+}
+
+#[async_trait]
+impl Handler for CreateTicket {
+    async fn handle(&self, job: &Job) -> Result<(), JobError> {
+        let Some(inbox_id) = job.inbox_id else {
+            return Err(JobError::permanent("intake job without its request"));
+        };
+        let name = job
+            .payload
+            .get("source")
+            .and_then(|s| s.as_str())
+            .unwrap_or_default();
+        let Some(source) = self.intake.source(name).cloned() else {
+            return Err(JobError::permanent(format!(
+                "intake source {name:?} is no longer configured"
+            )));
+        };
+        let entity_hint = job.payload.get("entity").and_then(|e| e.as_i64());
+        match self.attempt(&source, inbox_id, entity_hint).await {
+            Ok(()) => Ok(()),
+            Err(Trouble::Final(failure)) => {
+                self.fail(&source, inbox_id, &failure).await?;
+                Err(JobError::permanent(format!(
+                    "{}: {}",
+                    failure.code.as_str(),
+                    failure.reason
+                )))
+            }
+            Err(Trouble::Retry(error)) => {
+                if job.attempts >= job.max_attempts {
+                    let failure = failed(FailureCode::TargetUnavailable, error.reason());
+                    self.fail(&source, inbox_id, &failure).await?;
+                }
+                Err(error)
+            }
+        }
+    }
+}
+
+impl CreateTicket {
+    async fn fail(&self, source: &Source, inbox_id: i64, failure: &Failure) -> Result<(), JobError> {
+        tracing::warn!(source = %source.name, request = inbox_id, code = failure.code.as_str(),
+            reason = %failure.reason, "intake request failed");
+        let outcome = RequestOutcome::Failed {
+            source: source.name.clone(),
+            code: failure.code,
+            reason: failure.reason.clone(),
+        };
+        self.intake
+            .record(inbox_id, &outcome)
+            .await
+            .map_err(|e| JobError::transient(e.to_string()))
+    }
+
+    async fn created(
+        &self,
+        source: &Source,
+        inbox_id: i64,
+        ticket_id: i64,
+    ) -> Result<(), Trouble> {
+        let url = source.helpdesk.ticket_url(ticket_id);
+        let outcome = RequestOutcome::Created {
+            source: source.name.clone(),
+            ticket_id,
+            message: content::message(&source.settings.message_template, ticket_id, &url),
+            url,
+        };
+        self.intake.record(inbox_id, &outcome).await?;
+        Ok(())
+    }
+
+    async fn attempt(
+        &self,
+        source: &Source,
+        inbox_id: i64,
+        entity_hint: Option<i64>,
+    ) -> Result<(), Trouble> {
+        let store = self.intake.store();
+        let Some(inbox) = store.inbox(inbox_id).await? else {
+            return Err(Trouble::Final(failed(
+                FailureCode::InvalidRequest,
+                "the stored request is gone",
+            )));
+        };
+        let request = validate(&inbox.body, &source.rules()).map_err(|rejection| {
+            let detail = match &rejection {
+                Rejection::Invalid(f) | Rejection::TooLarge(f) => f
+                    .iter()
+                    .map(|f| format!("{}: {}", f.field, f.message))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            };
+            Trouble::Final(failed(FailureCode::InvalidRequest, detail))
+        })?;
+
+        // Done before (a repeat after success, or a crash after the link)?
+        let source_system = format!("intake:{}", source.name);
+        let target = source.settings.target.clone();
+        let source_id = inbox_id.to_string();
+        let marker = marker(&source.name, &inbox.dedupe_key);
+        if let Some(link) = store
+            .link(LINK_KIND, &source_system, &source_id, &target)
+            .await?
+        {
+            match (link.state, link.target_id.as_deref().and_then(|t| t.parse().ok())) {
+                (LinkState::Linked, Some(ticket_id)) => {
+                    return self.created(source, inbox_id, ticket_id).await;
+                }
+                _ => {
+                    if let Some(ticket) = source.helpdesk.find_ticket_by_marker(&marker).await? {
+                        self.link(&source_system, &source_id, &target, LinkState::Linked, Some(ticket.id))
+                            .await?;
+                        return self.created(source, inbox_id, ticket.id).await;
+                    }
+                }
+            }
+        }
+
+        let organisation = match entity_hint {
+            Some(id) => Some(id),
+            None => match source.organisation(&request).await? {
+                OrganisationChoice::Found(id) => Some(id),
+                OrganisationChoice::TargetDefault => None,
+                OrganisationChoice::TaxIdNotFound(tax_id) => {
+                    return Err(Trouble::Final(failed(
+                        FailureCode::EntityNotFound,
+                        format!("no organisation has the tax id {tax_id}"),
+                    )));
+                }
+            },
+        };
+        let Some(requester) = source.requester(&request, organisation).await? else {
+            return Err(Trouble::Final(failed(
+                FailureCode::RequesterUnknown,
+                "the phone matches nobody, the request has no email and creating requesters is off",
+            )));
+        };
+        let category = match request.category.clone().or_else(|| source.default_category()) {
+            None => None,
+            Some(wanted) => match source.category(&wanted).await? {
+                Some(id) => Some(id),
+                None => {
+                    return Err(Trouble::Final(failed(
+                        FailureCode::CategoryNotFound,
+                        format!("no category is named {wanted:?}"),
+                    )));
+                }
+            },
+        };
+
+        self.link(&source_system, &source_id, &target, LinkState::Pending, None)
+            .await?;
+        let ticket = NewTicket {
+            organisation,
+            title: request.title.clone(),
+            content: content::render(&request.description, &request.extra),
+            requester: requester.requester,
+            category,
+            urgency: request.urgency,
+            kind: request.kind,
+            request_type: source.settings.request_type,
+            assignee: None,
+            marker,
+            attachments: request.attachments,
+        };
+        let ticket_id = source.helpdesk.create_ticket_id(&ticket).await?;
+        self.link(&source_system, &source_id, &target, LinkState::Linked, Some(ticket_id))
+            .await?;
+        self.created(source, inbox_id, ticket_id).await
+    }
+
+    async fn link(
+        &self,
+        source_system: &str,
+        source_id: &str,
+        target: &str,
+        state: LinkState,
+        ticket_id: Option<i64>,
+    ) -> Result<(), Trouble> {
+        self.intake
+            .store()
+            .put_link(&NewLink {
+                kind: LINK_KIND.to_string(),
+                source_system: source_system.to_string(),
+                source_id: source_id.to_string(),
+                target_system: target.to_string(),
+                target_id: ticket_id.map(|id| id.to_string()),
+                state,
+                data: json!({}),
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_are_fixed_length_and_distinct() {
+        let a = marker("web", "key-1");
+        let b = marker("web", "key-12");
+        assert_eq!(a.len(), b.len());
+        assert_ne!(a, b);
+        assert!(!b.contains(&a));
+        assert_eq!(a, marker("web", "key-1"));
+    }
+}

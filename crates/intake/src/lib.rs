@@ -1,0 +1,234 @@
+//! The intake flow: tickets requested by web forms, voice agents and
+//! automation tools. No HTTP here: the server's intake routes validate with
+//! [`request::validate`], accept the request durably with one
+//! [`JOB_KIND`] job, and wait for its [`RequestOutcome`] with
+//! [`Intake::wait_outcome`].
+//!
+//! The job ([`CreateTicket`]) resolves the organisation (tax id → entity,
+//! cached), the requester (email → phone → create → email-only, cached) and
+//! the category (by name, cached), then creates the ticket in two phases: a
+//! `pending` link, the ticket carrying a marker derived from the request, the
+//! `linked` link. A retry after a crash finds the marker instead of creating
+//! a second ticket. The outcome is recorded in kv (`intake.request`) and as
+//! the inbox response, and callers waiting in this process are woken.
+
+pub mod content;
+mod create;
+pub mod outcome;
+mod read;
+pub mod request;
+mod source;
+mod waiters;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use config::{Config, SourceConfig};
+use flows::Targets;
+use flows::helpdesk::HelpdeskError;
+use store::{JobFilter, JobStatus, Store, StoreError};
+
+pub use create::CreateTicket;
+pub use outcome::{FailureCode, NAMESPACE, RequestOutcome};
+pub use read::{FollowupView, LookupError, RequesterLookup, TicketDetail, TicketSummary};
+pub use source::{Precheck, Source};
+
+/// The job kind that creates a ticket from an accepted request.
+pub const JOB_KIND: &str = "intake.create_ticket";
+/// Link kind from a request (inbox id) to the ticket.
+pub const LINK_KIND: &str = "intake.ticket";
+
+/// Failures of the intake flow outside the job (reads, waiting).
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    #[error(transparent)]
+    Helpdesk(#[from] HelpdeskError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("intake source {0:?} points at target {1:?}, which is not configured")]
+    UnknownTarget(String, String),
+}
+
+impl IntakeError {
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            IntakeError::Helpdesk(e) => e.is_retryable(),
+            IntakeError::Store(e) => e.is_retryable(),
+            IntakeError::UnknownTarget(..) => false,
+        }
+    }
+}
+
+/// Every intake source of the configuration, and the callers waiting for
+/// outcomes. Shared by the job handler and the routes.
+pub struct Intake {
+    store: Store,
+    sources: BTreeMap<String, Arc<Source>>,
+    waiters: waiters::Waiters,
+    max_attempts: i32,
+}
+
+impl Intake {
+    /// The intake sources of `config` on their targets.
+    pub fn from_config(
+        config: &Config,
+        targets: &Targets,
+        store: Store,
+    ) -> Result<Intake, IntakeError> {
+        let mut sources = BTreeMap::new();
+        for (name, source) in &config.sources {
+            if let SourceConfig::Intake(settings) = source {
+                let helpdesk = targets.helpdesk(&settings.target).ok_or_else(|| {
+                    IntakeError::UnknownTarget(name.clone(), settings.target.clone())
+                })?;
+                sources.insert(
+                    name.clone(),
+                    Arc::new(Source::new(name, settings.clone(), helpdesk)),
+                );
+            }
+        }
+        Ok(Intake {
+            store,
+            sources,
+            waiters: waiters::Waiters::default(),
+            max_attempts: i32::try_from(config.engine.max_attempts).unwrap_or(i32::MAX),
+        })
+    }
+
+    pub fn source(&self, name: &str) -> Option<&Arc<Source>> {
+        self.sources.get(name)
+    }
+
+    pub fn sources(&self) -> impl Iterator<Item = &Arc<Source>> {
+        self.sources.values()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sources.is_empty()
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Attempts given to each create job.
+    pub fn max_attempts(&self) -> i32 {
+        self.max_attempts
+    }
+
+    /// The job that creates the ticket for an accepted request.
+    pub fn job(&self, source: &Source, dedupe_key: &str, precheck: &Precheck) -> store::NewJob {
+        let entity = match precheck {
+            Precheck::Found(id) => Some(*id),
+            _ => None,
+        };
+        store::NewJob::new(
+            source.settings.target.clone(),
+            JOB_KIND,
+            format!("intake:{}:{}", source.name, dedupe_key),
+            serde_json::json!({"source": source.name, "entity": entity}),
+        )
+        .max_attempts(self.max_attempts)
+    }
+
+    /// The recorded outcome of request `id` of `source`; `Queued` (with the
+    /// job's attempts and last error) while the ticket does not exist yet;
+    /// `None` when no such request came to this source.
+    pub async fn outcome(
+        &self,
+        source: &str,
+        id: i64,
+    ) -> Result<Option<RequestOutcome>, IntakeError> {
+        if let Some(value) = self.store.kv_get(NAMESPACE, &id.to_string()).await?
+            && let Ok(outcome) = serde_json::from_value::<RequestOutcome>(value)
+        {
+            return Ok((outcome.source() == source).then_some(outcome));
+        }
+        let Some(inbox) = self.store.inbox(id).await? else {
+            return Ok(None);
+        };
+        if inbox.source != source {
+            return Ok(None);
+        }
+        let jobs = self
+            .store
+            .jobs(&JobFilter {
+                ordering_key: Some(format!("intake:{source}:{}", inbox.dedupe_key)),
+                kind: Some(JOB_KIND.to_string()),
+                limit: Some(1),
+                ..JobFilter::default()
+            })
+            .await?;
+        let job = jobs.first();
+        if let Some(job) = job
+            && job.status == JobStatus::Dead
+        {
+            return Ok(Some(RequestOutcome::Failed {
+                source: source.to_string(),
+                code: FailureCode::TargetUnavailable,
+                reason: job.last_error.clone().unwrap_or_default(),
+            }));
+        }
+        Ok(Some(RequestOutcome::Queued {
+            source: source.to_string(),
+            attempts: job.map(|j| j.attempts),
+            last_error: job.and_then(|j| j.last_error.clone()),
+        }))
+    }
+
+    /// Waits up to `wait` for request `id` to be created or to fail; returns
+    /// the last known outcome (possibly still queued). Never holds a
+    /// transaction: it re-reads kv when woken by the job handler of this
+    /// process, and every 250 ms for outcomes written by another instance.
+    pub async fn wait_outcome(
+        &self,
+        source: &str,
+        id: i64,
+        wait: Duration,
+    ) -> Result<RequestOutcome, IntakeError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let waiting = self.waiters.register(id);
+        loop {
+            let notified = waiting.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(value) = self.store.kv_get(NAMESPACE, &id.to_string()).await?
+                && let Ok(outcome) = serde_json::from_value::<RequestOutcome>(value)
+                && outcome.is_final()
+            {
+                return Ok(outcome);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                break;
+            }
+            let nap = (deadline - now).min(Duration::from_millis(250));
+            tokio::select! {
+                () = &mut notified => {}
+                () = tokio::time::sleep(nap) => {}
+            }
+        }
+        drop(waiting);
+        Ok(self
+            .outcome(source, id)
+            .await?
+            .unwrap_or(RequestOutcome::Queued {
+                source: source.to_string(),
+                attempts: None,
+                last_error: None,
+            }))
+    }
+
+    /// Records an outcome (kv + inbox response) and wakes waiting callers.
+    async fn record(&self, id: i64, outcome: &RequestOutcome) -> Result<(), StoreError> {
+        let value = serde_json::to_value(outcome).map_err(|e| StoreError::Encode {
+            what: "intake outcome",
+            reason: e.to_string(),
+        })?;
+        self.store.kv_put(NAMESPACE, &id.to_string(), &value).await?;
+        self.store.set_inbox_response(id, &value).await?;
+        self.waiters.wake(id);
+        Ok(())
+    }
+}

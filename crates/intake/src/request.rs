@@ -1,0 +1,779 @@
+//! The ticket request as callers send it, and its validation.
+//!
+//! Validation reads the JSON as a tree rather than through a typed
+//! deserializer, so one answer lists every invalid field (a wrong type
+//! included), each with its path (`requester.email`, `attachments[1].mime`).
+//! The typed structs here document the shape (OpenAPI) and are never the
+//! parser.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use flows::helpdesk::{Attachment, TicketKind};
+use flows::identity::{normalize_phone, tax_id_digits};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+/// Longest title GLPI keeps comfortably in lists.
+pub const MAX_TITLE: usize = 255;
+/// Length of a title derived from the description.
+pub const DERIVED_TITLE: usize = 70;
+/// Longest description accepted.
+pub const MAX_DESCRIPTION: usize = 65_000;
+/// Most `extra` fields.
+pub const MAX_EXTRA_FIELDS: usize = 50;
+
+/// A request to open a ticket.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({
+    "requester": {"name": "Maria Souza", "email": "maria@acme.com.br", "phone": "(11) 98765-4321"},
+    "organisation": {"tax_id": "12.345.678/0001-90"},
+    "description": "The printer on the 2nd floor is jammed.\nIt shows error E-203.",
+    "category": "Printers",
+    "urgency": "high",
+    "type": "incident",
+    "extra": {"AnyDesk ID": "123 456 789", "Floor": 2}
+}))]
+pub struct TicketRequest {
+    pub requester: RequesterInput,
+    /// Which organisation (GLPI entity) the ticket is for; default: the
+    /// source's `default_entity`.
+    #[serde(default, alias = "organization")]
+    pub organisation: Option<OrganisationInput>,
+    /// Optional: derived from the description's first line (≤ 70 characters).
+    #[serde(default)]
+    pub title: Option<String>,
+    /// Plain text; lines are kept.
+    pub description: String,
+    #[serde(default)]
+    pub category: Option<CategoryInput>,
+    #[serde(default)]
+    pub urgency: Option<UrgencyInput>,
+    /// `incident` (default) or `request`.
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    /// Free-form fields shown in the ticket as a table (e.g. a remote-access id).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub extra: Option<BTreeMap<String, Value>>,
+    #[serde(default)]
+    pub attachments: Vec<AttachmentInput>,
+}
+
+/// Who asks. At least an email or a phone.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RequesterInput {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Any common spelling; read in the source's `default_country` when it
+    /// has no country code.
+    #[serde(default)]
+    pub phone: Option<String>,
+}
+
+/// A tax id (CNPJ, any punctuation) and/or an explicit entity id. The tax id
+/// wins when both are given.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OrganisationInput {
+    #[serde(default)]
+    pub tax_id: Option<String>,
+    #[serde(default)]
+    pub entity_id: Option<i64>,
+}
+
+/// A category id or its name (complete name such as `Hardware > Printers` works too).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum CategoryInput {
+    Id(i64),
+    Name(String),
+}
+
+/// 1 (very low) .. 5 (very high), or `very_low`, `low`, `medium`, `high`, `very_high`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum UrgencyInput {
+    Level(u8),
+    Word(String),
+}
+
+/// A file, base64-encoded.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AttachmentInput {
+    pub filename: String,
+    /// MIME type, e.g. `image/png`.
+    pub mime: String,
+    /// Standard base64 (padding optional).
+    pub content_base64: String,
+}
+
+/// One invalid field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FieldError {
+    /// Path of the field, e.g. `requester.email` or `attachments[0].mime`.
+    pub field: String,
+    pub message: String,
+}
+
+/// Why a request was refused before it was accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// Some fields are invalid (400).
+    #[error("{} invalid field(s)", .0.len())]
+    Invalid(Vec<FieldError>),
+    /// An attachment is larger than allowed (413).
+    #[error("attachment too large")]
+    TooLarge(Vec<FieldError>),
+}
+
+impl Rejection {
+    pub fn fields(&self) -> &[FieldError] {
+        match self {
+            Rejection::Invalid(f) | Rejection::TooLarge(f) => f,
+        }
+    }
+
+    /// Sending the same request again gives the same answer.
+    pub fn is_retryable(&self) -> bool {
+        false
+    }
+}
+
+/// The limits and defaults validation needs from the source's settings.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    pub default_country: String,
+    pub max_attachment_bytes: usize,
+    pub max_attachments: usize,
+}
+
+/// Category as asked.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum CategoryRef {
+    Id(i64),
+    Name(String),
+}
+
+/// A request that passed validation, normalised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidRequest {
+    pub name: Option<String>,
+    /// Lower-cased.
+    pub email: Option<String>,
+    /// E.164.
+    pub phone: Option<String>,
+    pub tax_id: Option<String>,
+    pub entity_id: Option<i64>,
+    pub title: String,
+    pub description: String,
+    pub category: Option<CategoryRef>,
+    /// GLPI scale 1..5.
+    pub urgency: Option<u8>,
+    pub kind: TicketKind,
+    pub extra: Vec<(String, String)>,
+    pub attachments: Vec<Attachment>,
+}
+
+struct Problems {
+    invalid: Vec<FieldError>,
+    too_large: Vec<FieldError>,
+}
+
+impl Problems {
+    fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.invalid.push(FieldError {
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+}
+
+/// Validates a JSON body; lists every invalid field.
+pub fn validate(body: &[u8], rules: &Rules) -> Result<ValidRequest, Rejection> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        Rejection::Invalid(vec![FieldError {
+            field: "body".into(),
+            message: format!("not valid JSON: {e}"),
+        }])
+    })?;
+    validate_value(&value, rules)
+}
+
+/// [`validate`] for an already parsed body.
+pub fn validate_value(value: &Value, rules: &Rules) -> Result<ValidRequest, Rejection> {
+    let mut p = Problems {
+        invalid: Vec::new(),
+        too_large: Vec::new(),
+    };
+    let Some(root) = value.as_object() else {
+        return Err(Rejection::Invalid(vec![FieldError {
+            field: "body".into(),
+            message: "must be a JSON object".into(),
+        }]));
+    };
+    const KNOWN: [&str; 10] = [
+        "requester",
+        "organisation",
+        "organization",
+        "title",
+        "description",
+        "category",
+        "urgency",
+        "type",
+        "extra",
+        "attachments",
+    ];
+    for key in root.keys() {
+        if !KNOWN.contains(&key.as_str()) {
+            p.add(
+                key.clone(),
+                "unknown field (put custom fields under `extra`)",
+            );
+        }
+    }
+
+    // requester
+    let (mut name, mut email, mut phone) = (None, None, None);
+    match root.get("requester") {
+        None | Some(Value::Null) => p.add("requester", "is required (name, email and/or phone)"),
+        Some(Value::Object(r)) => {
+            for key in r.keys() {
+                if !["name", "email", "phone"].contains(&key.as_str()) {
+                    p.add(format!("requester.{key}"), "unknown field");
+                }
+            }
+            name = optional_text(&mut p, r.get("name"), "requester.name", 255);
+            if let Some(raw) = optional_text(&mut p, r.get("email"), "requester.email", 254) {
+                if valid_email(&raw) {
+                    email = Some(raw.to_lowercase());
+                } else {
+                    p.add("requester.email", "is not a valid email address");
+                }
+            }
+            match r.get("phone") {
+                Some(Value::Number(n)) => {
+                    phone = normalised_phone(&mut p, &n.to_string(), rules);
+                }
+                other => {
+                    if let Some(raw) = optional_text(&mut p, other, "requester.phone", 64) {
+                        phone = normalised_phone(&mut p, &raw, rules);
+                    }
+                }
+            }
+            let given = |k: &str| r.get(k).is_some_and(|v| !v.is_null());
+            if !given("email") && !given("phone") {
+                p.add("requester", "needs an email or a phone");
+            }
+        }
+        Some(_) => p.add("requester", "must be an object"),
+    }
+
+    // organisation
+    let (mut tax_id, mut entity_id) = (None, None);
+    let org = root.get("organisation").or_else(|| root.get("organization"));
+    match org {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(o)) => {
+            for key in o.keys() {
+                if !["tax_id", "entity_id"].contains(&key.as_str()) {
+                    p.add(format!("organisation.{key}"), "unknown field");
+                }
+            }
+            match o.get("tax_id") {
+                Some(Value::Number(n)) => tax_id = Some(n.to_string()),
+                other => tax_id = optional_text(&mut p, other, "organisation.tax_id", 64),
+            }
+            if let Some(t) = &tax_id {
+                let digits = tax_id_digits(t);
+                if !(5..=20).contains(&digits.len()) {
+                    p.add(
+                        "organisation.tax_id",
+                        "must have 5 to 20 digits (e.g. a CNPJ 12.345.678/0001-90)",
+                    );
+                }
+            }
+            match o.get("entity_id") {
+                None | Some(Value::Null) => {}
+                Some(v) => match v.as_i64() {
+                    Some(id) if id >= 0 => entity_id = Some(id),
+                    _ => p.add("organisation.entity_id", "must be an entity id (0 or more)"),
+                },
+            }
+        }
+        Some(_) => p.add("organisation", "must be an object with tax_id or entity_id"),
+    }
+
+    // description and title
+    let description = match root.get("description") {
+        Some(Value::String(s)) if !s.trim().is_empty() => {
+            if s.chars().count() > MAX_DESCRIPTION {
+                p.add(
+                    "description",
+                    format!("must be at most {MAX_DESCRIPTION} characters"),
+                );
+            }
+            Some(s.trim().to_string())
+        }
+        Some(Value::String(_)) | None | Some(Value::Null) => {
+            p.add("description", "is required");
+            None
+        }
+        Some(_) => {
+            p.add("description", "must be a string");
+            None
+        }
+    };
+    let title = optional_text(&mut p, root.get("title"), "title", MAX_TITLE);
+
+    // category
+    let category = match root.get("category") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => match n.as_i64() {
+            Some(id) if id > 0 => Some(CategoryRef::Id(id)),
+            _ => {
+                p.add("category", "must be a category id (1 or more) or a name");
+                None
+            }
+        },
+        Some(Value::String(s)) if !s.trim().is_empty() => {
+            let s = s.trim();
+            match s.parse::<i64>() {
+                Ok(id) if id > 0 => Some(CategoryRef::Id(id)),
+                _ => Some(CategoryRef::Name(s.to_string())),
+            }
+        }
+        Some(_) => {
+            p.add("category", "must be a category id or a non-empty name");
+            None
+        }
+    };
+
+    // urgency
+    let urgency = match root.get("urgency") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(level @ 1..=5) => u8::try_from(level).ok(),
+            _ => {
+                p.add("urgency", "must be 1 to 5");
+                None
+            }
+        },
+        Some(Value::String(s)) => match urgency_word(s) {
+            Some(level) => Some(level),
+            None => {
+                p.add(
+                    "urgency",
+                    "must be 1 to 5 or one of very_low, low, medium, high, very_high",
+                );
+                None
+            }
+        },
+        Some(_) => {
+            p.add("urgency", "must be a number 1 to 5 or a word");
+            None
+        }
+    };
+
+    // type
+    let kind = match root.get("type") {
+        None | Some(Value::Null) => TicketKind::Incident,
+        Some(Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
+            "incident" | "1" => TicketKind::Incident,
+            "request" | "2" => TicketKind::Request,
+            _ => {
+                p.add("type", "must be incident or request");
+                TicketKind::Incident
+            }
+        },
+        Some(_) => {
+            p.add("type", "must be incident or request");
+            TicketKind::Incident
+        }
+    };
+
+    // extra
+    let mut extra = Vec::new();
+    match root.get("extra") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(map)) => {
+            if map.len() > MAX_EXTRA_FIELDS {
+                p.add(
+                    "extra",
+                    format!("at most {MAX_EXTRA_FIELDS} fields"),
+                );
+            }
+            for (key, value) in map {
+                if key.trim().is_empty() || key.chars().count() > 100 {
+                    p.add(format!("extra.{key}"), "names must be 1 to 100 characters");
+                    continue;
+                }
+                let text = match value {
+                    Value::String(s) => s.clone(),
+                    Value::Null => String::new(),
+                    Value::Bool(b) => if *b { "yes" } else { "no" }.to_string(),
+                    Value::Number(n) => n.to_string(),
+                    other => other.to_string(),
+                };
+                if text.chars().count() > 2000 {
+                    p.add(format!("extra.{key}"), "must be at most 2000 characters");
+                    continue;
+                }
+                extra.push((key.clone(), text));
+            }
+        }
+        Some(_) => p.add("extra", "must be an object of name → value"),
+    }
+
+    // attachments
+    let mut attachments = Vec::new();
+    match root.get("attachments") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(items)) => {
+            if items.len() > rules.max_attachments {
+                p.add(
+                    "attachments",
+                    format!("at most {} attachments", rules.max_attachments),
+                );
+            }
+            for (i, item) in items.iter().enumerate() {
+                if let Some(a) = attachment(&mut p, i, item, rules) {
+                    attachments.push(a);
+                }
+            }
+        }
+        Some(_) => p.add("attachments", "must be an array"),
+    }
+
+    if !p.invalid.is_empty() {
+        return Err(Rejection::Invalid(p.invalid));
+    }
+    if !p.too_large.is_empty() {
+        return Err(Rejection::TooLarge(p.too_large));
+    }
+    let description = description.unwrap_or_default();
+    let title = title.unwrap_or_else(|| derive_title(&description));
+    Ok(ValidRequest {
+        name,
+        email,
+        phone,
+        tax_id,
+        entity_id,
+        title,
+        description,
+        category,
+        urgency,
+        kind,
+        extra,
+        attachments,
+    })
+}
+
+fn optional_text(p: &mut Problems, value: Option<&Value>, field: &str, max: usize) -> Option<String> {
+    match value {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => {
+            let s = s.trim();
+            if s.is_empty() {
+                p.add(field, "must not be empty (leave it out instead)");
+                None
+            } else if s.chars().count() > max {
+                p.add(field, format!("must be at most {max} characters"));
+                None
+            } else {
+                Some(s.to_string())
+            }
+        }
+        Some(_) => {
+            p.add(field, "must be a string");
+            None
+        }
+    }
+}
+
+fn normalised_phone(p: &mut Problems, raw: &str, rules: &Rules) -> Option<String> {
+    match normalize_phone(raw, Some(&rules.default_country)) {
+        Ok(e164) => Some(e164),
+        Err(_) => {
+            p.add(
+                "requester.phone",
+                format!(
+                    "is not a valid phone number (country {} assumed without a +code)",
+                    rules.default_country
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn attachment(p: &mut Problems, i: usize, item: &Value, rules: &Rules) -> Option<Attachment> {
+    let at = |f: &str| format!("attachments[{i}].{f}");
+    let Some(obj) = item.as_object() else {
+        p.add(format!("attachments[{i}]"), "must be an object");
+        return None;
+    };
+    let filename = optional_text(p, obj.get("filename"), &at("filename"), 255);
+    if obj.get("filename").is_none() {
+        p.add(at("filename"), "is required");
+    }
+    if let Some(f) = &filename
+        && (f.contains('/') || f.contains('\\') || f.starts_with('.'))
+    {
+        p.add(at("filename"), "must be a plain file name");
+    }
+    let mime = optional_text(p, obj.get("mime"), &at("mime"), 255);
+    match &mime {
+        None if obj.get("mime").is_none() => p.add(at("mime"), "is required"),
+        Some(m) if !valid_mime(m) => p.add(at("mime"), "must be a MIME type such as image/png"),
+        _ => {}
+    }
+    let content = match obj.get("content_base64") {
+        Some(Value::String(s)) => {
+            // Worst-case decoded size from the text length, checked before
+            // decoding so a huge string costs nothing.
+            let estimate = s.len() / 4 * 3;
+            if estimate > rules.max_attachment_bytes + 3 {
+                p.too_large.push(FieldError {
+                    field: at("content_base64"),
+                    message: format!(
+                        "decoded size exceeds {} bytes",
+                        rules.max_attachment_bytes
+                    ),
+                });
+                None
+            } else {
+                let compact: String = s.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(compact.trim_end_matches('=').to_string() + padding(&compact))
+                    .or_else(|_| base64::engine::general_purpose::STANDARD.decode(&compact));
+                match decoded {
+                    Ok(bytes) if bytes.is_empty() => {
+                        p.add(at("content_base64"), "is empty");
+                        None
+                    }
+                    Ok(bytes) if bytes.len() > rules.max_attachment_bytes => {
+                        p.too_large.push(FieldError {
+                            field: at("content_base64"),
+                            message: format!(
+                                "decoded size {} exceeds {} bytes",
+                                bytes.len(),
+                                rules.max_attachment_bytes
+                            ),
+                        });
+                        None
+                    }
+                    Ok(bytes) => Some(bytes),
+                    Err(_) => {
+                        p.add(at("content_base64"), "is not valid base64");
+                        None
+                    }
+                }
+            }
+        }
+        None | Some(Value::Null) => {
+            p.add(at("content_base64"), "is required");
+            None
+        }
+        Some(_) => {
+            p.add(at("content_base64"), "must be a base64 string");
+            None
+        }
+    };
+    for key in obj.keys() {
+        if !["filename", "mime", "content_base64"].contains(&key.as_str()) {
+            p.add(at(key), "unknown field");
+        }
+    }
+    Some(Attachment {
+        filename: filename?,
+        mime: mime?,
+        bytes: content?,
+    })
+}
+
+/// The padding a base64 text without its `=` needs.
+fn padding(compact: &str) -> &'static str {
+    match compact.trim_end_matches('=').len() % 4 {
+        2 => "==",
+        3 => "=",
+        _ => "",
+    }
+}
+
+fn valid_mime(m: &str) -> bool {
+    let essence = m.split(';').next().unwrap_or("").trim();
+    match essence.split_once('/') {
+        Some((t, s)) => {
+            let ok = |x: &str| {
+                !x.is_empty()
+                    && x.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "!#$&-^_.+".contains(c))
+            };
+            ok(t) && ok(s)
+        }
+        None => false,
+    }
+}
+
+/// A plain check: one `@`, something before it, a dotted domain after it, no spaces.
+pub fn valid_email(email: &str) -> bool {
+    if email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return false;
+    }
+    match email.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && !domain.contains('@')
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !domain.contains("..")
+        }
+        None => false,
+    }
+}
+
+/// `low` → 2 ... on GLPI's 1..5 scale.
+pub fn urgency_word(word: &str) -> Option<u8> {
+    let w = word.trim().to_ascii_lowercase().replace([' ', '-'], "_");
+    Some(match w.as_str() {
+        "very_low" | "verylow" | "1" => 1,
+        "low" | "2" => 2,
+        "medium" | "normal" | "3" => 3,
+        "high" | "4" => 4,
+        "very_high" | "veryhigh" | "critical" | "5" => 5,
+        _ => return None,
+    })
+}
+
+/// The description's first non-empty line, at most [`DERIVED_TITLE`]
+/// characters (cut at a word boundary when one is near, with `…`).
+pub fn derive_title(description: &str) -> String {
+    let line = description
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("Ticket");
+    if line.chars().count() <= DERIVED_TITLE {
+        return line.to_string();
+    }
+    let cut: String = line.chars().take(DERIVED_TITLE - 1).collect();
+    let cut = match cut.rfind(' ') {
+        Some(space) if space >= DERIVED_TITLE / 2 => cut[..space].trim_end().to_string(),
+        _ => cut,
+    };
+    format!("{cut}…")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use serde_json::json;
+
+    fn rules() -> Rules {
+        Rules {
+            default_country: "BR".into(),
+            max_attachment_bytes: 16,
+            max_attachments: 2,
+        }
+    }
+
+    fn check(v: Value) -> Result<ValidRequest, Rejection> {
+        validate_value(&v, &rules())
+    }
+
+    #[test]
+    fn a_full_request_is_normalised() {
+        let r = check(json!({
+            "requester": {"name": "Maria", "email": "Maria@Acme.com", "phone": "(11) 98765-4321"},
+            "organization": {"tax_id": "12.345.678/0001-90"},
+            "description": "Printer jammed\nerror E-203",
+            "category": "Printers",
+            "urgency": "very_high",
+            "type": "request",
+            "extra": {"AnyDesk": "1 2 3", "Floor": 2, "VIP": true},
+            "attachments": [{"filename": "a.txt", "mime": "text/plain", "content_base64": "aGVsbG8"}]
+        }))
+        .unwrap();
+        assert_eq!(r.email.as_deref(), Some("maria@acme.com"));
+        assert_eq!(r.phone.as_deref(), Some("+5511987654321"));
+        assert_eq!(r.tax_id.as_deref(), Some("12.345.678/0001-90"));
+        assert_eq!(r.title, "Printer jammed");
+        assert_eq!(r.urgency, Some(5));
+        assert_eq!(r.kind, TicketKind::Request);
+        assert_eq!(r.category, Some(CategoryRef::Name("Printers".into())));
+        assert_eq!(r.extra[2], ("VIP".to_string(), "yes".to_string()));
+        assert_eq!(r.attachments[0].bytes, b"hello");
+    }
+
+    #[test]
+    fn every_invalid_field_is_listed() {
+        let err = check(json!({
+            "requester": {"email": "not-an-email", "phone": "12"},
+            "organisation": {"tax_id": "12", "entity_id": -1},
+            "description": "",
+            "urgency": 9,
+            "type": "problem",
+            "category": [],
+            "attachments": [{"filename": "../x", "mime": "nope", "content_base64": "***"}],
+            "colour": "red"
+        }))
+        .unwrap_err();
+        let fields: Vec<&str> = err.fields().iter().map(|f| f.field.as_str()).collect();
+        for expected in [
+            "requester.email",
+            "requester.phone",
+            "organisation.tax_id",
+            "organisation.entity_id",
+            "description",
+            "urgency",
+            "type",
+            "category",
+            "attachments[0].filename",
+            "attachments[0].mime",
+            "attachments[0].content_base64",
+            "colour",
+        ] {
+            assert!(fields.contains(&expected), "{expected} missing from {fields:?}");
+        }
+        assert!(matches!(err, Rejection::Invalid(_)));
+    }
+
+    #[test]
+    fn oversized_attachments_are_too_large_not_invalid() {
+        let err = check(json!({
+            "requester": {"email": "a@b.co"},
+            "description": "x",
+            "attachments": [{"filename": "a.bin", "mime": "application/octet-stream",
+                "content_base64": "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFB"}]
+        }))
+        .unwrap_err();
+        assert!(matches!(err, Rejection::TooLarge(_)), "{err:?}");
+    }
+
+    #[test]
+    fn titles_are_derived_from_the_first_line() {
+        assert_eq!(derive_title("\n  Short one \nrest"), "Short one");
+        let long = "word ".repeat(30);
+        let t = derive_title(&long);
+        assert!(t.chars().count() <= DERIVED_TITLE, "{t}");
+        assert!(t.ends_with('…'));
+    }
+
+    #[test]
+    fn urgency_words_map_to_glpi_levels() {
+        assert_eq!(urgency_word("low"), Some(2));
+        assert_eq!(urgency_word("Very High"), Some(5));
+        assert_eq!(urgency_word("urgent"), None);
+    }
+
+    #[test]
+    fn requester_needs_email_or_phone() {
+        let err = check(json!({"requester": {"name": "x"}, "description": "d"})).unwrap_err();
+        assert_eq!(err.fields()[0].field, "requester");
+    }
+}

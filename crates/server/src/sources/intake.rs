@@ -1,0 +1,713 @@
+//! The intake API: tickets from web forms, voice agents and automation
+//! tools, for every `[sources.<name>]` with `kind = "intake"`.
+//!
+//! - `POST /api/v1/tickets`: the API key (`X-API-Key` or `Authorization:
+//!   Bearer`) says which intake source the request is for (keys are per
+//!   source). `POST /api/v1/sources/{source}/tickets` names the source in
+//!   the path; the key must be one of that source's.
+//! - `GET /api/v1/tickets/requests/{id}`: queued / created / failed.
+//! - `GET /api/v1/tickets?requester_phone=…|requester_email=…&status=open|all`
+//! - `GET /api/v1/tickets/{id}`
+//! - `GET /ping`, `GET /api/v1/openapi.json`
+//!
+//! Create: verify (key, JSON, every field) → with the policy `reject` and
+//! a tax id, check the organisation within the wait budget (cached; 404
+//! `entity_not_found` before anything is stored; if the target does not
+//! answer in time the request is accepted and the job decides) → persist
+//! (inbox + one `intake.create_ticket` job, one transaction; the dedupe key
+//! is the `Idempotency-Key`, else the SHA-256 of the body) → wait up to the
+//! source's `wait` for the outcome (201 / 404 / 422) or answer 202 with a
+//! status URL. `?mode=async` answers 202 at once and never calls the target
+//! on the request path.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use intake::request::{FieldError, Rejection, validate};
+use intake::{Intake, IntakeError, Precheck, RequestOutcome, RequesterLookup, Source};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+
+use crate::auth::ApiKeys;
+use crate::error::ApiError;
+use crate::ingest::{self, Inbound};
+use crate::state::AppState;
+
+/// Longest accepted `Idempotency-Key`.
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+/// Headers kept with the inbox row.
+const KEPT_HEADERS: [&str; 4] = [
+    "content-type",
+    "user-agent",
+    "idempotency-key",
+    "x-request-id",
+];
+
+/// The intake routes, serving the sources of `intake`.
+pub fn routes(intake: Arc<Intake>) -> impl Fn(&AppState) -> Router<AppState> + Send + Sync {
+    move |_state: &AppState| {
+        let api = Arc::new(IntakeApi::new(intake.clone()));
+        let (a, b, c, d, e) = (api.clone(), api.clone(), api.clone(), api.clone(), api);
+        Router::new()
+            .route(
+                "/api/v1/tickets",
+                post(move |state, query, headers, body| create(a.clone(), state, None, query, headers, body))
+                    .get(move |query, headers| list(b.clone(), query, headers)),
+            )
+            .route(
+                "/api/v1/sources/{source}/tickets",
+                post(move |state, Path(source): Path<String>, query, headers, body| {
+                    create(c.clone(), state, Some(source), query, headers, body)
+                }),
+            )
+            .route(
+                "/api/v1/tickets/requests/{id}",
+                get(move |path, headers| request_status(d.clone(), path, headers)),
+            )
+            .route(
+                "/api/v1/tickets/{id}",
+                get(move |path, headers| one_ticket(e.clone(), path, headers)),
+            )
+            .route("/ping", get(ping))
+            .route("/api/v1/openapi.json", get(openapi_json))
+    }
+}
+
+struct IntakeApi {
+    intake: Arc<Intake>,
+    keys: Vec<(Arc<Source>, ApiKeys)>,
+}
+
+impl IntakeApi {
+    fn new(intake: Arc<Intake>) -> Self {
+        let keys = intake
+            .sources()
+            .map(|s| (s.clone(), ApiKeys::new(s.settings.api_keys.clone())))
+            .collect();
+        IntakeApi { intake, keys }
+    }
+
+    /// The source whose key the request carries (401 otherwise).
+    fn authenticate(&self, headers: &HeaderMap, named: Option<&str>) -> Result<Arc<Source>, ApiError> {
+        if let Some(name) = named
+            && self.intake.source(name).is_none()
+        {
+            return Err(ApiError::NotFound(format!("no intake source named {name:?}")));
+        }
+        let mut last = ApiError::Unauthorized("invalid API key".to_owned());
+        for (source, keys) in &self.keys {
+            if named.is_some_and(|n| n != source.name) {
+                continue;
+            }
+            match keys.check(headers) {
+                Ok(()) => return Ok(source.clone()),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+}
+
+/// An answer of the intake routes that is not a success.
+enum Failure {
+    Api(ApiError),
+    Fields {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+        fields: Vec<FieldError>,
+    },
+    Outcome {
+        status: StatusCode,
+        code: String,
+        message: String,
+        request_id: Option<i64>,
+    },
+}
+
+impl From<ApiError> for Failure {
+    fn from(e: ApiError) -> Self {
+        Failure::Api(e)
+    }
+}
+
+impl From<IntakeError> for Failure {
+    fn from(e: IntakeError) -> Self {
+        match e {
+            IntakeError::Store(s) => Failure::Api(ApiError::from(s)),
+            other if other.is_retryable() => Failure::Outcome {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "target_unavailable".into(),
+                message: other.to_string(),
+                request_id: None,
+            },
+            other => Failure::Outcome {
+                status: StatusCode::BAD_GATEWAY,
+                code: "target_error".into(),
+                message: other.to_string(),
+                request_id: None,
+            },
+        }
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        match self {
+            Failure::Api(e) => e.into_response(),
+            Failure::Fields {
+                status,
+                code,
+                message,
+                fields,
+            } => (
+                status,
+                Json(json!({"error": {"code": code, "message": message, "fields": fields}})),
+            )
+                .into_response(),
+            Failure::Outcome {
+                status,
+                code,
+                message,
+                request_id,
+            } => {
+                let mut error = json!({"code": code, "message": message});
+                if let Some(id) = request_id {
+                    error["request_id"] = json!(id);
+                }
+                (status, Json(json!({ "error": error }))).into_response()
+            }
+        }
+    }
+}
+
+/// `?mode=`
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CreateParams {
+    /// `async`: answer 202 at once; `wait` (default): wait up to the source's `wait`.
+    pub mode: Option<String>,
+}
+
+/// 201: the ticket exists.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"status": "created", "ticket_id": 1234, "url": "https://glpi.example.com/front/ticket.form.php?id=1234", "message": "Ticket #1234 created", "request_id": 42}))]
+pub struct CreatedAnswer {
+    /// Always `created`.
+    pub status: String,
+    pub ticket_id: i64,
+    pub url: String,
+    /// From the source's `message_template`.
+    pub message: String,
+    pub request_id: i64,
+}
+
+/// 202: accepted, the ticket is not there yet.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"status": "queued", "request_id": 42, "status_url": "/api/v1/tickets/requests/42"}))]
+pub struct AcceptedAnswer {
+    /// `queued` (or `created` when an async repeat finds the ticket made).
+    pub status: String,
+    pub request_id: i64,
+    pub status_url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ticket_id: Option<i64>,
+}
+
+/// Where a request stands.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"request_id": 42, "status": "created", "ticket_id": 1234, "url": "https://glpi.example.com/front/ticket.form.php?id=1234", "message": "Ticket #1234 created"}))]
+pub struct RequestStatus {
+    pub request_id: i64,
+    /// queued, created or failed.
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ticket_id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// When failed: entity_not_found, category_not_found, refused, requester_unknown,
+    /// invalid_request or target_unavailable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// While queued: attempts made so far and the last error (target down...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+impl RequestStatus {
+    fn of(request_id: i64, outcome: RequestOutcome) -> Self {
+        let mut s = RequestStatus {
+            request_id,
+            status: String::new(),
+            ticket_id: None,
+            url: None,
+            message: None,
+            code: None,
+            reason: None,
+            attempts: None,
+            last_error: None,
+        };
+        match outcome {
+            RequestOutcome::Queued {
+                attempts,
+                last_error,
+                ..
+            } => {
+                s.status = "queued".into();
+                s.attempts = attempts;
+                s.last_error = last_error;
+            }
+            RequestOutcome::Created {
+                ticket_id,
+                url,
+                message,
+                ..
+            } => {
+                s.status = "created".into();
+                s.ticket_id = Some(ticket_id);
+                s.url = Some(url);
+                s.message = Some(message);
+            }
+            RequestOutcome::Failed { code, reason, .. } => {
+                s.status = "failed".into();
+                s.code = Some(code.as_str().into());
+                s.reason = Some(reason);
+            }
+        }
+        s
+    }
+}
+
+/// `GET /api/v1/tickets` query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Any spelling; read in the source's default country without a +code.
+    pub requester_phone: Option<String>,
+    pub requester_email: Option<String>,
+    /// `open` (default) or `all`.
+    pub status: Option<String>,
+}
+
+/// A requester's tickets, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"tickets": [{"id": 1234, "title": "Printer jammed", "status": "assigned", "updated_at": "2025-05-02 10:11:12", "url": "https://glpi.example.com/front/ticket.form.php?id=1234"}]}))]
+pub struct TicketList {
+    pub tickets: Vec<intake::TicketSummary>,
+}
+
+/// The uniform error body; `fields` lists every invalid field (400, 413).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"error": {"code": "invalid_request", "message": "2 invalid field(s)", "fields": [{"field": "requester.email", "message": "is not a valid email address"}, {"field": "description", "message": "is required"}]}}))]
+pub struct ErrorAnswer {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// invalid_request, unauthorized, entity_not_found, category_not_found,
+    /// refused, payload_too_large, unsupported_media_type, not_found, ...
+    pub code: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fields: Option<Vec<FieldError>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<i64>,
+}
+
+/// Create a ticket.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tickets",
+    tag = "tickets",
+    params(
+        CreateParams,
+        ("Idempotency-Key" = Option<String>, Header, description = "A repeat with the same key returns the same ticket, never a second one (default: the SHA-256 of the body)"),
+    ),
+    request_body(content = intake::request::TicketRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The ticket was created within the wait", body = CreatedAnswer),
+        (status = 202, description = "Accepted (durable); poll status_url", body = AcceptedAnswer),
+        (status = 400, description = "Every invalid field listed", body = ErrorAnswer),
+        (status = 401, description = "Missing or unknown API key", body = ErrorAnswer),
+        (status = 404, description = "entity_not_found: the tax id matches no organisation (policy reject)", body = ErrorAnswer),
+        (status = 413, description = "Body or an attachment too large", body = ErrorAnswer),
+        (status = 415, description = "Not JSON", body = ErrorAnswer),
+        (status = 422, description = "A category or request type the target refuses", body = ErrorAnswer),
+    ),
+    security(("api_key" = []), ("bearer" = []))
+)]
+async fn create(
+    api: Arc<IntakeApi>,
+    State(state): State<AppState>,
+    named: Option<String>,
+    Query(params): Query<CreateParams>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Failure> {
+    let source = api.authenticate(&headers, named.as_deref())?;
+    require_json(&headers)?;
+    let wait_mode = match params.mode.as_deref() {
+        None | Some("wait") | Some("sync") => true,
+        Some("async") => false,
+        Some(other) => {
+            return Err(Failure::Fields {
+                status: StatusCode::BAD_REQUEST,
+                code: "invalid_request",
+                message: format!("unknown mode {other:?}"),
+                fields: vec![FieldError {
+                    field: "mode".into(),
+                    message: "must be wait or async".into(),
+                }],
+            });
+        }
+    };
+    let request = validate(&body, &source.rules()).map_err(|rejection| {
+        let (status, code) = match rejection {
+            Rejection::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            Rejection::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+        };
+        Failure::Fields {
+            status,
+            code,
+            message: rejection.to_string(),
+            fields: rejection.fields().to_vec(),
+        }
+    })?;
+    let dedupe_key = match headers.get("idempotency-key") {
+        Some(value) => {
+            let key = value
+                .to_str()
+                .map_err(|_| ApiError::BadRequest("Idempotency-Key must be ASCII".to_owned()))?
+                .trim();
+            if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY {
+                return Err(ApiError::BadRequest(format!(
+                    "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters"
+                ))
+                .into());
+            }
+            format!("key:{key}")
+        }
+        None => format!("sha256:{}", hex::encode(Sha256::digest(&body))),
+    };
+
+    // A repeat answers from the stored outcome without checking again.
+    let known = state
+        .store
+        .inbox_by_dedupe(&source.name, &dedupe_key)
+        .await
+        .map_err(ApiError::from)?;
+    let precheck = match (&known, wait_mode) {
+        (None, true) => source.precheck(&request, source.settings.wait).await,
+        _ => Precheck::NotNeeded,
+    };
+    if precheck == Precheck::NotFound {
+        return Err(Failure::Outcome {
+            status: StatusCode::NOT_FOUND,
+            code: "entity_not_found".into(),
+            message: format!(
+                "no organisation has the tax id {}",
+                request.tax_id.as_deref().unwrap_or("")
+            ),
+            request_id: None,
+        });
+    }
+    let job = api.intake.job(&source, &dedupe_key, &precheck);
+    let outcome = ingest::accept(
+        &state,
+        Inbound {
+            source: source.name.clone(),
+            dedupe_key,
+            body: body.to_vec(),
+            headers: kept_headers(&headers),
+            jobs: vec![job],
+        },
+    )
+    .await?;
+    let id = outcome.inbox_id();
+    let replayed = outcome.is_duplicate();
+    let current = if wait_mode {
+        api.intake
+            .wait_outcome(&source.name, id, source.settings.wait)
+            .await?
+    } else if replayed {
+        api.intake
+            .outcome(&source.name, id)
+            .await?
+            .unwrap_or(RequestOutcome::Queued {
+                source: source.name.clone(),
+                attempts: None,
+                last_error: None,
+            })
+    } else {
+        RequestOutcome::Queued {
+            source: source.name.clone(),
+            attempts: None,
+            last_error: None,
+        }
+    };
+    let mut response = match current {
+        RequestOutcome::Created {
+            ticket_id,
+            url,
+            message,
+            ..
+        } if wait_mode => (
+            StatusCode::CREATED,
+            Json(CreatedAnswer {
+                status: "created".into(),
+                ticket_id,
+                url,
+                message,
+                request_id: id,
+            }),
+        )
+            .into_response(),
+        RequestOutcome::Failed { code, reason, .. } => {
+            return Err(Failure::Outcome {
+                status: StatusCode::from_u16(code.http_status())
+                    .unwrap_or(StatusCode::UNPROCESSABLE_ENTITY),
+                code: code.as_str().into(),
+                message: reason,
+                request_id: Some(id),
+            });
+        }
+        other => {
+            let ticket_id = match other {
+                RequestOutcome::Created { ticket_id, .. } => Some(ticket_id),
+                _ => None,
+            };
+            (
+                StatusCode::ACCEPTED,
+                Json(AcceptedAnswer {
+                    status: if ticket_id.is_some() { "created" } else { "queued" }.into(),
+                    request_id: id,
+                    status_url: format!("/api/v1/tickets/requests/{id}"),
+                    ticket_id,
+                }),
+            )
+                .into_response()
+        }
+    };
+    if replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+/// Where a request stands.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tickets/requests/{id}",
+    tag = "tickets",
+    params(("id" = i64, Path, description = "request_id from the create answer")),
+    responses(
+        (status = 200, description = "queued, created or failed", body = RequestStatus),
+        (status = 401, body = ErrorAnswer),
+        (status = 404, description = "No such request for this source", body = ErrorAnswer),
+    ),
+    security(("api_key" = []), ("bearer" = []))
+)]
+async fn request_status(
+    api: Arc<IntakeApi>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Failure> {
+    let source = api.authenticate(&headers, None)?;
+    let not_found = || ApiError::NotFound(format!("no request {id} for this source"));
+    let request_id: i64 = id.parse().map_err(|_| not_found())?;
+    let outcome = api
+        .intake
+        .outcome(&source.name, request_id)
+        .await?
+        .ok_or_else(not_found)?;
+    Ok(Json(RequestStatus::of(request_id, outcome)).into_response())
+}
+
+/// A requester's tickets.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tickets",
+    tag = "tickets",
+    params(ListParams),
+    responses(
+        (status = 200, body = TicketList),
+        (status = 400, description = "Neither requester_phone nor requester_email, or invalid", body = ErrorAnswer),
+        (status = 401, body = ErrorAnswer),
+        (status = 503, description = "The target is unavailable", body = ErrorAnswer),
+    ),
+    security(("api_key" = []), ("bearer" = []))
+)]
+async fn list(
+    api: Arc<IntakeApi>,
+    Query(params): Query<ListParams>,
+    headers: HeaderMap,
+) -> Result<Response, Failure> {
+    let source = api.authenticate(&headers, None)?;
+    let open_only = match params.status.as_deref() {
+        None | Some("open") => true,
+        Some("all") => false,
+        Some(_) => {
+            return Err(Failure::Fields {
+                status: StatusCode::BAD_REQUEST,
+                code: "invalid_request",
+                message: "status must be open or all".into(),
+                fields: vec![FieldError {
+                    field: "status".into(),
+                    message: "must be open or all".into(),
+                }],
+            });
+        }
+    };
+    let lookup = RequesterLookup {
+        email: params.requester_email,
+        phone: params.requester_phone,
+    };
+    let query = lookup.normalised(&source).map_err(|e| Failure::Fields {
+        status: StatusCode::BAD_REQUEST,
+        code: "invalid_request",
+        message: e.to_string(),
+        fields: vec![FieldError {
+            field: e.field.into(),
+            message: e.message.clone(),
+        }],
+    })?;
+    let tickets = source.tickets_of(&query, open_only).await?;
+    Ok(Json(TicketList { tickets }).into_response())
+}
+
+/// One ticket with its last public followup.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tickets/{id}",
+    tag = "tickets",
+    params(("id" = i64, Path, description = "Ticket id in the target")),
+    responses(
+        (status = 200, body = intake::TicketDetail),
+        (status = 401, body = ErrorAnswer),
+        (status = 404, body = ErrorAnswer),
+    ),
+    security(("api_key" = []), ("bearer" = []))
+)]
+async fn one_ticket(
+    api: Arc<IntakeApi>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Failure> {
+    let source = api.authenticate(&headers, None)?;
+    let not_found = || ApiError::NotFound(format!("no ticket {id}"));
+    let ticket_id: i64 = id.parse().map_err(|_| not_found())?;
+    let ticket = source.ticket(ticket_id).await?.ok_or_else(not_found)?;
+    Ok(Json(ticket).into_response())
+}
+
+/// Liveness for callers that expect `/ping`.
+#[utoipa::path(get, path = "/ping", tag = "health", responses((status = 200, description = "pong", body = String)))]
+async fn ping() -> &'static str {
+    "pong"
+}
+
+async fn openapi_json() -> Response {
+    match IntakeDoc::openapi().to_json() {
+        Ok(text) => ([(header::CONTENT_TYPE, "application/json")], text).into_response(),
+        Err(e) => ApiError::Internal(e.to_string()).into_response(),
+    }
+}
+
+struct Security;
+
+impl utoipa::Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The OpenAPI 3 document of the intake API.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "ticketbridge intake API", description = "Tickets from web forms, voice agents and automation tools."),
+    paths(create, request_status, list, one_ticket, ping),
+    components(schemas(
+        intake::request::TicketRequest,
+        intake::request::RequesterInput,
+        intake::request::OrganisationInput,
+        intake::request::CategoryInput,
+        intake::request::UrgencyInput,
+        intake::request::AttachmentInput,
+        intake::request::FieldError,
+        intake::TicketSummary,
+        intake::TicketDetail,
+        intake::FollowupView,
+        CreatedAnswer,
+        AcceptedAnswer,
+        RequestStatus,
+        TicketList,
+        ErrorAnswer,
+        ErrorDetail,
+    )),
+    modifiers(&Security),
+    tags((name = "tickets", description = "Create and read tickets"))
+)]
+pub struct IntakeDoc;
+
+/// The OpenAPI document as JSON text.
+pub fn openapi_document() -> Result<String, String> {
+    IntakeDoc::openapi().to_json().map_err(|e| e.to_string())
+}
+
+fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType(
+            "send the ticket as JSON with Content-Type: application/json".to_owned(),
+        ))
+    }
+}
+
+fn kept_headers(headers: &HeaderMap) -> Value {
+    let mut kept = serde_json::Map::new();
+    for name in KEPT_HEADERS {
+        if let Some(value) = headers.get(name).and_then(|v| v.to_str().ok()) {
+            kept.insert(name.to_owned(), Value::String(value.to_owned()));
+        }
+    }
+    Value::Object(kept)
+}

@@ -1,0 +1,568 @@
+//! End-to-end tests of the intake API: real HTTP into the service, real
+//! HTTP from the service into the GLPI simulator, a real store.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sim::glpi::{ActorKind, GlpiSim, NewUser, RunningSim, SimConfig, SimTicket};
+use ticketbridge::testkit::{TestApp, wait_for};
+
+const KEY: &str = "web-key-1";
+const OLD_KEY: &str = "web-key-0";
+const STRICT_KEY: &str = "strict-key";
+const QUICK_KEY: &str = "quick-key";
+const CNPJ: &str = "12.345.678/0001-90";
+
+struct World {
+    sim: RunningSim,
+    app: TestApp,
+    entity: u64,
+    maria: u64,
+    joao: u64,
+    printers: u64,
+    _dir: Option<tempfile::TempDir>,
+}
+
+async fn world() -> World {
+    let (store, dir) = store::testing::fresh_sqlite().await;
+    world_on(store, Some(dir)).await
+}
+
+async fn world_on(store: store::Store, dir: Option<tempfile::TempDir>) -> World {
+    let sim = GlpiSim::start(SimConfig::default()).await.unwrap();
+    let entity = sim.add_entity("ACME Ltda", 0, Some(CNPJ));
+    let maria = sim.add_user(NewUser {
+        login: "maria".into(),
+        firstname: Some("Maria".into()),
+        realname: Some("Souza".into()),
+        emails: vec!["maria@acme.com.br".into()],
+        entities_id: entity,
+        ..NewUser::default()
+    });
+    let joao = sim.add_user(NewUser {
+        login: "joao".into(),
+        firstname: Some("João".into()),
+        realname: Some("Lima".into()),
+        mobile: Some("(11) 98765-4321".into()),
+        entities_id: entity,
+        ..NewUser::default()
+    });
+    let printers = sim.add_category("Printers");
+    let toml = format!(
+        r#"
+[engine]
+max_attempts = 12
+
+[targets.glpi]
+kind = "glpi"
+url = "{url}"
+app_token = "${{APP}}"
+user_token = "${{USER}}"
+tax_id_search_option = 76666
+timeout = "5s"
+
+[sources.web]
+kind = "intake"
+target = "glpi"
+api_keys = ["${{KEY}}", "{OLD_KEY}"]
+default_entity = 0
+wait = "5s"
+max_attachment_bytes = 64
+cache_ttl = "1m"
+
+[sources.strict]
+kind = "intake"
+target = "glpi"
+api_keys = ["{STRICT_KEY}"]
+create_requesters = false
+unknown_tax_id = "use_default"
+default_entity = 0
+
+[sources.quick]
+kind = "intake"
+target = "glpi"
+api_keys = ["{QUICK_KEY}"]
+wait = "100ms"
+"#,
+        url = sim.base_url()
+    );
+    let env = vec![
+        ("APP".to_string(), sim.app_token()),
+        ("USER".to_string(), sim.user_token("glpi").unwrap()),
+        ("KEY".to_string(), KEY.to_string()),
+    ];
+    let config = config::load_str(&toml, env).unwrap();
+    let app = TestApp::spawn(config, store).await.unwrap();
+    World {
+        sim,
+        app,
+        entity,
+        maria,
+        joao,
+        printers,
+        _dir: dir,
+    }
+}
+
+impl World {
+    async fn post(&self, key: &str, body: &Value, idem: Option<&str>) -> (StatusCode, Value) {
+        self.post_to("/api/v1/tickets", key, body, idem).await
+    }
+
+    async fn post_to(
+        &self,
+        path: &str,
+        key: &str,
+        body: &Value,
+        idem: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .app
+            .http
+            .post(self.app.url(path))
+            .header("x-api-key", key)
+            .json(body);
+        if let Some(k) = idem {
+            req = req.header("idempotency-key", k);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str, key: &str) -> (StatusCode, Value) {
+        let resp = self
+            .app
+            .http
+            .get(self.app.url(path))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    fn ticket(&self, answer: &Value) -> SimTicket {
+        let id = answer["ticket_id"].as_u64().expect("ticket_id in answer");
+        self.sim.ticket(id).expect("ticket in GLPI")
+    }
+
+    async fn until_created(&self, key: &str, request_id: i64) -> Value {
+        wait_for("the request to be created", Duration::from_secs(20), || async {
+            let (status, body) = self
+                .get(&format!("/api/v1/tickets/requests/{request_id}"), key)
+                .await;
+            (status == StatusCode::OK && body["status"] == "created").then_some(body)
+        })
+        .await
+        .unwrap()
+    }
+}
+
+fn requester_of(t: &SimTicket) -> Vec<(u64, String)> {
+    t.actors
+        .iter()
+        .filter(|a| a.kind == ActorKind::Requester)
+        .map(|a| (a.users_id, a.alternative_email.clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_ticket_is_created_with_every_field_in_glpi() {
+    let w = world().await;
+    let (status, answer) = w
+        .post(
+            KEY,
+            &json!({
+                "requester": {"name": "Maria Souza", "email": "Maria@ACME.com.br"},
+                "organisation": {"tax_id": CNPJ},
+                "description": "Printer on floor 2 is jammed\nError E-203 <urgent>",
+                "category": "printers",
+                "urgency": "high",
+                "type": "request",
+                "extra": {"AnyDesk ID": "123 456 789", "Note": "<b>bold</b> & co"},
+                "attachments": [{"filename": "photo.txt", "mime": "text/plain", "content_base64": "aGVsbG8gd29ybGQ="}]
+            }),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let id = answer["ticket_id"].as_i64().unwrap();
+    assert_eq!(answer["message"], format!("Ticket #{id} created"));
+    assert!(answer["url"].as_str().unwrap().ends_with(&format!("ticket.form.php?id={id}")));
+    let t = w.ticket(&answer);
+    assert_eq!(t.entities_id, w.entity);
+    assert_eq!(t.name, "Printer on floor 2 is jammed");
+    assert_eq!(t.urgency, 4);
+    assert_eq!(t.ticket_type, 2);
+    assert_eq!(t.itilcategories_id, w.printers);
+    assert_eq!(requester_of(&t), vec![(w.maria, String::new())]);
+    assert!(t.content.contains("Error E-203 &lt;urgent&gt;"), "{}", t.content);
+    assert!(t.content.contains("<td>AnyDesk ID</td><td>123 456 789</td>"), "{}", t.content);
+    assert!(t.content.contains("&lt;b&gt;bold&lt;/b&gt; &amp; co"), "{}", t.content);
+    let docs = w.sim.documents();
+    let doc = docs
+        .iter()
+        .find(|d| d.linked_to.contains(&("Ticket".to_string(), t.id)))
+        .expect("document linked to the ticket");
+    assert_eq!(doc.content.as_deref(), Some(&b"hello world"[..]));
+    // The link and the outcome are in the store.
+    let link = w
+        .app
+        .store
+        .link("intake.ticket", "intake:web", &answer["request_id"].to_string(), "glpi")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(link.target_id.as_deref(), Some(id.to_string().as_str()));
+    w.app.stop().await;
+}
+
+#[tokio::test]
+async fn tax_ids_match_in_both_spellings_and_phones_find_users() {
+    let w = world().await;
+    let (status, answer) = w
+        .post(
+            OLD_KEY,
+            &json!({
+                "requester": {"phone": "+55 11 98765-4321"},
+                "organisation": {"tax_id": "12345678000190"},
+                "description": "VPN down",
+                "urgency": 2
+            }),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let t = w.ticket(&answer);
+    assert_eq!(t.entities_id, w.entity);
+    assert_eq!(t.urgency, 2);
+    assert_eq!(requester_of(&t), vec![(w.joao, String::new())]);
+    w.app.stop().await;
+}
+
+#[tokio::test]
+async fn missing_requesters_are_created_or_attached_by_email() {
+    let w = world().await;
+    let (status, answer) = w
+        .post(
+            KEY,
+            &json!({"requester": {"name": "Ana Paula", "email": "ana@new.example", "phone": "11 91234-5678"},
+                    "description": "New laptop"}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let created = w
+        .sim
+        .users()
+        .into_iter()
+        .find(|u| u.emails.contains(&"ana@new.example".to_string()))
+        .expect("user created in GLPI");
+    assert_eq!(requester_of(&w.ticket(&answer)), vec![(created.id, String::new())]);
+
+    let users_before = w.sim.users().len();
+    let (status, answer) = w
+        .post(
+            STRICT_KEY,
+            &json!({"requester": {"email": "guest@else.example"},
+                    "organisation": {"tax_id": "99.999.999/0001-99"},
+                    "description": "Email-only requester"}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let t = w.ticket(&answer);
+    assert_eq!(requester_of(&t), vec![(0, "guest@else.example".to_string())]);
+    assert_eq!(t.entities_id, 0, "unknown tax id uses the default entity");
+    assert_eq!(w.sim.users().len(), users_before, "no user created");
+    w.app.stop().await;
+}
+
+#[tokio::test]
+async fn an_idempotency_key_repeat_returns_the_same_ticket() {
+    let w = world().await;
+    let body = json!({"requester": {"email": "maria@acme.com.br"}, "description": "Once only"});
+    let (s1, a1) = w.post(KEY, &body, Some("order-77")).await;
+    let (s2, a2) = w.post(KEY, &body, Some("order-77")).await;
+    assert_eq!(s1, StatusCode::CREATED, "{a1}");
+    assert_eq!(s2, StatusCode::CREATED, "{a2}");
+    assert_eq!(a1["ticket_id"], a2["ticket_id"]);
+    assert_eq!(a1["request_id"], a2["request_id"]);
+    let same: Vec<_> = w.sim.tickets().into_iter().filter(|t| t.name == "Once only").collect();
+    assert_eq!(same.len(), 1);
+    // Without a key, the body hash dedupes an identical retry too.
+    let (_, b1) = w.post(KEY, &body, None).await;
+    let (_, b2) = w.post(KEY, &body, None).await;
+    assert_eq!(b1["ticket_id"], b2["ticket_id"]);
+    w.app.stop().await;
+}
+
+#[tokio::test]
+async fn a_slow_glpi_gets_202_then_the_status_becomes_created() {
+    let w = world().await;
+    // Warm the session so the latency hits the ticket creation.
+    w.sim.faults().set_latency(Duration::from_millis(400));
+    let (status, answer) = w
+        .post(QUICK_KEY, &json!({"requester": {"email": "maria@acme.com.br"}, "description": "Slow"}), None)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let request_id = answer["request_id"].as_i64().unwrap();
+    assert_eq!(answer["status_url"], format!("/api/v1/tickets/requests/{request_id}"));
+    let done = w.until_created(QUICK_KEY, request_id).await;
+    w.sim.faults().clear();
+    let t = w.sim.ticket(done["ticket_id"].as_u64().unwrap()).unwrap();
+    assert_eq!(t.name, "Slow");
+    // Another source's key cannot read it.
+    let (status, _) = w.get(&format!("/api/v1/tickets/requests/{request_id}"), KEY).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    w.app.stop().await;
+}
+
+#[tokio::test]
+async fn glpi_down_is_retried_and_the_ticket_created_once() {
+    let w = world().await;
+    w.sim.faults().fail_next(6, 503);
+    let (status, answer) = w
+        .post(QUICK_KEY, &json!({"requester": {"email": "maria@acme.com.br"}, "description": "While down"}), None)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let request_id = answer["request_id"].as_i64().unwrap();
+    let done = w.until_created(QUICK_KEY, request_id).await;
+    let same: Vec<_> = w.sim.tickets().into_iter().filter(|t| t.name == "While down").collect();
+    assert_eq!(same.len(), 1);
+    assert_eq!(same[0].id, done["ticket_id"].as_u64().unwrap());
+    let jobs = w
+        .app
+        .store
+        .jobs(&store::JobFilter { kind: Some("intake.create_ticket".into()), ..Default::default() })
+        .await
+        .unwrap();
+    assert!(jobs[0].attempts >= 2, "retried: {:?}", jobs[0]);
+    w.app.stop().await;
+}
+
+#[tokio::test]
+async fn asynchronous_mode_answers_at_once() {
+    let w = world().await;
+    let (status, answer) = w
+        .post_to(
+            "/api/v1/tickets?mode=async",
+            KEY,
+            &json!({"requester": {"email": "maria@acme.com.br"}, "description": "Async one"}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert_eq!(answer["status"], "queued");
+    let done = w.until_created(KEY, answer["request_id"].as_i64().unwrap()).await;
+    assert_eq!(w.sim.ticket(done["ticket_id"].as_u64().unwrap()).unwrap().name, "Async one");
+    // The source can be named in the path too.
+    let (status, answer) = w
+        .post_to(
+            "/api/v1/sources/web/tickets",
+            KEY,
+            &json!({"requester": {"email": "maria@acme.com.br"}, "description": "By path"}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let (status, _) = w
+        .post_to("/api/v1/sources/strict/tickets", KEY, &json!({}), None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    w.app.stop().await;
+}
+
+#[tokio::test]
+async fn refusals_are_answered_with_their_codes() {
+    let w = world().await;
+    // Unknown CNPJ with policy reject: 404 before anything is stored.
+    let (status, answer) = w
+        .post(
+            KEY,
+            &json!({"requester": {"email": "maria@acme.com.br"}, "organisation": {"tax_id": "11.111.111/0001-11"},
+                    "description": "No such company"}),
+            Some("nope-1"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
+    assert_eq!(answer["error"]["code"], "entity_not_found");
+    assert!(w.app.store.inbox_by_dedupe("web", "key:nope-1").await.unwrap().is_none());
+
+    // Unknown category name: 422, failed in the status, dead letter, no ticket.
+    let (status, answer) = w
+        .post(KEY, &json!({"requester": {"email": "maria@acme.com.br"}, "category": "Teleportation",
+                           "description": "Beam me up"}), None)
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert_eq!(answer["error"]["code"], "category_not_found");
+    let request_id = answer["error"]["request_id"].as_i64().unwrap();
+    let (_, st) = w.get(&format!("/api/v1/tickets/requests/{request_id}"), KEY).await;
+    assert_eq!(st["status"], "failed");
+    assert_eq!(st["code"], "category_not_found");
+    assert!(w.sim.tickets().iter().all(|t| t.name != "Beam me up"));
+    let dead = w
+        .app
+        .store
+        .jobs(&store::JobFilter { status: Some(store::JobStatus::Dead), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].attempts, 1, "no retry storm");
+    w.app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_requests_list_every_field_and_auth_size_and_type_are_checked() {
+    let w = world().await;
+    let (status, answer) = w
+        .post(
+            KEY,
+            &json!({"requester": {"email": "nope", "phone": "12"}, "urgency": 7, "type": "problem",
+                    "organisation": {"entity_id": "x"}}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["error"]["code"], "invalid_request");
+    let fields: Vec<&str> = answer["error"]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["field"].as_str().unwrap())
+        .collect();
+    for f in ["requester.email", "requester.phone", "urgency", "type", "organisation.entity_id", "description"] {
+        assert!(fields.contains(&f), "{f} not in {fields:?}");
+    }
+
+    let body = json!({"requester": {"email": "maria@acme.com.br"}, "description": "x"});
+    let resp = w.app.http.post(w.app.url("/api/v1/tickets")).json(&body).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let (status, _) = w.post("wrong-key", &body, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let big = "A".repeat(200);
+    let (status, answer) = w
+        .post(KEY, &json!({"requester": {"email": "maria@acme.com.br"}, "description": "big",
+              "attachments": [{"filename": "a.bin", "mime": "application/octet-stream", "content_base64": big}]}), None)
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
+    assert_eq!(answer["error"]["fields"][0]["field"], "attachments[0].content_base64");
+
+    let resp = w
+        .app
+        .http
+        .post(w.app.url("/api/v1/tickets"))
+        .header("x-api-key", KEY)
+        .header("content-type", "text/plain")
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(w.sim.tickets().is_empty(), "nothing reached GLPI");
+    w.app.stop().await;
+}
+
+#[tokio::test]
+async fn requesters_read_their_tickets() {
+    let w = world().await;
+    let (_, a1) = w
+        .post(KEY, &json!({"requester": {"phone": "11987654321"}, "description": "First issue"}), None)
+        .await;
+    let (_, a2) = w
+        .post(KEY, &json!({"requester": {"phone": "11987654321"}, "description": "Second issue"}), None)
+        .await;
+    let first = a1["ticket_id"].as_u64().unwrap();
+    let second = a2["ticket_id"].as_u64().unwrap();
+    w.sim.add_followup_as(second, 2, "We are on it", false).unwrap();
+    w.sim.add_followup_as(second, 2, "internal note", true).unwrap();
+    w.sim.set_ticket_status(first, 6);
+
+    let (status, open) = w.get("/api/v1/tickets?requester_phone=%2B5511987654321", KEY).await;
+    assert_eq!(status, StatusCode::OK, "{open}");
+    let ids: Vec<u64> = open["tickets"].as_array().unwrap().iter().map(|t| t["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids, vec![second]);
+    let (_, all) = w.get("/api/v1/tickets?requester_phone=11%2098765-4321&status=all", KEY).await;
+    let all = all["tickets"].as_array().unwrap();
+    assert_eq!(all.len(), 2);
+    let closed = all.iter().find(|t| t["id"] == first).unwrap();
+    assert_eq!(closed["status"], "closed");
+    assert_eq!(closed["title"], "First issue");
+
+    let (status, one) = w.get(&format!("/api/v1/tickets/{second}"), KEY).await;
+    assert_eq!(status, StatusCode::OK, "{one}");
+    assert_eq!(one["title"], "Second issue");
+    assert_eq!(one["status"], "new");
+    assert_eq!(one["last_public_followup"]["content"], "We are on it");
+    let (status, _) = w.get("/api/v1/tickets/999999", KEY).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, none) = w.get("/api/v1/tickets?requester_email=nobody%40x.example", KEY).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(none["tickets"], json!([]));
+    let (status, _) = w.get("/api/v1/tickets", KEY).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let ping = w.app.http.get(w.app.url("/ping")).send().await.unwrap();
+    assert_eq!(ping.status(), StatusCode::OK);
+    w.app.stop().await;
+}
+
+#[tokio::test]
+async fn warm_caches_cost_one_glpi_request_per_ticket() {
+    let w = world().await;
+    let body = |n: usize| {
+        json!({"requester": {"email": "maria@acme.com.br"}, "organisation": {"tax_id": CNPJ},
+               "category": "Printers", "description": format!("Warm {n}")})
+    };
+    let (status, _) = w.post(KEY, &body(0), None).await;
+    assert_eq!(status, StatusCode::CREATED);
+    w.sim.reset_counters();
+    for n in 1..=10 {
+        let (status, answer) = w.post(KEY, &body(n), None).await;
+        assert_eq!(status, StatusCode::CREATED, "{answer}");
+    }
+    assert_eq!(w.sim.calls_total(), 10, "{:?}", w.sim.calls_by_endpoint());
+    w.app.stop().await;
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_the_api() {
+    let w = world().await;
+    let resp = w.app.http.get(w.app.url("/api/v1/openapi.json")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let doc: Value = resp.json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for path in ["/api/v1/tickets", "/api/v1/tickets/requests/{id}", "/api/v1/tickets/{id}", "/ping"] {
+        assert!(doc["paths"].get(path).is_some(), "{path} missing");
+    }
+    for schema in ["TicketRequest", "CreatedAnswer", "AcceptedAnswer", "RequestStatus", "ErrorAnswer"] {
+        let s = &doc["components"]["schemas"][schema];
+        assert!(s.is_object(), "{schema} missing");
+    }
+    assert!(doc["components"]["schemas"]["TicketRequest"]["example"]["requester"].is_object());
+    assert!(doc["components"]["securitySchemes"]["api_key"].is_object());
+    w.app.stop().await;
+}
+
+#[tokio::test]
+async fn tickets_are_created_on_postgres_too() {
+    let Some(store) = store::testing::fresh_postgres().await else {
+        return;
+    };
+    let w = world_on(store, None).await;
+    let body = json!({"requester": {"email": "maria@acme.com.br"}, "organisation": {"tax_id": CNPJ},
+                      "description": "On PostgreSQL"});
+    let (s1, a1) = w.post(KEY, &body, Some("pg-1")).await;
+    let (s2, a2) = w.post(KEY, &body, Some("pg-1")).await;
+    assert_eq!(s1, StatusCode::CREATED, "{a1}");
+    assert_eq!(s2, StatusCode::CREATED, "{a2}");
+    assert_eq!(a1["ticket_id"], a2["ticket_id"]);
+    let t = w.ticket(&a1);
+    assert_eq!(t.entities_id, w.entity);
+    assert_eq!(w.sim.tickets().len(), 1);
+    w.app.stop().await;
+}
