@@ -65,8 +65,8 @@ pub fn load(path: &Path) -> anyhow::Result<Config> {
     let required = path != Path::new(DEFAULT_CONFIG);
     config::load(path, required, std::env::vars()).map_err(|errors| {
         anyhow::anyhow!(
-            "invalid configuration (run `ticketbridge config check` for details):\n{}",
-            errors.lines()
+            "invalid configuration: {} (run `ticketbridge config check` to list every problem)",
+            errors.lines().replace('\n', "; ")
         )
     })
 }
