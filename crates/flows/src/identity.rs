@@ -201,6 +201,17 @@ pub struct ResolvedRequester {
     pub created: bool,
 }
 
+/// Which directory lookup comes first when both an email and a phone are known.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LookupOrder {
+    /// Email, then phone: a shared office phone must not pick the wrong person
+    /// (web forms, intake API).
+    #[default]
+    EmailFirst,
+    /// Phone, then email: the phone is the channel's own identity (WhatsApp).
+    PhoneFirst,
+}
+
 /// Finds the requester: by email, then phone; else creates one when allowed;
 /// else an email-only requester. Fails only when nothing identifies the caller.
 pub async fn resolve_requester(
@@ -209,25 +220,39 @@ pub async fn resolve_requester(
     organisation: Option<i64>,
     policy: RequesterPolicy,
 ) -> HelpdeskResult<Option<ResolvedRequester>> {
-    if caller.email.is_some() || caller.phone.is_some() {
-        // Email first: a shared office phone must not pick the wrong person.
-        if let Some(email) = &caller.email {
-            let by_email = PersonQuery {
-                email: Some(email.clone()),
-                phone: None,
-            };
-            if let Some(person) = helpdesk.find_person(&by_email).await? {
-                return Ok(Some(found(person)));
-            }
-        }
-        if let Some(phone) = &caller.phone {
-            let by_phone = PersonQuery {
-                email: None,
-                phone: Some(phone.clone()),
-            };
-            if let Some(person) = helpdesk.find_person(&by_phone).await? {
-                return Ok(Some(found(person)));
-            }
+    resolve_requester_in_order(
+        helpdesk,
+        caller,
+        organisation,
+        policy,
+        LookupOrder::EmailFirst,
+    )
+    .await
+}
+
+/// [`resolve_requester`] with the lookup order chosen by the caller.
+pub async fn resolve_requester_in_order(
+    helpdesk: &dyn Helpdesk,
+    caller: &Caller,
+    organisation: Option<i64>,
+    policy: RequesterPolicy,
+    order: LookupOrder,
+) -> HelpdeskResult<Option<ResolvedRequester>> {
+    let by_email = caller.email.as_ref().map(|email| PersonQuery {
+        email: Some(email.clone()),
+        phone: None,
+    });
+    let by_phone = caller.phone.as_ref().map(|phone| PersonQuery {
+        email: None,
+        phone: Some(phone.clone()),
+    });
+    let queries = match order {
+        LookupOrder::EmailFirst => [by_email, by_phone],
+        LookupOrder::PhoneFirst => [by_phone, by_email],
+    };
+    for query in queries.iter().flatten() {
+        if let Some(person) = helpdesk.find_person(query).await? {
+            return Ok(Some(found(person)));
         }
     }
     if policy.create_missing && (caller.email.is_some() || caller.phone.is_some()) {

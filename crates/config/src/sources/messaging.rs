@@ -126,7 +126,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 fn valid_webhook_secret(secret: &str) -> bool {
     let body = secret.strip_prefix("whsec_").unwrap_or(secret);
     let alphabet = |c: char| c.is_ascii_alphanumeric() || c == '+' || c == '/' || c == '=';
-    !body.is_empty() && body.len() % 4 == 0 && body.chars().all(alphabet) && body.len() >= 24
+    !body.is_empty()
+        && body.len().is_multiple_of(4)
+        && body.chars().all(alphabet)
+        && body.len() >= 24
 }
 
 impl MessagingSource {
@@ -229,7 +232,9 @@ mod tests {
 
     #[test]
     fn webhook_secrets_are_checked() {
-        assert!(valid_webhook_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"));
+        assert!(valid_webhook_secret(
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+        ));
         assert!(!valid_webhook_secret("whsec_short"));
         assert!(!valid_webhook_secret("not base64 at all!!!!!!!!!!!!!!!"));
     }

@@ -5,3 +5,4 @@
 
 pub mod events;
 pub mod intake;
+pub mod messaging;

@@ -1,0 +1,718 @@
+//! The messaging flow: what the routes call on the request path, and the
+//! three job handlers (`messaging.buffer`, `messaging.flush`,
+//! `messaging.callback`).
+
+use crate::attachments;
+use crate::callback;
+use crate::channel::Channel;
+use crate::content;
+use crate::error::MessagingError;
+use crate::message::{ChannelMessage, MessageRules, Rejection};
+use crate::state::{self, ConversationState, TicketRef};
+use config::{Config, SourceConfig};
+use engine::{Engine, Handler, JobError, Waker};
+use flows::Targets;
+use flows::helpdesk::{
+    Attachment, NewFollowup, NewTicket, Requester, Ticket, TicketKind, TicketStatus,
+};
+use flows::identity::{
+    Caller, LookupOrder, OrganisationChoice, OrganisationHint, RequesterPolicy, UnknownTaxId,
+    resolve_requester_in_order,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use store::{Job, LinkState, NewAudit, NewJob, NewLink, Store};
+
+/// Appends a message to its conversation (or adds it as a followup).
+pub const BUFFER_JOB: &str = "messaging.buffer";
+/// Turns a conversation's buffered burst into one ticket.
+pub const FLUSH_JOB: &str = "messaging.flush";
+/// Posts the ticket number to the source's callback URL.
+pub const CALLBACK_JOB: &str = "messaging.callback";
+/// Queue of callback deliveries (apart from the target's queue, so a slow
+/// bot never holds GLPI work back).
+pub const CALLBACK_QUEUE: &str = "messaging-callback";
+/// Link kind: conversation burst → ticket.
+pub const TICKET_LINK: &str = "messaging.ticket";
+/// Link kind: message → followup.
+pub const FOLLOWUP_LINK: &str = "messaging.followup";
+/// Attempts of a callback delivery (with the engine's capped backoff this
+/// keeps trying for hours).
+const CALLBACK_ATTEMPTS: i32 = 60;
+/// Attempts after which an unreachable attachment URL is given up (the
+/// ticket is created without it, with a note).
+const ATTACHMENT_ATTEMPTS: i32 = 3;
+/// Timeout of every outgoing HTTP call of the flow (attachments, callbacks).
+const HTTP_TIMEOUT: Duration = Duration::from_secs(20);
+
+#[derive(Debug, Serialize, Deserialize)]
+struct BufferPayload {
+    source: String,
+    message: ChannelMessage,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct FlushPayload {
+    source: String,
+    conversation_id: String,
+    /// `window` or `handoff`.
+    reason: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct CallbackPayload {
+    source: String,
+    webhook_id: String,
+    /// The exact bytes to post (UTF-8 JSON).
+    body: String,
+}
+
+struct Inner {
+    store: Store,
+    channels: BTreeMap<String, Channel>,
+    http: reqwest::Client,
+    max_attempts: i32,
+}
+
+/// The messaging flow for every `kind = "messaging"` source. Cheap to clone.
+#[derive(Clone)]
+pub struct Messaging {
+    inner: Arc<Inner>,
+}
+
+fn short_hash(text: &str) -> String {
+    hex::encode(&Sha256::digest(text.as_bytes())[..10])
+}
+
+/// Jobs of one conversation run one at a time, in order.
+pub fn ordering_key(source: &str, conversation: &str) -> String {
+    format!("messaging:{source}:{conversation}")
+}
+
+fn source_system(source: &str) -> String {
+    format!("messaging:{source}")
+}
+
+fn payload<T: for<'de> Deserialize<'de>>(job: &Job) -> Result<T, JobError> {
+    serde_json::from_value(job.payload.clone())
+        .map_err(|e| JobError::permanent(format!("job {} has an unreadable payload: {e}", job.id)))
+}
+
+impl Messaging {
+    /// Every messaging source of `config`, each on its target from `targets`.
+    pub fn from_config(
+        config: &Config,
+        targets: &Targets,
+        store: Store,
+    ) -> Result<Messaging, MessagingError> {
+        let mut channels = BTreeMap::new();
+        for (name, source) in &config.sources {
+            let SourceConfig::Messaging(settings) = source else {
+                continue;
+            };
+            let helpdesk = targets.helpdesk(&settings.target).ok_or_else(|| {
+                MessagingError::UnknownTarget {
+                    source_name: name.clone(),
+                    target: settings.target.clone(),
+                }
+            })?;
+            channels.insert(
+                name.clone(),
+                Channel::new(name, settings.clone(), helpdesk)?,
+            );
+        }
+        let http = reqwest::Client::builder()
+            .timeout(HTTP_TIMEOUT)
+            .connect_timeout(Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| MessagingError::Client(e.to_string()))?;
+        Ok(Messaging {
+            inner: Arc::new(Inner {
+                store,
+                channels,
+                http,
+                max_attempts: i32::try_from(config.engine.max_attempts).unwrap_or(i32::MAX),
+            }),
+        })
+    }
+
+    /// True when at least one messaging source is configured.
+    pub fn is_empty(&self) -> bool {
+        self.inner.channels.is_empty()
+    }
+
+    /// Registers the three job handlers on `engine`.
+    pub fn register(&self, engine: &mut Engine) {
+        let waker = engine.waker();
+        for kind in [BUFFER_JOB, FLUSH_JOB, CALLBACK_JOB] {
+            engine.register(
+                kind,
+                Arc::new(JobRunner {
+                    flow: self.clone(),
+                    waker: waker.clone(),
+                }),
+            );
+        }
+    }
+
+    /// The configured source, if it is a messaging source.
+    pub fn channel(&self, source: &str) -> Option<&Channel> {
+        self.inner.channels.get(source)
+    }
+
+    fn require(&self, source: &str) -> Result<&Channel, MessagingError> {
+        self.channel(source)
+            .ok_or_else(|| MessagingError::UnknownSource(source.to_owned()))
+    }
+
+    /// Reads and checks one message body for `source` (no network call).
+    pub fn parse_message(
+        &self,
+        source: &str,
+        body: &Value,
+        received_at: i64,
+    ) -> Result<ChannelMessage, Rejection> {
+        let Some(channel) = self.channel(source) else {
+            return Err(Rejection::Invalid(vec![(
+                String::new(),
+                format!("no messaging source named {source:?}"),
+            )]));
+        };
+        let rules = MessageRules {
+            default_country: channel.settings.default_country.as_deref(),
+            max_attachment_bytes: channel.settings.max_attachment_bytes,
+        };
+        ChannelMessage::parse(body, &rules, received_at)
+    }
+
+    /// The job that files an accepted message into its conversation.
+    pub fn message_job(
+        &self,
+        source: &str,
+        message: &ChannelMessage,
+    ) -> Result<NewJob, MessagingError> {
+        let channel = self.require(source)?;
+        let payload = serde_json::to_value(BufferPayload {
+            source: source.to_owned(),
+            message: message.clone(),
+        })
+        .map_err(|e| MessagingError::Corrupt {
+            what: "message",
+            reason: e.to_string(),
+        })?;
+        Ok(NewJob::new(
+            channel.target(),
+            BUFFER_JOB,
+            ordering_key(source, &message.conversation_id),
+            payload,
+        )
+        .max_attempts(self.inner.max_attempts))
+    }
+
+    /// The job that turns the conversation's buffer into a ticket now. It
+    /// runs after every message accepted before it.
+    pub fn handoff_job(&self, source: &str, conversation: &str) -> Result<NewJob, MessagingError> {
+        let channel = self.require(source)?;
+        Ok(NewJob::new(
+            channel.target(),
+            FLUSH_JOB,
+            ordering_key(source, conversation),
+            json!({"source": source, "conversation_id": conversation, "reason": "handoff"}),
+        )
+        .max_attempts(self.inner.max_attempts))
+    }
+
+    /// How long the handoff route may wait for the ticket.
+    pub fn handoff_wait(&self, source: &str) -> Duration {
+        self.channel(source)
+            .map_or(Duration::ZERO, |c| c.settings.handoff_wait)
+    }
+
+    /// The ticket the conversation's messages currently go to, when the
+    /// bridge knows it and nothing is waiting to be merged (store read only).
+    pub async fn current_ticket(
+        &self,
+        source: &str,
+        conversation: &str,
+    ) -> Result<Option<TicketRef>, MessagingError> {
+        let channel = self.require(source)?;
+        let state = state::load(&self.inner.store, source, conversation).await?;
+        let Some(ticket) = state.ticket else {
+            return Ok(None);
+        };
+        if !state.buffer.is_empty() {
+            return Ok(None);
+        }
+        match channel.cached_status(ticket.id).await {
+            Some(status) if !status.is_open() => Ok(None),
+            _ => Ok(Some(ticket)),
+        }
+    }
+
+    /// The open tickets of the person with this phone number (a target call).
+    pub async fn open_tickets(
+        &self,
+        source: &str,
+        phone: &str,
+    ) -> Result<Vec<Ticket>, MessagingError> {
+        let channel = self.require(source)?;
+        let e164 =
+            flows::identity::normalize_phone(phone, channel.settings.default_country.as_deref())?;
+        let query = flows::helpdesk::PersonQuery {
+            email: None,
+            phone: Some(e164),
+        };
+        let Some(person) = channel.helpdesk.find_person(&query).await? else {
+            return Ok(Vec::new());
+        };
+        Ok(channel.helpdesk.tickets_of(&person, true).await?)
+    }
+
+    /// The conversation's stored state (tests, admin).
+    pub async fn conversation(
+        &self,
+        source: &str,
+        conversation: &str,
+    ) -> Result<ConversationState, MessagingError> {
+        state::load(&self.inner.store, source, conversation).await
+    }
+
+    async fn buffer(&self, job: &Job, waker: &Waker) -> Result<(), JobError> {
+        let p: BufferPayload = payload(job)?;
+        let channel = self.require(&p.source)?;
+        let store = &self.inner.store;
+        let conversation = p.message.conversation_id.clone();
+        let mut state = state::load(store, &p.source, &conversation).await?;
+        if state.has_message(&p.message.message_id) {
+            return Ok(());
+        }
+        if let Some(ticket) = state.ticket.clone()
+            && channel.settings.followups
+        {
+            match channel.ticket_status(ticket.id).await? {
+                Some(status) if status.is_open() => {
+                    return self.add_followup(channel, job, &ticket, &p.message).await;
+                }
+                _ => {
+                    // Solved, closed or gone: the next burst opens a new ticket.
+                    state.ticket = None;
+                }
+            }
+        }
+        state.buffer.push(p.message);
+        state::save(store, &p.source, &conversation, &state).await?;
+        if channel.opens_on_first_message() {
+            let window =
+                i64::try_from(channel.settings.merge_window.as_millis()).unwrap_or(i64::MAX);
+            let max_wait = i64::try_from(channel.settings.max_wait.as_millis()).unwrap_or(i64::MAX);
+            let last = state.last_at().unwrap_or_else(store::now_ms);
+            let first = state.first_at().unwrap_or(last);
+            let run_at = last
+                .saturating_add(window)
+                .min(first.saturating_add(max_wait));
+            let flush = NewJob::new(
+                channel.target(),
+                FLUSH_JOB,
+                ordering_key(&p.source, &conversation),
+                json!({"source": p.source, "conversation_id": conversation, "reason": "window"}),
+            )
+            .run_at(run_at)
+            .max_attempts(self.inner.max_attempts)
+            .unique_key(format!("messaging.flush:{}:{}", p.source, conversation));
+            store.enqueue(flush).await.map_err(MessagingError::from)?;
+            waker.wake();
+        }
+        Ok(())
+    }
+
+    async fn add_followup(
+        &self,
+        channel: &Channel,
+        job: &Job,
+        ticket: &TicketRef,
+        message: &ChannelMessage,
+    ) -> Result<(), JobError> {
+        let store = &self.inner.store;
+        let source_id = format!("{}/{}", message.conversation_id, message.message_id);
+        let system = source_system(&channel.name);
+        let marker = format!(
+            "tb-msg-{}",
+            short_hash(&format!("{}/{source_id}", channel.name))
+        );
+        let link = store
+            .link(FOLLOWUP_LINK, &system, &source_id, channel.target())
+            .await
+            .map_err(MessagingError::from)?;
+        match link.as_ref().map(|l| l.state) {
+            Some(LinkState::Linked) => return Ok(()),
+            Some(LinkState::Pending) => {
+                let existing = channel
+                    .helpdesk
+                    .followups(ticket.id)
+                    .await
+                    .map_err(MessagingError::from)?;
+                if let Some(found) = existing.iter().find(|f| f.content.contains(&marker)) {
+                    return self
+                        .link_followup(channel, &system, &source_id, ticket.id, found.id)
+                        .await;
+                }
+            }
+            None => {}
+        }
+        store
+            .put_link(&NewLink {
+                kind: FOLLOWUP_LINK.to_owned(),
+                source_system: system.clone(),
+                source_id: source_id.clone(),
+                target_system: channel.target().to_owned(),
+                target_id: None,
+                state: LinkState::Pending,
+                data: json!({"ticket": ticket.id}),
+            })
+            .await
+            .map_err(MessagingError::from)?;
+        let (files, notes) = self
+            .fetch_attachments(channel, job, std::slice::from_ref(message))
+            .await?;
+        let mut html = content::message_html(message);
+        for note in &notes {
+            html.push_str(&format!("<p><i>{}</i></p>", html_escape::encode_text(note)));
+        }
+        html.push_str(&format!("<p><small>{marker}</small></p>"));
+        let id = channel
+            .helpdesk
+            .add_followup(
+                ticket.id,
+                &NewFollowup {
+                    content: html,
+                    private: false,
+                    author: None,
+                    attachments: files,
+                },
+            )
+            .await
+            .map_err(MessagingError::from)?;
+        self.link_followup(channel, &system, &source_id, ticket.id, id)
+            .await
+    }
+
+    async fn link_followup(
+        &self,
+        channel: &Channel,
+        system: &str,
+        source_id: &str,
+        ticket: i64,
+        followup: i64,
+    ) -> Result<(), JobError> {
+        let store = &self.inner.store;
+        store
+            .put_link(&NewLink {
+                kind: FOLLOWUP_LINK.to_owned(),
+                source_system: system.to_owned(),
+                source_id: source_id.to_owned(),
+                target_system: channel.target().to_owned(),
+                target_id: Some(followup.to_string()),
+                state: LinkState::Linked,
+                data: json!({"ticket": ticket}),
+            })
+            .await
+            .map_err(MessagingError::from)?;
+        store
+            .remember_write(channel.target(), &format!("followup:{followup}"), source_id)
+            .await
+            .map_err(MessagingError::from)?;
+        Ok(())
+    }
+
+    /// Files of `messages`; an attachment that cannot be had becomes a note
+    /// (after a few attempts when its host is only unreachable).
+    async fn fetch_attachments(
+        &self,
+        channel: &Channel,
+        job: &Job,
+        messages: &[ChannelMessage],
+    ) -> Result<(Vec<Attachment>, Vec<String>), JobError> {
+        let mut files = Vec::new();
+        let mut notes = Vec::new();
+        for input in messages.iter().flat_map(|m| m.attachments.iter()) {
+            match attachments::fetch(
+                &self.inner.http,
+                input,
+                channel.settings.max_attachment_bytes,
+            )
+            .await
+            {
+                Ok(file) => files.push(file),
+                Err(e) if e.is_retryable() && job.attempts < ATTACHMENT_ATTEMPTS => {
+                    return Err(JobError::transient(e.to_string()));
+                }
+                Err(e) => notes.push(format!("Attachment not included: {e}")),
+            }
+        }
+        Ok((files, notes))
+    }
+
+    async fn flush(&self, job: &Job, waker: &Waker) -> Result<(), JobError> {
+        let p: FlushPayload = payload(job)?;
+        let channel = self.require(&p.source)?;
+        let store = &self.inner.store;
+        let conversation = p.conversation_id.as_str();
+        let mut state = state::load(store, &p.source, conversation).await?;
+        if state.buffer.is_empty() {
+            return Ok(());
+        }
+        let generation = state.generation;
+        let source_id = format!("{conversation}#{generation}");
+        let system = source_system(&p.source);
+        let marker = format!(
+            "tb-conv-{}",
+            short_hash(&format!("{}/{source_id}", p.source))
+        );
+        let link = store
+            .link(TICKET_LINK, &system, &source_id, channel.target())
+            .await
+            .map_err(MessagingError::from)?;
+        let linked = match link {
+            Some(l) if l.state == LinkState::Linked => l
+                .target_id
+                .as_deref()
+                .and_then(|id| id.parse::<i64>().ok())
+                .map(|id| TicketRef {
+                    id,
+                    url: channel.helpdesk.ticket_url(id),
+                    generation,
+                }),
+            Some(_) => channel
+                .helpdesk
+                .find_ticket_by_marker(&marker)
+                .await
+                .map_err(MessagingError::from)?
+                .map(|t| TicketRef {
+                    id: t.id,
+                    url: t.url,
+                    generation,
+                }),
+            None => None,
+        };
+        let (ticket, created) = match linked {
+            Some(ticket) => (ticket, false),
+            None => {
+                store
+                    .put_link(&NewLink {
+                        kind: TICKET_LINK.to_owned(),
+                        source_system: system.clone(),
+                        source_id: source_id.clone(),
+                        target_system: channel.target().to_owned(),
+                        target_id: None,
+                        state: LinkState::Pending,
+                        data: json!({"marker": marker}),
+                    })
+                    .await
+                    .map_err(MessagingError::from)?;
+                let ticket = self
+                    .create_ticket(channel, job, &state.buffer, &marker, generation)
+                    .await?;
+                (ticket, true)
+            }
+        };
+        store
+            .put_link(&NewLink {
+                kind: TICKET_LINK.to_owned(),
+                source_system: system,
+                source_id,
+                target_system: channel.target().to_owned(),
+                target_id: Some(ticket.id.to_string()),
+                state: LinkState::Linked,
+                data: json!({"marker": marker, "url": ticket.url}),
+            })
+            .await
+            .map_err(MessagingError::from)?;
+        channel.remember_status(ticket.id, TicketStatus::New).await;
+        let message_ids: Vec<&str> = state.buffer.iter().map(|m| m.message_id.as_str()).collect();
+        if let (Some(url), Some(_)) = (&channel.settings.callback_url, &channel.signer) {
+            let webhook_id = format!(
+                "msg_{}",
+                short_hash(&format!("{}/{conversation}#{generation}", p.source))
+            );
+            let body = json!({
+                "type": "ticket.created",
+                "timestamp": time::OffsetDateTime::now_utc()
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default(),
+                "data": {
+                    "source": p.source,
+                    "conversation_id": conversation,
+                    "ticket": {"id": ticket.id, "url": ticket.url},
+                    "message_ids": message_ids,
+                    "reason": p.reason,
+                }
+            });
+            let delivery = NewJob::new(
+                CALLBACK_QUEUE,
+                CALLBACK_JOB,
+                format!("messaging-callback:{}:{conversation}", p.source),
+                json!(CallbackPayload {
+                    source: p.source.clone(),
+                    webhook_id: webhook_id.clone(),
+                    body: body.to_string(),
+                }),
+            )
+            .max_attempts(CALLBACK_ATTEMPTS)
+            .unique_key(format!("messaging.callback:{webhook_id}"));
+            tracing::debug!(url = %url, %webhook_id, "callback enqueued");
+            store
+                .enqueue(delivery)
+                .await
+                .map_err(MessagingError::from)?;
+            waker.wake();
+        }
+        store
+            .audit(&NewAudit {
+                job_id: Some(job.id),
+                system: channel.target().to_owned(),
+                action: if created {
+                    "ticket.create"
+                } else {
+                    "ticket.relink"
+                }
+                .to_owned(),
+                object_key: format!("ticket:{}", ticket.id),
+                detail: json!({"source": p.source, "conversation_id": conversation,
+                    "generation": generation, "messages": message_ids}),
+            })
+            .await
+            .map_err(MessagingError::from)?;
+        state.buffer.clear();
+        state.ticket = Some(ticket);
+        state.generation = generation.saturating_add(1);
+        state::save(store, &p.source, conversation, &state).await?;
+        Ok(())
+    }
+
+    async fn create_ticket(
+        &self,
+        channel: &Channel,
+        job: &Job,
+        messages: &[ChannelMessage],
+        marker: &str,
+        generation: u64,
+    ) -> Result<TicketRef, JobError> {
+        let settings = &channel.settings;
+        let last = |f: fn(&ChannelMessage) -> Option<String>| messages.iter().rev().find_map(f);
+        let caller = Caller {
+            name: last(|m| m.name.clone()),
+            email: last(|m| m.email.clone()),
+            phone: messages.first().map(|m| m.phone.clone()),
+        };
+        let hint = OrganisationHint {
+            tax_id: last(|m| m.tax_id.clone()).or_else(|| settings.tax_id.clone()),
+            id: None,
+        };
+        let organisation = match channel
+            .organisations
+            .choose(&hint, settings.entity, UnknownTaxId::UseDefault)
+            .await
+            .map_err(MessagingError::from)?
+        {
+            OrganisationChoice::Found(id) => Some(id),
+            OrganisationChoice::TaxIdNotFound(_) => settings.entity,
+            OrganisationChoice::TargetDefault => None,
+        };
+        let policy = RequesterPolicy {
+            create_missing: settings.create_requesters,
+            contact_when_phone_only: false,
+        };
+        let resolved = resolve_requester_in_order(
+            channel.helpdesk.as_ref(),
+            &caller,
+            organisation,
+            policy,
+            LookupOrder::PhoneFirst,
+        )
+        .await
+        .map_err(MessagingError::from)?
+        .ok_or_else(|| {
+            JobError::permanent(format!(
+                "no requester with phone {} and create_requesters = false",
+                caller.phone.as_deref().unwrap_or("-")
+            ))
+        })?;
+        let organisation = if settings.entity_from_requester {
+            resolved
+                .person
+                .as_ref()
+                .and_then(|p| p.organisation)
+                .or(organisation)
+        } else {
+            organisation
+        };
+        let (files, notes) = self.fetch_attachments(channel, job, messages).await?;
+        let requester: Requester = resolved.requester;
+        let created = channel
+            .helpdesk
+            .create_ticket(&NewTicket {
+                organisation,
+                title: content::ticket_title(messages),
+                content: content::ticket_html(messages, &notes),
+                requester,
+                category: None,
+                urgency: None,
+                kind: TicketKind::Request,
+                request_type: None,
+                assignee: None,
+                marker: marker.to_owned(),
+                attachments: files,
+            })
+            .await
+            .map_err(MessagingError::from)?;
+        self.inner
+            .store
+            .remember_write(channel.target(), &format!("ticket:{}", created.id), marker)
+            .await
+            .map_err(MessagingError::from)?;
+        Ok(TicketRef {
+            id: created.id,
+            url: created.url,
+            generation,
+        })
+    }
+
+    async fn callback(&self, job: &Job) -> Result<(), JobError> {
+        let p: CallbackPayload = payload(job)?;
+        let channel = self.require(&p.source)?;
+        let (Some(url), Some(signer)) = (&channel.settings.callback_url, &channel.signer) else {
+            // The callback was switched off since: nothing to deliver.
+            return Ok(());
+        };
+        callback::deliver(
+            &self.inner.http,
+            url.as_str(),
+            signer,
+            &p.webhook_id,
+            p.body.as_bytes(),
+        )
+        .await
+    }
+}
+
+struct JobRunner {
+    flow: Messaging,
+    waker: Waker,
+}
+
+#[async_trait::async_trait]
+impl Handler for JobRunner {
+    async fn handle(&self, job: &Job) -> Result<(), JobError> {
+        match job.kind.as_str() {
+            BUFFER_JOB => self.flow.buffer(job, &self.waker).await,
+            FLUSH_JOB => self.flow.flush(job, &self.waker).await,
+            CALLBACK_JOB => self.flow.callback(job).await,
+            other => Err(JobError::permanent(format!("not a messaging job: {other}"))),
+        }
+    }
+}
