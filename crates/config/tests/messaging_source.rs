@@ -52,7 +52,10 @@ fn every_bad_field_is_reported_with_its_path() {
         "max_attachment_bytes",
     ] {
         let path = format!("sources.whats.{field}");
-        assert!(paths.contains(&path.as_str()), "{path} missing in {paths:?}");
+        assert!(
+            paths.contains(&path.as_str()),
+            "{path} missing in {paths:?}"
+        );
     }
 }
 
@@ -63,5 +66,10 @@ fn secret_without_url_is_reported() {
          callback_secret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n"
     );
     let errors = config::load_str(&text, Vec::new()).unwrap_err();
-    assert!(errors.0.iter().any(|p| p.path == "sources.whats.callback_url"));
+    assert!(
+        errors
+            .0
+            .iter()
+            .any(|p| p.path == "sources.whats.callback_url")
+    );
 }
