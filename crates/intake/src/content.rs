@@ -19,7 +19,9 @@ pub fn render(description: &str, extra: &[(String, String)]) -> String {
         html.push_str("</p>");
     }
     if !extra.is_empty() {
-        html.push_str("<table border=\"1\"><thead><tr><th>Field</th><th>Value</th></tr></thead><tbody>");
+        html.push_str(
+            "<table border=\"1\"><thead><tr><th>Field</th><th>Value</th></tr></thead><tbody>",
+        );
         for (name, value) in extra {
             html.push_str("<tr><td>");
             html.push_str(&encode_text(name));
@@ -59,6 +61,9 @@ mod tests {
 
     #[test]
     fn messages_fill_the_template() {
-        assert_eq!(message("Ticket #{id} created: {url}", 7, "u"), "Ticket #7 created: u");
+        assert_eq!(
+            message("Ticket #{id} created: {url}", 7, "u"),
+            "Ticket #7 created: u"
+        );
     }
 }

@@ -21,7 +21,7 @@ pub struct CreateTicket {
 }
 
 impl CreateTicket {
-    pub fn new(intake: Arc<Intake>) -> Arc<dyn Handler> {
+    pub fn handler(intake: Arc<Intake>) -> Arc<dyn Handler> {
         Arc::new(CreateTicket { intake })
     }
 }
@@ -109,7 +109,12 @@ impl Handler for CreateTicket {
 }
 
 impl CreateTicket {
-    async fn fail(&self, source: &Source, inbox_id: i64, failure: &Failure) -> Result<(), JobError> {
+    async fn fail(
+        &self,
+        source: &Source,
+        inbox_id: i64,
+        failure: &Failure,
+    ) -> Result<(), JobError> {
         tracing::warn!(source = %source.name, request = inbox_id, code = failure.code.as_str(),
             reason = %failure.reason, "intake request failed");
         let outcome = RequestOutcome::Failed {
@@ -123,12 +128,7 @@ impl CreateTicket {
             .map_err(|e| JobError::transient(e.to_string()))
     }
 
-    async fn created(
-        &self,
-        source: &Source,
-        inbox_id: i64,
-        ticket_id: i64,
-    ) -> Result<(), Trouble> {
+    async fn created(&self, source: &Source, inbox_id: i64, ticket_id: i64) -> Result<(), Trouble> {
         let url = source.helpdesk.ticket_url(ticket_id);
         let outcome = RequestOutcome::Created {
             source: source.name.clone(),
@@ -173,14 +173,23 @@ impl CreateTicket {
             .link(LINK_KIND, &source_system, &source_id, &target)
             .await?
         {
-            match (link.state, link.target_id.as_deref().and_then(|t| t.parse().ok())) {
+            match (
+                link.state,
+                link.target_id.as_deref().and_then(|t| t.parse().ok()),
+            ) {
                 (LinkState::Linked, Some(ticket_id)) => {
                     return self.created(source, inbox_id, ticket_id).await;
                 }
                 _ => {
                     if let Some(ticket) = source.helpdesk.find_ticket_by_marker(&marker).await? {
-                        self.link(&source_system, &source_id, &target, LinkState::Linked, Some(ticket.id))
-                            .await?;
+                        self.link(
+                            &source_system,
+                            &source_id,
+                            &target,
+                            LinkState::Linked,
+                            Some(ticket.id),
+                        )
+                        .await?;
                         return self.created(source, inbox_id, ticket.id).await;
                     }
                 }
@@ -206,7 +215,11 @@ impl CreateTicket {
                 "the phone matches nobody, the request has no email and creating requesters is off",
             )));
         };
-        let category = match request.category.clone().or_else(|| source.default_category()) {
+        let category = match request
+            .category
+            .clone()
+            .or_else(|| source.default_category())
+        {
             None => None,
             Some(wanted) => match source.category(&wanted).await? {
                 Some(id) => Some(id),
@@ -219,8 +232,14 @@ impl CreateTicket {
             },
         };
 
-        self.link(&source_system, &source_id, &target, LinkState::Pending, None)
-            .await?;
+        self.link(
+            &source_system,
+            &source_id,
+            &target,
+            LinkState::Pending,
+            None,
+        )
+        .await?;
         let ticket = NewTicket {
             organisation,
             title: request.title.clone(),
@@ -235,8 +254,14 @@ impl CreateTicket {
             attachments: request.attachments,
         };
         let ticket_id = source.helpdesk.create_ticket_id(&ticket).await?;
-        self.link(&source_system, &source_id, &target, LinkState::Linked, Some(ticket_id))
-            .await?;
+        self.link(
+            &source_system,
+            &source_id,
+            &target,
+            LinkState::Linked,
+            Some(ticket_id),
+        )
+        .await?;
         self.created(source, inbox_id, ticket_id).await
     }
 

@@ -226,7 +226,9 @@ impl Intake {
             what: "intake outcome",
             reason: e.to_string(),
         })?;
-        self.store.kv_put(NAMESPACE, &id.to_string(), &value).await?;
+        self.store
+            .kv_put(NAMESPACE, &id.to_string(), &value)
+            .await?;
         self.store.set_inbox_response(id, &value).await?;
         self.waiters.wake(id);
         Ok(())

@@ -56,8 +56,16 @@ pub struct LookupError {
 impl RequesterLookup {
     /// Checks and normalises (phone to E.164 in the source's default country).
     pub fn normalised(&self, source: &Source) -> Result<PersonQuery, LookupError> {
-        let email = self.email.as_deref().map(str::trim).filter(|e| !e.is_empty());
-        let phone = self.phone.as_deref().map(str::trim).filter(|p| !p.is_empty());
+        let email = self
+            .email
+            .as_deref()
+            .map(str::trim)
+            .filter(|e| !e.is_empty());
+        let phone = self
+            .phone
+            .as_deref()
+            .map(str::trim)
+            .filter(|p| !p.is_empty());
         if email.is_none() && phone.is_none() {
             return Err(LookupError {
                 field: "requester_phone",

@@ -273,7 +273,9 @@ pub fn validate_value(value: &Value, rules: &Rules) -> Result<ValidRequest, Reje
 
     // organisation
     let (mut tax_id, mut entity_id) = (None, None);
-    let org = root.get("organisation").or_else(|| root.get("organization"));
+    let org = root
+        .get("organisation")
+        .or_else(|| root.get("organization"));
     match org {
         None | Some(Value::Null) => {}
         Some(Value::Object(o)) => {
@@ -400,10 +402,7 @@ pub fn validate_value(value: &Value, rules: &Rules) -> Result<ValidRequest, Reje
         None | Some(Value::Null) => {}
         Some(Value::Object(map)) => {
             if map.len() > MAX_EXTRA_FIELDS {
-                p.add(
-                    "extra",
-                    format!("at most {MAX_EXTRA_FIELDS} fields"),
-                );
+                p.add("extra", format!("at most {MAX_EXTRA_FIELDS} fields"));
             }
             for (key, value) in map {
                 if key.trim().is_empty() || key.chars().count() > 100 {
@@ -471,7 +470,12 @@ pub fn validate_value(value: &Value, rules: &Rules) -> Result<ValidRequest, Reje
     })
 }
 
-fn optional_text(p: &mut Problems, value: Option<&Value>, field: &str, max: usize) -> Option<String> {
+fn optional_text(
+    p: &mut Problems,
+    value: Option<&Value>,
+    field: &str,
+    max: usize,
+) -> Option<String> {
     match value {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => {
@@ -538,10 +542,7 @@ fn attachment(p: &mut Problems, i: usize, item: &Value, rules: &Rules) -> Option
             if estimate > rules.max_attachment_bytes + 3 {
                 p.too_large.push(FieldError {
                     field: at("content_base64"),
-                    message: format!(
-                        "decoded size exceeds {} bytes",
-                        rules.max_attachment_bytes
-                    ),
+                    message: format!("decoded size exceeds {} bytes", rules.max_attachment_bytes),
                 });
                 None
             } else {
@@ -738,7 +739,10 @@ mod tests {
             "attachments[0].content_base64",
             "colour",
         ] {
-            assert!(fields.contains(&expected), "{expected} missing from {fields:?}");
+            assert!(
+                fields.contains(&expected),
+                "{expected} missing from {fields:?}"
+            );
         }
         assert!(matches!(err, Rejection::Invalid(_)));
     }

@@ -152,11 +152,12 @@ impl Source {
 
     /// The default category when the request has none.
     pub fn default_category(&self) -> Option<CategoryRef> {
-        self.settings.default_category.as_deref().map(|c| {
-            match c.trim().parse::<i64>() {
+        self.settings
+            .default_category
+            .as_deref()
+            .map(|c| match c.trim().parse::<i64>() {
                 Ok(id) if id > 0 => CategoryRef::Id(id),
                 _ => CategoryRef::Name(c.trim().to_string()),
-            }
-        })
+            })
     }
 }

@@ -25,7 +25,9 @@ impl Waiters {
     /// Registers interest in request `id`.
     pub fn register(&self, id: i64) -> Waiting<'_> {
         let mut map = self.waiting.lock();
-        let entry = map.entry(id).or_insert_with(|| (Arc::new(Notify::new()), 0));
+        let entry = map
+            .entry(id)
+            .or_insert_with(|| (Arc::new(Notify::new()), 0));
         entry.1 += 1;
         Waiting {
             waiters: self,

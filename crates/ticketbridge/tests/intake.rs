@@ -151,12 +151,16 @@ impl World {
     }
 
     async fn until_created(&self, key: &str, request_id: i64) -> Value {
-        wait_for("the request to be created", Duration::from_secs(20), || async {
-            let (status, body) = self
-                .get(&format!("/api/v1/tickets/requests/{request_id}"), key)
-                .await;
-            (status == StatusCode::OK && body["status"] == "created").then_some(body)
-        })
+        wait_for(
+            "the request to be created",
+            Duration::from_secs(20),
+            || async {
+                let (status, body) = self
+                    .get(&format!("/api/v1/tickets/requests/{request_id}"), key)
+                    .await;
+                (status == StatusCode::OK && body["status"] == "created").then_some(body)
+            },
+        )
         .await
         .unwrap()
     }
@@ -192,7 +196,12 @@ async fn a_ticket_is_created_with_every_field_in_glpi() {
     assert_eq!(status, StatusCode::CREATED, "{answer}");
     let id = answer["ticket_id"].as_i64().unwrap();
     assert_eq!(answer["message"], format!("Ticket #{id} created"));
-    assert!(answer["url"].as_str().unwrap().ends_with(&format!("ticket.form.php?id={id}")));
+    assert!(
+        answer["url"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("ticket.form.php?id={id}"))
+    );
     let t = w.ticket(&answer);
     assert_eq!(t.entities_id, w.entity);
     assert_eq!(t.name, "Printer on floor 2 is jammed");
@@ -200,9 +209,22 @@ async fn a_ticket_is_created_with_every_field_in_glpi() {
     assert_eq!(t.ticket_type, 2);
     assert_eq!(t.itilcategories_id, w.printers);
     assert_eq!(requester_of(&t), vec![(w.maria, String::new())]);
-    assert!(t.content.contains("Error E-203 &lt;urgent&gt;"), "{}", t.content);
-    assert!(t.content.contains("<td>AnyDesk ID</td><td>123 456 789</td>"), "{}", t.content);
-    assert!(t.content.contains("&lt;b&gt;bold&lt;/b&gt; &amp; co"), "{}", t.content);
+    assert!(
+        t.content.contains("Error E-203 &lt;urgent&gt;"),
+        "{}",
+        t.content
+    );
+    assert!(
+        t.content
+            .contains("<td>AnyDesk ID</td><td>123 456 789</td>"),
+        "{}",
+        t.content
+    );
+    assert!(
+        t.content.contains("&lt;b&gt;bold&lt;/b&gt; &amp; co"),
+        "{}",
+        t.content
+    );
     let docs = w.sim.documents();
     let doc = docs
         .iter()
@@ -213,7 +235,12 @@ async fn a_ticket_is_created_with_every_field_in_glpi() {
     let link = w
         .app
         .store
-        .link("intake.ticket", "intake:web", &answer["request_id"].to_string(), "glpi")
+        .link(
+            "intake.ticket",
+            "intake:web",
+            &answer["request_id"].to_string(),
+            "glpi",
+        )
         .await
         .unwrap()
         .unwrap();
@@ -262,7 +289,10 @@ async fn missing_requesters_are_created_or_attached_by_email() {
         .into_iter()
         .find(|u| u.emails.contains(&"ana@new.example".to_string()))
         .expect("user created in GLPI");
-    assert_eq!(requester_of(&w.ticket(&answer)), vec![(created.id, String::new())]);
+    assert_eq!(
+        requester_of(&w.ticket(&answer)),
+        vec![(created.id, String::new())]
+    );
 
     let users_before = w.sim.users().len();
     let (status, answer) = w
@@ -276,7 +306,10 @@ async fn missing_requesters_are_created_or_attached_by_email() {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{answer}");
     let t = w.ticket(&answer);
-    assert_eq!(requester_of(&t), vec![(0, "guest@else.example".to_string())]);
+    assert_eq!(
+        requester_of(&t),
+        vec![(0, "guest@else.example".to_string())]
+    );
     assert_eq!(t.entities_id, 0, "unknown tax id uses the default entity");
     assert_eq!(w.sim.users().len(), users_before, "no user created");
     w.app.stop().await;
@@ -292,7 +325,12 @@ async fn an_idempotency_key_repeat_returns_the_same_ticket() {
     assert_eq!(s2, StatusCode::CREATED, "{a2}");
     assert_eq!(a1["ticket_id"], a2["ticket_id"]);
     assert_eq!(a1["request_id"], a2["request_id"]);
-    let same: Vec<_> = w.sim.tickets().into_iter().filter(|t| t.name == "Once only").collect();
+    let same: Vec<_> = w
+        .sim
+        .tickets()
+        .into_iter()
+        .filter(|t| t.name == "Once only")
+        .collect();
     assert_eq!(same.len(), 1);
     // Without a key, the body hash dedupes an identical retry too.
     let (_, b1) = w.post(KEY, &body, None).await;
@@ -307,17 +345,26 @@ async fn a_slow_glpi_gets_202_then_the_status_becomes_created() {
     // Warm the session so the latency hits the ticket creation.
     w.sim.faults().set_latency(Duration::from_millis(400));
     let (status, answer) = w
-        .post(QUICK_KEY, &json!({"requester": {"email": "maria@acme.com.br"}, "description": "Slow"}), None)
+        .post(
+            QUICK_KEY,
+            &json!({"requester": {"email": "maria@acme.com.br"}, "description": "Slow"}),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
     let request_id = answer["request_id"].as_i64().unwrap();
-    assert_eq!(answer["status_url"], format!("/api/v1/tickets/requests/{request_id}"));
+    assert_eq!(
+        answer["status_url"],
+        format!("/api/v1/tickets/requests/{request_id}")
+    );
     let done = w.until_created(QUICK_KEY, request_id).await;
     w.sim.faults().clear();
     let t = w.sim.ticket(done["ticket_id"].as_u64().unwrap()).unwrap();
     assert_eq!(t.name, "Slow");
     // Another source's key cannot read it.
-    let (status, _) = w.get(&format!("/api/v1/tickets/requests/{request_id}"), KEY).await;
+    let (status, _) = w
+        .get(&format!("/api/v1/tickets/requests/{request_id}"), KEY)
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     w.app.stop().await;
 }
@@ -327,18 +374,30 @@ async fn glpi_down_is_retried_and_the_ticket_created_once() {
     let w = world().await;
     w.sim.faults().fail_next(6, 503);
     let (status, answer) = w
-        .post(QUICK_KEY, &json!({"requester": {"email": "maria@acme.com.br"}, "description": "While down"}), None)
+        .post(
+            QUICK_KEY,
+            &json!({"requester": {"email": "maria@acme.com.br"}, "description": "While down"}),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
     let request_id = answer["request_id"].as_i64().unwrap();
     let done = w.until_created(QUICK_KEY, request_id).await;
-    let same: Vec<_> = w.sim.tickets().into_iter().filter(|t| t.name == "While down").collect();
+    let same: Vec<_> = w
+        .sim
+        .tickets()
+        .into_iter()
+        .filter(|t| t.name == "While down")
+        .collect();
     assert_eq!(same.len(), 1);
     assert_eq!(same[0].id, done["ticket_id"].as_u64().unwrap());
     let jobs = w
         .app
         .store
-        .jobs(&store::JobFilter { kind: Some("intake.create_ticket".into()), ..Default::default() })
+        .jobs(&store::JobFilter {
+            kind: Some("intake.create_ticket".into()),
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert!(jobs[0].attempts >= 2, "retried: {:?}", jobs[0]);
@@ -358,8 +417,16 @@ async fn asynchronous_mode_answers_at_once() {
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
     assert_eq!(answer["status"], "queued");
-    let done = w.until_created(KEY, answer["request_id"].as_i64().unwrap()).await;
-    assert_eq!(w.sim.ticket(done["ticket_id"].as_u64().unwrap()).unwrap().name, "Async one");
+    let done = w
+        .until_created(KEY, answer["request_id"].as_i64().unwrap())
+        .await;
+    assert_eq!(
+        w.sim
+            .ticket(done["ticket_id"].as_u64().unwrap())
+            .unwrap()
+            .name,
+        "Async one"
+    );
     // The source can be named in the path too.
     let (status, answer) = w
         .post_to(
@@ -391,24 +458,40 @@ async fn refusals_are_answered_with_their_codes() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
     assert_eq!(answer["error"]["code"], "entity_not_found");
-    assert!(w.app.store.inbox_by_dedupe("web", "key:nope-1").await.unwrap().is_none());
+    assert!(
+        w.app
+            .store
+            .inbox_by_dedupe("web", "key:nope-1")
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     // Unknown category name: 422, failed in the status, dead letter, no ticket.
     let (status, answer) = w
-        .post(KEY, &json!({"requester": {"email": "maria@acme.com.br"}, "category": "Teleportation",
-                           "description": "Beam me up"}), None)
+        .post(
+            KEY,
+            &json!({"requester": {"email": "maria@acme.com.br"}, "category": "Teleportation",
+                           "description": "Beam me up"}),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
     assert_eq!(answer["error"]["code"], "category_not_found");
     let request_id = answer["error"]["request_id"].as_i64().unwrap();
-    let (_, st) = w.get(&format!("/api/v1/tickets/requests/{request_id}"), KEY).await;
+    let (_, st) = w
+        .get(&format!("/api/v1/tickets/requests/{request_id}"), KEY)
+        .await;
     assert_eq!(st["status"], "failed");
     assert_eq!(st["code"], "category_not_found");
     assert!(w.sim.tickets().iter().all(|t| t.name != "Beam me up"));
     let dead = w
         .app
         .store
-        .jobs(&store::JobFilter { status: Some(store::JobStatus::Dead), ..Default::default() })
+        .jobs(&store::JobFilter {
+            status: Some(store::JobStatus::Dead),
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert_eq!(dead.len(), 1);
@@ -435,12 +518,26 @@ async fn bad_requests_list_every_field_and_auth_size_and_type_are_checked() {
         .iter()
         .map(|f| f["field"].as_str().unwrap())
         .collect();
-    for f in ["requester.email", "requester.phone", "urgency", "type", "organisation.entity_id", "description"] {
+    for f in [
+        "requester.email",
+        "requester.phone",
+        "urgency",
+        "type",
+        "organisation.entity_id",
+        "description",
+    ] {
         assert!(fields.contains(&f), "{f} not in {fields:?}");
     }
 
     let body = json!({"requester": {"email": "maria@acme.com.br"}, "description": "x"});
-    let resp = w.app.http.post(w.app.url("/api/v1/tickets")).json(&body).send().await.unwrap();
+    let resp = w
+        .app
+        .http
+        .post(w.app.url("/api/v1/tickets"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     let (status, _) = w.post("wrong-key", &body, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -451,7 +548,10 @@ async fn bad_requests_list_every_field_and_auth_size_and_type_are_checked() {
               "attachments": [{"filename": "a.bin", "mime": "application/octet-stream", "content_base64": big}]}), None)
         .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
-    assert_eq!(answer["error"]["fields"][0]["field"], "attachments[0].content_base64");
+    assert_eq!(
+        answer["error"]["fields"][0]["field"],
+        "attachments[0].content_base64"
+    );
 
     let resp = w
         .app
@@ -472,22 +572,46 @@ async fn bad_requests_list_every_field_and_auth_size_and_type_are_checked() {
 async fn requesters_read_their_tickets() {
     let w = world().await;
     let (_, a1) = w
-        .post(KEY, &json!({"requester": {"phone": "11987654321"}, "description": "First issue"}), None)
+        .post(
+            KEY,
+            &json!({"requester": {"phone": "11987654321"}, "description": "First issue"}),
+            None,
+        )
         .await;
     let (_, a2) = w
-        .post(KEY, &json!({"requester": {"phone": "11987654321"}, "description": "Second issue"}), None)
+        .post(
+            KEY,
+            &json!({"requester": {"phone": "11987654321"}, "description": "Second issue"}),
+            None,
+        )
         .await;
     let first = a1["ticket_id"].as_u64().unwrap();
     let second = a2["ticket_id"].as_u64().unwrap();
-    w.sim.add_followup_as(second, 2, "We are on it", false).unwrap();
-    w.sim.add_followup_as(second, 2, "internal note", true).unwrap();
+    w.sim
+        .add_followup_as(second, 2, "We are on it", false)
+        .unwrap();
+    w.sim
+        .add_followup_as(second, 2, "internal note", true)
+        .unwrap();
     w.sim.set_ticket_status(first, 6);
 
-    let (status, open) = w.get("/api/v1/tickets?requester_phone=%2B5511987654321", KEY).await;
+    let (status, open) = w
+        .get("/api/v1/tickets?requester_phone=%2B5511987654321", KEY)
+        .await;
     assert_eq!(status, StatusCode::OK, "{open}");
-    let ids: Vec<u64> = open["tickets"].as_array().unwrap().iter().map(|t| t["id"].as_u64().unwrap()).collect();
+    let ids: Vec<u64> = open["tickets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_u64().unwrap())
+        .collect();
     assert_eq!(ids, vec![second]);
-    let (_, all) = w.get("/api/v1/tickets?requester_phone=11%2098765-4321&status=all", KEY).await;
+    let (_, all) = w
+        .get(
+            "/api/v1/tickets?requester_phone=11%2098765-4321&status=all",
+            KEY,
+        )
+        .await;
     let all = all["tickets"].as_array().unwrap();
     assert_eq!(all.len(), 2);
     let closed = all.iter().find(|t| t["id"] == first).unwrap();
@@ -501,7 +625,9 @@ async fn requesters_read_their_tickets() {
     assert_eq!(one["last_public_followup"]["content"], "We are on it");
     let (status, _) = w.get("/api/v1/tickets/999999", KEY).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, none) = w.get("/api/v1/tickets?requester_email=nobody%40x.example", KEY).await;
+    let (status, none) = w
+        .get("/api/v1/tickets?requester_email=nobody%40x.example", KEY)
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(none["tickets"], json!([]));
     let (status, _) = w.get("/api/v1/tickets", KEY).await;
@@ -532,14 +658,31 @@ async fn warm_caches_cost_one_glpi_request_per_ticket() {
 #[tokio::test]
 async fn the_openapi_document_describes_the_api() {
     let w = world().await;
-    let resp = w.app.http.get(w.app.url("/api/v1/openapi.json")).send().await.unwrap();
+    let resp = w
+        .app
+        .http
+        .get(w.app.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     let doc: Value = resp.json().await.unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
-    for path in ["/api/v1/tickets", "/api/v1/tickets/requests/{id}", "/api/v1/tickets/{id}", "/ping"] {
+    for path in [
+        "/api/v1/tickets",
+        "/api/v1/tickets/requests/{id}",
+        "/api/v1/tickets/{id}",
+        "/ping",
+    ] {
         assert!(doc["paths"].get(path).is_some(), "{path} missing");
     }
-    for schema in ["TicketRequest", "CreatedAnswer", "AcceptedAnswer", "RequestStatus", "ErrorAnswer"] {
+    for schema in [
+        "TicketRequest",
+        "CreatedAnswer",
+        "AcceptedAnswer",
+        "RequestStatus",
+        "ErrorAnswer",
+    ] {
         let s = &doc["components"]["schemas"][schema];
         assert!(s.is_object(), "{schema} missing");
     }

@@ -59,14 +59,18 @@ pub fn routes(intake: Arc<Intake>) -> impl Fn(&AppState) -> Router<AppState> + S
         Router::new()
             .route(
                 "/api/v1/tickets",
-                post(move |state, query, headers, body| create(a.clone(), state, None, query, headers, body))
-                    .get(move |query, headers| list(b.clone(), query, headers)),
+                post(move |state, query, headers, body| {
+                    create(a.clone(), state, None, query, headers, body)
+                })
+                .get(move |query, headers| list(b.clone(), query, headers)),
             )
             .route(
                 "/api/v1/sources/{source}/tickets",
-                post(move |state, Path(source): Path<String>, query, headers, body| {
-                    create(c.clone(), state, Some(source), query, headers, body)
-                }),
+                post(
+                    move |state, Path(source): Path<String>, query, headers, body| {
+                        create(c.clone(), state, Some(source), query, headers, body)
+                    },
+                ),
             )
             .route(
                 "/api/v1/tickets/requests/{id}",
@@ -96,11 +100,17 @@ impl IntakeApi {
     }
 
     /// The source whose key the request carries (401 otherwise).
-    fn authenticate(&self, headers: &HeaderMap, named: Option<&str>) -> Result<Arc<Source>, ApiError> {
+    fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        named: Option<&str>,
+    ) -> Result<Arc<Source>, ApiError> {
         if let Some(name) = named
             && self.intake.source(name).is_none()
         {
-            return Err(ApiError::NotFound(format!("no intake source named {name:?}")));
+            return Err(ApiError::NotFound(format!(
+                "no intake source named {name:?}"
+            )));
         }
         let mut last = ApiError::Unauthorized("invalid API key".to_owned());
         for (source, keys) in &self.keys {
@@ -494,7 +504,12 @@ async fn create(
             (
                 StatusCode::ACCEPTED,
                 Json(AcceptedAnswer {
-                    status: if ticket_id.is_some() { "created" } else { "queued" }.into(),
+                    status: if ticket_id.is_some() {
+                        "created"
+                    } else {
+                        "queued"
+                    }
+                    .into(),
                     request_id: id,
                     status_url: format!("/api/v1/tickets/requests/{id}"),
                     ticket_id,
@@ -634,7 +649,9 @@ struct Security;
 
 impl utoipa::Modify for Security {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+        use utoipa::openapi::security::{
+            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme,
+        };
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "api_key",
