@@ -35,6 +35,23 @@ pub enum Command {
     Bench(BenchCommand),
     /// Print the version.
     Version,
+    /// Run the intake API against the GLPI simulator with a few sample requests.
+    Demo,
+    /// Run a simulator by hand.
+    #[command(subcommand)]
+    Sim(SimCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SimCommand {
+    /// The GLPI simulator on 127.0.0.1 (until Ctrl-C).
+    Glpi {
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// Imitate GLPI 11 instead of 10.
+        #[arg(long)]
+        v11: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

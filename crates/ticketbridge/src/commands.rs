@@ -13,6 +13,19 @@ use crate::cli::{
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Demo => {
+            crate::demo::run().await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sim(crate::cli::SimCommand::Glpi { port, v11 }) => {
+            let mode = if v11 {
+                sim::glpi::GlpiVersion::V11
+            } else {
+                sim::glpi::GlpiVersion::V10
+            };
+            sim::glpi::run_standalone(port, mode).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Version => {
             println!("ticketbridge {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)

@@ -3,6 +3,7 @@
 mod bench;
 mod cli;
 mod commands;
+mod demo;
 mod event_record;
 mod logging;
 mod serve;
