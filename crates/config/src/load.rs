@@ -21,7 +21,7 @@ pub const ENV_PREFIX: &str = "TICKETBRIDGE_";
 
 const SECTIONS: [&str; 5] = ["server", "store", "engine", "targets", "sources"];
 const TARGET_KINDS: [&str; 2] = ["glpi", "itop"];
-const SOURCE_KINDS: &[&str] = &["events", "intake", "messaging", "chatwoot"];
+const SOURCE_KINDS: &[&str] = &["events", "intake", "messaging", "chatwoot", "itop"];
 
 /// One thing wrong with the configuration, at a field path such as
 /// `sources.web.api_keys[0]`.
@@ -370,6 +370,9 @@ fn extract_source(
             .map(SourceConfig::Intake),
         "messaging" => extract::<crate::sources::MessagingSource>(prefix, value, problems)
             .map(SourceConfig::Messaging),
+        "itop" => {
+            extract::<crate::sources::ItopSource>(prefix, value, problems).map(SourceConfig::Itop)
+        }
         _ => None,
     }
 }

@@ -449,7 +449,7 @@ impl Helpdesk for ItopHelpdesk {
             oql.push_str(" AND status NOT IN ('resolved', 'closed')");
         }
         let mut found = self.tickets_where(oql).await?;
-        found.sort_by(|a, b| b.id.cmp(&a.id));
+        found.sort_by_key(|t| std::cmp::Reverse(t.id));
         Ok(found)
     }
 

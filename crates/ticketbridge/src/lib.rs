@@ -4,5 +4,6 @@
 //! (main.rs) is the command line on top.
 
 pub mod intake_flow;
+pub mod itop_flow;
 pub mod testkit;
 pub mod wiring;

@@ -4,5 +4,6 @@
 //! in through [`crate::SourceRoutes`].
 
 pub mod events;
+pub mod itop;
 pub mod intake;
 pub mod messaging;

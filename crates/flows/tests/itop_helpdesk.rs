@@ -1,0 +1,291 @@
+//! `ItopHelpdesk` against the iTop simulator over real HTTP.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use flows::Helpdesk;
+use flows::helpdesk::{
+    Attachment, NewFollowup, NewPerson, NewTicket, PersonKind, PersonQuery, Requester, TicketKind,
+    TicketStatus,
+};
+use flows::itop::{ItopHelpdesk, ItopTargetOptions};
+use secrecy::SecretString;
+use sim_itop::{ItopSim, ItopSimConfig, RunningItop};
+
+async fn helpdesk() -> (RunningItop, ItopHelpdesk) {
+    let sim = ItopSim::start(ItopSimConfig::default()).await.unwrap();
+    let config = itop::ItopConfig::new(
+        sim.root_url().parse().unwrap(),
+        itop::ItopAuth::Basic {
+            user: sim.rest_user(),
+            password: SecretString::from(sim.rest_password()),
+        },
+    );
+    let client = itop::ItopClient::new(config).unwrap();
+    let helpdesk = ItopHelpdesk::new(
+        "itop",
+        client,
+        ItopTargetOptions {
+            default_org: Some(3),
+            ..ItopTargetOptions::default()
+        },
+    );
+    (sim, helpdesk)
+}
+
+fn new_ticket(caller: i64, marker: &str) -> NewTicket {
+    NewTicket {
+        organisation: Some(3),
+        title: "Printer jam".into(),
+        content: "Paper stuck\nsecond line".into(),
+        requester: Requester::Person {
+            id: caller,
+            kind: PersonKind::User,
+        },
+        category: None,
+        urgency: Some(5),
+        kind: TicketKind::Incident,
+        request_type: None,
+        assignee: None,
+        marker: marker.into(),
+        attachments: vec![Attachment {
+            filename: "log.txt".into(),
+            mime: "text/plain".into(),
+            bytes: b"jam at 10:02".to_vec(),
+        }],
+    }
+}
+
+#[tokio::test]
+async fn people_and_organisations_are_found() {
+    let (sim, hd) = helpdesk().await;
+    let org = sim
+        .seed(
+            "Organization",
+            serde_json::json!({"name":"ACME","code":"12.345.678/0001-90"}),
+        )
+        .unwrap();
+    let found = hd
+        .find_organisation_by_tax_id("12345678000190")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((found.id, found.name.as_str()), (org as i64, "ACME"));
+    assert!(
+        hd.find_organisation_by_tax_id("999")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(hd.organisation(3).await.unwrap().unwrap().name, "Demo");
+
+    let p = sim
+        .seed_person(
+            "Ana",
+            "Souza",
+            org,
+            "ana@acme.example",
+            "+55 (11) 98765-4321",
+        )
+        .unwrap();
+    let by_mail = hd
+        .find_person(&PersonQuery {
+            email: Some("ana@acme.example".into()),
+            phone: None,
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(by_mail.id, p as i64);
+    let by_phone = hd
+        .find_person(&PersonQuery {
+            email: None,
+            phone: Some("+5511987654321".into()),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(by_phone.id, p as i64);
+    assert!(
+        hd.find_person(&PersonQuery {
+            email: Some("nobody@x.example".into()),
+            phone: Some("+5511900000000".into())
+        })
+        .await
+        .unwrap()
+        .is_none()
+    );
+
+    let created = hd
+        .create_person(&NewPerson {
+            kind: PersonKind::User,
+            name: "Bruno Lima Costa".into(),
+            email: Some("bruno@acme.example".into()),
+            phone: None,
+            organisation: None,
+        })
+        .await
+        .unwrap();
+    let stored = sim.object("Person", created.id as u64).unwrap();
+    assert_eq!(stored["first_name"], "Bruno");
+    assert_eq!(stored["name"], "Lima Costa");
+    assert_eq!(stored["org_id"], "3");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn tickets_are_created_found_and_followed_up() {
+    let (sim, hd) = helpdesk().await;
+    let ticket = hd
+        .create_ticket(&new_ticket(15, "tb:marker:1"))
+        .await
+        .unwrap();
+    let id = ticket.id as u64;
+    let stored = sim.object("UserRequest", id).unwrap();
+    assert_eq!(stored["title"], "Printer jam");
+    assert_eq!(stored["caller_id"], "15");
+    assert_eq!(stored["org_id"], "3");
+    assert_eq!(stored["urgency"], "1");
+    assert!(
+        stored["description"]
+            .as_str()
+            .unwrap()
+            .contains("tb:marker:1")
+    );
+    assert_eq!(sim.attachments("UserRequest", id)[0].data, b"jam at 10:02");
+    assert_eq!(ticket.status, TicketStatus::New);
+
+    assert_eq!(
+        hd.find_ticket_by_marker("tb:marker:1")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        ticket.id
+    );
+    assert!(
+        hd.find_ticket_by_marker("tb:marker:2")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let email_only = NewTicket {
+        requester: Requester::EmailOnly {
+            email: "x@y.example".into(),
+            name: None,
+        },
+        ..new_ticket(15, "m")
+    };
+    assert!(hd.create_ticket(&email_only).await.is_err());
+
+    let public = hd
+        .add_followup(
+            ticket.id,
+            &NewFollowup {
+                content: "hello".into(),
+                private: false,
+                author: None,
+                attachments: vec![],
+            },
+        )
+        .await
+        .unwrap();
+    let private = hd
+        .add_followup(
+            ticket.id,
+            &NewFollowup {
+                content: "internal".into(),
+                private: true,
+                author: None,
+                attachments: vec![],
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(sim.case_log("UserRequest", id, "public_log").len(), 1);
+    assert_eq!(
+        sim.case_log("UserRequest", id, "private_log")[0].message,
+        "internal"
+    );
+    let all = hd.followups(ticket.id).await.unwrap();
+    assert_eq!(
+        all.iter().map(|f| (f.id, f.private)).collect::<Vec<_>>(),
+        vec![(public, false), (private, true)]
+    );
+    assert_eq!(all[0].content, "hello");
+
+    let person = hd
+        .find_person(&PersonQuery {
+            email: Some(
+                sim.object("Person", 15).unwrap()["email"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            ),
+            phone: None,
+        })
+        .await
+        .unwrap();
+    if let Some(person) = person {
+        assert!(
+            hd.tickets_of(&person, true)
+                .await
+                .unwrap()
+                .iter()
+                .any(|t| t.id == ticket.id)
+        );
+    }
+    let changed = hd.changed_since("2000-01-01 00:00:00").await.unwrap();
+    assert!(changed.iter().any(|t| t.id == ticket.id));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn status_changes_use_the_stimuli_and_their_fields() {
+    let (sim, hd) = helpdesk().await;
+    let ticket = hd
+        .create_ticket(&new_ticket(15, "tb:status"))
+        .await
+        .unwrap();
+    let id = ticket.id as u64;
+    hd.set_status(
+        ticket.id,
+        TicketStatus::Waiting,
+        Some("waiting for the customer"),
+    )
+    .await
+    .unwrap();
+    let t = sim.object("UserRequest", id).unwrap();
+    assert_eq!(
+        (t["status"].as_str(), t["pending_reason"].as_str()),
+        (Some("pending"), Some("waiting for the customer"))
+    );
+    hd.set_status(ticket.id, TicketStatus::Solved, Some("replaced the roller"))
+        .await
+        .unwrap();
+    let t = sim.object("UserRequest", id).unwrap();
+    assert_eq!(t["status"], "resolved");
+    assert!(
+        t["solution"]
+            .as_str()
+            .unwrap()
+            .contains("replaced the roller")
+    );
+    hd.set_status(ticket.id, TicketStatus::Assigned, None)
+        .await
+        .unwrap();
+    assert_eq!(sim.object("UserRequest", id).unwrap()["status"], "assigned");
+    hd.set_status(ticket.id, TicketStatus::Closed, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        hd.ticket(ticket.id).await.unwrap().unwrap().status,
+        TicketStatus::Closed
+    );
+    assert!(
+        hd.set_status(ticket.id, TicketStatus::Assigned, None)
+            .await
+            .is_err()
+    );
+    assert!(hd.ticket(999_999).await.unwrap().is_none());
+    sim.shutdown().await;
+}

@@ -1,0 +1,714 @@
+//! End-to-end: the iTop ↔ iTop bridge over real HTTP with two simulated
+//! iTops (external, internal) whose webhook actions (the seed's set-up,
+//! `tests/fixtures/itop/real-webhooks.txt`) point at the running service —
+//! including the webhooks the bridge's own REST writes cause.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{OriginalUri, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use serde_json::{Value, json};
+use sim::itop::{Fault, ItopSim, ItopSimConfig, RunningItop, WebhookSink};
+use store::{LinkFilter, Store};
+use ticketbridge::testkit::{TestApp, wait_for};
+use tokio::sync::OnceCell;
+
+const KEY: &str = "key-current";
+const OLD_KEY: &str = "key-previous";
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// Forwards webhooks to the app once it runs (the simulators need their
+/// webhook URL before the app, configured with their URLs, can start).
+/// While `dropping`, webhooks are lost, as when the receiver is down.
+#[derive(Clone, Default)]
+struct Relay {
+    target: Arc<OnceCell<String>>,
+    dropping: Arc<AtomicBool>,
+}
+
+async fn forward(
+    State(relay): State<Relay>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let Some(base) = relay.target.get() else {
+        return StatusCode::SERVICE_UNAVAILABLE;
+    };
+    if relay.dropping.load(Ordering::SeqCst) {
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
+    let path = uri.path();
+    let path = path
+        .strip_prefix("/external")
+        .or_else(|| path.strip_prefix("/internal"))
+        .unwrap_or(path);
+    let mut req = reqwest::Client::new()
+        .post(format!("{base}{path}"))
+        .timeout(Duration::from_secs(10))
+        .body(body);
+    for (name, value) in &headers {
+        if name != "host" && name != "content-length" {
+            req = req.header(name, value);
+        }
+    }
+    match req.send().await {
+        Ok(resp) => StatusCode::from_u16(resp.status().as_u16()).unwrap(),
+        Err(_) => StatusCode::BAD_GATEWAY,
+    }
+}
+
+async fn start_relay() -> (Relay, String) {
+    let relay = Relay::default();
+    let app = Router::new()
+        .route("/{*path}", post(forward))
+        .with_state(relay.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (relay, format!("http://{addr}"))
+}
+
+struct World {
+    app: TestApp,
+    ext: RunningItop,
+    int: RunningItop,
+    relay: Relay,
+    _dir: Option<tempfile::TempDir>,
+}
+
+async fn world_on(store: Store, dir: Option<tempfile::TempDir>, reconcile: &str) -> World {
+    let (relay, relay_url) = start_relay().await;
+    let sim_config = |sinks| {
+        ItopSimConfig {
+            synchronous_webhooks: true,
+            ..ItopSimConfig::default()
+        }
+        .with_webhooks(sinks)
+    };
+    let ext = ItopSim::start(sim_config(WebhookSink::seed_external(
+        &format!("{relay_url}/external"),
+        KEY,
+    )))
+    .await
+    .unwrap();
+    let int = ItopSim::start(sim_config(WebhookSink::seed_internal(
+        &format!("{relay_url}/internal"),
+        OLD_KEY,
+    )))
+    .await
+    .unwrap();
+    let toml = format!(
+        r#"
+[targets.ext]
+kind = "itop"
+url = "{ext_url}"
+user = "rest"
+password = "${{ITOP_PASSWORD}}"
+timeout = "5s"
+
+[targets.int]
+kind = "itop"
+url = "{int_url}"
+user = "rest"
+password = "${{ITOP_PASSWORD}}"
+timeout = "5s"
+
+[sources.bridge]
+kind = "itop"
+internal_target = "int"
+external_target = "ext"
+api_keys = ["${{KEY1}}", "${{KEY2}}"]
+reconcile_interval = "{reconcile}"
+
+[sources.bridge.internal]
+org_id = 3
+caller_id = 15
+team_id = 37
+agent_id = 9
+
+[sources.bridge.external]
+team_id = 37
+agent_id = 7
+"#,
+        ext_url = ext.root_url(),
+        int_url = int.root_url(),
+    );
+    let env = [
+        ("ITOP_PASSWORD".to_string(), ext.rest_password()),
+        ("KEY1".to_string(), KEY.to_string()),
+        ("KEY2".to_string(), OLD_KEY.to_string()),
+    ];
+    let config = config::load_str(&toml, env).unwrap();
+    let app = TestApp::spawn(config, store).await.unwrap();
+    // The relay strips /external and /internal: the seed's paths are the same on both.
+    relay
+        .target
+        .set(app.base_url.clone())
+        .map_err(|_| ())
+        .unwrap();
+    World {
+        app,
+        ext,
+        int,
+        relay,
+        _dir: dir,
+    }
+}
+
+async fn world() -> World {
+    let (store, dir) = store::testing::fresh_sqlite().await;
+    world_on(store, Some(dir), "1h").await
+}
+
+impl World {
+    /// Waits until no job is running or due.
+    async fn settle(&self) {
+        let store = self.app.store.clone();
+        wait_for("jobs to settle", DEADLINE, || {
+            let store = store.clone();
+            async move { (store.outstanding().await.ok()? == 0).then_some(()) }
+        })
+        .await
+        .unwrap();
+    }
+
+    /// A person (the `admin` account, not the bridge's) creates an external ticket.
+    async fn human_creates_external_ticket(&self, title: &str) -> u64 {
+        let r = self
+            .ext
+            .perform_as(
+                "admin",
+                json!({"operation":"core/create","class":"UserRequest","comment":"ui",
+                   "fields":{"org_id":3,"caller_id":15,"title":title,"description":"<p>Printer \"3rd floor\" broken</p>","urgency":"2"},
+                   "output_fields":"id"}),
+            )
+            .await;
+        assert_eq!(r["code"], 0, "{r}");
+        let id = r["objects"].as_object().unwrap().values().next().unwrap()["key"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        self.settle().await;
+        id
+    }
+
+    fn internal_of(&self, external: u64) -> Option<u64> {
+        let marker = format!("[ticketbridge:bridge:{external}]");
+        self.int
+            .ids("UserRequest")
+            .into_iter()
+            .find(|id| field(&self.int, "UserRequest", *id, "description").contains(&marker))
+    }
+
+    async fn mirrored(&self, title: &str) -> (u64, u64) {
+        let e = self.human_creates_external_ticket(title).await;
+        let i = self.internal_of(e).expect("internal ticket created");
+        (e, i)
+    }
+
+    async fn act(&self, sim: &RunningItop, op: Value) {
+        let r = sim.perform_as("admin", op.clone()).await;
+        assert_eq!(r["code"], 0, "{op} -> {r}");
+        self.settle().await;
+    }
+
+    /// UI-style attachment upload: create, then the form save updates it
+    /// (the update fires the seed's attachment webhook; a create does not).
+    async fn upload(&self, sim: &RunningItop, ticket: u64, name: &str, data: &[u8]) -> u64 {
+        use base64::Engine;
+        let contents = json!({"data": base64::engine::general_purpose::STANDARD.encode(data),
+            "filename": name, "mimetype": "text/plain", "downloads_count": 0});
+        let r = sim
+            .perform_as(
+                "admin",
+                json!({"operation":"core/create","class":"Attachment","comment":"ui",
+                "fields":{"item_class":"UserRequest","item_id":0,"temp_id":"upload-1","item_org_id":3,"contents":contents},"output_fields":"id"}),
+            )
+            .await;
+        let id: u64 = r["objects"].as_object().unwrap().values().next().unwrap()["key"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        self.act(
+            sim,
+            json!({"operation":"core/update","class":"Attachment","key":id,"comment":"ui",
+            "fields":{"item_class":"UserRequest","item_id":ticket,"temp_id":""},"output_fields":"id"}),
+        )
+        .await;
+        id
+    }
+
+    async fn post(&self, path: &str, key: &str, body: Value) -> reqwest::Response {
+        self.app
+            .http
+            .post(self.app.url(path))
+            .header("X-API-Key", key)
+            .header("Content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn stop(self) {
+        self.app.stop().await;
+        self.ext.shutdown().await;
+        self.int.shutdown().await;
+    }
+}
+
+fn field(sim: &RunningItop, class: &str, id: u64, name: &str) -> String {
+    sim.object(class, id)
+        .and_then(|o| o.get(name).cloned())
+        .map(|v| match v {
+            Value::String(s) => s,
+            other => other.to_string(),
+        })
+        .unwrap_or_default()
+}
+
+fn stimulus(id: u64, code: &str, fields: Value) -> Value {
+    json!({"operation":"core/apply_stimulus","class":"UserRequest","key":id,"stimulus":code,
+        "comment":"ui","fields":fields,"output_fields":"id"})
+}
+
+fn private_entry(id: u64, text: &str) -> Value {
+    json!({"operation":"core/update","class":"UserRequest","key":id,"comment":"ui",
+        "fields":{"private_log":{"add_item":{"message":text,"format":"text"}}},"output_fields":"id"})
+}
+
+#[tokio::test]
+async fn external_ticket_is_mirrored_with_internal_defaults_once() {
+    let w = world().await;
+    let before_int = w.int.ids("UserRequest").len();
+    let (e, i) = w.mirrored("Printer broken").await;
+    assert_eq!(field(&w.int, "UserRequest", i, "title"), "Printer broken");
+    assert_eq!(field(&w.int, "UserRequest", i, "org_id"), "3");
+    assert_eq!(field(&w.int, "UserRequest", i, "caller_id"), "15");
+    assert_eq!(field(&w.int, "UserRequest", i, "team_id"), "37");
+    assert_eq!(field(&w.int, "UserRequest", i, "agent_id"), "9");
+    assert_eq!(field(&w.int, "UserRequest", i, "urgency"), "2");
+    assert_eq!(field(&w.int, "UserRequest", i, "status"), "new");
+    assert_eq!(w.int.ids("UserRequest").len(), before_int + 1);
+
+    // The create webhook again, several times, and the update one: nothing new.
+    let payload = json!({"event":"ticket.create","class":"UserRequest","id":e.to_string(),"ref":"R","title":"Printer broken",
+        "description":"x","status":"new","caller_id":"Christie","org_id":"Demo","team_id":"undefined","operator_id":"undefined","priority":"4"});
+    for _ in 0..3 {
+        let r = w.post("/api/v1/create-ticket", KEY, payload.clone()).await;
+        assert_eq!(r.status(), 200);
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["received"], true);
+    }
+    w.post(
+        "/api/v1/update-ticket",
+        KEY,
+        json!({"class":"UserRequest","id":e.to_string()}),
+    )
+    .await;
+    w.settle().await;
+    assert_eq!(w.int.ids("UserRequest").len(), before_int + 1);
+    assert!(w.int.attachments("UserRequest", i).is_empty());
+    // Agents and organisations are not copied back.
+    assert_eq!(field(&w.ext, "UserRequest", e, "agent_id"), "0");
+    let links = w
+        .app
+        .store
+        .links(&LinkFilter {
+            kind: Some("itop.ticket".into()),
+            ..LinkFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(links.len(), 1);
+    assert_eq!(links[0].target_id.as_deref(), Some(i.to_string().as_str()));
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn attachments_are_added_changed_and_deleted_one_by_one() {
+    let w = world().await;
+    let (e, i) = w.mirrored("With files").await;
+    let a = w.upload(&w.ext, e, "a.txt", b"first").await;
+    let b = w.upload(&w.ext, e, "b.txt", b"second").await;
+    let int_files = w.int.attachments("UserRequest", i);
+    assert_eq!(int_files.len(), 2, "{:?}", w.ext.webhook_deliveries());
+    let (ia, ib) = (int_files[0].id, int_files[1].id);
+    assert_eq!(
+        (int_files[0].data.as_slice(), int_files[1].data.as_slice()),
+        (&b"first"[..], &b"second"[..])
+    );
+
+    // Change a: its copy is updated in place, b untouched.
+    use base64::Engine;
+    w.act(&w.ext, json!({"operation":"core/update","class":"Attachment","key":a,"comment":"ui",
+        "fields":{"contents":{"data":base64::engine::general_purpose::STANDARD.encode(b"first, edited"),"filename":"a.txt","mimetype":"text/plain","downloads_count":0}},"output_fields":"id"})).await;
+    let int_files = w.int.attachments("UserRequest", i);
+    assert_eq!(
+        int_files.iter().map(|f| f.id).collect::<Vec<_>>(),
+        vec![ia, ib]
+    );
+    assert_eq!(int_files[0].data, b"first, edited");
+    assert_eq!(int_files[1].data, b"second");
+
+    // Delete a: only its copy goes.
+    w.act(
+        &w.ext,
+        json!({"operation":"core/delete","class":"Attachment","key":a,"comment":"ui"}),
+    )
+    .await;
+    let int_files = w.int.attachments("UserRequest", i);
+    assert_eq!(int_files.iter().map(|f| f.id).collect::<Vec<_>>(), vec![ib]);
+    // The bridge's writes on the internal side echoed back and changed nothing on the external one.
+    let ext_files = w.ext.attachments("UserRequest", e);
+    assert_eq!(ext_files.iter().map(|f| f.id).collect::<Vec<_>>(), vec![b]);
+    assert!(
+        w.int
+            .webhook_deliveries()
+            .iter()
+            .any(|d| d.body.contains("attachment.update"))
+    );
+
+    // Internal attachment on a bridged ticket goes to the external side.
+    w.upload(&w.int, i, "from-provider.txt", b"report").await;
+    let ext_files = w.ext.attachments("UserRequest", e);
+    assert_eq!(ext_files.len(), 2);
+    assert_eq!(ext_files[1].filename, "from-provider.txt");
+    assert_eq!(w.int.attachments("UserRequest", i).len(), 2);
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn private_log_entries_become_one_file_each_with_author_and_date() {
+    let w = world().await;
+    let (e, i) = w.mirrored("With notes").await;
+    w.act(&w.ext, private_entry(e, "customer internal note"))
+        .await;
+    let files = w.int.attachments("UserRequest", i);
+    assert_eq!(files.len(), 1, "{files:?}");
+    let text = String::from_utf8(files[0].data.clone()).unwrap();
+    let entry = &w.ext.case_log("UserRequest", e, "private_log")[0];
+    assert!(text.contains("customer internal note"), "{text}");
+    assert!(
+        text.contains(&format!("Author: {}", entry.user_login)),
+        "{text}"
+    );
+    assert!(text.contains(&format!("Date: {}", entry.date)), "{text}");
+    assert!(files[0].filename.starts_with("private-log-"));
+    // The log itself is not copied into the internal private log.
+    assert!(w.int.case_log("UserRequest", i, "private_log").is_empty());
+
+    // A repeat changes nothing; a second entry adds a second file.
+    w.post(
+        "/api/v1/update-ticket",
+        KEY,
+        json!({"class":"UserRequest","id":e.to_string()}),
+    )
+    .await;
+    w.settle().await;
+    assert_eq!(w.int.attachments("UserRequest", i).len(), 1);
+    w.act(&w.ext, private_entry(e, "second note")).await;
+    assert_eq!(w.int.attachments("UserRequest", i).len(), 2);
+
+    // Internal private log → a file on the external side.
+    w.act(&w.int, private_entry(i, "provider note")).await;
+    let ext_files = w.ext.attachments("UserRequest", e);
+    assert_eq!(ext_files.len(), 1);
+    assert!(
+        String::from_utf8(ext_files[0].data.clone())
+            .unwrap()
+            .contains("provider note")
+    );
+    // Neither file was copied back as an ordinary attachment.
+    assert_eq!(w.int.attachments("UserRequest", i).len(), 2);
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn internal_status_changes_reach_external_with_required_fields() {
+    let w = world().await;
+    let (e, i) = w.mirrored("Status back").await;
+    w.act(
+        &w.int,
+        stimulus(i, "ev_assign", json!({"team_id":37,"agent_id":13})),
+    )
+    .await;
+    assert_eq!(field(&w.ext, "UserRequest", e, "status"), "assigned");
+    // External defaults, not the internal agent: agents are not synchronised.
+    assert_eq!(field(&w.ext, "UserRequest", e, "agent_id"), "7");
+
+    w.act(
+        &w.int,
+        stimulus(
+            i,
+            "ev_pending",
+            json!({"pending_reason":"waiting for parts"}),
+        ),
+    )
+    .await;
+    assert_eq!(field(&w.ext, "UserRequest", e, "status"), "pending");
+    assert_eq!(
+        field(&w.ext, "UserRequest", e, "pending_reason"),
+        "waiting for parts"
+    );
+
+    w.act(&w.int, stimulus(i, "ev_assign", json!({}))).await;
+    w.act(
+        &w.int,
+        stimulus(
+            i,
+            "ev_resolve",
+            json!({"solution":"replaced the fuser","resolution_code":"hardware repair"}),
+        ),
+    )
+    .await;
+    assert_eq!(field(&w.ext, "UserRequest", e, "status"), "resolved");
+    assert!(field(&w.ext, "UserRequest", e, "solution").contains("replaced the fuser"));
+    assert_eq!(
+        field(&w.ext, "UserRequest", e, "resolution_code"),
+        "hardware repair"
+    );
+    // The external echoes (update-ticket for each bridge stimulus) changed nothing inside.
+    assert_eq!(field(&w.int, "UserRequest", i, "status"), "resolved");
+    assert!(w.int.attachments("UserRequest", i).is_empty());
+    let audit = w.app.store.audit_entries(500).await.unwrap();
+    assert!(
+        audit.iter().any(|a| a.action == "echo_dropped"),
+        "no echo was recognised"
+    );
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn external_status_changes_reach_internal() {
+    let w = world().await;
+    let (e, i) = w.mirrored("Status forth").await;
+    w.act(
+        &w.ext,
+        stimulus(e, "ev_assign", json!({"team_id":37,"agent_id":7})),
+    )
+    .await;
+    assert_eq!(field(&w.int, "UserRequest", i, "status"), "assigned");
+    assert_eq!(field(&w.int, "UserRequest", i, "agent_id"), "9");
+    w.act(
+        &w.ext,
+        stimulus(e, "ev_resolve", json!({"solution":"customer fixed it"})),
+    )
+    .await;
+    assert_eq!(field(&w.int, "UserRequest", i, "status"), "resolved");
+    assert!(field(&w.int, "UserRequest", i, "solution").contains("customer fixed it"));
+    // Internal state-change echoes did not bounce: external still resolved, one ticket each.
+    assert_eq!(field(&w.ext, "UserRequest", e, "status"), "resolved");
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn internal_tickets_are_not_pushed_to_external() {
+    let w = world().await;
+    let before = w.ext.ids("UserRequest").len();
+    let r = w
+        .int
+        .perform_as(
+            "admin",
+            json!({"operation":"core/create","class":"UserRequest","comment":"ui",
+            "fields":{"org_id":3,"caller_id":15,"title":"Provider only","description":"x"},"output_fields":"id"}),
+        )
+        .await;
+    let id: u64 = r["objects"].as_object().unwrap().values().next().unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    w.act(
+        &w.int,
+        stimulus(id, "ev_assign", json!({"team_id":37,"agent_id":9})),
+    )
+    .await;
+    w.act(&w.int, private_entry(id, "internal only")).await;
+    w.upload(&w.int, id, "internal.txt", b"x").await;
+    assert_eq!(w.ext.ids("UserRequest").len(), before);
+    let audit = w.app.store.audit_entries(100).await.unwrap();
+    assert!(audit.iter().any(|a| a.action == "not_synchronised"));
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn keys_paths_and_payloads_are_checked() {
+    let w = world().await;
+    let body = json!({"class":"UserRequest","id":"1"});
+    assert_eq!(
+        w.post("/api/v1/update-ticket", "wrong", body.clone())
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(
+        w.post(
+            "/api/v1/update-ticket",
+            OLD_KEY,
+            json!({"class":"UserRequest"})
+        )
+        .await
+        .status(),
+        400
+    );
+    let r = w
+        .post(
+            "/hooks/itop/bridge/internal/ticket-state-change",
+            OLD_KEY,
+            json!({"event":"ticket assigned","id":"99"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["side"], "internal");
+    assert_eq!(
+        w.post(
+            "/hooks/itop/bridge/elsewhere/update-ticket",
+            KEY,
+            body.clone()
+        )
+        .await
+        .status(),
+        404
+    );
+    assert_eq!(
+        w.post(
+            "/hooks/itop/nobody/external/update-ticket",
+            KEY,
+            body.clone()
+        )
+        .await
+        .status(),
+        404
+    );
+    assert_eq!(
+        w.post(
+            "/api/v1/update-attachment",
+            KEY,
+            json!({"event":"attachment.update","source":"mars","attachment_id":"1"})
+        )
+        .await
+        .status(),
+        400
+    );
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn out_of_order_and_lost_create_still_mirror_once() {
+    let w = world().await;
+    // The create webhook is lost (receiver down)...
+    w.relay.dropping.store(true, Ordering::SeqCst);
+    let e = w.human_creates_external_ticket("Lost create").await;
+    w.relay.dropping.store(false, Ordering::SeqCst);
+    assert!(w.internal_of(e).is_none());
+    // ...an update arrives first, then the create, late.
+    w.act(&w.ext, private_entry(e, "note")).await;
+    let create = json!({"event":"ticket.create","class":"UserRequest","id":e.to_string(),"ref":"R","title":"Lost create",
+        "description":"x","status":"new","caller_id":"Christie","org_id":"Demo","team_id":"undefined","operator_id":"undefined","priority":"4"});
+    w.post("/api/v1/create-ticket", KEY, create).await;
+    w.settle().await;
+    let i = w.internal_of(e).expect("mirrored");
+    let mirrored: Vec<u64> = w
+        .int
+        .ids("UserRequest")
+        .into_iter()
+        .filter(|id| field(&w.int, "UserRequest", *id, "title") == "Lost create")
+        .collect();
+    assert_eq!(mirrored, vec![i]);
+    assert_eq!(w.int.attachments("UserRequest", i).len(), 1);
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn a_side_down_is_retried_and_lost_webhooks_are_reconciled() {
+    let (store, dir) = store::testing::fresh_sqlite().await;
+    let w = world_on(store, Some(dir), "300ms").await;
+    let (e, i) = w.mirrored("Resilience").await;
+
+    // External iTop down while the internal status changes: the job retries.
+    w.ext.set_down(true);
+    let r = w
+        .int
+        .perform_as(
+            "admin",
+            stimulus(i, "ev_assign", json!({"team_id":37,"agent_id":9})),
+        )
+        .await;
+    assert_eq!(r["code"], 0);
+    tokio::task::yield_now().await;
+    w.ext.set_down(false);
+    wait_for("external assigned", DEADLINE, || async {
+        (field(&w.ext, "UserRequest", e, "status") == "assigned").then_some(())
+    })
+    .await
+    .unwrap();
+
+    // Transient faults on the internal side while a file is copied.
+    w.int.fail_next_n(2, Fault::HttpStatus(503));
+    w.upload(&w.ext, e, "retry.txt", b"r").await;
+    wait_for("file copied", DEADLINE, || async {
+        (w.int.attachments("UserRequest", i).len() == 1).then_some(())
+    })
+    .await
+    .unwrap();
+
+    // Webhooks lost entirely: the reconciler repairs status, attachment and log.
+    w.relay.dropping.store(true, Ordering::SeqCst);
+    let r = w
+        .ext
+        .perform_as(
+            "admin",
+            stimulus(e, "ev_pending", json!({"pending_reason":"customer away"})),
+        )
+        .await;
+    assert_eq!(r["code"], 0);
+    let r = w
+        .ext
+        .perform_as("admin", private_entry(e, "lost note"))
+        .await;
+    assert_eq!(r["code"], 0);
+    wait_for("reconciled", DEADLINE, || async {
+        (field(&w.int, "UserRequest", i, "status") == "pending"
+            && w.int.attachments("UserRequest", i).len() == 2)
+            .then_some(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        field(&w.int, "UserRequest", i, "pending_reason"),
+        "customer away"
+    );
+    w.relay.dropping.store(false, Ordering::SeqCst);
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn mirrors_on_postgres() {
+    let Some(store) = store::testing::fresh_postgres().await else {
+        return;
+    };
+    let w = world_on(store, None, "1h").await;
+    let (e, i) = w.mirrored("On PostgreSQL").await;
+    w.act(&w.ext, private_entry(e, "pg note")).await;
+    w.upload(&w.ext, e, "pg.txt", b"pg").await;
+    w.act(
+        &w.int,
+        stimulus(i, "ev_assign", json!({"team_id":37,"agent_id":9})),
+    )
+    .await;
+    assert_eq!(w.int.attachments("UserRequest", i).len(), 2);
+    assert_eq!(field(&w.ext, "UserRequest", e, "status"), "assigned");
+    w.stop().await;
+}
