@@ -52,6 +52,11 @@ pub enum SimCommand {
         #[arg(long)]
         v11: bool,
     },
+    /// The iTop simulator on 127.0.0.1 (until Ctrl-C).
+    Itop {
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -26,6 +26,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             sim::glpi::run_standalone(port, mode).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Sim(crate::cli::SimCommand::Itop { port }) => {
+            sim::itop::run_standalone(port).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Version => {
             println!("ticketbridge {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)

@@ -5,5 +5,6 @@
 
 pub mod intake_flow;
 pub mod itop_flow;
+pub mod messaging_flow;
 pub mod testkit;
 pub mod wiring;

@@ -25,5 +25,6 @@ pub fn install(
     let targets = Targets::from_config(config).context("cannot set up the targets")?;
     let deps = crate::intake_flow::install(config, &targets, _store, _engine, deps)?;
     let deps = crate::itop_flow::install(config, &targets, _store, _engine, deps)?;
+    let deps = crate::messaging_flow::install(config, &targets, _store, _engine, deps)?;
     Ok(Wired { deps, targets })
 }

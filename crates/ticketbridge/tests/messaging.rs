@@ -1,0 +1,664 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Messaging channels end to end: real HTTP into ticketbridge, tickets in the
+//! GLPI simulator, callbacks into a small receiver on loopback.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+use sha2::Sha256;
+use sim::glpi::{ActorKind, GlpiSim, NewUser, RunningSim, SimConfig};
+use store::{JobFilter, JobStatus, Store};
+use ticketbridge::testkit::{TestApp, wait_for};
+
+const KEY: &str = "channel-key-1";
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// Options of the `whats` source under test, as TOML lines.
+fn config(sim: &RunningSim, source_lines: &str) -> config::Config {
+    let text = format!(
+        r#"
+[engine]
+max_attempts = 10
+
+[targets.glpi]
+kind = "glpi"
+url = "{url}"
+app_token = "{app}"
+user_token = "{user}"
+
+[sources.whats]
+kind = "messaging"
+target = "glpi"
+api_keys = ["{KEY}"]
+default_country = "BR"
+max_wait = "10s"
+{window}
+{source_lines}
+"#,
+        window = if source_lines.contains("merge_window") {
+            ""
+        } else {
+            "merge_window = 400"
+        },
+        url = sim.base_url(),
+        app = sim.app_token(),
+        user = sim.user_token("glpi").unwrap(),
+    );
+    config::load_str(&text, Vec::new()).unwrap()
+}
+
+async fn start(source_lines: &str) -> (RunningSim, TestApp, tempfile::TempDir) {
+    let sim = GlpiSim::start(SimConfig::default()).await.unwrap();
+    let (store, dir) = store::testing::fresh_sqlite().await;
+    let app = TestApp::spawn(config(&sim, source_lines), store)
+        .await
+        .unwrap();
+    (sim, app, dir)
+}
+
+async fn send(app: &TestApp, body: Value) -> (StatusCode, Value) {
+    let response = app
+        .http
+        .post(app.url("/api/v1/channels/whats/messages"))
+        .header("X-API-Key", KEY)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn message(conversation: &str, id: &str, text: &str) -> Value {
+    json!({"conversation_id": conversation, "message_id": id, "phone": "+55 11 98765-4321",
+        "name": "Ana Souza", "text": text})
+}
+
+/// Waits until no job of the conversation is pending or running (flush
+/// jobs scheduled in the future count as pending).
+async fn settled(app: &TestApp, conversation: &str) {
+    let key = messaging::ordering_key("whats", conversation);
+    wait_for("the conversation's jobs to finish", DEADLINE, || async {
+        let jobs = app
+            .store
+            .jobs(&JobFilter {
+                ordering_key: Some(key.clone()),
+                limit: Some(1000),
+                ..JobFilter::default()
+            })
+            .await
+            .unwrap();
+        jobs.iter()
+            .all(|j| matches!(j.status, JobStatus::Succeeded))
+            .then_some(())
+    })
+    .await
+    .unwrap();
+}
+
+async fn tickets_count(sim: &RunningSim, n: usize) {
+    wait_for(&format!("{n} ticket(s)"), DEADLINE, || async {
+        (sim.tickets().len() == n).then_some(())
+    })
+    .await
+    .unwrap();
+}
+
+fn positions(content: &str, texts: &[String]) -> Vec<usize> {
+    texts
+        .iter()
+        .map(|t| {
+            content
+                .find(t.as_str())
+                .unwrap_or_else(|| panic!("{t} missing in {content}"))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_burst_of_ten_becomes_one_ticket_with_every_message_in_order() {
+    let (sim, app, _dir) = start("merge_window = 800").await;
+    let texts: Vec<String> = (0..10)
+        .map(|i| format!("part number {i:02} of my problem"))
+        .collect();
+    for (i, text) in texts.iter().enumerate() {
+        let (status, body) = send(&app, message("conv-a", &format!("m{i}"), text)).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        assert_eq!(body["conversation"], "conv-a");
+    }
+    tickets_count(&sim, 1).await;
+    settled(&app, "conv-a").await;
+    let tickets = sim.tickets();
+    assert_eq!(tickets.len(), 1);
+    let at = positions(&tickets[0].content, &texts);
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "out of order: {at:?}");
+    assert_eq!(tickets[0].name, "part number 00 of my problem");
+    // The link and the stored state name the ticket.
+    let state = app_state(&app, "conv-a").await;
+    assert_eq!(state["ticket"]["id"].as_u64(), Some(tickets[0].id));
+    assert_eq!(state["buffer"], json!([]));
+    app.stop().await;
+}
+
+async fn app_state(app: &TestApp, conversation: &str) -> Value {
+    app.store
+        .kv_get(
+            messaging::state::KV_NAMESPACE,
+            &format!("whats/{conversation}"),
+        )
+        .await
+        .unwrap()
+        .unwrap_or(Value::Null)
+}
+
+#[tokio::test]
+async fn messages_in_two_windows_become_two_tickets() {
+    let (sim, app, _dir) = start("followups = false").await;
+    send(&app, message("conv-b", "b1", "first burst one")).await;
+    send(&app, message("conv-b", "b2", "first burst two")).await;
+    tickets_count(&sim, 1).await;
+    settled(&app, "conv-b").await;
+    send(&app, message("conv-b", "b3", "second burst one")).await;
+    tickets_count(&sim, 2).await;
+    settled(&app, "conv-b").await;
+    let mut tickets = sim.tickets();
+    tickets.sort_by_key(|t| t.id);
+    assert_eq!(tickets.len(), 2);
+    assert!(tickets[0].content.contains("first burst two"));
+    assert!(!tickets[0].content.contains("second burst"));
+    assert!(tickets[1].content.contains("second burst one"));
+    assert!(!tickets[1].content.contains("first burst"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn duplicate_message_ids_are_merged_once() {
+    let (sim, app, _dir) = start("").await;
+    let (_, first) = send(&app, message("conv-c", "same", "only once please")).await;
+    assert_eq!(first["duplicate"], false);
+    for _ in 0..3 {
+        let (status, again) = send(&app, message("conv-c", "same", "only once please")).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        assert_eq!(again["duplicate"], true);
+    }
+    send(&app, message("conv-c", "other", "and another line")).await;
+    tickets_count(&sim, 1).await;
+    settled(&app, "conv-c").await;
+    let content = &sim.tickets()[0].content;
+    assert_eq!(content.matches("only once please").count(), 1, "{content}");
+    assert!(content.contains("and another line"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_restart_during_the_window_still_makes_exactly_one_ticket() {
+    let sim = GlpiSim::start(SimConfig::default()).await.unwrap();
+    let (store, _dir) = store::testing::fresh_sqlite().await;
+    let cfg = config(&sim, "merge_window = 1500");
+    let app = TestApp::spawn(cfg.clone(), store.clone()).await.unwrap();
+    for i in 0..3 {
+        send(
+            &app,
+            message("conv-d", &format!("d{i}"), &format!("before restart {i}")),
+        )
+        .await;
+    }
+    // Every message is in the durable buffer before the stop.
+    wait_for("three buffered messages", DEADLINE, || async {
+        let state = app_state(&app, "conv-d").await;
+        (state["buffer"].as_array().map(Vec::len) == Some(3)).then_some(())
+    })
+    .await
+    .unwrap();
+    app.stop().await;
+    let app = TestApp::spawn(cfg, store).await.unwrap();
+    tickets_count(&sim, 1).await;
+    settled(&app, "conv-d").await;
+    let tickets = sim.tickets();
+    assert_eq!(tickets.len(), 1);
+    for i in 0..3 {
+        assert!(tickets[0].content.contains(&format!("before restart {i}")));
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn later_messages_are_followups_until_the_ticket_is_solved() {
+    // Statuses are trusted for 1 ms only, so the solve below is seen at once.
+    let (sim, app, _dir) = start("status_ttl = 1").await;
+    send(&app, message("conv-e", "e1", "my screen is black")).await;
+    tickets_count(&sim, 1).await;
+    settled(&app, "conv-e").await;
+    let ticket = sim.tickets()[0].id;
+    let (_, answer) = send(&app, message("conv-e", "e2", "still black after reboot")).await;
+    assert_eq!(answer["ticket"]["id"].as_u64(), Some(ticket));
+    wait_for("the followup", DEADLINE, || async {
+        sim.followups(ticket)
+            .iter()
+            .any(|f| f.content.contains("still black after reboot"))
+            .then_some(())
+    })
+    .await
+    .unwrap();
+    settled(&app, "conv-e").await;
+    assert_eq!(sim.tickets().len(), 1);
+    // A repeat of the followup's message id adds nothing.
+    send(&app, message("conv-e", "e2", "still black after reboot")).await;
+
+    // Solved: the next message opens a new ticket.
+    assert!(sim.set_ticket_status(ticket, 5));
+    send(&app, message("conv-e", "e3", "another problem now")).await;
+    tickets_count(&sim, 2).await;
+    settled(&app, "conv-e").await;
+    let newest = sim.tickets().into_iter().max_by_key(|t| t.id).unwrap();
+    assert_ne!(newest.id, ticket);
+    assert!(newest.content.contains("another problem now"));
+    let old_followups = sim.followups(ticket);
+    assert_eq!(old_followups.len(), 1, "{old_followups:?}");
+    assert!(
+        !old_followups
+            .iter()
+            .any(|f| f.content.contains("another problem"))
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn handoff_mode_waits_for_the_handoff_and_answers_with_the_ticket() {
+    let (sim, app, _dir) = start("open_on = \"handoff\"\nhandoff_wait = \"10s\"").await;
+    for i in 0..3 {
+        send(
+            &app,
+            message(
+                "conv-f",
+                &format!("f{i}"),
+                &format!("talking to the bot {i}"),
+            ),
+        )
+        .await;
+    }
+    wait_for("three buffered messages", DEADLINE, || async {
+        let state = app_state(&app, "conv-f").await;
+        (state["buffer"].as_array().map(Vec::len) == Some(3)).then_some(())
+    })
+    .await
+    .unwrap();
+    settled(&app, "conv-f").await;
+    assert!(sim.tickets().is_empty(), "no ticket before the handoff");
+    let response = app
+        .http
+        .post(app.url("/api/v1/channels/whats/conversations/conv-f/handoff"))
+        .header("Authorization", format!("Bearer {KEY}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    let tickets = sim.tickets();
+    assert_eq!(tickets.len(), 1);
+    assert_eq!(body["ticket"]["id"].as_u64(), Some(tickets[0].id));
+    assert!(
+        body["ticket"]["url"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("id={}", tickets[0].id))
+    );
+    for i in 0..3 {
+        assert!(
+            tickets[0]
+                .content
+                .contains(&format!("talking to the bot {i}"))
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn requester_is_matched_by_phone_in_another_format_and_decides_the_entity() {
+    let sim = GlpiSim::start(SimConfig::default()).await.unwrap();
+    let company = sim.add_entity("Acme Ltda", 0, None);
+    let other = sim.add_entity("Default place", 0, None);
+    let mut user = NewUser::new("ana");
+    user.phone2 = Some("(11) 98765-4321".to_owned());
+    user.entities_id = company;
+    let ana = sim.add_user(user);
+    let (store, _dir) = store::testing::fresh_sqlite().await;
+    let cfg = config(
+        &sim,
+        &format!("entity = {other}\nentity_from_requester = true"),
+    );
+    let app = TestApp::spawn(cfg, store).await.unwrap();
+    send(
+        &app,
+        json!({"conversation_id": "conv-g", "message_id": "g1",
+        "phone": "5511987654321@s.whatsapp.net", "name": "Ana", "text": "hello"}),
+    )
+    .await;
+    tickets_count(&sim, 1).await;
+    let ticket = sim.tickets().remove(0);
+    let requesters: Vec<u64> = ticket
+        .actors
+        .iter()
+        .filter(|a| a.kind == ActorKind::Requester)
+        .map(|a| a.users_id)
+        .collect();
+    assert_eq!(requesters, vec![ana]);
+    assert_eq!(ticket.entities_id, company);
+    let users_before = sim.users().len();
+
+    // Unknown phone: a user is created in the configured entity.
+    send(
+        &app,
+        json!({"conversation_id": "conv-h", "message_id": "h1",
+        "phone": "21 99876-5432", "name": "Bruno Lima", "text": "new here"}),
+    )
+    .await;
+    tickets_count(&sim, 2).await;
+    let users = sim.users();
+    assert_eq!(users.len(), users_before + 1);
+    let bruno = users.iter().max_by_key(|u| u.id).unwrap();
+    assert!(
+        [&bruno.phone, &bruno.phone2, &bruno.mobile]
+            .iter()
+            .any(|p| p.as_deref().is_some_and(|p| p.contains("21998765432"))),
+        "{bruno:?}"
+    );
+    assert_eq!(bruno.entities_id, other);
+    let ticket = sim.tickets().into_iter().max_by_key(|t| t.id).unwrap();
+    assert!(
+        ticket
+            .actors
+            .iter()
+            .any(|a| a.kind == ActorKind::Requester && a.users_id == bruno.id)
+    );
+    assert_eq!(ticket.entities_id, other);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn open_tickets_are_listed_by_phone() {
+    let sim = GlpiSim::start(SimConfig::default()).await.unwrap();
+    let mut user = NewUser::new("carla");
+    user.mobile = Some("+55 11 91234-5678".to_owned());
+    sim.add_user(user);
+    let (store, _dir) = store::testing::fresh_sqlite().await;
+    let app = TestApp::spawn(config(&sim, "followups = false"), store)
+        .await
+        .unwrap();
+    let msg = |conv: &str, id: &str, text: &str| json!({"conversation_id": conv, "message_id": id, "phone": "11912345678", "text": text});
+    send(&app, msg("c1", "1", "first issue")).await;
+    send(&app, msg("c2", "2", "second issue")).await;
+    tickets_count(&sim, 2).await;
+    let solved = sim.tickets().into_iter().min_by_key(|t| t.id).unwrap().id;
+    sim.set_ticket_status(solved, 5);
+    let response = app
+        .http
+        .get(app.url("/api/v1/channels/whats/tickets?phone=%2B5511912345678"))
+        .header("X-API-Key", KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    let ids: Vec<u64> = body["tickets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_u64().unwrap())
+        .collect();
+    let open = sim.tickets().into_iter().max_by_key(|t| t.id).unwrap().id;
+    assert_eq!(ids, vec![open]);
+    assert_eq!(body["tickets"][0]["status"], "new");
+    app.stop().await;
+}
+
+/// A callback receiver: records every delivery.
+#[derive(Clone, Default)]
+struct Received(Arc<Mutex<Vec<(HeaderMap, Bytes)>>>);
+
+async fn start_receiver(addr: SocketAddr, received: Received) -> tokio::task::JoinHandle<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+            let received = received.clone();
+            async move {
+                received.0.lock().push((headers, body));
+                StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    })
+}
+
+/// The Standard Webhooks rule, computed independently of the crate the
+/// bridge signs with.
+fn expected_signature(id: &str, timestamp: &str, body: &[u8]) -> String {
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(SECRET.trim_start_matches("whsec_"))
+        .unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}.{timestamp}.").as_bytes());
+    mac.update(body);
+    format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    )
+}
+
+#[tokio::test]
+async fn the_callback_is_delivered_once_the_receiver_is_up_and_verifies() {
+    // A free port with nobody listening: connection refused until started.
+    let addr = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap()
+    };
+    let lines = format!("callback_url = \"http://{addr}/hook\"\ncallback_secret = \"{SECRET}\"");
+    let (sim, app, _dir) = start(&lines).await;
+    send(&app, message("conv-i", "i1", "call me back")).await;
+    tickets_count(&sim, 1).await;
+    // The delivery fails (refused) and is retried.
+    wait_for("a failed callback attempt", DEADLINE, || async {
+        let jobs = app
+            .store
+            .jobs(&JobFilter {
+                kind: Some(messaging::CALLBACK_JOB.to_owned()),
+                ..JobFilter::default()
+            })
+            .await
+            .unwrap();
+        jobs.iter()
+            .any(|j| j.status == JobStatus::Pending && j.attempts > 0)
+            .then_some(())
+    })
+    .await
+    .unwrap();
+    let received = Received::default();
+    let receiver = start_receiver(addr, received.clone()).await;
+    wait_for("the callback", DEADLINE, || async {
+        (!received.0.lock().is_empty()).then_some(())
+    })
+    .await
+    .unwrap();
+    let (headers, body) = received.0.lock()[0].clone();
+    let id = headers["webhook-id"].to_str().unwrap().to_owned();
+    let timestamp = headers["webhook-timestamp"].to_str().unwrap().to_owned();
+    let signature = headers["webhook-signature"].to_str().unwrap().to_owned();
+    assert_eq!(signature, expected_signature(&id, &timestamp, &body));
+    standardwebhooks::Webhook::new(SECRET)
+        .unwrap()
+        .verify(&body, &headers)
+        .unwrap();
+    let payload: Value = serde_json::from_slice(&body).unwrap();
+    let ticket = sim.tickets()[0].id;
+    assert_eq!(payload["type"], "ticket.created");
+    assert_eq!(payload["data"]["ticket"]["id"].as_u64(), Some(ticket));
+    assert_eq!(payload["data"]["conversation_id"], "conv-i");
+    settled(&app, "conv-i").await;
+    wait_for("the delivery job to succeed", DEADLINE, || async {
+        let jobs = app
+            .store
+            .jobs(&JobFilter {
+                kind: Some(messaging::CALLBACK_JOB.to_owned()),
+                ..JobFilter::default()
+            })
+            .await
+            .unwrap();
+        jobs.iter()
+            .all(|j| j.status == JobStatus::Succeeded)
+            .then_some(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(received.0.lock().len(), 1);
+    receiver.abort();
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_requests_get_uniform_errors() {
+    let (_sim, app, _dir) = start("max_attachment_bytes = 8").await;
+    let post = |path: &str, key: Option<&str>| {
+        let mut request = app.http.post(app.url(path));
+        if let Some(key) = key {
+            request = request.header("X-API-Key", key);
+        }
+        request
+    };
+    let no_key = post("/api/v1/channels/whats/messages", None)
+        .json(&message("x", "1", "t"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_key.status(), StatusCode::UNAUTHORIZED);
+    let unknown = post("/api/v1/channels/nope/messages", Some(KEY))
+        .json(&message("x", "1", "t"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    let text = post("/api/v1/channels/whats/messages", Some(KEY))
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(text.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let invalid = post("/api/v1/channels/whats/messages", Some(KEY))
+        .json(&json!({"phone": "12", "email": "nope"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(invalid.status(), StatusCode::BAD_REQUEST);
+    let body: Value = invalid.json().await.unwrap();
+    let paths: Vec<&str> = body["error"]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    for p in ["conversation_id", "message_id", "phone", "email"] {
+        assert!(paths.contains(&p), "{p} not in {paths:?}");
+    }
+    let big = post("/api/v1/channels/whats/messages", Some(KEY))
+        .json(
+            &json!({"conversation_id": "x", "message_id": "2", "phone": "+5511987654321",
+            "text": "t", "attachments": [{"filename": "a", "data": "QUFBQUFBQUFBQUFBQUFBQQ=="}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(big.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // Nothing refused was stored.
+    assert!(
+        app.store
+            .inbox_by_dedupe("whats", "message:2")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn attachments_by_url_and_inline_reach_the_ticket() {
+    let files = axum::Router::new().route(
+        "/photo.png",
+        axum::routing::get(|| async { ([("content-type", "image/png")], b"PNGDATA".to_vec()) }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let files_addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, files).await;
+    });
+    let (sim, app, _dir) = start("").await;
+    send(
+        &app,
+        json!({"conversation_id": "conv-j", "message_id": "j1", "phone": "+5511987654321",
+        "text": "see attached", "attachments": [
+            {"url": format!("http://{files_addr}/photo.png")},
+            {"filename": "note.txt", "mime": "text/plain", "data": "aGVsbG8="}]}),
+    )
+    .await;
+    tickets_count(&sim, 1).await;
+    settled(&app, "conv-j").await;
+    let ticket = sim.tickets()[0].id;
+    let docs = sim.documents();
+    let linked: Vec<_> = docs
+        .iter()
+        .filter(|d| d.linked_to.contains(&("Ticket".to_owned(), ticket)))
+        .collect();
+    assert_eq!(linked.len(), 2, "{docs:?}");
+    assert!(
+        linked
+            .iter()
+            .any(|d| d.content.as_deref() == Some(b"PNGDATA".as_slice()))
+    );
+    assert!(
+        linked
+            .iter()
+            .any(|d| d.content.as_deref() == Some(b"hello".as_slice()))
+    );
+    server.abort();
+    app.stop().await;
+}
+
+async fn burst_on(store: Store) {
+    let sim = GlpiSim::start(SimConfig::default()).await.unwrap();
+    let app = TestApp::spawn(config(&sim, ""), store).await.unwrap();
+    for i in 0..5 {
+        send(
+            &app,
+            message("conv-pg", &format!("p{i}"), &format!("postgres line {i}")),
+        )
+        .await;
+    }
+    tickets_count(&sim, 1).await;
+    settled(&app, "conv-pg").await;
+    assert_eq!(sim.tickets().len(), 1);
+    for i in 0..5 {
+        assert!(
+            sim.tickets()[0]
+                .content
+                .contains(&format!("postgres line {i}"))
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_burst_becomes_one_ticket_on_postgres() {
+    let Some(store) = store::testing::fresh_postgres().await else {
+        return;
+    };
+    burst_on(store).await;
+}
