@@ -66,16 +66,18 @@ impl ChatwootFlow {
         }
     }
 
-    /// The first poll and sweep of every source, now (a pending one is
-    /// moved to now rather than doubled).
+    /// The first poll of every source (now) and its first sweep (after one
+    /// `reconcile_interval`, so webhooks arriving at start-up are applied
+    /// from their own bodies first). A pending one is moved, not doubled.
     pub fn first_jobs(&self) -> Vec<NewJob> {
         let now = store::now_ms();
         self.sources
             .values()
             .flat_map(|s| {
+                let sweep = now + millis(s.settings().reconcile_interval);
                 [
                     jobs::poll_job(s.name(), s.target(), now),
-                    jobs::reconcile_job(s.name(), s.target(), now),
+                    jobs::reconcile_job(s.name(), s.target(), sweep),
                 ]
             })
             .collect()
@@ -166,7 +168,7 @@ impl ChatwootFlow {
                 tracing::warn!(source = %source.name(), kind, %error, "periodic cycle failed; next run will try again");
             }
         }
-        let run_at = store::now_ms() + i64::try_from(interval.as_millis()).unwrap_or(i64::MAX / 2);
+        let run_at = store::now_ms() + millis(interval);
         let next = if kind == jobs::POLL {
             jobs::poll_job(source.name(), source.target(), run_at)
         } else {
@@ -175,6 +177,10 @@ impl ChatwootFlow {
         store.enqueue(next).await?;
         Ok(())
     }
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX / 4)
 }
 
 #[async_trait::async_trait]

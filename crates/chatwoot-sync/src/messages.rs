@@ -375,7 +375,8 @@ impl SourceSync {
         Ok((None, Some(format!("{name} (Chatwoot)"))))
     }
 
-    /// The ticket's status: the stored one while it is open, else asked.
+    /// The ticket's status as the target says now (a technician may have
+    /// closed it since the last poll).
     pub(crate) async fn ticket_status(
         &self,
         conversation_id: u64,
@@ -385,11 +386,6 @@ impl SourceSync {
             return Ok(None);
         };
         let stored = link.state.ticket_status;
-        let trust = stored.is_some_and(TicketStatus::is_open)
-            && link.state.conversation_status.as_deref() != Some("resolved");
-        if trust {
-            return Ok(stored);
-        }
         let current = self.helpdesk.ticket(ticket).await?.map(|t| t.status);
         if current != stored {
             let mut state = link.state.clone();

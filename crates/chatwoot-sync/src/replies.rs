@@ -27,17 +27,22 @@ impl SourceSync {
         };
         let changed = self.helpdesk.changed_since(&cursor).await?;
         let mut jobs = Vec::new();
-        let mut newest = cursor.clone();
+        let newest = changed
+            .iter()
+            .map(|t| t.updated_at.clone())
+            .chain([cursor.clone()])
+            .max()
+            .unwrap_or_else(|| cursor.clone());
         for ticket in &changed {
-            if ticket.updated_at > newest {
-                newest = ticket.updated_at.clone();
-            }
             let Some(conversation) = self.links.conversation_of(ticket.id).await? else {
                 continue;
             };
             let link = self.links.ticket(conversation).await?;
             let seen = link.and_then(|l| l.state.seen_updated_at);
-            if seen.as_deref() == Some(ticket.updated_at.as_str()) {
+            // Times have one-second resolution: a ticket changed in the
+            // newest second seen may change again within it, so it is only
+            // skipped once a later second has been observed.
+            if seen.as_deref() == Some(ticket.updated_at.as_str()) && ticket.updated_at < newest {
                 continue;
             }
             jobs.push(ticket_changed_job(

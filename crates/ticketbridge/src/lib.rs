@@ -3,6 +3,8 @@
 //! process for end-to-end tests and the demo. The `ticketbridge` binary
 //! (main.rs) is the command line on top.
 
+pub mod chatwoot_flow;
+pub mod demo_chatwoot;
 pub mod intake_flow;
 pub mod itop_flow;
 pub mod messaging_flow;

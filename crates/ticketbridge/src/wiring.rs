@@ -26,5 +26,6 @@ pub fn install(
     let deps = crate::intake_flow::install(config, &targets, _store, _engine, deps)?;
     let deps = crate::itop_flow::install(config, &targets, _store, _engine, deps)?;
     let deps = crate::messaging_flow::install(config, &targets, _store, _engine, deps)?;
+    let deps = crate::chatwoot_flow::install(config, &targets, _store, _engine, deps)?;
     Ok(Wired { deps, targets })
 }

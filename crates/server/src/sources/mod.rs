@@ -3,6 +3,7 @@
 //! Built in: [`events`] (`POST /api/v1/events/{source}`). Other kinds plug
 //! in through [`crate::SourceRoutes`].
 
+pub mod chatwoot;
 pub mod events;
 pub mod itop;
 pub mod intake;

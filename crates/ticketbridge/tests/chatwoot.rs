@@ -1,0 +1,841 @@
+//! End-to-end tests of the Chatwoot ↔ GLPI synchronisation: the Chatwoot
+//! simulator sends real webhooks over HTTP to the service, which writes to
+//! the GLPI simulator and calls the Chatwoot simulator's API back.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use chatwoot::sign;
+use serde_json::{Value, json};
+use sim::chatwoot::{ChatwootSim, NewContact, ReleaseOrder, RunningChatwoot};
+use sim::glpi::{GlpiSim, NewUser, RunningSim, SimConfig};
+use store::{JobFilter, JobStatus};
+use ticketbridge::testkit::{TestApp, wait_for};
+
+const SECRET: &str = "cw-webhook-secret";
+const URL_TOKEN: &str = "tok-0123456789abcdef";
+const CARLOS: &str = "carlos.lima@acme.example";
+const DEADLINE: Duration = Duration::from_secs(20);
+const SOLUTION: &str = "Resolvido pelo atendimento no Chatwoot.";
+
+struct World {
+    glpi: RunningSim,
+    cw: RunningChatwoot,
+    app: TestApp,
+    entity: u64,
+    category: u64,
+    carlos: u64,
+    tech: u64,
+    _dir: Option<tempfile::TempDir>,
+}
+
+struct Options {
+    reconcile: &'static str,
+    extra: &'static str,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            reconcile: "1h",
+            extra: "",
+        }
+    }
+}
+
+async fn world(options: Options) -> World {
+    let (store, dir) = store::testing::fresh_sqlite().await;
+    world_on(store, Some(dir), options).await
+}
+
+async fn world_on(store: store::Store, dir: Option<tempfile::TempDir>, options: Options) -> World {
+    let glpi = GlpiSim::start(SimConfig::default()).await.unwrap();
+    let entity = glpi.add_entity("ACME Suporte", 0, None);
+    let category = glpi.add_category("Atendimento Chat");
+    let carlos = glpi.add_user(NewUser {
+        login: "carlos".into(),
+        firstname: Some("Carlos".into()),
+        realname: Some("Lima".into()),
+        emails: vec![CARLOS.into()],
+        entities_id: entity,
+        profile: Some(6),
+        ..NewUser::default()
+    });
+    // The simulator's own technician (user `tech`, Technician profile).
+    let tech = glpi.user_by_login("tech").unwrap().id;
+    let cw = ChatwootSim::start(sim::chatwoot::SimConfig::default())
+        .await
+        .unwrap();
+    let toml = format!(
+        r#"
+[engine]
+max_attempts = 50
+
+[targets.glpi]
+kind = "glpi"
+url = "{glpi_url}"
+app_token = "${{APP}}"
+user_token = "${{USER}}"
+timeout = "5s"
+
+[sources.cw]
+kind = "chatwoot"
+target = "glpi"
+url = "{cw_url}"
+api_access_token = "${{CW_TOKEN}}"
+account_id = 1
+webhook_secret = "${{CW_SECRET}}"
+url_token = "{URL_TOKEN}"
+entity = {entity}
+category = "Atendimento Chat"
+private_note_with_link = true
+solution_text = "{SOLUTION}"
+poll_interval = "150ms"
+reconcile_interval = "{reconcile}"
+timeout = "5s"
+{extra}
+"#,
+        glpi_url = glpi.base_url(),
+        cw_url = cw.base_url(),
+        reconcile = options.reconcile,
+        extra = options.extra,
+    );
+    let env = vec![
+        ("APP".to_string(), glpi.app_token()),
+        ("USER".to_string(), glpi.user_token("glpi").unwrap()),
+        ("CW_TOKEN".to_string(), cw.api_token()),
+        ("CW_SECRET".to_string(), SECRET.to_string()),
+    ];
+    let config = config::load_str(&toml, env).unwrap();
+    let app = TestApp::spawn(config, store).await.unwrap();
+    cw.webhook_target(app.url("/hooks/chatwoot/cw"), Some(SECRET.into()));
+    World {
+        glpi,
+        cw,
+        app,
+        entity,
+        category,
+        carlos,
+        tech,
+        _dir: dir,
+    }
+}
+
+impl World {
+    async fn maria(&self) -> u64 {
+        self.cw
+            .add_contact(NewContact {
+                name: "Maria Souza".into(),
+                email: Some("maria@cliente.com.br".into()),
+                phone_number: Some("+5511987654321".into()),
+                identifier: None,
+            })
+            .await
+    }
+
+    /// The ticket id mirrored into the conversation's custom attributes.
+    async fn ticket_of(&self, conversation: u64) -> u64 {
+        wait_for("the ticket id in the conversation", DEADLINE, || async {
+            self.cw
+                .conversation(conversation)
+                .and_then(|c| c.custom_attributes.get("glpi_ticket_id").cloned())
+                .and_then(|v| v.as_u64())
+        })
+        .await
+        .unwrap()
+    }
+
+    async fn followups_with(&self, ticket: u64, count: usize) -> Vec<sim::glpi::SimFollowup> {
+        wait_for(
+            &format!("{count} followups on ticket {ticket}"),
+            DEADLINE,
+            || async {
+                let followups = self.glpi.followups(ticket);
+                (followups.len() >= count).then_some(followups)
+            },
+        )
+        .await
+        .unwrap()
+    }
+
+    /// Every webhook so far was answered and no job is due or running.
+    async fn settled(&self) {
+        wait_for("the bridge to settle", DEADLINE, || async {
+            let deliveries = self.cw.deliveries();
+            if deliveries
+                .iter()
+                .any(|d| d.status.is_none() && d.error.is_none())
+            {
+                return None;
+            }
+            let running = self
+                .app
+                .store
+                .jobs(&JobFilter {
+                    status: Some(JobStatus::Running),
+                    ..JobFilter::default()
+                })
+                .await
+                .unwrap();
+            let pending = self
+                .app
+                .store
+                .jobs(&JobFilter {
+                    status: Some(JobStatus::Pending),
+                    limit: Some(1000),
+                    ..JobFilter::default()
+                })
+                .await
+                .unwrap();
+            let now = store::now_ms();
+            let due = pending.iter().any(|j| j.run_at <= now);
+            (running.is_empty() && !due).then_some(())
+        })
+        .await
+        .unwrap();
+    }
+
+    /// Waits until `n` more poll cycles have completed.
+    async fn polls(&self, n: usize) {
+        let done = || async {
+            self.app
+                .store
+                .jobs(&JobFilter {
+                    status: Some(JobStatus::Succeeded),
+                    kind: Some("chatwoot.poll".into()),
+                    limit: Some(100_000),
+                    ..JobFilter::default()
+                })
+                .await
+                .unwrap()
+                .len()
+        };
+        let start = done().await;
+        wait_for("poll cycles", DEADLINE, || async {
+            (done().await >= start + n).then_some(())
+        })
+        .await
+        .unwrap();
+    }
+
+    async fn dead_jobs(&self) -> Vec<store::Job> {
+        self.app
+            .store
+            .jobs(&JobFilter {
+                status: Some(JobStatus::Dead),
+                ..JobFilter::default()
+            })
+            .await
+            .unwrap()
+    }
+
+    fn messages_with(&self, conversation: u64, content: &str) -> Vec<sim::chatwoot::Message> {
+        self.cw
+            .messages(conversation)
+            .into_iter()
+            .filter(|m| m.content == content)
+            .collect()
+    }
+}
+
+const FIRST: &str = "Minha impressora não imprime desde ontem à tarde, já reiniciei tudo e nada";
+
+/// The whole life of a conversation, both ways (spec §3.7, §4.2, §9).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversation_life_cycle_both_ways() {
+    let w = world(Options::default()).await;
+    life_cycle(&w).await;
+    w.app.stop().await;
+}
+
+async fn life_cycle(w: &World) {
+    let maria = w.maria().await;
+    let started =
+        w.cw.customer_starts_conversation(maria, w.cw.default_inbox(), FIRST)
+            .await
+            .unwrap();
+    let conv = started.conversation_id;
+    let ticket_id = w.ticket_of(conv).await;
+    let ticket = w.glpi.ticket(ticket_id).unwrap();
+    assert_eq!(
+        ticket.name,
+        "Minha impressora não imprime desde ontem à tarde,"
+    );
+    assert!(ticket.content.contains("desde ontem"), "{}", ticket.content);
+    assert_eq!(ticket.entities_id, w.entity);
+    assert_eq!(ticket.itilcategories_id, w.category);
+    // The requester is a new GLPI user with the contact's email, whose id
+    // is mirrored into the contact.
+    let users: Vec<_> = w
+        .glpi
+        .users()
+        .into_iter()
+        .filter(|u| u.emails.iter().any(|e| e == "maria@cliente.com.br"))
+        .collect();
+    assert_eq!(users.len(), 1);
+    let requester = ticket
+        .actors
+        .iter()
+        .find(|a| a.kind == sim::glpi::ActorKind::Requester)
+        .unwrap();
+    assert_eq!(requester.users_id, users[0].id);
+    let contact = w.cw.contact(maria).unwrap();
+    assert_eq!(
+        contact.custom_attributes["glpi_user_id"],
+        json!(users[0].id)
+    );
+    // The URL is mirrored too, and a private note carries the link.
+    let attributes = w.cw.conversation(conv).unwrap().custom_attributes;
+    assert!(
+        attributes["glpi_ticket_url"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("ticket.form.php?id={ticket_id}"))
+    );
+    wait_for("the private note with the link", DEADLINE, || async {
+        w.cw.messages(conv)
+            .iter()
+            .find(|m| m.private && m.content.contains(&format!("#{ticket_id}")))
+            .map(|_| ())
+    })
+    .await
+    .unwrap();
+
+    // Customer message → public followup by the requester.
+    w.cw.customer_sends(conv, "Aparece erro 0x01 no visor")
+        .await
+        .unwrap();
+    let f = w.followups_with(ticket_id, 1).await;
+    assert_eq!(f[0].content, "Aparece erro 0x01 no visor");
+    assert_eq!(f[0].users_id, users[0].id);
+    assert!(!f[0].is_private);
+
+    // Agent reply → followup by the agent's GLPI user (same email).
+    w.cw.agent_replies(conv, CARLOS, "Vou verificar o toner")
+        .await
+        .unwrap();
+    let f = w.followups_with(ticket_id, 2).await;
+    assert_eq!(f[1].content, "Vou verificar o toner");
+    assert_eq!(f[1].users_id, w.carlos);
+    assert!(!f[1].is_private);
+
+    // Private note → private followup.
+    w.cw.agent_private_note(conv, "Cliente VIP, priorizar")
+        .await
+        .unwrap();
+    let f = w.followups_with(ticket_id, 3).await;
+    assert_eq!(f[2].content, "Cliente VIP, priorizar");
+    assert!(f[2].is_private);
+
+    // A GLPI technician answers → outgoing message in the conversation.
+    w.glpi
+        .add_followup_as(ticket_id, w.tech, "Trocamos o toner, pode testar?", false)
+        .unwrap();
+    let copied = wait_for("the technician's reply in Chatwoot", DEADLINE, || async {
+        w.messages_with(conv, "Trocamos o toner, pode testar?")
+            .into_iter()
+            .next()
+    })
+    .await
+    .unwrap();
+    assert_eq!(copied.message_type, 1);
+    assert!(!copied.private);
+    // A private GLPI followup stays in GLPI.
+    w.glpi
+        .add_followup_as(ticket_id, w.tech, "nota interna do técnico", true)
+        .unwrap();
+
+    // Echoes both ways: the bot message's webhook does not come back as a
+    // followup, and the bridge's followups are not copied back to Chatwoot.
+    w.polls(3).await;
+    w.settled().await;
+    let toner: Vec<_> = w
+        .glpi
+        .followups(ticket_id)
+        .into_iter()
+        .filter(|f| f.content.contains("Trocamos o toner"))
+        .collect();
+    assert_eq!(toner.len(), 1, "the echo became a followup");
+    assert_eq!(
+        w.messages_with(conv, "Trocamos o toner, pode testar?")
+            .len(),
+        1
+    );
+    assert!(w.messages_with(conv, "Aparece erro 0x01 no visor").len() == 1);
+    assert!(w.messages_with(conv, "Vou verificar o toner").len() == 1);
+    assert!(w.messages_with(conv, "nota interna do técnico").is_empty());
+
+    // Resolve in Chatwoot → solved in GLPI with the solution text.
+    w.cw.resolve(conv).await.unwrap();
+    wait_for("the ticket solved", DEADLINE, || async {
+        (w.glpi.ticket(ticket_id)?.status == 5).then_some(())
+    })
+    .await
+    .unwrap();
+    let solutions = w.glpi.solutions(ticket_id);
+    assert_eq!(solutions.len(), 1);
+    assert!(solutions[0].content.contains("Resolvido pelo atendimento"));
+
+    // The customer writes again: Chatwoot reopens, the ticket goes back
+    // in progress.
+    w.cw.customer_sends(conv, "Voltou a falhar").await.unwrap();
+    wait_for("the ticket back in progress", DEADLINE, || async {
+        (w.glpi.ticket(ticket_id)?.status == 2).then_some(())
+    })
+    .await
+    .unwrap();
+
+    // Solved in GLPI → conversation resolved in Chatwoot.
+    w.glpi
+        .add_solution_as(ticket_id, w.tech, "Peça trocada")
+        .unwrap();
+    wait_for("the conversation resolved", DEADLINE, || async {
+        (w.cw.conversation(conv)?.status == "resolved").then_some(())
+    })
+    .await
+    .unwrap();
+    w.polls(2).await;
+    w.settled().await;
+    // Exactly one ticket, and nothing went to the dead letters.
+    assert_eq!(w.glpi.tickets().len(), 1);
+    assert!(w.dead_jobs().await.is_empty(), "{:?}", w.dead_jobs().await);
+}
+
+/// Many events of one conversation at once: one ticket, followups in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn burst_of_events_keeps_order_and_makes_one_ticket() {
+    let w = world(Options::default()).await;
+    let maria = w.maria().await;
+    w.cw.hold_webhooks();
+    let conv = w
+        .cw
+        .customer_starts_conversation(maria, w.cw.default_inbox(), "Sem internet no escritório")
+        .await
+        .unwrap()
+        .conversation_id;
+    let texts: Vec<String> = (1..=8).map(|i| format!("detalhe {i}")).collect();
+    for text in &texts {
+        w.cw.customer_sends(conv, text).await.unwrap();
+    }
+    w.cw.release_webhooks(ReleaseOrder::AsQueued).await;
+    let ticket = w.ticket_of(conv).await;
+    let followups = w.followups_with(ticket, texts.len()).await;
+    let contents: Vec<_> = followups.iter().map(|f| f.content.clone()).collect();
+    assert_eq!(contents, texts);
+    w.settled().await;
+    assert_eq!(w.glpi.tickets().len(), 1);
+    assert_eq!(w.glpi.followups(ticket).len(), texts.len());
+    w.app.stop().await;
+}
+
+/// Redelivered webhooks (same X-Chatwoot-Delivery, and unsigned ones with
+/// no delivery id) create nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicated_deliveries_create_nothing_twice() {
+    let w = world(Options::default()).await;
+    let maria = w.maria().await;
+    let conv =
+        w.cw.customer_starts_conversation(maria, w.cw.default_inbox(), "Preciso de acesso à VPN")
+            .await
+            .unwrap()
+            .conversation_id;
+    w.cw.customer_sends(conv, "É urgente").await.unwrap();
+    let ticket = w.ticket_of(conv).await;
+    w.followups_with(ticket, 1).await;
+    w.settled().await;
+    let signed: Vec<String> =
+        w.cw.deliveries()
+            .iter()
+            .map(|d| d.delivery_id.clone())
+            .collect();
+    for id in &signed {
+        assert!(w.cw.redeliver(id).await);
+    }
+    // Now unsigned, through the URL token: the same bodies again, twice.
+    w.cw.webhook_target(w.app.url(&format!("/hooks/chatwoot/cw/{URL_TOKEN}")), None);
+    w.cw.customer_sends(conv, "Alguém viu?").await.unwrap();
+    let unsigned: Vec<String> =
+        w.cw.deliveries()
+            .iter()
+            .filter(|d| !d.signed)
+            .map(|d| d.delivery_id.clone())
+            .collect();
+    for id in &unsigned {
+        assert!(w.cw.redeliver(id).await);
+        assert!(w.cw.redeliver(id).await);
+    }
+    w.followups_with(ticket, 2).await;
+    w.settled().await;
+    assert!(w.cw.deliveries().iter().all(|d| d.status == Some(200)));
+    assert_eq!(w.glpi.tickets().len(), 1);
+    let contents: Vec<_> = w
+        .glpi
+        .followups(ticket)
+        .into_iter()
+        .map(|f| f.content)
+        .collect();
+    assert_eq!(contents, vec!["É urgente", "Alguém viu?"]);
+    let users = w
+        .glpi
+        .users()
+        .into_iter()
+        .filter(|u| u.emails.iter().any(|e| e == "maria@cliente.com.br"))
+        .count();
+    assert_eq!(users, 1);
+    w.app.stop().await;
+}
+
+/// Webhooks delivered in reverse: the ticket is still made from the first
+/// customer message, and every later message becomes a followup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_order_delivery_makes_one_ticket_with_all_followups() {
+    let w = world(Options::default()).await;
+    let maria = w.maria().await;
+    w.cw.hold_webhooks();
+    let conv =
+        w.cw.customer_starts_conversation(maria, w.cw.default_inbox(), "O sistema de ponto caiu")
+            .await
+            .unwrap()
+            .conversation_id;
+    for text in ["segunda mensagem", "terceira mensagem"] {
+        w.cw.customer_sends(conv, text).await.unwrap();
+    }
+    w.cw.agent_replies(conv, CARLOS, "Estamos vendo")
+        .await
+        .unwrap();
+    w.cw.release_webhooks(ReleaseOrder::Reversed).await;
+    let ticket = w.ticket_of(conv).await;
+    assert_eq!(
+        w.glpi.ticket(ticket).unwrap().name,
+        "O sistema de ponto caiu"
+    );
+    let followups = w.followups_with(ticket, 3).await;
+    let mut contents: Vec<_> = followups.iter().map(|f| f.content.clone()).collect();
+    contents.sort();
+    assert_eq!(
+        contents,
+        vec!["Estamos vendo", "segunda mensagem", "terceira mensagem"]
+    );
+    w.settled().await;
+    assert_eq!(w.glpi.tickets().len(), 1);
+    assert_eq!(w.glpi.followups(ticket).len(), 3);
+    w.app.stop().await;
+}
+
+/// GLPI answers 503 and drops connections for a while, then its sessions
+/// expire mid-run: everything arrives once GLPI is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn glpi_down_and_session_expiry_are_eventually_consistent() {
+    let w = world(Options::default()).await;
+    let maria = w.maria().await;
+    w.glpi.faults().fail_next(6, 503);
+    w.glpi.faults().drop_next(3);
+    let conv =
+        w.cw.customer_starts_conversation(maria, w.cw.default_inbox(), "Email fora do ar")
+            .await
+            .unwrap()
+            .conversation_id;
+    w.cw.customer_sends(conv, "Desde as 9h").await.unwrap();
+    let ticket = w.ticket_of(conv).await;
+    w.followups_with(ticket, 1).await;
+    w.glpi.faults().expire_sessions_after_calls(2);
+    w.cw.customer_sends(conv, "Ainda fora").await.unwrap();
+    w.cw.agent_replies(conv, CARLOS, "Reiniciando o servidor")
+        .await
+        .unwrap();
+    let followups = w.followups_with(ticket, 3).await;
+    let contents: Vec<_> = followups.iter().map(|f| f.content.clone()).collect();
+    assert_eq!(
+        contents,
+        vec!["Desde as 9h", "Ainda fora", "Reiniciando o servidor"]
+    );
+    assert!(w.glpi.sessions_opened() >= 2, "the session was renewed");
+    w.glpi.faults().clear();
+    w.settled().await;
+    assert_eq!(w.glpi.tickets().len(), 1);
+    assert!(w.dead_jobs().await.is_empty());
+    w.app.stop().await;
+}
+
+/// A GLPI reply on a channel that cannot reply (WhatsApp 24 h window)
+/// becomes a private note; the bridge's note is not copied back either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn glpi_reply_outside_the_window_becomes_a_private_note() {
+    let w = world(Options::default()).await;
+    let maria = w.maria().await;
+    let conv =
+        w.cw.customer_starts_conversation(maria, w.cw.default_inbox(), "Boleto não chegou")
+            .await
+            .unwrap()
+            .conversation_id;
+    let ticket = w.ticket_of(conv).await;
+    w.cw.set_reply_window(conv, false).unwrap();
+    w.glpi
+        .add_followup_as(ticket, w.tech, "Reenviamos o boleto por email", false)
+        .unwrap();
+    let note = wait_for("the reply as a private note", DEADLINE, || async {
+        w.messages_with(conv, "Reenviamos o boleto por email")
+            .into_iter()
+            .next()
+    })
+    .await
+    .unwrap();
+    assert!(note.private);
+    w.polls(2).await;
+    w.settled().await;
+    assert_eq!(
+        w.messages_with(conv, "Reenviamos o boleto por email").len(),
+        1
+    );
+    let copies = w
+        .glpi
+        .followups(ticket)
+        .into_iter()
+        .filter(|f| f.content.contains("Reenviamos o boleto"))
+        .count();
+    assert_eq!(copies, 1);
+    w.app.stop().await;
+}
+
+/// Signed deliveries: a wrong signature and a stale timestamp get 401 and
+/// store nothing; a wrong URL token gets 404; unknown events get 200 and
+/// are not stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signatures_tokens_and_ignored_events() {
+    let w = world(Options::default()).await;
+    let body = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/chatwoot/contact_created.json"
+    ))
+    .unwrap();
+    let now = time_now();
+    let post = |path: String, headers: Vec<(&'static str, String)>, body: Vec<u8>| {
+        let mut request = w
+            .app
+            .http
+            .post(w.app.url(&path))
+            .header("content-type", "application/json")
+            .body(body);
+        for (k, v) in headers {
+            request = request.header(k, v);
+        }
+        request.send()
+    };
+    let signed = |ts: i64, secret: &str| {
+        vec![
+            ("x-chatwoot-signature", sign(secret, ts, &body)),
+            ("x-chatwoot-timestamp", ts.to_string()),
+            ("x-chatwoot-delivery", format!("d-{ts}-{secret}")),
+        ]
+    };
+    let wrong = post(
+        "/hooks/chatwoot/cw".into(),
+        signed(now, "not-the-secret"),
+        body.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let stale = post(
+        "/hooks/chatwoot/cw".into(),
+        signed(now - 3600, SECRET),
+        body.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(stale.status(), 401);
+    let unsigned = post("/hooks/chatwoot/cw".into(), vec![], body.clone())
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status(), 401);
+    let bad_token = post(
+        "/hooks/chatwoot/cw/tok-wrong-wrong-wrong".into(),
+        vec![],
+        body.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(bad_token.status(), 404);
+    for delivery in [
+        format!("d-{now}-not-the-secret"),
+        format!("d-{}-{SECRET}", now - 3600),
+    ] {
+        assert!(
+            w.app
+                .store
+                .inbox_by_dedupe("cw", &format!("delivery:{delivery}"))
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+    let good = post(
+        "/hooks/chatwoot/cw".into(),
+        signed(now, SECRET),
+        body.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(good.status(), 200);
+    let answer: Value = good.json().await.unwrap();
+    assert_eq!(answer["accepted"], json!(true));
+    let again = post(
+        "/hooks/chatwoot/cw".into(),
+        signed(now, SECRET),
+        body.clone(),
+    )
+    .await
+    .unwrap();
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["duplicate"], json!(true));
+    let typing = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/chatwoot/conversation_typing_on.json"
+    ))
+    .unwrap();
+    let ignored = post(format!("/hooks/chatwoot/cw/{URL_TOKEN}"), vec![], typing)
+        .await
+        .unwrap();
+    assert_eq!(ignored.status(), 200);
+    let ignored: Value = ignored.json().await.unwrap();
+    assert_eq!(ignored["ignored"], json!(true));
+    let events = w
+        .app
+        .store
+        .jobs(&JobFilter {
+            kind: Some("chatwoot.event".into()),
+            ..JobFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1, "only the good delivery was enqueued");
+    w.app.stop().await;
+}
+
+/// A webhook lost on the way (Chatwoot never retries): the sweep over
+/// recently updated conversations copies the message anyway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconciliation_repairs_a_lost_webhook() {
+    let w = world(Options {
+        reconcile: "300ms",
+        ..Options::default()
+    })
+    .await;
+    let maria = w.maria().await;
+    let conv =
+        w.cw.customer_starts_conversation(maria, w.cw.default_inbox(), "Monitor piscando")
+            .await
+            .unwrap()
+            .conversation_id;
+    let ticket = w.ticket_of(conv).await;
+    // Deliveries now go nowhere (a closed loopback port): lost.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    w.cw.webhook_target(format!("http://{closed}/lost"), Some(SECRET.into()));
+    w.cw.customer_sends(conv, "Agora apagou de vez")
+        .await
+        .unwrap();
+    w.cw.agent_private_note(conv, "Trocar o cabo HDMI")
+        .await
+        .unwrap();
+    assert!(
+        w.cw.deliveries()
+            .iter()
+            .rev()
+            .take(2)
+            .all(|d| d.status.is_none())
+    );
+    let followups = w.followups_with(ticket, 2).await;
+    assert_eq!(followups[0].content, "Agora apagou de vez");
+    // The agent's email is only known from webhooks (the API hides it):
+    // unmapped, the note names its writer.
+    assert_eq!(
+        followups[1].content,
+        "Carlos Lima (Chatwoot): Trocar o cabo HDMI"
+    );
+    assert!(followups[1].is_private);
+    // A lost status change is repaired too.
+    w.cw.resolve(conv).await.unwrap();
+    wait_for("the ticket solved by the sweep", DEADLINE, || async {
+        (w.glpi.ticket(ticket)?.status == 5).then_some(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(w.glpi.followups(ticket).len(), 2);
+    assert_eq!(w.glpi.tickets().len(), 1);
+    w.app.stop().await;
+}
+
+/// A contact with only a phone becomes a GLPI Contact, found again by its
+/// normalised phone; a customer message after the ticket was closed opens
+/// a new ticket that takes over the conversation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phone_only_contact_and_closed_ticket_policy() {
+    let w = world(Options::default()).await;
+    let joao =
+        w.cw.add_contact(NewContact {
+            name: "João Lima".into(),
+            email: None,
+            phone_number: Some("+55 11 91234-5678".into()),
+            identifier: None,
+        })
+        .await;
+    let glpi_contact = wait_for("the GLPI contact", DEADLINE, || async {
+        w.cw.contact(joao)?
+            .custom_attributes
+            .get("glpi_contact_id")
+            .and_then(Value::as_u64)
+    })
+    .await
+    .unwrap();
+    let conv =
+        w.cw.customer_starts_conversation(joao, w.cw.default_inbox(), "Quero cancelar o plano")
+            .await
+            .unwrap()
+            .conversation_id;
+    let first = w.ticket_of(conv).await;
+    assert_eq!(w.glpi.contacts().len(), 1);
+    assert_eq!(w.glpi.contacts()[0].id, glpi_contact);
+    w.glpi.set_ticket_status(first, 6);
+    w.cw.customer_sends(conv, "Mudei de ideia, quero manter")
+        .await
+        .unwrap();
+    let second = wait_for("a new ticket for the conversation", DEADLINE, || async {
+        let id =
+            w.cw.conversation(conv)?
+                .custom_attributes
+                .get("glpi_ticket_id")?
+                .as_u64()?;
+        (id != first).then_some(id)
+    })
+    .await
+    .unwrap();
+    let ticket = w.glpi.ticket(second).unwrap();
+    assert_eq!(ticket.name, "Mudei de ideia, quero manter");
+    assert!(ticket.content.contains(&format!("#{first}")));
+    assert!(w.glpi.followups(first).is_empty());
+    w.settled().await;
+    assert_eq!(w.glpi.tickets().len(), 2);
+    assert_eq!(w.glpi.contacts().len(), 1);
+    w.app.stop().await;
+}
+
+/// The life cycle on PostgreSQL (when TICKETBRIDGE_TEST_POSTGRES_URL is set).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversation_life_cycle_on_postgres() {
+    let Some(store) = store::testing::fresh_postgres().await else {
+        return;
+    };
+    let w = world_on(store, None, Options::default()).await;
+    life_cycle(&w).await;
+    w.app.stop().await;
+}
+
+fn time_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
