@@ -101,6 +101,21 @@ pub enum LinksCommand {
 pub enum BenchCommand {
     /// Drive POST /api/v1/events over loopback and compare with a no-op route.
     Ingest(IngestBench),
+    /// Tickets/s and GLPI requests per ticket through the intake API, next to a seed-style baseline.
+    Intake(IntakeBench),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct IntakeBench {
+    /// Tickets per run.
+    #[arg(long, default_value_t = 2000)]
+    pub tickets: usize,
+    /// Concurrent clients (same for the intake API and the baseline).
+    #[arg(long, default_value_t = 16)]
+    pub clients: usize,
+    /// Simulated GLPI latency per request, in milliseconds.
+    #[arg(long, default_value_t = 5)]
+    pub latency_ms: u64,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -70,6 +70,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bench(BenchCommand::Intake(options)) => {
+            crate::bench_intake::run(options).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench(BenchCommand::Ingest(options)) => {
             crate::bench::ingest(options).await?;
             Ok(ExitCode::SUCCESS)

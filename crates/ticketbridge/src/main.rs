@@ -1,6 +1,7 @@
 //! `ticketbridge`: the service binary (serve, config check, jobs, links, bench).
 
 mod bench;
+mod bench_intake;
 mod cli;
 mod commands;
 mod demo;

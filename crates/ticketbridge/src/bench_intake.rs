@@ -1,0 +1,271 @@
+//! `ticketbridge bench intake`: tickets/s and GLPI requests per ticket
+//! through the intake API against the GLPI simulator, next to a seed-style
+//! baseline (initSession, search Entity, POST Ticket, killSession per
+//! ticket, plain reqwest) at the same concurrency.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde_json::{Value, json};
+use sim::glpi::{GlpiSim, NewUser, RunningSim, SimConfig};
+use ticketbridge::testkit::TestApp;
+
+use crate::cli::IntakeBench;
+
+const KEY: &str = "bench-key";
+const CNPJ: &str = "12.345.678/0001-90";
+
+struct Figures {
+    ok: usize,
+    failed: usize,
+    elapsed: Duration,
+    glpi_calls: u64,
+}
+
+impl Figures {
+    fn rate(&self) -> f64 {
+        self.ok as f64 / self.elapsed.as_secs_f64()
+    }
+    fn per_ticket(&self) -> f64 {
+        self.glpi_calls as f64 / self.ok.max(1) as f64
+    }
+}
+
+pub async fn run(options: IntakeBench) -> anyhow::Result<()> {
+    let sim = GlpiSim::start(SimConfig::default()).await?;
+    sim.add_entity("ACME", 0, Some(CNPJ));
+    sim.add_user(NewUser {
+        login: "maria".into(),
+        emails: vec!["maria@acme.com.br".into()],
+        ..NewUser::default()
+    });
+    sim.add_category("Printers");
+    let dir = tempfile::tempdir()?;
+    let store_url = format!("sqlite://{}", dir.path().join("bench.db").display());
+    let toml = format!(
+        r#"
+[engine]
+concurrency = {concurrency}
+[targets.glpi]
+kind = "glpi"
+url = "{url}"
+app_token = "${{APP}}"
+user_token = "${{USER}}"
+tax_id_search_option = 76666
+[sources.web]
+kind = "intake"
+target = "glpi"
+api_keys = ["{KEY}"]
+default_entity = 0
+"#,
+        concurrency = options.clients * 2,
+        url = sim.base_url()
+    );
+    let env = vec![
+        ("APP".to_string(), sim.app_token()),
+        (
+            "USER".to_string(),
+            sim.user_token("glpi").unwrap_or_default(),
+        ),
+    ];
+    let config = config::load_str(&toml, env).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let store = store::Store::connect(&store_url).await?;
+    let app = Arc::new(TestApp::spawn(config, store).await?);
+
+    println!(
+        "intake benchmark: {} tickets per run, {} concurrent clients",
+        options.tickets, options.clients
+    );
+    sim.faults()
+        .set_latency(Duration::from_millis(options.latency_ms));
+    // Warm the caches and the session.
+    intake_run(&app, &sim, options.clients, options.clients, "warm").await?;
+    let intake = intake_run(&app, &sim, options.tickets, options.clients, "i").await?;
+    let baseline = baseline_run(&sim, options.tickets, options.clients).await?;
+    sim.faults().set_latency(Duration::ZERO);
+    let zero = intake_run(&app, &sim, options.tickets, options.clients, "z").await?;
+
+    println!("| run | latency | tickets | failed | tickets/s | GLPI requests/ticket |");
+    println!("|---|---|---|---|---|---|");
+    let line = |name: &str, latency: u64, f: &Figures| {
+        println!(
+            "| {name} | {latency} ms | {} | {} | {:.0} | {:.2} |",
+            f.ok,
+            f.failed,
+            f.rate(),
+            f.per_ticket()
+        );
+    };
+    line("intake API (warm caches)", options.latency_ms, &intake);
+    line("seed-style baseline", options.latency_ms, &baseline);
+    line("intake API (warm caches)", 0, &zero);
+    println!(
+        "speed-up over the baseline at {} ms: {:.1}x",
+        options.latency_ms,
+        intake.rate() / baseline.rate().max(f64::MIN_POSITIVE)
+    );
+    if let Ok(app) = Arc::try_unwrap(app) {
+        app.stop().await;
+    }
+    sim.shutdown().await;
+    Ok(())
+}
+
+async fn intake_run(
+    app: &Arc<TestApp>,
+    sim: &RunningSim,
+    tickets: usize,
+    clients: usize,
+    tag: &str,
+) -> anyhow::Result<Figures> {
+    sim.reset_counters();
+    let next = Arc::new(AtomicUsize::new(0));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (app, next, ok, failed, tag) = (
+            app.clone(),
+            next.clone(),
+            ok.clone(),
+            failed.clone(),
+            tag.to_string(),
+        );
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= tickets {
+                    break;
+                }
+                let body = json!({"requester": {"email": "maria@acme.com.br"},
+                    "organisation": {"tax_id": CNPJ}, "category": "Printers",
+                    "description": format!("Bench {tag} {n}")});
+                let sent = app
+                    .http
+                    .post(app.url("/api/v1/tickets"))
+                    .header("x-api-key", KEY)
+                    .json(&body)
+                    .send()
+                    .await;
+                match sent {
+                    Ok(r) if r.status().as_u16() == 201 => ok.fetch_add(1, Ordering::Relaxed),
+                    _ => failed.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.context("client task failed")?;
+    }
+    Ok(Figures {
+        ok: ok.load(Ordering::Relaxed),
+        failed: failed.load(Ordering::Relaxed),
+        elapsed: started.elapsed(),
+        glpi_calls: sim.calls_total(),
+    })
+}
+
+/// What the seeds do: a session per ticket and an entity search per request.
+async fn baseline_run(sim: &RunningSim, tickets: usize, clients: usize) -> anyhow::Result<Figures> {
+    sim.reset_counters();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let base = sim.base_url();
+    let app_token = sim.app_token();
+    let user_token = sim.user_token("glpi").unwrap_or_default();
+    let next = Arc::new(AtomicUsize::new(0));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (http, base, app_token, user_token, next, ok, failed) = (
+            http.clone(),
+            base.clone(),
+            app_token.clone(),
+            user_token.clone(),
+            next.clone(),
+            ok.clone(),
+            failed.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= tickets {
+                    break;
+                }
+                let one = seed_ticket(&http, &base, &app_token, &user_token, n).await;
+                match one {
+                    Ok(()) => ok.fetch_add(1, Ordering::Relaxed),
+                    Err(_) => failed.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.context("client task failed")?;
+    }
+    Ok(Figures {
+        ok: ok.load(Ordering::Relaxed),
+        failed: failed.load(Ordering::Relaxed),
+        elapsed: started.elapsed(),
+        glpi_calls: sim.calls_total(),
+    })
+}
+
+async fn seed_ticket(
+    http: &reqwest::Client,
+    base: &str,
+    app_token: &str,
+    user_token: &str,
+    n: usize,
+) -> anyhow::Result<()> {
+    let session: Value = http
+        .get(format!("{base}/initSession"))
+        .header("App-Token", app_token)
+        .header("Authorization", format!("user_token {user_token}"))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let token = session["session_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let found: Value = http
+        .get(format!("{base}/search/Entity"))
+        .query(&[
+            ("criteria[0][field]", "76666"),
+            ("criteria[0][searchtype]", "contains"),
+            ("criteria[0][value]", CNPJ),
+            ("forcedisplay[0]", "2"),
+        ])
+        .header("App-Token", app_token)
+        .header("Session-Token", &token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let entity = found["data"][0]["2"].as_i64().unwrap_or(0);
+    http.post(format!("{base}/Ticket"))
+        .header("App-Token", app_token)
+        .header("Session-Token", &token)
+        .json(
+            &json!({"input": {"name": format!("Seed {n}"), "content": "Seed-style ticket",
+            "entities_id": entity, "itilcategories_id": 1}}),
+        )
+        .send()
+        .await?
+        .error_for_status()?;
+    http.get(format!("{base}/killSession"))
+        .header("App-Token", app_token)
+        .header("Session-Token", &token)
+        .send()
+        .await?;
+    Ok(())
+}
