@@ -75,7 +75,12 @@ poll_interval = "300ms"
     let app = TestApp::spawn(config, store).await?;
     chatwoot.webhook_target(app.url("/hooks/chatwoot/chatwoot"), Some(SECRET.to_owned()));
     println!("== Chatwoot ↔ GLPI");
-    println!("   Chatwoot simulator {}  →  ticketbridge {}  →  GLPI simulator {}", chatwoot.base_url(), app.base_url, glpi.base_url());
+    println!(
+        "   Chatwoot simulator {}  →  ticketbridge {}  →  GLPI simulator {}",
+        chatwoot.base_url(),
+        app.base_url,
+        glpi.base_url()
+    );
 
     let maria = chatwoot
         .add_contact(NewContact {

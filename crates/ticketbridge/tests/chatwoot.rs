@@ -839,3 +839,70 @@ fn time_now() -> i64 {
         .unwrap()
         .as_secs() as i64
 }
+
+/// A customer photo becomes a GLPI document on the followup; a file above
+/// the size cap is named in the followup instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attachments_become_documents_on_the_followup() {
+    let w = world(Options {
+        extra: "attachment_max_bytes = 2000",
+        ..Options::default()
+    })
+    .await;
+    let files = axum::Router::new()
+        .route(
+            "/rails/active_storage/blobs/redirect/abc/foto-visor.png",
+            axum::routing::get(|| async {
+                (
+                    [("content-type", "image/png")],
+                    vec![0x89u8, b'P', b'N', b'G', 1, 2, 3],
+                )
+            }),
+        )
+        .route(
+            "/rails/active_storage/blobs/redirect/def/grande.pdf",
+            axum::routing::get(|| async { vec![7u8; 5000] }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let files_url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, files).await });
+    let maria = w.maria().await;
+    let conv =
+        w.cw.customer_starts_conversation(maria, w.cw.default_inbox(), "Visor com erro")
+            .await
+            .unwrap()
+            .conversation_id;
+    let ticket = w.ticket_of(conv).await;
+    w.cw.customer_sends_with_attachments(
+        conv,
+        "Segue a foto",
+        &[
+            format!("{files_url}/rails/active_storage/blobs/redirect/abc/foto-visor.png"),
+            format!("{files_url}/rails/active_storage/blobs/redirect/def/grande.pdf"),
+        ],
+    )
+    .await
+    .unwrap();
+    let followup = w.followups_with(ticket, 1).await.remove(0);
+    assert!(followup.content.starts_with("Segue a foto"));
+    assert!(
+        followup.content.contains("grande.pdf"),
+        "{}",
+        followup.content
+    );
+    let documents = w.glpi.documents();
+    assert_eq!(documents.len(), 1, "only the small file is copied");
+    assert_eq!(documents[0].filename.as_deref(), Some("foto-visor.png"));
+    assert_eq!(
+        documents[0].content.as_deref(),
+        Some(&[0x89u8, b'P', b'N', b'G', 1, 2, 3][..])
+    );
+    assert!(
+        documents[0]
+            .linked_to
+            .contains(&("ITILFollowup".to_string(), followup.id)),
+        "{:?}",
+        documents[0].linked_to
+    );
+    w.app.stop().await;
+}
