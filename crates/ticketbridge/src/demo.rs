@@ -190,5 +190,7 @@ wait = "5s"
     }
     app.stop().await;
     sim.shutdown().await;
+    println!();
+    ticketbridge::demo_chatwoot::demo_chatwoot().await?;
     Ok(())
 }
