@@ -14,6 +14,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// Shortest time between two looks for queues with work (new queues get a
+/// runner; runners of known queues are woken directly).
+const DISCOVERY_GAP: Duration = Duration::from_millis(20);
+
 /// Runs jobs from a [`Store`]. Cheap to clone; clones share handlers and wake-ups.
 #[derive(Clone)]
 pub struct Engine {
@@ -123,6 +127,7 @@ impl Engine {
         let mut runners: HashMap<String, JoinHandle<()>> = HashMap::new();
         let mut wake = self.inner.wake.subscribe();
         let mut last_sweep: Option<Instant> = None;
+        let mut last_discovery: Option<Instant> = None;
         tracing::info!(worker = %config.worker_id, "job engine started");
 
         for queue in config.concurrency.keys() {
@@ -137,6 +142,18 @@ impl Engine {
                 }
                 last_sweep = Some(Instant::now());
             }
+            // Wake-ups come with every enqueue and every finished job; runners of
+            // known queues get them too, so looking for new queues can wait a bit.
+            if let Some(at) = last_discovery {
+                let since = at.elapsed();
+                if since < DISCOVERY_GAP {
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(DISCOVERY_GAP - since) => {}
+                    }
+                }
+            }
+            last_discovery = Some(Instant::now());
             match self.inner.store.queues_with_work().await {
                 Ok(queues) => {
                     for queue in queues {
@@ -275,6 +292,9 @@ impl QueueRunner {
                     Vec::new()
                 }
             };
+            // Fewer jobs than free slots: the queue is drained for now, so wait
+            // for a wake-up instead of claiming again at once.
+            let drained = claimed.len() < free;
             if claimed.is_empty() {
                 drop(first);
                 let wait = self.idle_wait().await;
@@ -305,6 +325,14 @@ impl QueueRunner {
                     execute(&inner, job, hard_stop).await;
                     drop(slot);
                 });
+            }
+            if drained {
+                let wait = self.idle_wait().await;
+                tokio::select! {
+                    () = self.shutdown.cancelled() => return,
+                    _ = wake.changed() => {}
+                    () = tokio::time::sleep(wait) => {}
+                }
             }
         }
     }

@@ -123,21 +123,15 @@ impl CreateTicket {
             reason: failure.reason.clone(),
         };
         self.intake
-            .record(inbox_id, &outcome)
+            .record_failure(inbox_id, &outcome)
             .await
             .map_err(|e| JobError::transient(e.to_string()))
     }
 
-    async fn created(&self, source: &Source, inbox_id: i64, ticket_id: i64) -> Result<(), Trouble> {
-        let url = source.helpdesk.ticket_url(ticket_id);
-        let outcome = RequestOutcome::Created {
-            source: source.name.clone(),
-            ticket_id,
-            message: content::message(&source.settings.message_template, ticket_id, &url),
-            url,
-        };
-        self.intake.record(inbox_id, &outcome).await?;
-        Ok(())
+    /// The ticket exists and its `linked` link is stored: that link is the
+    /// outcome; wake whoever waits for it.
+    fn created(&self, inbox_id: i64) {
+        self.intake.wake(inbox_id);
     }
 
     async fn attempt(
@@ -175,10 +169,13 @@ impl CreateTicket {
         {
             match (
                 link.state,
-                link.target_id.as_deref().and_then(|t| t.parse().ok()),
+                link.target_id
+                    .as_deref()
+                    .and_then(|t| t.parse::<i64>().ok()),
             ) {
-                (LinkState::Linked, Some(ticket_id)) => {
-                    return self.created(source, inbox_id, ticket_id).await;
+                (LinkState::Linked, Some(_)) => {
+                    self.created(inbox_id);
+                    return Ok(());
                 }
                 _ => {
                     if let Some(ticket) = source.helpdesk.find_ticket_by_marker(&marker).await? {
@@ -190,7 +187,8 @@ impl CreateTicket {
                             Some(ticket.id),
                         )
                         .await?;
-                        return self.created(source, inbox_id, ticket.id).await;
+                        self.created(inbox_id);
+                        return Ok(());
                     }
                 }
             }
@@ -262,7 +260,8 @@ impl CreateTicket {
             Some(ticket_id),
         )
         .await?;
-        self.created(source, inbox_id, ticket_id).await
+        self.created(inbox_id);
+        Ok(())
     }
 
     async fn link(

@@ -9,8 +9,9 @@
 //! the category (by name, cached), then creates the ticket in two phases: a
 //! `pending` link, the ticket carrying a marker derived from the request, the
 //! `linked` link. A retry after a crash finds the marker instead of creating
-//! a second ticket. The outcome is recorded in kv (`intake.request`) and as
-//! the inbox response, and callers waiting in this process are woken.
+//! a second ticket. The `linked` link is the success outcome (nothing else
+//! is written); a failure is recorded in kv (`intake.request`). Callers
+//! waiting in this process are woken either way.
 
 pub mod content;
 mod create;
@@ -27,7 +28,7 @@ use std::time::Duration;
 use config::{Config, SourceConfig};
 use flows::Targets;
 use flows::helpdesk::HelpdeskError;
-use store::{JobFilter, JobStatus, Store, StoreError};
+use store::{JobFilter, JobStatus, LinkState, Store, StoreError};
 
 pub use create::CreateTicket;
 pub use outcome::{FailureCode, NAMESPACE, RequestOutcome};
@@ -38,6 +39,9 @@ pub use source::{Precheck, Source};
 pub const JOB_KIND: &str = "intake.create_ticket";
 /// Link kind from a request (inbox id) to the ticket.
 pub const LINK_KIND: &str = "intake.ticket";
+/// How often a waiting caller re-reads the store when nothing in this
+/// process wakes it (outcomes recorded by another instance).
+pub const STORE_RECHECK: Duration = Duration::from_secs(1);
 
 /// Failures of the intake flow outside the job (reads, waiting).
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +136,39 @@ impl Intake {
         .max_attempts(self.max_attempts)
     }
 
+    /// The final outcome of request `id` of `source`, if there is one: a
+    /// `linked` link is a created ticket (the success path writes nothing
+    /// else), a failure is recorded in kv.
+    async fn final_outcome(
+        &self,
+        source: &Source,
+        id: i64,
+    ) -> Result<Option<RequestOutcome>, IntakeError> {
+        let link = self
+            .store
+            .link(
+                LINK_KIND,
+                &format!("intake:{}", source.name),
+                &id.to_string(),
+                &source.settings.target,
+            )
+            .await?;
+        if let Some(link) = link
+            && link.state == LinkState::Linked
+            && let Some(ticket_id) = link.target_id.as_deref().and_then(|t| t.parse().ok())
+        {
+            return Ok(Some(source.created(ticket_id)));
+        }
+        if let Some(value) = self.store.kv_get(NAMESPACE, &id.to_string()).await?
+            && let Ok(outcome) = serde_json::from_value::<RequestOutcome>(value)
+            && outcome.source() == source.name
+            && outcome.is_final()
+        {
+            return Ok(Some(outcome));
+        }
+        Ok(None)
+    }
+
     /// The recorded outcome of request `id` of `source`; `Queued` (with the
     /// job's attempts and last error) while the ticket does not exist yet;
     /// `None` when no such request came to this source.
@@ -140,10 +177,11 @@ impl Intake {
         source: &str,
         id: i64,
     ) -> Result<Option<RequestOutcome>, IntakeError> {
-        if let Some(value) = self.store.kv_get(NAMESPACE, &id.to_string()).await?
-            && let Ok(outcome) = serde_json::from_value::<RequestOutcome>(value)
-        {
-            return Ok((outcome.source() == source).then_some(outcome));
+        let Some(configured) = self.source(source) else {
+            return Ok(None);
+        };
+        if let Some(outcome) = self.final_outcome(configured, id).await? {
+            return Ok(Some(outcome));
         }
         let Some(inbox) = self.store.inbox(id).await? else {
             return Ok(None);
@@ -179,11 +217,12 @@ impl Intake {
 
     /// Waits up to `wait` for request `id` to be created or to fail; returns
     /// the last known outcome (possibly still queued). Never holds a
-    /// transaction: it re-reads kv when woken by the job handler of this
-    /// process, and every 250 ms for outcomes written by another instance.
+    /// transaction: it reads the store once, then again when the job handler
+    /// of this process wakes it, and every [`STORE_RECHECK`] for outcomes
+    /// written by another instance.
     pub async fn wait_outcome(
         &self,
-        source: &str,
+        source: &Source,
         id: i64,
         wait: Duration,
     ) -> Result<RequestOutcome, IntakeError> {
@@ -193,17 +232,14 @@ impl Intake {
             let notified = waiting.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if let Some(value) = self.store.kv_get(NAMESPACE, &id.to_string()).await?
-                && let Ok(outcome) = serde_json::from_value::<RequestOutcome>(value)
-                && outcome.is_final()
-            {
+            if let Some(outcome) = self.final_outcome(source, id).await? {
                 return Ok(outcome);
             }
             let now = tokio::time::Instant::now();
             if now >= deadline {
                 break;
             }
-            let nap = (deadline - now).min(Duration::from_millis(250));
+            let nap = (deadline - now).min(STORE_RECHECK);
             tokio::select! {
                 () = &mut notified => {}
                 () = tokio::time::sleep(nap) => {}
@@ -211,17 +247,22 @@ impl Intake {
         }
         drop(waiting);
         Ok(self
-            .outcome(source, id)
+            .outcome(&source.name, id)
             .await?
             .unwrap_or(RequestOutcome::Queued {
-                source: source.to_string(),
+                source: source.name.clone(),
                 attempts: None,
                 last_error: None,
             }))
     }
 
-    /// Records an outcome (kv + inbox response) and wakes waiting callers.
-    async fn record(&self, id: i64, outcome: &RequestOutcome) -> Result<(), StoreError> {
+    /// Wakes the callers of this process waiting for request `id`.
+    fn wake(&self, id: i64) {
+        self.waiters.wake(id);
+    }
+
+    /// Records a failure (kv, one write) and wakes waiting callers.
+    async fn record_failure(&self, id: i64, outcome: &RequestOutcome) -> Result<(), StoreError> {
         let value = serde_json::to_value(outcome).map_err(|e| StoreError::Encode {
             what: "intake outcome",
             reason: e.to_string(),
@@ -229,7 +270,6 @@ impl Intake {
         self.store
             .kv_put(NAMESPACE, &id.to_string(), &value)
             .await?;
-        self.store.set_inbox_response(id, &value).await?;
         self.waiters.wake(id);
         Ok(())
     }

@@ -150,6 +150,17 @@ impl Source {
         }
     }
 
+    /// The outcome of a request whose ticket is `ticket_id`.
+    pub fn created(&self, ticket_id: i64) -> crate::RequestOutcome {
+        let url = self.helpdesk.ticket_url(ticket_id);
+        crate::RequestOutcome::Created {
+            source: self.name.clone(),
+            ticket_id,
+            message: crate::content::message(&self.settings.message_template, ticket_id, &url),
+            url,
+        }
+    }
+
     /// The default category when the request has none.
     pub fn default_category(&self) -> Option<CategoryRef> {
         self.settings

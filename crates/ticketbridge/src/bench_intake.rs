@@ -43,7 +43,11 @@ pub async fn run(options: IntakeBench) -> anyhow::Result<()> {
     });
     sim.add_category("Printers");
     let dir = tempfile::tempdir()?;
-    let store_url = format!("sqlite://{}", dir.path().join("bench.db").display());
+    let store_url = match &options.store {
+        Some(url) => url.clone(),
+        None => format!("sqlite://{}", dir.path().join("bench.db").display()),
+    };
+    let concurrency = options.concurrency.unwrap_or(options.clients).max(1);
     let toml = format!(
         r#"
 [engine]
@@ -60,7 +64,6 @@ target = "glpi"
 api_keys = ["{KEY}"]
 default_entity = 0
 "#,
-        concurrency = options.clients * 2,
         url = sim.base_url()
     );
     let env = vec![
@@ -71,7 +74,22 @@ default_entity = 0
         ),
     ];
     let config = config::load_str(&toml, env).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let store = store::Store::connect(&store_url).await?;
+    let store = store::Store::connect_with(
+        &store_url,
+        &store::ConnectOptions {
+            max_connections: options.pool,
+            ..store::ConnectOptions::default()
+        },
+    )
+    .await
+    .with_context(|| format!("cannot open {}", config::redact_url(&store_url)))?;
+    println!(
+        "store: {:?}, pool {}, engine.concurrency {concurrency}",
+        store.backend(),
+        options
+            .pool
+            .map_or_else(|| "default".to_string(), |p| p.to_string())
+    );
     let app = Arc::new(TestApp::spawn(config, store).await?);
 
     println!(

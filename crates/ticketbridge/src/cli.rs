@@ -116,6 +116,17 @@ pub struct IntakeBench {
     /// Simulated GLPI latency per request, in milliseconds.
     #[arg(long, default_value_t = 5)]
     pub latency_ms: u64,
+    /// Store URL (a fresh database is expected); default: a new SQLite file
+    /// in a temporary directory.
+    #[arg(long)]
+    pub store: Option<String>,
+    /// Store pool size; default: the store's own default.
+    #[arg(long)]
+    pub pool: Option<u32>,
+    /// `engine.concurrency` (jobs in flight per target); default: as many as
+    /// clients, what a configuration sized for this load would set.
+    #[arg(long)]
+    pub concurrency: Option<usize>,
 }
 
 #[derive(Debug, Clone, Args)]
