@@ -220,21 +220,31 @@ impl Intake {
     /// transaction: it reads the store once, then again when the job handler
     /// of this process wakes it, and every [`STORE_RECHECK`] for outcomes
     /// written by another instance.
+    ///
+    /// `fresh`: the request was accepted just now, so no outcome is expected
+    /// before its job runs: the first read is skipped unless the job already
+    /// finished in this process (a job run by another instance is seen at the
+    /// next re-check).
     pub async fn wait_outcome(
         &self,
         source: &Source,
         id: i64,
         wait: Duration,
+        fresh: bool,
     ) -> Result<RequestOutcome, IntakeError> {
         let deadline = tokio::time::Instant::now() + wait;
         let waiting = self.waiters.register(id);
+        let mut read = !fresh;
         loop {
             let notified = waiting.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if let Some(outcome) = self.final_outcome(source, id).await? {
+            if (read || self.waiters.finished(id))
+                && let Some(outcome) = self.final_outcome(source, id).await?
+            {
                 return Ok(outcome);
             }
+            read = true;
             let now = tokio::time::Instant::now();
             if now >= deadline {
                 break;

@@ -33,7 +33,8 @@ impl Figures {
     }
 }
 
-pub async fn run(options: IntakeBench) -> anyhow::Result<()> {
+/// A simulator seeded with what the requests name.
+async fn seeded_sim() -> anyhow::Result<RunningSim> {
     let sim = GlpiSim::start(SimConfig::default()).await?;
     sim.add_entity("ACME", 0, Some(CNPJ));
     sim.add_user(NewUser {
@@ -42,10 +43,22 @@ pub async fn run(options: IntakeBench) -> anyhow::Result<()> {
         ..NewUser::default()
     });
     sim.add_category("Printers");
-    let dir = tempfile::tempdir()?;
+    Ok(sim)
+}
+
+/// The service on its own store, pointing at `sim`.
+async fn service(
+    options: &IntakeBench,
+    sim: &RunningSim,
+    dir: &tempfile::TempDir,
+    run: &str,
+) -> anyhow::Result<Arc<TestApp>> {
     let store_url = match &options.store {
         Some(url) => url.clone(),
-        None => format!("sqlite://{}", dir.path().join("bench.db").display()),
+        None => format!(
+            "sqlite://{}",
+            dir.path().join(format!("{run}.db")).display()
+        ),
     };
     let concurrency = options.concurrency.unwrap_or(options.clients).max(1);
     let toml = format!(
@@ -83,27 +96,60 @@ default_entity = 0
     )
     .await
     .with_context(|| format!("cannot open {}", config::redact_url(&store_url)))?;
-    println!(
-        "store: {:?}, pool {}, engine.concurrency {concurrency}",
-        store.backend(),
-        options
-            .pool
-            .map_or_else(|| "default".to_string(), |p| p.to_string())
-    );
+    if run == "i" {
+        println!(
+            "store: {:?}, pool {}, engine.concurrency {concurrency}",
+            store.backend(),
+            options
+                .pool
+                .map_or_else(|| "default".to_string(), |p| p.to_string())
+        );
+    }
     let app = Arc::new(TestApp::spawn(config, store).await?);
+    // Warm the caches and the session.
+    intake_run(
+        &app,
+        sim,
+        options.clients,
+        options.clients,
+        &format!("warm-{run}"),
+    )
+    .await?;
+    Ok(app)
+}
 
+async fn stop(app: Arc<TestApp>, sim: RunningSim) {
+    if let Ok(app) = Arc::try_unwrap(app) {
+        app.stop().await;
+    }
+    sim.shutdown().await;
+}
+
+/// Each run gets a fresh simulator (and, without `--store`, a fresh store),
+/// so no run pays for the rows an earlier one left in the simulator.
+pub async fn run(options: IntakeBench) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
     println!(
         "intake benchmark: {} tickets per run, {} concurrent clients",
         options.tickets, options.clients
     );
+    let sim = seeded_sim().await?;
+    let app = service(&options, &sim, &dir, "i").await?;
     sim.faults()
         .set_latency(Duration::from_millis(options.latency_ms));
-    // Warm the caches and the session.
-    intake_run(&app, &sim, options.clients, options.clients, "warm").await?;
     let intake = intake_run(&app, &sim, options.tickets, options.clients, "i").await?;
+    stop(app, sim).await;
+
+    let sim = seeded_sim().await?;
+    sim.faults()
+        .set_latency(Duration::from_millis(options.latency_ms));
     let baseline = baseline_run(&sim, options.tickets, options.clients).await?;
-    sim.faults().set_latency(Duration::ZERO);
+    sim.shutdown().await;
+
+    let sim = seeded_sim().await?;
+    let app = service(&options, &sim, &dir, "z").await?;
     let zero = intake_run(&app, &sim, options.tickets, options.clients, "z").await?;
+    stop(app, sim).await;
 
     println!("| run | latency | tickets | failed | tickets/s | GLPI requests/ticket |");
     println!("|---|---|---|---|---|---|");
@@ -124,10 +170,6 @@ default_entity = 0
         options.latency_ms,
         intake.rate() / baseline.rate().max(f64::MIN_POSITIVE)
     );
-    if let Ok(app) = Arc::try_unwrap(app) {
-        app.stop().await;
-    }
-    sim.shutdown().await;
     Ok(())
 }
 

@@ -452,7 +452,7 @@ async fn create(
     let replayed = outcome.is_duplicate();
     let current = if wait_mode {
         api.intake
-            .wait_outcome(&source, id, source.settings.wait)
+            .wait_outcome(&source, id, source.settings.wait, !replayed)
             .await?
     } else if replayed {
         api.intake
