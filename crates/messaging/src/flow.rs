@@ -93,6 +93,11 @@ pub fn ordering_key(source: &str, conversation: &str) -> String {
     format!("messaging:{source}:{conversation}")
 }
 
+/// Debounce key of a conversation's pending flush.
+fn flush_key(source: &str, conversation: &str) -> String {
+    format!("messaging.flush:{source}:{conversation}")
+}
+
 fn source_system(source: &str) -> String {
     format!("messaging:{source}")
 }
@@ -323,7 +328,7 @@ impl Messaging {
             )
             .run_at(run_at)
             .max_attempts(self.inner.max_attempts)
-            .unique_key(format!("messaging.flush:{}:{}", p.source, conversation));
+            .unique_key(flush_key(&p.source, &conversation));
             store.enqueue(flush).await.map_err(MessagingError::from)?;
             waker.wake();
         }
@@ -466,6 +471,13 @@ impl Messaging {
         if state.buffer.is_empty() {
             return Ok(());
         }
+        if p.reason == "window"
+            && self
+                .defer_for_backlog(channel, job, conversation, &state, waker)
+                .await?
+        {
+            return Ok(());
+        }
         let generation = state.generation;
         let source_id = format!("{conversation}#{generation}");
         let system = source_system(&p.source);
@@ -592,6 +604,68 @@ impl Messaging {
         state.generation = generation.saturating_add(1);
         state::save(store, &p.source, conversation, &state).await?;
         Ok(())
+    }
+
+    /// A message accepted inside the window whose buffer job has not run yet
+    /// (the engine is behind) belongs in this ticket: instead of flushing now,
+    /// schedule the flush again behind it. Never past `max_wait`.
+    async fn defer_for_backlog(
+        &self,
+        channel: &Channel,
+        job: &Job,
+        conversation: &str,
+        state: &ConversationState,
+        waker: &Waker,
+    ) -> Result<bool, JobError> {
+        let now = store::now_ms();
+        let max_wait = i64::try_from(channel.settings.max_wait.as_millis()).unwrap_or(i64::MAX);
+        if state
+            .first_at()
+            .is_some_and(|first| now >= first.saturating_add(max_wait))
+        {
+            return Ok(false);
+        }
+        let waiting = self
+            .inner
+            .store
+            .jobs(&store::JobFilter {
+                status: Some(store::JobStatus::Pending),
+                kind: Some(BUFFER_JOB.to_owned()),
+                ordering_key: Some(job.ordering_key.clone()),
+                queue: None,
+                limit: Some(1000),
+            })
+            .await
+            .map_err(MessagingError::from)?;
+        // Only messages that arrived before the window closed extend it.
+        let window = i64::try_from(channel.settings.merge_window.as_millis()).unwrap_or(i64::MAX);
+        let closes = state.last_at().unwrap_or(now).saturating_add(window);
+        let inside = waiting.iter().any(|w| {
+            w.payload
+                .pointer("/message/received_at")
+                .and_then(Value::as_i64)
+                .is_some_and(|received| received <= closes)
+        });
+        if !inside {
+            return Ok(false);
+        }
+        // This job is running, so the debounce key is free: the new flush gets
+        // a later id than the waiting message and runs after it.
+        let again = NewJob::new(
+            job.queue.clone(),
+            FLUSH_JOB,
+            job.ordering_key.clone(),
+            job.payload.clone(),
+        )
+        .max_attempts(job.max_attempts)
+        .unique_key(flush_key(&channel.name, conversation));
+        self.inner
+            .store
+            .enqueue(again)
+            .await
+            .map_err(MessagingError::from)?;
+        waker.wake();
+        Ok(true)
     }
 
     async fn create_ticket(
