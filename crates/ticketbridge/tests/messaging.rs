@@ -125,7 +125,7 @@ fn positions(content: &str, texts: &[String]) -> Vec<usize> {
 
 #[tokio::test]
 async fn a_burst_of_ten_becomes_one_ticket_with_every_message_in_order() {
-    let (sim, app, _dir) = start("merge_window = 800").await;
+    let (sim, app, _dir) = start("merge_window = 2000").await;
     let texts: Vec<String> = (0..10)
         .map(|i| format!("part number {i:02} of my problem"))
         .collect();
