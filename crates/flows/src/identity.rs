@@ -125,6 +125,16 @@ impl OrganisationResolver {
         OrganisationResolver { helpdesk, cache }
     }
 
+    /// What the cache holds for a tax id, without asking the target: `None`
+    /// when the cache does not know it.
+    pub async fn cached_by_tax_id(&self, raw: &str) -> Option<Option<Organisation>> {
+        let digits = tax_id_digits(raw);
+        if digits.is_empty() {
+            return Some(None);
+        }
+        self.cache.get(&digits).await
+    }
+
     /// The organisation for a tax id (any punctuation), cached. A miss is
     /// cached too, for the same TTL.
     pub async fn by_tax_id(&self, raw: &str) -> HelpdeskResult<Option<Organisation>> {

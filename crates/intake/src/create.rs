@@ -130,8 +130,8 @@ impl CreateTicket {
 
     /// The ticket exists and its `linked` link is stored: that link is the
     /// outcome; wake whoever waits for it.
-    fn created(&self, inbox_id: i64) {
-        self.intake.wake(inbox_id);
+    fn created(&self, source: &Source, inbox_id: i64, ticket_id: i64) {
+        self.intake.wake(inbox_id, source.created(ticket_id));
     }
 
     async fn attempt(
@@ -173,8 +173,8 @@ impl CreateTicket {
                     .as_deref()
                     .and_then(|t| t.parse::<i64>().ok()),
             ) {
-                (LinkState::Linked, Some(_)) => {
-                    self.created(inbox_id);
+                (LinkState::Linked, Some(ticket_id)) => {
+                    self.created(source, inbox_id, ticket_id);
                     return Ok(());
                 }
                 _ => {
@@ -187,7 +187,7 @@ impl CreateTicket {
                             Some(ticket.id),
                         )
                         .await?;
-                        self.created(inbox_id);
+                        self.created(source, inbox_id, ticket.id);
                         return Ok(());
                     }
                 }
@@ -260,7 +260,7 @@ impl CreateTicket {
             Some(ticket_id),
         )
         .await?;
-        self.created(inbox_id);
+        self.created(source, inbox_id, ticket_id);
         Ok(())
     }
 

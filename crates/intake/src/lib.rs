@@ -221,10 +221,10 @@ impl Intake {
     /// of this process wakes it, and every [`STORE_RECHECK`] for outcomes
     /// written by another instance.
     ///
+    /// An outcome reached by this process's job handler comes from memory.
     /// `fresh`: the request was accepted just now, so no outcome is expected
-    /// before its job runs: the first read is skipped unless the job already
-    /// finished in this process (a job run by another instance is seen at the
-    /// next re-check).
+    /// before its job runs and the first store read is skipped (a job run by
+    /// another instance is seen at the next re-check).
     pub async fn wait_outcome(
         &self,
         source: &Source,
@@ -239,9 +239,12 @@ impl Intake {
             let notified = waiting.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if (read || self.waiters.finished(id))
-                && let Some(outcome) = self.final_outcome(source, id).await?
+            if let Some(outcome) = self.waiters.finished(id)
+                && outcome.source() == source.name
             {
+                return Ok(outcome);
+            }
+            if read && let Some(outcome) = self.final_outcome(source, id).await? {
                 return Ok(outcome);
             }
             read = true;
@@ -266,9 +269,10 @@ impl Intake {
             }))
     }
 
-    /// Wakes the callers of this process waiting for request `id`.
-    fn wake(&self, id: i64) {
-        self.waiters.wake(id);
+    /// Hands the durable outcome of request `id` to the callers of this
+    /// process waiting for it.
+    fn wake(&self, id: i64, outcome: RequestOutcome) {
+        self.waiters.wake(id, outcome);
     }
 
     /// Records a failure (kv, one write) and wakes waiting callers.
@@ -280,7 +284,7 @@ impl Intake {
         self.store
             .kv_put(NAMESPACE, &id.to_string(), &value)
             .await?;
-        self.waiters.wake(id);
+        self.waiters.wake(id, outcome.clone());
         Ok(())
     }
 }

@@ -90,6 +90,23 @@ impl Source {
         }
     }
 
+    /// The precheck when it needs neither the target nor the store: no tax
+    /// id, the policy `use_default`, or a tax id the cache knows to exist.
+    /// `None` otherwise (a cache miss, or a tax id known to match nothing,
+    /// which a repeat of an accepted request must not be refused for).
+    pub async fn precheck_cached(&self, request: &ValidRequest) -> Option<Precheck> {
+        let Some(tax_id) = &request.tax_id else {
+            return Some(Precheck::NotNeeded);
+        };
+        if self.policy() != UnknownTaxId::Reject {
+            return Some(Precheck::NotNeeded);
+        }
+        match self.organisations.cached_by_tax_id(tax_id).await {
+            Some(Some(org)) => Some(Precheck::Found(org.id)),
+            _ => None,
+        }
+    }
+
     /// Organisation of the ticket under the source's rules.
     pub async fn organisation(&self, request: &ValidRequest) -> HelpdeskResult<OrganisationChoice> {
         let hint = OrganisationHint {

@@ -1,16 +1,17 @@
 //! Callers waiting for the outcome of a request in this process. The job
-//! handler wakes them after recording the outcome, and remembers the last
-//! few thousand requests it finished, so a caller that starts waiting after
-//! the job was done (it is fast) knows to read the store at once, and one
-//! that starts before needs no read until it is woken. Callers still re-read
-//! the store on a longer period, so an outcome recorded by another instance
-//! is seen too.
+//! handler wakes them after the outcome is durable in the store, and keeps
+//! the outcomes of the last few thousand requests it finished, so a caller
+//! gets it without reading the store, whether it started waiting before or
+//! after the job was done. Callers still re-read the store on a longer
+//! period, so an outcome recorded by another instance is seen too.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 use tokio::sync::Notify;
+
+use crate::RequestOutcome;
 
 /// Finished requests remembered.
 const REMEMBERED: usize = 4096;
@@ -23,7 +24,7 @@ pub struct Waiters {
 #[derive(Default)]
 struct State {
     waiting: HashMap<i64, (Arc<Notify>, usize)>,
-    finished: HashSet<i64>,
+    finished: HashMap<i64, RequestOutcome>,
     order: VecDeque<i64>,
 }
 
@@ -50,16 +51,16 @@ impl Waiters {
         }
     }
 
-    /// Whether the job of request `id` finished in this process lately.
-    pub fn finished(&self, id: i64) -> bool {
-        self.state.lock().finished.contains(&id)
+    /// The outcome of request `id` if its job finished in this process lately.
+    pub fn finished(&self, id: i64) -> Option<RequestOutcome> {
+        self.state.lock().finished.get(&id).cloned()
     }
 
-    /// Wakes everyone waiting on `id` and remembers that it finished.
-    pub fn wake(&self, id: i64) {
+    /// Remembers the (durable) outcome of `id` and wakes everyone waiting on it.
+    pub fn wake(&self, id: i64, outcome: RequestOutcome) {
         let notify = {
             let mut state = self.state.lock();
-            if state.finished.insert(id) {
+            if state.finished.insert(id, outcome).is_none() {
                 state.order.push_back(id);
                 while state.order.len() > REMEMBERED {
                     if let Some(old) = state.order.pop_front() {
@@ -93,15 +94,21 @@ mod tests {
 
     #[test]
     fn finished_requests_are_remembered_up_to_the_limit() {
+        let created = |ticket_id| RequestOutcome::Created {
+            source: "web".into(),
+            ticket_id,
+            url: String::new(),
+            message: String::new(),
+        };
         let waiters = Waiters::default();
-        assert!(!waiters.finished(1));
-        waiters.wake(1);
-        assert!(waiters.finished(1));
+        assert_eq!(waiters.finished(1), None);
+        waiters.wake(1, created(10));
+        assert_eq!(waiters.finished(1), Some(created(10)));
         for id in 2..=(REMEMBERED as i64 + 1) {
-            waiters.wake(id);
+            waiters.wake(id, created(id + 10));
         }
-        assert!(!waiters.finished(1));
-        assert!(waiters.finished(2));
-        assert!(waiters.finished(REMEMBERED as i64 + 1));
+        assert_eq!(waiters.finished(1), None);
+        assert_eq!(waiters.finished(2), Some(created(12)));
+        assert!(waiters.finished(REMEMBERED as i64 + 1).is_some());
     }
 }

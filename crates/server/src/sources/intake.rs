@@ -415,15 +415,22 @@ async fn create(
         None => format!("sha256:{}", hex::encode(Sha256::digest(&body))),
     };
 
-    // A repeat answers from the stored outcome without checking again.
-    let known = state
-        .store
-        .inbox_by_dedupe(&source.name, &dedupe_key)
-        .await
-        .map_err(ApiError::from)?;
-    let precheck = match (&known, wait_mode) {
-        (None, true) => source.precheck(&request, source.settings.wait).await,
-        _ => Precheck::NotNeeded,
+    // What the cache knows settles most requests without a read; otherwise a
+    // repeat answers from the stored outcome without checking again.
+    let precheck = if !wait_mode {
+        Precheck::NotNeeded
+    } else if let Some(precheck) = source.precheck_cached(&request).await {
+        precheck
+    } else {
+        let known = state
+            .store
+            .inbox_by_dedupe(&source.name, &dedupe_key)
+            .await
+            .map_err(ApiError::from)?;
+        match known {
+            None => source.precheck(&request, source.settings.wait).await,
+            Some(_) => Precheck::NotNeeded,
+        }
     };
     if precheck == Precheck::NotFound {
         return Err(Failure::Outcome {
