@@ -111,6 +111,7 @@ impl Store {
             url: redacted.clone(),
             source,
         };
+        let mut ingest = None;
         let pool = match classify(url)? {
             Target::Postgres => {
                 let options = PgConnectOptions::from_str(url).map_err(connect_error)?;
@@ -153,16 +154,27 @@ impl Store {
                 let pool = SqlitePoolOptions::new()
                     .max_connections(settings.max_connections.unwrap_or(SQLITE_POOL_SIZE))
                     .acquire_timeout(acquire_timeout)
-                    .connect_with(options)
+                    .connect_with(options.clone())
                     .await
                     .map_err(connect_error)?;
                 sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+                ingest = Some(
+                    SqlitePoolOptions::new()
+                        .max_connections(1)
+                        // A local file: no connection to test, spare the round trip.
+                        .test_before_acquire(false)
+                        .acquire_timeout(acquire_timeout)
+                        .connect_with(options)
+                        .await
+                        .map_err(connect_error)?,
+                );
                 Pool::Sqlite(pool)
             }
         };
         tracing::debug!(url = %redacted, "store opened");
         Ok(Store {
             pool,
+            ingest,
             url: Arc::from(redacted),
         })
     }

@@ -17,6 +17,7 @@ macro_rules! on_pool {
 
 #[macro_use]
 mod rows;
+mod batch;
 mod connect;
 mod error;
 mod inbox;
@@ -41,6 +42,11 @@ pub const DEFAULT_MAX_ATTEMPTS: i32 = 10;
 #[derive(Clone)]
 pub struct Store {
     pool: Pool,
+    /// SQLite file stores: one connection of its own for [`Store::accept_batch`].
+    /// SQLite has a single writer anyway, and a pooled connection forgets its page
+    /// cache whenever another connection wrote, which the pool's rotation made
+    /// happen on every batch.
+    ingest: Option<SqlitePool>,
     /// The URL it was opened with, password redacted.
     url: Arc<str>,
 }
@@ -84,6 +90,9 @@ impl Store {
 
     /// Close the pool; later calls fail.
     pub async fn close(&self) {
+        if let Some(ingest) = &self.ingest {
+            ingest.close().await;
+        }
         on_pool!(self, pool => pool.close().await)
     }
 }

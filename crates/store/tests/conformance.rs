@@ -34,6 +34,7 @@ macro_rules! conformance {
 conformance!(
     accept_stores_inbox_and_jobs_once,
     accept_batch_mixes_new_and_duplicate,
+    accept_batch_large_mixed_batch_keeps_order_and_answers,
     claim_takes_one_job_per_key_in_order,
     different_keys_run_in_parallel,
     concurrent_claimers_keep_per_key_order,
@@ -161,6 +162,110 @@ async fn accept_batch_mixes_new_and_duplicate(store: Store) {
         .map(|j| j.payload["n"].as_i64().unwrap())
         .collect();
     assert_eq!(payloads, HashSet::from([1, 3]));
+}
+
+/// A batch bigger than one multi-row statement (SQLite chunks at 32,766 bound
+/// parameters: 3,640 job rows), with repeats inside the batch and of an earlier
+/// batch (which has a recorded response), and debounced jobs between plain ones.
+async fn accept_batch_large_mixed_batch_keeps_order_and_answers(store: Store) {
+    let Acceptance::Accepted {
+        inbox_id: old_id, ..
+    } = store
+        .accept(inbound("s", "old"), vec![job("q", "old", 0)])
+        .await
+        .unwrap()
+    else {
+        panic!("first delivery not accepted")
+    };
+    store
+        .set_inbox_response(old_id, &json!({"ticket": 7}))
+        .await
+        .unwrap();
+    let pending = store
+        .enqueue(
+            job("q", "flush", 0)
+                .unique_key("flush:1")
+                .run_at(now_ms() + 60_000),
+        )
+        .await
+        .unwrap();
+
+    let n = 2_500;
+    let mut batch = Vec::new();
+    for i in 0..n {
+        let key = format!("k{i}");
+        let mut jobs = vec![job("q", &key, 2 * i), job("q", &key, 2 * i + 1)];
+        if i == 100 {
+            jobs.insert(1, job("q", "flush", -1).unique_key("flush:1"));
+        }
+        batch.push((inbound("s", &key), jobs));
+        if i == 10 {
+            batch.push((inbound("s", "old"), vec![job("q", "old", -2)]));
+        }
+        if i == 20 {
+            batch.push((inbound("s", "k5"), vec![job("q", "k5", -3)]));
+        }
+    }
+    let outcomes = store.accept_batch(batch.clone()).await.unwrap();
+    assert_eq!(outcomes.len(), batch.len());
+    let stored_jobs: HashMap<i64, Job> = store
+        .jobs(&JobFilter {
+            limit: Some(10_000),
+            ..JobFilter::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| (j.id, j))
+        .collect();
+
+    let mut all_ids = Vec::new();
+    for ((inbound, jobs), outcome) in batch.iter().zip(&outcomes) {
+        match (inbound.dedupe_key.as_str(), outcome) {
+            ("old", Acceptance::Duplicate { inbox_id, response }) => {
+                assert_eq!(*inbox_id, old_id);
+                assert_eq!(response.as_ref(), Some(&json!({"ticket": 7})));
+            }
+            ("k5", Acceptance::Duplicate { inbox_id, response }) => {
+                let first = store.inbox_by_dedupe("s", "k5").await.unwrap().unwrap();
+                assert_eq!(*inbox_id, first.id);
+                assert_eq!(*response, None);
+                assert_eq!(jobs[0].payload["n"], -3);
+            }
+            (key, Acceptance::Accepted { inbox_id, job_ids }) => {
+                assert_eq!(job_ids.len(), jobs.len(), "{key}");
+                let stored = store.inbox(*inbox_id).await.unwrap().unwrap();
+                assert_eq!(stored.dedupe_key, key);
+                assert_eq!(stored.body, inbound.body);
+                assert_eq!(stored.headers, inbound.headers);
+                for (id, expected) in job_ids.iter().zip(jobs) {
+                    let stored = &stored_jobs[id];
+                    assert_eq!(stored.payload, expected.payload, "job {id} of {key}");
+                    assert_eq!(stored.ordering_key, expected.ordering_key);
+                    if expected.unique_key.is_some() {
+                        // Debounced onto the pending job, which now runs at once.
+                        assert_eq!(*id, pending);
+                        assert!(stored.run_at <= now_ms());
+                    } else {
+                        assert_eq!(stored.inbox_id, Some(*inbox_id));
+                        all_ids.push(*id);
+                    }
+                }
+            }
+            (key, other) => panic!("{key}: unexpected {other:?}"),
+        }
+    }
+    // Plain jobs got ids in enqueue order, so per-key ordering follows the batch order.
+    assert_eq!(all_ids.len(), 2 * n as usize);
+    assert!(all_ids.windows(2).all(|w| w[0] < w[1]), "ids not ascending");
+    let total: i64 = store
+        .job_counts()
+        .await
+        .unwrap()
+        .iter()
+        .map(|(_, c)| c)
+        .sum();
+    assert_eq!(total, 2 + 2 * n);
 }
 
 async fn claim_takes_one_job_per_key_in_order(store: Store) {
