@@ -25,6 +25,9 @@ pub fn install(
         return Ok(deps);
     }
     let intake = Arc::new(intake);
-    engine.register(intake::JOB_KIND, intake::CreateTicket::handler(intake.clone()));
+    engine.register(
+        intake::JOB_KIND,
+        intake::CreateTicket::handler(intake.clone()),
+    );
     Ok(deps.with_source(server::sources::intake::routes(intake)))
 }

@@ -148,7 +148,10 @@ async fn a_user_request_is_created_for_a_known_caller_and_tax_id() {
     let description = ticket["description"].as_str().unwrap();
     assert!(description.contains("Error E-203"), "{description}");
     assert!(description.contains("123 456 789"), "{description}");
-    assert!(description.contains("ticketbridge-ref intake-"), "{description}");
+    assert!(
+        description.contains("ticketbridge-ref intake-"),
+        "{description}"
+    );
     assert_eq!(id_of(&ticket["caller_id"]), w.maria);
     assert_eq!(id_of(&ticket["org_id"]), w.acme);
     assert!(

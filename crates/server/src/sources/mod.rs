@@ -5,6 +5,6 @@
 
 pub mod chatwoot;
 pub mod events;
-pub mod itop;
 pub mod intake;
+pub mod itop;
 pub mod messaging;
