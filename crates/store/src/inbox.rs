@@ -3,8 +3,9 @@
 use std::collections::HashMap;
 
 use crate::batch::{
-    InboxFate, InboxInsert, JobInsert, insert_inbox_postgres, insert_inbox_sqlite,
-    insert_jobs_in_order_postgres, insert_jobs_in_order_sqlite, insert_new_inbox_sqlite,
+    InboxFate, InboxInsert, JobInsert, accept_in_one_trip_sqlite, insert_inbox_postgres,
+    insert_inbox_sqlite, insert_jobs_in_order_postgres, insert_jobs_in_order_sqlite,
+    insert_new_inbox_sqlite,
 };
 use crate::model::{Acceptance, InboxRecord, NewInbound, NewJob};
 use crate::rows::{InboxRow, parse_json, to_json_text};
@@ -143,6 +144,11 @@ impl Store {
         let batch = &batch;
         let outcomes = match &self.pool {
             Pool::Sqlite(pool) => {
+                if let Some(ingest) = &self.ingest
+                    && let Some(outcomes) = accept_in_one_trip_sqlite(ingest, batch, now).await?
+                {
+                    return Ok(outcomes);
+                }
                 let pool = self.ingest.as_ref().unwrap_or(pool);
                 // IMMEDIATE: take the write lock at once, so no other connection
                 // writes between the duplicate lookup and the insert.
