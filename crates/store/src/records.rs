@@ -74,6 +74,28 @@ impl Store {
         Ok(())
     }
 
+    /// Append an audit line unless one with `dedupe_key` was recorded before, in one
+    /// statement: a job that runs again after a crash cannot record twice. True
+    /// when the line was written now.
+    pub async fn audit_once(&self, dedupe_key: &str, entry: &NewAudit) -> Result<bool, StoreError> {
+        let detail = to_json_text("audit detail", &entry.detail)?;
+        let written = on_pool!(self, pool => sqlx::query(
+            "INSERT INTO audit (job_id, system, action, object_key, detail, at, dedupe_key) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING")
+            .bind(entry.job_id)
+            .bind(&entry.system)
+            .bind(&entry.action)
+            .bind(&entry.object_key)
+            .bind(&detail)
+            .bind(now_ms())
+            .bind(dedupe_key)
+            .execute(pool)
+            .await?
+            .rows_affected());
+        Ok(written == 1)
+    }
+
     /// The latest `limit` audit lines, newest first.
     pub async fn audit_entries(&self, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
         let rows: Vec<AuditRow> = on_pool!(self, pool => sqlx::query_as(concat!(

@@ -35,6 +35,7 @@ conformance!(
     accept_stores_inbox_and_jobs_once,
     accept_batch_mixes_new_and_duplicate,
     accept_batch_large_mixed_batch_keeps_order_and_answers,
+    accept_batch_repeat_inside_a_new_batch,
     claim_takes_one_job_per_key_in_order,
     different_keys_run_in_parallel,
     concurrent_claimers_keep_per_key_order,
@@ -52,6 +53,7 @@ conformance!(
     own_writes_are_recognised,
     cursors_and_kv,
     audit_entries_newest_first,
+    audit_once_records_a_key_once,
 );
 
 fn inbound(source: &str, key: &str) -> NewInbound {
@@ -162,6 +164,57 @@ async fn accept_batch_mixes_new_and_duplicate(store: Store) {
         .map(|j| j.payload["n"].as_i64().unwrap())
         .collect();
     assert_eq!(payloads, HashSet::from([1, 3]));
+}
+
+/// Only new rows, one of them twice: the repeat answers as a duplicate of the
+/// first, and only the first's jobs are stored.
+async fn accept_batch_repeat_inside_a_new_batch(store: Store) {
+    let outcomes = store
+        .accept_batch(vec![
+            (inbound("s", "x"), vec![job("q", "x", 1), job("q", "x", 2)]),
+            (inbound("s", "y"), vec![job("q", "y", 3)]),
+            (inbound("s", "x"), vec![job("q", "x", 4)]),
+        ])
+        .await
+        .unwrap();
+    let Acceptance::Accepted {
+        inbox_id: x,
+        job_ids: x_jobs,
+    } = &outcomes[0]
+    else {
+        panic!("{outcomes:?}")
+    };
+    let Acceptance::Accepted {
+        inbox_id: y,
+        job_ids: y_jobs,
+    } = &outcomes[1]
+    else {
+        panic!("{outcomes:?}")
+    };
+    assert_eq!(
+        outcomes[2],
+        Acceptance::Duplicate {
+            inbox_id: *x,
+            response: None
+        }
+    );
+    assert_ne!(x, y);
+    assert_eq!(store.inbox(*x).await.unwrap().unwrap().dedupe_key, "x");
+    assert_eq!(store.inbox(*y).await.unwrap().unwrap().dedupe_key, "y");
+    let mut stored = Vec::new();
+    for id in x_jobs.iter().chain(y_jobs) {
+        let job = store.job(*id).await.unwrap().unwrap();
+        stored.push((job.inbox_id.unwrap(), job.payload["n"].as_i64().unwrap()));
+    }
+    assert_eq!(stored, vec![(*x, 1), (*x, 2), (*y, 3)]);
+    let total: i64 = store
+        .job_counts()
+        .await
+        .unwrap()
+        .iter()
+        .map(|(_, c)| c)
+        .sum();
+    assert_eq!(total, 3);
 }
 
 /// A batch bigger than one multi-row statement (SQLite chunks at 32,766 bound
@@ -877,4 +930,43 @@ async fn concurrent_claimers_never_start_a_job_falling_due_beside_a_running_one(
         doubled.is_empty(),
         "keys with two running jobs: {doubled:?}"
     );
+}
+
+async fn audit_once_records_a_key_once(store: Store) {
+    let entry = |job_id: i64| NewAudit {
+        job_id: Some(job_id),
+        system: "events".into(),
+        action: "event.record".into(),
+        object_key: "s:k1".into(),
+        detail: json!({"job": job_id}),
+    };
+    assert!(
+        store
+            .audit_once("event.record:s:k1", &entry(1))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .audit_once("event.record:s:k1", &entry(2))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .audit_once("event.record:s:k2", &entry(3))
+            .await
+            .unwrap()
+    );
+    // Plain audit lines have no key and never collide.
+    store.audit(&entry(4)).await.unwrap();
+    store.audit(&entry(5)).await.unwrap();
+    let jobs: Vec<Option<i64>> = store
+        .audit_entries(10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| a.job_id)
+        .collect();
+    assert_eq!(jobs, vec![Some(5), Some(4), Some(3), Some(1)]);
 }

@@ -1,16 +1,17 @@
 //! Handler of `event.record` jobs (the default job of `events` sources):
 //! writes one audit line per event, exactly once even when the job runs
-//! again after a crash (a marker in the store's key-value table is checked
-//! first and written after the audit line).
+//! again after a crash: the line carries the event's dedupe key and is
+//! inserted with `Store::audit_once`, one atomic statement. (Markers in the
+//! key-value table written by earlier versions are still honoured.)
 
 use std::time::Duration;
 
 use engine::{Handler, JobError};
-use serde_json::{Value, json};
+use serde_json::Value;
 use store::{Job, NewAudit, Store, StoreError};
 
 pub const KIND: &str = "event.record";
-const MARKERS: &str = "event.record";
+const LEGACY_MARKERS: &str = "event.record";
 
 pub struct EventRecord {
     pub store: Store,
@@ -32,9 +33,10 @@ impl Handler for EventRecord {
             .and_then(Value::as_str)
             .ok_or_else(|| JobError::permanent("event.record payload has no dedupe_key"))?;
         let object_key = format!("{source}:{dedupe}");
+        // Written by versions that recorded the line and then a marker.
         if self
             .store
-            .kv_get(MARKERS, &object_key)
+            .kv_get(LEGACY_MARKERS, &object_key)
             .await
             .map_err(store_error)?
             .is_some()
@@ -51,9 +53,8 @@ impl Handler for EventRecord {
             object_key: object_key.clone(),
             detail: job.payload.get("event").cloned().unwrap_or(Value::Null),
         };
-        self.store.audit(&entry).await.map_err(store_error)?;
         self.store
-            .kv_put(MARKERS, &object_key, &json!({"job_id": job.id}))
+            .audit_once(&format!("{KIND}:{object_key}"), &entry)
             .await
             .map_err(store_error)?;
         Ok(())
