@@ -57,6 +57,12 @@ pub enum SimCommand {
         #[arg(long, default_value_t = 0)]
         port: u16,
     },
+    /// The Chatwoot simulator on 127.0.0.1 (until Ctrl-C); webhooks go to
+    /// CHATWOOT_SIM_WEBHOOK_URL, signed with CHATWOOT_SIM_WEBHOOK_SECRET when set.
+    Chatwoot {
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+    },
 }
 
 #[derive(Debug, Subcommand)]

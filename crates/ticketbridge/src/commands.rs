@@ -30,6 +30,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             sim::itop::run_standalone(port).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Sim(crate::cli::SimCommand::Chatwoot { port }) => {
+            sim::chatwoot::run_standalone(port).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Version => {
             println!("ticketbridge {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
