@@ -3,7 +3,7 @@
 use crate::glpi::{GlpiHelpdesk, GlpiTargetOptions};
 use crate::helpdesk::Helpdesk;
 use crate::itop::{ItopHelpdesk, ItopTargetOptions};
-use config::{Config, TargetConfig};
+use config::{Config, GlpiTarget, ItopTarget, TargetConfig};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -25,6 +25,39 @@ pub struct Targets {
     itop: BTreeMap<String, itop::ItopClient>,
 }
 
+/// The GLPI client settings of a configured GLPI target (also used by
+/// `ticketbridge check`).
+pub fn glpi_client_config(t: &GlpiTarget) -> Result<glpi::GlpiConfig, String> {
+    let auth = match (&t.user_token, &t.login, &t.password) {
+        (Some(token), _, _) => glpi::Auth::UserToken(token.clone()),
+        (None, Some(login), Some(password)) => glpi::Auth::Password {
+            login: login.clone(),
+            password: password.clone(),
+        },
+        _ => return Err("set user_token, or login and password".to_string()),
+    };
+    let mut glpi_config = glpi::GlpiConfig::new(t.url.as_str(), auth);
+    glpi_config.app_token = t.app_token.clone();
+    glpi_config.timeout = t.timeout;
+    glpi_config.default_entity = t.default_entity;
+    Ok(glpi_config)
+}
+
+/// The iTop client settings of a configured iTop target.
+pub fn itop_client_config(t: &ItopTarget) -> Result<itop::ItopConfig, String> {
+    let auth = match (&t.token, &t.user, &t.password) {
+        (Some(token), _, _) => itop::ItopAuth::Token(token.clone()),
+        (None, Some(user), Some(password)) => itop::ItopAuth::Basic {
+            user: user.clone(),
+            password: password.clone(),
+        },
+        _ => return Err("set token, or user and password".to_string()),
+    };
+    let mut itop_config = itop::ItopConfig::new(t.url.clone(), auth);
+    itop_config.timeout = t.timeout;
+    Ok(itop_config)
+}
+
 impl Targets {
     /// Builds a client for every target in the configuration. No network
     /// call is made: GLPI sessions open on first use.
@@ -37,20 +70,7 @@ impl Targets {
             };
             match target {
                 TargetConfig::Glpi(t) => {
-                    let auth = match (&t.user_token, &t.login, &t.password) {
-                        (Some(token), _, _) => glpi::Auth::UserToken(token.clone()),
-                        (None, Some(login), Some(password)) => glpi::Auth::Password {
-                            login: login.clone(),
-                            password: password.clone(),
-                        },
-                        _ => {
-                            return Err(fail("set user_token, or login and password".to_string()));
-                        }
-                    };
-                    let mut glpi_config = glpi::GlpiConfig::new(t.url.as_str(), auth);
-                    glpi_config.app_token = t.app_token.clone();
-                    glpi_config.timeout = t.timeout;
-                    glpi_config.default_entity = t.default_entity;
+                    let glpi_config = glpi_client_config(t).map_err(fail)?;
                     let client =
                         glpi::GlpiClient::new(glpi_config).map_err(|e| fail(e.to_string()))?;
                     let helpdesk = GlpiHelpdesk::new(
@@ -66,16 +86,7 @@ impl Targets {
                     targets.add_glpi(name, helpdesk);
                 }
                 TargetConfig::Itop(t) => {
-                    let auth = match (&t.token, &t.user, &t.password) {
-                        (Some(token), _, _) => itop::ItopAuth::Token(token.clone()),
-                        (None, Some(user), Some(password)) => itop::ItopAuth::Basic {
-                            user: user.clone(),
-                            password: password.clone(),
-                        },
-                        _ => return Err(fail("set token, or user and password".to_string())),
-                    };
-                    let mut itop_config = itop::ItopConfig::new(t.url.clone(), auth);
-                    itop_config.timeout = t.timeout;
+                    let itop_config = itop_client_config(t).map_err(fail)?;
                     let client =
                         itop::ItopClient::new(itop_config).map_err(|e| fail(e.to_string()))?;
                     let helpdesk = ItopHelpdesk::new(

@@ -24,6 +24,9 @@ pub enum Command {
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Check every configured target (reachable, credentials, the entity,
+    /// category and request type the sources use); exit status 1 on a failure.
+    Check,
     /// Inspect and repair jobs.
     #[command(subcommand)]
     Jobs(JobsCommand),

@@ -39,6 +39,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Config(ConfigCommand::Check) => Ok(config_check(&cli.config)),
+        Command::Check => Ok(crate::check::run(&load(&cli.config)?).await),
         Command::Serve => {
             let config = load(&cli.config)?;
             crate::serve::serve(config).await?;

@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_intake;
+mod check;
 mod cli;
 mod commands;
 mod demo;
