@@ -5,12 +5,15 @@ use crate::callback::CallbackSigner;
 use crate::error::MessagingError;
 use config::sources::{MessagingSource, OpenOn};
 use flows::helpdesk::{Helpdesk, TicketStatus};
-use flows::identity::OrganisationResolver;
+use flows::identity::{OrganisationResolver, ResolvedRequester};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// How long organisation lookups by tax id are cached.
 const ORGANISATION_TTL: Duration = Duration::from_secs(300);
+/// How long the person found (or created) for a phone/email is reused
+/// without asking the target again.
+const REQUESTER_TTL: Duration = Duration::from_secs(300);
 
 /// A messaging source with everything its jobs need.
 pub struct Channel {
@@ -20,6 +23,7 @@ pub struct Channel {
     pub organisations: OrganisationResolver,
     pub signer: Option<CallbackSigner>,
     statuses: moka::future::Cache<i64, TicketStatus>,
+    requesters: moka::future::Cache<String, ResolvedRequester>,
 }
 
 impl Channel {
@@ -42,8 +46,13 @@ impl Channel {
             .max_capacity(100_000)
             .time_to_live(settings.status_ttl.max(Duration::from_millis(1)))
             .build();
+        let requesters = moka::future::Cache::builder()
+            .max_capacity(100_000)
+            .time_to_live(REQUESTER_TTL)
+            .build();
         Ok(Channel {
             name: name.to_owned(),
+            requesters,
             organisations: OrganisationResolver::new(helpdesk.clone(), ORGANISATION_TTL),
             helpdesk,
             settings,
@@ -81,5 +90,22 @@ impl Channel {
     /// Remembers a status just learnt (a ticket just created is open).
     pub async fn remember_status(&self, id: i64, status: TicketStatus) {
         self.statuses.insert(id, status).await;
+    }
+
+    /// The requester resolved recently for this caller key, if any.
+    pub async fn cached_requester(&self, key: &str) -> Option<ResolvedRequester> {
+        self.requesters.get(key).await
+    }
+
+    /// Remembers the person resolved for a caller key (only people with a
+    /// record: email-only requesters are not cached).
+    pub async fn remember_requester(&self, key: String, resolved: &ResolvedRequester) {
+        if resolved.person.is_some() {
+            let reused = ResolvedRequester {
+                created: false,
+                ..resolved.clone()
+            };
+            self.requesters.insert(key, reused).await;
+        }
     }
 }

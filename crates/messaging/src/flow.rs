@@ -296,6 +296,14 @@ impl Messaging {
         if state.has_message(&p.message.message_id) {
             return Ok(());
         }
+        if self.window_closed_before(channel, &state, &p.message) {
+            // The engine is behind: the buffered burst's window closed before
+            // this message arrived, yet its flush has not run. That burst is
+            // its own ticket; this message comes after it.
+            self.flush_conversation(channel, job, &p.source, &conversation, "window", waker)
+                .await?;
+            state = state::load(store, &p.source, &conversation).await?;
+        }
         if let Some(ticket) = state.ticket.clone()
             && channel.settings.followups
         {
@@ -462,29 +470,65 @@ impl Messaging {
         Ok((files, notes))
     }
 
+    /// True when `message` arrived after the window of the buffered burst
+    /// had closed (last message + merge window, or first + max wait).
+    fn window_closed_before(
+        &self,
+        channel: &Channel,
+        state: &ConversationState,
+        message: &ChannelMessage,
+    ) -> bool {
+        if !channel.opens_on_first_message() {
+            return false;
+        }
+        let (Some(first), Some(last)) = (state.first_at(), state.last_at()) else {
+            return false;
+        };
+        let window = i64::try_from(channel.settings.merge_window.as_millis()).unwrap_or(i64::MAX);
+        let max_wait = i64::try_from(channel.settings.max_wait.as_millis()).unwrap_or(i64::MAX);
+        let closes = last
+            .saturating_add(window)
+            .min(first.saturating_add(max_wait));
+        message.received_at > closes
+    }
+
     async fn flush(&self, job: &Job, waker: &Waker) -> Result<(), JobError> {
         let p: FlushPayload = payload(job)?;
         let channel = self.require(&p.source)?;
-        let store = &self.inner.store;
         let conversation = p.conversation_id.as_str();
-        let mut state = state::load(store, &p.source, conversation).await?;
-        if state.buffer.is_empty() {
-            return Ok(());
+        if p.reason == "window" {
+            let state = state::load(&self.inner.store, &p.source, conversation).await?;
+            if state.buffer.is_empty()
+                || self
+                    .defer_for_backlog(channel, job, conversation, &state, waker)
+                    .await?
+            {
+                return Ok(());
+            }
         }
-        if p.reason == "window"
-            && self
-                .defer_for_backlog(channel, job, conversation, &state, waker)
-                .await?
-        {
+        self.flush_conversation(channel, job, &p.source, conversation, &p.reason, waker)
+            .await
+    }
+
+    /// Turns the conversation's buffered burst (if any) into one ticket.
+    async fn flush_conversation(
+        &self,
+        channel: &Channel,
+        job: &Job,
+        source: &str,
+        conversation: &str,
+        reason: &str,
+        waker: &Waker,
+    ) -> Result<(), JobError> {
+        let store = &self.inner.store;
+        let mut state = state::load(store, source, conversation).await?;
+        if state.buffer.is_empty() {
             return Ok(());
         }
         let generation = state.generation;
         let source_id = format!("{conversation}#{generation}");
-        let system = source_system(&p.source);
-        let marker = format!(
-            "tb-conv-{}",
-            short_hash(&format!("{}/{source_id}", p.source))
-        );
+        let system = source_system(source);
+        let marker = format!("tb-conv-{}", short_hash(&format!("{}/{source_id}", source)));
         let link = store
             .link(TICKET_LINK, &system, &source_id, channel.target())
             .await
@@ -549,7 +593,7 @@ impl Messaging {
         if let (Some(url), Some(_)) = (&channel.settings.callback_url, &channel.signer) {
             let webhook_id = format!(
                 "msg_{}",
-                short_hash(&format!("{}/{conversation}#{generation}", p.source))
+                short_hash(&format!("{}/{conversation}#{generation}", source))
             );
             let body = json!({
                 "type": "ticket.created",
@@ -557,19 +601,19 @@ impl Messaging {
                     .format(&time::format_description::well_known::Rfc3339)
                     .unwrap_or_default(),
                 "data": {
-                    "source": p.source,
+                    "source": source,
                     "conversation_id": conversation,
                     "ticket": {"id": ticket.id, "url": ticket.url},
                     "message_ids": message_ids,
-                    "reason": p.reason,
+                    "reason": reason,
                 }
             });
             let delivery = NewJob::new(
                 CALLBACK_QUEUE,
                 CALLBACK_JOB,
-                format!("messaging-callback:{}:{conversation}", p.source),
+                format!("messaging-callback:{}:{conversation}", source),
                 json!(CallbackPayload {
-                    source: p.source.clone(),
+                    source: source.to_owned(),
                     webhook_id: webhook_id.clone(),
                     body: body.to_string(),
                 }),
@@ -594,7 +638,7 @@ impl Messaging {
                 }
                 .to_owned(),
                 object_key: format!("ticket:{}", ticket.id),
-                detail: json!({"source": p.source, "conversation_id": conversation,
+                detail: json!({"source": source, "conversation_id": conversation,
                     "generation": generation, "messages": message_ids}),
             })
             .await
@@ -602,7 +646,7 @@ impl Messaging {
         state.buffer.clear();
         state.ticket = Some(ticket);
         state.generation = generation.saturating_add(1);
-        state::save(store, &p.source, conversation, &state).await?;
+        state::save(store, source, conversation, &state).await?;
         Ok(())
     }
 
@@ -701,21 +745,36 @@ impl Messaging {
             create_missing: settings.create_requesters,
             contact_when_phone_only: false,
         };
-        let resolved = resolve_requester_in_order(
-            channel.helpdesk.as_ref(),
-            &caller,
-            organisation,
-            policy,
-            LookupOrder::PhoneFirst,
-        )
-        .await
-        .map_err(MessagingError::from)?
-        .ok_or_else(|| {
-            JobError::permanent(format!(
-                "no requester with phone {} and create_requesters = false",
-                caller.phone.as_deref().unwrap_or("-")
-            ))
-        })?;
+        // Phone and email decide who the person is; the organisation only
+        // matters when the person is created, so it is part of the key.
+        let requester_key = format!(
+            "{}|{}|{}",
+            caller.phone.as_deref().unwrap_or_default(),
+            caller.email.as_deref().unwrap_or_default(),
+            organisation.map(|o| o.to_string()).unwrap_or_default()
+        );
+        let resolved = match channel.cached_requester(&requester_key).await {
+            Some(resolved) => resolved,
+            None => {
+                let resolved = resolve_requester_in_order(
+                    channel.helpdesk.as_ref(),
+                    &caller,
+                    organisation,
+                    policy,
+                    LookupOrder::PhoneFirst,
+                )
+                .await
+                .map_err(MessagingError::from)?
+                .ok_or_else(|| {
+                    JobError::permanent(format!(
+                        "no requester with phone {} and create_requesters = false",
+                        caller.phone.as_deref().unwrap_or("-")
+                    ))
+                })?;
+                channel.remember_requester(requester_key, &resolved).await;
+                resolved
+            }
+        };
         let organisation = if settings.entity_from_requester {
             resolved
                 .person

@@ -5,6 +5,11 @@
 //! does) as the baseline. Everything on loopback: ticketbridge in
 //! process, the GLPI simulator, a SQLite store in a temporary directory.
 //!
+//! The baseline sends `conversations × messages` one-message conversations
+//! (each with its own phone), so it must produce exactly that many tickets.
+//! After each run the store is checked: jobs by status, dead jobs with their
+//! last error, ticket links, conversations still holding a buffer.
+//!
 //! cargo run --release -p ticketbridge --example bench_messaging -- [conversations] [messages] [window_ms]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -36,6 +41,7 @@ struct Outcome {
     accept_secs: f64,
     drain_secs: f64,
     glpi_calls: u64,
+    calls_by_endpoint: std::collections::BTreeMap<String, u64>,
     peak_rss_kib: u64,
 }
 
@@ -119,6 +125,30 @@ max_wait = "60s"
     for job in &dead {
         eprintln!("dead job {} {}: {:?}", job.id, job.kind, job.last_error);
     }
+    let links = store
+        .links(&store::LinkFilter {
+            kind: Some(messaging::TICKET_LINK.to_owned()),
+            limit: Some(1_000_000),
+            ..store::LinkFilter::default()
+        })
+        .await
+        .unwrap();
+    let linked = links
+        .iter()
+        .filter(|l| l.state == store::LinkState::Linked)
+        .count();
+    let buffered = store
+        .kv_list(messaging::state::KV_NAMESPACE)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|(_, v)| v["buffer"].as_array().is_some_and(|b| !b.is_empty()))
+        .count();
+    eprintln!(
+        "store after the run: jobs {:?}; ticket links {} ({linked} linked); conversations with a buffer left {buffered}",
+        store.job_counts().await.unwrap(),
+        links.len()
+    );
     let tickets = sim.tickets();
     let followups = tickets.iter().map(|t| sim.followups(t.id).len()).sum();
     let outcome = Outcome {
@@ -127,6 +157,7 @@ max_wait = "60s"
         accept_secs,
         drain_secs,
         glpi_calls: sim.calls_total(),
+        calls_by_endpoint: sim.calls_by_endpoint(),
         peak_rss_kib: peak_rss_kib(),
     };
     match Arc::try_unwrap(app) {
@@ -149,20 +180,40 @@ fn print(label: &str, conversations: usize, messages: usize, o: &Outcome) {
     );
 }
 
+const USAGE: &str =
+    "usage: bench_messaging [conversations (1000)] [messages per burst (3)] [merge window ms (300)]
+
+Run 1: <conversations> concurrent conversations each send <messages> messages
+(merge window <window> ms): expects one ticket per conversation.
+Run 2 (baseline): <conversations x messages> one-message conversations with
+no merging: expects one ticket per message.
+Exits 1 when either run's ticket count is wrong.";
+
 #[tokio::main]
 async fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let conversations: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(1000);
-    let messages: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(3);
-    let window: u64 = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(300);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        return;
+    }
+    let number = |i: usize, default: u64| -> u64 {
+        match args.get(i) {
+            None => default,
+            Some(a) => a.parse().unwrap_or_else(|_| {
+                eprintln!("not a number: {a}\n{USAGE}");
+                std::process::exit(2)
+            }),
+        }
+    };
+    let conversations = usize::try_from(number(0, 1000)).unwrap();
+    let messages = usize::try_from(number(1, 3)).unwrap();
+    let window = number(2, 300);
 
     let merged = run(conversations, messages, &format!("merge_window = {window}")).await;
-    let baseline = run(
-        conversations,
-        messages,
-        "merge_window = 1\nfollowups = false",
-    )
-    .await;
+    eprintln!("merged run GLPI calls: {:?}", merged.calls_by_endpoint);
+    let singles = conversations * messages;
+    let baseline = run(singles, 1, "merge_window = 1\nfollowups = false").await;
+    eprintln!("baseline GLPI calls: {:?}", baseline.calls_by_endpoint);
 
     println!(
         "| run | conversations | messages | tickets | followups | accepted (s) | drained (s) | GLPI calls | peak RSS (MiB, cumulative) |"
@@ -175,16 +226,25 @@ async fn main() {
         &merged,
     );
     print(
-        "baseline: no merging (one ticket per message)",
-        conversations * messages,
+        "baseline: no merging (one-message conversations)",
+        singles,
         1,
         &baseline,
     );
-    if merged.tickets != conversations {
-        eprintln!(
-            "FAIL: {} tickets for {conversations} conversations",
-            merged.tickets
-        );
+    let mut failed = false;
+    for (label, expected, outcome) in [
+        ("merged", conversations, &merged),
+        ("baseline", singles, &baseline),
+    ] {
+        if outcome.tickets != expected {
+            eprintln!(
+                "FAIL ({label}): {} tickets for {expected} conversations",
+                outcome.tickets
+            );
+            failed = true;
+        }
+    }
+    if failed {
         std::process::exit(1);
     }
 }

@@ -23,10 +23,16 @@ const DEADLINE: Duration = Duration::from_secs(20);
 
 /// Options of the `whats` source under test, as TOML lines.
 fn config(sim: &RunningSim, source_lines: &str) -> config::Config {
+    config_with_engine(sim, "", source_lines)
+}
+
+/// [`config`] with extra `[engine]` lines.
+fn config_with_engine(sim: &RunningSim, engine_lines: &str, source_lines: &str) -> config::Config {
     let text = format!(
         r#"
 [engine]
 max_attempts = 10
+{engine_lines}
 
 [targets.glpi]
 kind = "glpi"
@@ -661,4 +667,135 @@ async fn a_burst_becomes_one_ticket_on_postgres() {
         return;
     };
     burst_on(store).await;
+}
+
+#[tokio::test]
+async fn many_one_message_conversations_in_parallel_make_one_ticket_each() {
+    let (sim, app, _dir) = start("merge_window = 1\nfollowups = false").await;
+    let app = Arc::new(app);
+    let n = 60;
+    let mut tasks = Vec::new();
+    for c in 0..n {
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move {
+            let body = json!({"conversation_id": format!("single-{c}"), "message_id": "m0",
+                "phone": format!("+55119{:08}", 20_000_000 + c), "name": format!("Customer {c}"),
+                "text": format!("only message of conversation {c} end")});
+            let (status, _) = send(&app, body).await;
+            assert_eq!(status, StatusCode::ACCEPTED);
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let drained = wait_for("every job to finish", Duration::from_secs(40), || async {
+        let counts = app.store.job_counts().await.unwrap();
+        let busy = counts
+            .iter()
+            .filter(|(s, _)| matches!(s, JobStatus::Pending | JobStatus::Running))
+            .map(|(_, n)| n)
+            .sum::<i64>();
+        (busy == 0).then_some(())
+    })
+    .await;
+    let tickets = sim.tickets();
+    assert!(
+        drained.is_ok(),
+        "not drained: {} tickets, jobs {:?}",
+        tickets.len(),
+        app.store.job_counts().await.unwrap()
+    );
+    assert_eq!(
+        tickets.len(),
+        n,
+        "one ticket per conversation; jobs {:?}; dead {:?}",
+        app.store.job_counts().await.unwrap(),
+        app.store
+            .jobs(&JobFilter {
+                status: Some(JobStatus::Dead),
+                limit: Some(3),
+                ..JobFilter::default()
+            })
+            .await
+            .unwrap()
+            .iter()
+            .map(|j| (j.kind.clone(), j.last_error.clone()))
+            .collect::<Vec<_>>()
+    );
+    for c in 0..n {
+        let text = format!("only message of conversation {c} end");
+        let holding: Vec<_> = tickets
+            .iter()
+            .filter(|t| t.content.contains(&text))
+            .collect();
+        assert_eq!(
+            holding.len(),
+            1,
+            "conversation {c} is in exactly one ticket"
+        );
+    }
+    let dead = app
+        .store
+        .jobs(&JobFilter {
+            status: Some(JobStatus::Dead),
+            ..JobFilter::default()
+        })
+        .await
+        .unwrap();
+    assert!(dead.is_empty(), "dead jobs: {dead:?}");
+}
+
+/// The engine is behind (one worker, busy with a slow ticket): a second
+/// message that arrives after the first one's window has closed must not be
+/// merged into the first burst just because its flush has not run yet.
+#[tokio::test]
+async fn a_message_after_the_window_closed_is_not_merged_while_the_engine_is_behind() {
+    let sim = GlpiSim::start(SimConfig::default()).await.unwrap();
+    let (store, _dir) = store::testing::fresh_sqlite().await;
+    let config = config_with_engine(&sim, "concurrency = 1", "merge_window = 50");
+    let app = TestApp::spawn(config, store).await.unwrap();
+    sim.faults().set_latency(Duration::from_millis(700));
+    // Occupy the only worker with another conversation's ticket.
+    send(&app, message("busy", "b1", "slow ticket")).await;
+    let busy = messaging::ordering_key("whats", "busy");
+    wait_for("the busy flush to run", DEADLINE, || async {
+        let jobs = app
+            .store
+            .jobs(&JobFilter {
+                ordering_key: Some(busy.clone()),
+                status: Some(JobStatus::Running),
+                kind: Some(messaging::FLUSH_JOB.to_owned()),
+                ..JobFilter::default()
+            })
+            .await
+            .unwrap();
+        (!jobs.is_empty()).then_some(())
+    })
+    .await
+    .unwrap();
+    send(&app, message("late", "l1", "first burst")).await;
+    let sent_first = store::now_ms();
+    // Let the first message's 50 ms window pass (a deadline poll on the clock).
+    wait_for("the window to close", DEADLINE, || async {
+        (store::now_ms() > sent_first + 200).then_some(())
+    })
+    .await
+    .unwrap();
+    send(&app, message("late", "l2", "second burst")).await;
+    sim.faults().set_latency(Duration::ZERO);
+    settled(&app, "late").await;
+    settled(&app, "busy").await;
+    let tickets: Vec<_> = sim
+        .tickets()
+        .into_iter()
+        .filter(|t| t.content.contains("first burst"))
+        .collect();
+    assert_eq!(tickets.len(), 1);
+    assert!(
+        !tickets[0].content.contains("second burst"),
+        "the late message was merged into the closed burst"
+    );
+    let followups = sim.followups(tickets[0].id);
+    assert_eq!(followups.len(), 1);
+    assert!(followups[0].content.contains("second burst"));
 }

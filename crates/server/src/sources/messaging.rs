@@ -2,7 +2,7 @@
 //! `/api/v1/channels/{source}/...`, for WhatsApp gateways and chat bots.
 //!
 //! - `POST /api/v1/channels/{source}/messages`: one customer message; API
-//!   key; deduped by the caller's `message_id` within the source; answers
+//!   key; deduped by the caller's `message_id` within the conversation; answers
 //!   202 `{"accepted":true,"duplicate":false,"conversation":"…","ticket":{"id","url"}|null}`.
 //! - `POST /api/v1/channels/{source}/conversations/{id}/handoff`: the bot
 //!   hands the chat over; the buffered messages become a ticket now. Answers
@@ -201,7 +201,14 @@ async fn receive_message(
     };
     let inbound = Inbound {
         source: source.clone(),
-        dedupe_key: format!("message:{}", message.message_id),
+        // Per conversation: gateways that number messages per chat reuse ids
+        // across conversations (length prefix: no two pairs share a key).
+        dedupe_key: format!(
+            "message:{}:{}:{}",
+            message.conversation_id.len(),
+            message.conversation_id,
+            message.message_id
+        ),
         body: body.to_vec(),
         headers: kept_headers(&headers),
         jobs: vec![job],
