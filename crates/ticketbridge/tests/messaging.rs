@@ -52,7 +52,7 @@ max_wait = "10s"
         window = if source_lines.contains("merge_window") {
             ""
         } else {
-            "merge_window = 400"
+            "merge_window = 1500"
         },
         url = sim.base_url(),
         app = sim.app_token(),
