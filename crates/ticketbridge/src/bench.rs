@@ -76,6 +76,7 @@ pub async fn ingest(options: IngestBench) -> anyhow::Result<()> {
     );
     let app = Application::build(config, Dependencies::new(store.clone(), Wake::none())).await?;
     let base = format!("http://{}", app.local_addr());
+    let metrics = app.state().metrics.clone();
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(app.run_until(shutdown.clone().cancelled_owned()));
 
@@ -99,6 +100,7 @@ pub async fn ingest(options: IngestBench) -> anyhow::Result<()> {
         options.requests,
     )
     .await?;
+    let before = batch_totals(&metrics.render());
     let durable = closed_loop(
         &client,
         &ingest_url,
@@ -107,6 +109,7 @@ pub async fn ingest(options: IngestBench) -> anyhow::Result<()> {
         options.requests,
     )
     .await?;
+    let after = batch_totals(&metrics.render());
     let paced = fixed_rate(&client, &ingest_url, options.rate, options.rate_seconds).await?;
 
     let jobs: i64 = store.job_counts().await?.iter().map(|(_, n)| *n).sum();
@@ -143,6 +146,11 @@ pub async fn ingest(options: IngestBench) -> anyhow::Result<()> {
         100.0 * durable.rate() / noop.rate().max(1.0)
     );
     println!("jobs stored: {jobs}");
+    let (requests, batches) = (after.0 - before.0, after.1 - before.1);
+    println!(
+        "closed-loop ingest: {batches:.0} commits, {:.1} requests per commit",
+        requests / batches.max(1.0)
+    );
     println!(
         "peak RSS (VmHWM): {:.1} MB, current RSS: {:.1} MB",
         hwm as f64 / 1024.0,
@@ -271,6 +279,22 @@ async fn fixed_rate(
         elapsed,
         latencies_us,
     })
+}
+
+/// (sum, count) of the group-commit batch size summary in a Prometheus rendering.
+fn batch_totals(rendered: &str) -> (f64, f64) {
+    let value = |name: &str| {
+        rendered
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    (
+        value("ticketbridge_ingest_batch_size_sum"),
+        value("ticketbridge_ingest_batch_size_count"),
+    )
 }
 
 /// (VmHWM, VmRSS) in kB from /proc/self/status; zeros where unavailable.
