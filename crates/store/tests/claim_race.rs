@@ -52,7 +52,7 @@ async fn never_runs_two_jobs_of_a_key(url: &str) {
         let queue = format!("q{round}");
         // All jobs in one transaction (one multi-row insert), so the first key
         // falls due only after every job is stored and the claimers are running.
-        let start = now_ms() + 100;
+        let start = now_ms() + 1_500;
         let mut jobs = Vec::new();
         for k in 0..KEYS {
             let key = format!("r{round}k{k}");

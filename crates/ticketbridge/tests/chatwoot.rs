@@ -890,6 +890,14 @@ async fn attachments_become_documents_on_the_followup() {
         "{}",
         followup.content
     );
+    // The followup is written before its documents are uploaded: wait for
+    // the upload, then check nothing else came.
+    wait_for("the attachment in GLPI", DEADLINE, || async {
+        (!w.glpi.documents().is_empty()).then_some(())
+    })
+    .await
+    .unwrap();
+    w.settled().await;
     let documents = w.glpi.documents();
     assert_eq!(documents.len(), 1, "only the small file is copied");
     assert_eq!(documents[0].filename.as_deref(), Some("foto-visor.png"));
