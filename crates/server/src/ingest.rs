@@ -187,3 +187,38 @@ async fn write_batches(store: Store, receiver: Arc<Mutex<mpsc::Receiver<(Inbound
         }
     }
 }
+
+/// Refuses a body that is not declared as JSON (`application/json` or any
+/// `application/*+json`) with 415; `what` names the thing sent ("the ticket").
+pub fn require_json(headers: &axum::http::HeaderMap, what: &str) -> Result<(), ApiError> {
+    let essence = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType(format!(
+            "send {what} as JSON with Content-Type: application/json"
+        )))
+    }
+}
+
+/// The request headers worth keeping in the inbox row, as a JSON object
+/// (never authentication headers: callers list only harmless names).
+pub fn kept_headers(headers: &axum::http::HeaderMap, names: &[&str]) -> Value {
+    let mut kept = serde_json::Map::new();
+    for name in names {
+        if let Some(value) = headers.get(*name).and_then(|v| v.to_str().ok()) {
+            kept.insert((*name).to_owned(), Value::String(value.to_owned()));
+        }
+    }
+    Value::Object(kept)
+}

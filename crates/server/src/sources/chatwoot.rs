@@ -154,7 +154,7 @@ async fn receive(
             source,
             dedupe_key,
             body: body.to_vec(),
-            headers: kept_headers(&headers),
+            headers: ingest::kept_headers(&headers, &KEPT_HEADERS),
             jobs: vec![job],
         },
     )
@@ -183,14 +183,4 @@ fn ignored(event: &str, why: &str) -> Response {
         Json(json!({"accepted": false, "ignored": true, "event": event, "reason": why})),
     )
         .into_response()
-}
-
-fn kept_headers(headers: &HeaderMap) -> Value {
-    let mut kept = serde_json::Map::new();
-    for name in KEPT_HEADERS {
-        if let Some(value) = headers.get(name).and_then(|v| v.to_str().ok()) {
-            kept.insert(name.to_owned(), Value::String(value.to_owned()));
-        }
-    }
-    Value::Object(kept)
 }

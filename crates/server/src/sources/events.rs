@@ -15,7 +15,7 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use config::{Config, SourceConfig};
@@ -91,7 +91,7 @@ async fn receive(
         .get(&source)
         .ok_or_else(|| ApiError::NotFound(format!("no events source named {source:?}")))?;
     endpoint.keys.check(&headers)?;
-    require_json(&headers)?;
+    ingest::require_json(&headers, "the event")?;
     let event: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("body is not valid JSON: {e}")))?;
 
@@ -132,7 +132,7 @@ async fn receive(
         source: source.clone(),
         dedupe_key,
         body: body.to_vec(),
-        headers: kept_headers(&headers),
+        headers: ingest::kept_headers(&headers, &KEPT_HEADERS),
         jobs: vec![job],
     };
     let outcome = ingest::accept(&state, inbound).await?;
@@ -142,36 +142,4 @@ async fn receive(
         "duplicate": outcome.is_duplicate(),
     });
     Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
-}
-
-fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    if essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
-    {
-        Ok(())
-    } else {
-        Err(ApiError::UnsupportedMediaType(
-            "send the event as JSON with Content-Type: application/json".to_owned(),
-        ))
-    }
-}
-
-fn kept_headers(headers: &HeaderMap) -> Value {
-    let mut kept = serde_json::Map::new();
-    for name in KEPT_HEADERS {
-        if let Some(value) = headers.get(name).and_then(|v| v.to_str().ok()) {
-            kept.insert(name.to_owned(), Value::String(value.to_owned()));
-        }
-    }
-    Value::Object(kept)
 }

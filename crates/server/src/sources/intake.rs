@@ -32,7 +32,7 @@ use axum::routing::{get, post};
 use intake::request::{FieldError, Rejection, validate};
 use intake::{Intake, IntakeError, Precheck, RequestOutcome, RequesterLookup, Source};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
@@ -370,7 +370,7 @@ async fn create(
     body: Bytes,
 ) -> Result<Response, Failure> {
     let source = api.authenticate(&headers, named.as_deref())?;
-    require_json(&headers)?;
+    ingest::require_json(&headers, "the ticket")?;
     let wait_mode = match params.mode.as_deref() {
         None | Some("wait") | Some("sync") => true,
         Some("async") => false,
@@ -450,7 +450,7 @@ async fn create(
             source: source.name.clone(),
             dedupe_key,
             body: body.to_vec(),
-            headers: kept_headers(&headers),
+            headers: ingest::kept_headers(&headers, &KEPT_HEADERS),
             jobs: vec![job],
         },
     )
@@ -702,36 +702,4 @@ pub struct IntakeDoc;
 /// The OpenAPI document as JSON text.
 pub fn openapi_document() -> Result<String, String> {
     IntakeDoc::openapi().to_json().map_err(|e| e.to_string())
-}
-
-fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    if essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
-    {
-        Ok(())
-    } else {
-        Err(ApiError::UnsupportedMediaType(
-            "send the ticket as JSON with Content-Type: application/json".to_owned(),
-        ))
-    }
-}
-
-fn kept_headers(headers: &HeaderMap) -> Value {
-    let mut kept = serde_json::Map::new();
-    for name in KEPT_HEADERS {
-        if let Some(value) = headers.get(name).and_then(|v| v.to_str().ok()) {
-            kept.insert(name.to_owned(), Value::String(value.to_owned()));
-        }
-    }
-    Value::Object(kept)
 }

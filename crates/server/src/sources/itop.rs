@@ -179,7 +179,7 @@ async fn receive(
         source: bridge.name.clone(),
         dedupe_key,
         body: body.to_vec(),
-        headers: kept_headers(headers),
+        headers: ingest::kept_headers(headers, &KEPT_HEADERS),
         jobs: vec![job],
     };
     let outcome = ingest::accept(state, inbound).await?;
@@ -190,14 +190,4 @@ async fn receive(
         "side": webhook.side,
     });
     Ok((StatusCode::OK, Json(answer)).into_response())
-}
-
-fn kept_headers(headers: &HeaderMap) -> Value {
-    let mut kept = serde_json::Map::new();
-    for name in KEPT_HEADERS {
-        if let Some(value) = headers.get(name).and_then(|v| v.to_str().ok()) {
-            kept.insert(name.to_owned(), Value::String(value.to_owned()));
-        }
-    }
-    Value::Object(kept)
 }

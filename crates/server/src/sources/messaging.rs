@@ -146,37 +146,6 @@ fn rejection(rejection: Rejection) -> Response {
     }
 }
 
-fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
-    let essence = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    if essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
-    {
-        Ok(())
-    } else {
-        Err(ApiError::UnsupportedMediaType(
-            "send the message as JSON with Content-Type: application/json".to_owned(),
-        ))
-    }
-}
-
-fn kept_headers(headers: &HeaderMap) -> Value {
-    let mut kept = serde_json::Map::new();
-    for name in KEPT_HEADERS {
-        if let Some(value) = headers.get(name).and_then(|v| v.to_str().ok()) {
-            kept.insert(name.to_owned(), Value::String(value.to_owned()));
-        }
-    }
-    Value::Object(kept)
-}
-
 async fn receive_message(
     channels: Arc<Channels>,
     State(state): State<AppState>,
@@ -185,7 +154,7 @@ async fn receive_message(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     channels.authorise(&source, &headers)?;
-    require_json(&headers)?;
+    ingest::require_json(&headers, "the message")?;
     let value: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("body is not valid JSON: {e}")))?;
     let message = match channels
@@ -210,7 +179,7 @@ async fn receive_message(
             message.message_id
         ),
         body: body.to_vec(),
-        headers: kept_headers(&headers),
+        headers: ingest::kept_headers(&headers, &KEPT_HEADERS),
         jobs: vec![job],
     };
     let outcome = ingest::accept(&state, inbound).await?;
@@ -258,7 +227,7 @@ async fn handoff(
         source: source.clone(),
         dedupe_key,
         body: Vec::new(),
-        headers: kept_headers(&headers),
+        headers: ingest::kept_headers(&headers, &KEPT_HEADERS),
         jobs: vec![job],
     };
     let outcome = ingest::accept(&state, inbound).await?;
