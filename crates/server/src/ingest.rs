@@ -1,12 +1,13 @@
 //! The generic ingest path every source plugs into: persist the inbound
 //! request and its jobs in one transaction, wake the job engine, answer.
 //!
-//! Writes go through a group-commit writer: concurrent requests are queued
-//! to a writer task that stores up to [`MAX_BATCH`] of them in one
-//! transaction ([`store::Store::accept_batch`]) and answers each caller only
-//! after the commit. "Accepted" therefore still means "durable", while the
-//! cost of a commit is shared by every request that arrived during the
-//! previous one.
+//! Writes are committed in groups: concurrent requests share one transaction
+//! and each caller is answered only after the commit. "Accepted" therefore
+//! still means "durable", while the cost of a commit is shared by every
+//! request that arrived during the previous one. A SQLite file store does
+//! this itself (its writer thread); for PostgreSQL, requests are queued to
+//! writer tasks that store up to [`MAX_BATCH`] of them per transaction
+//! ([`store::Store::accept_batch`]).
 
 use std::sync::Arc;
 
@@ -34,6 +35,21 @@ pub struct Inbound {
     /// The request headers worth keeping (never credentials).
     pub headers: Value,
     pub jobs: Vec<NewJob>,
+}
+
+impl Inbound {
+    /// The store's view: the inbox row and its jobs.
+    fn into_parts(self) -> (NewInbound, Vec<NewJob>) {
+        (
+            NewInbound {
+                source: self.source,
+                dedupe_key: self.dedupe_key,
+                body: self.body,
+                headers: self.headers,
+            },
+            self.jobs,
+        )
+    }
 }
 
 /// What happened to an inbound request.
@@ -106,24 +122,47 @@ type Reply = oneshot::Sender<Result<Acceptance, Arc<StoreError>>>;
 /// The group-commit writer's handle (cheap to clone).
 #[derive(Clone)]
 pub struct Writer {
-    queue: mpsc::Sender<(Inbound, Reply)>,
+    target: WriteTarget,
+}
+
+#[derive(Clone)]
+enum WriteTarget {
+    /// The store groups commits itself: call it directly.
+    Store(Store),
+    /// Writer tasks batching for the store.
+    Tasks(mpsc::Sender<(Inbound, Reply)>),
 }
 
 impl Writer {
-    /// Starts `tasks` writer tasks on `store` (one is right for SQLite, which
-    /// has a single writer; PostgreSQL can use more).
+    /// Starts `tasks` writer tasks on `store` (PostgreSQL can use several), or
+    /// none when the store groups commits itself (SQLite files).
     pub fn start(store: Store, tasks: usize) -> Self {
+        if store.groups_commits() {
+            return Self {
+                target: WriteTarget::Store(store),
+            };
+        }
         let (queue, receiver) = mpsc::channel(QUEUE_DEPTH);
         let receiver = Arc::new(Mutex::new(receiver));
         for _ in 0..tasks.max(1) {
             tokio::spawn(write_batches(store.clone(), receiver.clone()));
         }
-        Self { queue }
+        Self {
+            target: WriteTarget::Tasks(queue),
+        }
     }
 
     async fn submit(&self, inbound: Inbound) -> Result<Acceptance, ApiError> {
+        let queue = match &self.target {
+            WriteTarget::Store(store) => {
+                let (inbound, jobs) = inbound.into_parts();
+                let stored = store.accept(inbound, jobs).await;
+                return stored.map_err(|error| ApiError::from(&error));
+            }
+            WriteTarget::Tasks(queue) => queue,
+        };
         let (reply, answer) = oneshot::channel();
-        self.queue
+        queue
             .send((inbound, reply))
             .await
             .map_err(|_| ApiError::Internal("ingest writer stopped".to_owned()))?;
@@ -155,20 +194,7 @@ async fn write_batches(store: Store, receiver: Arc<Mutex<mpsc::Receiver<(Inbound
         }
         let (batch, replies): (Vec<_>, Vec<_>) = items
             .into_iter()
-            .map(|(inbound, reply)| {
-                (
-                    (
-                        NewInbound {
-                            source: inbound.source,
-                            dedupe_key: inbound.dedupe_key,
-                            body: inbound.body,
-                            headers: inbound.headers,
-                        },
-                        inbound.jobs,
-                    ),
-                    reply,
-                )
-            })
+            .map(|(inbound, reply)| (inbound.into_parts(), reply))
             .unzip();
         metrics::histogram!("ticketbridge_ingest_batch_size").record(batch.len() as f64);
         match store.accept_batch(batch).await {

@@ -1,7 +1,8 @@
 //! Multi-row statements behind [`crate::Store::accept_batch`]: a batch costs a
 //! handful of statements (round trips) whatever its size, not two per request.
 //!
-//! - SQLite: one lookup and one `INSERT ... VALUES (..),(..)` per chunk of rows,
+//! - SQLite (in-memory stores; file stores go through `group_commit.rs`): one
+//!   lookup and one `INSERT ... VALUES (..),(..)` per chunk of rows,
 //!   chunked under SQLite's limit of 32,766 bound parameters. The text depends on the row
 //!   count, so these statements are not kept in the per-connection statement cache
 //!   (they would push out the small fixed statements the engine reuses).
@@ -11,8 +12,7 @@
 use crate::DEFAULT_MAX_ATTEMPTS;
 use crate::StoreError;
 use crate::jobs::{insert_job_postgres, insert_job_sqlite};
-use crate::model::{Acceptance, NewInbound, NewJob};
-use crate::rows::to_json_text;
+use crate::model::NewJob;
 use std::collections::HashMap;
 
 use sqlx::{PgConnection, QueryBuilder, Sqlite, SqliteConnection};
@@ -398,163 +398,3 @@ insert_jobs_in_order!(
     insert_jobs_postgres,
     insert_job_postgres
 );
-
-/// Rows of the single-round-trip path: one inbox row and the jobs that go with it.
-const ONE_TRIP_JOB_PARAMETERS_PER_ROW: usize = 10;
-
-/// A whole batch on a SQLite file store in ONE round trip to sqlx's SQLite worker
-/// thread: `BEGIN IMMEDIATE; INSERT inbox …; SELECT …; INSERT jobs …; SELECT …;
-/// COMMIT` sent as one multi-statement query. On a busy machine each round trip
-/// waits for two thread wake-ups, and the single writer waits for all of them, so
-/// this is what makes group commit pay off. Jobs find their inbox row by its
-/// (source, dedupe_key); the inbox insert has no conflict clause, so a row that
-/// exists already fails the statement.
-///
-/// Returns `None` (after rolling back) when the batch has a job with a debounce
-/// key (which needs the per-job path), when a row existed already, or on any
-/// error: the caller then takes the general path, which reports real errors.
-pub(crate) async fn accept_in_one_trip_sqlite(
-    pool: &sqlx::SqlitePool,
-    batch: &[(NewInbound, Vec<NewJob>)],
-    now: i64,
-) -> Result<Option<Vec<Acceptance>>, StoreError> {
-    if batch
-        .iter()
-        .any(|(_, jobs)| jobs.iter().any(|j| j.unique_key.is_some()))
-    {
-        return Ok(None);
-    }
-    // First occurrence of each identity; later ones answer as its duplicates.
-    let mut first_of: HashMap<(&str, &str), usize> = HashMap::with_capacity(batch.len());
-    let mut rows = Vec::with_capacity(batch.len());
-    let mut jobs = Vec::with_capacity(batch.len());
-    for (index, (inbound, inbound_jobs)) in batch.iter().enumerate() {
-        let identity = (inbound.source.as_str(), inbound.dedupe_key.as_str());
-        if first_of.contains_key(&identity) {
-            continue;
-        }
-        first_of.insert(identity, index);
-        rows.push(InboxInsert {
-            source: identity.0,
-            dedupe_key: identity.1,
-            body: &inbound.body,
-            headers: to_json_text("inbox headers", &inbound.headers)?,
-        });
-        for job in inbound_jobs {
-            jobs.push((identity, job, to_json_text("job payload", &job.payload)?));
-        }
-    }
-
-    let mut sql = QueryBuilder::<Sqlite>::new("BEGIN IMMEDIATE; ");
-    let inbox_chunks = rows.chunks(rows_per_statement(INBOX_PARAMETERS_PER_ROW));
-    for chunk in inbox_chunks.clone() {
-        sql.push("INSERT INTO inbox (source, dedupe_key, body, headers, received_at) ");
-        sql.push_values(chunk, |mut values, row| {
-            values
-                .push_bind(row.source)
-                .push_bind(row.dedupe_key)
-                .push_bind(row.body)
-                .push_bind(row.headers.as_str())
-                .push_bind(now);
-        });
-        sql.push("; SELECT last_insert_rowid(), changes(); ");
-    }
-    let job_chunks = jobs.chunks(rows_per_statement(ONE_TRIP_JOB_PARAMETERS_PER_ROW));
-    for chunk in job_chunks.clone() {
-        sql.push(
-            "INSERT INTO jobs (queue, kind, ordering_key, payload, status, attempts, \
-             max_attempts, run_at, unique_key, inbox_id, created_at, updated_at) ",
-        );
-        sql.push_values(chunk, |mut values, ((source, key), job, payload)| {
-            values
-                .push_bind(job.queue.as_str())
-                .push_bind(job.kind.as_str())
-                .push_bind(job.ordering_key.as_str())
-                .push_bind(payload.as_str())
-                .push_unseparated(", 'pending', 0")
-                .push_bind(job.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS))
-                .push_bind(job.run_at.unwrap_or(now))
-                .push("NULL")
-                .push("(SELECT id FROM inbox WHERE source = ")
-                .push_bind_unseparated(*source)
-                .push_unseparated(" AND dedupe_key = ")
-                .push_bind_unseparated(*key)
-                .push_unseparated(")")
-                .push_bind(now)
-                .push_bind(now);
-        });
-        sql.push("; SELECT last_insert_rowid(), changes(); ");
-    }
-    sql.push("COMMIT");
-
-    let mut conn = pool.acquire().await?;
-    let counts: Vec<(i64, i64)> = match sql
-        .build_query_as()
-        .persistent(false)
-        .fetch_all(&mut *conn)
-        .await
-    {
-        Ok(counts) => counts,
-        Err(error) => {
-            tracing::debug!(%error, "one-trip accept rolled back, taking the general path");
-            // The transaction may still be open (the worker stops at the failing
-            // statement); "no transaction is active" is fine too.
-            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-            return Ok(None);
-        }
-    };
-    // Committed: from here on, anything unexpected is an error, never a retry.
-    let expected: Vec<usize> = inbox_chunks
-        .map(<[_]>::len)
-        .chain(job_chunks.map(<[_]>::len))
-        .collect();
-    if counts.len() != expected.len()
-        || counts
-            .iter()
-            .zip(&expected)
-            .any(|((_, changed), len)| *changed != *len as i64)
-    {
-        return Err(StoreError::decode(
-            "batch counts",
-            format!("expected {expected:?} rows per statement, got {counts:?}"),
-        ));
-    }
-    let ids = |(last, changed): &(i64, i64)| (last - changed + 1)..=*last;
-    let (inbox_counts, job_counts) = counts.split_at(
-        rows.len()
-            .div_ceil(rows_per_statement(INBOX_PARAMETERS_PER_ROW).max(1)),
-    );
-    let mut inbox_ids = inbox_counts.iter().flat_map(ids);
-    let mut job_ids = job_counts.iter().flat_map(ids);
-
-    let mut new_ids: Vec<Option<i64>> = vec![None; batch.len()];
-    let mut outcomes = Vec::with_capacity(batch.len());
-    for (index, (inbound, inbound_jobs)) in batch.iter().enumerate() {
-        let identity = (inbound.source.as_str(), inbound.dedupe_key.as_str());
-        let first = first_of.get(&identity).copied().unwrap_or(index);
-        let outcome =
-            if first == index {
-                let inbox_id = inbox_ids
-                    .next()
-                    .ok_or_else(|| StoreError::decode("inbox ids", "fewer ids than rows"))?;
-                new_ids[index] = Some(inbox_id);
-                let ids: Vec<i64> = job_ids.by_ref().take(inbound_jobs.len()).collect();
-                if ids.len() != inbound_jobs.len() {
-                    return Err(StoreError::decode("job ids", "fewer ids than jobs"));
-                }
-                Acceptance::Accepted {
-                    inbox_id,
-                    job_ids: ids,
-                }
-            } else {
-                Acceptance::Duplicate {
-                    inbox_id: new_ids.get(first).copied().flatten().ok_or_else(|| {
-                        StoreError::decode("inbox ids", "repeat before its first")
-                    })?,
-                    response: None,
-                }
-            };
-        outcomes.push(outcome);
-    }
-    Ok(Some(outcomes))
-}

@@ -1,9 +1,11 @@
 //! Opening a store from its URL.
 
+use crate::group_commit::{GroupCommitter, NO_AUTO_CHECKPOINT};
 use crate::{Pool, Store, StoreError};
 use serde::Serialize;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -111,7 +113,7 @@ impl Store {
             url: redacted.clone(),
             source,
         };
-        let mut ingest = None;
+        let mut group = None;
         let pool = match classify(url)? {
             Target::Postgres => {
                 let options = PgConnectOptions::from_str(url).map_err(connect_error)?;
@@ -150,31 +152,23 @@ impl Store {
                     .journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Normal)
                     .busy_timeout(BUSY_TIMEOUT)
-                    .foreign_keys(true);
+                    .foreign_keys(true)
+                    .pragma(NO_AUTO_CHECKPOINT.0, NO_AUTO_CHECKPOINT.1);
                 let pool = SqlitePoolOptions::new()
                     .max_connections(settings.max_connections.unwrap_or(SQLITE_POOL_SIZE))
                     .acquire_timeout(acquire_timeout)
-                    .connect_with(options.clone())
+                    .connect_with(options)
                     .await
                     .map_err(connect_error)?;
                 sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-                ingest = Some(
-                    SqlitePoolOptions::new()
-                        .max_connections(1)
-                        // A local file: no connection to test, spare the round trip.
-                        .test_before_acquire(false)
-                        .acquire_timeout(acquire_timeout)
-                        .connect_with(options)
-                        .await
-                        .map_err(connect_error)?,
-                );
+                group = Some(Arc::new(GroupCommitter::start(Path::new(&path))?));
                 Pool::Sqlite(pool)
             }
         };
         tracing::debug!(url = %redacted, "store opened");
         Ok(Store {
             pool,
-            ingest,
+            group,
             url: Arc::from(redacted),
         })
     }

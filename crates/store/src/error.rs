@@ -23,6 +23,12 @@ pub enum StoreError {
     /// A stored value could not be turned into its Rust type.
     #[error("cannot decode stored {what}: {reason}")]
     Decode { what: &'static str, reason: String },
+    /// A statement on the SQLite group-commit connection failed.
+    #[error("store query failed: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The SQLite writer thread is gone (the store was closed).
+    #[error("store writer unavailable: {0}")]
+    Writer(String),
     /// A value could not be serialised for storage.
     #[error("cannot encode {what}: {reason}")]
     Encode { what: &'static str, reason: String },
@@ -40,7 +46,9 @@ impl StoreError {
             StoreError::Migrate(sqlx::migrate::MigrateError::Execute(source)) => {
                 sqlx_error_is_retryable(source)
             }
+            StoreError::Sqlite(error) => rusqlite_error_is_retryable(error),
             StoreError::InvalidUrl { .. }
+            | StoreError::Writer(_)
             | StoreError::Migrate(_)
             | StoreError::Decode { .. }
             | StoreError::Encode { .. } => false,
@@ -78,6 +86,21 @@ fn sqlx_error_is_retryable(error: &sqlx::Error) -> bool {
                 || matches!(code.as_str(), "40001" | "40P01" | "55P03" | "57P01")
                 || code.starts_with("08")
         }
+        _ => false,
+    }
+}
+
+fn rusqlite_error_is_retryable(error: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode;
+    match error {
+        rusqlite::Error::SqliteFailure(failure, _) => matches!(
+            failure.code,
+            ErrorCode::DatabaseBusy
+                | ErrorCode::DatabaseLocked
+                | ErrorCode::SystemIoFailure
+                | ErrorCode::DiskFull
+                | ErrorCode::OutOfMemory
+        ),
         _ => false,
     }
 }

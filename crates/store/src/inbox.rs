@@ -3,9 +3,8 @@
 use std::collections::HashMap;
 
 use crate::batch::{
-    InboxFate, InboxInsert, JobInsert, accept_in_one_trip_sqlite, insert_inbox_postgres,
-    insert_inbox_sqlite, insert_jobs_in_order_postgres, insert_jobs_in_order_sqlite,
-    insert_new_inbox_sqlite,
+    InboxFate, InboxInsert, JobInsert, insert_inbox_postgres, insert_inbox_sqlite,
+    insert_jobs_in_order_postgres, insert_jobs_in_order_sqlite, insert_new_inbox_sqlite,
 };
 use crate::model::{Acceptance, InboxRecord, NewInbound, NewJob};
 use crate::rows::{InboxRow, parse_json, to_json_text};
@@ -141,15 +140,11 @@ impl Store {
         batch: Vec<(NewInbound, Vec<NewJob>)>,
     ) -> Result<Vec<Acceptance>, StoreError> {
         let now = now_ms();
-        let batch = &batch;
         let outcomes = match &self.pool {
             Pool::Sqlite(pool) => {
-                if let Some(ingest) = &self.ingest
-                    && let Some(outcomes) = accept_in_one_trip_sqlite(ingest, batch, now).await?
-                {
-                    return Ok(outcomes);
+                if let Some(group) = &self.group {
+                    return group.accept(batch).await;
                 }
-                let pool = self.ingest.as_ref().unwrap_or(pool);
                 // IMMEDIATE: take the write lock at once, so no other connection
                 // writes between the duplicate lookup and the insert.
                 let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
@@ -157,7 +152,7 @@ impl Store {
                     tx,
                     insert_new_inbox_sqlite,
                     insert_jobs_in_order_sqlite,
-                    batch,
+                    &batch,
                     now
                 );
                 match first {
@@ -169,7 +164,7 @@ impl Store {
                             tx,
                             insert_inbox_sqlite,
                             insert_jobs_in_order_sqlite,
-                            batch,
+                            &batch,
                             now
                         )
                         .ok_or_else(|| {
@@ -184,7 +179,7 @@ impl Store {
                     tx,
                     insert_inbox_postgres,
                     insert_jobs_in_order_postgres,
-                    batch,
+                    &batch,
                     now
                 )
                 .ok_or_else(|| StoreError::decode("inbox rows", "insert gave up"))?

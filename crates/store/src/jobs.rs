@@ -55,11 +55,11 @@ const OUTSTANDING_SQL: &str = concat!(
     ")"
 );
 
-const INSERT_JOB: &str = "INSERT INTO jobs (queue, kind, ordering_key, payload, status, attempts, \
+pub(crate) const INSERT_JOB: &str = "INSERT INTO jobs (queue, kind, ordering_key, payload, status, attempts, \
      max_attempts, run_at, unique_key, inbox_id, created_at, updated_at) \
      VALUES ($1, $2, $3, $4, 'pending', 0, $5, $6, $7, $8, $9, $9) RETURNING id";
 
-const DEBOUNCE_JOB: &str = "UPDATE jobs SET run_at = $1, payload = $2, updated_at = $3 \
+pub(crate) const DEBOUNCE_JOB: &str = "UPDATE jobs SET run_at = $1, payload = $2, updated_at = $3 \
      WHERE id = (SELECT MAX(id) FROM jobs WHERE unique_key = $4 AND status = 'pending') \
      RETURNING id";
 

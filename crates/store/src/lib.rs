@@ -20,6 +20,7 @@ mod rows;
 mod batch;
 mod connect;
 mod error;
+mod group_commit;
 mod inbox;
 mod jobs;
 mod links;
@@ -42,11 +43,9 @@ pub const DEFAULT_MAX_ATTEMPTS: i32 = 10;
 #[derive(Clone)]
 pub struct Store {
     pool: Pool,
-    /// SQLite file stores: one connection of its own for [`Store::accept_batch`].
-    /// SQLite has a single writer anyway, and a pooled connection forgets its page
-    /// cache whenever another connection wrote, which the pool's rotation made
-    /// happen on every batch.
-    ingest: Option<SqlitePool>,
+    /// SQLite file stores: the writer thread behind [`Store::accept`] and
+    /// [`Store::accept_batch`], which commits concurrent callers in groups.
+    group: Option<Arc<group_commit::GroupCommitter>>,
     /// The URL it was opened with, password redacted.
     url: Arc<str>,
 }
@@ -75,6 +74,12 @@ impl Store {
         }
     }
 
+    /// True when the store commits concurrent [`Store::accept`] calls in groups
+    /// by itself (SQLite files); callers need no batching of their own.
+    pub fn groups_commits(&self) -> bool {
+        self.group.is_some()
+    }
+
     /// The URL it was opened with, with any password replaced by `***`.
     pub fn redacted_url(&self) -> &str {
         &self.url
@@ -90,8 +95,8 @@ impl Store {
 
     /// Close the pool; later calls fail.
     pub async fn close(&self) {
-        if let Some(ingest) = &self.ingest {
-            ingest.close().await;
+        if let Some(group) = &self.group {
+            group.close().await;
         }
         on_pool!(self, pool => pool.close().await)
     }

@@ -19,6 +19,17 @@ macro_rules! conformance {
                 }
             )*
         }
+        /// `sqlite::memory:` stores commit through sqlx rather than the
+        /// group-commit thread of SQLite files.
+        mod sqlite_memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let store = store::Store::connect("sqlite::memory:").await.unwrap();
+                    super::$name(store).await;
+                }
+            )*
+        }
         mod postgres {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -36,6 +47,8 @@ conformance!(
     accept_batch_mixes_new_and_duplicate,
     accept_batch_large_mixed_batch_keeps_order_and_answers,
     accept_batch_repeat_inside_a_new_batch,
+    accept_debounces_jobs_with_a_unique_key,
+    concurrent_accepts_store_each_request_once,
     claim_takes_one_job_per_key_in_order,
     different_keys_run_in_parallel,
     concurrent_claimers_keep_per_key_order,
@@ -138,6 +151,89 @@ async fn accept_stores_inbox_and_jobs_once(store: Store) {
             .unwrap()
             .is_none()
     );
+}
+
+async fn accept_debounces_jobs_with_a_unique_key(store: Store) {
+    let later = now_ms() + 60_000;
+    let flush = |n| {
+        job("q", "chat:9", n)
+            .run_at(later)
+            .unique_key("flush:chat:9")
+    };
+    let first = store
+        .accept(inbound("wa", "m-1"), vec![job("q", "chat:9", 0), flush(1)])
+        .await
+        .unwrap();
+    let second = store
+        .accept(inbound("wa", "m-2"), vec![flush(2)])
+        .await
+        .unwrap();
+    let (
+        Acceptance::Accepted { job_ids: first, .. },
+        Acceptance::Accepted {
+            job_ids: second, ..
+        },
+    ) = (first, second)
+    else {
+        panic!("both deliveries are new");
+    };
+    assert_eq!(first.len(), 2);
+    assert_eq!(
+        second,
+        vec![first[1]],
+        "the flush job was debounced, not added"
+    );
+    let flushed = store.job(first[1]).await.unwrap().unwrap();
+    assert_eq!(flushed.payload, json!({"n": 2}));
+    assert_eq!(store.jobs(&JobFilter::default()).await.unwrap().len(), 2);
+}
+
+async fn concurrent_accepts_store_each_request_once(store: Store) {
+    // 150 distinct deliveries and 50 repeats of one delivery, all at once.
+    let mut tasks = Vec::new();
+    for n in 0..200 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let key = if n % 4 == 0 {
+                "same".to_owned()
+            } else {
+                format!("k-{n}")
+            };
+            let outcome = store
+                .accept(inbound("load", &key), vec![job("q", &key, n)])
+                .await
+                .unwrap();
+            (key, outcome)
+        }));
+    }
+    let mut accepted: HashMap<String, i64> = HashMap::new();
+    let mut duplicates_of_same = HashSet::new();
+    for task in tasks {
+        let (key, outcome) = task.await.unwrap();
+        match outcome {
+            Acceptance::Accepted { inbox_id, job_ids } => {
+                assert_eq!(job_ids.len(), 1);
+                assert!(accepted.insert(key, inbox_id).is_none(), "accepted twice");
+            }
+            Acceptance::Duplicate { inbox_id, .. } => {
+                assert_eq!(key, "same");
+                duplicates_of_same.insert(inbox_id);
+            }
+        }
+    }
+    assert_eq!(accepted.len(), 151);
+    assert_eq!(duplicates_of_same.len(), 1, "every repeat names one row");
+    assert!(duplicates_of_same.contains(&accepted["same"]));
+    for (key, inbox_id) in &accepted {
+        let stored = store.inbox_by_dedupe("load", key).await.unwrap().unwrap();
+        assert_eq!(stored.id, *inbox_id);
+    }
+    let filter = JobFilter {
+        limit: Some(1_000),
+        ..JobFilter::default()
+    };
+    let jobs = store.jobs(&filter).await.unwrap();
+    assert_eq!(jobs.len(), 151, "a repeat enqueues nothing");
 }
 
 async fn accept_batch_mixes_new_and_duplicate(store: Store) {

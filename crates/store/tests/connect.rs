@@ -67,3 +67,35 @@ async fn postgres_store_reports_its_backend() {
     store.ping().await.unwrap();
     assert!(format!("{store:?}").contains("Postgres"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wal_is_checkpointed_into_the_database_file_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wal.db");
+    let store = Store::connect(&path.display().to_string()).await.unwrap();
+    let migrated = std::fs::metadata(&path).unwrap().len();
+    // About 2 MB of bodies: commits append to the WAL only; the database file
+    // grows when the checkpointer copies the pages over.
+    for n in 0..200 {
+        let inbound = store::NewInbound {
+            source: "bulk".into(),
+            dedupe_key: format!("b-{n}"),
+            body: vec![b'x'; 10_000],
+            headers: serde_json::json!({}),
+        };
+        store.accept(inbound, vec![]).await.unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let size = std::fs::metadata(&path).unwrap().len();
+        if size > migrated + 1_500_000 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "database file still {size} bytes (was {migrated}): no checkpoint ran"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    store.close().await;
+}

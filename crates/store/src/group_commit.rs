@@ -1,0 +1,440 @@
+//! Group commit for SQLite file stores: one OS thread owns the write connection
+//! that stores inbound requests, and a second one checkpoints the WAL.
+//!
+//! Why a thread of its own: SQLite has a single writer, so every accepted
+//! request waits for the commit that carries it. Through sqlx each statement
+//! is a hand-off to sqlx's worker thread and back, and on a two-core machine
+//! busy with HTTP every hand-off waits for a core. Here a request costs one
+//! hand-off each way: the caller encodes its rows (in parallel with the
+//! others), sends them down a channel and awaits a oneshot; the writer thread
+//! takes everything queued, stores it in one `BEGIN IMMEDIATE` transaction
+//! with prepared statements and answers every caller after the commit, so
+//! "accepted" still means "durable".
+//!
+//! Why a checkpointer: with SQLite's automatic checkpoints the commit that
+//! crosses the WAL threshold copies the WAL into the database and syncs it,
+//! which stalls every request in that group (the p99 spikes). All of this
+//! store's connections run with `wal_autocheckpoint = 0` and the checkpointer
+//! thread runs `PRAGMA wal_checkpoint(PASSIVE)` on its own connection, which
+//! copies pages while the writer goes on appending. Under constant load such a
+//! checkpoint never catches up with the last frame, so the WAL would never
+//! start over and would grow without end: when the WAL is past [`RESTART_FRAMES`]
+//! the checkpointer repeats its passes until one has little left to copy
+//! (each pass copies what was appended during the one before), then holds the
+//! writer between two commits (the `gate`) for one last, short pass. With every
+//! frame copied, the next transaction writes the WAL from its start again.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use tokio::sync::oneshot;
+
+use crate::jobs::{DEBOUNCE_JOB, INSERT_JOB};
+use crate::model::{Acceptance, NewInbound, NewJob};
+use crate::rows::{parse_json, to_json_text};
+use crate::{DEFAULT_MAX_ATTEMPTS, StoreError, now_ms};
+
+/// Most inbound requests stored in one transaction.
+const MAX_GROUP: usize = 512;
+/// How often the checkpointer copies the WAL into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+/// WAL length (frames of one page) past which the checkpointer holds the writer
+/// to make the WAL start over (64 MiB with 4 KiB pages). Below it the WAL
+/// starts over by itself whenever the writer pauses for one checkpoint pass,
+/// which any load but a flat-out one does; holding the writer costs it a few
+/// milliseconds per hundred pages left to copy (the database file's sync).
+const RESTART_FRAMES: i64 = 16_384;
+/// A catch-up pass that copied at most this many frames leaves about as few
+/// for the pass that holds the writer.
+const SHORT_PASS_FRAMES: i64 = 32;
+/// Most catch-up passes before the writer is held anyway (so the WAL stays
+/// bounded even when it is written faster than it can be copied).
+const MAX_CATCH_UP_PASSES: usize = 16;
+/// Busy timeout of the writer's and the checkpointer's connections.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Size the WAL file is truncated back to when it starts over (bytes): above
+/// what [`RESTART_FRAMES`] lets it reach, so that in steady use the file keeps
+/// its size and a restart costs no truncation (about 10 ms on ext4 here).
+const JOURNAL_SIZE_LIMIT: i64 = 2 * RESTART_FRAMES * 4096;
+
+const INSERT_INBOX: &str = "INSERT INTO inbox (source, dedupe_key, body, headers, received_at) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (source, dedupe_key) DO NOTHING";
+const FIND_INBOX: &str = "SELECT id, response FROM inbox WHERE source = $1 AND dedupe_key = $2";
+
+/// An inbound request with its JSON already encoded (by the caller, off the
+/// writer thread).
+struct Encoded {
+    source: String,
+    dedupe_key: String,
+    body: Vec<u8>,
+    headers: String,
+    jobs: Vec<(NewJob, String)>,
+}
+
+type Reply = oneshot::Sender<Result<Vec<Acceptance>, StoreError>>;
+
+enum Command {
+    /// Store these requests in order (one caller's batch).
+    Accept { items: Vec<Encoded>, reply: Reply },
+    /// Finish what is queued before this, close the connection, answer.
+    Close(oneshot::Sender<()>),
+}
+
+/// Handle to the writer and checkpointer threads of one SQLite file. The threads
+/// stop when the last handle is dropped (or at [`GroupCommitter::close`]).
+pub(crate) struct GroupCommitter {
+    commands: mpsc::Sender<Command>,
+    /// Dropping it stops the checkpointer.
+    checkpointer: Mutex<Option<mpsc::Sender<()>>>,
+}
+
+/// Pragmas every connection of a SQLite file store runs with: checkpoints are the
+/// checkpointer thread's job, never a commit's.
+pub(crate) const NO_AUTO_CHECKPOINT: (&str, &str) = ("wal_autocheckpoint", "0");
+
+impl GroupCommitter {
+    /// Open the writer's and the checkpointer's connections to the (migrated)
+    /// database at `path` and start their threads.
+    pub(crate) fn start(path: &Path) -> Result<Self, StoreError> {
+        let writer = open(path)?;
+        let checkpointer = open(path)?;
+        let (commands, queue) = mpsc::channel();
+        let (stop_checkpoints, stopped) = mpsc::channel();
+        // Held by the writer while it commits, by the checkpointer to keep it
+        // from starting the next commit.
+        let gate = Arc::new(Mutex::new(()));
+        let writer_gate = gate.clone();
+        let spawn_error =
+            |e: std::io::Error| StoreError::Writer(format!("cannot start thread: {e}"));
+        std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || write_groups(writer, queue, &writer_gate))
+            .map_err(spawn_error)?;
+        std::thread::Builder::new()
+            .name("store-checkpoint".into())
+            .spawn(move || checkpoint_until_stopped(checkpointer, stopped, &gate))
+            .map_err(spawn_error)?;
+        Ok(Self {
+            commands,
+            checkpointer: Mutex::new(Some(stop_checkpoints)),
+        })
+    }
+
+    /// Store `batch` (inbox rows and their jobs) in the next group commit; one
+    /// outcome per item, in order, answered after the commit.
+    pub(crate) async fn accept(
+        &self,
+        batch: Vec<(NewInbound, Vec<NewJob>)>,
+    ) -> Result<Vec<Acceptance>, StoreError> {
+        let mut items = Vec::with_capacity(batch.len());
+        for (inbound, jobs) in batch {
+            let headers = to_json_text("inbox headers", &inbound.headers)?;
+            let mut encoded_jobs = Vec::with_capacity(jobs.len());
+            for job in jobs {
+                let payload = to_json_text("job payload", &job.payload)?;
+                encoded_jobs.push((job, payload));
+            }
+            items.push(Encoded {
+                source: inbound.source,
+                dedupe_key: inbound.dedupe_key,
+                body: inbound.body,
+                headers,
+                jobs: encoded_jobs,
+            });
+        }
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Accept { items, reply })
+            .map_err(|_| StoreError::Writer("the store is closed".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Writer("the writer thread stopped".into()))?
+    }
+
+    /// Let the writer finish what is queued, then close its connection; stop the
+    /// checkpointer.
+    pub(crate) async fn close(&self) {
+        if let Ok(mut checkpointer) = self.checkpointer.lock() {
+            checkpointer.take();
+        }
+        let (done, closed) = oneshot::channel();
+        if self.commands.send(Command::Close(done)).is_ok() {
+            let _ = closed.await;
+        }
+    }
+}
+
+fn open(path: &Path) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(StoreError::from)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, NO_AUTO_CHECKPOINT.0, NO_AUTO_CHECKPOINT.1)?;
+    conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)?;
+    Ok(conn)
+}
+
+/// The writer thread: take every command queued, commit them as one group.
+fn write_groups(mut conn: Connection, queue: mpsc::Receiver<Command>, gate: &Mutex<()>) {
+    let mut group: Vec<(Vec<Encoded>, Reply)> = Vec::new();
+    while let Ok(first) = queue.recv() {
+        let mut close = None;
+        let mut rows = 0;
+        match first {
+            Command::Accept { items, reply } => {
+                rows += items.len();
+                group.push((items, reply));
+            }
+            Command::Close(done) => close = Some(done),
+        }
+        while close.is_none() && rows < MAX_GROUP {
+            match queue.try_recv() {
+                Ok(Command::Accept { items, reply }) => {
+                    rows += items.len();
+                    group.push((items, reply));
+                }
+                Ok(Command::Close(done)) => close = Some(done),
+                Err(_) => break,
+            }
+        }
+        if !group.is_empty() {
+            metrics::histogram!("ticketbridge_ingest_batch_size").record(rows as f64);
+            // A poisoned gate only means the checkpointer panicked: go on.
+            let _held = gate
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            commit_group(&mut conn, &mut group);
+        }
+        if let Some(done) = close {
+            drop(conn);
+            let _ = done.send(());
+            return;
+        }
+    }
+}
+
+/// Store a group in one transaction and answer each caller. When the group
+/// fails, each caller's batch is tried again on its own, so one bad request
+/// cannot fail the others.
+fn commit_group(conn: &mut Connection, group: &mut Vec<(Vec<Encoded>, Reply)>) {
+    let now = now_ms();
+    let batches: Vec<&[Encoded]> = group.iter().map(|(items, _)| items.as_slice()).collect();
+    match store_in_transaction(conn, &batches, now) {
+        Ok(outcomes) => {
+            for ((_, reply), outcome) in group.drain(..).zip(outcomes) {
+                // The caller may have gone (timeout); the rows are stored anyway.
+                let _ = reply.send(Ok(outcome));
+            }
+        }
+        Err(error) if group.len() == 1 => {
+            if let Some((_, reply)) = group.pop() {
+                let _ = reply.send(Err(error));
+            }
+        }
+        Err(error) => {
+            tracing::debug!(%error, "group commit failed, storing each request alone");
+            for (items, reply) in group.drain(..) {
+                let result = store_in_transaction(conn, &[items.as_slice()], now)
+                    .map(|mut outcomes| outcomes.pop().unwrap_or_default());
+                let _ = reply.send(result);
+            }
+        }
+    }
+}
+
+/// One transaction for `batches`; one list of outcomes per batch.
+fn store_in_transaction(
+    conn: &mut Connection,
+    batches: &[&[Encoded]],
+    now: i64,
+) -> Result<Vec<Vec<Acceptance>>, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut outcomes = Vec::with_capacity(batches.len());
+    {
+        let mut insert_inbox = tx.prepare_cached(INSERT_INBOX)?;
+        let mut find_inbox = tx.prepare_cached(FIND_INBOX)?;
+        let mut insert_job = tx.prepare_cached(INSERT_JOB)?;
+        let mut debounce_job = tx.prepare_cached(DEBOUNCE_JOB)?;
+        // Inbox rows stored by this transaction: a repeat inside the group is a
+        // duplicate whose first delivery has no response yet.
+        let mut stored_now: HashMap<(&str, &str), i64> = HashMap::new();
+        for batch in batches {
+            let mut batch_outcomes = Vec::with_capacity(batch.len());
+            for item in *batch {
+                let identity = (item.source.as_str(), item.dedupe_key.as_str());
+                if let Some(inbox_id) = stored_now.get(&identity) {
+                    batch_outcomes.push(Acceptance::Duplicate {
+                        inbox_id: *inbox_id,
+                        response: None,
+                    });
+                    continue;
+                }
+                let inserted = insert_inbox.execute(params![
+                    item.source,
+                    item.dedupe_key,
+                    item.body,
+                    item.headers,
+                    now
+                ])?;
+                if inserted == 0 {
+                    let (inbox_id, response): (i64, Option<String>) = find_inbox
+                        .query_row(params![item.source, item.dedupe_key], |row| {
+                            Ok((row.get(0)?, row.get(1)?))
+                        })?;
+                    batch_outcomes.push(Acceptance::Duplicate {
+                        inbox_id,
+                        response: response
+                            .as_deref()
+                            .map(|text| parse_json("inbox response", text))
+                            .transpose()?,
+                    });
+                    continue;
+                }
+                let inbox_id = tx.last_insert_rowid();
+                stored_now.insert(identity, inbox_id);
+                let mut job_ids = Vec::with_capacity(item.jobs.len());
+                for (job, payload) in &item.jobs {
+                    let run_at = job.run_at.unwrap_or(now);
+                    let debounced = match &job.unique_key {
+                        Some(key) => debounce_job
+                            .query_row(params![run_at, payload, now, key], |row| row.get(0))
+                            .optional()?,
+                        None => None,
+                    };
+                    let id = match debounced {
+                        Some(id) => id,
+                        None => insert_job.query_row(
+                            params![
+                                job.queue,
+                                job.kind,
+                                job.ordering_key,
+                                payload,
+                                job.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS),
+                                run_at,
+                                job.unique_key,
+                                inbox_id,
+                                now
+                            ],
+                            |row| row.get(0),
+                        )?,
+                    };
+                    job_ids.push(id);
+                }
+                batch_outcomes.push(Acceptance::Accepted { inbox_id, job_ids });
+            }
+            outcomes.push(batch_outcomes);
+        }
+    }
+    tx.commit()?;
+    Ok(outcomes)
+}
+
+/// `PRAGMA wal_checkpoint(PASSIVE)`: (frames in the WAL, frames copied to the
+/// database so far).
+fn checkpoint(conn: &Connection) -> Result<(i64, i64), rusqlite::Error> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+        Ok((row.get(1)?, row.get(2)?))
+    })
+}
+
+/// The checkpointer thread: a PASSIVE checkpoint every [`CHECKPOINT_EVERY`]
+/// until the store is dropped or closed, and a restart of the WAL when it is
+/// past [`RESTART_FRAMES`] (see the module documentation).
+fn checkpoint_until_stopped(conn: Connection, stop: mpsc::Receiver<()>, gate: &Mutex<()>) {
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
+        if let Err(error) = checkpoint_and_restart(&conn, gate, RESTART_FRAMES) {
+            tracing::warn!(%error, "WAL checkpoint failed; will try again");
+        }
+    }
+}
+
+fn checkpoint_and_restart(
+    conn: &Connection,
+    gate: &Mutex<()>,
+    restart_frames: i64,
+) -> Result<(), rusqlite::Error> {
+    let (log, mut copied) = checkpoint(conn)?;
+    if log <= restart_frames {
+        return Ok(());
+    }
+    for _ in 0..MAX_CATCH_UP_PASSES {
+        let before = copied;
+        (_, copied) = checkpoint(conn)?;
+        if copied - before <= SHORT_PASS_FRAMES {
+            break;
+        }
+    }
+    let _held = gate
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let (log, copied) = checkpoint(conn)?;
+    if log != copied {
+        // A reader still needs older frames; the next round tries again.
+        tracing::debug!(log, copied, "WAL not fully checkpointed");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+
+    #[test]
+    fn a_wal_past_the_limit_starts_over_while_the_writer_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal.db");
+        let setup = Connection::open(&path).unwrap();
+        setup.pragma_update(None, "journal_mode", "WAL").unwrap();
+        setup
+            .execute("CREATE TABLE t (x BLOB NOT NULL)", [])
+            .unwrap();
+        drop(setup);
+        let checkpointer = open(&path).unwrap();
+        let gate = Arc::new(Mutex::new(()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let written = Arc::new(AtomicI64::new(0));
+
+        // A writer that never pauses, committing under the gate like the
+        // writer thread: a plain PASSIVE checkpoint never catches up with it.
+        let writer = {
+            let (gate, stop, written) = (gate.clone(), stop.clone(), written.clone());
+            let writer = open(&path).unwrap();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let _held = gate.lock().unwrap();
+                    writer
+                        .execute("INSERT INTO t (x) VALUES (?1)", [vec![7u8; 8_000]])
+                        .unwrap();
+                    written.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        };
+        let mut sizes = Vec::new();
+        for _ in 0..10 {
+            checkpoint_and_restart(&checkpointer, &gate, 200).unwrap();
+            std::thread::sleep(Duration::from_millis(10));
+            sizes.push(checkpoint(&checkpointer).unwrap().0);
+        }
+        stop.store(true, Ordering::Relaxed);
+        writer.join().unwrap();
+
+        let restarts = sizes.windows(2).filter(|w| w[1] < w[0]).count();
+        assert!(restarts > 0, "the WAL never started over: {sizes:?}");
+        let largest = sizes.iter().copied().max().unwrap_or_default();
+        assert!(
+            largest < 20_000,
+            "the WAL grew to {largest} frames: {sizes:?}"
+        );
+        let rows: i64 = checkpointer
+            .query_row("SELECT COUNT(*) FROM t", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(rows, written.load(Ordering::Relaxed), "no commit was lost");
+    }
+}
