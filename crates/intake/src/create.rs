@@ -87,7 +87,10 @@ impl Handler for CreateTicket {
             )));
         };
         let entity_hint = job.payload.get("entity").and_then(|e| e.as_i64());
-        match self.attempt(&source, inbox_id, entity_hint).await {
+        match self
+            .attempt(&source, inbox_id, entity_hint, job.is_first_run())
+            .await
+        {
             Ok(()) => Ok(()),
             Err(Trouble::Final(failure)) => {
                 self.fail(&source, inbox_id, &failure).await?;
@@ -134,11 +137,17 @@ impl CreateTicket {
         self.intake.wake(inbox_id, source.created(ticket_id));
     }
 
+    /// One attempt. On a job's first run nothing can have been created yet, so
+    /// the only store write is the `linked` link after the ticket exists; any
+    /// later run first looks for what an earlier one did: the link, else a
+    /// ticket carrying the request's marker (an earlier run may have created it
+    /// and died before the link was stored).
     async fn attempt(
         &self,
         source: &Source,
         inbox_id: i64,
         entity_hint: Option<i64>,
+        first_run: bool,
     ) -> Result<(), Trouble> {
         let store = self.intake.store();
         let Some(inbox) = store.inbox(inbox_id).await? else {
@@ -158,39 +167,30 @@ impl CreateTicket {
             Trouble::Final(failed(FailureCode::InvalidRequest, detail))
         })?;
 
-        // Done before (a repeat after success, or a crash after the link)?
         let source_system = format!("intake:{}", source.name);
         let target = source.settings.target.clone();
         let source_id = inbox_id.to_string();
         let marker = marker(&source.name, &inbox.dedupe_key);
-        if let Some(link) = store
-            .link(LINK_KIND, &source_system, &source_id, &target)
-            .await?
-        {
-            match (
-                link.state,
-                link.target_id
-                    .as_deref()
-                    .and_then(|t| t.parse::<i64>().ok()),
-            ) {
-                (LinkState::Linked, Some(ticket_id)) => {
-                    self.created(source, inbox_id, ticket_id);
-                    return Ok(());
-                }
-                _ => {
-                    if let Some(ticket) = source.helpdesk.find_ticket_by_marker(&marker).await? {
-                        self.link(
-                            &source_system,
-                            &source_id,
-                            &target,
-                            LinkState::Linked,
-                            Some(ticket.id),
-                        )
-                        .await?;
-                        self.created(source, inbox_id, ticket.id);
-                        return Ok(());
+        if !first_run {
+            let linked = store
+                .link(LINK_KIND, &source_system, &source_id, &target)
+                .await?
+                .filter(|link| link.state == LinkState::Linked)
+                .and_then(|link| link.target_id.and_then(|t| t.parse::<i64>().ok()));
+            let ticket_id = match linked {
+                Some(ticket_id) => Some(ticket_id),
+                None => {
+                    let found = source.helpdesk.find_ticket_by_marker(&marker).await?;
+                    if let Some(ticket) = &found {
+                        self.link(&source_system, &source_id, &target, ticket.id)
+                            .await?;
                     }
+                    found.map(|ticket| ticket.id)
                 }
+            };
+            if let Some(ticket_id) = ticket_id {
+                self.created(source, inbox_id, ticket_id);
+                return Ok(());
             }
         }
 
@@ -230,14 +230,6 @@ impl CreateTicket {
             },
         };
 
-        self.link(
-            &source_system,
-            &source_id,
-            &target,
-            LinkState::Pending,
-            None,
-        )
-        .await?;
         let ticket = NewTicket {
             organisation,
             title: request.title.clone(),
@@ -252,25 +244,19 @@ impl CreateTicket {
             attachments: request.attachments,
         };
         let ticket_id = source.helpdesk.create_ticket_id(&ticket).await?;
-        self.link(
-            &source_system,
-            &source_id,
-            &target,
-            LinkState::Linked,
-            Some(ticket_id),
-        )
-        .await?;
+        self.link(&source_system, &source_id, &target, ticket_id)
+            .await?;
         self.created(source, inbox_id, ticket_id);
         Ok(())
     }
 
+    /// Store the request ↔ ticket link: the request's outcome from now on.
     async fn link(
         &self,
         source_system: &str,
         source_id: &str,
         target: &str,
-        state: LinkState,
-        ticket_id: Option<i64>,
+        ticket_id: i64,
     ) -> Result<(), Trouble> {
         self.intake
             .store()
@@ -279,8 +265,8 @@ impl CreateTicket {
                 source_system: source_system.to_string(),
                 source_id: source_id.to_string(),
                 target_system: target.to_string(),
-                target_id: ticket_id.map(|id| id.to_string()),
-                state,
+                target_id: Some(ticket_id.to_string()),
+                state: LinkState::Linked,
                 data: json!({}),
             })
             .await?;

@@ -18,6 +18,8 @@ pub(crate) struct FaultState {
     pub(crate) fail_status: u16,
     pub(crate) drop_next: u64,
     pub(crate) expire_after_calls: Option<u64>,
+    /// Endpoint key (`"POST /Ticket"`) and how many of its answers to lose.
+    pub(crate) lose_answers: Option<(String, u64)>,
 }
 
 /// What the server must do with one incoming request.
@@ -51,6 +53,27 @@ impl Faults {
     /// next use.
     pub fn expire_sessions_after_calls(&self, n: u64) {
         self.inner.lock().expire_after_calls = Some(n);
+    }
+
+    /// Carry out the next `n` requests to `endpoint` (a key such as
+    /// `"POST /Ticket"`, as in the call counters) but close the connection
+    /// instead of answering: the write happened and the caller never learns it,
+    /// as when a proxy times out after GLPI created the ticket.
+    pub fn lose_answers(&self, endpoint: &str, n: u64) {
+        self.inner.lock().lose_answers = Some((endpoint.to_owned(), n));
+    }
+
+    /// Whether the answer to this request (by endpoint key) is to be lost;
+    /// counts it.
+    pub(crate) fn take_lost_answer(&self, endpoint: &str) -> bool {
+        let mut s = self.inner.lock();
+        match &mut s.lose_answers {
+            Some((wanted, n)) if *n > 0 && wanted == endpoint => {
+                *n -= 1;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Delay only initSession answers (slow LDAP/DB logins).

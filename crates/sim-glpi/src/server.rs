@@ -135,14 +135,14 @@ async fn serve(shared: Arc<Shared>, kill: CancellationToken, req: Request<Body>)
     let path = parts.uri.path().to_string();
     let segments = split_path(mode, &path);
     let method = parts.method.as_str().to_ascii_uppercase();
+    let endpoint = match &segments {
+        Some(s) => api::endpoint_key(&method, s),
+        None => format!("{method} {path}"),
+    };
     {
         let mut st = shared.state.lock();
         st.counters.total += 1;
-        let key = match &segments {
-            Some(s) => api::endpoint_key(&method, s),
-            None => format!("{method} {path}"),
-        };
-        *st.counters.by_endpoint.entry(key).or_insert(0) += 1;
+        *st.counters.by_endpoint.entry(endpoint.clone()).or_insert(0) += 1;
     }
     let verdict = shared.faults.verdict();
     if verdict == Verdict::Drop {
@@ -210,6 +210,10 @@ async fn serve(shared: Arc<Shared>, kill: CancellationToken, req: Request<Body>)
         let mut st = shared.state.lock();
         api::handle(&mut st, &faults, &req)
     };
+    if shared.faults.take_lost_answer(&endpoint) {
+        kill.cancel();
+        std::future::pending::<()>().await;
+    }
     let mut out = Response::new(Body::from(resp.body));
     *out.status_mut() =
         StatusCode::from_u16(resp.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

@@ -87,7 +87,7 @@ const BURY: &str = fenced!(
 );
 const RELEASE: &str = fenced!(
     "status = 'pending', attempts = attempts - 1, locked_by = NULL, locked_until = NULL, \
-     updated_at = $4"
+     last_error = 'released unfinished at shutdown', updated_at = $4"
 );
 
 /// Insert one job (or debounce onto a pending job with the same unique key) inside

@@ -163,6 +163,15 @@ pub struct Job {
     pub finished_at: Option<i64>,
 }
 
+impl Job {
+    /// True on the first run of a job that nothing ran before: no earlier attempt
+    /// (retried, lease lost, released at shutdown or dead and revived) may have
+    /// done part of its work, so a handler can skip looking for traces of one.
+    pub fn is_first_run(&self) -> bool {
+        self.attempts == 1 && self.last_error.is_none()
+    }
+}
+
 /// Which jobs [`crate::Store::jobs`] lists (newest first). Empty fields match all.
 #[derive(Debug, Clone, Default)]
 pub struct JobFilter {

@@ -645,13 +645,19 @@ async fn running_later_job_blocks_earlier_one_falling_due(store: Store) {
 async fn release_does_not_count_the_attempt(store: Store) {
     let id = store.enqueue(job("q", "k", 1)).await.unwrap();
     let claimed = store.claim("q", "w", 60_000, 1).await.unwrap().remove(0);
+    assert!(claimed.is_first_run());
     assert!(store.release(&claimed).await.unwrap());
     let released = store.job(id).await.unwrap().unwrap();
     assert_eq!(
         (released.status, released.attempts, released.locked_by),
         (JobStatus::Pending, 0, None)
     );
-    assert_eq!(claim_ids(&store, "q", "w", 1).await, vec![id]);
+    let again = store.claim("q", "w", 60_000, 1).await.unwrap().remove(0);
+    assert_eq!((again.id, again.attempts), (id, 1));
+    assert!(
+        !again.is_first_run(),
+        "the released run may have done part of the work"
+    );
 }
 
 async fn unique_key_debounces_pending_job(store: Store) {

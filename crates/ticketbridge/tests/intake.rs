@@ -405,6 +405,41 @@ async fn glpi_down_is_retried_and_the_ticket_created_once() {
 }
 
 #[tokio::test]
+async fn a_lost_answer_after_the_ticket_was_created_does_not_create_a_second() {
+    let w = world().await;
+    // GLPI creates the ticket, then the connection drops before the answer.
+    w.sim.faults().lose_answers("POST /Ticket", 1);
+    let (status, answer) = w
+        .post(
+            QUICK_KEY,
+            &json!({"requester": {"email": "maria@acme.com.br"}, "description": "Answer lost"}),
+            None,
+        )
+        .await;
+    // The retry may finish within the wait (201) or after it (202).
+    assert!(
+        status == StatusCode::CREATED || status == StatusCode::ACCEPTED,
+        "{status}: {answer}"
+    );
+    let request_id = answer["request_id"].as_i64().unwrap();
+    let done = w.until_created(QUICK_KEY, request_id).await;
+    let same: Vec<_> = w
+        .sim
+        .tickets()
+        .into_iter()
+        .filter(|t| t.name == "Answer lost")
+        .collect();
+    assert_eq!(same.len(), 1, "the retry found the ticket by its marker");
+    assert_eq!(same[0].id, done["ticket_id"].as_u64().unwrap());
+    assert_eq!(
+        w.sim.calls_to("POST /Ticket"),
+        1,
+        "the ticket was created once"
+    );
+    w.app.stop().await;
+}
+
+#[tokio::test]
 async fn asynchronous_mode_answers_at_once() {
     let w = world().await;
     let (status, answer) = w
