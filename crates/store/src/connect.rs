@@ -114,6 +114,7 @@ impl Store {
             source,
         };
         let mut group = None;
+        let mut write_turns = None;
         let pool = match classify(url)? {
             Target::Postgres => {
                 let options = PgConnectOptions::from_str(url).map_err(connect_error)?;
@@ -161,7 +162,12 @@ impl Store {
                     .await
                     .map_err(connect_error)?;
                 sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-                group = Some(Arc::new(GroupCommitter::start(Path::new(&path))?));
+                let turns = Arc::new(tokio::sync::Mutex::new(()));
+                group = Some(Arc::new(GroupCommitter::start(
+                    Path::new(&path),
+                    turns.clone(),
+                )?));
+                write_turns = Some(turns);
                 Pool::Sqlite(pool)
             }
         };
@@ -169,6 +175,7 @@ impl Store {
         Ok(Store {
             pool,
             group,
+            write_turns,
             url: Arc::from(redacted),
         })
     }

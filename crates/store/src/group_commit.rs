@@ -20,14 +20,23 @@
 //! checkpoint never catches up with the last frame, so the WAL would never
 //! start over and would grow without end: when the WAL is past [`RESTART_FRAMES`]
 //! the checkpointer repeats its passes until one has little left to copy
-//! (each pass copies what was appended during the one before), then holds the
-//! writer between two commits (the `gate`) for one last, short pass. With every
-//! frame copied, the next transaction writes the WAL from its start again.
+//! (each pass copies what was appended during the one before), then asks the
+//! writer to run one last, short pass itself right after its next commit,
+//! while it still holds the store's write turn (so no other writer appends
+//! meanwhile). With every frame copied, the next transaction writes the WAL
+//! from its start again. The writer does it rather than the checkpointer
+//! holding the writer back: on a busy machine the writer is the thread that is
+//! running, and a stall is then the pass itself, not the pass plus the wait
+//! for a core to wake the checkpointer up.
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
+
+/// The store's in-process write lock (see `Store::write_turn`).
+pub(crate) type WriteTurns = tokio::sync::Mutex<()>;
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
@@ -51,6 +60,9 @@ const RESTART_FRAMES: i64 = 16_384;
 /// A catch-up pass that copied at most this many frames leaves about as few
 /// for the pass that holds the writer.
 const SHORT_PASS_FRAMES: i64 = 32;
+/// How long the checkpointer waits for the writer to run the last pass.
+const RESTART_WAIT_STEP: Duration = Duration::from_millis(1);
+const RESTART_WAIT_STEPS: usize = 200;
 /// Most catch-up passes before the writer is held anyway (so the WAL stays
 /// bounded even when it is written faster than it can be copied).
 const MAX_CATCH_UP_PASSES: usize = 16;
@@ -99,24 +111,24 @@ pub(crate) const NO_AUTO_CHECKPOINT: (&str, &str) = ("wal_autocheckpoint", "0");
 impl GroupCommitter {
     /// Open the writer's and the checkpointer's connections to the (migrated)
     /// database at `path` and start their threads.
-    pub(crate) fn start(path: &Path) -> Result<Self, StoreError> {
+    /// `write_turns` is the store's in-process write lock: the writer holds it
+    /// while it commits, the checkpointer while it holds the writer back.
+    pub(crate) fn start(path: &Path, write_turns: Arc<WriteTurns>) -> Result<Self, StoreError> {
         let writer = open(path)?;
         let checkpointer = open(path)?;
         let (commands, queue) = mpsc::channel();
         let (stop_checkpoints, stopped) = mpsc::channel();
-        // Held by the writer while it commits, by the checkpointer to keep it
-        // from starting the next commit.
-        let gate = Arc::new(Mutex::new(()));
-        let writer_gate = gate.clone();
+        let restart = Arc::new(RestartRequest::default());
+        let writer_restart = restart.clone();
         let spawn_error =
             |e: std::io::Error| StoreError::Writer(format!("cannot start thread: {e}"));
         std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || write_groups(writer, queue, &writer_gate))
+            .spawn(move || write_groups(writer, queue, &write_turns, &writer_restart))
             .map_err(spawn_error)?;
         std::thread::Builder::new()
             .name("store-checkpoint".into())
-            .spawn(move || checkpoint_until_stopped(checkpointer, stopped, &gate))
+            .spawn(move || checkpoint_until_stopped(checkpointer, stopped, &restart))
             .map_err(spawn_error)?;
         Ok(Self {
             commands,
@@ -180,7 +192,12 @@ fn open(path: &Path) -> Result<Connection, StoreError> {
 }
 
 /// The writer thread: take every command queued, commit them as one group.
-fn write_groups(mut conn: Connection, queue: mpsc::Receiver<Command>, gate: &Mutex<()>) {
+fn write_groups(
+    mut conn: Connection,
+    queue: mpsc::Receiver<Command>,
+    write_turns: &WriteTurns,
+    restart: &RestartRequest,
+) {
     let mut group: Vec<(Vec<Encoded>, Reply)> = Vec::new();
     while let Ok(first) = queue.recv() {
         let mut close = None;
@@ -204,11 +221,9 @@ fn write_groups(mut conn: Connection, queue: mpsc::Receiver<Command>, gate: &Mut
         }
         if !group.is_empty() {
             metrics::histogram!("ticketbridge_ingest_batch_size").record(rows as f64);
-            // A poisoned gate only means the checkpointer panicked: go on.
-            let _held = gate
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let _turn = write_turns.blocking_lock();
             commit_group(&mut conn, &mut group);
+            restart.carry_out(&conn);
         }
         if let Some(done) = close {
             drop(conn);
@@ -342,12 +357,47 @@ fn checkpoint(conn: &Connection) -> Result<(i64, i64), rusqlite::Error> {
     })
 }
 
+/// The checkpointer's request that the writer complete a checkpoint between
+/// two commits, so that the WAL starts over.
+#[derive(Default)]
+struct RestartRequest {
+    wanted: AtomicBool,
+}
+
+impl RestartRequest {
+    /// The writer, after a commit and holding the write turn: run the last
+    /// pass when asked to. Asked once per request, whatever the result: when a
+    /// reader still holds old frames, the checkpointer asks again later.
+    fn carry_out(&self, conn: &Connection) {
+        if self.wanted.swap(false, Ordering::AcqRel)
+            && let Err(error) = checkpoint(conn)
+        {
+            tracing::warn!(%error, "WAL checkpoint failed; will try again");
+        }
+    }
+
+    /// The checkpointer: ask, then wait (a little) for the writer to answer,
+    /// so that its own next pass does not compete with the writer's.
+    fn ask_and_wait(&self) {
+        self.wanted.store(true, Ordering::Release);
+        for _ in 0..RESTART_WAIT_STEPS {
+            if !self.wanted.load(Ordering::Acquire) {
+                return;
+            }
+            std::thread::sleep(RESTART_WAIT_STEP);
+        }
+        // The writer is idle: the next background pass copies everything and
+        // the WAL starts over by itself.
+        self.wanted.store(false, Ordering::Release);
+    }
+}
+
 /// The checkpointer thread: a PASSIVE checkpoint every [`CHECKPOINT_EVERY`]
 /// until the store is dropped or closed, and a restart of the WAL when it is
 /// past [`RESTART_FRAMES`] (see the module documentation).
-fn checkpoint_until_stopped(conn: Connection, stop: mpsc::Receiver<()>, gate: &Mutex<()>) {
+fn checkpoint_until_stopped(conn: Connection, stop: mpsc::Receiver<()>, restart: &RestartRequest) {
     while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
-        if let Err(error) = checkpoint_and_restart(&conn, gate, RESTART_FRAMES) {
+        if let Err(error) = checkpoint_and_restart(&conn, restart, RESTART_FRAMES) {
             tracing::warn!(%error, "WAL checkpoint failed; will try again");
         }
     }
@@ -355,7 +405,7 @@ fn checkpoint_until_stopped(conn: Connection, stop: mpsc::Receiver<()>, gate: &M
 
 fn checkpoint_and_restart(
     conn: &Connection,
-    gate: &Mutex<()>,
+    restart: &RestartRequest,
     restart_frames: i64,
 ) -> Result<(), rusqlite::Error> {
     let (log, mut copied) = checkpoint(conn)?;
@@ -369,14 +419,7 @@ fn checkpoint_and_restart(
             break;
         }
     }
-    let _held = gate
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let (log, copied) = checkpoint(conn)?;
-    if log != copied {
-        // A reader still needs older frames; the next round tries again.
-        tracing::debug!(log, copied, "WAL not fully checkpointed");
-    }
+    restart.ask_and_wait();
     Ok(())
 }
 
@@ -384,7 +427,7 @@ fn checkpoint_and_restart(
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+    use std::sync::atomic::AtomicI64;
 
     #[test]
     fn a_wal_past_the_limit_starts_over_while_the_writer_goes_on() {
@@ -397,28 +440,28 @@ mod tests {
             .unwrap();
         drop(setup);
         let checkpointer = open(&path).unwrap();
-        let gate = Arc::new(Mutex::new(()));
+        let restart = Arc::new(RestartRequest::default());
         let stop = Arc::new(AtomicBool::new(false));
         let written = Arc::new(AtomicI64::new(0));
 
-        // A writer that never pauses, committing under the gate like the
+        // A writer that never pauses and answers restart requests like the
         // writer thread: a plain PASSIVE checkpoint never catches up with it.
         let writer = {
-            let (gate, stop, written) = (gate.clone(), stop.clone(), written.clone());
+            let (restart, stop, written) = (restart.clone(), stop.clone(), written.clone());
             let writer = open(&path).unwrap();
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    let _held = gate.lock().unwrap();
                     writer
                         .execute("INSERT INTO t (x) VALUES (?1)", [vec![7u8; 8_000]])
                         .unwrap();
                     written.fetch_add(1, Ordering::Relaxed);
+                    restart.carry_out(&writer);
                 }
             })
         };
         let mut sizes = Vec::new();
         for _ in 0..10 {
-            checkpoint_and_restart(&checkpointer, &gate, 200).unwrap();
+            checkpoint_and_restart(&checkpointer, &restart, 200).unwrap();
             std::thread::sleep(Duration::from_millis(10));
             sizes.push(checkpoint(&checkpointer).unwrap().0);
         }

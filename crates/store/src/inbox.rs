@@ -194,6 +194,7 @@ impl Store {
         inbox_id: i64,
         response: &serde_json::Value,
     ) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         let text = to_json_text("inbox response", response)?;
         on_pool!(self, pool => sqlx::query("UPDATE inbox SET response = $1 WHERE id = $2")
             .bind(&text)

@@ -145,6 +145,7 @@ impl Store {
     /// Add a job. With a `unique_key`, a pending job with the same key is updated
     /// (new `run_at` and `payload`) instead, and its id returned: a debounce.
     pub async fn enqueue(&self, job: NewJob) -> Result<i64, StoreError> {
+        let _turn = self.write_turn().await;
         let now = now_ms();
         let id = match &self.pool {
             Pool::Sqlite(pool) => {
@@ -174,6 +175,7 @@ impl Store {
         lease_ms: i64,
         limit: i64,
     ) -> Result<Vec<Job>, StoreError> {
+        let _turn = self.write_turn().await;
         if limit <= 0 {
             return Ok(Vec::new());
         }
@@ -222,6 +224,7 @@ impl Store {
     /// Push the lease of a claimed job `lease_ms` into the future. False when the
     /// lease was lost (reclaimed, or the job already finished).
     pub async fn extend_lease(&self, job: &Job, lease_ms: i64) -> Result<bool, StoreError> {
+        let _turn = self.write_turn().await;
         let now = now_ms();
         let done = on_pool!(self, pool => self.fenced(EXTEND_LEASE, job)
             .bind(now.saturating_add(lease_ms))
@@ -234,6 +237,7 @@ impl Store {
 
     /// Mark a claimed job succeeded. False when this worker no longer holds it.
     pub async fn complete(&self, job: &Job) -> Result<bool, StoreError> {
+        let _turn = self.write_turn().await;
         let now = now_ms();
         let done = on_pool!(self, pool => self.fenced(COMPLETE, job)
             .bind(now)
@@ -251,6 +255,7 @@ impl Store {
         run_at: i64,
         error: &str,
     ) -> Result<bool, StoreError> {
+        let _turn = self.write_turn().await;
         let now = now_ms();
         let done = on_pool!(self, pool => self.fenced(RETRY_LATER, job)
             .bind(run_at)
@@ -264,6 +269,7 @@ impl Store {
 
     /// Make a claimed job a dead letter with `error` as its last error.
     pub async fn bury(&self, job: &Job, error: &str) -> Result<bool, StoreError> {
+        let _turn = self.write_turn().await;
         let now = now_ms();
         let done = on_pool!(self, pool => self.fenced(BURY, job)
             .bind(error)
@@ -277,6 +283,7 @@ impl Store {
     /// Give a claimed job back untouched (graceful shutdown): pending again, the
     /// attempt not counted.
     pub async fn release(&self, job: &Job) -> Result<bool, StoreError> {
+        let _turn = self.write_turn().await;
         let now = now_ms();
         let done = on_pool!(self, pool => self.fenced(RELEASE, job)
             .bind(now)
@@ -289,6 +296,7 @@ impl Store {
     /// Running jobs whose lease has passed go back to pending (their worker died).
     /// The attempt stays counted. Returns how many were reclaimed.
     pub async fn reclaim_expired(&self) -> Result<u64, StoreError> {
+        let _turn = self.write_turn().await;
         let now = now_ms();
         let done = on_pool!(self, pool => sqlx::query(
             "UPDATE jobs SET status = 'pending', \
@@ -355,6 +363,7 @@ impl Store {
     /// Dead letters back to pending with attempts reset, due now: the one with `id`,
     /// or all when `None`. Returns how many were revived.
     pub async fn revive_dead(&self, id: Option<i64>) -> Result<u64, StoreError> {
+        let _turn = self.write_turn().await;
         let now = now_ms();
         let done = on_pool!(self, pool => sqlx::query(
             "UPDATE jobs SET status = 'pending', attempts = 0, run_at = $1, locked_by = NULL, \
@@ -370,6 +379,7 @@ impl Store {
 
     /// Delete all dead letters. Returns how many were deleted.
     pub async fn purge_dead(&self) -> Result<u64, StoreError> {
+        let _turn = self.write_turn().await;
         let done = on_pool!(self, pool => sqlx::query("DELETE FROM jobs WHERE status = 'dead'")
             .execute(pool)
             .await?
@@ -379,6 +389,7 @@ impl Store {
 
     /// Delete succeeded jobs that finished before `before` (unix ms): retention.
     pub async fn purge_succeeded(&self, before: i64) -> Result<u64, StoreError> {
+        let _turn = self.write_turn().await;
         let done = on_pool!(self, pool => sqlx::query(
             "DELETE FROM jobs WHERE status = 'succeeded' AND finished_at < $1")
             .bind(before)

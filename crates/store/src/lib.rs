@@ -46,6 +46,12 @@ pub struct Store {
     /// SQLite file stores: the writer thread behind [`Store::accept`] and
     /// [`Store::accept_batch`], which commits concurrent callers in groups.
     group: Option<Arc<group_commit::GroupCommitter>>,
+    /// SQLite file stores: whose turn it is to write, in this process. Every
+    /// write (the writer thread's commits, the checkpointer's restart pass and
+    /// each writing method here) takes it first, so this process never meets
+    /// its own write lock in SQLite, whose busy handler would sleep 1, 2, 5,
+    /// 10… ms before trying again; waiters here are woken the moment it is free.
+    write_turns: Option<Arc<tokio::sync::Mutex<()>>>,
     /// The URL it was opened with, password redacted.
     url: Arc<str>,
 }
@@ -71,6 +77,16 @@ impl Store {
         match self.pool {
             Pool::Sqlite(_) => Backend::Sqlite,
             Pool::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Wait for this process's turn to write (SQLite files; `None` elsewhere).
+    /// Hold the guard for the whole statement or transaction, and take no
+    /// other turn meanwhile.
+    async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        match &self.write_turns {
+            Some(turns) => Some(turns.clone().lock_owned().await),
+            None => None,
         }
     }
 

@@ -46,6 +46,7 @@ impl Store {
 
     /// Create the link, or replace target_id/state/data of the existing one.
     pub async fn put_link(&self, link: &NewLink) -> Result<Link, StoreError> {
+        let _turn = self.write_turn().await;
         let data = to_json_text("link data", &link.data)?;
         let now = now_ms();
         let row: LinkRow = on_pool!(self, pool => sqlx::query_as(concat!(
@@ -86,6 +87,7 @@ impl Store {
 
     /// Remove a link.
     pub async fn delete_link(&self, id: i64) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         on_pool!(self, pool => sqlx::query("DELETE FROM links WHERE id = $1")
             .bind(id)
             .execute(pool)

@@ -15,6 +15,7 @@ impl Store {
         object_key: &str,
         fingerprint: &str,
     ) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         on_pool!(self, pool => sqlx::query(
             "INSERT INTO own_writes (system, object_key, fingerprint, created_at) \
              VALUES ($1, $2, $3, $4) ON CONFLICT (system, object_key, fingerprint) DO NOTHING")
@@ -48,6 +49,7 @@ impl Store {
 
     /// Forget own-write markers recorded before `before` (unix ms). Returns how many.
     pub async fn forget_writes_before(&self, before: i64) -> Result<u64, StoreError> {
+        let _turn = self.write_turn().await;
         let done = on_pool!(self, pool => sqlx::query("DELETE FROM own_writes WHERE created_at < $1")
             .bind(before)
             .execute(pool)
@@ -58,6 +60,7 @@ impl Store {
 
     /// Append an audit line.
     pub async fn audit(&self, entry: &NewAudit) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         let detail = to_json_text("audit detail", &entry.detail)?;
         on_pool!(self, pool => sqlx::query(
             "INSERT INTO audit (job_id, system, action, object_key, detail, at) \
@@ -78,6 +81,7 @@ impl Store {
     /// statement: a job that runs again after a crash cannot record twice. True
     /// when the line was written now.
     pub async fn audit_once(&self, dedupe_key: &str, entry: &NewAudit) -> Result<bool, StoreError> {
+        let _turn = self.write_turn().await;
         let detail = to_json_text("audit detail", &entry.detail)?;
         let written = on_pool!(self, pool => sqlx::query(
             "INSERT INTO audit (job_id, system, action, object_key, detail, at, dedupe_key) \
@@ -118,6 +122,7 @@ impl Store {
 
     /// Set a poll position.
     pub async fn set_cursor(&self, name: &str, value: &str) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         on_pool!(self, pool => sqlx::query(
             "INSERT INTO cursors (name, value, updated_at) VALUES ($1, $2, $3) \
              ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at")
@@ -145,6 +150,7 @@ impl Store {
 
     /// Set a value of namespaced durable state.
     pub async fn kv_put(&self, ns: &str, key: &str, value: &Value) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         let text = to_json_text("kv value", value)?;
         on_pool!(self, pool => sqlx::query(
             "INSERT INTO kv (namespace, key, value, updated_at) VALUES ($1, $2, $3, $4) \
@@ -162,6 +168,7 @@ impl Store {
 
     /// Remove a value of namespaced durable state.
     pub async fn kv_delete(&self, ns: &str, key: &str) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         on_pool!(self, pool => sqlx::query("DELETE FROM kv WHERE namespace = $1 AND key = $2")
             .bind(ns)
             .bind(key)
