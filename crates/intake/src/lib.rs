@@ -6,9 +6,9 @@
 //!
 //! The job ([`CreateTicket`]) resolves the organisation (tax id → entity,
 //! cached), the requester (email → phone → create → email-only, cached) and
-//! the category (by name, cached), then creates the ticket in two phases: a
-//! `pending` link, the ticket carrying a marker derived from the request, the
-//! `linked` link. A retry after a crash finds the marker instead of creating
+//! the category (by name, cached), then creates the ticket carrying a marker
+//! derived from the request and stores the `linked` link. Any run but the
+//! job's first looks for the link, then for the marker, instead of creating
 //! a second ticket. The `linked` link is the success outcome (nothing else
 //! is written); a failure is recorded in kv (`intake.request`). Callers
 //! waiting in this process are woken either way.
