@@ -1,5 +1,6 @@
 //! Group commit for SQLite file stores: one OS thread owns the write connection
-//! that stores inbound requests, and a second one checkpoints the WAL.
+//! that stores inbound requests (and the two writes every job ends with: its
+//! link and its completion), and a second one checkpoints the WAL.
 //!
 //! Why a thread of its own: SQLite has a single writer, so every accepted
 //! request waits for the commit that carries it. Through sqlx each statement
@@ -9,7 +10,9 @@
 //! others), sends them down a channel and awaits a oneshot; the writer thread
 //! takes everything queued, stores it in one `BEGIN IMMEDIATE` transaction
 //! with prepared statements and answers every caller after the commit, so
-//! "accepted" still means "durable".
+//! "accepted" still means "durable". `Store::complete` and `Store::put_link`
+//! take the same road, so a busy engine's completions share commits too
+//! instead of each paying a sqlx round trip and a commit of its own.
 //!
 //! Why a checkpointer: with SQLite's automatic checkpoints the commit that
 //! crosses the WAL threshold copies the WAL into the database and syncs it,
@@ -39,12 +42,15 @@ use std::sync::{Arc, Mutex};
 pub(crate) type WriteTurns = tokio::sync::Mutex<()>;
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{
+    Connection, OpenFlags, OptionalExtension, TransactionBehavior, named_params, params,
+};
 use tokio::sync::oneshot;
 
-use crate::jobs::{DEBOUNCE_JOB, INSERT_JOB};
-use crate::model::{Acceptance, NewInbound, NewJob};
-use crate::rows::{parse_json, to_json_text};
+use crate::jobs::{COMPLETE, DEBOUNCE_JOB, INSERT_JOB};
+use crate::links::PUT_LINK;
+use crate::model::{Acceptance, Job, Link, NewInbound, NewJob, NewLink};
+use crate::rows::{LinkRow, parse_json, to_json_text};
 use crate::{DEFAULT_MAX_ATTEMPTS, StoreError, now_ms};
 
 /// Most inbound requests stored in one transaction.
@@ -87,11 +93,34 @@ struct Encoded {
     jobs: Vec<(NewJob, String)>,
 }
 
-type Reply = oneshot::Sender<Result<Vec<Acceptance>, StoreError>>;
+/// A write the thread carries out inside its group commit.
+enum Work {
+    /// Store these requests in order (one caller's batch).
+    Accept(Vec<Encoded>),
+    /// Mark a job succeeded under its lease fence.
+    Complete {
+        id: i64,
+        worker: Option<String>,
+        attempts: i32,
+    },
+    /// Upsert a link (data already encoded).
+    PutLink { link: NewLink, data: String },
+}
+
+/// What a [`Work`] came to.
+enum Done {
+    Accepted(Vec<Acceptance>),
+    Completed(bool),
+    Linked(Link),
+}
+
+type Reply = oneshot::Sender<Result<Done, StoreError>>;
 
 enum Command {
-    /// Store these requests in order (one caller's batch).
-    Accept { items: Vec<Encoded>, reply: Reply },
+    Write {
+        work: Work,
+        reply: Reply,
+    },
     /// Finish what is queued before this, close the connection, answer.
     Close(oneshot::Sender<()>),
 }
@@ -158,9 +187,42 @@ impl GroupCommitter {
                 jobs: encoded_jobs,
             });
         }
+        match self.write(Work::Accept(items)).await? {
+            Done::Accepted(outcomes) => Ok(outcomes),
+            _ => Err(StoreError::Writer("unexpected answer to accept".into())),
+        }
+    }
+
+    /// `Store::complete` in the next group commit.
+    pub(crate) async fn complete(&self, job: &Job) -> Result<bool, StoreError> {
+        let work = Work::Complete {
+            id: job.id,
+            worker: job.locked_by.clone(),
+            attempts: job.attempts,
+        };
+        match self.write(work).await? {
+            Done::Completed(done) => Ok(done),
+            _ => Err(StoreError::Writer("unexpected answer to complete".into())),
+        }
+    }
+
+    /// `Store::put_link` in the next group commit.
+    pub(crate) async fn put_link(&self, link: &NewLink) -> Result<Link, StoreError> {
+        let data = to_json_text("link data", &link.data)?;
+        let work = Work::PutLink {
+            link: link.clone(),
+            data,
+        };
+        match self.write(work).await? {
+            Done::Linked(link) => Ok(link),
+            _ => Err(StoreError::Writer("unexpected answer to put_link".into())),
+        }
+    }
+
+    async fn write(&self, work: Work) -> Result<Done, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.commands
-            .send(Command::Accept { items, reply })
+            .send(Command::Write { work, reply })
             .map_err(|_| StoreError::Writer("the store is closed".into()))?;
         answer
             .await
@@ -198,29 +260,32 @@ fn write_groups(
     write_turns: &WriteTurns,
     restart: &RestartRequest,
 ) {
-    let mut group: Vec<(Vec<Encoded>, Reply)> = Vec::new();
+    let mut group: Vec<(Work, Reply)> = Vec::new();
     while let Ok(first) = queue.recv() {
         let mut close = None;
         let mut rows = 0;
-        match first {
-            Command::Accept { items, reply } => {
-                rows += items.len();
-                group.push((items, reply));
-            }
-            Command::Close(done) => close = Some(done),
-        }
-        while close.is_none() && rows < MAX_GROUP {
-            match queue.try_recv() {
-                Ok(Command::Accept { items, reply }) => {
-                    rows += items.len();
-                    group.push((items, reply));
+        let mut next = Some(first);
+        while let Some(command) = next.take() {
+            match command {
+                Command::Write { work, reply } => {
+                    if let Work::Accept(items) = &work {
+                        rows += items.len();
+                    }
+                    group.push((work, reply));
                 }
-                Ok(Command::Close(done)) => close = Some(done),
-                Err(_) => break,
+                Command::Close(done) => {
+                    close = Some(done);
+                    break;
+                }
+            }
+            if group.len() < MAX_GROUP {
+                next = queue.try_recv().ok();
             }
         }
         if !group.is_empty() {
-            metrics::histogram!("ticketbridge_ingest_batch_size").record(rows as f64);
+            if rows > 0 {
+                metrics::histogram!("ticketbridge_ingest_batch_size").record(rows as f64);
+            }
             let _turn = write_turns.blocking_lock();
             commit_group(&mut conn, &mut group);
             restart.carry_out(&conn);
@@ -233,13 +298,13 @@ fn write_groups(
     }
 }
 
-/// Store a group in one transaction and answer each caller. When the group
-/// fails, each caller's batch is tried again on its own, so one bad request
+/// Write a group in one transaction and answer each caller. When the group
+/// fails, each caller's work is tried again on its own, so one bad request
 /// cannot fail the others.
-fn commit_group(conn: &mut Connection, group: &mut Vec<(Vec<Encoded>, Reply)>) {
+fn commit_group(conn: &mut Connection, group: &mut Vec<(Work, Reply)>) {
     let now = now_ms();
-    let batches: Vec<&[Encoded]> = group.iter().map(|(items, _)| items.as_slice()).collect();
-    match store_in_transaction(conn, &batches, now) {
+    let works: Vec<&Work> = group.iter().map(|(work, _)| work).collect();
+    match store_in_transaction(conn, &works, now) {
         Ok(outcomes) => {
             for ((_, reply), outcome) in group.drain(..).zip(outcomes) {
                 // The caller may have gone (timeout); the rows are stored anyway.
@@ -253,23 +318,25 @@ fn commit_group(conn: &mut Connection, group: &mut Vec<(Vec<Encoded>, Reply)>) {
         }
         Err(error) => {
             tracing::debug!(%error, "group commit failed, storing each request alone");
-            for (items, reply) in group.drain(..) {
-                let result = store_in_transaction(conn, &[items.as_slice()], now)
-                    .map(|mut outcomes| outcomes.pop().unwrap_or_default());
+            for (work, reply) in group.drain(..) {
+                let result = store_in_transaction(conn, &[&work], now).and_then(|mut done| {
+                    done.pop()
+                        .ok_or_else(|| StoreError::Writer("no outcome".into()))
+                });
                 let _ = reply.send(result);
             }
         }
     }
 }
 
-/// One transaction for `batches`; one list of outcomes per batch.
+/// One transaction for `works`; one outcome per work.
 fn store_in_transaction(
     conn: &mut Connection,
-    batches: &[&[Encoded]],
+    works: &[&Work],
     now: i64,
-) -> Result<Vec<Vec<Acceptance>>, StoreError> {
+) -> Result<Vec<Done>, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut outcomes = Vec::with_capacity(batches.len());
+    let mut outcomes = Vec::with_capacity(works.len());
     {
         let mut insert_inbox = tx.prepare_cached(INSERT_INBOX)?;
         let mut find_inbox = tx.prepare_cached(FIND_INBOX)?;
@@ -278,9 +345,47 @@ fn store_in_transaction(
         // Inbox rows stored by this transaction: a repeat inside the group is a
         // duplicate whose first delivery has no response yet.
         let mut stored_now: HashMap<(&str, &str), i64> = HashMap::new();
-        for batch in batches {
+        for work in works {
+            let batch = match work {
+                Work::Accept(items) => items,
+                Work::Complete {
+                    id,
+                    worker,
+                    attempts,
+                } => {
+                    let mut complete = tx.prepare_cached(COMPLETE)?;
+                    // By name: SQLite numbers `$N` parameters in order of first
+                    // appearance, and `$4` comes first in this text.
+                    let changed = complete.execute(named_params! {
+                        "$1": id,
+                        "$2": worker,
+                        "$3": attempts,
+                        "$4": now,
+                    })?;
+                    outcomes.push(Done::Completed(changed == 1));
+                    continue;
+                }
+                Work::PutLink { link, data } => {
+                    let mut put_link = tx.prepare_cached(PUT_LINK)?;
+                    let row = put_link.query_row(
+                        params![
+                            link.kind,
+                            link.source_system,
+                            link.source_id,
+                            link.target_system,
+                            link.target_id,
+                            link.state.as_str(),
+                            data,
+                            now
+                        ],
+                        LinkRow::from_rusqlite,
+                    )?;
+                    outcomes.push(Done::Linked(Link::try_from(row)?));
+                    continue;
+                }
+            };
             let mut batch_outcomes = Vec::with_capacity(batch.len());
-            for item in *batch {
+            for item in batch {
                 let identity = (item.source.as_str(), item.dedupe_key.as_str());
                 if let Some(inbox_id) = stored_now.get(&identity) {
                     batch_outcomes.push(Acceptance::Duplicate {
@@ -342,7 +447,7 @@ fn store_in_transaction(
                 }
                 batch_outcomes.push(Acceptance::Accepted { inbox_id, job_ids });
             }
-            outcomes.push(batch_outcomes);
+            outcomes.push(Done::Accepted(batch_outcomes));
         }
     }
     tx.commit()?;
@@ -428,6 +533,27 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use std::sync::atomic::AtomicI64;
+
+    /// The writer binds these statements by position, and SQLite numbers `$N`
+    /// parameters in order of first appearance: they must appear as $1, $2, …
+    #[test]
+    fn positionally_bound_statements_name_their_parameters_in_order() {
+        for sql in [INSERT_INBOX, FIND_INBOX, INSERT_JOB, DEBOUNCE_JOB, PUT_LINK] {
+            let mut order: Vec<u32> = Vec::new();
+            let mut rest = sql;
+            while let Some(at) = rest.find('$') {
+                rest = &rest[at + 1..];
+                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                if let Ok(n) = digits.parse::<u32>()
+                    && !order.contains(&n)
+                {
+                    order.push(n);
+                }
+            }
+            let expected: Vec<u32> = (1..=order.len() as u32).collect();
+            assert_eq!(order, expected, "{sql}");
+        }
+    }
 
     #[test]
     fn a_wal_past_the_limit_starts_over_while_the_writer_goes_on() {

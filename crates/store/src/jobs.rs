@@ -76,7 +76,7 @@ macro_rules! fenced {
 }
 
 const EXTEND_LEASE: &str = fenced!("locked_until = $4, updated_at = $5");
-const COMPLETE: &str =
+pub(crate) const COMPLETE: &str =
     fenced!("status = 'succeeded', locked_until = NULL, finished_at = $4, updated_at = $4");
 const RETRY_LATER: &str = fenced!(
     "status = 'pending', run_at = $4, last_error = $5, locked_by = NULL, locked_until = NULL, \
@@ -236,7 +236,12 @@ impl Store {
     }
 
     /// Mark a claimed job succeeded. False when this worker no longer holds it.
+    /// On a SQLite file it is written by the writer thread, in the group commit
+    /// of whatever else is being written at the time.
     pub async fn complete(&self, job: &Job) -> Result<bool, StoreError> {
+        if let Some(group) = &self.group {
+            return group.complete(job).await;
+        }
         let _turn = self.write_turn().await;
         let now = now_ms();
         let done = on_pool!(self, pool => self.fenced(COMPLETE, job)

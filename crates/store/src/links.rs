@@ -5,6 +5,16 @@ use crate::model::{Link, LinkFilter, NewLink};
 use crate::rows::{LinkRow, convert_all, to_json_text};
 use crate::{Store, StoreError, now_ms};
 
+/// Upsert of one link, returning it: `$1`…`$7` are its fields, `$8` now.
+pub(crate) const PUT_LINK: &str = concat!(
+    "INSERT INTO links (kind, source_system, source_id, target_system, target_id, state, \
+     data, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
+     ON CONFLICT (kind, source_system, source_id, target_system) DO UPDATE SET \
+     target_id = excluded.target_id, state = excluded.state, data = excluded.data, \
+     updated_at = excluded.updated_at RETURNING ",
+    link_columns!()
+);
+
 impl Store {
     /// The link of a source object into `target_system`, if any.
     pub async fn link(
@@ -45,16 +55,16 @@ impl Store {
     }
 
     /// Create the link, or replace target_id/state/data of the existing one.
+    /// On a SQLite file it is stored by the writer thread, in the group commit
+    /// of whatever else is being written at the time.
     pub async fn put_link(&self, link: &NewLink) -> Result<Link, StoreError> {
+        if let Some(group) = &self.group {
+            return group.put_link(link).await;
+        }
         let _turn = self.write_turn().await;
         let data = to_json_text("link data", &link.data)?;
         let now = now_ms();
-        let row: LinkRow = on_pool!(self, pool => sqlx::query_as(concat!(
-            "INSERT INTO links (kind, source_system, source_id, target_system, target_id, state, \
-             data, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
-             ON CONFLICT (kind, source_system, source_id, target_system) DO UPDATE SET \
-             target_id = excluded.target_id, state = excluded.state, data = excluded.data, \
-             updated_at = excluded.updated_at RETURNING ", link_columns!()))
+        let row: LinkRow = on_pool!(self, pool => sqlx::query_as(PUT_LINK)
             .bind(&link.kind)
             .bind(&link.source_system)
             .bind(&link.source_id)

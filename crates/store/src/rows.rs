@@ -104,6 +104,24 @@ pub(crate) struct LinkRow {
     updated_at: i64,
 }
 
+impl LinkRow {
+    /// A row of `link_columns!()` read by rusqlite (the SQLite writer thread).
+    pub(crate) fn from_rusqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(LinkRow {
+            id: row.get(0)?,
+            kind: row.get(1)?,
+            source_system: row.get(2)?,
+            source_id: row.get(3)?,
+            target_system: row.get(4)?,
+            target_id: row.get(5)?,
+            state: row.get(6)?,
+            data: row.get(7)?,
+            created_at: row.get(8)?,
+            updated_at: row.get(9)?,
+        })
+    }
+}
+
 impl TryFrom<LinkRow> for Link {
     type Error = StoreError;
     fn try_from(row: LinkRow) -> Result<Self, StoreError> {
