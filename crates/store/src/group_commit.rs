@@ -1,6 +1,6 @@
 //! Group commit for SQLite file stores: one OS thread owns the write connection
 //! that stores inbound requests (and the two writes every job ends with: its
-//! link and its completion), and a second one checkpoints the WAL.
+//! claim, its link and its completion), and a second one checkpoints the WAL.
 //!
 //! Why a thread of its own: SQLite has a single writer, so every accepted
 //! request waits for the commit that carries it. Through sqlx each statement
@@ -10,8 +10,8 @@
 //! others), sends them down a channel and awaits a oneshot; the writer thread
 //! takes everything queued, stores it in one `BEGIN IMMEDIATE` transaction
 //! with prepared statements and answers every caller after the commit, so
-//! "accepted" still means "durable". `Store::complete` and `Store::put_link`
-//! take the same road, so a busy engine's completions share commits too
+//! "accepted" still means "durable". `Store::claim`, `Store::complete` and
+//! `Store::put_link` take the same road, so a busy engine's completions share commits too
 //! instead of each paying a sqlx round trip and a commit of its own.
 //!
 //! Why a checkpointer: with SQLite's automatic checkpoints the commit that
@@ -47,10 +47,10 @@ use rusqlite::{
 };
 use tokio::sync::oneshot;
 
-use crate::jobs::{COMPLETE, DEBOUNCE_JOB, INSERT_JOB};
+use crate::jobs::{CLAIM_SQLITE, COMPLETE, DEBOUNCE_JOB, INSERT_JOB};
 use crate::links::PUT_LINK;
 use crate::model::{Acceptance, Job, Link, NewInbound, NewJob, NewLink};
-use crate::rows::{LinkRow, parse_json, to_json_text};
+use crate::rows::{JobRow, LinkRow, convert_all, parse_json, to_json_text};
 use crate::{DEFAULT_MAX_ATTEMPTS, StoreError, now_ms};
 
 /// Most inbound requests stored in one transaction.
@@ -103,6 +103,13 @@ enum Work {
         worker: Option<String>,
         attempts: i32,
     },
+    /// Claim up to `limit` runnable jobs of `queue` (the engine's claim).
+    Claim {
+        queue: String,
+        worker: String,
+        lease_ms: i64,
+        limit: i64,
+    },
     /// Upsert a link (data already encoded).
     PutLink { link: NewLink, data: String },
 }
@@ -111,6 +118,7 @@ enum Work {
 enum Done {
     Accepted(Vec<Acceptance>),
     Completed(bool),
+    Claimed(Vec<Job>),
     Linked(Link),
 }
 
@@ -203,6 +211,26 @@ impl GroupCommitter {
         match self.write(work).await? {
             Done::Completed(done) => Ok(done),
             _ => Err(StoreError::Writer("unexpected answer to complete".into())),
+        }
+    }
+
+    /// `Store::claim` in the next group commit.
+    pub(crate) async fn claim(
+        &self,
+        queue: &str,
+        worker: &str,
+        lease_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<Job>, StoreError> {
+        let work = Work::Claim {
+            queue: queue.to_owned(),
+            worker: worker.to_owned(),
+            lease_ms,
+            limit,
+        };
+        match self.write(work).await? {
+            Done::Claimed(jobs) => Ok(jobs),
+            _ => Err(StoreError::Writer("unexpected answer to claim".into())),
         }
     }
 
@@ -363,6 +391,29 @@ fn store_in_transaction(
                         "$4": now,
                     })?;
                     outcomes.push(Done::Completed(changed == 1));
+                    continue;
+                }
+                Work::Claim {
+                    queue,
+                    worker,
+                    lease_ms,
+                    limit,
+                } => {
+                    // One statement inside the write transaction: the ordering
+                    // check and the update see the same state.
+                    let mut claim = tx.prepare_cached(CLAIM_SQLITE)?;
+                    let rows = claim.query_map(
+                        named_params! {
+                            "$1": worker,
+                            "$2": now.saturating_add(*lease_ms),
+                            "$3": now,
+                            "$4": queue,
+                            "$5": limit,
+                        },
+                        JobRow::from_rusqlite,
+                    )?;
+                    let rows: Vec<JobRow> = rows.collect::<Result<_, _>>()?;
+                    outcomes.push(Done::Claimed(convert_all(rows)?));
                     continue;
                 }
                 Work::PutLink { link, data } => {

@@ -46,7 +46,7 @@ macro_rules! claim_sql {
     };
 }
 
-const CLAIM_SQLITE: &str = claim_sql!("");
+pub(crate) const CLAIM_SQLITE: &str = claim_sql!("");
 const CLAIM_POSTGRES: &str = claim_sql!("FOR UPDATE OF j SKIP LOCKED");
 
 const OUTSTANDING_SQL: &str = concat!(
@@ -175,10 +175,15 @@ impl Store {
         lease_ms: i64,
         limit: i64,
     ) -> Result<Vec<Job>, StoreError> {
-        let _turn = self.write_turn().await;
         if limit <= 0 {
             return Ok(Vec::new());
         }
+        if let Some(group) = &self.group {
+            let mut jobs = group.claim(queue, worker, lease_ms, limit).await?;
+            jobs.sort_by_key(|job| job.id);
+            return Ok(jobs);
+        }
+        let _turn = self.write_turn().await;
         let now = now_ms();
         let rows: Vec<JobRow> = match &self.pool {
             Pool::Sqlite(pool) => {

@@ -62,6 +62,31 @@ pub(crate) struct JobRow {
     finished_at: Option<i64>,
 }
 
+impl JobRow {
+    /// A row of `job_columns!()` read by rusqlite (the SQLite writer thread).
+    pub(crate) fn from_rusqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(JobRow {
+            id: row.get(0)?,
+            queue: row.get(1)?,
+            kind: row.get(2)?,
+            ordering_key: row.get(3)?,
+            payload: row.get(4)?,
+            status: row.get(5)?,
+            attempts: row.get(6)?,
+            max_attempts: row.get(7)?,
+            run_at: row.get(8)?,
+            locked_by: row.get(9)?,
+            locked_until: row.get(10)?,
+            last_error: row.get(11)?,
+            unique_key: row.get(12)?,
+            inbox_id: row.get(13)?,
+            created_at: row.get(14)?,
+            updated_at: row.get(15)?,
+            finished_at: row.get(16)?,
+        })
+    }
+}
+
 impl TryFrom<JobRow> for Job {
     type Error = StoreError;
     fn try_from(row: JobRow) -> Result<Self, StoreError> {
