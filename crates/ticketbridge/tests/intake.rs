@@ -107,6 +107,20 @@ wait = "100ms"
 }
 
 impl World {
+    /// The request ends `created`, and GLPI holds exactly one ticket titled
+    /// `title`: the one the status names.
+    async fn assert_created_once(&self, request_id: i64, title: &str) {
+        let done = self.until_created(QUICK_KEY, request_id).await;
+        let same: Vec<_> = self
+            .sim
+            .tickets()
+            .into_iter()
+            .filter(|t| t.name == title)
+            .collect();
+        assert_eq!(same.len(), 1, "tickets titled {title:?}: {same:?}");
+        assert_eq!(same[0].id, done["ticket_id"].as_u64().unwrap());
+    }
+
     async fn post(&self, key: &str, body: &Value, idem: Option<&str>) -> (StatusCode, Value) {
         self.post_to("/api/v1/tickets", key, body, idem).await
     }
@@ -382,15 +396,7 @@ async fn glpi_down_is_retried_and_the_ticket_created_once() {
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
     let request_id = answer["request_id"].as_i64().unwrap();
-    let done = w.until_created(QUICK_KEY, request_id).await;
-    let same: Vec<_> = w
-        .sim
-        .tickets()
-        .into_iter()
-        .filter(|t| t.name == "While down")
-        .collect();
-    assert_eq!(same.len(), 1);
-    assert_eq!(same[0].id, done["ticket_id"].as_u64().unwrap());
+    w.assert_created_once(request_id, "While down").await;
     let jobs = w
         .app
         .store
@@ -422,15 +428,8 @@ async fn a_lost_answer_after_the_ticket_was_created_does_not_create_a_second() {
         "{status}: {answer}"
     );
     let request_id = answer["request_id"].as_i64().unwrap();
-    let done = w.until_created(QUICK_KEY, request_id).await;
-    let same: Vec<_> = w
-        .sim
-        .tickets()
-        .into_iter()
-        .filter(|t| t.name == "Answer lost")
-        .collect();
-    assert_eq!(same.len(), 1, "the retry found the ticket by its marker");
-    assert_eq!(same[0].id, done["ticket_id"].as_u64().unwrap());
+    // The retry found the ticket by its marker.
+    w.assert_created_once(request_id, "Answer lost").await;
     assert_eq!(
         w.sim.calls_to("POST /Ticket"),
         1,
