@@ -12,7 +12,7 @@ use store::{Job, LinkState, NewLink};
 
 use crate::outcome::{FailureCode, RequestOutcome};
 use crate::request::{Rejection, validate};
-use crate::{Intake, LINK_KIND, Source, content};
+use crate::{HandedRequest, Intake, LINK_KIND, Source, content};
 
 /// Creates the ticket of one accepted request. Idempotent: a repeat after
 /// success does nothing, a repeat after a crash finds the ticket by marker.
@@ -87,10 +87,7 @@ impl Handler for CreateTicket {
             )));
         };
         let entity_hint = job.payload.get("entity").and_then(|e| e.as_i64());
-        match self
-            .attempt(&source, inbox_id, entity_hint, job.is_first_run())
-            .await
-        {
+        match self.attempt(&source, job, inbox_id, entity_hint).await {
             Ok(()) => Ok(()),
             Err(Trouble::Final(failure)) => {
                 self.fail(&source, inbox_id, &failure).await?;
@@ -145,16 +142,27 @@ impl CreateTicket {
     async fn attempt(
         &self,
         source: &Source,
+        job: &Job,
         inbox_id: i64,
         entity_hint: Option<i64>,
-        first_run: bool,
     ) -> Result<(), Trouble> {
+        let first_run = job.is_first_run();
         let store = self.intake.store();
-        let Some(inbox) = store.inbox(inbox_id).await? else {
-            return Err(Trouble::Final(failed(
-                FailureCode::InvalidRequest,
-                "the stored request is gone",
-            )));
+        // Accepted by this process: the route handed the request over.
+        let inbox = match self.intake.handed(&job.ordering_key) {
+            Some(handed) => handed,
+            None => match store.inbox(inbox_id).await? {
+                Some(inbox) => HandedRequest {
+                    dedupe_key: inbox.dedupe_key,
+                    body: inbox.body,
+                },
+                None => {
+                    return Err(Trouble::Final(failed(
+                        FailureCode::InvalidRequest,
+                        "the stored request is gone",
+                    )));
+                }
+            },
         };
         let request = validate(&inbox.body, &source.rules()).map_err(|rejection| {
             let detail = match &rejection {
@@ -244,9 +252,12 @@ impl CreateTicket {
             attachments: request.attachments,
         };
         let ticket_id = source.helpdesk.create_ticket_id(&ticket).await?;
+        // The caller may have its answer now: the ticket exists. Should the link
+        // not be stored (a crash, a store error), the next run finds the ticket
+        // by its marker and links that same ticket.
+        self.created(source, inbox_id, ticket_id);
         self.link(&source_system, &source_id, &target, ticket_id)
             .await?;
-        self.created(source, inbox_id, ticket_id);
         Ok(())
     }
 

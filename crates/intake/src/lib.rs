@@ -15,11 +15,14 @@
 
 pub mod content;
 mod create;
+mod handoff;
 pub mod outcome;
 mod read;
 pub mod request;
 mod source;
 mod waiters;
+
+pub use handoff::HandedRequest;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -70,6 +73,7 @@ pub struct Intake {
     store: Store,
     sources: BTreeMap<String, Arc<Source>>,
     waiters: waiters::Waiters,
+    handoff: handoff::Handoff,
     max_attempts: i32,
 }
 
@@ -96,6 +100,7 @@ impl Intake {
             store,
             sources,
             waiters: waiters::Waiters::default(),
+            handoff: handoff::Handoff::default(),
             max_attempts: i32::try_from(config.engine.max_attempts).unwrap_or(i32::MAX),
         })
     }
@@ -119,6 +124,23 @@ impl Intake {
     /// Attempts given to each create job.
     pub fn max_attempts(&self) -> i32 {
         self.max_attempts
+    }
+
+    /// Hand the request of `job` to it in memory (call before accepting it,
+    /// since the job may start the moment it is stored); withdraw it with
+    /// [`Intake::withdraw`] when the request turns out to be a repeat.
+    pub fn hand_over(&self, job: &store::NewJob, request: HandedRequest) {
+        self.handoff.put(&job.ordering_key, request);
+    }
+
+    /// Forget a request handed over for a job that was not enqueued.
+    pub fn withdraw(&self, job_ordering_key: &str) {
+        self.handoff.take(job_ordering_key);
+    }
+
+    /// The request handed over for the job ordered by `ordering_key`, if any.
+    pub(crate) fn handed(&self, ordering_key: &str) -> Option<HandedRequest> {
+        self.handoff.take(ordering_key)
     }
 
     /// The job that creates the ticket for an accepted request.

@@ -1,5 +1,7 @@
 //! Callers waiting for the outcome of a request in this process. The job
-//! handler wakes them after the outcome is durable in the store, and keeps
+//! handler wakes them once the outcome is settled (the ticket exists in the
+//! target; its link is stored right after, and a run after a crash in
+//! between finds that same ticket by its marker), and keeps
 //! the outcomes of the last few thousand requests it finished, so a caller
 //! gets it without reading the store, whether it started waiting before or
 //! after the job was done. Callers still re-read the store on a longer

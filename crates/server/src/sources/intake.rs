@@ -30,7 +30,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use intake::request::{FieldError, Rejection, validate};
-use intake::{Intake, IntakeError, Precheck, RequestOutcome, RequesterLookup, Source};
+use intake::{
+    HandedRequest, Intake, IntakeError, Precheck, RequestOutcome, RequesterLookup, Source,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -38,7 +40,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::auth::ApiKeys;
 use crate::error::ApiError;
-use crate::ingest::{self, Inbound};
+use crate::ingest::{self, Inbound, IngestOutcome};
 use crate::state::AppState;
 
 /// Longest accepted `Idempotency-Key`.
@@ -444,7 +446,16 @@ async fn create(
         });
     }
     let job = api.intake.job(&source, &dedupe_key, &precheck);
-    let outcome = ingest::accept(
+    let ordering_key = job.ordering_key.clone();
+    // Before accepting: the job may start as soon as it is stored.
+    api.intake.hand_over(
+        &job,
+        HandedRequest {
+            dedupe_key: dedupe_key.clone(),
+            body: body.to_vec(),
+        },
+    );
+    let accepted = ingest::accept(
         &state,
         Inbound {
             source: source.name.clone(),
@@ -454,7 +465,12 @@ async fn create(
             jobs: vec![job],
         },
     )
-    .await?;
+    .await;
+    if !matches!(accepted, Ok(IngestOutcome::Accepted { .. })) {
+        // A repeat (its first delivery's job reads the store) or not stored.
+        api.intake.withdraw(&ordering_key);
+    }
+    let outcome = accepted?;
     let id = outcome.inbox_id();
     let replayed = outcome.is_duplicate();
     let current = if wait_mode {
