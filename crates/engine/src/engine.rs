@@ -297,11 +297,13 @@ impl QueueRunner {
             let drained = claimed.len() < free;
             if claimed.is_empty() {
                 drop(first);
-                let wait = self.idle_wait().await;
-                tokio::select! {
-                    () = self.shutdown.cancelled() => return,
-                    _ = wake.changed() => {}
-                    () = tokio::time::sleep(wait) => {}
+                if !self.woken_meanwhile(&mut wake) {
+                    let wait = self.idle_wait().await;
+                    tokio::select! {
+                        () = self.shutdown.cancelled() => return,
+                        _ = wake.changed() => {}
+                        () = tokio::time::sleep(wait) => {}
+                    }
                 }
                 continue;
             }
@@ -326,7 +328,7 @@ impl QueueRunner {
                     drop(slot);
                 });
             }
-            if drained {
+            if drained && !self.woken_meanwhile(&mut wake) {
                 let wait = self.idle_wait().await;
                 tokio::select! {
                     () = self.shutdown.cancelled() => return,
@@ -334,6 +336,18 @@ impl QueueRunner {
                     () = tokio::time::sleep(wait) => {}
                 }
             }
+        }
+    }
+
+    /// True (and the wake-up taken) when a job was enqueued or finished since
+    /// the last look: claim again at once rather than reading when the next
+    /// scheduled job falls due, which would delay the new job by a store read.
+    fn woken_meanwhile(&self, wake: &mut tokio::sync::watch::Receiver<u64>) -> bool {
+        if wake.has_changed().unwrap_or(false) {
+            wake.borrow_and_update();
+            true
+        } else {
+            false
         }
     }
 

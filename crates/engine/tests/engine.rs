@@ -123,7 +123,9 @@ async fn two_engines_keep_per_key_order(db: Database) {
                     if !running.lock().unwrap().insert(job.ordering_key.clone()) {
                         overlaps.fetch_add(1, Ordering::SeqCst);
                     }
-                    tokio::task::yield_now().await;
+                    // Long enough that one engine cannot drain the queue alone
+                    // while the other waits for the database.
+                    tokio::time::sleep(Duration::from_millis(2)).await;
                     executed
                         .lock()
                         .unwrap()
