@@ -23,6 +23,9 @@ pub(crate) struct Session {
     pub(crate) calls: u64,
 }
 
+/// The item type whose rows are indexed by ticket.
+const ACTOR_TYPE: &str = "Ticket_User";
+
 pub(crate) struct State {
     pub(crate) mode: GlpiVersion,
     pub(crate) clock: Clock,
@@ -31,6 +34,10 @@ pub(crate) struct State {
     pub(crate) app_token: String,
     pub(crate) list_limit: usize,
     pub(crate) items: BTreeMap<String, BTreeMap<i64, Row>>,
+    /// `Ticket_User` row ids by ticket, so a ticket's actors are found without
+    /// scanning every actor row. Kept by `insert_row`/`remove_row`; `None` after
+    /// an in-place edit of a `Ticket_User` row (rebuilt when next needed).
+    actors_by_ticket: std::cell::RefCell<Option<HashMap<i64, Vec<i64>>>>,
     pub(crate) next_id: BTreeMap<String, i64>,
     pub(crate) sessions: HashMap<String, Session>,
     pub(crate) passwords: HashMap<i64, String>,
@@ -82,6 +89,7 @@ impl State {
             app_token: cfg.app_token.clone(),
             list_limit: cfg.list_limit.max(1),
             items: BTreeMap::new(),
+            actors_by_ticket: std::cell::RefCell::new(None),
             next_id: BTreeMap::new(),
             sessions: HashMap::new(),
             passwords: HashMap::new(),
@@ -221,10 +229,30 @@ impl State {
     }
 
     pub(crate) fn get_mut(&mut self, itemtype: &str, id: i64) -> Option<&mut Row> {
+        if itemtype == ACTOR_TYPE {
+            // The caller may change `tickets_id`.
+            *self.actors_by_ticket.get_mut() = None;
+        }
         self.items.get_mut(itemtype)?.get_mut(&id)
     }
 
     pub(crate) fn insert_row(&mut self, itemtype: &str, id: i64, row: Row) {
+        if itemtype == ACTOR_TYPE {
+            let ticket = row.int("tickets_id");
+            let replaced = self
+                .items
+                .get(ACTOR_TYPE)
+                .and_then(|rows| rows.get(&id))
+                .map(|old| old.int("tickets_id"));
+            if let Some(index) = self.actors_by_ticket.get_mut() {
+                if let Some(old) = replaced
+                    && let Some(ids) = index.get_mut(&old)
+                {
+                    ids.retain(|r| *r != id);
+                }
+                index.entry(ticket).or_default().push(id);
+            }
+        }
         self.items
             .entry(itemtype.to_string())
             .or_default()
@@ -232,7 +260,14 @@ impl State {
     }
 
     pub(crate) fn remove_row(&mut self, itemtype: &str, id: i64) -> Option<Row> {
-        self.items.get_mut(itemtype)?.remove(&id)
+        let removed = self.items.get_mut(itemtype)?.remove(&id);
+        if itemtype == ACTOR_TYPE
+            && let (Some(row), Some(index)) = (&removed, self.actors_by_ticket.get_mut())
+            && let Some(ids) = index.get_mut(&row.int("tickets_id"))
+        {
+            ids.retain(|r| *r != id);
+        }
+        removed
     }
 
     pub(crate) fn alloc_id(&mut self, itemtype: &str) -> i64 {
@@ -431,8 +466,22 @@ impl State {
     }
 
     /// Ticket actors: (users_id, type, alternative_email).
+    /// The `Ticket_User` rows of `ticket`, in id order.
     pub(crate) fn ticket_actors(&self, ticket: i64) -> Vec<Row> {
-        self.rows("Ticket_User")
+        let mut cached = self.actors_by_ticket.borrow_mut();
+        let index = cached.get_or_insert_with(|| {
+            let mut index: HashMap<i64, Vec<i64>> = HashMap::new();
+            for (id, row) in self.items.get(ACTOR_TYPE).into_iter().flatten() {
+                index.entry(row.int("tickets_id")).or_default().push(*id);
+            }
+            index
+        });
+        let mut ids = index.get(&ticket).cloned().unwrap_or_default();
+        drop(cached);
+        ids.sort_unstable();
+        let rows = self.items.get(ACTOR_TYPE);
+        ids.iter()
+            .filter_map(|id| rows.and_then(|rows| rows.get(id)))
             .filter(|r| r.int("tickets_id") == ticket)
             .cloned()
             .collect()
