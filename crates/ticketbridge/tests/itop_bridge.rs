@@ -171,11 +171,26 @@ async fn world() -> World {
 
 impl World {
     /// Waits until no job is running or due.
+    /// Wait until no job is running, due, or waiting to be retried (a job
+    /// on its backoff is not due, yet its work is not done).
     async fn settle(&self) {
         let store = self.app.store.clone();
         wait_for("jobs to settle", DEADLINE, || {
             let store = store.clone();
-            async move { (store.outstanding().await.ok()? == 0).then_some(()) }
+            async move {
+                if store.outstanding().await.ok()? != 0 {
+                    return None;
+                }
+                let pending = store
+                    .jobs(&store::JobFilter {
+                        status: Some(store::JobStatus::Pending),
+                        limit: Some(1_000),
+                        ..Default::default()
+                    })
+                    .await
+                    .ok()?;
+                pending.iter().all(|job| job.attempts == 0).then_some(())
+            }
         })
         .await
         .unwrap();
