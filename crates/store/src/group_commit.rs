@@ -47,6 +47,7 @@ use rusqlite::{
 };
 use tokio::sync::oneshot;
 
+use crate::batch::{FIND_INBOX, INSERT_INBOX};
 use crate::jobs::{CLAIM_SQLITE, COMPLETE, DEBOUNCE_JOB, INSERT_JOB};
 use crate::links::PUT_LINK;
 use crate::model::{Acceptance, Job, Link, NewInbound, NewJob, NewLink};
@@ -78,10 +79,6 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// what [`RESTART_FRAMES`] lets it reach, so that in steady use the file keeps
 /// its size and a restart costs no truncation (about 10 ms on ext4 here).
 const JOURNAL_SIZE_LIMIT: i64 = 2 * RESTART_FRAMES * 4096;
-
-const INSERT_INBOX: &str = "INSERT INTO inbox (source, dedupe_key, body, headers, received_at) \
-     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (source, dedupe_key) DO NOTHING";
-const FIND_INBOX: &str = "SELECT id, response FROM inbox WHERE source = $1 AND dedupe_key = $2";
 
 /// An inbound request with its JSON already encoded (by the caller, off the
 /// writer thread).

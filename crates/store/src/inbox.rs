@@ -4,118 +4,112 @@ use std::collections::HashMap;
 
 use crate::batch::{
     InboxFate, InboxInsert, JobInsert, insert_inbox_postgres, insert_inbox_sqlite,
-    insert_jobs_in_order_postgres, insert_jobs_in_order_sqlite, insert_new_inbox_sqlite,
+    insert_jobs_in_order_postgres, insert_jobs_in_order_sqlite,
 };
 use crate::model::{Acceptance, InboxRecord, NewInbound, NewJob};
 use crate::rows::{InboxRow, parse_json, to_json_text};
 use crate::{Pool, Store, StoreError, now_ms};
 
-/// Accept a batch inside an open transaction `$tx` with the backend's multi-row
-/// statements: the inbox rows of the batch in one go, then the jobs of the new
-/// rows in one go (see `batch.rs`). `None` when `$insert_inbox` gave up (rolled
-/// back). Compiled once per backend.
+/// Accept a batch inside an open transaction `$tx` with the backend's
+/// statements: the inbox rows of the batch, then the jobs of the new rows (see
+/// `batch.rs`), then commit. Compiled once per backend.
 macro_rules! accept_in_transaction {
-    ($tx:ident, $insert_inbox:ident, $insert_jobs:ident, $batch:expr, $now:expr) => {
-        'accept: {
-            let batch = $batch;
-            // The first occurrence of each identity in the batch; later ones are duplicates of it.
-            let mut first_of: HashMap<(&str, &str), usize> = HashMap::with_capacity(batch.len());
-            let mut firsts = Vec::with_capacity(batch.len());
-            let mut rows = Vec::with_capacity(batch.len());
-            for (index, (inbound, _)) in batch.iter().enumerate() {
-                let identity = (inbound.source.as_str(), inbound.dedupe_key.as_str());
-                if first_of.contains_key(&identity) {
-                    continue;
-                }
-                first_of.insert(identity, index);
-                firsts.push(index);
-                rows.push(InboxInsert {
-                    source: identity.0,
-                    dedupe_key: identity.1,
-                    body: &inbound.body,
-                    headers: to_json_text("inbox headers", &inbound.headers)?,
-                });
+    ($tx:ident, $insert_inbox:ident, $insert_jobs:ident, $batch:expr, $now:expr) => {{
+        let batch = $batch;
+        // The first occurrence of each identity in the batch; later ones are duplicates of it.
+        let mut first_of: HashMap<(&str, &str), usize> = HashMap::with_capacity(batch.len());
+        let mut firsts = Vec::with_capacity(batch.len());
+        let mut rows = Vec::with_capacity(batch.len());
+        for (index, (inbound, _)) in batch.iter().enumerate() {
+            let identity = (inbound.source.as_str(), inbound.dedupe_key.as_str());
+            if first_of.contains_key(&identity) {
+                continue;
             }
-            let Some(row_fates) = $insert_inbox(&mut $tx, &rows, $now).await? else {
-                $tx.rollback().await?;
-                break 'accept None;
-            };
-            if row_fates.len() != rows.len() {
-                return Err(StoreError::decode(
-                    "inbox rows",
-                    "one outcome per row expected",
-                ));
-            }
-            // Indexed like the batch, set at first occurrences.
-            let mut fates: Vec<Option<InboxFate>> = batch.iter().map(|_| None).collect();
-            for (index, fate) in firsts.into_iter().zip(row_fates) {
-                if let Some(slot) = fates.get_mut(index) {
-                    *slot = Some(fate);
-                }
-            }
-            let mut job_rows = Vec::new();
-            for (index, (_, jobs)) in batch.iter().enumerate() {
-                if let Some(Some(InboxFate::New(inbox_id))) = fates.get(index) {
-                    for job in jobs {
-                        job_rows.push(JobInsert {
-                            job,
-                            payload: to_json_text("job payload", &job.payload)?,
-                            inbox_id: *inbox_id,
-                        });
-                    }
-                }
-            }
-            let job_ids = $insert_jobs(&mut $tx, &job_rows, $now).await?;
-            if job_ids.len() != job_rows.len() {
-                return Err(StoreError::decode(
-                    "job ids",
-                    format!(
-                        "{} jobs inserted, {} ids returned",
-                        job_rows.len(),
-                        job_ids.len()
-                    ),
-                ));
-            }
-            let mut job_ids = job_ids.into_iter();
-
-            let mut outcomes = Vec::with_capacity(batch.len());
-            for (index, (inbound, jobs)) in batch.iter().enumerate() {
-                let identity = (inbound.source.as_str(), inbound.dedupe_key.as_str());
-                let first = first_of.get(&identity).copied().unwrap_or(index);
-                let outcome = match fates.get(first).and_then(Option::as_ref) {
-                    Some(InboxFate::New(inbox_id)) if first == index => Acceptance::Accepted {
-                        inbox_id: *inbox_id,
-                        job_ids: job_ids.by_ref().take(jobs.len()).collect(),
-                    },
-                    // A repeat inside the batch: the first one has no response yet.
-                    Some(InboxFate::New(inbox_id)) => Acceptance::Duplicate {
-                        inbox_id: *inbox_id,
-                        response: None,
-                    },
-                    Some(InboxFate::Old(inbox_id, response)) => Acceptance::Duplicate {
-                        inbox_id: *inbox_id,
-                        response: response
-                            .as_deref()
-                            .map(|text| parse_json("inbox response", text))
-                            .transpose()?,
-                    },
-                    None => {
-                        return Err(StoreError::decode(
-                            "inbox row",
-                            format!(
-                                "({}, {}) has no outcome",
-                                inbound.source, inbound.dedupe_key
-                            ),
-                        ));
-                    }
-                };
-                outcomes.push(outcome);
-            }
-            // Last: an error above rolls everything back.
-            $tx.commit().await?;
-            Some(outcomes)
+            first_of.insert(identity, index);
+            firsts.push(index);
+            rows.push(InboxInsert {
+                source: identity.0,
+                dedupe_key: identity.1,
+                body: &inbound.body,
+                headers: to_json_text("inbox headers", &inbound.headers)?,
+            });
         }
-    };
+        let row_fates = $insert_inbox(&mut $tx, &rows, $now).await?;
+        if row_fates.len() != rows.len() {
+            return Err(StoreError::decode(
+                "inbox rows",
+                "one outcome per row expected",
+            ));
+        }
+        // Indexed like the batch, set at first occurrences.
+        let mut fates: Vec<Option<InboxFate>> = batch.iter().map(|_| None).collect();
+        for (index, fate) in firsts.into_iter().zip(row_fates) {
+            if let Some(slot) = fates.get_mut(index) {
+                *slot = Some(fate);
+            }
+        }
+        let mut job_rows = Vec::new();
+        for (index, (_, jobs)) in batch.iter().enumerate() {
+            if let Some(Some(InboxFate::New(inbox_id))) = fates.get(index) {
+                for job in jobs {
+                    job_rows.push(JobInsert {
+                        job,
+                        payload: to_json_text("job payload", &job.payload)?,
+                        inbox_id: *inbox_id,
+                    });
+                }
+            }
+        }
+        let job_ids = $insert_jobs(&mut $tx, &job_rows, $now).await?;
+        if job_ids.len() != job_rows.len() {
+            return Err(StoreError::decode(
+                "job ids",
+                format!(
+                    "{} jobs inserted, {} ids returned",
+                    job_rows.len(),
+                    job_ids.len()
+                ),
+            ));
+        }
+        let mut job_ids = job_ids.into_iter();
+
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for (index, (inbound, jobs)) in batch.iter().enumerate() {
+            let identity = (inbound.source.as_str(), inbound.dedupe_key.as_str());
+            let first = first_of.get(&identity).copied().unwrap_or(index);
+            let outcome = match fates.get(first).and_then(Option::as_ref) {
+                Some(InboxFate::New(inbox_id)) if first == index => Acceptance::Accepted {
+                    inbox_id: *inbox_id,
+                    job_ids: job_ids.by_ref().take(jobs.len()).collect(),
+                },
+                // A repeat inside the batch: the first one has no response yet.
+                Some(InboxFate::New(inbox_id)) => Acceptance::Duplicate {
+                    inbox_id: *inbox_id,
+                    response: None,
+                },
+                Some(InboxFate::Old(inbox_id, response)) => Acceptance::Duplicate {
+                    inbox_id: *inbox_id,
+                    response: response
+                        .as_deref()
+                        .map(|text| parse_json("inbox response", text))
+                        .transpose()?,
+                },
+                None => {
+                    return Err(StoreError::decode(
+                        "inbox row",
+                        format!(
+                            "({}, {}) has no outcome",
+                            inbound.source, inbound.dedupe_key
+                        ),
+                    ));
+                }
+            };
+            outcomes.push(outcome);
+        }
+        // Last: an error above rolls everything back.
+        $tx.commit().await?;
+        outcomes
+    }};
 }
 
 impl Store {
@@ -145,33 +139,16 @@ impl Store {
                 if let Some(group) = &self.group {
                     return group.accept(batch).await;
                 }
-                // IMMEDIATE: take the write lock at once, so no other connection
-                // writes between the duplicate lookup and the insert.
+                // An in-memory store (one connection): IMMEDIATE takes the write
+                // lock at once all the same.
                 let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-                let first = accept_in_transaction!(
+                accept_in_transaction!(
                     tx,
-                    insert_new_inbox_sqlite,
+                    insert_inbox_sqlite,
                     insert_jobs_in_order_sqlite,
                     &batch,
                     now
-                );
-                match first {
-                    Some(outcomes) => outcomes,
-                    // Some were stored already: again, looking them up first.
-                    None => {
-                        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-                        accept_in_transaction!(
-                            tx,
-                            insert_inbox_sqlite,
-                            insert_jobs_in_order_sqlite,
-                            &batch,
-                            now
-                        )
-                        .ok_or_else(|| {
-                            StoreError::decode("inbox rows", "lookup-first insert gave up")
-                        })?
-                    }
-                }
+                )
             }
             Pool::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
@@ -182,7 +159,6 @@ impl Store {
                     &batch,
                     now
                 )
-                .ok_or_else(|| StoreError::decode("inbox rows", "insert gave up"))?
             }
         };
         Ok(outcomes)
