@@ -183,7 +183,6 @@ impl Store {
             jobs.sort_by_key(|job| job.id);
             return Ok(jobs);
         }
-        let _turn = self.write_turn().await;
         let now = now_ms();
         let rows: Vec<JobRow> = match &self.pool {
             Pool::Sqlite(pool) => {
@@ -247,7 +246,6 @@ impl Store {
         if let Some(group) = &self.group {
             return group.complete(job).await;
         }
-        let _turn = self.write_turn().await;
         let now = now_ms();
         let done = on_pool!(self, pool => self.fenced(COMPLETE, job)
             .bind(now)

@@ -81,6 +81,8 @@ impl Store {
     }
 
     /// Wait for this process's turn to write (SQLite files; `None` elsewhere).
+    /// Methods the writer thread carries out (accept, claim, complete,
+    /// put_link) need none: the thread takes the turn itself.
     /// Hold the guard for the whole statement or transaction, and take no
     /// other turn meanwhile.
     async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {

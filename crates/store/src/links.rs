@@ -61,7 +61,6 @@ impl Store {
         if let Some(group) = &self.group {
             return group.put_link(link).await;
         }
-        let _turn = self.write_turn().await;
         let data = to_json_text("link data", &link.data)?;
         let now = now_ms();
         let row: LinkRow = on_pool!(self, pool => sqlx::query_as(PUT_LINK)
