@@ -4,9 +4,9 @@
 //! finds nothing here (another instance accepted it, a restart, an entry
 //! pushed out by newer ones) reads the inbox row as before.
 
-use std::collections::{HashMap, VecDeque};
-
 use parking_lot::Mutex;
+
+use crate::recent::Recent;
 
 /// Requests kept at most (the oldest go first).
 const KEPT: usize = 4096;
@@ -18,15 +18,16 @@ pub struct HandedRequest {
     pub body: Vec<u8>,
 }
 
-#[derive(Default)]
 pub struct Handoff {
-    state: Mutex<State>,
+    requests: Mutex<Recent<String, HandedRequest>>,
 }
 
-#[derive(Default)]
-struct State {
-    requests: HashMap<String, HandedRequest>,
-    order: VecDeque<String>,
+impl Default for Handoff {
+    fn default() -> Self {
+        Handoff {
+            requests: Mutex::new(Recent::new(KEPT)),
+        }
+    }
 }
 
 impl Handoff {
@@ -34,24 +35,14 @@ impl Handoff {
     /// kept for it already: a repeat of a request (same key, maybe another
     /// body) never replaces what the first delivery's job is to read.
     pub fn put(&self, ordering_key: &str, request: HandedRequest) {
-        let mut state = self.state.lock();
-        if !state.requests.contains_key(ordering_key) {
-            state.requests.insert(ordering_key.to_owned(), request);
-            state.order.push_back(ordering_key.to_owned());
-            while state.order.len() > KEPT {
-                if let Some(old) = state.order.pop_front() {
-                    state.requests.remove(&old);
-                }
-            }
-        }
+        self.requests
+            .lock()
+            .insert_if_absent(ordering_key.to_owned(), request);
     }
 
     /// Take the request of the job ordered by `ordering_key`, if kept.
     pub fn take(&self, ordering_key: &str) -> Option<HandedRequest> {
-        let mut state = self.state.lock();
-        let request = state.requests.remove(ordering_key)?;
-        state.order.retain(|key| key != ordering_key);
-        Some(request)
+        self.requests.lock().remove(ordering_key)
     }
 }
 

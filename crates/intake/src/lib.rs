@@ -18,6 +18,7 @@ mod create;
 mod handoff;
 pub mod outcome;
 mod read;
+mod recent;
 pub mod request;
 mod source;
 mod waiters;

@@ -7,27 +7,36 @@
 //! after the job was done. Callers still re-read the store on a longer
 //! period, so an outcome recorded by another instance is seen too.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use crate::RequestOutcome;
+use crate::recent::Recent;
 
 /// Finished requests remembered.
 const REMEMBERED: usize = 4096;
 
-#[derive(Default)]
 pub struct Waiters {
     state: Mutex<State>,
 }
 
-#[derive(Default)]
+impl Default for Waiters {
+    fn default() -> Self {
+        Waiters {
+            state: Mutex::new(State {
+                waiting: HashMap::new(),
+                finished: Recent::new(REMEMBERED),
+            }),
+        }
+    }
+}
+
 struct State {
     waiting: HashMap<i64, (Arc<Notify>, usize)>,
-    finished: HashMap<i64, RequestOutcome>,
-    order: VecDeque<i64>,
+    finished: Recent<i64, RequestOutcome>,
 }
 
 /// A registration; unregisters when dropped.
@@ -62,14 +71,7 @@ impl Waiters {
     pub fn wake(&self, id: i64, outcome: RequestOutcome) {
         let notify = {
             let mut state = self.state.lock();
-            if state.finished.insert(id, outcome).is_none() {
-                state.order.push_back(id);
-                while state.order.len() > REMEMBERED {
-                    if let Some(old) = state.order.pop_front() {
-                        state.finished.remove(&old);
-                    }
-                }
-            }
+            state.finished.insert(id, outcome);
             state.waiting.get(&id).map(|(n, _)| n.clone())
         };
         if let Some(notify) = notify {
