@@ -60,27 +60,23 @@ impl Store {
 
     /// Append an audit line.
     pub async fn audit(&self, entry: &NewAudit) -> Result<(), StoreError> {
-        let _turn = self.write_turn().await;
-        let detail = to_json_text("audit detail", &entry.detail)?;
-        on_pool!(self, pool => sqlx::query(
-            "INSERT INTO audit (job_id, system, action, object_key, detail, at) \
-             VALUES ($1, $2, $3, $4, $5, $6)")
-            .bind(entry.job_id)
-            .bind(&entry.system)
-            .bind(&entry.action)
-            .bind(&entry.object_key)
-            .bind(&detail)
-            .bind(now_ms())
-            .execute(pool)
-            .await?
-            .rows_affected());
-        Ok(())
+        self.insert_audit(entry, None).await.map(|_| ())
     }
 
     /// Append an audit line unless one with `dedupe_key` was recorded before, in one
     /// statement: a job that runs again after a crash cannot record twice. True
     /// when the line was written now.
     pub async fn audit_once(&self, dedupe_key: &str, entry: &NewAudit) -> Result<bool, StoreError> {
+        self.insert_audit(entry, Some(dedupe_key)).await
+    }
+
+    /// One audit line; a line without a dedupe key never conflicts (the unique
+    /// index covers non-null keys only).
+    async fn insert_audit(
+        &self,
+        entry: &NewAudit,
+        dedupe_key: Option<&str>,
+    ) -> Result<bool, StoreError> {
         let _turn = self.write_turn().await;
         let detail = to_json_text("audit detail", &entry.detail)?;
         let written = on_pool!(self, pool => sqlx::query(
