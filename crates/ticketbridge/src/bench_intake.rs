@@ -2,6 +2,12 @@
 //! through the intake API against the GLPI simulator, next to a seed-style
 //! baseline (initSession, search Entity, POST Ticket, killSession per
 //! ticket, plain reqwest) at the same concurrency.
+//!
+//! The GLPI simulator and the load generator each run on a runtime (one
+//! thread) of their own, as the GLPI server and the callers would be other
+//! processes: the service's two worker threads run only the service, and no
+//! simulator or client task waits in the service's run queues (nor the
+//! other way round). The baseline gets the same simulator and client runtimes.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -33,9 +39,56 @@ impl Figures {
     }
 }
 
-/// A simulator seeded with what the requests name.
-async fn seeded_sim() -> anyhow::Result<RunningSim> {
-    let sim = GlpiSim::start(SimConfig::default()).await?;
+/// A runtime of one worker thread standing for another process (the GLPI
+/// server, the callers).
+struct Peer {
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Peer {
+    fn new(name: &str) -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name(name)
+            .enable_all()
+            .build()
+            .with_context(|| format!("cannot start the {name} runtime"))?;
+        Ok(Self {
+            runtime: Some(runtime),
+        })
+    }
+
+    /// Run `future` on this peer's thread and wait for it.
+    async fn run<F>(&self, future: F) -> anyhow::Result<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let runtime = self
+            .runtime
+            .as_ref()
+            .context("the peer runtime is stopped")?;
+        runtime
+            .spawn(future)
+            .await
+            .context("a task on a peer runtime failed")
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        // Dropping a runtime from async code would block; let it wind down alone.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// A simulator seeded with what the requests name, serving on `peer`.
+async fn seeded_sim(peer: &Peer) -> anyhow::Result<RunningSim> {
+    let sim = peer
+        .run(async { GlpiSim::start(SimConfig::default()).await })
+        .await??;
     sim.add_entity("ACME", 0, Some(CNPJ));
     sim.add_user(NewUser {
         login: "maria".into(),
@@ -50,6 +103,7 @@ async fn seeded_sim() -> anyhow::Result<RunningSim> {
 async fn service(
     options: &IntakeBench,
     sim: &RunningSim,
+    callers: &Peer,
     dir: &tempfile::TempDir,
     run: &str,
 ) -> anyhow::Result<Arc<TestApp>> {
@@ -108,6 +162,7 @@ default_entity = 0
     let app = Arc::new(TestApp::spawn(config, store).await?);
     // Warm the caches and the session.
     intake_run(
+        callers,
         &app,
         sim,
         options.clients,
@@ -118,11 +173,11 @@ default_entity = 0
     Ok(app)
 }
 
-async fn stop(app: Arc<TestApp>, sim: RunningSim) {
+async fn stop(app: Arc<TestApp>, sim: RunningSim, glpi: &Peer) -> anyhow::Result<()> {
     if let Ok(app) = Arc::try_unwrap(app) {
         app.stop().await;
     }
-    sim.shutdown().await;
+    glpi.run(sim.shutdown()).await
 }
 
 /// Each run gets a fresh simulator (and, without `--store`, a fresh store),
@@ -133,23 +188,25 @@ pub async fn run(options: IntakeBench) -> anyhow::Result<()> {
         "intake benchmark: {} tickets per run, {} concurrent clients",
         options.tickets, options.clients
     );
-    let sim = seeded_sim().await?;
-    let app = service(&options, &sim, &dir, "i").await?;
-    sim.faults()
-        .set_latency(Duration::from_millis(options.latency_ms));
-    let intake = intake_run(&app, &sim, options.tickets, options.clients, "i").await?;
-    stop(app, sim).await;
+    let glpi = Peer::new("glpi-sim")?;
+    let callers = Peer::new("bench-callers")?;
+    let latency = Duration::from_millis(options.latency_ms);
 
-    let sim = seeded_sim().await?;
-    sim.faults()
-        .set_latency(Duration::from_millis(options.latency_ms));
-    let baseline = baseline_run(&sim, options.tickets, options.clients).await?;
-    sim.shutdown().await;
+    let sim = seeded_sim(&glpi).await?;
+    let app = service(&options, &sim, &callers, &dir, "i").await?;
+    sim.faults().set_latency(latency);
+    let intake = intake_run(&callers, &app, &sim, options.tickets, options.clients, "i").await?;
+    stop(app, sim, &glpi).await?;
 
-    let sim = seeded_sim().await?;
-    let app = service(&options, &sim, &dir, "z").await?;
-    let zero = intake_run(&app, &sim, options.tickets, options.clients, "z").await?;
-    stop(app, sim).await;
+    let sim = seeded_sim(&glpi).await?;
+    sim.faults().set_latency(latency);
+    let baseline = baseline_run(&callers, &sim, options.tickets, options.clients).await?;
+    glpi.run(sim.shutdown()).await?;
+
+    let sim = seeded_sim(&glpi).await?;
+    let app = service(&options, &sim, &callers, &dir, "z").await?;
+    let zero = intake_run(&callers, &app, &sim, options.tickets, options.clients, "z").await?;
+    stop(app, sim, &glpi).await?;
 
     println!("| run | latency | tickets | failed | tickets/s | GLPI requests/ticket |");
     println!("|---|---|---|---|---|---|");
@@ -174,6 +231,7 @@ pub async fn run(options: IntakeBench) -> anyhow::Result<()> {
 }
 
 async fn intake_run(
+    callers: &Peer,
     app: &Arc<TestApp>,
     sim: &RunningSim,
     tickets: usize,
@@ -184,17 +242,23 @@ async fn intake_run(
     let next = Arc::new(AtomicUsize::new(0));
     let ok = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(AtomicUsize::new(0));
+    // A client of the callers' own: its connections live on their runtime.
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let url = app.url("/api/v1/tickets");
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..clients {
-        let (app, next, ok, failed, tag) = (
-            app.clone(),
+        let (http, url, next, ok, failed, tag) = (
+            http.clone(),
+            url.clone(),
             next.clone(),
             ok.clone(),
             failed.clone(),
             tag.to_string(),
         );
-        tasks.push(tokio::spawn(async move {
+        tasks.push(callers.run(async move {
             loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
                 if n >= tickets {
@@ -203,9 +267,8 @@ async fn intake_run(
                 let body = json!({"requester": {"email": "maria@acme.com.br"},
                     "organisation": {"tax_id": CNPJ}, "category": "Printers",
                     "description": format!("Bench {tag} {n}")});
-                let sent = app
-                    .http
-                    .post(app.url("/api/v1/tickets"))
+                let sent = http
+                    .post(&url)
                     .header("x-api-key", KEY)
                     .json(&body)
                     .send()
@@ -217,9 +280,7 @@ async fn intake_run(
             }
         }));
     }
-    for task in tasks {
-        task.await.context("client task failed")?;
-    }
+    futures::future::try_join_all(tasks).await?;
     Ok(Figures {
         ok: ok.load(Ordering::Relaxed),
         failed: failed.load(Ordering::Relaxed),
@@ -229,7 +290,12 @@ async fn intake_run(
 }
 
 /// What the seeds do: a session per ticket and an entity search per request.
-async fn baseline_run(sim: &RunningSim, tickets: usize, clients: usize) -> anyhow::Result<Figures> {
+async fn baseline_run(
+    callers: &Peer,
+    sim: &RunningSim,
+    tickets: usize,
+    clients: usize,
+) -> anyhow::Result<Figures> {
     sim.reset_counters();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
@@ -252,7 +318,7 @@ async fn baseline_run(sim: &RunningSim, tickets: usize, clients: usize) -> anyho
             ok.clone(),
             failed.clone(),
         );
-        tasks.push(tokio::spawn(async move {
+        tasks.push(callers.run(async move {
             loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
                 if n >= tickets {
@@ -266,9 +332,7 @@ async fn baseline_run(sim: &RunningSim, tickets: usize, clients: usize) -> anyho
             }
         }));
     }
-    for task in tasks {
-        task.await.context("client task failed")?;
-    }
+    futures::future::try_join_all(tasks).await?;
     Ok(Figures {
         ok: ok.load(Ordering::Relaxed),
         failed: failed.load(Ordering::Relaxed),
