@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use serde_json::Value;
-use store::{Acceptance, NewInbound, NewJob, Store, StoreError};
+use store::{Acceptance, Job, NewInbound, NewJob, Store, StoreError};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::error::ApiError;
@@ -55,8 +55,13 @@ impl Inbound {
 /// What happened to an inbound request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum IngestOutcome {
-    /// Stored now together with its jobs.
-    Accepted { inbox_id: i64, job_ids: Vec<i64> },
+    /// Stored now together with its jobs. `claimed`: the jobs stored already
+    /// claimed for the caller (`NewJob::claim_now`), which the caller runs.
+    Accepted {
+        inbox_id: i64,
+        job_ids: Vec<i64>,
+        claimed: Vec<Job>,
+    },
     /// Seen before: nothing stored or enqueued; `response` is what the first
     /// delivery's answer was, when the source recorded one with
     /// [`record_response`].
@@ -85,11 +90,21 @@ pub async fn accept(state: &AppState, inbound: Inbound) -> Result<IngestOutcome,
     let source = inbound.source.clone();
     let acceptance = state.writer.submit(inbound).await?;
     let outcome = match acceptance {
-        Acceptance::Accepted { inbox_id, job_ids } => {
-            if !job_ids.is_empty() {
+        Acceptance::Accepted {
+            inbox_id,
+            job_ids,
+            claimed,
+        } => {
+            // Jobs claimed at accept are the caller's to run: waking the engine
+            // for them would only cost it a claim that finds nothing.
+            if job_ids.len() > claimed.len() {
                 state.wake.wake();
             }
-            IngestOutcome::Accepted { inbox_id, job_ids }
+            IngestOutcome::Accepted {
+                inbox_id,
+                job_ids,
+                claimed,
+            }
         }
         Acceptance::Duplicate { inbox_id, response } => {
             IngestOutcome::Duplicate { inbox_id, response }

@@ -48,9 +48,11 @@ use rusqlite::{
 use tokio::sync::oneshot;
 
 use crate::batch::{FIND_INBOX, INSERT_INBOX};
-use crate::jobs::{CLAIM_SQLITE, COMPLETE, DEBOUNCE_JOB, INSERT_JOB};
+use crate::jobs::{
+    CLAIM_SQLITE, CLAIM_STORED, COMPLETE, DEBOUNCE_JOB, INSERT_JOB, SUCCESSOR_PENDING,
+};
 use crate::links::PUT_LINK;
-use crate::model::{Acceptance, Job, Link, NewInbound, NewJob, NewLink};
+use crate::model::{Acceptance, Completion, Job, Link, NewInbound, NewJob, NewLink};
 use crate::rows::{JobRow, LinkRow, convert_all, parse_json, to_json_text};
 use crate::{DEFAULT_MAX_ATTEMPTS, StoreError, now_ms};
 
@@ -99,6 +101,7 @@ enum Work {
         id: i64,
         worker: Option<String>,
         attempts: i32,
+        ordering_key: String,
     },
     /// Claim up to `limit` runnable jobs of `queue` (the engine's claim).
     Claim {
@@ -114,7 +117,7 @@ enum Work {
 /// What a [`Work`] came to.
 enum Done {
     Accepted(Vec<Acceptance>),
-    Completed(bool),
+    Completed(Completion),
     Claimed(Vec<Job>),
     Linked(Link),
 }
@@ -199,11 +202,12 @@ impl GroupCommitter {
     }
 
     /// `Store::complete` in the next group commit.
-    pub(crate) async fn complete(&self, job: &Job) -> Result<bool, StoreError> {
+    pub(crate) async fn complete(&self, job: &Job) -> Result<Completion, StoreError> {
         let work = Work::Complete {
             id: job.id,
             worker: job.locked_by.clone(),
             attempts: job.attempts,
+            ordering_key: job.ordering_key.clone(),
         };
         match self.write(work).await? {
             Done::Completed(done) => Ok(done),
@@ -377,6 +381,7 @@ fn store_in_transaction(
                     id,
                     worker,
                     attempts,
+                    ordering_key,
                 } => {
                     let mut complete = tx.prepare_cached(COMPLETE)?;
                     // By name: SQLite numbers `$N` parameters in order of first
@@ -387,7 +392,13 @@ fn store_in_transaction(
                         "$3": attempts,
                         "$4": now,
                     })?;
-                    outcomes.push(Done::Completed(changed == 1));
+                    let mut successor = tx.prepare_cached(SUCCESSOR_PENDING)?;
+                    let successor_pending: bool =
+                        successor.query_row(params![ordering_key], |row| row.get(0))?;
+                    outcomes.push(Done::Completed(Completion {
+                        recorded: changed == 1,
+                        successor_pending,
+                    }));
                     continue;
                 }
                 Work::Claim {
@@ -466,6 +477,7 @@ fn store_in_transaction(
                 let inbox_id = tx.last_insert_rowid();
                 stored_now.insert(identity, inbox_id);
                 let mut job_ids = Vec::with_capacity(item.jobs.len());
+                let mut claimed = Vec::new();
                 for (job, payload) in &item.jobs {
                     let run_at = job.run_at.unwrap_or(now);
                     let debounced = match &job.unique_key {
@@ -492,8 +504,29 @@ fn store_in_transaction(
                         )?,
                     };
                     job_ids.push(id);
+                    if let Some(claim) = &job.claim {
+                        let mut claim_stored = tx.prepare_cached(CLAIM_STORED)?;
+                        let row = claim_stored
+                            .query_row(
+                                named_params! {
+                                    "$1": claim.worker,
+                                    "$2": now.saturating_add(claim.lease_ms),
+                                    "$3": now,
+                                    "$4": id,
+                                },
+                                JobRow::from_rusqlite,
+                            )
+                            .optional()?;
+                        if let Some(row) = row {
+                            claimed.push(Job::try_from(row)?);
+                        }
+                    }
                 }
-                batch_outcomes.push(Acceptance::Accepted { inbox_id, job_ids });
+                batch_outcomes.push(Acceptance::Accepted {
+                    inbox_id,
+                    job_ids,
+                    claimed,
+                });
             }
             outcomes.push(Done::Accepted(batch_outcomes));
         }

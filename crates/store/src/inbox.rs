@@ -81,6 +81,7 @@ macro_rules! accept_in_transaction {
                 Some(InboxFate::New(inbox_id)) if first == index => Acceptance::Accepted {
                     inbox_id: *inbox_id,
                     job_ids: job_ids.by_ref().take(jobs.len()).collect(),
+                    claimed: Vec::new(),
                 },
                 // A repeat inside the batch: the first one has no response yet.
                 Some(InboxFate::New(inbox_id)) => Acceptance::Duplicate {

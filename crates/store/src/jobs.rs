@@ -1,7 +1,7 @@
 //! The jobs table: enqueue (with debounce), ordered claiming with leases, fenced state
 //! changes, dead letters.
 
-use crate::model::{Job, JobFilter, JobStatus, NewJob};
+use crate::model::{Completion, Job, JobFilter, JobStatus, NewJob};
 use crate::rows::{JobRow, convert_all, to_json_text};
 use crate::{DEFAULT_MAX_ATTEMPTS, Pool, Store, StoreError, now_ms};
 
@@ -47,6 +47,17 @@ macro_rules! claim_sql {
 }
 
 pub(crate) const CLAIM_SQLITE: &str = claim_sql!("");
+
+/// Claims job `$4` in the transaction that stored it (`NewJob::claim_now`),
+/// under the same rule as every claim.
+pub(crate) const CLAIM_STORED: &str = concat!(
+    "UPDATE jobs AS j SET status = 'running', locked_by = $1, locked_until = $2, \
+     attempts = attempts + 1, updated_at = $3 \
+     WHERE j.id = $4 AND ",
+    claimable_predicate!("$3"),
+    " RETURNING ",
+    job_columns!()
+);
 const CLAIM_POSTGRES: &str = claim_sql!("FOR UPDATE OF j SKIP LOCKED");
 
 const OUTSTANDING_SQL: &str = concat!(
@@ -78,6 +89,9 @@ macro_rules! fenced {
 const EXTEND_LEASE: &str = fenced!("locked_until = $4, updated_at = $5");
 pub(crate) const COMPLETE: &str =
     fenced!("status = 'succeeded', locked_until = NULL, finished_at = $4, updated_at = $4");
+/// Whether a job of ordering key `$1` is pending (after a completion).
+pub(crate) const SUCCESSOR_PENDING: &str =
+    "SELECT EXISTS (SELECT 1 FROM jobs WHERE ordering_key = $1 AND status = 'pending')";
 const RETRY_LATER: &str = fenced!(
     "status = 'pending', run_at = $4, last_error = $5, locked_by = NULL, locked_until = NULL, \
      updated_at = $6"
@@ -243,9 +257,23 @@ impl Store {
     /// On a SQLite file it is written by the writer thread, in the group commit
     /// of whatever else is being written at the time.
     pub async fn complete(&self, job: &Job) -> Result<bool, StoreError> {
+        Ok(self.complete_job(job).await?.recorded)
+    }
+
+    /// [`Store::complete`], also telling whether a job of the same ordering key
+    /// is pending, which the job's end may have let run (when the store cannot
+    /// tell cheaply, it says yes).
+    pub async fn complete_job(&self, job: &Job) -> Result<Completion, StoreError> {
         if let Some(group) = &self.group {
             return group.complete(job).await;
         }
+        Ok(Completion {
+            recorded: self.complete_alone(job).await?,
+            successor_pending: true,
+        })
+    }
+
+    async fn complete_alone(&self, job: &Job) -> Result<bool, StoreError> {
         let now = now_ms();
         let done = on_pool!(self, pool => self.fenced(COMPLETE, job)
             .bind(now)

@@ -30,7 +30,15 @@ pub struct InboxRecord {
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Acceptance {
     /// Stored for the first time, with its jobs, in one transaction.
-    Accepted { inbox_id: i64, job_ids: Vec<i64> },
+    /// `claimed`: the jobs asked to be claimed as they were stored
+    /// ([`NewJob::claim_now`]) that were, already `running` under the asker's
+    /// lease; it is up to the asker to run them now.
+    Accepted {
+        inbox_id: i64,
+        job_ids: Vec<i64>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        claimed: Vec<Job>,
+    },
     /// Seen before: nothing was enqueued; `response` is what the first delivery got.
     Duplicate {
         inbox_id: i64,
@@ -55,6 +63,18 @@ pub struct NewJob {
     /// Debounce key: while a pending job with this key exists, enqueueing again
     /// updates that job's `run_at` and `payload` instead of adding a job.
     pub unique_key: Option<String>,
+    /// Claim the job as it is stored (see [`NewJob::claim_now`]).
+    pub claim: Option<ClaimNow>,
+}
+
+/// A claim taken in the transaction that stores the job, for a worker that will
+/// run the job at once: it saves the claim's own write and the wait for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimNow {
+    /// The claiming worker (the lease fence's `locked_by`).
+    pub worker: String,
+    /// Lease length in milliseconds.
+    pub lease_ms: i64,
 }
 
 impl NewJob {
@@ -73,6 +93,7 @@ impl NewJob {
             run_at: None,
             max_attempts: None,
             unique_key: None,
+            claim: None,
         }
     }
 
@@ -89,6 +110,18 @@ impl NewJob {
 
     pub fn unique_key(mut self, unique_key: impl Into<String>) -> Self {
         self.unique_key = Some(unique_key.into());
+        self
+    }
+
+    /// Store the job already claimed by `claim.worker` (attempt 1, `running`,
+    /// leased for `claim.lease_ms`) when the claim rule lets it run now: it is
+    /// due, and no other job of its ordering key is running or waiting. Then
+    /// [`Acceptance::Accepted::claimed`] returns it and the caller must run it
+    /// (or release it); otherwise it is stored `pending` for the engine, as
+    /// without a claim. Only `accept` on a SQLite file store claims; the other
+    /// stores and `enqueue` store the job pending.
+    pub fn claim_now(mut self, claim: ClaimNow) -> Self {
+        self.claim = Some(claim);
         self
     }
 }
@@ -170,6 +203,16 @@ impl Job {
     pub fn is_first_run(&self) -> bool {
         self.attempts == 1 && self.last_error.is_none()
     }
+}
+
+/// What [`crate::Store::complete_job`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Completion {
+    /// The job is now `succeeded`; false when the worker no longer held it.
+    pub recorded: bool,
+    /// A job of the same ordering key is pending: the engine should look for
+    /// work (the finished job held it back). False only when the store knows.
+    pub successor_pending: bool,
 }
 
 /// Which jobs [`crate::Store::jobs`] lists (newest first). Empty fields match all.

@@ -67,6 +67,8 @@ conformance!(
     cursors_and_kv,
     audit_entries_newest_first,
     audit_once_records_a_key_once,
+    accept_claims_a_job_when_its_key_is_free,
+    completion_tells_whether_a_job_of_the_key_is_pending,
 );
 
 fn inbound(source: &str, key: &str) -> NewInbound {
@@ -111,7 +113,10 @@ async fn accept_stores_inbox_and_jobs_once(store: Store) {
         )
         .await
         .unwrap();
-    let Acceptance::Accepted { inbox_id, job_ids } = first else {
+    let Acceptance::Accepted {
+        inbox_id, job_ids, ..
+    } = first
+    else {
         panic!("not accepted: {first:?}")
     };
     assert_eq!(job_ids.len(), 2);
@@ -222,7 +227,9 @@ async fn concurrent_accepts_store_each_request_once(store: Store) {
     for task in tasks {
         let (key, outcome) = task.await.unwrap();
         match outcome {
-            Acceptance::Accepted { inbox_id, job_ids } => {
+            Acceptance::Accepted {
+                inbox_id, job_ids, ..
+            } => {
                 assert_eq!(job_ids.len(), 1);
                 assert!(accepted.insert(key, inbox_id).is_none(), "accepted twice");
             }
@@ -287,6 +294,7 @@ async fn accept_batch_repeat_inside_a_new_batch(store: Store) {
     let Acceptance::Accepted {
         inbox_id: x,
         job_ids: x_jobs,
+        ..
     } = &outcomes[0]
     else {
         panic!("{outcomes:?}")
@@ -294,6 +302,7 @@ async fn accept_batch_repeat_inside_a_new_batch(store: Store) {
     let Acceptance::Accepted {
         inbox_id: y,
         job_ids: y_jobs,
+        ..
     } = &outcomes[1]
     else {
         panic!("{outcomes:?}")
@@ -386,7 +395,12 @@ async fn accept_batch_large_mixed_batch_keeps_order_and_answers(store: Store) {
                 assert_eq!(*response, None);
                 assert_eq!(jobs[0].payload["n"], -3);
             }
-            (key, Acceptance::Accepted { inbox_id, job_ids }) => {
+            (
+                key,
+                Acceptance::Accepted {
+                    inbox_id, job_ids, ..
+                },
+            ) => {
                 assert_eq!(job_ids.len(), jobs.len(), "{key}");
                 let stored = store.inbox(*inbox_id).await.unwrap().unwrap();
                 assert_eq!(stored.dedupe_key, key);
@@ -1070,4 +1084,103 @@ async fn audit_once_records_a_key_once(store: Store) {
         .map(|a| a.job_id)
         .collect();
     assert_eq!(jobs, vec![Some(5), Some(4), Some(3), Some(1)]);
+}
+
+fn claim_for(worker: &str) -> ClaimNow {
+    ClaimNow {
+        worker: worker.into(),
+        lease_ms: 60_000,
+    }
+}
+
+/// Jobs claimed at accept (SQLite files, through the writer thread) run under
+/// the claimer's lease; a job whose key is busy, or that is not due, stays
+/// pending, as do all jobs on stores that do not claim at accept.
+async fn accept_claims_a_job_when_its_key_is_free(store: Store) {
+    let claims_at_accept = store.groups_commits();
+    let first = store
+        .accept(
+            inbound("web", "c1"),
+            vec![job("glpi", "k", 1).claim_now(claim_for("w1"))],
+        )
+        .await
+        .unwrap();
+    let Acceptance::Accepted {
+        job_ids, claimed, ..
+    } = &first
+    else {
+        panic!("{first:?}")
+    };
+    let stored = store.job(job_ids[0]).await.unwrap().unwrap();
+    if claims_at_accept {
+        assert_eq!(claimed.len(), 1, "{first:?}");
+        assert_eq!(claimed[0].id, job_ids[0]);
+        assert_eq!(stored.status, JobStatus::Running);
+        assert_eq!(stored.attempts, 1);
+        assert_eq!(stored.locked_by.as_deref(), Some("w1"));
+        assert!(stored.is_first_run());
+        // Claimed, so no runner takes it again.
+        assert!(claim_ids(&store, "glpi", "w2", 10).await.is_empty());
+    } else {
+        assert!(claimed.is_empty());
+        assert_eq!(stored.status, JobStatus::Pending);
+    }
+
+    // Same key while the first runs (or waits): not claimed, pending behind it.
+    let second = store
+        .accept(
+            inbound("web", "c2"),
+            vec![job("glpi", "k", 2).claim_now(claim_for("w1"))],
+        )
+        .await
+        .unwrap();
+    let Acceptance::Accepted {
+        job_ids: second_ids,
+        claimed,
+        ..
+    } = &second
+    else {
+        panic!("{second:?}")
+    };
+    assert!(claimed.is_empty(), "{second:?}");
+    let waiting = store.job(second_ids[0]).await.unwrap().unwrap();
+    assert_eq!(waiting.status, JobStatus::Pending);
+    assert_eq!(waiting.attempts, 0);
+
+    // Not due yet: not claimed either.
+    let later = store
+        .accept(
+            inbound("web", "c3"),
+            vec![
+                job("glpi", "other", 3)
+                    .run_at(now_ms() + 60_000)
+                    .claim_now(claim_for("w1")),
+            ],
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(&later, Acceptance::Accepted { claimed, .. } if claimed.is_empty()),
+        "{later:?}"
+    );
+}
+
+async fn completion_tells_whether_a_job_of_the_key_is_pending(store: Store) {
+    store.enqueue(job("q", "a", 1)).await.unwrap();
+    store.enqueue(job("q", "a", 2)).await.unwrap();
+    store.enqueue(job("q", "b", 3)).await.unwrap();
+    let claimed = store.claim("q", "w", 60_000, 10).await.unwrap();
+    assert_eq!(claimed.len(), 2, "one per key: {claimed:?}");
+    let a = claimed.iter().find(|j| j.ordering_key == "a").unwrap();
+    let b = claimed.iter().find(|j| j.ordering_key == "b").unwrap();
+    let done_a = store.complete_job(a).await.unwrap();
+    assert!(done_a.recorded);
+    assert!(done_a.successor_pending, "a's second job waits");
+    let done_b = store.complete_job(b).await.unwrap();
+    assert!(done_b.recorded);
+    if store.groups_commits() {
+        assert!(!done_b.successor_pending, "nothing of key b is left");
+    }
+    // A stale completion records nothing.
+    assert!(!store.complete_job(b).await.unwrap().recorded);
 }
