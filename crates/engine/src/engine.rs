@@ -5,11 +5,11 @@ use crate::execute::execute;
 use crate::{EngineConfig, EngineError, Handler};
 use parking_lot::RwLock;
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
-use store::{NewJob, Store, now_ms};
-use tokio::sync::{Semaphore, watch};
+use store::{ClaimNow, Job, NewJob, Store, now_ms};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -29,8 +29,113 @@ pub(crate) struct Inner {
     pub(crate) config: EngineConfig,
     pub(crate) handlers: RwLock<HashMap<String, Arc<dyn Handler>>>,
     pub(crate) wake: watch::Sender<u64>,
+    /// Bumped whenever a job run ends (whatever the outcome); runners are not
+    /// woken for a job that succeeded with nothing behind it, but whoever waits
+    /// for the engine to be idle is.
+    pub(crate) finished: watch::Sender<u64>,
     /// Jobs finished (any outcome except release) since the engine was created.
     pub(crate) processed: AtomicUsize,
+    /// Each queue's slots (its concurrency), shared by its runner and by
+    /// [`Reservation`]s.
+    slots: parking_lot::Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// While [`Engine::run`] runs: where jobs started outside a runner go.
+    running: parking_lot::Mutex<Option<Running>>,
+}
+
+/// What [`Engine::run`] tracks its jobs with.
+#[derive(Clone)]
+struct Running {
+    shutdown: CancellationToken,
+    hard_stop: CancellationToken,
+    in_flight: TaskTracker,
+}
+
+impl Inner {
+    fn slots_of(&self, queue: &str) -> Arc<Semaphore> {
+        self.slots
+            .lock()
+            .entry(queue.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.config.concurrency_of(queue))))
+            .clone()
+    }
+
+    fn reserve(self: &Arc<Self>, queue: &str) -> Option<Reservation> {
+        let running = self.running.lock().clone()?;
+        if running.shutdown.is_cancelled() {
+            return None;
+        }
+        let permit = self.slots_of(queue).try_acquire_owned().ok()?;
+        Some(Reservation {
+            inner: self.clone(),
+            permit,
+            running,
+        })
+    }
+}
+
+/// A free slot of a queue of a running engine, held for one job that is being
+/// stored claimed ([`store::NewJob::claim_now`] with [`Reservation::claim`]) so
+/// that it starts at once, with no claim of its own and no wait for a runner:
+/// pass the job the store returns claimed to [`Reservation::start`]. Dropping
+/// the reservation gives the slot back.
+pub struct Reservation {
+    inner: Arc<Inner>,
+    permit: OwnedSemaphorePermit,
+    running: Running,
+}
+
+impl Reservation {
+    /// The claim to store the job with: this engine's worker id and lease.
+    pub fn claim(&self) -> ClaimNow {
+        ClaimNow {
+            worker: self.inner.config.worker_id.clone(),
+            lease_ms: duration_ms(self.inner.config.lease),
+        }
+    }
+
+    /// Run `job`, which the store returned claimed with [`Reservation::claim`],
+    /// in the reserved slot, as if a runner had claimed it. Should the engine be
+    /// stopping, the job is released instead, for whichever worker runs next.
+    pub fn start(self, job: Job) {
+        let Reservation {
+            inner,
+            permit,
+            running,
+        } = self;
+        if running.shutdown.is_cancelled() {
+            running.in_flight.spawn(async move {
+                if let Err(error) = inner.store.release(&job).await {
+                    tracing::warn!(job = job.id, %error, "releasing a job failed; its lease will expire");
+                }
+                drop(permit);
+            });
+            return;
+        }
+        running.in_flight.spawn(async move {
+            execute(&inner, job, running.hard_stop, permit).await;
+        });
+    }
+}
+
+/// Reserves slots of an engine (see [`Reservation`]) without keeping the
+/// engine alive: handlers that reserve hold one without a reference cycle.
+#[derive(Clone)]
+pub struct Starter {
+    inner: Weak<Inner>,
+}
+
+impl Starter {
+    /// A slot of `queue` when the engine runs and one is free; `None` means:
+    /// store the job unclaimed, a runner will take it.
+    pub fn reserve(&self, queue: &str) -> Option<Reservation> {
+        self.inner.upgrade()?.reserve(queue)
+    }
+}
+
+impl std::fmt::Debug for Starter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Starter")
+    }
 }
 
 /// Tells a running engine that work may be waiting (call after enqueueing), so it
@@ -62,13 +167,17 @@ impl std::fmt::Debug for Engine {
 impl Engine {
     pub fn new(store: Store, config: EngineConfig) -> Self {
         let (wake, _) = watch::channel(0);
+        let (finished, _) = watch::channel(0);
         Engine {
             inner: Arc::new(Inner {
                 store,
                 config,
                 handlers: RwLock::new(HashMap::new()),
                 wake,
+                finished,
                 processed: AtomicUsize::new(0),
+                slots: parking_lot::Mutex::new(HashMap::new()),
+                running: parking_lot::Mutex::new(None),
             }),
         }
     }
@@ -88,6 +197,18 @@ impl Engine {
 
     pub fn config(&self) -> &EngineConfig {
         &self.inner.config
+    }
+
+    /// A slot of `queue` for a job stored claimed (see [`Reservation`]).
+    pub fn reserve(&self, queue: &str) -> Option<Reservation> {
+        self.inner.reserve(queue)
+    }
+
+    /// A handle that reserves slots of this engine without keeping it alive.
+    pub fn starter(&self) -> Starter {
+        Starter {
+            inner: Arc::downgrade(&self.inner),
+        }
     }
 
     pub fn waker(&self) -> Waker {
@@ -128,6 +249,11 @@ impl Engine {
         let mut wake = self.inner.wake.subscribe();
         let mut last_sweep: Option<Instant> = None;
         let mut last_discovery: Option<Instant> = None;
+        *self.inner.running.lock() = Some(Running {
+            shutdown: shutdown.clone(),
+            hard_stop: hard_stop.clone(),
+            in_flight: in_flight.clone(),
+        });
         tracing::info!(worker = %config.worker_id, "job engine started");
 
         for queue in config.concurrency.keys() {
@@ -171,6 +297,7 @@ impl Engine {
         }
 
         tracing::info!(worker = %config.worker_id, "job engine stopping");
+        self.inner.running.lock().take();
         for (queue, runner) in runners {
             if let Err(error) = runner.await {
                 tracing::error!(%queue, %error, "queue runner ended abnormally");
@@ -200,6 +327,7 @@ impl Engine {
         let token = shutdown.clone();
         let run = tokio::spawn(async move { engine.run(token).await });
         let mut wake = self.inner.wake.subscribe();
+        let mut finished = self.inner.finished.subscribe();
         let check_every = self
             .inner
             .config
@@ -219,6 +347,7 @@ impl Engine {
             }
             tokio::select! {
                 _ = wake.changed() => {}
+                _ = finished.changed() => {}
                 () = tokio::time::sleep(check_every) => {}
             }
         };
@@ -265,7 +394,7 @@ struct QueueRunner {
 impl QueueRunner {
     async fn run(self) {
         let config = &self.inner.config;
-        let slots = Arc::new(Semaphore::new(config.concurrency_of(&self.queue)));
+        let slots = self.inner.slots_of(&self.queue);
         let lease_ms = duration_ms(config.lease);
         let mut wake = self.inner.wake.subscribe();
         loop {
@@ -324,8 +453,7 @@ impl QueueRunner {
                 let inner = self.inner.clone();
                 let hard_stop = self.hard_stop.clone();
                 self.in_flight.spawn(async move {
-                    execute(&inner, job, hard_stop).await;
-                    drop(slot);
+                    execute(&inner, job, hard_stop, slot).await;
                 });
             }
             if drained && !self.woken_meanwhile(&mut wake) {

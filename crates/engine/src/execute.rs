@@ -7,8 +7,26 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use store::{Job, StoreError, now_ms};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+
+/// The running job's concurrency slot, until it is given back.
+type SlotCell = Arc<parking_lot::Mutex<Option<OwnedSemaphorePermit>>>;
+
+tokio::task_local! {
+    /// The slot of the job whose handler runs in this task.
+    static SLOT: SlotCell;
+}
+
+/// Gives the running job's concurrency slot back before its handler returns.
+/// A handler calls it once its work against the target is done and only store
+/// writes remain (a link, say): the next job, for which a caller may be
+/// waiting, need not wait for them. The job itself still holds its ordering
+/// key until it has finished. Outside a job handler it does nothing.
+pub fn release_slot() {
+    let _ = SLOT.try_with(|slot| slot.lock().take());
+}
 
 /// What happened to one execution, for metrics.
 #[derive(Clone, Copy)]
@@ -40,10 +58,19 @@ enum Run {
     Stopped,
 }
 
-pub(crate) async fn execute(inner: &Arc<Inner>, job: Job, hard_stop: CancellationToken) {
+/// Run `job` in `slot` (one of its queue's concurrency slots). The slot is
+/// given back as soon as the handler is done, before the outcome is written:
+/// the slot bounds the work against the target, and the bookkeeping write would
+/// otherwise keep the next job (a caller may be waiting for it) out of it.
+pub(crate) async fn execute(
+    inner: &Arc<Inner>,
+    job: Job,
+    hard_stop: CancellationToken,
+    slot: OwnedSemaphorePermit,
+) {
     let started = Instant::now();
     let span = tracing::info_span!("job", id = job.id, kind = %job.kind, key = %job.ordering_key, attempt = job.attempts);
-    let outcome = run_and_record(inner, &job, hard_stop)
+    let (outcome, successor_pending) = run_and_record(inner, &job, hard_stop, slot)
         .instrument(span)
         .await;
     let kind = job.kind.clone();
@@ -64,13 +91,28 @@ pub(crate) async fn execute(inner: &Arc<Inner>, job: Job, hard_stop: Cancellatio
     if !matches!(outcome, Outcome::Released) {
         inner.processed.fetch_add(1, Ordering::Relaxed);
     }
-    // A finished job may unblock the next one of its ordering key.
+    // A finished job may unblock the next one of its ordering key, and a retried
+    // one has a new run time; a job that succeeded with nothing of its key
+    // pending changes nothing the runners could claim (they wait for free
+    // slots on their own), so they are not sent to claim nothing.
+    if !matches!(outcome, Outcome::Succeeded) || successor_pending {
+        inner
+            .wake
+            .send_modify(|generation| *generation = generation.wrapping_add(1));
+    }
     inner
-        .wake
+        .finished
         .send_modify(|generation| *generation = generation.wrapping_add(1));
 }
 
-async fn run_and_record(inner: &Arc<Inner>, job: &Job, hard_stop: CancellationToken) -> Outcome {
+/// How the run ended, and whether a job of the same ordering key may be
+/// pending behind it (true unless the store said otherwise).
+async fn run_and_record(
+    inner: &Arc<Inner>,
+    job: &Job,
+    hard_stop: CancellationToken,
+    slot: OwnedSemaphorePermit,
+) -> (Outcome, bool) {
     let store = &inner.store;
     if job.attempts > job.max_attempts {
         // Claimed again after its worker died on the last allowed attempt.
@@ -80,20 +122,36 @@ async fn run_and_record(inner: &Arc<Inner>, job: &Job, hard_stop: CancellationTo
             job.max_attempts,
             job.last_error.as_deref().unwrap_or("worker lost the job")
         );
-        return record(store.bury(job, &error).await, Outcome::Dead, job);
+        return (
+            record(store.bury(job, &error).await, Outcome::Dead, job),
+            true,
+        );
     }
     let handler = inner.handlers.read().get(&job.kind).cloned();
     let Some(handler) = handler else {
         let error = format!("no handler registered for job kind `{}`", job.kind);
         tracing::error!(job = job.id, "{error}");
-        return record(store.bury(job, &error).await, Outcome::Dead, job);
+        return (
+            record(store.bury(job, &error).await, Outcome::Dead, job),
+            true,
+        );
     };
 
-    let run = run_handler(inner, job, handler, hard_stop).await;
-    match run {
+    let slot = Arc::new(parking_lot::Mutex::new(Some(slot)));
+    let run = run_handler(inner, job, handler, hard_stop, slot.clone()).await;
+    slot.lock().take();
+    let outcome = match run {
         Run::Stopped => record(store.release(job).await, Outcome::Released, job),
         Run::LeaseLost => Outcome::Lost,
-        Run::Finished(Ok(())) => record(store.complete(job).await, Outcome::Succeeded, job),
+        Run::Finished(Ok(())) => {
+            return match store.complete_job(job).await {
+                Ok(completion) => (
+                    record(Ok(completion.recorded), Outcome::Succeeded, job),
+                    completion.successor_pending,
+                ),
+                Err(error) => (record(Err(error), Outcome::Succeeded, job), true),
+            };
+        }
         Run::Finished(Err(JobError::Permanent { reason })) => {
             tracing::warn!(job = job.id, kind = %job.kind, %reason, "job failed permanently");
             record(store.bury(job, &reason).await, Outcome::Dead, job)
@@ -108,7 +166,10 @@ async fn run_and_record(inner: &Arc<Inner>, job: &Job, hard_stop: CancellationTo
                     job.attempts, job.max_attempts
                 );
                 tracing::warn!(job = job.id, kind = %job.kind, %error, "job dead");
-                return record(store.bury(job, &error).await, Outcome::Dead, job);
+                return (
+                    record(store.bury(job, &error).await, Outcome::Dead, job),
+                    true,
+                );
             }
             let delay = retry_delay(&inner.config, job.attempts, retry_after);
             let run_at = now_ms().saturating_add(duration_ms(delay));
@@ -119,7 +180,8 @@ async fn run_and_record(inner: &Arc<Inner>, job: &Job, hard_stop: CancellationTo
                 job,
             )
         }
-    }
+    };
+    (outcome, true)
 }
 
 /// Run the handler in its own task while extending the lease.
@@ -128,12 +190,13 @@ async fn run_handler(
     job: &Job,
     handler: Arc<dyn crate::Handler>,
     hard_stop: CancellationToken,
+    slot: SlotCell,
 ) -> Run {
     let lease_ms = duration_ms(inner.config.lease);
     let shared = Arc::new(job.clone());
     let mut task = tokio::spawn({
         let job = shared.clone();
-        async move { handler.handle(&job).await }
+        SLOT.scope(slot, async move { handler.handle(&job).await })
     });
     let beat = (inner.config.lease / 3).max(Duration::from_millis(10));
     let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + beat, beat);

@@ -11,6 +11,7 @@ mod handler;
 
 pub use backoff::retry_delay;
 pub use config::EngineConfig;
-pub use engine::{Engine, Waker};
+pub use engine::{Engine, Reservation, Starter, Waker};
 pub use error::{EngineError, JobError};
+pub use execute::release_slot;
 pub use handler::{Handler, handler_fn};

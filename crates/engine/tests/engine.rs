@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use store::{JobFilter, JobStatus, NewJob, Store, now_ms};
+use store::{Acceptance, JobFilter, JobStatus, NewInbound, NewJob, Store, now_ms};
 use tokio_util::sync::CancellationToken;
 
 /// A database two stores can open: (url, guard keeping a temp dir alive).
@@ -55,6 +55,8 @@ on_both_backends!(
     crashed_worker_job_is_taken_again,
     shutdown_releases_in_flight_jobs,
     delayed_job_runs_at_its_time,
+    a_job_claimed_at_accept_runs_in_a_reserved_slot,
+    a_handler_that_gives_its_slot_back_lets_the_next_job_start,
 );
 
 fn config(worker: &str) -> EngineConfig {
@@ -455,4 +457,137 @@ async fn delayed_job_runs_at_its_time(db: Database) {
     run.await.unwrap().unwrap();
     let ran = ran_at.lock().unwrap().unwrap();
     assert!(ran >= due, "ran at {ran}, due {due}");
+}
+
+fn one_slot(worker: &str) -> EngineConfig {
+    EngineConfig {
+        default_concurrency: 1,
+        ..config(worker)
+    }
+}
+
+/// `run` in the background, and a reservation once the engine is running.
+async fn running_engine(
+    engine: &Engine,
+) -> (
+    CancellationToken,
+    tokio::task::JoinHandle<Result<(), engine::EngineError>>,
+    engine::Reservation,
+) {
+    let token = CancellationToken::new();
+    let run = tokio::spawn({
+        let (engine, token) = (engine.clone(), token.clone());
+        async move { engine.run(token).await }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(reservation) = engine.reserve("glpi") {
+            return (token, run, reservation);
+        }
+        assert!(Instant::now() < deadline, "no slot was ever free");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn a_job_claimed_at_accept_runs_in_a_reserved_slot(db: Database) {
+    let store = open(&db).await;
+    let mut engine = Engine::new(store.clone(), one_slot("w"));
+    let release = Arc::new(tokio::sync::Notify::new());
+    let first_runs = Arc::new(Mutex::new(Vec::new()));
+    let (gate, runs) = (release.clone(), first_runs.clone());
+    engine.register(
+        "create",
+        handler_fn(move |job| {
+            let gate = gate.clone();
+            runs.lock().unwrap().push(job.is_first_run());
+            async move {
+                gate.notified().await;
+                Ok(())
+            }
+        }),
+    );
+    let (token, run, reservation) = running_engine(&engine).await;
+    // The queue has one slot, and the reservation holds it.
+    assert!(engine.reserve("glpi").is_none());
+    let accepted = store
+        .accept(
+            NewInbound {
+                source: "web".into(),
+                dedupe_key: "r1".into(),
+                body: b"{}".to_vec(),
+                headers: json!({}),
+            },
+            vec![NewJob::new("glpi", "create", "r1", json!({})).claim_now(reservation.claim())],
+        )
+        .await
+        .unwrap();
+    let Acceptance::Accepted {
+        job_ids, claimed, ..
+    } = accepted
+    else {
+        panic!("not accepted: {accepted:?}")
+    };
+    if store.groups_commits() {
+        assert_eq!(claimed.len(), 1, "a SQLite file claims at accept");
+        reservation.start(claimed[0].clone());
+        // Still one job at a time: the started job has the slot.
+        assert!(engine.reserve("glpi").is_none());
+    } else {
+        assert!(claimed.is_empty());
+        drop(reservation);
+        engine.waker().wake();
+    }
+    wait_for(&store, job_ids[0], JobStatus::Running).await;
+    release.notify_one();
+    let done = wait_for(&store, job_ids[0], JobStatus::Succeeded).await;
+    assert_eq!(done.attempts, 1);
+    assert_eq!(done.locked_by.as_deref(), Some("w"));
+    assert_eq!(
+        *first_runs.lock().unwrap(),
+        vec![true],
+        "ran once, as a first run"
+    );
+    token.cancel();
+    run.await.unwrap().unwrap();
+}
+
+async fn a_handler_that_gives_its_slot_back_lets_the_next_job_start(db: Database) {
+    let store = open(&db).await;
+    let mut engine = Engine::new(store.clone(), one_slot("w"));
+    let release = Arc::new(tokio::sync::Notify::new());
+    let gate = release.clone();
+    engine.register(
+        "slow",
+        handler_fn(move |_job| {
+            let gate = gate.clone();
+            async move {
+                // Done with the target; only bookkeeping would be left.
+                engine::release_slot();
+                gate.notified().await;
+                Ok(())
+            }
+        }),
+    );
+    engine.register("quick", handler_fn(|_job| async { Ok(()) }));
+    let slow = engine
+        .enqueue(NewJob::new("glpi", "slow", "a", json!({})))
+        .await
+        .unwrap();
+    let (token, run, reservation) = running_engine(&engine).await;
+    drop(reservation);
+    wait_for(&store, slow, JobStatus::Running).await;
+    let quick = engine
+        .enqueue(NewJob::new("glpi", "quick", "b", json!({})))
+        .await
+        .unwrap();
+    // One slot, and the slow job still runs: the quick one got the slot back.
+    wait_for(&store, quick, JobStatus::Succeeded).await;
+    assert_eq!(
+        store.job(slow).await.unwrap().unwrap().status,
+        JobStatus::Running
+    );
+    release.notify_one();
+    wait_for(&store, slow, JobStatus::Succeeded).await;
+    token.cancel();
+    run.await.unwrap().unwrap();
 }

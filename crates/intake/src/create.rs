@@ -254,8 +254,10 @@ impl CreateTicket {
         let ticket_id = source.helpdesk.create_ticket_id(&ticket).await?;
         // The caller may have its answer now: the ticket exists. Should the link
         // not be stored (a crash, a store error), the next run finds the ticket
-        // by its marker and links that same ticket.
+        // by its marker and links that same ticket. Nothing more goes to the
+        // target, so the next request's job may have the slot.
         self.created(source, inbox_id, ticket_id);
+        engine::release_slot();
         self.link(&source_system, &source_id, &target, ticket_id)
             .await?;
         Ok(())

@@ -76,6 +76,8 @@ pub struct Intake {
     waiters: waiters::Waiters,
     handoff: handoff::Handoff,
     max_attempts: i32,
+    /// This process's engine, to start create jobs claimed at accept.
+    starter: Option<engine::Starter>,
 }
 
 impl Intake {
@@ -103,7 +105,26 @@ impl Intake {
             waiters: waiters::Waiters::default(),
             handoff: handoff::Handoff::default(),
             max_attempts: i32::try_from(config.engine.max_attempts).unwrap_or(i32::MAX),
+            starter: None,
         })
+    }
+
+    /// Start create jobs on `starter`'s engine as they are accepted (see
+    /// [`Intake::reserve`]) instead of waiting for its runners to claim them.
+    pub fn with_starter(mut self, starter: engine::Starter) -> Self {
+        self.starter = Some(starter);
+        self
+    }
+
+    /// Before accepting `job`: when this process's engine has a free slot for
+    /// it, hold the slot and ask the store to claim the job as it stores it,
+    /// which saves the claim's write and the wait for a runner (a caller waits
+    /// for this ticket). Pass what the accept claimed to
+    /// [`engine::Reservation::start`]; drop the reservation otherwise.
+    pub fn reserve(&self, job: &mut store::NewJob) -> Option<engine::Reservation> {
+        let reservation = self.starter.as_ref()?.reserve(&job.queue)?;
+        job.claim = Some(reservation.claim());
+        Some(reservation)
     }
 
     pub fn source(&self, name: &str) -> Option<&Arc<Source>> {

@@ -20,7 +20,8 @@ pub fn install(
     deps: Dependencies,
 ) -> anyhow::Result<Dependencies> {
     let intake = intake::Intake::from_config(config, targets, store.clone())
-        .context("cannot set up the intake sources")?;
+        .context("cannot set up the intake sources")?
+        .with_starter(engine.starter());
     if intake.is_empty() {
         return Ok(deps);
     }

@@ -445,7 +445,8 @@ async fn create(
             request_id: None,
         });
     }
-    let job = api.intake.job(&source, &dedupe_key, &precheck);
+    let mut job = api.intake.job(&source, &dedupe_key, &precheck);
+    let reservation = api.intake.reserve(&mut job);
     let ordering_key = job.ordering_key.clone();
     // Before accepting: the job may start as soon as it is stored.
     api.intake.hand_over(
@@ -466,9 +467,19 @@ async fn create(
         },
     )
     .await;
-    if !matches!(accepted, Ok(IngestOutcome::Accepted { .. })) {
-        // A repeat (its first delivery's job reads the store) or not stored.
-        api.intake.withdraw(&ordering_key);
+    match (&accepted, reservation) {
+        (Ok(IngestOutcome::Accepted { claimed, .. }), Some(reservation)) => {
+            // Claimed as it was stored: run it now. Not claimed (its ordering key
+            // is busy): the engine's runners take it, and the slot goes back.
+            if let Some(job) = claimed.first() {
+                reservation.start(job.clone());
+            }
+        }
+        (Ok(IngestOutcome::Accepted { .. }), None) => {}
+        _ => {
+            // A repeat (its first delivery's job reads the store) or not stored.
+            api.intake.withdraw(&ordering_key);
+        }
     }
     let outcome = accepted?;
     let id = outcome.inbox_id();
