@@ -14,12 +14,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// mimalloc instead of glibc's allocator: the request paths allocate many small,
-/// short-lived buffers across threads, where glibc's arenas cost ~15 % of the CPU
-/// (docs/bench/intake.md).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
