@@ -92,24 +92,33 @@ pub async fn ingest(options: IngestBench) -> anyhow::Result<()> {
     closed_loop(&client, &noop_url, "warm-noop", options.clients, warm).await?;
     closed_loop(&client, &ingest_url, "warm-ingest", options.clients, warm).await?;
 
-    let noop = closed_loop(
-        &client,
-        &noop_url,
-        "noop",
-        options.clients,
-        options.requests,
-    )
-    .await?;
-    let before = batch_totals(&metrics.render());
-    let durable = closed_loop(
-        &client,
-        &ingest_url,
-        "ingest",
-        options.clients,
-        options.requests,
-    )
-    .await?;
-    let after = batch_totals(&metrics.render());
+    // Rounds of (no-op, ingest): each ratio compares runs a few seconds apart.
+    let mut rounds = Vec::new();
+    let mut requests_stored = 0.0;
+    let mut commits = 0.0;
+    for round in 1..=options.rounds {
+        let noop = closed_loop(
+            &client,
+            &noop_url,
+            &format!("noop, round {round}"),
+            options.clients,
+            options.requests,
+        )
+        .await?;
+        let before = batch_totals(&metrics.render());
+        let durable = closed_loop(
+            &client,
+            &ingest_url,
+            &format!("ingest, round {round}"),
+            options.clients,
+            options.requests,
+        )
+        .await?;
+        let after = batch_totals(&metrics.render());
+        requests_stored += after.0 - before.0;
+        commits += after.1 - before.1;
+        rounds.push((noop, durable));
+    }
     let paced = fixed_rate(&client, &ingest_url, options.rate, options.rate_seconds).await?;
 
     let jobs: i64 = store.job_counts().await?.iter().map(|(_, n)| *n).sum();
@@ -137,29 +146,57 @@ pub async fn ingest(options: IngestBench) -> anyhow::Result<()> {
         "-".repeat(10),
         "-".repeat(10)
     );
-    for run in [&noop, &durable, &paced] {
-        println!("{}", run.line());
+    for (noop, durable) in &rounds {
+        println!("{}", noop.line());
+        println!("{}", durable.line());
     }
+    println!("{}", paced.line());
     println!();
+    let mut ratios: Vec<f64> = rounds
+        .iter()
+        .map(|(noop, durable)| 100.0 * durable.rate() / noop.rate().max(1.0))
+        .collect();
+    let per_round = ratios
+        .iter()
+        .map(|r| format!("{r:.0}%"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    ratios.sort_by(f64::total_cmp);
+    let mut ingest_rates: Vec<f64> = rounds.iter().map(|(_, d)| d.rate()).collect();
+    ingest_rates.sort_by(f64::total_cmp);
     println!(
-        "durable ingest / no-op throughput: {:.0}%",
-        100.0 * durable.rate() / noop.rate().max(1.0)
+        "durable ingest / no-op throughput: median {:.0}% (rounds: {per_round})",
+        median(&ratios)
+    );
+    println!(
+        "durable ingest: median {:.0} req/s over {} rounds",
+        median(&ingest_rates),
+        rounds.len()
     );
     println!("jobs stored: {jobs}");
-    let (requests, batches) = (after.0 - before.0, after.1 - before.1);
     println!(
-        "closed-loop ingest: {batches:.0} commits, {:.1} requests per commit",
-        requests / batches.max(1.0)
+        "closed-loop ingest: {commits:.0} commits, {:.1} requests per commit",
+        requests_stored / commits.max(1.0)
     );
     println!(
         "peak RSS (VmHWM): {:.1} MB, current RSS: {:.1} MB",
         hwm as f64 / 1024.0,
         rss as f64 / 1024.0
     );
-    if durable.failed + paced.failed > 0 {
-        bail!("{} durable requests failed", durable.failed + paced.failed);
+    let failed = rounds.iter().map(|(_, d)| d.failed).sum::<usize>() + paced.failed;
+    if failed > 0 {
+        bail!("{failed} durable requests failed");
     }
     Ok(())
+}
+
+/// The middle value of sorted `values` (mean of the two middle ones).
+fn median(sorted: &[f64]) -> f64 {
+    match sorted.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
 }
 
 fn body(run: &str, n: usize) -> String {

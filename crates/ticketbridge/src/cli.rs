@@ -117,7 +117,7 @@ pub enum BenchCommand {
 #[derive(Debug, Clone, Args)]
 pub struct IntakeBench {
     /// Tickets per run.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 4000)]
     pub tickets: usize,
     /// Concurrent clients (same for the intake API and the baseline).
     #[arg(long, default_value_t = 16)]
@@ -149,6 +149,10 @@ pub struct IngestBench {
     /// Requests per closed-loop run.
     #[arg(long, default_value_t = 40_000)]
     pub requests: usize,
+    /// Rounds of (no-op, ingest) closed-loop runs, back to back: the ratio is
+    /// taken per round, so a slow or fast moment of the machine weighs on both.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub rounds: u32,
     /// Rate of the fixed-rate run (requests per second).
     #[arg(long, default_value_t = 1000)]
     pub rate: u64,
