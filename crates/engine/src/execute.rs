@@ -3,6 +3,8 @@
 
 use crate::engine::{Inner, duration_ms};
 use crate::{JobError, retry_delay};
+use futures::FutureExt;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -192,57 +194,48 @@ async fn run_handler(
     hard_stop: CancellationToken,
     slot: SlotCell,
 ) -> Run {
+    // The handler runs in this task (no task of its own to spawn and wake),
+    // its panics caught like a spawned task's would be.
+    let handled = SLOT.scope(slot, AssertUnwindSafe(handler.handle(job)).catch_unwind());
+    let heartbeats = keep_leased(inner, job);
+    tokio::select! {
+        joined = handled => Run::Finished(match joined {
+            Ok(result) => result,
+            Err(panic) => {
+                tracing::error!(job = job.id, kind = %job.kind, "handler panicked");
+                Err(JobError::transient(format!("handler panicked: {}", panic_text(panic))))
+            }
+        }),
+        () = heartbeats => {
+            tracing::warn!(job = job.id, "lease lost; stopping the handler");
+            Run::LeaseLost
+        }
+        () = hard_stop.cancelled() => Run::Stopped,
+    }
+}
+
+/// Extends the job's lease every third of it; returns when the lease is lost.
+async fn keep_leased(inner: &Arc<Inner>, job: &Job) {
     let lease_ms = duration_ms(inner.config.lease);
-    let shared = Arc::new(job.clone());
-    let mut task = tokio::spawn({
-        let job = shared.clone();
-        SLOT.scope(slot, async move { handler.handle(&job).await })
-    });
     let beat = (inner.config.lease / 3).max(Duration::from_millis(10));
     let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + beat, beat);
     loop {
-        tokio::select! {
-            joined = &mut task => {
-                return Run::Finished(match joined {
-                    Ok(result) => result,
-                    Err(error) if error.is_panic() => {
-                        tracing::error!(job = job.id, kind = %job.kind, "handler panicked");
-                        Err(JobError::transient(format!("handler panicked: {}", panic_text(error))))
-                    }
-                    Err(error) => Err(JobError::transient(format!("handler task ended: {error}"))),
-                });
-            }
-            _ = heartbeat.tick() => {
-                match inner.store.extend_lease(job, lease_ms).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        tracing::warn!(job = job.id, "lease lost; stopping the handler");
-                        task.abort();
-                        return Run::LeaseLost;
-                    }
-                    Err(error) => tracing::warn!(job = job.id, %error, "extending lease failed"),
-                }
-            }
-            () = hard_stop.cancelled() => {
-                task.abort();
-                return Run::Stopped;
-            }
+        heartbeat.tick().await;
+        match inner.store.extend_lease(job, lease_ms).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(error) => tracing::warn!(job = job.id, %error, "extending lease failed"),
         }
     }
 }
 
-fn panic_text(error: tokio::task::JoinError) -> String {
-    match error.try_into_panic() {
-        Ok(payload) => {
-            if let Some(text) = payload.downcast_ref::<&str>() {
-                (*text).to_string()
-            } else if let Some(text) = payload.downcast_ref::<String>() {
-                text.clone()
-            } else {
-                "non-text panic payload".into()
-            }
-        }
-        Err(_) => "unknown".into(),
+fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_string()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "non-text panic payload".into()
     }
 }
 
