@@ -49,7 +49,8 @@ use tokio::sync::oneshot;
 
 use crate::batch::{FIND_INBOX, INSERT_INBOX};
 use crate::jobs::{
-    CLAIM_SQLITE, CLAIM_STORED, COMPLETE, DEBOUNCE_JOB, INSERT_JOB, SUCCESSOR_PENDING,
+    CLAIM_SQLITE, CLAIM_STORED, COMPLETE, DEBOUNCE_JOB, INSERT_JOB, RELEASE_UNSTARTED,
+    SUCCESSOR_PENDING,
 };
 use crate::links::PUT_LINK;
 use crate::model::{Acceptance, Completion, Job, Link, NewInbound, NewJob, NewLink};
@@ -129,8 +130,38 @@ enum Command {
         work: Work,
         reply: Reply,
     },
+    /// Put these jobs, claimed at accept for a caller that went away, back to
+    /// pending (see [`Answer`]).
+    Release(Vec<Job>),
     /// Finish what is queued before this, close the connection, answer.
     Close(oneshot::Sender<()>),
+}
+
+/// The caller's end of a write. A caller that goes away (a timeout, a closed
+/// connection) between the writer's answer and reading it leaves the jobs
+/// claimed for it unstarted: dropping this hands them back to the writer to be
+/// released, as the writer does itself when the caller was gone before it
+/// answered.
+struct Answer {
+    answer: oneshot::Receiver<Result<Done, StoreError>>,
+    commands: mpsc::Sender<Command>,
+}
+
+impl Drop for Answer {
+    fn drop(&mut self) {
+        if let Ok(Ok(Done::Accepted(outcomes))) = self.answer.try_recv() {
+            let claimed: Vec<Job> = outcomes
+                .into_iter()
+                .flat_map(|outcome| match outcome {
+                    Acceptance::Accepted { claimed, .. } => claimed,
+                    Acceptance::Duplicate { .. } => Vec::new(),
+                })
+                .collect();
+            if !claimed.is_empty() {
+                let _ = self.commands.send(Command::Release(claimed));
+            }
+        }
+    }
 }
 
 /// Handle to the writer and checkpointer threads of one SQLite file. The threads
@@ -260,7 +291,11 @@ impl GroupCommitter {
         self.commands
             .send(Command::Write { work, reply })
             .map_err(|_| StoreError::Writer("the store is closed".into()))?;
-        answer
+        let mut answer = Answer {
+            answer,
+            commands: self.commands.clone(),
+        };
+        (&mut answer.answer)
             .await
             .map_err(|_| StoreError::Writer("the writer thread stopped".into()))?
     }
@@ -300,6 +335,7 @@ fn write_groups(
     while let Ok(first) = queue.recv() {
         let mut close = None;
         let mut rows = 0;
+        let mut released = Vec::new();
         let mut next = Some(first);
         while let Some(command) = next.take() {
             match command {
@@ -309,6 +345,7 @@ fn write_groups(
                     }
                     group.push((work, reply));
                 }
+                Command::Release(jobs) => released.extend(jobs),
                 Command::Close(done) => {
                     close = Some(done);
                     break;
@@ -326,6 +363,10 @@ fn write_groups(
             commit_group(&mut conn, &mut group);
             restart.carry_out(&conn);
         }
+        if !released.is_empty() {
+            let _turn = write_turns.blocking_lock();
+            release_unstarted(&mut conn, &released);
+        }
         if let Some(done) = close {
             drop(conn);
             let _ = done.send(());
@@ -340,16 +381,16 @@ fn write_groups(
 fn commit_group(conn: &mut Connection, group: &mut Vec<(Work, Reply)>) {
     let now = now_ms();
     let works: Vec<&Work> = group.iter().map(|(work, _)| work).collect();
+    let mut orphans = Vec::new();
     match store_in_transaction(conn, &works, now) {
         Ok(outcomes) => {
             for ((_, reply), outcome) in group.drain(..).zip(outcomes) {
-                // The caller may have gone (timeout); the rows are stored anyway.
-                let _ = reply.send(Ok(outcome));
+                answer(reply, Ok(outcome), &mut orphans);
             }
         }
         Err(error) if group.len() == 1 => {
             if let Some((_, reply)) = group.pop() {
-                let _ = reply.send(Err(error));
+                answer(reply, Err(error), &mut orphans);
             }
         }
         Err(error) => {
@@ -359,10 +400,56 @@ fn commit_group(conn: &mut Connection, group: &mut Vec<(Work, Reply)>) {
                     done.pop()
                         .ok_or_else(|| StoreError::Writer("no outcome".into()))
                 });
-                let _ = reply.send(result);
+                answer(reply, result, &mut orphans);
             }
         }
     }
+    if !orphans.is_empty() {
+        release_unstarted(conn, &orphans);
+    }
+}
+
+/// [`release_orphans`], logged: should it fail, the jobs' leases expire and
+/// they run then.
+fn release_unstarted(conn: &mut Connection, jobs: &[Job]) {
+    if let Err(error) = release_orphans(conn, jobs) {
+        tracing::warn!(%error, jobs = jobs.len(),
+            "releasing jobs claimed for a caller that went away failed; their leases will expire");
+    }
+}
+
+/// Answer a caller. One that went away (a timeout, a closed connection) stored
+/// its rows anyway; jobs claimed at accept for it will never be started by it,
+/// so they are collected in `orphans` to be released at once rather than wait
+/// for their lease to expire.
+fn answer(reply: Reply, result: Result<Done, StoreError>, orphans: &mut Vec<Job>) {
+    if let Err(Ok(Done::Accepted(outcomes))) = reply.send(result) {
+        for outcome in outcomes {
+            if let Acceptance::Accepted { claimed, .. } = outcome {
+                orphans.extend(claimed);
+            }
+        }
+    }
+}
+
+/// Put jobs claimed at accept for a caller that went away back to pending.
+fn release_orphans(conn: &mut Connection, jobs: &[Job]) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    {
+        let mut release = tx.prepare_cached(RELEASE_UNSTARTED)?;
+        let now = now_ms();
+        for job in jobs {
+            // By name: `$4` comes first in the statement's text.
+            release.execute(named_params! {
+                "$1": job.id,
+                "$2": job.locked_by,
+                "$3": job.attempts,
+                "$4": now,
+            })?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
 }
 
 /// One transaction for `works`; one outcome per work.

@@ -103,6 +103,12 @@ const RELEASE: &str = fenced!(
     "status = 'pending', attempts = attempts - 1, locked_by = NULL, locked_until = NULL, \
      last_error = 'released unfinished at shutdown', updated_at = $4"
 );
+/// A job claimed at accept whose caller went away before starting it.
+pub(crate) const RELEASE_UNSTARTED: &str = fenced!(
+    "status = 'pending', attempts = attempts - 1, locked_by = NULL, locked_until = NULL, \
+     last_error = 'claimed at accept, but the caller went away before starting it', \
+     updated_at = $4"
+);
 
 /// Insert one job (or debounce onto a pending job with the same unique key) inside
 /// the caller's transaction. Compiled once per backend.

@@ -68,6 +68,7 @@ conformance!(
     audit_entries_newest_first,
     audit_once_records_a_key_once,
     accept_claims_a_job_when_its_key_is_free,
+    a_job_claimed_for_a_caller_that_went_away_is_released,
     completion_tells_whether_a_job_of_the_key_is_pending,
 );
 
@@ -1183,4 +1184,58 @@ async fn completion_tells_whether_a_job_of_the_key_is_pending(store: Store) {
     }
     // A stale completion records nothing.
     assert!(!store.complete_job(b).await.unwrap().recorded);
+}
+
+/// The caller of an accept that claims gives up before the answer (a timeout,
+/// a closed connection): the request is stored anyway, and the job it would have
+/// started goes back to pending at once instead of waiting out its lease.
+async fn a_job_claimed_for_a_caller_that_went_away_is_released(store: Store) {
+    if !store.groups_commits() {
+        // Elsewhere a dropped accept rolls back (or is done within the first
+        // poll) and nothing is claimed at accept anyway.
+        return;
+    }
+    // Polled once (handed to the writer thread), then dropped; should the writer
+    // answer within that poll, the caller did not go away: try another request.
+    let mut gone = None;
+    for n in 0..50 {
+        let key = format!("gone-{n}");
+        let accept = store.accept(
+            inbound("web", &key),
+            vec![job("glpi", &key, n).claim_now(claim_for("w1"))],
+        );
+        if tokio::time::timeout(Duration::ZERO, accept).await.is_err() {
+            gone = Some(key);
+            break;
+        }
+    }
+    let key = gone.expect("the writer answered every accept within its first poll");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let job = loop {
+        let jobs = store
+            .jobs(&JobFilter {
+                ordering_key: Some(key.clone()),
+                ..JobFilter::default()
+            })
+            .await
+            .unwrap();
+        if let [job] = jobs.as_slice()
+            && job.status == JobStatus::Pending
+        {
+            break job.clone();
+        }
+        assert!(Instant::now() < deadline, "never pending: {jobs:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(job.attempts, 0, "{job:?}");
+    assert!(job.locked_by.is_none(), "{job:?}");
+    assert!(
+        job.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("went away")),
+        "{job:?}"
+    );
+    // Stored once, and a runner can take it now (the jobs of answered attempts
+    // are running under w1 and stay so).
+    assert_eq!(claim_ids(&store, "glpi", "w2", 10).await, vec![job.id]);
 }
