@@ -71,6 +71,7 @@ pub(crate) async fn execute(
     slot: OwnedSemaphorePermit,
 ) {
     let started = Instant::now();
+    let enqueued_before = inner.store.enqueued_count();
     let span = tracing::info_span!("job", id = job.id, kind = %job.kind, key = %job.ordering_key, attempt = job.attempts);
     let (outcome, successor_pending) = run_and_record(inner, &job, hard_stop, slot)
         .instrument(span)
@@ -93,11 +94,13 @@ pub(crate) async fn execute(
     if !matches!(outcome, Outcome::Released) {
         inner.processed.fetch_add(1, Ordering::Relaxed);
     }
-    // A finished job may unblock the next one of its ordering key, and a retried
-    // one has a new run time; a job that succeeded with nothing of its key
-    // pending changes nothing the runners could claim (they wait for free
-    // slots on their own), so they are not sent to claim nothing.
-    if !matches!(outcome, Outcome::Succeeded) || successor_pending {
+    // A finished job may unblock the next one of its ordering key, a retried one
+    // has a new run time, and a handler may have enqueued jobs with
+    // `Store::enqueue`, which wakes nobody. A job that succeeded with none of
+    // that changes nothing the runners could claim (they wait for free slots on
+    // their own), so they are not sent to claim nothing.
+    let enqueued_meanwhile = inner.store.enqueued_count() != enqueued_before;
+    if !matches!(outcome, Outcome::Succeeded) || successor_pending || enqueued_meanwhile {
         inner
             .wake
             .send_modify(|generation| *generation = generation.wrapping_add(1));

@@ -57,6 +57,7 @@ on_both_backends!(
     delayed_job_runs_at_its_time,
     a_job_claimed_at_accept_runs_in_a_reserved_slot,
     a_handler_that_gives_its_slot_back_lets_the_next_job_start,
+    a_job_a_handler_enqueues_through_the_store_runs_without_waiting_for_a_poll,
 );
 
 fn config(worker: &str) -> EngineConfig {
@@ -588,6 +589,53 @@ async fn a_handler_that_gives_its_slot_back_lets_the_next_job_start(db: Database
     );
     release.notify_one();
     wait_for(&store, slow, JobStatus::Succeeded).await;
+    token.cancel();
+    run.await.unwrap().unwrap();
+}
+
+/// Handlers enqueue follow-up jobs with `Store::enqueue`, which wakes nobody;
+/// the job's end must, or the follow-up would wait for the next poll.
+async fn a_job_a_handler_enqueues_through_the_store_runs_without_waiting_for_a_poll(db: Database) {
+    let store = open(&db).await;
+    let slow_polls = EngineConfig {
+        poll_interval: Duration::from_secs(60),
+        sweep_interval: Duration::from_secs(60),
+        ..config("w")
+    };
+    let mut engine = Engine::new(store.clone(), slow_polls);
+    let follow_up = Arc::new(Mutex::new(None));
+    let (handler_store, slot) = (store.clone(), follow_up.clone());
+    engine.register(
+        "first",
+        handler_fn(move |_job| {
+            let (store, slot) = (handler_store.clone(), slot.clone());
+            async move {
+                let id = store
+                    .enqueue(NewJob::new("glpi", "second", "other-key", json!({})))
+                    .await
+                    .map_err(|e| JobError::transient(e.to_string()))?;
+                *slot.lock().unwrap() = Some(id);
+                Ok(())
+            }
+        }),
+    );
+    engine.register("second", handler_fn(|_job| async { Ok(()) }));
+    let (token, run, reservation) = running_engine(&engine).await;
+    drop(reservation);
+    let first = engine
+        .enqueue(NewJob::new("glpi", "first", "key", json!({})))
+        .await
+        .unwrap();
+    wait_for(&store, first, JobStatus::Succeeded).await;
+    let second = follow_up.lock().unwrap().expect("the handler enqueued");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.job(second).await.unwrap().unwrap().status != JobStatus::Succeeded {
+        assert!(
+            Instant::now() < deadline,
+            "the follow-up waited for a poll (60 s)"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     token.cancel();
     run.await.unwrap().unwrap();
 }

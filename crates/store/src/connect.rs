@@ -177,6 +177,7 @@ impl Store {
             group,
             write_turns,
             url: Arc::from(redacted),
+            enqueued: Arc::default(),
         })
     }
 }

@@ -181,7 +181,16 @@ impl Store {
                 id
             }
         };
+        self.enqueued
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
         Ok(id)
+    }
+
+    /// How many jobs [`Store::enqueue`] has added through this store and its
+    /// clones, in this process (accepts are not counted: their callers wake
+    /// the engine).
+    pub fn enqueued_count(&self) -> u64 {
+        self.enqueued.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Take up to `limit` due jobs of `queue` for `worker`, oldest first, leasing

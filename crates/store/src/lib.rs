@@ -54,6 +54,10 @@ pub struct Store {
     write_turns: Option<Arc<tokio::sync::Mutex<()>>>,
     /// The URL it was opened with, password redacted.
     url: Arc<str>,
+    /// Jobs added by [`Store::enqueue`] through this store (and its clones) so
+    /// far: the engine compares it around a job's run to learn whether the
+    /// handler (or anyone in this process) enqueued work nobody woke it for.
+    enqueued: Arc<std::sync::atomic::AtomicU64>,
 }
 
 #[derive(Clone)]
