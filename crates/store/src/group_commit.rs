@@ -53,7 +53,7 @@ use crate::jobs::{
     SUCCESSOR_PENDING,
 };
 use crate::links::PUT_LINK;
-use crate::model::{Acceptance, Completion, Job, Link, NewInbound, NewJob, NewLink};
+use crate::model::{Acceptance, ClaimNow, Completion, Job, Link, NewInbound, NewJob, NewLink};
 use crate::rows::{JobRow, LinkRow, convert_all, parse_json, to_json_text};
 use crate::{DEFAULT_MAX_ATTEMPTS, StoreError, now_ms};
 
@@ -149,14 +149,8 @@ struct Answer {
 
 impl Drop for Answer {
     fn drop(&mut self) {
-        if let Ok(Ok(Done::Accepted(outcomes))) = self.answer.try_recv() {
-            let claimed: Vec<Job> = outcomes
-                .into_iter()
-                .flat_map(|outcome| match outcome {
-                    Acceptance::Accepted { claimed, .. } => claimed,
-                    Acceptance::Duplicate { .. } => Vec::new(),
-                })
-                .collect();
+        if let Ok(Ok(done)) = self.answer.try_recv() {
+            let claimed = claimed_jobs(done);
             if !claimed.is_empty() {
                 let _ = self.commands.send(Command::Release(claimed));
             }
@@ -409,47 +403,55 @@ fn commit_group(conn: &mut Connection, group: &mut Vec<(Work, Reply)>) {
     }
 }
 
-/// [`release_orphans`], logged: should it fail, the jobs' leases expire and
-/// they run then.
-fn release_unstarted(conn: &mut Connection, jobs: &[Job]) {
-    if let Err(error) = release_orphans(conn, jobs) {
-        tracing::warn!(%error, jobs = jobs.len(),
-            "releasing jobs claimed for a caller that went away failed; their leases will expire");
-    }
-}
-
 /// Answer a caller. One that went away (a timeout, a closed connection) stored
 /// its rows anyway; jobs claimed at accept for it will never be started by it,
 /// so they are collected in `orphans` to be released at once rather than wait
 /// for their lease to expire.
 fn answer(reply: Reply, result: Result<Done, StoreError>, orphans: &mut Vec<Job>) {
-    if let Err(Ok(Done::Accepted(outcomes))) = reply.send(result) {
-        for outcome in outcomes {
-            if let Acceptance::Accepted { claimed, .. } = outcome {
-                orphans.extend(claimed);
-            }
-        }
+    if let Err(Ok(done)) = reply.send(result) {
+        orphans.extend(claimed_jobs(done));
+    }
+}
+
+/// The jobs an accept claimed for its caller (none for any other write).
+fn claimed_jobs(done: Done) -> Vec<Job> {
+    match done {
+        Done::Accepted(outcomes) => outcomes
+            .into_iter()
+            .flat_map(|outcome| match outcome {
+                Acceptance::Accepted { claimed, .. } => claimed,
+                Acceptance::Duplicate { .. } => Vec::new(),
+            })
+            .collect(),
+        _ => Vec::new(),
     }
 }
 
 /// Put jobs claimed at accept for a caller that went away back to pending.
-fn release_orphans(conn: &mut Connection, jobs: &[Job]) -> Result<(), StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    {
-        let mut release = tx.prepare_cached(RELEASE_UNSTARTED)?;
-        let now = now_ms();
-        for job in jobs {
-            // By name: `$4` comes first in the statement's text.
-            release.execute(named_params! {
-                "$1": job.id,
-                "$2": job.locked_by,
-                "$3": job.attempts,
-                "$4": now,
-            })?;
+/// Should it fail, their leases expire and they run then.
+fn release_unstarted(conn: &mut Connection, jobs: &[Job]) {
+    let released = (|| -> Result<(), StoreError> {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut release = tx.prepare_cached(RELEASE_UNSTARTED)?;
+            let now = now_ms();
+            for job in jobs {
+                // By name: `$4` comes first in the statement's text.
+                release.execute(named_params! {
+                    "$1": job.id,
+                    "$2": job.locked_by,
+                    "$3": job.attempts,
+                    "$4": now,
+                })?;
+            }
         }
+        tx.commit()?;
+        Ok(())
+    })();
+    if let Err(error) = released {
+        tracing::warn!(%error, jobs = jobs.len(),
+            "releasing jobs claimed for a caller that went away failed; their leases will expire");
     }
-    tx.commit()?;
-    Ok(())
 }
 
 /// One transaction for `works`; one outcome per work.
@@ -461,172 +463,232 @@ fn store_in_transaction(
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut outcomes = Vec::with_capacity(works.len());
     {
-        let mut insert_inbox = tx.prepare_cached(INSERT_INBOX)?;
-        let mut find_inbox = tx.prepare_cached(FIND_INBOX)?;
-        let mut insert_job = tx.prepare_cached(INSERT_JOB)?;
-        let mut debounce_job = tx.prepare_cached(DEBOUNCE_JOB)?;
         // Inbox rows stored by this transaction: a repeat inside the group is a
         // duplicate whose first delivery has no response yet.
         let mut stored_now: HashMap<(&str, &str), i64> = HashMap::new();
         for work in works {
-            let batch = match work {
-                Work::Accept(items) => items,
+            outcomes.push(match work {
+                Work::Accept(items) => Done::Accepted(accept_in(&tx, items, &mut stored_now, now)?),
                 Work::Complete {
                     id,
                     worker,
                     attempts,
                     ordering_key,
-                } => {
-                    let mut complete = tx.prepare_cached(COMPLETE)?;
-                    // By name: SQLite numbers `$N` parameters in order of first
-                    // appearance, and `$4` comes first in this text.
-                    let changed = complete.execute(named_params! {
-                        "$1": id,
-                        "$2": worker,
-                        "$3": attempts,
-                        "$4": now,
-                    })?;
-                    let mut successor = tx.prepare_cached(SUCCESSOR_PENDING)?;
-                    let successor_pending: bool =
-                        successor.query_row(params![ordering_key], |row| row.get(0))?;
-                    outcomes.push(Done::Completed(Completion {
-                        recorded: changed == 1,
-                        successor_pending,
-                    }));
-                    continue;
-                }
+                } => Done::Completed(complete_in(
+                    &tx,
+                    *id,
+                    worker.as_deref(),
+                    *attempts,
+                    ordering_key,
+                    now,
+                )?),
                 Work::Claim {
                     queue,
                     worker,
                     lease_ms,
                     limit,
-                } => {
-                    // One statement inside the write transaction: the ordering
-                    // check and the update see the same state.
-                    let mut claim = tx.prepare_cached(CLAIM_SQLITE)?;
-                    let rows = claim.query_map(
-                        named_params! {
-                            "$1": worker,
-                            "$2": now.saturating_add(*lease_ms),
-                            "$3": now,
-                            "$4": queue,
-                            "$5": limit,
-                        },
-                        JobRow::from_rusqlite,
-                    )?;
-                    let rows: Vec<JobRow> = rows.collect::<Result<_, _>>()?;
-                    outcomes.push(Done::Claimed(convert_all(rows)?));
-                    continue;
-                }
-                Work::PutLink { link, data } => {
-                    let mut put_link = tx.prepare_cached(PUT_LINK)?;
-                    let row = put_link.query_row(
-                        params![
-                            link.kind,
-                            link.source_system,
-                            link.source_id,
-                            link.target_system,
-                            link.target_id,
-                            link.state.as_str(),
-                            data,
-                            now
-                        ],
-                        LinkRow::from_rusqlite,
-                    )?;
-                    outcomes.push(Done::Linked(Link::try_from(row)?));
-                    continue;
-                }
-            };
-            let mut batch_outcomes = Vec::with_capacity(batch.len());
-            for item in batch {
-                let identity = (item.source.as_str(), item.dedupe_key.as_str());
-                if let Some(inbox_id) = stored_now.get(&identity) {
-                    batch_outcomes.push(Acceptance::Duplicate {
-                        inbox_id: *inbox_id,
-                        response: None,
-                    });
-                    continue;
-                }
-                let inserted = insert_inbox.execute(params![
-                    item.source,
-                    item.dedupe_key,
-                    item.body,
-                    item.headers,
-                    now
-                ])?;
-                if inserted == 0 {
-                    let (inbox_id, response): (i64, Option<String>) = find_inbox
-                        .query_row(params![item.source, item.dedupe_key], |row| {
-                            Ok((row.get(0)?, row.get(1)?))
-                        })?;
-                    batch_outcomes.push(Acceptance::Duplicate {
-                        inbox_id,
-                        response: response
-                            .as_deref()
-                            .map(|text| parse_json("inbox response", text))
-                            .transpose()?,
-                    });
-                    continue;
-                }
-                let inbox_id = tx.last_insert_rowid();
-                stored_now.insert(identity, inbox_id);
-                let mut job_ids = Vec::with_capacity(item.jobs.len());
-                let mut claimed = Vec::new();
-                for (job, payload) in &item.jobs {
-                    let run_at = job.run_at.unwrap_or(now);
-                    let debounced = match &job.unique_key {
-                        Some(key) => debounce_job
-                            .query_row(params![run_at, payload, now, key], |row| row.get(0))
-                            .optional()?,
-                        None => None,
-                    };
-                    let id = match debounced {
-                        Some(id) => id,
-                        None => insert_job.query_row(
-                            params![
-                                job.queue,
-                                job.kind,
-                                job.ordering_key,
-                                payload,
-                                job.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS),
-                                run_at,
-                                job.unique_key,
-                                inbox_id,
-                                now
-                            ],
-                            |row| row.get(0),
-                        )?,
-                    };
-                    job_ids.push(id);
-                    if let Some(claim) = &job.claim {
-                        let mut claim_stored = tx.prepare_cached(CLAIM_STORED)?;
-                        let row = claim_stored
-                            .query_row(
-                                named_params! {
-                                    "$1": claim.worker,
-                                    "$2": now.saturating_add(claim.lease_ms),
-                                    "$3": now,
-                                    "$4": id,
-                                },
-                                JobRow::from_rusqlite,
-                            )
-                            .optional()?;
-                        if let Some(row) = row {
-                            claimed.push(Job::try_from(row)?);
-                        }
-                    }
-                }
-                batch_outcomes.push(Acceptance::Accepted {
-                    inbox_id,
-                    job_ids,
-                    claimed,
-                });
-            }
-            outcomes.push(Done::Accepted(batch_outcomes));
+                } => Done::Claimed(claim_in(&tx, queue, worker, *lease_ms, *limit, now)?),
+                Work::PutLink { link, data } => Done::Linked(put_link_in(&tx, link, data, now)?),
+            });
         }
     }
     tx.commit()?;
     Ok(outcomes)
+}
+
+/// One caller's requests: inbox rows, their jobs, the claims asked for.
+fn accept_in<'w>(
+    tx: &rusqlite::Transaction<'_>,
+    items: &'w [Encoded],
+    stored_now: &mut HashMap<(&'w str, &'w str), i64>,
+    now: i64,
+) -> Result<Vec<Acceptance>, StoreError> {
+    let mut insert_inbox = tx.prepare_cached(INSERT_INBOX)?;
+    let mut find_inbox = tx.prepare_cached(FIND_INBOX)?;
+    let mut outcomes = Vec::with_capacity(items.len());
+    for item in items {
+        let identity = (item.source.as_str(), item.dedupe_key.as_str());
+        if let Some(inbox_id) = stored_now.get(&identity) {
+            outcomes.push(Acceptance::Duplicate {
+                inbox_id: *inbox_id,
+                response: None,
+            });
+            continue;
+        }
+        let inserted = insert_inbox.execute(params![
+            item.source,
+            item.dedupe_key,
+            item.body,
+            item.headers,
+            now
+        ])?;
+        if inserted == 0 {
+            let (inbox_id, response): (i64, Option<String>) = find_inbox
+                .query_row(params![item.source, item.dedupe_key], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })?;
+            outcomes.push(Acceptance::Duplicate {
+                inbox_id,
+                response: response
+                    .as_deref()
+                    .map(|text| parse_json("inbox response", text))
+                    .transpose()?,
+            });
+            continue;
+        }
+        let inbox_id = tx.last_insert_rowid();
+        stored_now.insert(identity, inbox_id);
+        let mut job_ids = Vec::with_capacity(item.jobs.len());
+        let mut claimed = Vec::new();
+        for (job, payload) in &item.jobs {
+            let id = insert_job_in(tx, job, payload, inbox_id, now)?;
+            job_ids.push(id);
+            if let Some(claim) = &job.claim
+                && let Some(job) = claim_stored_in(tx, id, claim, now)?
+            {
+                claimed.push(job);
+            }
+        }
+        outcomes.push(Acceptance::Accepted {
+            inbox_id,
+            job_ids,
+            claimed,
+        });
+    }
+    Ok(outcomes)
+}
+
+/// Insert (or debounce into a pending job with its unique key) one job.
+fn insert_job_in(
+    tx: &rusqlite::Transaction<'_>,
+    job: &NewJob,
+    payload: &str,
+    inbox_id: i64,
+    now: i64,
+) -> Result<i64, StoreError> {
+    let run_at = job.run_at.unwrap_or(now);
+    if let Some(key) = &job.unique_key {
+        let mut debounce_job = tx.prepare_cached(DEBOUNCE_JOB)?;
+        if let Some(id) = debounce_job
+            .query_row(params![run_at, payload, now, key], |row| row.get(0))
+            .optional()?
+        {
+            return Ok(id);
+        }
+    }
+    let mut insert_job = tx.prepare_cached(INSERT_JOB)?;
+    Ok(insert_job.query_row(
+        params![
+            job.queue,
+            job.kind,
+            job.ordering_key,
+            payload,
+            job.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS),
+            run_at,
+            job.unique_key,
+            inbox_id,
+            now
+        ],
+        |row| row.get(0),
+    )?)
+}
+
+/// Claim job `id`, just stored, for `claim.worker` when the claim rule lets it run.
+fn claim_stored_in(
+    tx: &rusqlite::Transaction<'_>,
+    id: i64,
+    claim: &ClaimNow,
+    now: i64,
+) -> Result<Option<Job>, StoreError> {
+    let mut claim_stored = tx.prepare_cached(CLAIM_STORED)?;
+    let row = claim_stored
+        .query_row(
+            named_params! {
+                "$1": claim.worker,
+                "$2": now.saturating_add(claim.lease_ms),
+                "$3": now,
+                "$4": id,
+            },
+            JobRow::from_rusqlite,
+        )
+        .optional()?;
+    row.map(Job::try_from).transpose()
+}
+
+/// Mark a job succeeded under its lease fence; also whether its key has a
+/// pending job.
+fn complete_in(
+    tx: &rusqlite::Transaction<'_>,
+    id: i64,
+    worker: Option<&str>,
+    attempts: i32,
+    ordering_key: &str,
+    now: i64,
+) -> Result<Completion, StoreError> {
+    let mut complete = tx.prepare_cached(COMPLETE)?;
+    // By name: SQLite numbers `$N` parameters in order of first appearance,
+    // and `$4` comes first in this text.
+    let changed = complete.execute(named_params! {
+        "$1": id,
+        "$2": worker,
+        "$3": attempts,
+        "$4": now,
+    })?;
+    let mut successor = tx.prepare_cached(SUCCESSOR_PENDING)?;
+    let successor_pending: bool = successor.query_row(params![ordering_key], |row| row.get(0))?;
+    Ok(Completion {
+        recorded: changed == 1,
+        successor_pending,
+    })
+}
+
+/// The engine's claim. One statement inside the write transaction: the ordering
+/// check and the update see the same state.
+fn claim_in(
+    tx: &rusqlite::Transaction<'_>,
+    queue: &str,
+    worker: &str,
+    lease_ms: i64,
+    limit: i64,
+    now: i64,
+) -> Result<Vec<Job>, StoreError> {
+    let mut claim = tx.prepare_cached(CLAIM_SQLITE)?;
+    let rows = claim.query_map(
+        named_params! {
+            "$1": worker,
+            "$2": now.saturating_add(lease_ms),
+            "$3": now,
+            "$4": queue,
+            "$5": limit,
+        },
+        JobRow::from_rusqlite,
+    )?;
+    let rows: Vec<JobRow> = rows.collect::<Result<_, _>>()?;
+    convert_all(rows)
+}
+
+/// Upsert a link.
+fn put_link_in(
+    tx: &rusqlite::Transaction<'_>,
+    link: &NewLink,
+    data: &str,
+    now: i64,
+) -> Result<Link, StoreError> {
+    let mut put_link = tx.prepare_cached(PUT_LINK)?;
+    let row = put_link.query_row(
+        params![
+            link.kind,
+            link.source_system,
+            link.source_id,
+            link.target_system,
+            link.target_id,
+            link.state.as_str(),
+            data,
+            now
+        ],
+        LinkRow::from_rusqlite,
+    )?;
+    Link::try_from(row)
 }
 
 /// The WAL file of `conn`'s main database, when it has one on disk.
