@@ -189,7 +189,8 @@ async fn run_and_record(
     (outcome, true)
 }
 
-/// Run the handler in its own task while extending the lease.
+/// Run the handler while extending the lease beside it; stop it when the lease
+/// is lost or at a hard stop.
 async fn run_handler(
     inner: &Arc<Inner>,
     job: &Job,

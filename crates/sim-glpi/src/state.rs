@@ -465,8 +465,8 @@ impl State {
             .unwrap_or_default()
     }
 
-    /// Ticket actors: (users_id, type, alternative_email).
-    /// The `Ticket_User` rows of `ticket`, in id order.
+    /// The ticket's actors: its `Ticket_User` rows (users_id, type,
+    /// alternative_email), in id order.
     pub(crate) fn ticket_actors(&self, ticket: i64) -> Vec<Row> {
         let mut cached = self.actors_by_ticket.borrow_mut();
         let index = cached.get_or_insert_with(|| {
