@@ -172,6 +172,19 @@ async fn check_accept_and_dedupe(store: Store) {
         .unwrap();
     assert_eq!(inbox.dedupe_key, "delivery-7");
     assert_eq!(inbox.headers["idempotency-key"], "delivery-7");
+
+    // No value at the ordering pointer: each event gets a key of its own, later
+    // events a greater one (time-ordered, so the index takes it at its end).
+    let (_, unordered) = app.post_event(Some("key-new"), r#"{"b":1}"#, &[]).await;
+    assert_eq!(unordered["duplicate"], false);
+    let jobs = app.store.jobs(&JobFilter::default()).await.unwrap();
+    let keys: Vec<&str> = jobs.iter().map(|j| j.ordering_key.as_str()).collect();
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    // Newest first: the event without a pointer value, then the keyed one.
+    assert!(keys[0].starts_with("web:event:"), "{keys:?}");
+    assert!(keys[1].starts_with("web:event:"), "{keys:?}");
+    assert!(keys[0] > keys[1], "keys grow with time: {keys:?}");
+    assert_eq!(keys[2], "web:42");
 }
 
 #[tokio::test]

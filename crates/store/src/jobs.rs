@@ -22,6 +22,7 @@ macro_rules! claimable_predicate {
             " AND NOT EXISTS ( \
                 SELECT 1 FROM jobs e \
                 WHERE e.ordering_key = j.ordering_key AND e.id <> j.id \
+                  AND e.status IN ('pending', 'running') \
                   AND (e.status = 'running' \
                        OR (e.id < j.id AND e.status = 'pending' \
                            AND (e.attempts > 0 OR e.run_at <= ",
@@ -89,9 +90,10 @@ macro_rules! fenced {
 const EXTEND_LEASE: &str = fenced!("locked_until = $4, updated_at = $5");
 pub(crate) const COMPLETE: &str =
     fenced!("status = 'succeeded', locked_until = NULL, finished_at = $4, updated_at = $4");
-/// Whether a job of ordering key `$1` is pending (after a completion).
-pub(crate) const SUCCESSOR_PENDING: &str =
-    "SELECT EXISTS (SELECT 1 FROM jobs WHERE ordering_key = $1 AND status = 'pending')";
+/// Whether a job of ordering key `$1` is pending (after a completion). The
+/// `IN` term lets the planner use the index of unfinished jobs.
+pub(crate) const SUCCESSOR_PENDING: &str = "SELECT EXISTS (SELECT 1 FROM jobs WHERE ordering_key = $1 \
+     AND status IN ('pending', 'running') AND status = 'pending')";
 const RETRY_LATER: &str = fenced!(
     "status = 'pending', run_at = $4, last_error = $5, locked_by = NULL, locked_until = NULL, \
      updated_at = $6"
@@ -495,5 +497,57 @@ impl Store {
             .bind(job.id)
             .bind(job.locked_by.as_deref())
             .bind(job.attempts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::Connection;
+
+    use super::{CLAIM_SQLITE, CLAIM_STORED, SUCCESSOR_PENDING};
+
+    /// The SQLite schema as the migrations leave it.
+    fn migrated() -> Connection {
+        let conn = Connection::open_in_memory().expect("in-memory database");
+        for migration in [
+            include_str!("../migrations/sqlite/0001_init.sql"),
+            include_str!("../migrations/sqlite/0002_audit_once.sql"),
+            include_str!("../migrations/sqlite/0003_unfinished_ordering_index.sql"),
+        ] {
+            conn.execute_batch(migration).expect("migration runs");
+        }
+        conn
+    }
+
+    fn plan(conn: &Connection, sql: &str) -> String {
+        let mut statement = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .expect("statement prepares");
+        let nulls = std::iter::repeat_n(rusqlite::types::Null, statement.parameter_count());
+        let details = statement
+            .query_map(rusqlite::params_from_iter(nulls), |row| row.get::<_, String>(3))
+            .expect("plan runs")
+            .collect::<Result<Vec<_>, _>>()
+            .expect("plan rows");
+        details.join("\n")
+    }
+
+    /// The ordering rule's lookups go through the index of unfinished jobs: a
+    /// query that loses its `status IN ('pending', 'running')` term would scan
+    /// every job ever stored instead.
+    #[test]
+    fn ordering_lookups_use_the_index_of_unfinished_jobs() {
+        let conn = migrated();
+        for (name, sql) in [
+            ("claim", CLAIM_SQLITE),
+            ("claim at accept", CLAIM_STORED),
+            ("successor check", SUCCESSOR_PENDING),
+        ] {
+            let plan = plan(&conn, sql);
+            assert!(
+                plan.contains("USING INDEX jobs_ordering (ordering_key=?)"),
+                "{name} does not use jobs_ordering:\n{plan}"
+            );
+        }
     }
 }

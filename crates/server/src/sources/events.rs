@@ -4,7 +4,7 @@
 //! API key auth; JSON body required (415 otherwise, 400 when invalid);
 //! dedupe by `Idempotency-Key`, else the SHA-256 of the body; one job of the
 //! configured kind (default `event.record`) on the source's target queue,
-//! ordered by the configured JSON pointer (default: the dedupe key).
+//! ordered by the configured JSON pointer (default: none, a key of its own).
 //! Answers 202 `{"accepted":true,"inbox_id":N,"duplicate":false}`; a repeat
 //! answers the same with `"duplicate":true` and enqueues nothing.
 
@@ -22,6 +22,7 @@ use config::{Config, SourceConfig};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use store::NewJob;
+use uuid::Uuid;
 
 use crate::auth::ApiKeys;
 use crate::error::ApiError;
@@ -119,7 +120,10 @@ async fn receive(
             Value::Number(n) => Some(n.to_string()),
             _ => None,
         })
-        .unwrap_or_else(|| dedupe_key.clone());
+        // No pointer (or no value at it): the event is ordered after nothing. Its
+        // key is unique and grows with time, so the index of unfinished jobs
+        // takes it at its end rather than at a random place.
+        .unwrap_or_else(|| format!("event:{}", Uuid::now_v7()));
 
     let job = NewJob::new(
         endpoint.queue.clone(),
