@@ -525,7 +525,9 @@ mod tests {
             .expect("statement prepares");
         let nulls = std::iter::repeat_n(rusqlite::types::Null, statement.parameter_count());
         let details = statement
-            .query_map(rusqlite::params_from_iter(nulls), |row| row.get::<_, String>(3))
+            .query_map(rusqlite::params_from_iter(nulls), |row| {
+                row.get::<_, String>(3)
+            })
             .expect("plan runs")
             .collect::<Result<Vec<_>, _>>()
             .expect("plan rows");

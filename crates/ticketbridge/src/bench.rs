@@ -191,7 +191,7 @@ pub async fn ingest(options: IngestBench) -> anyhow::Result<()> {
 }
 
 /// The middle value of sorted `values` (mean of the two middle ones).
-fn median(sorted: &[f64]) -> f64 {
+pub(crate) fn median(sorted: &[f64]) -> f64 {
     match sorted.len() {
         0 => 0.0,
         n if n % 2 == 1 => sorted[n / 2],

@@ -136,6 +136,10 @@ pub struct IntakeBench {
     /// clients, what a configuration sized for this load would set.
     #[arg(long)]
     pub concurrency: Option<usize>,
+    /// Rounds of (intake API, baseline) at the simulated latency; the speed-up
+    /// reported is the median of the rounds' ratios.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rounds: u32,
 }
 
 #[derive(Debug, Clone, Args)]
