@@ -49,7 +49,7 @@ use tokio::sync::oneshot;
 
 use crate::batch::{FIND_INBOX, INSERT_INBOX};
 use crate::jobs::{
-    CLAIM_SQLITE, CLAIM_STORED, COMPLETE, DEBOUNCE_JOB, INSERT_JOB, RELEASE_UNSTARTED,
+    CLAIM_SQLITE, CLAIM_STORED, COMPLETE, DEBOUNCE_JOB, INSERT_JOB_PLAIN, RELEASE_UNSTARTED,
     SUCCESSOR_PENDING,
 };
 use crate::links::PUT_LINK;
@@ -576,21 +576,19 @@ fn insert_job_in(
             return Ok(id);
         }
     }
-    let mut insert_job = tx.prepare_cached(INSERT_JOB)?;
-    Ok(insert_job.query_row(
-        params![
-            job.queue,
-            job.kind,
-            job.ordering_key,
-            payload,
-            job.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS),
-            run_at,
-            job.unique_key,
-            inbox_id,
-            now
-        ],
-        |row| row.get(0),
-    )?)
+    let mut insert_job = tx.prepare_cached(INSERT_JOB_PLAIN)?;
+    insert_job.execute(params![
+        job.queue,
+        job.kind,
+        job.ordering_key,
+        payload,
+        job.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS),
+        run_at,
+        job.unique_key,
+        inbox_id,
+        now
+    ])?;
+    Ok(tx.last_insert_rowid())
 }
 
 /// Claim job `id`, just stored, for `claim.worker` when the claim rule lets it run.
@@ -801,7 +799,13 @@ mod tests {
     /// parameters in order of first appearance: they must appear as $1, $2, …
     #[test]
     fn positionally_bound_statements_name_their_parameters_in_order() {
-        for sql in [INSERT_INBOX, FIND_INBOX, INSERT_JOB, DEBOUNCE_JOB, PUT_LINK] {
+        for sql in [
+            INSERT_INBOX,
+            FIND_INBOX,
+            INSERT_JOB_PLAIN,
+            DEBOUNCE_JOB,
+            PUT_LINK,
+        ] {
             let mut order: Vec<u32> = Vec::new();
             let mut rest = sql;
             while let Some(at) = rest.find('$') {

@@ -67,9 +67,18 @@ const OUTSTANDING_SQL: &str = concat!(
     ")"
 );
 
-pub(crate) const INSERT_JOB: &str = "INSERT INTO jobs (queue, kind, ordering_key, payload, status, attempts, \
-     max_attempts, run_at, unique_key, inbox_id, created_at, updated_at) \
-     VALUES ($1, $2, $3, $4, 'pending', 0, $5, $6, $7, $8, $9, $9) RETURNING id";
+macro_rules! insert_job {
+    () => {
+        "INSERT INTO jobs (queue, kind, ordering_key, payload, status, attempts, \
+         max_attempts, run_at, unique_key, inbox_id, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, 'pending', 0, $5, $6, $7, $8, $9, $9)"
+    };
+}
+pub(crate) const INSERT_JOB: &str = concat!(insert_job!(), " RETURNING id");
+/// [`INSERT_JOB`] for the writer thread, which reads the new id from the
+/// connection: SQLite buffers a statement's `RETURNING` rows in a temporary
+/// table, work the single writer does for every job it stores.
+pub(crate) const INSERT_JOB_PLAIN: &str = insert_job!();
 
 pub(crate) const DEBOUNCE_JOB: &str = "UPDATE jobs SET run_at = $1, payload = $2, updated_at = $3 \
      WHERE id = (SELECT MAX(id) FROM jobs WHERE unique_key = $4 AND status = 'pending') \
