@@ -33,7 +33,11 @@ pub fn release_slot() {
 /// What happened to one execution, for metrics.
 #[derive(Clone, Copy)]
 enum Outcome {
-    Succeeded,
+    /// `successor_pending`: a job of the same ordering key may be waiting
+    /// behind it (true unless the store said otherwise).
+    Succeeded {
+        successor_pending: bool,
+    },
     Retried,
     Dead,
     Released,
@@ -44,7 +48,7 @@ enum Outcome {
 impl Outcome {
     fn label(self) -> &'static str {
         match self {
-            Outcome::Succeeded => "succeeded",
+            Outcome::Succeeded { .. } => "succeeded",
             Outcome::Retried => "retried",
             Outcome::Dead => "dead",
             Outcome::Released => "released",
@@ -73,7 +77,7 @@ pub(crate) async fn execute(
     let started = Instant::now();
     let enqueued_before = inner.store.enqueued_count();
     let span = tracing::info_span!("job", id = job.id, kind = %job.kind, key = %job.ordering_key, attempt = job.attempts);
-    let (outcome, successor_pending) = run_and_record(inner, &job, hard_stop, slot)
+    let outcome = run_and_record(inner, &job, hard_stop, slot)
         .instrument(span)
         .await;
     let kind = job.kind.clone();
@@ -82,7 +86,7 @@ pub(crate) async fn execute(
     metrics::histogram!("ticketbridge_job_duration_seconds", "kind" => kind.clone())
         .record(started.elapsed().as_secs_f64());
     match outcome {
-        Outcome::Succeeded | Outcome::Dead => {
+        Outcome::Succeeded { .. } | Outcome::Dead => {
             metrics::histogram!("ticketbridge_job_attempts", "kind" => kind.clone())
                 .record(f64::from(job.attempts));
             if matches!(outcome, Outcome::Dead) {
@@ -100,7 +104,13 @@ pub(crate) async fn execute(
     // that changes nothing the runners could claim (they wait for free slots on
     // their own), so they are not sent to claim nothing.
     let enqueued_meanwhile = inner.store.enqueued_count() != enqueued_before;
-    if !matches!(outcome, Outcome::Succeeded) || successor_pending || enqueued_meanwhile {
+    let nothing_behind = matches!(
+        outcome,
+        Outcome::Succeeded {
+            successor_pending: false
+        }
+    );
+    if !nothing_behind || enqueued_meanwhile {
         inner
             .wake
             .send_modify(|generation| *generation = generation.wrapping_add(1));
@@ -110,14 +120,13 @@ pub(crate) async fn execute(
         .send_modify(|generation| *generation = generation.wrapping_add(1));
 }
 
-/// How the run ended, and whether a job of the same ordering key may be
-/// pending behind it (true unless the store said otherwise).
+/// Run the job's handler and record how it ended.
 async fn run_and_record(
     inner: &Arc<Inner>,
     job: &Job,
     hard_stop: CancellationToken,
     slot: OwnedSemaphorePermit,
-) -> (Outcome, bool) {
+) -> Outcome {
     let store = &inner.store;
     if job.attempts > job.max_attempts {
         // Claimed again after its worker died on the last allowed attempt.
@@ -127,36 +136,31 @@ async fn run_and_record(
             job.max_attempts,
             job.last_error.as_deref().unwrap_or("worker lost the job")
         );
-        return (
-            record(store.bury(job, &error).await, Outcome::Dead, job),
-            true,
-        );
+        return record(store.bury(job, &error).await, Outcome::Dead, job);
     }
     let handler = inner.handlers.read().get(&job.kind).cloned();
     let Some(handler) = handler else {
         let error = format!("no handler registered for job kind `{}`", job.kind);
         tracing::error!(job = job.id, "{error}");
-        return (
-            record(store.bury(job, &error).await, Outcome::Dead, job),
-            true,
-        );
+        return record(store.bury(job, &error).await, Outcome::Dead, job);
     };
 
     let slot = Arc::new(parking_lot::Mutex::new(Some(slot)));
     let run = run_handler(inner, job, handler, hard_stop, slot.clone()).await;
     slot.lock().take();
-    let outcome = match run {
+    match run {
         Run::Stopped => record(store.release(job).await, Outcome::Released, job),
         Run::LeaseLost => Outcome::Lost,
-        Run::Finished(Ok(())) => {
-            return match store.complete_job(job).await {
-                Ok(completion) => (
-                    record(Ok(completion.recorded), Outcome::Succeeded, job),
-                    completion.successor_pending,
-                ),
-                Err(error) => (record(Err(error), Outcome::Succeeded, job), true),
-            };
-        }
+        Run::Finished(Ok(())) => match store.complete_job(job).await {
+            Ok(completion) => record(
+                Ok(completion.recorded),
+                Outcome::Succeeded {
+                    successor_pending: completion.successor_pending,
+                },
+                job,
+            ),
+            Err(error) => record(Err(error), Outcome::Lost, job),
+        },
         Run::Finished(Err(JobError::Permanent { reason })) => {
             tracing::warn!(job = job.id, kind = %job.kind, %reason, "job failed permanently");
             record(store.bury(job, &reason).await, Outcome::Dead, job)
@@ -171,10 +175,7 @@ async fn run_and_record(
                     job.attempts, job.max_attempts
                 );
                 tracing::warn!(job = job.id, kind = %job.kind, %error, "job dead");
-                return (
-                    record(store.bury(job, &error).await, Outcome::Dead, job),
-                    true,
-                );
+                return record(store.bury(job, &error).await, Outcome::Dead, job);
             }
             let delay = retry_delay(&inner.config, job.attempts, retry_after);
             let run_at = now_ms().saturating_add(duration_ms(delay));
@@ -185,8 +186,7 @@ async fn run_and_record(
                 job,
             )
         }
-    };
-    (outcome, true)
+    }
 }
 
 /// Run the handler while extending the lease beside it; stop it when the lease
