@@ -224,11 +224,8 @@ impl GroupCommitter {
         for (inbound, jobs) in batch {
             let headers = to_json_text("inbox headers", &inbound.headers)?;
             let mut encoded_jobs = Vec::with_capacity(jobs.len());
-            for mut job in jobs {
+            for job in jobs {
                 let payload = to_json_text("job payload", &job.payload)?;
-                // Freed here, in parallel with the other callers, not by the
-                // writer thread after its commit.
-                job.payload = serde_json::Value::Null;
                 encoded_jobs.push((job, payload));
             }
             items.push(Encoded {
