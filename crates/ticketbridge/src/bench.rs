@@ -152,7 +152,7 @@ pub async fn ingest(options: IngestBench) -> anyhow::Result<()> {
     }
     println!("{}", paced.line());
     println!();
-    let mut ratios: Vec<f64> = rounds
+    let ratios: Vec<f64> = rounds
         .iter()
         .map(|(noop, durable)| 100.0 * durable.rate() / noop.rate().max(1.0))
         .collect();
@@ -161,9 +161,7 @@ pub async fn ingest(options: IngestBench) -> anyhow::Result<()> {
         .map(|r| format!("{r:.0}%"))
         .collect::<Vec<_>>()
         .join(", ");
-    ratios.sort_by(f64::total_cmp);
-    let mut ingest_rates: Vec<f64> = rounds.iter().map(|(_, d)| d.rate()).collect();
-    ingest_rates.sort_by(f64::total_cmp);
+    let ingest_rates: Vec<f64> = rounds.iter().map(|(_, d)| d.rate()).collect();
     println!(
         "durable ingest / no-op throughput: median {:.0}% (rounds: {per_round})",
         median(&ratios)
@@ -190,8 +188,10 @@ pub async fn ingest(options: IngestBench) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The middle value of sorted `values` (mean of the two middle ones).
-pub(crate) fn median(sorted: &[f64]) -> f64 {
+/// The middle value of `values` (mean of the two middle ones).
+pub(crate) fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
     match sorted.len() {
         0 => 0.0,
         n if n % 2 == 1 => sorted[n / 2],
