@@ -114,6 +114,16 @@ const RELEASE: &str = fenced!(
     "status = 'pending', attempts = attempts - 1, locked_by = NULL, locked_until = NULL, \
      last_error = 'released unfinished at shutdown', updated_at = $4"
 );
+/// Succeeded jobs finished before `$1`, oldest first, at most `$2`. A job
+/// finishes after it was created and ids grow with creation time, so the scan
+/// stops at the first job created at or after `$1` instead of reading every job
+/// when nothing is due. (A job stored out of step with its id, by another
+/// instance's clock, waits for a later sweep.)
+const PURGE_SUCCEEDED: &str = "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs \
+     WHERE status = 'succeeded' AND finished_at < $1 \
+     AND id < COALESCE((SELECT id FROM jobs WHERE created_at >= $1 ORDER BY id LIMIT 1), \
+     9223372036854775807) \
+     ORDER BY id LIMIT $2)";
 /// A job claimed at accept whose caller went away before starting it.
 pub(crate) const RELEASE_UNSTARTED: &str = fenced!(
     "status = 'pending', attempts = attempts - 1, locked_by = NULL, locked_until = NULL, \
@@ -449,12 +459,14 @@ impl Store {
         Ok(done)
     }
 
-    /// Delete succeeded jobs that finished before `before` (unix ms): retention.
-    pub async fn purge_succeeded(&self, before: i64) -> Result<u64, StoreError> {
+    /// Retention: delete up to `limit` succeeded jobs that finished before
+    /// `before` (unix ms), oldest first; returns how many. Call it again while it
+    /// returns `limit`: each call holds the store's write lock for one batch only.
+    pub async fn purge_succeeded(&self, before: i64, limit: i64) -> Result<u64, StoreError> {
         let _turn = self.write_turn().await;
-        let done = on_pool!(self, pool => sqlx::query(
-            "DELETE FROM jobs WHERE status = 'succeeded' AND finished_at < $1")
+        let done = on_pool!(self, pool => sqlx::query(PURGE_SUCCEEDED)
             .bind(before)
+            .bind(limit)
             .execute(pool)
             .await?
             .rows_affected());

@@ -70,6 +70,7 @@ conformance!(
     accept_claims_a_job_when_its_key_is_free,
     a_job_claimed_for_a_caller_that_went_away_is_released,
     completion_tells_whether_a_job_of_the_key_is_pending,
+    retention_deletes_old_succeeded_jobs_in_batches,
 );
 
 fn inbound(source: &str, key: &str) -> NewInbound {
@@ -1245,4 +1246,47 @@ async fn a_job_claimed_for_a_caller_that_went_away_is_released(store: Store) {
     // Stored once, and a runner can take it now (the jobs of answered attempts
     // are running under w1 and stay so).
     assert_eq!(claim_ids(&store, "glpi", "w2", 10).await, vec![job.id]);
+}
+
+async fn retention_deletes_old_succeeded_jobs_in_batches(store: Store) {
+    let mut ids = Vec::new();
+    for n in 0..6 {
+        ids.push(store.enqueue(job("q", &format!("k{n}"), n)).await.unwrap());
+    }
+    let mut claimed = store.claim("q", "w", 60_000, 10).await.unwrap();
+    claimed.sort_by_key(|j| j.id);
+    assert_eq!(claimed.len(), 6);
+    // Four succeed, one is dead, one stays running; one more waits.
+    for j in &claimed[..4] {
+        assert!(store.complete(j).await.unwrap());
+    }
+    assert!(store.bury(&claimed[4], "rejected").await.unwrap());
+    let pending = store.enqueue(job("q", "later", 9)).await.unwrap();
+
+    // Nothing finished before a moment that precedes every completion.
+    assert_eq!(store.purge_succeeded(0, 100).await.unwrap(), 0);
+    // Everything finished before a moment still to come: oldest first, in batches.
+    let cutoff = now_ms() + 60_000;
+    assert_eq!(store.purge_succeeded(cutoff, 3).await.unwrap(), 3);
+    let left: Vec<bool> = futures::future::join_all(ids.iter().map(|id| {
+        let store = store.clone();
+        async move { store.job(*id).await.unwrap().is_some() }
+    }))
+    .await;
+    assert_eq!(left, vec![false, false, false, true, true, true]);
+    assert_eq!(store.purge_succeeded(cutoff, 3).await.unwrap(), 1);
+    assert_eq!(store.purge_succeeded(cutoff, 3).await.unwrap(), 0);
+    assert!(store.job(ids[3]).await.unwrap().is_none());
+    assert_eq!(
+        store.job(ids[4]).await.unwrap().unwrap().status,
+        JobStatus::Dead
+    );
+    assert_eq!(
+        store.job(ids[5]).await.unwrap().unwrap().status,
+        JobStatus::Running
+    );
+    assert_eq!(
+        store.job(pending).await.unwrap().unwrap().status,
+        JobStatus::Pending
+    );
 }
