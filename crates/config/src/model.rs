@@ -103,6 +103,11 @@ pub struct EngineSettings {
     /// On shutdown, how long in-flight jobs may run before they are released.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// How long succeeded jobs stay in the store after they finished (for
+    /// `jobs list` and `jobs show`); `0s` keeps them for ever. Dead letters
+    /// stay until `jobs purge-dead`; inbox rows and links are never deleted.
+    #[serde(with = "humantime_serde")]
+    pub keep_succeeded: Duration,
 }
 
 impl Default for EngineSettings {
@@ -115,6 +120,7 @@ impl Default for EngineSettings {
             max_attempts: 10,
             concurrency: 4,
             shutdown_grace: Duration::from_secs(20),
+            keep_succeeded: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -286,14 +292,19 @@ impl Config {
         let e = &self.engine;
         let _ = writeln!(
             out,
-            "engine: lease={:?} poll={:?} backoff={:?}..{:?} max_attempts={} concurrency={} shutdown_grace={:?}",
+            "engine: lease={:?} poll={:?} backoff={:?}..{:?} max_attempts={} concurrency={} shutdown_grace={:?} keep_succeeded={}",
             e.lease,
             e.poll,
             e.backoff_base,
             e.backoff_max,
             e.max_attempts,
             e.concurrency,
-            e.shutdown_grace
+            e.shutdown_grace,
+            if e.keep_succeeded.is_zero() {
+                "forever".to_string()
+            } else {
+                humantime_serde::re::humantime::format_duration(e.keep_succeeded).to_string()
+            }
         );
         for (name, target) in &self.targets {
             let auth = match target {

@@ -203,3 +203,31 @@ fn summary_never_shows_secrets() {
         "{summary}"
     );
 }
+
+#[test]
+fn succeeded_jobs_are_kept_a_week_unless_configured() {
+    let config = load_str(GOOD, good_env()).unwrap();
+    assert_eq!(
+        config.engine.keep_succeeded,
+        std::time::Duration::from_secs(7 * 24 * 3600)
+    );
+    let text = format!("{GOOD}\n[engine]\nkeep_succeeded = \"30d\"\n");
+    let config = load_str(&text, good_env()).unwrap();
+    assert_eq!(
+        config.engine.keep_succeeded,
+        std::time::Duration::from_secs(30 * 24 * 3600)
+    );
+    assert!(config.summary().contains("keep_succeeded=30days"));
+    let mut e = good_env();
+    e.extend(env(&[("TICKETBRIDGE_ENGINE__KEEP_SUCCEEDED", "0s")]));
+    let config = load_str(GOOD, e).unwrap();
+    assert!(config.engine.keep_succeeded.is_zero());
+    assert!(config.summary().contains("keep_succeeded=forever"));
+
+    let text = format!("{GOOD}\n[engine]\nkeep_succeeded = \"soon\"\n");
+    let err = load_str(&text, good_env()).unwrap_err();
+    assert!(
+        err.0.iter().any(|p| p.path == "engine.keep_succeeded"),
+        "{err}"
+    );
+}

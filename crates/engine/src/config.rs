@@ -37,7 +37,17 @@ pub struct EngineConfig {
     /// On shutdown, how long in-flight jobs may finish before they are released.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// How long succeeded jobs stay in the store after they finished; `None`
+    /// keeps them for ever. Dead letters stay until `jobs purge-dead`.
+    #[serde(with = "humantime_serde")]
+    pub keep_succeeded: Option<Duration>,
+    /// How often the engine deletes the succeeded jobs past `keep_succeeded`.
+    #[serde(with = "humantime_serde")]
+    pub retention_interval: Duration,
 }
+
+/// How long succeeded jobs are kept unless configured otherwise: a week.
+pub const DEFAULT_KEEP_SUCCEEDED: Duration = Duration::from_secs(7 * 24 * 3600);
 
 impl Default for EngineConfig {
     fn default() -> Self {
@@ -53,6 +63,8 @@ impl Default for EngineConfig {
             default_concurrency: 4,
             concurrency: HashMap::new(),
             shutdown_grace: Duration::from_secs(10),
+            keep_succeeded: Some(DEFAULT_KEEP_SUCCEEDED),
+            retention_interval: Duration::from_secs(10 * 60),
         }
     }
 }

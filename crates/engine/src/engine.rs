@@ -17,6 +17,8 @@ use tokio_util::task::TaskTracker;
 /// Shortest time between two looks for queues with work (new queues get a
 /// runner; runners of known queues are woken directly).
 const DISCOVERY_GAP: Duration = Duration::from_millis(20);
+/// Succeeded jobs deleted per transaction by the retention sweep.
+const PURGE_BATCH: i64 = 500;
 
 /// Runs jobs from a [`Store`]. Cheap to clone; clones share handlers and wake-ups.
 #[derive(Clone)]
@@ -259,6 +261,14 @@ impl Engine {
         for queue in config.concurrency.keys() {
             self.start_runner(queue, &mut runners, &shutdown, &hard_stop, &in_flight);
         }
+        let retention = config.keep_succeeded.map(|keep| {
+            tokio::spawn(keep_succeeded_for(
+                self.inner.store.clone(),
+                keep,
+                config.retention_interval,
+                shutdown.clone(),
+            ))
+        });
         loop {
             if last_sweep.is_none_or(|at| at.elapsed() >= config.sweep_interval) {
                 match self.inner.store.reclaim_expired().await {
@@ -298,6 +308,11 @@ impl Engine {
 
         tracing::info!(worker = %config.worker_id, "job engine stopping");
         self.inner.running.lock().take();
+        if let Some(retention) = retention
+            && let Err(error) = retention.await
+        {
+            tracing::error!(%error, "retention sweep ended abnormally");
+        }
         for (queue, runner) in runners {
             if let Err(error) = runner.await {
                 tracing::error!(%queue, %error, "queue runner ended abnormally");
@@ -503,4 +518,46 @@ impl QueueRunner {
 
 pub(crate) fn duration_ms(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Retention: every `every`, delete the succeeded jobs that finished more than
+/// `keep` ago, a batch per transaction, until none is left or `shutdown`.
+async fn keep_succeeded_for(
+    store: Store,
+    keep: Duration,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    let keep_ms = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
+    loop {
+        let before = now_ms().saturating_sub(keep_ms);
+        let mut deleted = 0u64;
+        loop {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            match store.purge_succeeded(before, PURGE_BATCH).await {
+                Ok(count) => {
+                    deleted += count;
+                    metrics::counter!("ticketbridge_jobs_purged_total").increment(count);
+                    if count < PURGE_BATCH.unsigned_abs() {
+                        break;
+                    }
+                    // Let the writes waiting for the store's write lock go first.
+                    tokio::task::yield_now().await;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "deleting old succeeded jobs failed; will try again");
+                    break;
+                }
+            }
+        }
+        if deleted > 0 {
+            tracing::info!(deleted, kept_for = ?keep, "deleted succeeded jobs past retention");
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+    }
 }

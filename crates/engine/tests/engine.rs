@@ -58,6 +58,8 @@ on_both_backends!(
     a_job_claimed_at_accept_runs_in_a_reserved_slot,
     a_handler_that_gives_its_slot_back_lets_the_next_job_start,
     a_job_a_handler_enqueues_through_the_store_runs_without_waiting_for_a_poll,
+    succeeded_jobs_are_deleted_after_the_retention_period,
+    succeeded_jobs_are_kept_when_retention_is_off,
 );
 
 fn config(worker: &str) -> EngineConfig {
@@ -638,4 +640,95 @@ async fn a_job_a_handler_enqueues_through_the_store_runs_without_waiting_for_a_p
     }
     token.cancel();
     run.await.unwrap().unwrap();
+}
+
+/// An engine that keeps succeeded jobs for `keep` and sweeps every 50 ms, with a
+/// `work` kind that succeeds and a `reject` kind that fails for good.
+fn retention_engine(store: &Store, keep: Option<Duration>) -> Engine {
+    let mut engine = Engine::new(
+        store.clone(),
+        EngineConfig {
+            keep_succeeded: keep,
+            retention_interval: Duration::from_millis(50),
+            ..config("w")
+        },
+    );
+    engine.register("work", handler_fn(|_job| async { Ok(()) }));
+    engine.register(
+        "reject",
+        handler_fn(|_job| async { Err(JobError::permanent("400: bad field")) }),
+    );
+    engine
+}
+
+async fn succeeded_jobs_are_deleted_after_the_retention_period(db: Database) {
+    let store = open(&db).await;
+    let engine = retention_engine(&store, Some(Duration::from_millis(300)));
+    let done = engine
+        .enqueue(NewJob::new("glpi", "work", "a", json!({})))
+        .await
+        .unwrap();
+    let dead = engine
+        .enqueue(NewJob::new("glpi", "reject", "b", json!({})))
+        .await
+        .unwrap();
+    let later = engine
+        .enqueue(NewJob::new("glpi", "work", "c", json!({})).run_at(now_ms() + 60_000))
+        .await
+        .unwrap();
+    let shutdown = CancellationToken::new();
+    let running = {
+        let (engine, token) = (engine.clone(), shutdown.clone());
+        tokio::spawn(async move { engine.run(token).await })
+    };
+    let finished = wait_for(&store, done, JobStatus::Succeeded).await;
+    wait_for(&store, dead, JobStatus::Dead).await;
+    // Kept while younger than the retention period...
+    let finished_at = finished.finished_at.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let present = store.job(done).await.unwrap().is_some();
+        let age = now_ms() - finished_at;
+        if age < 250 {
+            assert!(present, "deleted {age} ms after it finished");
+        }
+        if !present {
+            // ...and deleted once past it.
+            assert!(age >= 300, "deleted after {age} ms");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never deleted");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Dead letters and unfinished jobs stay.
+    assert_eq!(
+        store.job(dead).await.unwrap().unwrap().status,
+        JobStatus::Dead
+    );
+    assert_eq!(
+        store.job(later).await.unwrap().unwrap().status,
+        JobStatus::Pending
+    );
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+}
+
+async fn succeeded_jobs_are_kept_when_retention_is_off(db: Database) {
+    let store = open(&db).await;
+    let engine = retention_engine(&store, None);
+    let done = engine
+        .enqueue(NewJob::new("glpi", "work", "a", json!({})))
+        .await
+        .unwrap();
+    let shutdown = CancellationToken::new();
+    let running = {
+        let (engine, token) = (engine.clone(), shutdown.clone());
+        tokio::spawn(async move { engine.run(token).await })
+    };
+    wait_for(&store, done, JobStatus::Succeeded).await;
+    // Several sweep periods later it is still there.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(store.job(done).await.unwrap().is_some());
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
 }

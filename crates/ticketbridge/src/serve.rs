@@ -24,6 +24,7 @@ pub fn engine_config(config: &Config) -> EngineConfig {
         default_max_attempts: i32::try_from(e.max_attempts).unwrap_or(i32::MAX),
         default_concurrency: e.concurrency,
         shutdown_grace: e.shutdown_grace,
+        keep_succeeded: (!e.keep_succeeded.is_zero()).then_some(e.keep_succeeded),
         ..EngineConfig::default()
     }
 }

@@ -40,6 +40,7 @@ pub fn fast_engine(config: &Config) -> EngineConfig {
         default_max_attempts: i32::try_from(e.max_attempts).unwrap_or(i32::MAX),
         default_concurrency: e.concurrency,
         shutdown_grace: Duration::from_secs(5),
+        keep_succeeded: (!e.keep_succeeded.is_zero()).then_some(e.keep_succeeded),
         ..EngineConfig::default()
     }
 }
