@@ -104,3 +104,24 @@ async fn cancel_on_signal(token: CancellationToken) {
     }
     token.cancel();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keep_succeeded_of_zero_turns_retention_off() {
+        let mut config = Config::default();
+        assert_eq!(
+            engine_config(&config).keep_succeeded,
+            Some(Duration::from_secs(7 * 24 * 3600))
+        );
+        config.engine.keep_succeeded = Duration::from_secs(3600);
+        assert_eq!(
+            engine_config(&config).keep_succeeded,
+            Some(Duration::from_secs(3600))
+        );
+        config.engine.keep_succeeded = Duration::ZERO;
+        assert_eq!(engine_config(&config).keep_succeeded, None);
+    }
+}
