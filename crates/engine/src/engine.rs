@@ -19,6 +19,8 @@ use tokio_util::task::TaskTracker;
 const DISCOVERY_GAP: Duration = Duration::from_millis(20);
 /// Succeeded jobs deleted per transaction by the retention sweep.
 const PURGE_BATCH: i64 = 500;
+/// Pause between two such transactions.
+const PURGE_PAUSE: Duration = Duration::from_millis(10);
 
 /// Runs jobs from a [`Store`]. Cheap to clone; clones share handlers and wake-ups.
 #[derive(Clone)]
@@ -543,8 +545,9 @@ async fn keep_succeeded_for(
                     if count < PURGE_BATCH.unsigned_abs() {
                         break;
                     }
-                    // Let the writes waiting for the store's write lock go first.
-                    tokio::task::yield_now().await;
+                    // A long backlog (the first sweep after an upgrade) goes in
+                    // short bites, so live writes keep getting the write lock.
+                    tokio::time::sleep(PURGE_PAUSE).await;
                 }
                 Err(error) => {
                     tracing::warn!(%error, "deleting old succeeded jobs failed; will try again");
