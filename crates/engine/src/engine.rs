@@ -523,7 +523,7 @@ pub(crate) fn duration_ms(duration: Duration) -> i64 {
 }
 
 /// Retention: every `every`, delete the succeeded jobs that finished more than
-/// `keep` ago, a batch per transaction, until none is left or `shutdown`.
+/// `keep` ago, until `shutdown`.
 async fn keep_succeeded_for(
     store: Store,
     keep: Duration,
@@ -533,34 +533,47 @@ async fn keep_succeeded_for(
     let keep_ms = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
     loop {
         let before = now_ms().saturating_sub(keep_ms);
-        let mut deleted = 0u64;
-        loop {
-            if shutdown.is_cancelled() {
-                return;
+        match purge_finished_before(&store, before, &shutdown).await {
+            Ok(0) => {}
+            Ok(deleted) => {
+                tracing::info!(deleted, kept_for = ?keep, "deleted succeeded jobs past retention");
             }
-            match store.purge_succeeded(before, PURGE_BATCH).await {
-                Ok(count) => {
-                    deleted += count;
-                    metrics::counter!("ticketbridge_jobs_purged_total").increment(count);
-                    if count < PURGE_BATCH.unsigned_abs() {
-                        break;
-                    }
-                    // A long backlog (the first sweep after an upgrade) goes in
-                    // short bites, so live writes keep getting the write lock.
-                    tokio::time::sleep(PURGE_PAUSE).await;
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "deleting old succeeded jobs failed; will try again");
-                    break;
-                }
+            Err(error) => {
+                tracing::warn!(%error, "deleting old succeeded jobs failed; will try again");
             }
-        }
-        if deleted > 0 {
-            tracing::info!(deleted, kept_for = ?keep, "deleted succeeded jobs past retention");
         }
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(every) => {}
         }
     }
+}
+
+/// One retention sweep: the succeeded jobs finished before `before`, a batch per
+/// transaction, until none is left or `shutdown`. Returns how many were deleted.
+async fn purge_finished_before(
+    store: &Store,
+    before: i64,
+    shutdown: &CancellationToken,
+) -> Result<u64, store::StoreError> {
+    // Jobs are stored in id order, so none from the first one created after the
+    // cutoff on can be due (one stored out of step with its id, by another
+    // instance's clock, waits for a later sweep).
+    let below_id = store
+        .first_job_created_since(before)
+        .await?
+        .unwrap_or(i64::MAX);
+    let mut deleted = 0;
+    while !shutdown.is_cancelled() {
+        let count = store.purge_succeeded(before, below_id, PURGE_BATCH).await?;
+        deleted += count;
+        metrics::counter!("ticketbridge_jobs_purged_total").increment(count);
+        if count < PURGE_BATCH.unsigned_abs() {
+            break;
+        }
+        // A long backlog (the first sweep after an upgrade) goes in short bites,
+        // so live writes keep getting the write lock.
+        tokio::time::sleep(PURGE_PAUSE).await;
+    }
+    Ok(deleted)
 }

@@ -114,16 +114,13 @@ const RELEASE: &str = fenced!(
     "status = 'pending', attempts = attempts - 1, locked_by = NULL, locked_until = NULL, \
      last_error = 'released unfinished at shutdown', updated_at = $4"
 );
-/// Succeeded jobs finished before `$1`, oldest first, at most `$2`. A job
-/// finishes after it was created and ids grow with creation time, so the scan
-/// stops at the first job created at or after `$1` instead of reading every job
-/// when nothing is due. (A job stored out of step with its id, by another
-/// instance's clock, waits for a later sweep.)
+/// Succeeded jobs finished before `$1` with an id below `$2`, oldest first, at
+/// most `$3`. A finished job has no lease (`locked_until IS NULL`): with both
+/// columns of `jobs_status` fixed, that index lists them in id order, so the
+/// scan needs no sort, stops after `$3` matches and never passes `$2`.
 const PURGE_SUCCEEDED: &str = "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs \
-     WHERE status = 'succeeded' AND finished_at < $1 \
-     AND id < COALESCE((SELECT id FROM jobs WHERE created_at >= $1 ORDER BY id LIMIT 1), \
-     9223372036854775807) \
-     ORDER BY id LIMIT $2)";
+     WHERE status = 'succeeded' AND locked_until IS NULL AND finished_at < $1 AND id < $2 \
+     ORDER BY id LIMIT $3)";
 /// A job claimed at accept whose caller went away before starting it.
 pub(crate) const RELEASE_UNSTARTED: &str = fenced!(
     "status = 'pending', attempts = attempts - 1, locked_by = NULL, locked_until = NULL, \
@@ -459,13 +456,33 @@ impl Store {
         Ok(done)
     }
 
+    /// The id of the first job created at or after `at` (unix ms), if any. No job
+    /// from there on can have finished before `at`: the bound of a retention
+    /// sweep ([`Store::purge_succeeded`]). Reads in id order and stops at the
+    /// first match, so it costs the jobs older than `at`, not the whole table.
+    pub async fn first_job_created_since(&self, at: i64) -> Result<Option<i64>, StoreError> {
+        let id: Option<i64> = on_pool!(self, pool => sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE created_at >= $1 ORDER BY id LIMIT 1")
+            .bind(at)
+            .fetch_optional(pool)
+            .await?);
+        Ok(id)
+    }
+
     /// Retention: delete up to `limit` succeeded jobs that finished before
-    /// `before` (unix ms), oldest first; returns how many. Call it again while it
-    /// returns `limit`: each call holds the store's write lock for one batch only.
-    pub async fn purge_succeeded(&self, before: i64, limit: i64) -> Result<u64, StoreError> {
+    /// `before` (unix ms) and have an id below `below_id`, oldest first; returns
+    /// how many. Call it again while it returns `limit`: each call holds the
+    /// store's write lock for one batch only.
+    pub async fn purge_succeeded(
+        &self,
+        before: i64,
+        below_id: i64,
+        limit: i64,
+    ) -> Result<u64, StoreError> {
         let _turn = self.write_turn().await;
         let done = on_pool!(self, pool => sqlx::query(PURGE_SUCCEEDED)
             .bind(before)
+            .bind(below_id)
             .bind(limit)
             .execute(pool)
             .await?

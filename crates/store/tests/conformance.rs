@@ -1264,18 +1264,28 @@ async fn retention_deletes_old_succeeded_jobs_in_batches(store: Store) {
     let pending = store.enqueue(job("q", "later", 9)).await.unwrap();
 
     // Nothing finished before a moment that precedes every completion.
-    assert_eq!(store.purge_succeeded(0, 100).await.unwrap(), 0);
-    // Everything finished before a moment still to come: oldest first, in batches.
+    assert_eq!(store.purge_succeeded(0, i64::MAX, 100).await.unwrap(), 0);
+    // Every job was created before a moment still to come.
     let cutoff = now_ms() + 60_000;
-    assert_eq!(store.purge_succeeded(cutoff, 3).await.unwrap(), 3);
+    assert_eq!(store.first_job_created_since(cutoff).await.unwrap(), None);
+    assert_eq!(
+        store.first_job_created_since(0).await.unwrap(),
+        Some(ids[0])
+    );
+    // Only ids below the bound.
+    assert_eq!(store.purge_succeeded(cutoff, ids[1], 100).await.unwrap(), 1);
+    assert!(store.job(ids[0]).await.unwrap().is_none());
+    assert!(store.job(ids[1]).await.unwrap().is_some());
+    // Oldest first, in batches.
+    assert_eq!(store.purge_succeeded(cutoff, i64::MAX, 2).await.unwrap(), 2);
     let left: Vec<bool> = futures::future::join_all(ids.iter().map(|id| {
         let store = store.clone();
         async move { store.job(*id).await.unwrap().is_some() }
     }))
     .await;
     assert_eq!(left, vec![false, false, false, true, true, true]);
-    assert_eq!(store.purge_succeeded(cutoff, 3).await.unwrap(), 1);
-    assert_eq!(store.purge_succeeded(cutoff, 3).await.unwrap(), 0);
+    assert_eq!(store.purge_succeeded(cutoff, i64::MAX, 2).await.unwrap(), 1);
+    assert_eq!(store.purge_succeeded(cutoff, i64::MAX, 2).await.unwrap(), 0);
     assert!(store.job(ids[3]).await.unwrap().is_none());
     assert_eq!(
         store.job(ids[4]).await.unwrap().unwrap().status,
