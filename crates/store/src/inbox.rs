@@ -206,4 +206,63 @@ impl Store {
             .await?);
         row.map(InboxRecord::try_from).transpose()
     }
+
+    /// The id of the first inbox row at or after `from_id` received at or after
+    /// `at` (unix ms), if any: the end of a body-retention sweep. Reads in id
+    /// order from `from_id` and stops at the first match.
+    pub async fn first_inbox_received_since(
+        &self,
+        from_id: i64,
+        at: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let id: Option<i64> = on_pool!(self, pool => sqlx::query_scalar(
+            "SELECT id FROM inbox WHERE id >= $1 AND received_at >= $2 ORDER BY id LIMIT 1")
+            .bind(from_id)
+            .bind(at)
+            .fetch_optional(pool)
+            .await?);
+        Ok(id)
+    }
+
+    /// Body retention: of the (at most `limit`) inbox rows from `from_id` up to
+    /// below `below_id`, empty the raw body of every one whose jobs are all
+    /// finished well (none pending, running or dead: those may still read it,
+    /// a dead letter once replayed). The row itself stays, so its dedupe key
+    /// still answers repeats. Returns (bodies emptied, last id looked at), or
+    /// `None` when there was no row in the range.
+    pub async fn clear_finished_bodies(
+        &self,
+        from_id: i64,
+        below_id: i64,
+        limit: i64,
+    ) -> Result<Option<(u64, i64)>, StoreError> {
+        let last: Option<i64> = on_pool!(self, pool => sqlx::query_scalar(
+            "SELECT MAX(id) FROM (SELECT id FROM inbox WHERE id >= $1 AND id < $2 \
+             ORDER BY id LIMIT $3) AS batch")
+            .bind(from_id)
+            .bind(below_id)
+            .bind(limit)
+            .fetch_one(pool)
+            .await?);
+        let Some(last) = last else {
+            return Ok(None);
+        };
+        let _turn = self.write_turn().await;
+        let cleared = on_pool!(self, pool => sqlx::query(CLEAR_FINISHED_BODIES)
+            .bind(Vec::<u8>::new())
+            .bind(from_id)
+            .bind(last)
+            .execute(pool)
+            .await?
+            .rows_affected());
+        Ok(Some((cleared, last)))
+    }
 }
+
+/// Empty the bodies of inbox rows `$2..=$3` that still have one and that no
+/// unfinished or dead job refers to. The few jobs in those states come from
+/// `jobs_status`; no index on `jobs.inbox_id` is needed.
+const CLEAR_FINISHED_BODIES: &str = "UPDATE inbox SET body = $1 \
+     WHERE id >= $2 AND id <= $3 AND length(body) > 0 \
+     AND id NOT IN (SELECT inbox_id FROM jobs \
+     WHERE status IN ('pending', 'running', 'dead') AND inbox_id IS NOT NULL)";

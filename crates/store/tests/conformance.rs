@@ -71,6 +71,7 @@ conformance!(
     a_job_claimed_for_a_caller_that_went_away_is_released,
     completion_tells_whether_a_job_of_the_key_is_pending,
     retention_deletes_old_succeeded_jobs_in_batches,
+    body_retention_empties_finished_requests_only,
 );
 
 fn inbound(source: &str, key: &str) -> NewInbound {
@@ -1298,5 +1299,80 @@ async fn retention_deletes_old_succeeded_jobs_in_batches(store: Store) {
     assert_eq!(
         store.job(pending).await.unwrap().unwrap().status,
         JobStatus::Pending
+    );
+}
+
+/// Accept `key` with `jobs` jobs on its own ordering key; the inbox id.
+async fn accepted(store: &Store, key: &str, jobs: usize) -> i64 {
+    let jobs = (0..jobs).map(|n| job("q", key, n as i64)).collect();
+    match store.accept(inbound("web", key), jobs).await.unwrap() {
+        Acceptance::Accepted { inbox_id, .. } => inbox_id,
+        other => panic!("not accepted: {other:?}"),
+    }
+}
+
+async fn body_retention_empties_finished_requests_only(store: Store) {
+    let done = accepted(&store, "done", 1).await;
+    let failed = accepted(&store, "failed", 1).await;
+    let running = accepted(&store, "running", 1).await;
+    let no_job = accepted(&store, "no-job", 0).await;
+    for j in store.claim("q", "w", 60_000, 10).await.unwrap() {
+        match j.ordering_key.as_str() {
+            "done" => assert!(store.complete(&j).await.unwrap()),
+            "failed" => assert!(store.bury(&j, "rejected").await.unwrap()),
+            _ => {}
+        }
+    }
+    let pending = accepted(&store, "pending", 1).await;
+
+    assert_eq!(
+        store.first_inbox_received_since(0, 0).await.unwrap(),
+        Some(done)
+    );
+    assert_eq!(
+        store
+            .first_inbox_received_since(0, now_ms() + 60_000)
+            .await
+            .unwrap(),
+        None
+    );
+    // A range that stops before `no_job`: only `done` is emptied.
+    assert_eq!(
+        store.clear_finished_bodies(0, no_job, 100).await.unwrap(),
+        Some((1, running))
+    );
+    // Batches: the rest, two rows at a time.
+    assert_eq!(
+        store
+            .clear_finished_bodies(running + 1, i64::MAX, 2)
+            .await
+            .unwrap(),
+        Some((1, pending))
+    );
+    assert_eq!(
+        store
+            .clear_finished_bodies(pending + 1, i64::MAX, 2)
+            .await
+            .unwrap(),
+        None
+    );
+    let body = |id: i64| {
+        let store = store.clone();
+        async move { store.inbox(id).await.unwrap().unwrap().body }
+    };
+    assert!(body(done).await.is_empty());
+    assert!(body(no_job).await.is_empty());
+    for kept in [failed, running, pending] {
+        assert!(!body(kept).await.is_empty(), "inbox {kept} lost its body");
+    }
+    // The row stays: a repeat is still a duplicate.
+    assert!(matches!(
+        store.accept(inbound("web", "done"), vec![]).await.unwrap(),
+        Acceptance::Duplicate { inbox_id, .. } if inbox_id == done
+    ));
+    // Emptied bodies are not counted again.
+    assert_eq!(
+        store.clear_finished_bodies(0, i64::MAX, 100).await.unwrap(),
+        Some((0, pending))
     );
 }
