@@ -108,6 +108,11 @@ pub struct EngineSettings {
     /// stay until `jobs purge-dead`; inbox rows and links are never deleted.
     #[serde(with = "humantime_serde")]
     pub keep_succeeded: Duration,
+    /// How long the raw body of a request whose jobs all succeeded stays in the
+    /// inbox; `0s` keeps it for ever. The row stays (its dedupe key still
+    /// answers repeats); requests with a pending, running or dead job keep it.
+    #[serde(with = "humantime_serde")]
+    pub keep_request_bodies: Duration,
 }
 
 impl Default for EngineSettings {
@@ -121,6 +126,7 @@ impl Default for EngineSettings {
             concurrency: 4,
             shutdown_grace: Duration::from_secs(20),
             keep_succeeded: Duration::from_secs(7 * 24 * 3600),
+            keep_request_bodies: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
@@ -292,7 +298,7 @@ impl Config {
         let e = &self.engine;
         let _ = writeln!(
             out,
-            "engine: lease={:?} poll={:?} backoff={:?}..{:?} max_attempts={} concurrency={} shutdown_grace={:?} keep_succeeded={}",
+            "engine: lease={:?} poll={:?} backoff={:?}..{:?} max_attempts={} concurrency={} shutdown_grace={:?} keep_succeeded={} keep_request_bodies={}",
             e.lease,
             e.poll,
             e.backoff_base,
@@ -300,11 +306,8 @@ impl Config {
             e.max_attempts,
             e.concurrency,
             e.shutdown_grace,
-            if e.keep_succeeded.is_zero() {
-                "forever".to_string()
-            } else {
-                humantime_serde::re::humantime::format_duration(e.keep_succeeded).to_string()
-            }
+            kept_for(e.keep_succeeded),
+            kept_for(e.keep_request_bodies)
         );
         for (name, target) in &self.targets {
             let auth = match target {
@@ -354,4 +357,13 @@ impl Config {
 
 fn set(present: bool) -> &'static str {
     if present { "set" } else { "unset" }
+}
+
+/// A retention period as `config check` shows it (`0s` is "forever").
+fn kept_for(period: Duration) -> String {
+    if period.is_zero() {
+        "forever".to_string()
+    } else {
+        humantime_serde::re::humantime::format_duration(period).to_string()
+    }
 }

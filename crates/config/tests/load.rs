@@ -223,6 +223,7 @@ fn succeeded_jobs_are_kept_a_week_unless_configured() {
     let config = load_str(GOOD, e).unwrap();
     assert!(config.engine.keep_succeeded.is_zero());
     assert!(config.summary().contains("keep_succeeded=forever"));
+    assert!(config.summary().contains("keep_request_bodies=30days"));
 
     let text = format!("{GOOD}\n[engine]\nkeep_succeeded = \"soon\"\n");
     let err = load_str(&text, good_env()).unwrap_err();

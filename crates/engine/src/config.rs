@@ -41,13 +41,20 @@ pub struct EngineConfig {
     /// keeps them for ever. Dead letters stay until `jobs purge-dead`.
     #[serde(with = "humantime_serde")]
     pub keep_succeeded: Option<Duration>,
-    /// How often the engine deletes the succeeded jobs past `keep_succeeded`.
+    /// How long the raw bodies of inbox rows whose jobs all succeeded stay;
+    /// `None` keeps them for ever. The rows stay (their dedupe keys still answer
+    /// repeats); rows with a pending, running or dead job keep their body.
+    #[serde(with = "humantime_serde")]
+    pub keep_request_bodies: Option<Duration>,
+    /// How often the engine applies `keep_succeeded` and `keep_request_bodies`.
     #[serde(with = "humantime_serde")]
     pub retention_interval: Duration,
 }
 
 /// How long succeeded jobs are kept unless configured otherwise: a week.
 pub const DEFAULT_KEEP_SUCCEEDED: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How long raw request bodies are kept unless configured otherwise: 30 days.
+pub const DEFAULT_KEEP_REQUEST_BODIES: Duration = Duration::from_secs(30 * 24 * 3600);
 
 impl Default for EngineConfig {
     fn default() -> Self {
@@ -64,6 +71,7 @@ impl Default for EngineConfig {
             concurrency: HashMap::new(),
             shutdown_grace: Duration::from_secs(10),
             keep_succeeded: Some(DEFAULT_KEEP_SUCCEEDED),
+            keep_request_bodies: Some(DEFAULT_KEEP_REQUEST_BODIES),
             retention_interval: Duration::from_secs(10 * 60),
         }
     }

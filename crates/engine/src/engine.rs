@@ -19,7 +19,10 @@ use tokio_util::task::TaskTracker;
 const DISCOVERY_GAP: Duration = Duration::from_millis(20);
 /// Succeeded jobs deleted per transaction by the retention sweep.
 const PURGE_BATCH: i64 = 500;
-/// Pause between two such transactions.
+/// Inbox rows looked at per write by the body-retention sweep (fewer: each
+/// may carry attachments).
+const BODIES_BATCH: i64 = 100;
+/// Pause between two retention writes.
 const PURGE_PAUSE: Duration = Duration::from_millis(10);
 
 /// Runs jobs from a [`Store`]. Cheap to clone; clones share handlers and wake-ups.
@@ -263,14 +266,18 @@ impl Engine {
         for queue in config.concurrency.keys() {
             self.start_runner(queue, &mut runners, &shutdown, &hard_stop, &in_flight);
         }
-        let retention = config.keep_succeeded.map(|keep| {
-            tokio::spawn(keep_succeeded_for(
-                self.inner.store.clone(),
-                keep,
-                config.retention_interval,
-                shutdown.clone(),
-            ))
-        });
+        let retention = (config.keep_succeeded.is_some() || config.keep_request_bodies.is_some())
+            .then(|| {
+                tokio::spawn(apply_retention(
+                    self.inner.store.clone(),
+                    Retention {
+                        succeeded: config.keep_succeeded,
+                        bodies: config.keep_request_bodies,
+                    },
+                    config.retention_interval,
+                    shutdown.clone(),
+                ))
+            });
         loop {
             if last_sweep.is_none_or(|at| at.elapsed() >= config.sweep_interval) {
                 match self.inner.store.reclaim_expired().await {
@@ -522,24 +529,44 @@ pub(crate) fn duration_ms(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// What the retention sweep keeps, and for how long (`None`: for ever).
+struct Retention {
+    succeeded: Option<Duration>,
+    bodies: Option<Duration>,
+}
+
+/// Cursor of the body-retention sweep: the first inbox id it has not looked at.
+const BODIES_CURSOR: &str = "retention:inbox-bodies";
+
 /// Retention: every `every`, delete the succeeded jobs that finished more than
-/// `keep` ago, until `shutdown`.
-async fn keep_succeeded_for(
+/// `keep.succeeded` ago and empty the bodies of finished requests received more
+/// than `keep.bodies` ago, until `shutdown`.
+async fn apply_retention(
     store: Store,
-    keep: Duration,
+    keep: Retention,
     every: Duration,
     shutdown: CancellationToken,
 ) {
-    let keep_ms = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
+    let cutoff = |keep: Duration| {
+        now_ms().saturating_sub(i64::try_from(keep.as_millis()).unwrap_or(i64::MAX))
+    };
     loop {
-        let before = now_ms().saturating_sub(keep_ms);
-        match purge_finished_before(&store, before, &shutdown).await {
-            Ok(0) => {}
-            Ok(deleted) => {
-                tracing::info!(deleted, kept_for = ?keep, "deleted succeeded jobs past retention");
+        if let Some(kept) = keep.succeeded {
+            match purge_finished_before(&store, cutoff(kept), &shutdown).await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(deleted, kept_for = ?kept,
+                    "deleted succeeded jobs past retention"),
+                Err(error) => tracing::warn!(%error,
+                    "deleting old succeeded jobs failed; will try again"),
             }
-            Err(error) => {
-                tracing::warn!(%error, "deleting old succeeded jobs failed; will try again");
+        }
+        if let Some(kept) = keep.bodies {
+            match clear_bodies_before(&store, cutoff(kept), &shutdown).await {
+                Ok(0) => {}
+                Ok(cleared) => tracing::info!(cleared, kept_for = ?kept,
+                    "emptied request bodies past retention"),
+                Err(error) => tracing::warn!(%error,
+                    "emptying old request bodies failed; will try again"),
             }
         }
         tokio::select! {
@@ -547,6 +574,43 @@ async fn keep_succeeded_for(
             () = tokio::time::sleep(every) => {}
         }
     }
+}
+
+/// One body-retention sweep: from where the last one stopped up to the first
+/// request received at or after `before`, a batch per write. Returns how many
+/// bodies were emptied. A request whose jobs were unfinished or dead when the
+/// sweep passed keeps its body.
+async fn clear_bodies_before(
+    store: &Store,
+    before: i64,
+    shutdown: &CancellationToken,
+) -> Result<u64, store::StoreError> {
+    let mut from_id = store
+        .cursor(BODIES_CURSOR)
+        .await?
+        .and_then(|value| value.parse::<i64>().ok())
+        .unwrap_or(0);
+    let below_id = store
+        .first_inbox_received_since(from_id, before)
+        .await?
+        .unwrap_or(i64::MAX);
+    let mut cleared = 0;
+    while !shutdown.is_cancelled() {
+        let Some((count, last)) = store
+            .clear_finished_bodies(from_id, below_id, BODIES_BATCH)
+            .await?
+        else {
+            break;
+        };
+        cleared += count;
+        from_id = last.saturating_add(1);
+        store
+            .set_cursor(BODIES_CURSOR, &from_id.to_string())
+            .await?;
+        metrics::counter!("ticketbridge_request_bodies_cleared_total").increment(count);
+        tokio::time::sleep(PURGE_PAUSE).await;
+    }
+    Ok(cleared)
 }
 
 /// One retention sweep: the succeeded jobs finished before `before`, a batch per

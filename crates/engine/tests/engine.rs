@@ -60,6 +60,7 @@ on_both_backends!(
     a_job_a_handler_enqueues_through_the_store_runs_without_waiting_for_a_poll,
     succeeded_jobs_are_deleted_after_the_retention_period,
     succeeded_jobs_are_kept_when_retention_is_off,
+    request_bodies_are_emptied_after_the_retention_period,
 );
 
 fn config(worker: &str) -> EngineConfig {
@@ -729,6 +730,92 @@ async fn succeeded_jobs_are_kept_when_retention_is_off(db: Database) {
     // Several sweep periods later it is still there.
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert!(store.job(done).await.unwrap().is_some());
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+}
+
+async fn request_bodies_are_emptied_after_the_retention_period(db: Database) {
+    let store = open(&db).await;
+    let mut engine = Engine::new(
+        store.clone(),
+        EngineConfig {
+            keep_succeeded: None,
+            keep_request_bodies: Some(Duration::from_millis(300)),
+            retention_interval: Duration::from_millis(50),
+            ..config("w")
+        },
+    );
+    engine.register("work", handler_fn(|_job| async { Ok(()) }));
+    engine.register(
+        "reject",
+        handler_fn(|_job| async { Err(JobError::permanent("400: bad field")) }),
+    );
+    let mut ids = Vec::new();
+    for (key, kind) in [("a", "work"), ("b", "reject")] {
+        let accepted = store
+            .accept(
+                NewInbound {
+                    source: "web".into(),
+                    dedupe_key: key.into(),
+                    body: br#"{"ticket":"printer jammed"}"#.to_vec(),
+                    headers: json!({}),
+                },
+                vec![NewJob::new("glpi", kind, key, json!({}))],
+            )
+            .await
+            .unwrap();
+        let Acceptance::Accepted {
+            inbox_id, job_ids, ..
+        } = accepted
+        else {
+            panic!("not accepted: {accepted:?}")
+        };
+        ids.push((inbox_id, job_ids[0]));
+    }
+    let [(done_inbox, done_job), (dead_inbox, dead_job)] = ids[..] else {
+        panic!("two requests expected")
+    };
+    let shutdown = CancellationToken::new();
+    let running = {
+        let (engine, token) = (engine.clone(), shutdown.clone());
+        tokio::spawn(async move { engine.run(token).await })
+    };
+    wait_for(&store, done_job, JobStatus::Succeeded).await;
+    wait_for(&store, dead_job, JobStatus::Dead).await;
+    let received_at = store.inbox(done_inbox).await.unwrap().unwrap().received_at;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let emptied = store
+            .inbox(done_inbox)
+            .await
+            .unwrap()
+            .unwrap()
+            .body
+            .is_empty();
+        let age = now_ms() - received_at;
+        if age < 250 {
+            assert!(!emptied, "emptied {age} ms after it was received");
+        }
+        if emptied {
+            assert!(age >= 300, "emptied after {age} ms");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never emptied");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The dead letter's request keeps its body, to be replayed.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !store
+            .inbox(dead_inbox)
+            .await
+            .unwrap()
+            .unwrap()
+            .body
+            .is_empty()
+    );
+    // Jobs are kept (keep_succeeded is off).
+    assert!(store.job(done_job).await.unwrap().is_some());
     shutdown.cancel();
     running.await.unwrap().unwrap();
 }

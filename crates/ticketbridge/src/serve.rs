@@ -25,6 +25,7 @@ pub fn engine_config(config: &Config) -> EngineConfig {
         default_concurrency: e.concurrency,
         shutdown_grace: e.shutdown_grace,
         keep_succeeded: (!e.keep_succeeded.is_zero()).then_some(e.keep_succeeded),
+        keep_request_bodies: (!e.keep_request_bodies.is_zero()).then_some(e.keep_request_bodies),
         ..EngineConfig::default()
     }
 }
@@ -110,7 +111,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keep_succeeded_of_zero_turns_retention_off() {
+    fn a_retention_period_of_zero_turns_it_off() {
         let mut config = Config::default();
         assert_eq!(
             engine_config(&config).keep_succeeded,
@@ -123,5 +124,11 @@ mod tests {
         );
         config.engine.keep_succeeded = Duration::ZERO;
         assert_eq!(engine_config(&config).keep_succeeded, None);
+        assert_eq!(
+            engine_config(&config).keep_request_bodies,
+            Some(Duration::from_secs(30 * 24 * 3600))
+        );
+        config.engine.keep_request_bodies = Duration::ZERO;
+        assert_eq!(engine_config(&config).keep_request_bodies, None);
     }
 }

@@ -41,6 +41,7 @@ pub fn fast_engine(config: &Config) -> EngineConfig {
         default_concurrency: e.concurrency,
         shutdown_grace: Duration::from_secs(5),
         keep_succeeded: (!e.keep_succeeded.is_zero()).then_some(e.keep_succeeded),
+        keep_request_bodies: (!e.keep_request_bodies.is_zero()).then_some(e.keep_request_bodies),
         ..EngineConfig::default()
     }
 }
