@@ -590,10 +590,7 @@ async fn clear_bodies_before(
         .await?
         .and_then(|value| value.parse::<i64>().ok())
         .unwrap_or(0);
-    let below_id = store
-        .first_inbox_received_since(from_id, before)
-        .await?
-        .unwrap_or(i64::MAX);
+    let below_id = store.inbox_retention_end(from_id, before).await?;
     let mut cleared = 0;
     while !shutdown.is_cancelled() {
         let Some((count, last)) = store

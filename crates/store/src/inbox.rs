@@ -207,21 +207,20 @@ impl Store {
         row.map(InboxRecord::try_from).transpose()
     }
 
-    /// The id of the first inbox row at or after `from_id` received at or after
-    /// `at` (unix ms), if any: the end of a body-retention sweep. Reads in id
-    /// order from `from_id` and stops at the first match.
-    pub async fn first_inbox_received_since(
-        &self,
-        from_id: i64,
-        at: i64,
-    ) -> Result<Option<i64>, StoreError> {
-        let id: Option<i64> = on_pool!(self, pool => sqlx::query_scalar(
-            "SELECT id FROM inbox WHERE id >= $1 AND received_at >= $2 ORDER BY id LIMIT 1")
+    /// Where a body-retention sweep from `from_id` for requests received before
+    /// `at` (unix ms) ends: the id of the first row from `from_id` on received at
+    /// or after `at`, else one past the last row (so that requests arriving
+    /// during the sweep are never in it). Reads in id order from `from_id` and
+    /// stops at the first match.
+    pub async fn inbox_retention_end(&self, from_id: i64, at: i64) -> Result<i64, StoreError> {
+        let end: i64 = on_pool!(self, pool => sqlx::query_scalar(
+            "SELECT COALESCE((SELECT id FROM inbox WHERE id >= $1 AND received_at >= $2 \
+             ORDER BY id LIMIT 1), (SELECT COALESCE(MAX(id), 0) + 1 FROM inbox))")
             .bind(from_id)
             .bind(at)
-            .fetch_optional(pool)
+            .fetch_one(pool)
             .await?);
-        Ok(id)
+        Ok(end)
     }
 
     /// Body retention: of the (at most `limit`) inbox rows from `from_id` up to
