@@ -643,13 +643,19 @@ async fn a_job_a_handler_enqueues_through_the_store_runs_without_waiting_for_a_p
     run.await.unwrap().unwrap();
 }
 
-/// An engine that keeps succeeded jobs for `keep` and sweeps every 50 ms, with a
-/// `work` kind that succeeds and a `reject` kind that fails for good.
-fn retention_engine(store: &Store, keep: Option<Duration>) -> Engine {
+/// An engine that keeps succeeded jobs and request bodies for the given
+/// periods and sweeps every 50 ms, with a `work` kind that succeeds and a
+/// `reject` kind that fails for good.
+fn retention_engine(
+    store: &Store,
+    keep_succeeded: Option<Duration>,
+    keep_request_bodies: Option<Duration>,
+) -> Engine {
     let mut engine = Engine::new(
         store.clone(),
         EngineConfig {
-            keep_succeeded: keep,
+            keep_succeeded,
+            keep_request_bodies,
             retention_interval: Duration::from_millis(50),
             ..config("w")
         },
@@ -664,7 +670,7 @@ fn retention_engine(store: &Store, keep: Option<Duration>) -> Engine {
 
 async fn succeeded_jobs_are_deleted_after_the_retention_period(db: Database) {
     let store = open(&db).await;
-    let engine = retention_engine(&store, Some(Duration::from_millis(300)));
+    let engine = retention_engine(&store, Some(Duration::from_millis(300)), None);
     let done = engine
         .enqueue(NewJob::new("glpi", "work", "a", json!({})))
         .await
@@ -677,11 +683,7 @@ async fn succeeded_jobs_are_deleted_after_the_retention_period(db: Database) {
         .enqueue(NewJob::new("glpi", "work", "c", json!({})).run_at(now_ms() + 60_000))
         .await
         .unwrap();
-    let shutdown = CancellationToken::new();
-    let running = {
-        let (engine, token) = (engine.clone(), shutdown.clone());
-        tokio::spawn(async move { engine.run(token).await })
-    };
+    let (shutdown, running, _) = running_engine(&engine).await;
     let finished = wait_for(&store, done, JobStatus::Succeeded).await;
     wait_for(&store, dead, JobStatus::Dead).await;
     // Kept while younger than the retention period...
@@ -716,16 +718,13 @@ async fn succeeded_jobs_are_deleted_after_the_retention_period(db: Database) {
 
 async fn succeeded_jobs_are_kept_when_retention_is_off(db: Database) {
     let store = open(&db).await;
-    let engine = retention_engine(&store, None);
+    // The sweep runs (for request bodies) but must leave succeeded jobs alone.
+    let engine = retention_engine(&store, None, Some(Duration::from_secs(3600)));
     let done = engine
         .enqueue(NewJob::new("glpi", "work", "a", json!({})))
         .await
         .unwrap();
-    let shutdown = CancellationToken::new();
-    let running = {
-        let (engine, token) = (engine.clone(), shutdown.clone());
-        tokio::spawn(async move { engine.run(token).await })
-    };
+    let (shutdown, running, _) = running_engine(&engine).await;
     wait_for(&store, done, JobStatus::Succeeded).await;
     // Several sweep periods later it is still there.
     tokio::time::sleep(Duration::from_millis(400)).await;
@@ -736,20 +735,7 @@ async fn succeeded_jobs_are_kept_when_retention_is_off(db: Database) {
 
 async fn request_bodies_are_emptied_after_the_retention_period(db: Database) {
     let store = open(&db).await;
-    let mut engine = Engine::new(
-        store.clone(),
-        EngineConfig {
-            keep_succeeded: None,
-            keep_request_bodies: Some(Duration::from_millis(300)),
-            retention_interval: Duration::from_millis(50),
-            ..config("w")
-        },
-    );
-    engine.register("work", handler_fn(|_job| async { Ok(()) }));
-    engine.register(
-        "reject",
-        handler_fn(|_job| async { Err(JobError::permanent("400: bad field")) }),
-    );
+    let engine = retention_engine(&store, None, Some(Duration::from_millis(300)));
     let mut ids = Vec::new();
     for (key, kind) in [("a", "work"), ("b", "reject")] {
         let accepted = store
@@ -775,11 +761,7 @@ async fn request_bodies_are_emptied_after_the_retention_period(db: Database) {
     let [(done_inbox, done_job), (dead_inbox, dead_job)] = ids[..] else {
         panic!("two requests expected")
     };
-    let shutdown = CancellationToken::new();
-    let running = {
-        let (engine, token) = (engine.clone(), shutdown.clone());
-        tokio::spawn(async move { engine.run(token).await })
-    };
+    let (shutdown, running, _) = running_engine(&engine).await;
     wait_for(&store, done_job, JobStatus::Succeeded).await;
     wait_for(&store, dead_job, JobStatus::Dead).await;
     let received_at = store.inbox(done_inbox).await.unwrap().unwrap().received_at;
