@@ -52,9 +52,9 @@ pub struct EngineConfig {
 }
 
 /// How long succeeded jobs are kept unless configured otherwise: a week.
-pub const DEFAULT_KEEP_SUCCEEDED: Duration = Duration::from_secs(7 * 24 * 3600);
+const DEFAULT_KEEP_SUCCEEDED: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How long raw request bodies are kept unless configured otherwise: 30 days.
-pub const DEFAULT_KEEP_REQUEST_BODIES: Duration = Duration::from_secs(30 * 24 * 3600);
+const DEFAULT_KEEP_REQUEST_BODIES: Duration = Duration::from_secs(30 * 24 * 3600);
 
 impl Default for EngineConfig {
     fn default() -> Self {

@@ -592,7 +592,7 @@ async fn clear_bodies_before(
         .unwrap_or(0);
     let below_id = store.inbox_retention_end(from_id, before).await?;
     let mut cleared = 0;
-    while !shutdown.is_cancelled() {
+    while from_id < below_id && !shutdown.is_cancelled() {
         let Some((count, last)) = store
             .clear_finished_bodies(from_id, below_id, BODIES_BATCH)
             .await?
@@ -605,7 +605,9 @@ async fn clear_bodies_before(
             .set_cursor(BODIES_CURSOR, &from_id.to_string())
             .await?;
         metrics::counter!("ticketbridge_request_bodies_cleared_total").increment(count);
-        tokio::time::sleep(PURGE_PAUSE).await;
+        if from_id < below_id {
+            tokio::time::sleep(PURGE_PAUSE).await;
+        }
     }
     Ok(cleared)
 }
