@@ -542,7 +542,7 @@ impl Store {
 mod tests {
     use rusqlite::Connection;
 
-    use super::{CLAIM_SQLITE, CLAIM_STORED, SUCCESSOR_PENDING};
+    use super::{CLAIM_SQLITE, CLAIM_STORED, PURGE_SUCCEEDED, SUCCESSOR_PENDING};
 
     /// The SQLite schema as the migrations leave it.
     fn migrated() -> Connection {
@@ -589,5 +589,18 @@ mod tests {
                 "{name} does not use jobs_ordering:\n{plan}"
             );
         }
+    }
+
+    /// Retention walks `jobs_status` in id order below its bound: a query that
+    /// loses its `locked_until IS NULL` term would read and sort every
+    /// succeeded job for each batch.
+    #[test]
+    fn retention_batches_walk_the_status_index_in_id_order() {
+        let plan = plan(&migrated(), PURGE_SUCCEEDED);
+        assert!(
+            plan.contains("USING INDEX jobs_status (status=? AND locked_until=? AND rowid<?)"),
+            "retention does not walk jobs_status:\n{plan}"
+        );
+        assert!(!plan.contains("TEMP B-TREE"), "retention sorts:\n{plan}");
     }
 }
