@@ -1,13 +1,17 @@
 //! `ticketbridge bench intake`: tickets/s and GLPI requests per ticket
 //! through the intake API against the GLPI simulator, next to a seed-style
-//! baseline (initSession, search Entity, POST Ticket, killSession per
-//! ticket, plain reqwest) at the same concurrency.
+//! baseline at the same concurrency: the seed's HTTP service
+//! ([`crate::bench_seed`]: initSession, search Entity, POST Ticket,
+//! killSession per ticket) between the same callers and the same simulator.
+//! The seed's four GLPI calls made by the callers themselves, with no service
+//! between, are measured as well and reported beside it.
 //!
 //! The GLPI simulator and the load generator each run on a runtime (one
 //! thread) of their own, as the GLPI server and the callers would be other
 //! processes: the service's two worker threads run only the service, and no
 //! simulator or client task waits in the service's run queues (nor the
-//! other way round). The baseline gets the same simulator and client runtimes.
+//! other way round). The baseline gets the same simulator and client runtimes,
+//! and its service runs on the service's runtime.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,6 +22,7 @@ use serde_json::{Value, json};
 use sim::glpi::{GlpiSim, NewUser, RunningSim, SimConfig};
 use ticketbridge::testkit::TestApp;
 
+use crate::bench_seed::{SeedGlpi, SeedService};
 use crate::cli::IntakeBench;
 
 const KEY: &str = "bench-key";
@@ -206,10 +211,24 @@ pub async fn run(options: IntakeBench) -> anyhow::Result<()> {
         stop(app, sim, &glpi).await?;
 
         let sim = seeded_sim(&glpi).await?;
+        let seed = SeedService::start(SeedGlpi {
+            base: sim.base_url(),
+            app_token: sim.app_token(),
+            user_token: sim.user_token("glpi").unwrap_or_default(),
+            cnpj_field: 76666,
+        })
+        .await?;
         sim.faults().set_latency(latency);
-        let baseline = baseline_run(&callers, &sim, options.tickets, options.clients).await?;
+        let baseline =
+            seed_run(&callers, &sim, &seed.url, options.tickets, options.clients).await?;
+        drop(seed);
         glpi.run(sim.shutdown()).await?;
-        rounds.push((intake, baseline));
+
+        let sim = seeded_sim(&glpi).await?;
+        sim.faults().set_latency(latency);
+        let direct = direct_run(&callers, &sim, options.tickets, options.clients).await?;
+        glpi.run(sim.shutdown()).await?;
+        rounds.push((intake, baseline, direct));
     }
 
     let sim = seeded_sim(&glpi).await?;
@@ -228,8 +247,8 @@ pub async fn run(options: IntakeBench) -> anyhow::Result<()> {
             f.per_ticket()
         );
     };
-    let mut ratios = Vec::new();
-    for (round, (intake, baseline)) in rounds.iter().enumerate() {
+    let (mut ratios, mut direct_ratios) = (Vec::new(), Vec::new());
+    for (round, (intake, baseline, direct)) in rounds.iter().enumerate() {
         let round = round + 1;
         line(
             &format!("intake API (warm caches), round {round}"),
@@ -237,22 +256,36 @@ pub async fn run(options: IntakeBench) -> anyhow::Result<()> {
             intake,
         );
         line(
-            &format!("seed-style baseline, round {round}"),
+            &format!("seed-style service (baseline), round {round}"),
             options.latency_ms,
             baseline,
         );
+        line(
+            &format!("the seed's GLPI calls from the callers, no service, round {round}"),
+            options.latency_ms,
+            direct,
+        );
         ratios.push(intake.rate() / baseline.rate().max(f64::MIN_POSITIVE));
+        direct_ratios.push(intake.rate() / direct.rate().max(f64::MIN_POSITIVE));
     }
     line("intake API (warm caches)", 0, &zero);
-    let listed = ratios
-        .iter()
-        .map(|r| format!("{r:.2}x"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let listed = |ratios: &[f64]| {
+        ratios
+            .iter()
+            .map(|r| format!("{r:.2}x"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     println!(
-        "speed-up over the baseline at {} ms: median {:.2}x (rounds: {listed})",
+        "speed-up over the seed-style service at {} ms: median {:.2}x (rounds: {})",
         options.latency_ms,
-        crate::bench::median(&ratios)
+        crate::bench::median(&ratios),
+        listed(&ratios)
+    );
+    println!(
+        "over the seed's GLPI calls with no service between: median {:.2}x (rounds: {})",
+        crate::bench::median(&direct_ratios),
+        listed(&direct_ratios)
     );
     Ok(())
 }
@@ -316,8 +349,60 @@ async fn intake_run(
     })
 }
 
-/// What the seeds do: a session per ticket and an entity search per request.
-async fn baseline_run(
+/// The callers against the seed-style service.
+async fn seed_run(
+    callers: &Peer,
+    sim: &RunningSim,
+    url: &str,
+    tickets: usize,
+    clients: usize,
+) -> anyhow::Result<Figures> {
+    sim.reset_counters();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let next = Arc::new(AtomicUsize::new(0));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (http, url, next, ok, failed) = (
+            http.clone(),
+            url.to_string(),
+            next.clone(),
+            ok.clone(),
+            failed.clone(),
+        );
+        tasks.push(callers.run(async move {
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= tickets {
+                    break;
+                }
+                let body = json!({"nome_cliente": "Maria", "telefone_cliente": "5511987654321",
+                    "cnpj_cliente": CNPJ, "anydesk_cliente": "123 456 789",
+                    "descricao_problema": format!("Seed {n}"), "categoria": "1"});
+                let sent = http.post(&url).json(&body).send().await;
+                match sent {
+                    Ok(r) if r.status().as_u16() == 201 => ok.fetch_add(1, Ordering::Relaxed),
+                    _ => failed.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        }));
+    }
+    futures::future::try_join_all(tasks).await?;
+    Ok(Figures {
+        ok: ok.load(Ordering::Relaxed),
+        failed: failed.load(Ordering::Relaxed),
+        elapsed: started.elapsed(),
+        glpi_calls: sim.calls_total(),
+    })
+}
+
+/// The seed's four GLPI calls (a session per ticket and an entity search
+/// per request) made by the callers themselves, with no service between.
+async fn direct_run(
     callers: &Peer,
     sim: &RunningSim,
     tickets: usize,

@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_intake;
+mod bench_seed;
 mod check;
 mod cli;
 mod commands;
