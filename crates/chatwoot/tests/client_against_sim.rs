@@ -54,7 +54,7 @@ async fn create_private_note_and_reply_are_stored() {
         .unwrap();
     assert!(note.private);
     assert_eq!(note.message_type, MessageType::Outgoing);
-    assert_eq!(note.sender.as_ref().unwrap().kind(), SenderKind::AgentBot);
+    assert_eq!(note.sender.as_ref().unwrap().kind(), SenderKind::User);
     let reply = client
         .create_message(conv, &NewMessage::outgoing("Olá Maria"))
         .await

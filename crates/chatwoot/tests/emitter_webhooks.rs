@@ -273,8 +273,9 @@ async fn api_writes_echo_as_webhooks() {
         panic!("{parsed:?}")
     };
     assert_eq!(echo.id, note.id);
-    assert_eq!(echo.sender_kind(), Some(SenderKind::AgentBot));
-    assert_eq!(echo.sender.as_ref().unwrap().id, sim.bot_id());
+    // A User token: Chatwoot makes its owner the sender.
+    assert_eq!(echo.sender_kind(), Some(SenderKind::User));
+    assert_eq!(echo.sender.as_ref().unwrap().id, sim.token_user_id());
     let Event::ConversationUpdated(updated) = &parsed[1] else {
         panic!("{parsed:?}")
     };

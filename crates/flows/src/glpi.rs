@@ -294,11 +294,7 @@ impl Helpdesk for GlpiHelpdesk {
         let (firstname, realname) = split_name(&person.name);
         match person.kind {
             PersonKind::User => {
-                let login = person
-                    .email
-                    .clone()
-                    .or_else(|| person.phone.clone())
-                    .unwrap_or_else(|| person.name.clone());
+                let login = new_user_login(person);
                 let id = self
                     .client
                     .create_user(&glpi::NewUser {
@@ -549,6 +545,33 @@ fn contact_person(hit: &glpi::ContactHit) -> Person {
 }
 
 /// "Maria da Silva" → (Some("Maria"), Some("da Silva")).
+/// The login of a user created for `person`: GLPI refuses any login but
+/// letters, digits, `'`, `@`, `.`, `-`, `_` and spaces, or an email address
+/// (`Auth::isValidLogin`), so a phone loses its `+` and separators and a name
+/// its other characters.
+fn new_user_login(person: &NewPerson) -> String {
+    if let Some(email) = person.email.as_deref().filter(|e| !e.trim().is_empty()) {
+        return email.trim().to_string();
+    }
+    if let Some(phone) = &person.phone {
+        let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
+        if !digits.is_empty() {
+            return digits;
+        }
+    }
+    let name: String = person
+        .name
+        .chars()
+        .filter(|c| c.is_alphanumeric() || "'@.-_ ".contains(*c))
+        .collect();
+    let name = name.split_whitespace().collect::<Vec<_>>().join(" ");
+    if name.is_empty() {
+        "requester".to_string()
+    } else {
+        name
+    }
+}
+
 fn split_name(full: &str) -> (Option<String>, Option<String>) {
     let full = full.trim();
     match full.split_once(' ') {
@@ -575,6 +598,35 @@ mod tests {
     fn plain_text_is_escaped_and_keeps_its_lines() {
         assert_eq!(as_html("a < b\nc"), "a &lt; b<br>c");
         assert_eq!(as_html("<p>x</p>"), "<p>x</p>");
+    }
+
+    #[test]
+    fn new_users_get_a_login_glpi_accepts() {
+        let person = |name: &str, email: Option<&str>, phone: Option<&str>| NewPerson {
+            kind: PersonKind::User,
+            name: name.into(),
+            email: email.map(Into::into),
+            phone: phone.map(Into::into),
+            organisation: None,
+        };
+        let login = |p: &NewPerson| new_user_login(p);
+        assert_eq!(
+            login(&person(
+                "Maria",
+                Some("maria+x@acme.com.br"),
+                Some("+5511987654321")
+            )),
+            "maria+x@acme.com.br"
+        );
+        assert_eq!(
+            login(&person("Maria", None, Some("+55 (11) 98765-4321"))),
+            "5511987654321"
+        );
+        assert_eq!(
+            login(&person("  Zé <da> Silva! ", None, None)),
+            "Zé da Silva"
+        );
+        assert_eq!(login(&person("<>", None, None)), "requester");
     }
 
     #[test]

@@ -268,13 +268,13 @@ async fn create_message(
             .into_iter()
             .filter(|(k, _)| matches!(k.as_str(), "items" | "in_reply_to" | "automation_rule_id"))
             .collect();
-        let bot = account.bot.id;
+        let owner = account.token_user.id;
         let message_id = account.add_message(
             id,
             &content,
             message_type,
             private,
-            Author::Bot(bot),
+            Author::TokenUser(owner),
             attributes,
             body.source_id,
             body.echo_id,

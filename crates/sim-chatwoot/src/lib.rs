@@ -56,8 +56,11 @@ pub struct SimConfig {
     pub account_id: u64,
     pub account_name: String,
     pub api_token: String,
-    pub bot_id: u64,
-    pub bot_name: String,
+    /// The user that owns the API token (the bridge needs a User token,
+    /// spec §4.1): Chatwoot makes it the sender of every message the bridge
+    /// posts.
+    pub token_user_id: u64,
+    pub token_user_name: String,
 }
 
 impl Default for SimConfig {
@@ -67,8 +70,8 @@ impl Default for SimConfig {
             account_id: 1,
             account_name: "Acme Suporte".into(),
             api_token: "sim-chatwoot-token".into(),
-            bot_id: 2,
-            bot_name: "GLPI Bridge".into(),
+            token_user_id: 2,
+            token_user_name: "GLPI Bridge".into(),
         }
     }
 }
@@ -209,9 +212,9 @@ impl ChatwootSim {
             config.account_id,
             config.account_name.clone(),
             Agent {
-                id: config.bot_id,
-                name: config.bot_name.clone(),
-                email: String::new(),
+                id: config.token_user_id,
+                name: config.token_user_name.clone(),
+                email: "glpi-bridge@acme.example".into(),
             },
         );
         account.add_inbox("WhatsApp Suporte", "Channel::Whatsapp", true);
@@ -276,9 +279,9 @@ impl RunningChatwoot {
         self.shared.account.lock().id
     }
 
-    /// The bridge bot (owner of the API token) id.
-    pub fn bot_id(&self) -> u64 {
-        self.shared.account.lock().bot.id
+    /// The id of the user that owns the API token (the bridge).
+    pub fn token_user_id(&self) -> u64 {
+        self.shared.account.lock().token_user.id
     }
 
     /// The default WhatsApp inbox (id 3).

@@ -85,15 +85,11 @@ fn user_push(agent: &Agent) -> Value {
     })
 }
 
-fn bot_push(bot: &Agent) -> Value {
-    json!({"id": bot.id, "name": bot.name, "avatar_url": "", "type": "agent_bot"})
-}
-
 fn sender_push(account: &Account, author: Author) -> Option<Value> {
     match author {
         Author::Contact(id) => account.contacts.get(&id).map(contact_push),
         Author::Agent(id) => account.agents.get(&id).map(user_push),
-        Author::Bot(_) => Some(bot_push(&account.bot)),
+        Author::TokenUser(_) => Some(user_push(&account.token_user)),
         Author::None => None,
     }
 }
@@ -110,8 +106,9 @@ fn sender_webhook(account: &Account, author: Author) -> Value {
             .get(&id)
             .map(|a| json!({"id": a.id, "name": a.name, "email": a.email, "type": "user"}))
             .unwrap_or(Value::Null),
-        Author::Bot(_) => {
-            json!({"id": account.bot.id, "name": account.bot.name, "type": "agent_bot"})
+        Author::TokenUser(_) => {
+            let user = &account.token_user;
+            json!({"id": user.id, "name": user.name, "email": user.email, "type": "user"})
         }
         Author::None => Value::Null,
     }
@@ -121,7 +118,7 @@ fn sender_type(author: Author) -> (Value, Value) {
     match author {
         Author::Contact(id) => (json!("Contact"), json!(id)),
         Author::Agent(id) => (json!("User"), json!(id)),
-        Author::Bot(id) => (json!("AgentBot"), json!(id)),
+        Author::TokenUser(id) => (json!("User"), json!(id)),
         Author::None => (Value::Null, Value::Null),
     }
 }

@@ -11,8 +11,9 @@ use time::OffsetDateTime;
 pub enum Author {
     Contact(u64),
     Agent(u64),
-    /// The agent bot that owns the API token (the bridge).
-    Bot(u64),
+    /// The user that owns the API token (the bridge), an agent of the
+    /// account but not one of `Account::agents`.
+    TokenUser(u64),
     None,
 }
 
@@ -108,7 +109,7 @@ impl Message {
 pub(crate) struct Account {
     pub id: u64,
     pub name: String,
-    pub bot: Agent,
+    pub token_user: Agent,
     pub inboxes: BTreeMap<u64, Inbox>,
     pub contacts: BTreeMap<u64, Contact>,
     pub agents: BTreeMap<u64, Agent>,
@@ -149,11 +150,11 @@ pub(crate) fn iso(seconds: f64) -> String {
 }
 
 impl Account {
-    pub fn new(id: u64, name: String, bot: Agent) -> Self {
+    pub fn new(id: u64, name: String, token_user: Agent) -> Self {
         Self {
             id,
             name,
-            bot,
+            token_user,
             inboxes: BTreeMap::new(),
             contacts: BTreeMap::new(),
             agents: BTreeMap::new(),

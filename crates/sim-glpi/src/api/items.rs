@@ -747,14 +747,33 @@ pub(crate) fn create_generic(
     Ok(id)
 }
 
+/// GLPI's `Auth::isValidLogin`: letters, digits, `'`, `@`, `.`, `-`, `_` and
+/// spaces, or an email address (PHP's `FILTER_VALIDATE_EMAIL`, approximated).
+fn is_valid_login(login: &str) -> bool {
+    let plain = !login.is_empty()
+        && login
+            .chars()
+            .all(|c| c.is_alphanumeric() || "'@.-_ ".contains(c));
+    let email = login.split_once('@').is_some_and(|(local, domain)| {
+        !local.is_empty()
+            && domain.contains('.')
+            && !domain.starts_with('.')
+            && !domain.ends_with('.')
+            && !login.chars().any(char::is_whitespace)
+            && !domain.contains('@')
+    });
+    plain || email
+}
+
 fn create_user(st: &mut State, input: &Map<String, Value>) -> Result<i64, String> {
     let name = input
         .get("name")
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
-    if name.trim().is_empty() {
-        return Err("Unable to add. The user login is invalid.".to_string());
+    if !is_valid_login(&name) {
+        // `User::prepareInputForAdd` refuses what `Auth::isValidLogin` refuses.
+        return Err("The login is not valid. Unable to add the user.".to_string());
     }
     if st
         .rows("User")
@@ -1289,4 +1308,20 @@ pub(crate) fn delete(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_valid_login;
+
+    #[test]
+    fn logins_are_checked_as_glpi_checks_them() {
+        for good in ["maria", "maria.silva", "Zé da Silva", "o'neil", "5511987654321"] {
+            assert!(is_valid_login(good), "{good}");
+        }
+        assert!(is_valid_login("maria+x@acme.com.br"), "an email may hold a +");
+        for bad in ["", "+5511987654321", "Maria (Acme)", "a/b", "maria+x"] {
+            assert!(!is_valid_login(bad), "{bad}");
+        }
+    }
 }
