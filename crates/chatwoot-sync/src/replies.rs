@@ -14,6 +14,7 @@ use store::NewJob;
 
 use crate::error::SyncResult;
 use crate::jobs::ticket_changed_job;
+use crate::messages::ChatMessage;
 use crate::source::{SOURCE_ID_PREFIX, SourceSync};
 use crate::text::{fingerprint, html_to_text};
 
@@ -167,6 +168,38 @@ impl SourceSync {
         Ok(links.iter().any(|l| l.source_system == self.links.chatwoot))
     }
 
+    /// The newest agent-side message of the conversation with `text` that no
+    /// other reply or copied message accounts for: what an interrupted attempt
+    /// posted. The bridge posts with a User token, so its messages carry that
+    /// user as sender, like an agent's; an agent's message with the very same
+    /// text, not yet copied to the ticket, would be taken too, and the customer
+    /// has read that text then.
+    async fn unclaimed_copy(
+        &self,
+        conversation_id: u64,
+        text: &str,
+    ) -> SyncResult<Option<ChatMessage>> {
+        let wanted = fingerprint(text);
+        let mut candidates: Vec<ChatMessage> = self
+            .all_messages(conversation_id)
+            .await?
+            .into_iter()
+            .filter(|m| {
+                !m.is_incoming()
+                    && m.sender_kind != Some(SenderKind::Contact)
+                    && fingerprint(&m.content) == wanted
+            })
+            .collect();
+        candidates.sort_by_key(|m| std::cmp::Reverse(m.id));
+        for message in candidates {
+            let posted_before = self.is_remembered_message(message.id).await?;
+            if !posted_before && self.links.message(message.id).await?.is_none() {
+                return Ok(Some(message));
+            }
+        }
+        Ok(None)
+    }
+
     async fn post_reply(
         &self,
         conversation_id: u64,
@@ -177,16 +210,7 @@ impl SourceSync {
         let as_note = self.settings.glpi_replies_as == RepliesAs::PrivateNote || !can_reply;
         // An earlier attempt may have posted it before the crash: adopt it.
         if matches!(self.links.reply(followup).await?, Some((_, false))) {
-            let wanted = fingerprint(text);
-            let posted = self
-                .all_messages(conversation_id)
-                .await?
-                .into_iter()
-                .find(|m| {
-                    !m.is_incoming()
-                        && m.sender_kind != Some(SenderKind::User)
-                        && fingerprint(&m.content) == wanted
-                });
+            let posted = self.unclaimed_copy(conversation_id, text).await?;
             if let Some(posted) = posted {
                 self.remember_message(posted.id).await?;
                 self.links

@@ -206,6 +206,18 @@ impl SourceSync {
         Ok(())
     }
 
+    /// Whether the bridge posted `message` (see [`Self::remember_message`]).
+    pub(crate) async fn is_remembered_message(&self, message: u64) -> SyncResult<bool> {
+        Ok(self
+            .store
+            .is_own_write(
+                &self.links.chatwoot,
+                &format!("message:{message}"),
+                BY_BRIDGE,
+            )
+            .await?)
+    }
+
     /// Whether a Chatwoot message is the echo of the bridge's own post.
     /// Customer (incoming) messages never are.
     pub(crate) async fn is_own_message(&self, message: &ChatMessage) -> SyncResult<bool> {

@@ -17,6 +17,9 @@ pub(crate) struct Faults {
     latency: Mutex<Duration>,
     failures: Mutex<VecDeque<u16>>,
     drops: AtomicU64,
+    /// `(method, path suffix, count)`: such requests are carried out, then
+    /// their answer is lost.
+    lost: Mutex<Vec<(String, String, u64)>>,
     pub requests: AtomicU64,
 }
 
@@ -32,6 +35,26 @@ impl Faults {
 
     pub fn drop_next(&self, count: u64) {
         self.drops.fetch_add(count, Ordering::SeqCst);
+    }
+
+    pub fn lose_answers(&self, method: &str, path_suffix: &str, count: u64) {
+        self.lost
+            .lock()
+            .push((method.to_ascii_uppercase(), path_suffix.to_string(), count));
+    }
+
+    fn take_lost(&self, method: &str, path: &str) -> bool {
+        let mut lost = self.lost.lock();
+        let hit = lost
+            .iter_mut()
+            .find(|(m, suffix, n)| *n > 0 && m == method && path.ends_with(suffix.as_str()));
+        match hit {
+            Some(entry) => {
+                entry.2 -= 1;
+                true
+            }
+            None => false,
+        }
     }
 
     fn take_drop(&self) -> bool {
@@ -53,21 +76,14 @@ pub(crate) async fn inject(
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
+    let lose = faults.take_lost(request.method().as_str(), request.uri().path());
+    if lose {
+        // Carried out; the answer never reaches the client.
+        let _ = next.run(request).await;
+        return broken_connection();
+    }
     if faults.take_drop() {
-        // Headers go out, then the body errors: the client sees a broken
-        // connection (transport error).
-        let stream = futures::stream::once(async {
-            Err::<Vec<u8>, std::io::Error>(std::io::Error::new(
-                std::io::ErrorKind::ConnectionReset,
-                "sim: connection dropped",
-            ))
-        });
-        return Response::builder()
-            .status(StatusCode::OK)
-            .header("content-type", "application/json")
-            .header("content-length", "100")
-            .body(Body::from_stream(stream))
-            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+        return broken_connection();
     }
     let failure = faults.failures.lock().pop_front();
     if let Some(status) = failure {
@@ -85,4 +101,21 @@ pub(crate) async fn inject(
         return response;
     }
     next.run(request).await
+}
+
+/// Headers go out, then the body errors: the client sees a broken
+/// connection (transport error).
+fn broken_connection() -> Response {
+    let stream = futures::stream::once(async {
+        Err::<Vec<u8>, std::io::Error>(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "sim: connection dropped",
+        ))
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/json")
+        .header("content-length", "100")
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }

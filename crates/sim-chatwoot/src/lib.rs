@@ -408,6 +408,13 @@ impl RunningChatwoot {
         self.faults.drop_next(count);
     }
 
+    /// The next `count` requests of `method` whose path ends with
+    /// `path_suffix` are carried out, then their answer is lost (a broken
+    /// connection): what a client sees when it times out on a slow server.
+    pub fn lose_answers(&self, method: &str, path_suffix: &str, count: u64) {
+        self.faults.lose_answers(method, path_suffix, count);
+    }
+
     // ---- emitter ---------------------------------------------------------
 
     async fn deliver_all(&self, events: Vec<Value>) -> Vec<String> {

@@ -597,6 +597,55 @@ async fn glpi_reply_outside_the_window_becomes_a_private_note() {
     w.app.stop().await;
 }
 
+/// Chatwoot stores a technician's reply but its answer is lost (a timeout):
+/// the retry finds the message the bridge posted (its sender is the token's
+/// user, like an agent's) and adopts it instead of posting it again. An
+/// earlier reply with the same text is not mistaken for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_whose_answer_was_lost_is_posted_once() {
+    let w = world(Options::default()).await;
+    let maria = w.maria().await;
+    let conv =
+        w.cw.customer_starts_conversation(maria, w.cw.default_inbox(), "Impressora parada")
+            .await
+            .unwrap()
+            .conversation_id;
+    let ticket = w.ticket_of(conv).await;
+    w.glpi
+        .add_followup_as(ticket, w.tech, "Obrigado, estamos verificando", false)
+        .unwrap();
+    wait_for("the first reply", DEADLINE, || async {
+        w.messages_with(conv, "Obrigado, estamos verificando")
+            .into_iter()
+            .next()
+    })
+    .await
+    .unwrap();
+
+    w.cw.lose_answers("POST", "/messages", 1);
+    w.glpi
+        .add_followup_as(ticket, w.tech, "Obrigado, estamos verificando", false)
+        .unwrap();
+    wait_for("the second reply", DEADLINE, || async {
+        (w.messages_with(conv, "Obrigado, estamos verificando").len() >= 2).then_some(())
+    })
+    .await
+    .unwrap();
+    w.polls(2).await;
+    w.settled().await;
+    let copies = w.messages_with(conv, "Obrigado, estamos verificando");
+    assert_eq!(copies.len(), 2, "each reply once: {copies:?}");
+    assert!(copies.iter().all(|m| !m.private), "{copies:?}");
+    let followups = w
+        .glpi
+        .followups(ticket)
+        .into_iter()
+        .filter(|f| f.content.contains("estamos verificando"))
+        .count();
+    assert_eq!(followups, 2, "nothing copied back to GLPI");
+    w.app.stop().await;
+}
+
 /// Signed deliveries: a wrong signature and a stale timestamp get 401 and
 /// store nothing; a wrong URL token gets 404; unknown events get 200 and
 /// are not stored.

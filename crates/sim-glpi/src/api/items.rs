@@ -1316,10 +1316,19 @@ mod tests {
 
     #[test]
     fn logins_are_checked_as_glpi_checks_them() {
-        for good in ["maria", "maria.silva", "Zé da Silva", "o'neil", "5511987654321"] {
+        for good in [
+            "maria",
+            "maria.silva",
+            "Zé da Silva",
+            "o'neil",
+            "5511987654321",
+        ] {
             assert!(is_valid_login(good), "{good}");
         }
-        assert!(is_valid_login("maria+x@acme.com.br"), "an email may hold a +");
+        assert!(
+            is_valid_login("maria+x@acme.com.br"),
+            "an email may hold a +"
+        );
         for bad in ["", "+5511987654321", "Maria (Acme)", "a/b", "maria+x"] {
             assert!(!is_valid_login(bad), "{bad}");
         }
