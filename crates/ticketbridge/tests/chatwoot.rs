@@ -748,6 +748,28 @@ async fn signatures_tokens_and_ignored_events() {
     assert_eq!(ignored.status(), 200);
     let ignored: Value = ignored.json().await.unwrap();
     assert_eq!(ignored["ignored"], json!(true));
+    // The same webhook URL set up in another account: its conversation ids
+    // are not ours.
+    let mut foreign: Value = serde_json::from_slice(
+        &std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/fixtures/chatwoot/message_created.incoming.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    foreign["account"]["id"] = json!(w.cw.account_id() + 1);
+    foreign["conversation"]["account_id"] = json!(w.cw.account_id() + 1);
+    let other_account = post(
+        format!("/hooks/chatwoot/cw/{URL_TOKEN}"),
+        vec![],
+        serde_json::to_vec(&foreign).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(other_account.status(), 200);
+    let other_account: Value = other_account.json().await.unwrap();
+    assert_eq!(other_account["reason"], json!("another account"), "{other_account}");
     let events = w
         .app
         .store

@@ -48,6 +48,7 @@ struct Endpoint {
     verifier: Option<SignatureVerifier>,
     url_tokens: Vec<SecretString>,
     inboxes: Vec<u64>,
+    account_id: u64,
     max_attempts: i32,
 }
 
@@ -70,6 +71,7 @@ pub fn router(config: &Config) -> Router<AppState> {
                         }),
                         url_tokens: s.url_token.iter().cloned().collect(),
                         inboxes: s.inboxes.clone(),
+                        account_id: s.account_id,
                         max_attempts,
                     },
                 )),
@@ -128,6 +130,14 @@ async fn receive(
         .map_err(|e| ApiError::BadRequest(format!("not a Chatwoot webhook body: {e}")))?;
     if !chatwoot_sync::jobs::is_handled(&event) {
         return Ok(ignored(event.name(), "event not handled"));
+    }
+    // Conversation ids are per account: another account's conversation 482
+    // is not ours. A webhook URL is unique within one account only.
+    if event
+        .account_id()
+        .is_some_and(|id| id != endpoint.account_id)
+    {
+        return Ok(ignored(event.name(), "another account"));
     }
     let inbox_allowed = endpoint.inboxes.is_empty()
         || event.conversation_id().is_none()
