@@ -339,16 +339,33 @@ impl GlpiClient {
     }
 
     /// Run a call with the shared session; on session expiry log in again (once, shared)
-    /// and replay it once.
+    /// and replay it once. A session's active entities are fixed when it opens, so an
+    /// entity created in GLPI since then is out of its reach: GLPI refuses to read it
+    /// (403 `ERROR_RIGHT_MISSING`) or to write in it (400 `ERROR_GLPI_ADD` /
+    /// `ERROR_GLPI_UPDATE`, "You don't have permission"). On such a refusal of an item
+    /// call the active entities are refreshed and the call replayed once; a refusal that
+    /// has another cause comes back the same the second time.
     pub(crate) async fn call(&self, call: Call) -> Result<Reply, GlpiError> {
+        match self.call_in_session(&call).await {
+            Err(error) if may_be_out_of_entity(&error) && is_item_call(&call) => {
+                tracing::debug!(path = %call.path, %error,
+                    "GLPI refused an item call; refreshing the session's active entities and replaying it");
+                Box::pin(self.refresh_active_entities()).await?;
+                self.call_in_session(&call).await
+            }
+            result => result,
+        }
+    }
+
+    async fn call_in_session(&self, call: &Call) -> Result<Reply, GlpiError> {
         let (token, generation) = self.session_token().await?;
-        let reply = self.execute(&call, Some(&token), None).await?;
+        let reply = self.execute(call, Some(&token), None).await?;
         if !session_expired(&reply) {
             return check(reply);
         }
         tracing::debug!(path = %call.path, "GLPI session expired, logging in again");
         let token = self.relogin(generation).await?;
-        let reply = self.execute(&call, Some(&token), None).await?;
+        let reply = self.execute(call, Some(&token), None).await?;
         if session_expired(&reply) {
             return Err(GlpiError::SessionInvalid {
                 message: "session refused right after a new login".into(),
@@ -446,6 +463,25 @@ impl GlpiClient {
             body,
         })
     }
+}
+
+/// Refusals an entity outside the session's active entities also causes.
+fn may_be_out_of_entity(error: &GlpiError) -> bool {
+    matches!(
+        error,
+        GlpiError::AddFailed { .. }
+            | GlpiError::UpdateFailed { .. }
+            | GlpiError::RightMissing { .. }
+    )
+}
+
+/// A call on an item type (`Ticket`, `Entity/2`, `Ticket/1/ITILFollowup`), not a
+/// session endpoint (`initSession`, `changeActiveEntities`, `search/...`).
+fn is_item_call(call: &Call) -> bool {
+    call.path
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_uppercase())
 }
 
 /// GLPI's web root from the API root: strip `apirest.php/` or `api.php/v1/`.

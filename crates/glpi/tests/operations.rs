@@ -21,6 +21,7 @@ both_modes!(
     users_create_and_find,
     contacts_create_and_find,
     entities_by_cnpj_and_create,
+    an_entity_added_in_glpi_after_the_login_is_reached,
     documents_upload_download,
     dropdowns_by_name,
     tickets_changed_since_and_marker_search,
@@ -452,6 +453,53 @@ async fn entities_by_cnpj_and_create(mode: GlpiVersion) {
             .iter()
             .any(|e| e.id == created as u64 && e.parent == Some(0))
     );
+}
+
+async fn an_entity_added_in_glpi_after_the_login_is_reached(mode: GlpiVersion) {
+    let sim = sim(mode).await;
+    let glpi = client_for(&sim);
+    let acme = sim.add_entity("ACME Ltda", 0, Some("12.345.678/0001-90")) as i64;
+    glpi.get_entity(acme).await.unwrap(); // the session opens now
+    // Added by someone in GLPI's UI: not among the open session's entities.
+    let beta = sim.add_entity("Beta SA", 0, Some("98.765.432/0001-10")) as i64;
+    let found = glpi
+        .find_entities_by_field(76666, "98765432000110", FieldMatch::Digits)
+        .await
+        .unwrap();
+    assert_eq!(found.iter().map(|h| h.id).collect::<Vec<_>>(), vec![beta]);
+    let ticket = glpi
+        .create_ticket(&NewTicket {
+            name: "Impressora".into(),
+            content: "<p>Sem papel</p>".into(),
+            entity_id: Some(beta),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ticket.entities_id, beta);
+    assert_eq!(
+        sim.ticket(ticket.id as u64).unwrap().entities_id,
+        beta as u64
+    );
+    assert_eq!(glpi.get_entity(beta).await.unwrap().name, "Beta SA");
+    assert_eq!(sim.sessions_opened(), 1, "the same session throughout");
+
+    // A refusal with another cause is not cured by the refresh: it comes back.
+    let before = sim.tickets().len();
+    let refused = glpi
+        .create_ticket(&NewTicket {
+            name: "Nowhere".into(),
+            content: "x".into(),
+            entity_id: Some(9_999),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, GlpiError::AddFailed { .. }),
+        "{refused:?}"
+    );
+    assert_eq!(sim.tickets().len(), before);
 }
 
 async fn documents_upload_download(mode: GlpiVersion) {

@@ -470,16 +470,9 @@ impl RunningSim {
         let mut st = self.shared.state.lock();
         let stored = st.store_text(name);
         let id = st.add_entity_row(&stored, to_i(parent), Vec::new());
-        // Sessions with a recursive active entity above it see it at once (as after a re-login).
-        let subtree_parent = to_i(parent);
-        for s in st.sessions.values_mut() {
-            if s.active_entities.contains(&subtree_parent)
-                && s.recursive != 0
-                && s.recursive != Value::Bool(false)
-            {
-                s.active_entities.push(id);
-            }
-        }
+        // As in GLPI, sessions already open do not see it: their active
+        // entities were computed at login (or at their last
+        // changeActiveEntities).
         if let Some(cnpj) = cnpj {
             ensure_cnpj_field(&mut st);
             let ctx = admin_ctx(&st);
@@ -676,6 +669,7 @@ fn admin_ctx(st: &State) -> Ctx {
         profile_id: 4,
         active_entity: 0,
         active_entities: st.entity_subtree(0),
+        recursive: true,
         helpdesk: false,
     }
 }
@@ -708,6 +702,7 @@ fn user_ctx(st: &State, user: i64) -> Option<Ctx> {
         profile_id: profile,
         active_entity: entity,
         active_entities,
+        recursive,
         helpdesk: st.profile_is_helpdesk(profile),
     })
 }

@@ -769,7 +769,11 @@ async fn signatures_tokens_and_ignored_events() {
     .unwrap();
     assert_eq!(other_account.status(), 200);
     let other_account: Value = other_account.json().await.unwrap();
-    assert_eq!(other_account["reason"], json!("another account"), "{other_account}");
+    assert_eq!(
+        other_account["reason"],
+        json!("another account"),
+        "{other_account}"
+    );
     let events = w
         .app
         .store

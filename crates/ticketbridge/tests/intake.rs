@@ -285,6 +285,35 @@ async fn tax_ids_match_in_both_spellings_and_phones_find_users() {
     w.app.stop().await;
 }
 
+/// An organisation added in GLPI while the service runs: GLPI's session does
+/// not see it (its active entities date from the login), so the first ticket
+/// for it is refused until the service refreshes them, then created there.
+#[tokio::test]
+async fn an_entity_created_after_the_login_takes_tickets() {
+    let w = world().await;
+    let (status, answer) = w
+        .post(
+            OLD_KEY,
+            &json!({"requester": {"email": "maria@acme.com.br"},
+                "organisation": {"tax_id": "12345678000190"}, "description": "warm up"}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let beta = w.sim.add_entity("Beta SA", 0, Some("98.765.432/0001-10"));
+    let (status, answer) = w
+        .post(
+            OLD_KEY,
+            &json!({"requester": {"email": "maria@acme.com.br"},
+                "organisation": {"tax_id": "98765432000110"}, "description": "Beta printer"}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    assert_eq!(w.ticket(&answer).entities_id, beta);
+    w.app.stop().await;
+}
+
 #[tokio::test]
 async fn missing_requesters_are_created_or_attached_by_email() {
     let w = world().await;

@@ -58,6 +58,8 @@ pub(crate) struct Ctx {
     pub(crate) profile_id: i64,
     pub(crate) active_entity: i64,
     pub(crate) active_entities: Vec<i64>,
+    /// Whether the active entity was chosen with its sub-entities.
+    pub(crate) recursive: bool,
     pub(crate) helpdesk: bool,
 }
 
@@ -204,6 +206,7 @@ pub(crate) fn handle(st: &mut State, faults: &FaultState, req: &Req) -> Resp {
         profile_id: session.profile_id,
         active_entity: session.active_entity,
         active_entities: session.active_entities.clone(),
+        recursive: session.recursive != 0 && session.recursive != Value::Bool(false),
         helpdesk: st.profile_is_helpdesk(session.profile_id),
     };
 
