@@ -6,7 +6,7 @@
 
 use chatwoot::{Attachment, Message, MessageEvent, MessageType, SenderKind};
 use config::sources::ClosedTicketPolicy;
-use flows::helpdesk::{NewFollowup, PersonKind, TicketStatus};
+use flows::helpdesk::{HelpdeskError, NewFollowup, PersonKind, TicketStatus};
 use serde_json::json;
 
 use crate::error::{SyncError, SyncResult};
@@ -245,9 +245,22 @@ impl SourceSync {
                     return self.replace_closed_ticket(message, link).await;
                 }
                 ClosedTicketPolicy::Reopen => {
-                    self.helpdesk
+                    match self
+                        .helpdesk
                         .set_status(ticket, TicketStatus::Assigned, None)
-                        .await?;
+                        .await
+                    {
+                        Ok(()) => {}
+                        // Some help desks never reopen a closed ticket (in
+                        // iTop closed is final): a new ticket takes the
+                        // message rather than losing it.
+                        Err(HelpdeskError::Refused { reason, .. }) => {
+                            tracing::info!(source = %self.name, conversation = message.conversation_id,
+                                ticket, %reason, "the closed ticket cannot be reopened; a new ticket takes over");
+                            return self.replace_closed_ticket(message, link).await;
+                        }
+                        Err(error) => return Err(error.into()),
+                    }
                     let mut state = link.state.clone();
                     state.ticket_status = Some(TicketStatus::Assigned);
                     self.links

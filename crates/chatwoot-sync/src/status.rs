@@ -6,7 +6,7 @@
 
 use chatwoot::{Conversation, ConversationStatus};
 use config::sources::ClosedTicketPolicy;
-use flows::helpdesk::TicketStatus;
+use flows::helpdesk::{HelpdeskError, TicketStatus};
 
 use crate::error::SyncResult;
 use crate::source::SourceSync;
@@ -67,9 +67,20 @@ impl SourceSync {
         if let Some(wanted) = wanted {
             let note =
                 (wanted == TicketStatus::Solved).then_some(self.settings.solution_text.as_str());
-            self.helpdesk.set_status(ticket, wanted, note).await?;
-            state.ticket_status = Some(wanted);
-            tracing::info!(source = %self.name, conversation = conversation_id, ticket, status = wanted.as_word(), "ticket status changed");
+            match self.helpdesk.set_status(ticket, wanted, note).await {
+                Ok(()) => {
+                    state.ticket_status = Some(wanted);
+                    tracing::info!(source = %self.name, conversation = conversation_id, ticket, status = wanted.as_word(), "ticket status changed");
+                }
+                // A closed ticket the help desk will not reopen (iTop): it
+                // stays closed, and the customer's next message follows the
+                // fallback of the reopen policy (a new ticket).
+                Err(HelpdeskError::Refused { reason, .. }) if current == TicketStatus::Closed => {
+                    tracing::info!(source = %self.name, conversation = conversation_id, ticket,
+                        %reason, "the closed ticket cannot be reopened");
+                }
+                Err(error) => return Err(error.into()),
+            }
         }
         state.conversation_status = Some(status.as_str().to_owned());
         self.links

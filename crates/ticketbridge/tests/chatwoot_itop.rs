@@ -1,0 +1,191 @@
+//! Chatwoot conversations on an iTop target: the same chatwoot flow, with
+//! `flows::itop::ItopHelpdesk` behind the Helpdesk interface, over real HTTP
+//! into the Chatwoot and iTop simulators.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sim::chatwoot::{ChatwootSim, NewContact, RunningChatwoot};
+use sim::itop::{ItopSim, ItopSimConfig, RunningItop};
+use store::{JobFilter, JobStatus};
+use ticketbridge::testkit::{TestApp, wait_for};
+
+const SECRET: &str = "cw-webhook-secret";
+const DEADLINE: Duration = Duration::from_secs(20);
+
+struct World {
+    itop: RunningItop,
+    cw: RunningChatwoot,
+    app: TestApp,
+    _dir: tempfile::TempDir,
+}
+
+async fn world(policy: &str) -> World {
+    let (store, dir) = store::testing::fresh_sqlite().await;
+    let itop = ItopSim::start(ItopSimConfig {
+        demo_data: false,
+        ..ItopSimConfig::default()
+    })
+    .await
+    .unwrap();
+    let acme = itop.seed_organization("ACME Ltda").unwrap();
+    itop.seed_person("Maria", "Souza", acme, "maria@cliente.com.br", "")
+        .unwrap();
+    let cw = ChatwootSim::start(sim::chatwoot::SimConfig::default())
+        .await
+        .unwrap();
+    let toml = format!(
+        r#"
+[engine]
+max_attempts = 50
+
+[targets.itop]
+kind = "itop"
+url = "{itop_url}"
+user = "{user}"
+password = "${{ITOP_PASSWORD}}"
+timeout = "5s"
+
+[sources.cw]
+kind = "chatwoot"
+target = "itop"
+url = "{cw_url}"
+api_access_token = "${{CW_TOKEN}}"
+account_id = 1
+webhook_secret = "${{CW_SECRET}}"
+entity = {acme}
+closed_ticket_policy = "{policy}"
+poll_interval = "150ms"
+reconcile_interval = "1h"
+timeout = "5s"
+"#,
+        itop_url = itop.base_url(),
+        user = itop.rest_user(),
+        cw_url = cw.base_url(),
+    );
+    let env = vec![
+        ("ITOP_PASSWORD".to_string(), itop.rest_password()),
+        ("CW_TOKEN".to_string(), cw.api_token()),
+        ("CW_SECRET".to_string(), SECRET.to_string()),
+    ];
+    let config = config::load_str(&toml, env).unwrap();
+    let app = TestApp::spawn(config, store).await.unwrap();
+    cw.webhook_target(app.url("/hooks/chatwoot/cw"), Some(SECRET.into()));
+    World {
+        itop,
+        cw,
+        app,
+        _dir: dir,
+    }
+}
+
+impl World {
+    async fn maria(&self) -> u64 {
+        self.cw
+            .add_contact(NewContact {
+                name: "Maria Souza".into(),
+                email: Some("maria@cliente.com.br".into()),
+                phone_number: None,
+                identifier: None,
+            })
+            .await
+    }
+
+    /// The ticket id the bridge wrote into the conversation, once it differs
+    /// from `not`.
+    async fn ticket_of(&self, conversation: u64, not: Option<u64>) -> u64 {
+        wait_for("the ticket id in the conversation", DEADLINE, || async {
+            let id = self
+                .cw
+                .conversation(conversation)?
+                .custom_attributes
+                .get("glpi_ticket_id")?
+                .as_u64()?;
+            (Some(id) != not).then_some(id)
+        })
+        .await
+        .unwrap()
+    }
+
+    fn status(&self, ticket: u64) -> String {
+        self.itop
+            .object("UserRequest", ticket)
+            .and_then(|t| t["status"].as_str().map(str::to_string))
+            .unwrap_or_default()
+    }
+
+    async fn dead_jobs(&self) -> Vec<store::Job> {
+        self.app
+            .store
+            .jobs(&JobFilter {
+                status: Some(JobStatus::Dead),
+                ..JobFilter::default()
+            })
+            .await
+            .unwrap()
+    }
+}
+
+/// `closed_ticket_policy = "reopen"` on iTop, where closed is final: the
+/// customer's message on a closed ticket opens a new ticket instead of
+/// failing for good, and a conversation reopened in Chatwoot leaves the
+/// closed ticket as it is without a dead job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_itop_ticket_that_cannot_reopen_hands_over_to_a_new_one() {
+    let w = world("reopen").await;
+    let maria = w.maria().await;
+    let conv =
+        w.cw.customer_starts_conversation(maria, w.cw.default_inbox(), "Impressora parada")
+            .await
+            .unwrap()
+            .conversation_id;
+    let first = w.ticket_of(conv, None).await;
+    let helpdesk = w.app.targets.helpdesk("itop").unwrap();
+    helpdesk
+        .set_status(
+            i64::try_from(first).unwrap(),
+            flows::helpdesk::TicketStatus::Closed,
+            Some("Resolvido"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(w.status(first), "closed");
+
+    w.cw.resolve(conv).await.unwrap();
+    w.cw.reopen(conv).await.unwrap();
+    w.cw.customer_sends(conv, "Voltou a falhar hoje cedo")
+        .await
+        .unwrap();
+    let second = w.ticket_of(conv, Some(first)).await;
+    assert_ne!(second, first);
+    let ticket = w.itop.object("UserRequest", second).unwrap();
+    assert_eq!(
+        ticket["title"],
+        json!("Voltou a falhar hoje cedo"),
+        "{ticket}"
+    );
+    assert_eq!(w.status(first), "closed");
+    wait_for("no job left to run", DEADLINE, || async {
+        let running = w
+            .app
+            .store
+            .jobs(&JobFilter {
+                status: Some(JobStatus::Running),
+                ..JobFilter::default()
+            })
+            .await
+            .unwrap();
+        running.is_empty().then_some(())
+    })
+    .await
+    .unwrap();
+    let dead: Vec<Value> = w
+        .dead_jobs()
+        .await
+        .into_iter()
+        .map(|j| json!({"kind": j.kind, "error": j.last_error}))
+        .collect();
+    assert!(dead.is_empty(), "{dead:?}");
+    w.app.stop().await;
+}
