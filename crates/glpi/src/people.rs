@@ -181,9 +181,14 @@ impl ContactHit {
     }
 }
 
-/// The fragment searched for a phone: its last 4 digits, which stay contiguous in every
-/// usual format ("+55 11 3333-4444", "(11) 3333 4444"). Rows are then checked on all
-/// digits (phones are free text in GLPI, no normalisation server-side).
+/// The pattern searched for a phone: its last (up to) 8 digits joined by `%`,
+/// so that they match whatever separators the stored text has ("+33 6 12 34 56 78",
+/// "(11) 3333-4444"): GLPI's `contains` is a plain `LIKE`, and it escapes `_` only,
+/// so `%` stays a wildcard. Rows are then checked on all digits (phones are free text
+/// in GLPI, no normalisation server-side).
+/// Rows read at most for one phone lookup (pages of 200).
+const PHONE_ROWS: u64 = 1_000;
+
 fn phone_fragment(phone: &str) -> Result<String, GlpiError> {
     let digits = digits_only(phone);
     if digits.len() < 4 {
@@ -191,7 +196,8 @@ fn phone_fragment(phone: &str) -> Result<String, GlpiError> {
             "phone {phone:?} has fewer than 4 digits"
         )));
     }
-    Ok(digits[digits.len() - 4..].to_owned())
+    let tail = &digits[digits.len().saturating_sub(8)..];
+    Ok(tail.chars().map(String::from).collect::<Vec<_>>().join("%"))
 }
 
 fn any_of(fields: &[u32], searchtype: SearchType, value: &str) -> Criterion {
@@ -263,11 +269,9 @@ impl GlpiClient {
                 user_field::PHONE,
                 user_field::PHONE2,
                 user_field::MOBILE,
-            ])
-            .range(0, 199);
-        let page = self.search(&query).await?;
-        Ok(page
-            .rows
+            ]);
+        let rows = self.search_rows(&query, PHONE_ROWS).await?;
+        Ok(rows
             .iter()
             .filter_map(UserHit::from_row)
             .filter(|u| {
@@ -340,11 +344,9 @@ impl GlpiClient {
                 contact_field::PHONE,
                 contact_field::PHONE2,
                 contact_field::MOBILE,
-            ])
-            .range(0, 199);
-        let page = self.search(&query).await?;
-        Ok(page
-            .rows
+            ]);
+        let rows = self.search_rows(&query, PHONE_ROWS).await?;
+        Ok(rows
             .iter()
             .filter_map(ContactHit::from_row)
             .filter(|c| {
@@ -456,8 +458,12 @@ mod tests {
     }
 
     #[test]
-    fn phone_fragment_is_last_four_digits() {
-        assert_eq!(phone_fragment("+55 11 98765-4321").unwrap(), "4321");
+    fn phone_fragment_is_the_last_digits_with_any_separators() {
+        assert_eq!(
+            phone_fragment("+55 11 98765-4321").unwrap(),
+            "8%7%6%5%4%3%2%1"
+        );
+        assert_eq!(phone_fragment("4321").unwrap(), "4%3%2%1");
         assert!(phone_fragment("12").is_err());
     }
 }

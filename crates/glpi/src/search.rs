@@ -281,6 +281,30 @@ pub struct SearchPage {
 }
 
 impl GlpiClient {
+    /// Run a search page after page of 200 rows, while GLPI says more exist, up to
+    /// `max_rows` rows.
+    pub async fn search_rows(
+        &self,
+        query: &SearchQuery,
+        max_rows: u64,
+    ) -> Result<Vec<SearchRow>, GlpiError> {
+        const PAGE: u64 = 200;
+        let mut rows = Vec::new();
+        let mut start = 0;
+        while start < max_rows {
+            let page = self
+                .search(&query.clone().range(start, start + PAGE - 1))
+                .await?;
+            let got = page.rows.len() as u64;
+            rows.extend(page.rows);
+            if !page.partial || got == 0 {
+                break;
+            }
+            start += got;
+        }
+        Ok(rows)
+    }
+
     /// Run a search. An empty result (no `data` key) is an empty page, not an error.
     pub async fn search(&self, query: &SearchQuery) -> Result<SearchPage, GlpiError> {
         let itemtype = checked_itemtype(&query.itemtype)?;

@@ -22,6 +22,7 @@ both_modes!(
     contacts_create_and_find,
     entities_by_cnpj_and_create,
     an_entity_added_in_glpi_after_the_login_is_reached,
+    phones_are_found_whatever_their_separators_and_past_the_first_page,
     documents_upload_download,
     dropdowns_by_name,
     tickets_changed_since_and_marker_search,
@@ -500,6 +501,28 @@ async fn an_entity_added_in_glpi_after_the_login_is_reached(mode: GlpiVersion) {
         "{refused:?}"
     );
     assert_eq!(sim.tickets().len(), before);
+}
+
+async fn phones_are_found_whatever_their_separators_and_past_the_first_page(mode: GlpiVersion) {
+    let sim = sim(mode).await;
+    let glpi = client_for(&sim);
+    let french = sim.add_user(sim_glpi::NewUser {
+        mobile: Some("+33 6 12 34 56 78".into()),
+        ..sim_glpi::NewUser::new("jean")
+    }) as i64;
+    let found = glpi.find_users_by_mobile("+33612345678").await.unwrap();
+    assert_eq!(found.iter().map(|u| u.id).collect::<Vec<_>>(), vec![french]);
+
+    // 250 numbers share the last eight digits; the one asked for is the last.
+    let mut last = 0;
+    for n in 0..250 {
+        last = sim.add_user(sim_glpi::NewUser {
+            mobile: Some(format!("+{} 9 8765-4321", 100 + n)),
+            ..sim_glpi::NewUser::new(&format!("u{n}"))
+        }) as i64;
+    }
+    let found = glpi.find_users_by_mobile("+349 987654321").await.unwrap();
+    assert_eq!(found.iter().map(|u| u.id).collect::<Vec<_>>(), vec![last]);
 }
 
 async fn documents_upload_download(mode: GlpiVersion) {

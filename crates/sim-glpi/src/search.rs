@@ -705,7 +705,9 @@ pub(crate) fn list_options(st: &State, itemtype: &str) -> Resp {
     Resp::json(200, &Out::Obj(fields))
 }
 
-/// SQL `LIKE '%v%'` with GLPI's `^`/`$` anchors, case-insensitive.
+/// SQL `LIKE '%v%'` with GLPI's `^`/`$` anchors, case-insensitive. GLPI
+/// escapes only `_` in the value (`Search::makeTextSearchValue`), so a `%`
+/// the client sends stays a wildcard.
 pub(crate) fn like(haystack: &str, pattern: &str) -> bool {
     let mut p = pattern;
     let start = p.starts_with('^');
@@ -718,12 +720,33 @@ pub(crate) fn like(haystack: &str, pattern: &str) -> bool {
     }
     let h = haystack.to_lowercase();
     let p = p.to_lowercase();
-    match (start, end) {
-        (true, true) => h == p,
-        (true, false) => h.starts_with(&p),
-        (false, true) => h.ends_with(&p),
-        (false, false) => h.contains(&p),
+    let parts: Vec<&str> = p.split('%').collect();
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if parts.len() == 1 {
+        return match (start, end) {
+            (true, true) => h == p,
+            (true, false) => h.starts_with(&p),
+            (false, true) => h.ends_with(&p),
+            (false, false) => h.contains(&p),
+        };
     }
+    // Anchored ends must match where they are; the pieces between, in order.
+    let mut rest = h.as_str();
+    if start {
+        let Some(after) = rest.strip_prefix(first) else {
+            return false;
+        };
+        rest = after;
+    }
+    let middle_from = usize::from(start);
+    let middle_to = parts.len() - usize::from(end);
+    for piece in &parts[middle_from..middle_to] {
+        match rest.find(piece) {
+            Some(at) => rest = &rest[at + piece.len()..],
+            None => return false,
+        }
+    }
+    !end || rest.ends_with(last)
 }
 
 fn scalar_string(v: &Value) -> Option<String> {
@@ -1180,4 +1203,21 @@ fn entity_listed(st: &State, ctx: &Ctx, row: &Row) -> bool {
     ctx.active_entities.contains(&id)
         || ctx.recursive
             && (id == ctx.active_entity || st.entity_ancestors(id).contains(&ctx.active_entity))
+}
+
+#[cfg(test)]
+mod like_tests {
+    use super::like;
+
+    #[test]
+    fn percent_is_a_wildcard_and_anchors_hold() {
+        assert!(like("+33 6 12 34 56 78", "3%4%5%6%7%8"));
+        assert!(like("+33 6 12 34 56 78", "^+33%78$"));
+        assert!(!like("+33 6 12 34 56 78", "8%7"));
+        assert!(!like("+33 6 12 34 56 78", "^3%"));
+        assert!(like("ACME Ltda", "acme"));
+        assert!(like("ACME Ltda", "^acme ltda$"));
+        assert!(!like("ACME Ltda", "^ltda"));
+        assert!(like("12.345.678/0001-90", "1%2%3%4%5%6%7%8%0%0%0%1%9%0"));
+    }
 }
