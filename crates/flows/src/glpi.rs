@@ -79,9 +79,9 @@ impl GlpiHelpdesk {
     }
 
     /// The GLPI ticket input for a [`NewTicket`] (marker appended to the content).
-    fn ticket_input(&self, ticket: &NewTicket) -> glpi::NewTicket {
+    async fn ticket_input(&self, ticket: &NewTicket) -> HelpdeskResult<glpi::NewTicket> {
         let mut requesters = Vec::new();
-        let mut extra = serde_json::Map::new();
+        let mut about_contact = String::new();
         match &ticket.requester {
             Requester::Person {
                 id,
@@ -91,18 +91,21 @@ impl GlpiHelpdesk {
                 id,
                 kind: PersonKind::Contact,
             } => {
-                // A GLPI contact cannot be a ticket actor; it is linked as a
-                // supplier-side contact would be, and named in the content.
-                extra.insert("_contact_id".into(), serde_json::json!(id));
+                // GLPI takes users, groups, suppliers and email addresses as
+                // requesters, never a contact: the contact's email (when it has
+                // one) is the requester, and the contact is named in the content.
+                let (line, email) = self.contact_line(*id).await?;
+                requesters.extend(email.map(|e| glpi::Actor::email(&e)));
+                about_contact = format!("<p>{}</p>", html_escape::encode_text(&line));
             }
             Requester::EmailOnly { email, .. } => requesters.push(glpi::Actor::email(email)),
         }
         let content = format!(
-            "{}<p><small>{}</small></p>",
+            "{about_contact}{}<p><small>{}</small></p>",
             as_html(&ticket.content),
             html_escape::encode_text(&ticket.marker)
         );
-        glpi::NewTicket {
+        Ok(glpi::NewTicket {
             name: ticket.title.clone(),
             content,
             entity_id: ticket.organisation,
@@ -115,9 +118,38 @@ impl GlpiHelpdesk {
             request_type_id: ticket.request_type.or(self.options.request_type),
             requesters,
             assignees: ticket.assignee.map(glpi::Actor::user).into_iter().collect(),
-            extra,
             ..Default::default()
+        })
+    }
+
+    /// "Requester: name (phone, email), GLPI contact #id", and the contact's email.
+    async fn contact_line(&self, id: i64) -> HelpdeskResult<(String, Option<String>)> {
+        let contact = match self.client.get_contact(id).await {
+            Ok(contact) => contact,
+            Err(glpi::GlpiError::NotFound { .. }) => {
+                return Ok((format!("Requester: GLPI contact #{id}"), None));
+            }
+            Err(e) => return Err(self.error(e)),
+        };
+        let name = [contact.firstname.trim(), contact.name.trim()]
+            .iter()
+            .filter(|p| !p.is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let email = Some(contact.email.trim().to_string()).filter(|e| !e.is_empty());
+        let reach: Vec<&str> = [&contact.mobile, &contact.phone, &contact.phone2]
+            .into_iter()
+            .map(|p| p.trim())
+            .filter(|p| !p.is_empty())
+            .chain(email.as_deref())
+            .collect();
+        let mut line = format!("Requester: {name}");
+        if !reach.is_empty() {
+            line.push_str(&format!(" ({})", reach.join(", ")));
         }
+        line.push_str(&format!(", GLPI contact #{id}"));
+        Ok((line, email))
     }
 
     /// Uploads the ticket's attachments as documents linked to it.
@@ -349,7 +381,7 @@ impl Helpdesk for GlpiHelpdesk {
     }
 
     async fn create_ticket(&self, ticket: &NewTicket) -> HelpdeskResult<Ticket> {
-        let input = self.ticket_input(ticket);
+        let input = self.ticket_input(ticket).await?;
         let created = self
             .client
             .create_ticket(&input)
@@ -367,7 +399,7 @@ impl Helpdesk for GlpiHelpdesk {
     }
 
     async fn create_ticket_id(&self, ticket: &NewTicket) -> HelpdeskResult<i64> {
-        let input = self.ticket_input(ticket);
+        let input = self.ticket_input(ticket).await?;
         let id = self
             .client
             .create_ticket_id(&input)

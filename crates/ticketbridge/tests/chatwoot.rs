@@ -873,6 +873,13 @@ async fn phone_only_contact_and_closed_ticket_policy() {
     let first = w.ticket_of(conv).await;
     assert_eq!(w.glpi.contacts().len(), 1);
     assert_eq!(w.glpi.contacts()[0].id, glpi_contact);
+    // GLPI takes no contact as requester: the ticket names it.
+    let content = w.glpi.ticket(first).unwrap().content;
+    assert!(
+        content.contains("João") && content.contains(&format!("GLPI contact #{glpi_contact}")),
+        "{content}"
+    );
+    assert!(content.contains("+5511912345678"), "{content}");
     w.glpi.set_ticket_status(first, 6);
     w.cw.customer_sends(conv, "Mudei de ideia, quero manter")
         .await
