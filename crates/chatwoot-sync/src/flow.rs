@@ -225,7 +225,13 @@ impl SourceSync {
                 let identified = [&info.email, &info.phone]
                     .iter()
                     .any(|v| v.as_deref().is_some_and(|v| !v.trim().is_empty()));
-                if identified {
+                // Contact bodies name no inbox. With `inboxes` set, a contact is
+                // made a person by its first conversation in one of them, and its
+                // own events only keep a linked person up to date: the account's
+                // other inboxes' customers stay out of the help desk.
+                let wanted = self.settings.inboxes.is_empty()
+                    || self.links.contact(info.id).await?.is_some();
+                if identified && wanted {
                     self.ensure_person(&info).await?;
                 }
             }

@@ -904,6 +904,47 @@ async fn phone_only_contact_and_closed_ticket_policy() {
     w.app.stop().await;
 }
 
+/// With `inboxes` set, a contact's own events create nobody in GLPI: contact
+/// bodies name no inbox, and the account's other inboxes' customers are not
+/// ours. The contact becomes a person with its first conversation in a
+/// synchronised inbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contacts_wait_for_a_conversation_in_a_synchronised_inbox() {
+    let w = world(Options {
+        extra: "inboxes = [3]",
+        ..Options::default()
+    })
+    .await;
+    let users_before = w.glpi.users().len();
+    let maria = w.maria().await;
+    w.settled().await;
+    assert_eq!(w.glpi.users().len(), users_before, "nobody created yet");
+    let conv =
+        w.cw.customer_starts_conversation(maria, w.cw.default_inbox(), "Boleto não chegou")
+            .await
+            .unwrap()
+            .conversation_id;
+    let ticket = w.ticket_of(conv).await;
+    let created: Vec<_> = w
+        .glpi
+        .users()
+        .into_iter()
+        .filter(|u| u.emails.iter().any(|e| e == "maria@cliente.com.br"))
+        .collect();
+    assert_eq!(created.len(), 1, "{created:?}");
+    let requesters: Vec<u64> = w
+        .glpi
+        .ticket(ticket)
+        .unwrap()
+        .actors
+        .iter()
+        .filter(|a| a.kind == sim::glpi::ActorKind::Requester)
+        .map(|a| a.users_id)
+        .collect();
+    assert_eq!(requesters, vec![created[0].id], "the new user asked for it");
+    w.app.stop().await;
+}
+
 /// The life cycle on PostgreSQL (when TICKETBRIDGE_TEST_POSTGRES_URL is set).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conversation_life_cycle_on_postgres() {
