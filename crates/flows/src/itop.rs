@@ -53,6 +53,9 @@ pub struct ItopHelpdesk {
     client: ItopClient,
     options: ItopTargetOptions,
     web_root: String,
+    /// The Person behind each account seen as a case-log author (None: the
+    /// account has no contact, or cannot be read).
+    persons: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<u64, Option<i64>>>>,
 }
 
 /// iTop state → the shared status words.
@@ -140,7 +143,36 @@ impl ItopHelpdesk {
             client,
             options,
             web_root: web_root.trim_end_matches('/').to_string(),
+            persons: std::sync::Arc::default(),
         }
+    }
+
+    /// The Person of account `user_id`, read once. Followup authors are people
+    /// (as a ticket's requester is), while a case log names its accounts; an
+    /// account that cannot be read (no right on User) yields no author, so
+    /// no reply is ever mistaken for the requester's.
+    async fn person_of_user(&self, user_id: u64) -> HelpdeskResult<Option<i64>> {
+        let known = self
+            .persons
+            .lock()
+            .ok()
+            .and_then(|persons| persons.get(&user_id).copied());
+        if let Some(person) = known {
+            return Ok(person);
+        }
+        let person = match self.client.person_of_user(user_id).await {
+            Ok(person) => person.map(to_i64),
+            Err(error) if error.is_retryable() => return Err(self.error(error)),
+            Err(error) => {
+                tracing::debug!(target_name = %self.name, user_id, %error,
+                    "cannot read a case-log author's account; its entries get no author");
+                None
+            }
+        };
+        if let Ok(mut persons) = self.persons.lock() {
+            persons.insert(user_id, person);
+        }
+        Ok(person)
     }
 
     /// The client, for iTop-only work (attachments, stimuli with fields).
@@ -540,6 +572,11 @@ impl Helpdesk for ItopHelpdesk {
                     .map(|(i, e)| entry_followup(i, PRIVATE_FOLLOWUP_BASE, e, true)),
             )
             .collect();
+        for followup in &mut all {
+            if let Some(account) = followup.author.and_then(to_u64) {
+                followup.author = self.person_of_user(account).await?;
+            }
+        }
         all.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
         Ok(all)
     }

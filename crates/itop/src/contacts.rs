@@ -144,4 +144,15 @@ impl ItopClient {
         found.sort_by_key(|o| o.id);
         Ok(found.into_iter().next())
     }
+
+    /// The Person of account `user_id`: a case-log entry's `user_id` is a User id (the
+    /// `rest` account is User 2 with Person 1 in the recorded iTop), not a Person id.
+    /// None when the account has no contact or does not exist.
+    pub async fn person_of_user(&self, user_id: u64) -> Result<Option<u64>, ItopError> {
+        Ok(self
+            .get_one("User", user_id, "contactid")
+            .await?
+            .and_then(|user| user.text("contactid").parse::<u64>().ok())
+            .filter(|id| *id > 0))
+    }
 }

@@ -648,3 +648,13 @@ async fn paging_counts_all_matches() {
     assert_eq!(page[0].text("ref"), "R-000001");
     sim.shutdown().await;
 }
+
+/// A case-log `user_id` is an account: its Person is the account's `contactid`
+/// (the REST account is User 2 with Person 1, as in the recorded iTop).
+#[tokio::test]
+async fn a_case_log_author_account_leads_to_its_person() {
+    let sim = sim().await;
+    let client = client(&sim);
+    assert_eq!(client.person_of_user(2).await.unwrap(), Some(1));
+    assert_eq!(client.person_of_user(999).await.unwrap(), None);
+}

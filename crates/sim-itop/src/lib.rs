@@ -70,6 +70,20 @@ impl ItopSim {
         if config.demo_data {
             demo::load(&mut db);
         }
+        // The accounts, readable as iTop's User objects (`contactid` = Person).
+        if let Some(def) = schema::class("UserLocal") {
+            for user in &config.users {
+                let mut account = store::Obj::new(def);
+                account.id = user.user_id;
+                account
+                    .values
+                    .insert("login", pj::Pj::s(user.login.clone()));
+                account
+                    .values
+                    .insert("contactid", pj::Pj::s(user.contact_id.to_string()));
+                db.insert(account);
+            }
+        }
         let http = reqwest::Client::builder()
             .timeout(config.webhook_timeout)
             .build()

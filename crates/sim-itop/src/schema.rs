@@ -418,7 +418,29 @@ const ATTACHMENT: &[Attr] = &[
     a("friendlyname", Kind::FriendlyName),
 ];
 
+/// `User` (abstract) and `UserLocal`: the account behind a case-log entry's
+/// `user_id`, whose `contactid` is its Person.
+const USER: &[Attr] = &[
+    a("login", Kind::Str),
+    a("contactid", Kind::ExtKey("Contact")),
+    a("friendlyname", Kind::FriendlyName),
+];
+
 pub static CLASSES: &[ClassDef] = &[
+    ClassDef {
+        name: "User",
+        root: "User",
+        is_abstract: true,
+        attrs: USER,
+        not_null: &[],
+    },
+    ClassDef {
+        name: "UserLocal",
+        root: "User",
+        is_abstract: false,
+        attrs: USER,
+        not_null: &["login"],
+    },
     ClassDef {
         name: "Ticket",
         root: "Ticket",

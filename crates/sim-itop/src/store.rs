@@ -136,6 +136,7 @@ impl Db {
                 }
             }
             "Attachment" => format!("{} {}", obj.text("item_class"), obj.text("temp_id")),
+            "UserLocal" => obj.text("login"),
             _ => obj.text("name"),
         }
     }

@@ -30,8 +30,17 @@ async fn world(policy: &str) -> World {
     .await
     .unwrap();
     let acme = itop.seed_organization("ACME Ltda").unwrap();
-    itop.seed_person("Maria", "Souza", acme, "maria@cliente.com.br", "")
+    // Person 1 is the REST account's contact (the account is User 2, as in
+    // the recorded iTop); Maria is Person 2: her Person id is the REST
+    // account's User id.
+    let agent = itop
+        .seed_person("Ana", "Agente", acme, "ana@acme.example", "")
         .unwrap();
+    assert_eq!(agent, 1);
+    let maria = itop
+        .seed_person("Maria", "Souza", acme, "maria@cliente.com.br", "")
+        .unwrap();
+    assert_eq!(maria, 2);
     let cw = ChatwootSim::start(sim::chatwoot::SimConfig::default())
         .await
         .unwrap();
@@ -187,5 +196,56 @@ async fn a_closed_itop_ticket_that_cannot_reopen_hands_over_to_a_new_one() {
         .map(|j| json!({"kind": j.kind, "error": j.last_error}))
         .collect();
     assert!(dead.is_empty(), "{dead:?}");
+    w.app.stop().await;
+}
+
+/// A case log names accounts (User ids), a ticket's caller is a Person: an
+/// agent's reply is sent to the customer even when the agent's User id is the
+/// customer's Person id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_reply_reaches_the_customer_whatever_the_ids() {
+    let w = world("new_ticket").await;
+    let maria = w.maria().await;
+    let conv =
+        w.cw.customer_starts_conversation(maria, w.cw.default_inbox(), "VPN caiu")
+            .await
+            .unwrap()
+            .conversation_id;
+    let ticket = w.ticket_of(conv, None).await;
+    let caller = w.itop.object("UserRequest", ticket).unwrap()["caller_id"].clone();
+    assert_eq!(caller, json!("2"), "Maria asked for it");
+    // The agent answers in iTop, through the REST account (User 2).
+    let answer = w
+        .itop
+        .perform(json!({"operation": "core/update", "class": "UserRequest", "key": ticket,
+            "comment": "agent", "output_fields": "id",
+            "fields": {"public_log": {"add_item": {"message": "Reiniciamos o concentrador", "format": "text"}}}}))
+        .await;
+    assert_eq!(answer["code"], json!(0), "{answer}");
+    let log = w.itop.object("UserRequest", ticket).unwrap()["public_log"].clone();
+    let by_agent = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| {
+            e["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("concentrador")
+        })
+        .cloned()
+        .unwrap();
+    assert_eq!(by_agent["user_id"], json!("2"), "{by_agent}");
+    wait_for(
+        "the agent's reply in the conversation",
+        DEADLINE,
+        || async {
+            w.cw.messages(conv)
+                .into_iter()
+                .find(|m| m.content.contains("Reiniciamos o concentrador"))
+        },
+    )
+    .await
+    .unwrap();
     w.app.stop().await;
 }
