@@ -155,6 +155,15 @@ impl SourceSync {
 
     /// message_updated: only a deletion matters (a private note says so).
     pub(crate) async fn on_message_updated(&self, event: &MessageEvent) -> SyncResult<()> {
+        let failure = event
+            .content_attributes
+            .get("external_error")
+            .and_then(serde_json::Value::as_str)
+            .map(str::trim)
+            .filter(|e| !e.is_empty());
+        if let Some(failure) = failure {
+            return self.on_delivery_failed(event, failure).await;
+        }
         if !event.is_deleted() {
             return Ok(());
         }
@@ -195,6 +204,72 @@ impl SourceSync {
         self.store
             .kv_put(&self.links.chatwoot, &marker, &json!({"followup": id}))
             .await?;
+        Ok(())
+    }
+
+    /// Chatwoot accepted a reply of the bridge but the channel refused it
+    /// (WhatsApp's 24-hour window, a blocked number, a provider error): it
+    /// says so later, in `content_attributes.external_error`. The ticket gets
+    /// a private followup naming the reply that did not reach the customer,
+    /// once.
+    async fn on_delivery_failed(&self, event: &MessageEvent, failure: &str) -> SyncResult<()> {
+        let replies = self
+            .store
+            .links_to(
+                crate::links::REPLY,
+                &self.links.chatwoot,
+                &event.id.to_string(),
+            )
+            .await?;
+        let Some(followup) = replies
+            .iter()
+            .find(|l| l.source_system == self.links.target)
+            .map(|l| l.source_id.clone())
+        else {
+            return Ok(()); // not one of the bridge's replies
+        };
+        let Some(conversation) = event.conversation_id() else {
+            return Ok(());
+        };
+        let Some(ticket) = self
+            .links
+            .ticket(conversation)
+            .await?
+            .and_then(|link| link.ticket())
+        else {
+            return Ok(());
+        };
+        let marker = format!("failed:{}", event.id);
+        if self
+            .store
+            .kv_get(&self.links.chatwoot, &marker)
+            .await?
+            .is_some()
+        {
+            return Ok(());
+        }
+        let note = format!(
+            "Chatwoot could not deliver the reply of followup #{followup} to the customer: {failure}"
+        );
+        self.remember_followup_text(ticket, &note).await?;
+        let id = self
+            .helpdesk
+            .add_followup(
+                ticket,
+                &NewFollowup {
+                    content: note,
+                    private: true,
+                    author: None,
+                    attachments: Vec::new(),
+                },
+            )
+            .await?;
+        self.remember_followup(id).await?;
+        self.store
+            .kv_put(&self.links.chatwoot, &marker, &json!({"followup": id}))
+            .await?;
+        tracing::info!(source = %self.name, conversation, ticket, message = event.id,
+            "a reply was not delivered; the ticket says so");
         Ok(())
     }
 

@@ -289,11 +289,28 @@ async fn create_message(
             .get(&message_id)
             .cloned()
             .ok_or_else(not_found)?;
-        let events = vec![crate::presenters::message_webhook(
+        let mut events = vec![crate::presenters::message_webhook(
             &account,
             &message,
             "message_created",
         )];
+        // The channel refuses it after the API said yes.
+        let refusal = (message_type == 1 && !private)
+            .then(|| conversation.delivery_error.clone())
+            .flatten();
+        if let Some(refusal) = refusal
+            && let Some(stored) = account.messages.get_mut(&message_id)
+        {
+            stored
+                .content_attributes
+                .insert("external_error".into(), Value::String(refusal));
+            let failed = stored.clone();
+            events.push(crate::presenters::message_webhook(
+                &account,
+                &failed,
+                "message_updated",
+            ));
+        }
         (message_api(&account, &message), events)
     };
     shared.emit_detached(events);

@@ -383,6 +383,26 @@ impl RunningChatwoot {
         Ok(())
     }
 
+    /// From now on, public replies posted through the API in this
+    /// conversation fail on the channel with `error` (None: they go through).
+    pub fn fail_deliveries(
+        &self,
+        conversation_id: u64,
+        error: Option<&str>,
+    ) -> Result<(), SimError> {
+        let mut account = self.shared.account.lock();
+        let conversation =
+            account
+                .conversations
+                .get_mut(&conversation_id)
+                .ok_or(SimError::Unknown {
+                    what: "conversation",
+                    id: conversation_id,
+                })?;
+        conversation.delivery_error = error.map(str::to_string);
+        Ok(())
+    }
+
     /// Where to send webhooks; `secret: None` sends unsigned v4.7 requests.
     pub fn webhook_target(&self, url: impl Into<String>, secret: Option<String>) {
         self.shared.emitter.set_target(Some(WebhookTarget {

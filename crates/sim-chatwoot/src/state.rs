@@ -64,6 +64,10 @@ pub struct Conversation {
     pub assignee_id: Option<u64>,
     /// False once the channel's reply window closed.
     pub reply_window_open: bool,
+    /// When set, public replies posted through the API are stored, then fail
+    /// on the channel with this error (`content_attributes.external_error`,
+    /// announced by a `message_updated`), as a provider's refusal does.
+    pub delivery_error: Option<String>,
     pub created_at: i64,
     pub last_activity_at: i64,
     pub updated_at: f64,
@@ -262,6 +266,7 @@ impl Account {
                 labels: Vec::new(),
                 assignee_id,
                 reply_window_open: true,
+                delivery_error: None,
                 created_at: t as i64,
                 last_activity_at: t as i64,
                 updated_at: t,

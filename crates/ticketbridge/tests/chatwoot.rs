@@ -646,6 +646,57 @@ async fn a_reply_whose_answer_was_lost_is_posted_once() {
     w.app.stop().await;
 }
 
+/// The channel refuses a reply after Chatwoot accepted it (a WhatsApp
+/// provider error, announced by `message_updated`): the ticket gets one
+/// private followup saying which reply did not reach the customer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_the_channel_refused_is_reported_on_the_ticket() {
+    let w = world(Options::default()).await;
+    let maria = w.maria().await;
+    let conv =
+        w.cw.customer_starts_conversation(maria, w.cw.default_inbox(), "Sem sinal na loja")
+            .await
+            .unwrap()
+            .conversation_id;
+    let ticket = w.ticket_of(conv).await;
+    let refusal = "(#131047) Re-engagement message: more than 24 hours have passed";
+    w.cw.fail_deliveries(conv, Some(refusal)).unwrap();
+    let reply = w
+        .glpi
+        .add_followup_as(ticket, w.tech, "Técnico a caminho", false)
+        .unwrap();
+    let note = wait_for("the failure on the ticket", DEADLINE, || async {
+        w.glpi
+            .followups(ticket)
+            .into_iter()
+            .find(|f| f.content.contains("could not deliver"))
+    })
+    .await
+    .unwrap();
+    assert!(note.is_private, "{note:?}");
+    assert!(
+        note.content.contains(&format!("#{reply}")),
+        "{}",
+        note.content
+    );
+    assert!(note.content.contains("131047"), "{}", note.content);
+    w.polls(2).await;
+    w.settled().await;
+    let notes = w
+        .glpi
+        .followups(ticket)
+        .into_iter()
+        .filter(|f| f.content.contains("could not deliver"))
+        .count();
+    assert_eq!(notes, 1);
+    assert_eq!(
+        w.messages_with(conv, "Técnico a caminho").len(),
+        1,
+        "not posted again"
+    );
+    w.app.stop().await;
+}
+
 /// Signed deliveries: a wrong signature and a stale timestamp get 401 and
 /// store nothing; a wrong URL token gets 404; unknown events get 200 and
 /// are not stored.
