@@ -196,7 +196,10 @@ impl SourceSync {
         let has = current
             .and_then(|a| a.get(key))
             .is_some_and(|v| v == &json!(person.id) || v == &json!(person.id.to_string()));
-        let has_stale = current.is_some_and(|a| a.contains_key(stale));
+        // Chatwoot merges custom attributes key by key: the stale key sent as
+        // null stays, with a null value, so null counts as cleared (else every
+        // later event would send the same patch again).
+        let has_stale = current.is_some_and(|a| a.get(stale).is_some_and(|v| !v.is_null()));
         if has && !has_stale {
             return;
         }

@@ -996,6 +996,60 @@ async fn contacts_wait_for_a_conversation_in_a_synchronised_inbox() {
     w.app.stop().await;
 }
 
+/// A phone-only contact that gains an email becomes a GLPI user; the stale
+/// `glpi_contact_id` is cleared once (Chatwoot keeps the key with a null
+/// value), and later contact events write nothing more to Chatwoot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contact_that_gains_an_email_is_relinked_once() {
+    let w = world(Options::default()).await;
+    let joao =
+        w.cw.add_contact(NewContact {
+            name: "João Lima".into(),
+            email: None,
+            phone_number: Some("+55 11 91234-5678".into()),
+            identifier: None,
+        })
+        .await;
+    wait_for("the GLPI contact", DEADLINE, || async {
+        w.cw.contact(joao)?
+            .custom_attributes
+            .get("glpi_contact_id")?
+            .as_u64()
+    })
+    .await
+    .unwrap();
+    w.cw.edit_contact(joao, Some("joao@cliente.com.br".into()), None)
+        .await
+        .unwrap();
+    let user = wait_for("the GLPI user", DEADLINE, || async {
+        w.cw.contact(joao)?
+            .custom_attributes
+            .get("glpi_user_id")?
+            .as_u64()
+    })
+    .await
+    .unwrap();
+    assert!(w.glpi.user(user).is_some());
+    w.settled().await;
+    let attributes = w.cw.contact(joao).unwrap().custom_attributes;
+    assert_eq!(
+        attributes.get("glpi_contact_id"),
+        Some(&Value::Null),
+        "{attributes:?}"
+    );
+    let requests = w.cw.counters().api_requests;
+    w.cw.edit_contact(joao, None, Some("+55 11 91234-0000".into()))
+        .await
+        .unwrap();
+    w.settled().await;
+    assert_eq!(
+        w.cw.counters().api_requests,
+        requests,
+        "nothing more to write to Chatwoot"
+    );
+    w.app.stop().await;
+}
+
 /// The life cycle on PostgreSQL (when TICKETBRIDGE_TEST_POSTGRES_URL is set).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conversation_life_cycle_on_postgres() {
