@@ -153,7 +153,8 @@ impl SourceSync {
         }
     }
 
-    /// message_updated: only a deletion matters (a private note says so).
+    /// message_updated: only a deletion or a failed delivery matters (a
+    /// private note says so).
     pub(crate) async fn on_message_updated(&self, event: &MessageEvent) -> SyncResult<()> {
         let failure = event
             .content_attributes
@@ -176,17 +177,24 @@ impl SourceSync {
         let Some(ticket) = data.get("ticket").and_then(serde_json::Value::as_i64) else {
             return Ok(());
         };
-        let marker = format!("deleted:{}", event.id);
+        let note =
+            format!("The Chatwoot message copied in followup #{followup} was deleted in Chatwoot.");
+        self.private_note_once(ticket, &format!("deleted:{}", event.id), note)
+            .await?;
+        Ok(())
+    }
+
+    /// Adds `note` to `ticket` as a private followup of the bridge, unless a
+    /// note was added under `marker` already. Returns whether it was added.
+    async fn private_note_once(&self, ticket: i64, marker: &str, note: String) -> SyncResult<bool> {
         if self
             .store
-            .kv_get(&self.links.chatwoot, &marker)
+            .kv_get(&self.links.chatwoot, marker)
             .await?
             .is_some()
         {
-            return Ok(());
+            return Ok(false);
         }
-        let note =
-            format!("The Chatwoot message copied in followup #{followup} was deleted in Chatwoot.");
         self.remember_followup_text(ticket, &note).await?;
         let id = self
             .helpdesk
@@ -202,9 +210,9 @@ impl SourceSync {
             .await?;
         self.remember_followup(id).await?;
         self.store
-            .kv_put(&self.links.chatwoot, &marker, &json!({"followup": id}))
+            .kv_put(&self.links.chatwoot, marker, &json!({"followup": id}))
             .await?;
-        Ok(())
+        Ok(true)
     }
 
     /// Chatwoot accepted a reply of the bridge but the channel refused it
@@ -239,37 +247,16 @@ impl SourceSync {
         else {
             return Ok(());
         };
-        let marker = format!("failed:{}", event.id);
-        if self
-            .store
-            .kv_get(&self.links.chatwoot, &marker)
-            .await?
-            .is_some()
-        {
-            return Ok(());
-        }
         let note = format!(
             "Chatwoot could not deliver the reply of followup #{followup} to the customer: {failure}"
         );
-        self.remember_followup_text(ticket, &note).await?;
-        let id = self
-            .helpdesk
-            .add_followup(
-                ticket,
-                &NewFollowup {
-                    content: note,
-                    private: true,
-                    author: None,
-                    attachments: Vec::new(),
-                },
-            )
-            .await?;
-        self.remember_followup(id).await?;
-        self.store
-            .kv_put(&self.links.chatwoot, &marker, &json!({"followup": id}))
-            .await?;
-        tracing::info!(source = %self.name, conversation, ticket, message = event.id,
-            "a reply was not delivered; the ticket says so");
+        if self
+            .private_note_once(ticket, &format!("failed:{}", event.id), note)
+            .await?
+        {
+            tracing::info!(source = %self.name, conversation, ticket, message = event.id,
+                "a reply was not delivered; the ticket says so");
+        }
         Ok(())
     }
 

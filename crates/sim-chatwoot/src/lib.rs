@@ -370,16 +370,24 @@ impl RunningChatwoot {
 
     /// Closes (or reopens) a conversation's reply window (WhatsApp 24 h).
     pub fn set_reply_window(&self, conversation_id: u64, open: bool) -> Result<(), SimError> {
+        self.change_conversation(conversation_id, |c| c.reply_window_open = open)
+    }
+
+    /// Changes conversation `id` in place (no webhook).
+    fn change_conversation(
+        &self,
+        id: u64,
+        change: impl FnOnce(&mut state::Conversation),
+    ) -> Result<(), SimError> {
         let mut account = self.shared.account.lock();
-        let conversation =
-            account
-                .conversations
-                .get_mut(&conversation_id)
-                .ok_or(SimError::Unknown {
-                    what: "conversation",
-                    id: conversation_id,
-                })?;
-        conversation.reply_window_open = open;
+        let conversation = account
+            .conversations
+            .get_mut(&id)
+            .ok_or(SimError::Unknown {
+                what: "conversation",
+                id,
+            })?;
+        change(conversation);
         Ok(())
     }
 
@@ -390,17 +398,9 @@ impl RunningChatwoot {
         conversation_id: u64,
         error: Option<&str>,
     ) -> Result<(), SimError> {
-        let mut account = self.shared.account.lock();
-        let conversation =
-            account
-                .conversations
-                .get_mut(&conversation_id)
-                .ok_or(SimError::Unknown {
-                    what: "conversation",
-                    id: conversation_id,
-                })?;
-        conversation.delivery_error = error.map(str::to_string);
-        Ok(())
+        self.change_conversation(conversation_id, |c| {
+            c.delivery_error = error.map(str::to_string);
+        })
     }
 
     /// Where to send webhooks; `secret: None` sends unsigned v4.7 requests.

@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use sim::glpi::{GlpiSim, NewUser, RunningSim, SimConfig};
 use ticketbridge::testkit::TestApp;
 
-use crate::bench_seed::{SeedGlpi, SeedService};
+use crate::bench_seed::{SeedGlpi, SeedService, seed_ticket};
 use crate::cli::IntakeBench;
 
 const KEY: &str = "bench-key";
@@ -211,13 +211,7 @@ pub async fn run(options: IntakeBench) -> anyhow::Result<()> {
         stop(app, sim, &glpi).await?;
 
         let sim = seeded_sim(&glpi).await?;
-        let seed = SeedService::start(SeedGlpi {
-            base: sim.base_url(),
-            app_token: sim.app_token(),
-            user_token: sim.user_token("glpi").unwrap_or_default(),
-            cnpj_field: 76666,
-        })
-        .await?;
+        let seed = SeedService::start(seed_glpi(&sim)).await?;
         sim.faults().set_latency(latency);
         let baseline =
             seed_run(&callers, &sim, &seed.url, options.tickets, options.clients).await?;
@@ -290,53 +284,38 @@ pub async fn run(options: IntakeBench) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn intake_run(
+/// `clients` callers on the callers' runtime, each making the next ticket
+/// (`one(n)`, true when it was created) until `tickets` were asked for.
+async fn drive<F, Fut>(
     callers: &Peer,
-    app: &Arc<TestApp>,
     sim: &RunningSim,
     tickets: usize,
     clients: usize,
-    tag: &str,
-) -> anyhow::Result<Figures> {
+    one: F,
+) -> anyhow::Result<Figures>
+where
+    F: Fn(usize) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send + 'static,
+{
     sim.reset_counters();
     let next = Arc::new(AtomicUsize::new(0));
     let ok = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(AtomicUsize::new(0));
-    // A client of the callers' own: its connections live on their runtime.
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()?;
-    let url = app.url("/api/v1/tickets");
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..clients {
-        let (http, url, next, ok, failed, tag) = (
-            http.clone(),
-            url.clone(),
-            next.clone(),
-            ok.clone(),
-            failed.clone(),
-            tag.to_string(),
-        );
+        let (one, next, ok, failed) = (one.clone(), next.clone(), ok.clone(), failed.clone());
         tasks.push(callers.run(async move {
             loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
                 if n >= tickets {
                     break;
                 }
-                let body = json!({"requester": {"email": "maria@acme.com.br"},
-                    "organisation": {"tax_id": CNPJ}, "category": "Printers",
-                    "description": format!("Bench {tag} {n}")});
-                let sent = http
-                    .post(&url)
-                    .header("x-api-key", KEY)
-                    .json(&body)
-                    .send()
-                    .await;
-                match sent {
-                    Ok(r) if r.status().as_u16() == 201 => ok.fetch_add(1, Ordering::Relaxed),
-                    _ => failed.fetch_add(1, Ordering::Relaxed),
-                };
+                if one(n).await {
+                    ok.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }));
     }
@@ -347,6 +326,50 @@ async fn intake_run(
         elapsed: started.elapsed(),
         glpi_calls: sim.calls_total(),
     })
+}
+
+/// A client of the callers' own: its connections live on their runtime.
+fn callers_client() -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?)
+}
+
+/// The callers against the intake API (wait mode: 201 with the ticket).
+async fn intake_run(
+    callers: &Peer,
+    app: &Arc<TestApp>,
+    sim: &RunningSim,
+    tickets: usize,
+    clients: usize,
+    tag: &str,
+) -> anyhow::Result<Figures> {
+    let http = callers_client()?;
+    let url = Arc::new(app.url("/api/v1/tickets"));
+    let tag = Arc::new(tag.to_string());
+    drive(callers, sim, tickets, clients, move |n| {
+        let (http, url, tag) = (http.clone(), url.clone(), tag.clone());
+        async move {
+            let body = json!({"requester": {"email": "maria@acme.com.br"},
+                "organisation": {"tax_id": CNPJ}, "category": "Printers",
+                "description": format!("Bench {tag} {n}")});
+            let sent = http
+                .post(url.as_str())
+                .header("x-api-key", KEY)
+                .json(&body)
+                .send()
+                .await;
+            matches!(sent, Ok(r) if r.status().as_u16() == 201)
+        }
+    })
+    .await
+}
+
+/// The seed's request body for ticket `n`.
+fn seed_body(n: usize) -> Value {
+    json!({"nome_cliente": "Maria", "telefone_cliente": "5511987654321",
+        "cnpj_cliente": CNPJ, "anydesk_cliente": "123 456 789",
+        "descricao_problema": format!("Seed {n}"), "categoria": "1"})
 }
 
 /// The callers against the seed-style service.
@@ -357,47 +380,16 @@ async fn seed_run(
     tickets: usize,
     clients: usize,
 ) -> anyhow::Result<Figures> {
-    sim.reset_counters();
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()?;
-    let next = Arc::new(AtomicUsize::new(0));
-    let ok = Arc::new(AtomicUsize::new(0));
-    let failed = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let (http, url, next, ok, failed) = (
-            http.clone(),
-            url.to_string(),
-            next.clone(),
-            ok.clone(),
-            failed.clone(),
-        );
-        tasks.push(callers.run(async move {
-            loop {
-                let n = next.fetch_add(1, Ordering::Relaxed);
-                if n >= tickets {
-                    break;
-                }
-                let body = json!({"nome_cliente": "Maria", "telefone_cliente": "5511987654321",
-                    "cnpj_cliente": CNPJ, "anydesk_cliente": "123 456 789",
-                    "descricao_problema": format!("Seed {n}"), "categoria": "1"});
-                let sent = http.post(&url).json(&body).send().await;
-                match sent {
-                    Ok(r) if r.status().as_u16() == 201 => ok.fetch_add(1, Ordering::Relaxed),
-                    _ => failed.fetch_add(1, Ordering::Relaxed),
-                };
-            }
-        }));
-    }
-    futures::future::try_join_all(tasks).await?;
-    Ok(Figures {
-        ok: ok.load(Ordering::Relaxed),
-        failed: failed.load(Ordering::Relaxed),
-        elapsed: started.elapsed(),
-        glpi_calls: sim.calls_total(),
+    let http = callers_client()?;
+    let url = Arc::new(url.to_string());
+    drive(callers, sim, tickets, clients, move |n| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let sent = http.post(url.as_str()).json(&seed_body(n)).send().await;
+            matches!(sent, Ok(r) if r.status().as_u16() == 201)
+        }
     })
+    .await
 }
 
 /// The seed's four GLPI calls (a session per ticket and an entity search
@@ -408,100 +400,21 @@ async fn direct_run(
     tickets: usize,
     clients: usize,
 ) -> anyhow::Result<Figures> {
-    sim.reset_counters();
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()?;
-    let base = sim.base_url();
-    let app_token = sim.app_token();
-    let user_token = sim.user_token("glpi").unwrap_or_default();
-    let next = Arc::new(AtomicUsize::new(0));
-    let ok = Arc::new(AtomicUsize::new(0));
-    let failed = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let (http, base, app_token, user_token, next, ok, failed) = (
-            http.clone(),
-            base.clone(),
-            app_token.clone(),
-            user_token.clone(),
-            next.clone(),
-            ok.clone(),
-            failed.clone(),
-        );
-        tasks.push(callers.run(async move {
-            loop {
-                let n = next.fetch_add(1, Ordering::Relaxed);
-                if n >= tickets {
-                    break;
-                }
-                let one = seed_ticket(&http, &base, &app_token, &user_token, n).await;
-                match one {
-                    Ok(()) => ok.fetch_add(1, Ordering::Relaxed),
-                    Err(_) => failed.fetch_add(1, Ordering::Relaxed),
-                };
-            }
-        }));
-    }
-    futures::future::try_join_all(tasks).await?;
-    Ok(Figures {
-        ok: ok.load(Ordering::Relaxed),
-        failed: failed.load(Ordering::Relaxed),
-        elapsed: started.elapsed(),
-        glpi_calls: sim.calls_total(),
+    let http = callers_client()?;
+    let glpi = Arc::new(seed_glpi(sim));
+    drive(callers, sim, tickets, clients, move |n| {
+        let (http, glpi) = (http.clone(), glpi.clone());
+        async move { seed_ticket(&http, &glpi, &seed_body(n)).await.is_ok() }
     })
+    .await
 }
 
-async fn seed_ticket(
-    http: &reqwest::Client,
-    base: &str,
-    app_token: &str,
-    user_token: &str,
-    n: usize,
-) -> anyhow::Result<()> {
-    let session: Value = http
-        .get(format!("{base}/initSession"))
-        .header("App-Token", app_token)
-        .header("Authorization", format!("user_token {user_token}"))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    let token = session["session_token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let found: Value = http
-        .get(format!("{base}/search/Entity"))
-        .query(&[
-            ("criteria[0][field]", "76666"),
-            ("criteria[0][searchtype]", "contains"),
-            ("criteria[0][value]", CNPJ),
-            ("forcedisplay[0]", "2"),
-        ])
-        .header("App-Token", app_token)
-        .header("Session-Token", &token)
-        .send()
-        .await?
-        .json()
-        .await?;
-    let entity = found["data"][0]["2"].as_i64().unwrap_or(0);
-    http.post(format!("{base}/Ticket"))
-        .header("App-Token", app_token)
-        .header("Session-Token", &token)
-        .json(
-            &json!({"input": {"name": format!("Seed {n}"), "content": "Seed-style ticket",
-            "entities_id": entity, "itilcategories_id": 1}}),
-        )
-        .send()
-        .await?
-        .error_for_status()?;
-    http.get(format!("{base}/killSession"))
-        .header("App-Token", app_token)
-        .header("Session-Token", &token)
-        .send()
-        .await?;
-    Ok(())
+/// Where the seed finds the simulator.
+fn seed_glpi(sim: &RunningSim) -> SeedGlpi {
+    SeedGlpi {
+        base: sim.base_url(),
+        app_token: sim.app_token(),
+        user_token: sim.user_token("glpi").unwrap_or_default(),
+        cnpj_field: 76666,
+    }
 }

@@ -78,7 +78,8 @@ impl SeedService {
 }
 
 /// The seed's answers: `{"ticket_id": N}`, or `{"erro": ...}` with a status.
-struct Failure(StatusCode, String);
+#[derive(Debug)]
+pub(crate) struct Failure(StatusCode, String);
 
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
@@ -97,13 +98,19 @@ impl From<reqwest::Error> for Failure {
 }
 
 async fn create(State(shared): State<Arc<Shared>>, Json(body): Json<Value>) -> Response {
-    match create_ticket(&shared, &body).await {
+    match seed_ticket(&shared.http, &shared.glpi, &body).await {
         Ok(id) => (StatusCode::CREATED, Json(json!({"ticket_id": id}))).into_response(),
         Err(failure) => failure.into_response(),
     }
 }
 
-async fn create_ticket(shared: &Shared, body: &Value) -> Result<i64, Failure> {
+/// What the seed does for one request body: a session, the entity search,
+/// the ticket, the session killed. The ticket id.
+pub(crate) async fn seed_ticket(
+    http: &reqwest::Client,
+    glpi: &SeedGlpi,
+    body: &Value,
+) -> Result<i64, Failure> {
     let field = |name: &str| body[name].as_str().unwrap_or_default().trim().to_string();
     let (name, cnpj, problem) = (
         field("nome_cliente"),
@@ -116,8 +123,6 @@ async fn create_ticket(shared: &Shared, body: &Value) -> Result<i64, Failure> {
             "Campos obrigatórios ausentes".into(),
         ));
     }
-    let glpi = &shared.glpi;
-    let http = &shared.http;
     let session: Value = http
         .get(format!("{}/initSession", glpi.base))
         .header("App-Token", &glpi.app_token)
@@ -132,7 +137,7 @@ async fn create_ticket(shared: &Shared, body: &Value) -> Result<i64, Failure> {
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let created = ticket_in_session(shared, &token, &name, &cnpj, &problem, body).await;
+    let created = ticket_in_session(http, glpi, &token, &name, &cnpj, &problem, body).await;
     // The seed ends its session whatever happened.
     let _ = http
         .get(format!("{}/killSession", glpi.base))
@@ -144,16 +149,15 @@ async fn create_ticket(shared: &Shared, body: &Value) -> Result<i64, Failure> {
 }
 
 async fn ticket_in_session(
-    shared: &Shared,
+    http: &reqwest::Client,
+    glpi: &SeedGlpi,
     token: &str,
     name: &str,
     cnpj: &str,
     problem: &str,
     body: &Value,
 ) -> Result<i64, Failure> {
-    let glpi = &shared.glpi;
-    let found: Value = shared
-        .http
+    let found: Value = http
         .get(format!("{}/search/Entity", glpi.base))
         .query(&[
             ("criteria[0][field]", glpi.cnpj_field.to_string().as_str()),
@@ -179,8 +183,7 @@ async fn ticket_in_session(
         body["telefone_cliente"].as_str().unwrap_or_default(),
         body["anydesk_cliente"].as_str().unwrap_or_default(),
     );
-    let created: Value = shared
-        .http
+    let created: Value = http
         .post(format!("{}/Ticket", glpi.base))
         .header("App-Token", &glpi.app_token)
         .header("Session-Token", token)
