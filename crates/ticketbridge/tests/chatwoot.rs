@@ -122,6 +122,29 @@ timeout = "5s"
 }
 
 impl World {
+    /// João, with a phone and no email, and the GLPI Contact made for him.
+    async fn phone_only_contact(&self) -> (u64, u64) {
+        let joao = self
+            .cw
+            .add_contact(NewContact {
+                name: "João Lima".into(),
+                email: None,
+                phone_number: Some("+55 11 91234-5678".into()),
+                identifier: None,
+            })
+            .await;
+        let glpi_contact = wait_for("the GLPI contact", DEADLINE, || async {
+            self.cw
+                .contact(joao)?
+                .custom_attributes
+                .get("glpi_contact_id")
+                .and_then(Value::as_u64)
+        })
+        .await
+        .unwrap();
+        (joao, glpi_contact)
+    }
+
     async fn maria(&self) -> u64 {
         self.cw
             .add_contact(NewContact {
@@ -900,22 +923,7 @@ async fn reconciliation_repairs_a_lost_webhook() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn phone_only_contact_and_closed_ticket_policy() {
     let w = world(Options::default()).await;
-    let joao =
-        w.cw.add_contact(NewContact {
-            name: "João Lima".into(),
-            email: None,
-            phone_number: Some("+55 11 91234-5678".into()),
-            identifier: None,
-        })
-        .await;
-    let glpi_contact = wait_for("the GLPI contact", DEADLINE, || async {
-        w.cw.contact(joao)?
-            .custom_attributes
-            .get("glpi_contact_id")
-            .and_then(Value::as_u64)
-    })
-    .await
-    .unwrap();
+    let (joao, glpi_contact) = w.phone_only_contact().await;
     let conv =
         w.cw.customer_starts_conversation(joao, w.cw.default_inbox(), "Quero cancelar o plano")
             .await
@@ -1002,22 +1010,7 @@ async fn contacts_wait_for_a_conversation_in_a_synchronised_inbox() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_contact_that_gains_an_email_is_relinked_once() {
     let w = world(Options::default()).await;
-    let joao =
-        w.cw.add_contact(NewContact {
-            name: "João Lima".into(),
-            email: None,
-            phone_number: Some("+55 11 91234-5678".into()),
-            identifier: None,
-        })
-        .await;
-    wait_for("the GLPI contact", DEADLINE, || async {
-        w.cw.contact(joao)?
-            .custom_attributes
-            .get("glpi_contact_id")?
-            .as_u64()
-    })
-    .await
-    .unwrap();
+    let (joao, _) = w.phone_only_contact().await;
     w.cw.edit_contact(joao, Some("joao@cliente.com.br".into()), None)
         .await
         .unwrap();
