@@ -146,8 +146,19 @@ pub(crate) fn validate(config: &Config) -> Vec<Problem> {
                     }
                 }
             }
-            SourceConfig::Intake(s) => s.validate(&prefix, &mut problem),
-            SourceConfig::Messaging(s) => s.validate(&prefix, &mut problem),
+            SourceConfig::Intake(s) => {
+                s.validate(&prefix, &mut problem);
+                answer_before_timeout(&format!("{prefix}.wait"), s.wait, server, &mut problem);
+            }
+            SourceConfig::Messaging(s) => {
+                s.validate(&prefix, &mut problem);
+                answer_before_timeout(
+                    &format!("{prefix}.handoff_wait"),
+                    s.handoff_wait,
+                    server,
+                    &mut problem,
+                );
+            }
             SourceConfig::Chatwoot(s) => s.validate(&prefix, &mut problem),
             SourceConfig::Itop(s) => s.validate(&prefix, &mut problem),
         }
@@ -167,6 +178,26 @@ fn check_http_url(path: &str, url: &Url, problem: &mut impl FnMut(String, String
         problem(
             path.to_owned(),
             format!("must be an http or https URL, got scheme {}", url.scheme()),
+        );
+    }
+}
+
+/// A route that waits `wait` for an outcome must answer (201, or 202 with the
+/// request's id) before the server's `request_timeout` cuts it off with a 408
+/// that names no request: a second of margin for the rest of the request.
+fn answer_before_timeout(
+    path: &str,
+    wait: Duration,
+    server: &crate::model::ServerConfig,
+    problem: &mut impl FnMut(String, String),
+) {
+    if wait + Duration::from_secs(1) > server.request_timeout {
+        problem(
+            path.to_string(),
+            format!(
+                "must be at least 1s shorter than server.request_timeout ({}), so the answer comes before the server's timeout",
+                humantime_serde::re::humantime::format_duration(server.request_timeout)
+            ),
         );
     }
 }

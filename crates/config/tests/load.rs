@@ -232,3 +232,39 @@ fn succeeded_jobs_are_kept_a_week_unless_configured() {
         "{err}"
     );
 }
+
+/// A source that waits for its ticket must answer before the server's
+/// request timeout cuts the request off.
+#[test]
+fn waits_must_end_before_the_request_timeout() {
+    let text = r#"
+[server]
+request_timeout = "5s"
+
+[targets.glpi]
+kind = "glpi"
+url = "http://glpi.example/apirest.php"
+user_token = "t"
+
+[sources.web]
+kind = "intake"
+target = "glpi"
+api_keys = ["0123456789abcdef0123"]
+wait = "8s"
+
+[sources.bot]
+kind = "messaging"
+target = "glpi"
+api_keys = ["fedcba9876543210fedc"]
+handoff_wait = "4500ms"
+"#;
+    let err = load_str(text, Vec::new()).unwrap_err();
+    let paths: Vec<&str> = err.0.iter().map(|p| p.path.as_str()).collect();
+    assert!(paths.contains(&"sources.web.wait"), "{err}");
+    assert!(paths.contains(&"sources.bot.handoff_wait"), "{err}");
+    assert!(err.to_string().contains("request_timeout (5s)"), "{err}");
+    let fixed = text
+        .replace("wait = \"8s\"", "wait = \"4s\"")
+        .replace("4500ms", "3s");
+    load_str(&fixed, Vec::new()).unwrap();
+}

@@ -279,7 +279,7 @@ async fn later_messages_are_followups_until_the_ticket_is_solved() {
 
 #[tokio::test]
 async fn handoff_mode_waits_for_the_handoff_and_answers_with_the_ticket() {
-    let (sim, app, _dir) = start("open_on = \"handoff\"\nhandoff_wait = \"10s\"").await;
+    let (sim, app, _dir) = start("open_on = \"handoff\"\nhandoff_wait = \"8s\"").await;
     for i in 0..3 {
         send(
             &app,

@@ -371,6 +371,10 @@ async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Failure> {
+    // One budget of `wait` for the whole request: the pre-check and the wait
+    // for the ticket share it, so the answer (201, or 202 with the request id)
+    // always comes before the server's own timeout.
+    let started = tokio::time::Instant::now();
     let source = api.authenticate(&headers, named.as_deref())?;
     ingest::require_json(&headers, "the ticket")?;
     let wait_mode = match params.mode.as_deref() {
@@ -485,8 +489,9 @@ async fn create(
     let id = outcome.inbox_id();
     let replayed = outcome.is_duplicate();
     let current = if wait_mode {
+        let left = source.settings.wait.saturating_sub(started.elapsed());
         api.intake
-            .wait_outcome(&source, id, source.settings.wait, !replayed)
+            .wait_outcome(&source, id, left, !replayed)
             .await?
     } else if replayed {
         api.intake
