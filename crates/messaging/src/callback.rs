@@ -77,12 +77,21 @@ pub async fn deliver(
         .body(body.to_vec())
         .send()
         .await
-        .map_err(|e| JobError::transient(format!("callback to {url} failed: {e}")))?;
+        .map_err(|e| {
+            JobError::transient(format!(
+                "callback to {} failed: {}",
+                crate::attachments::origin(url),
+                e.without_url()
+            ))
+        })?;
     let status = response.status();
     if status.is_success() {
         return Ok(());
     }
-    let reason = format!("callback to {url} answered HTTP {status}");
+    let reason = format!(
+        "callback to {} answered HTTP {status}",
+        crate::attachments::origin(url)
+    );
     if status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408 {
         return Err(match retry_after(&response) {
             Some(after) => JobError::transient_after(reason, after),

@@ -597,10 +597,18 @@ async fn bad_requests_get_uniform_errors() {
 
 #[tokio::test]
 async fn attachments_by_url_and_inline_reach_the_ticket() {
-    let files = axum::Router::new().route(
-        "/photo.png",
-        axum::routing::get(|| async { ([("content-type", "image/png")], b"PNGDATA".to_vec()) }),
-    );
+    let files = axum::Router::new()
+        .route(
+            "/photo.png",
+            axum::routing::get(|| async { ([("content-type", "image/png")], b"PNGDATA".to_vec()) }),
+        )
+        // A gateway's media URL: no extension, the type only in the header.
+        .route(
+            "/media/3EB0C767",
+            axum::routing::get(|| async {
+                ([("content-type", "image/jpeg")], b"JPEGDATA".to_vec())
+            }),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let files_addr = listener.local_addr().unwrap();
     let server = tokio::spawn(async move {
@@ -612,6 +620,8 @@ async fn attachments_by_url_and_inline_reach_the_ticket() {
         json!({"conversation_id": "conv-j", "message_id": "j1", "phone": "+5511987654321",
         "text": "see attached", "attachments": [
             {"url": format!("http://{files_addr}/photo.png")},
+            {"url": format!("http://{files_addr}/media/3EB0C767")},
+            {"mime": "application/pdf", "data": "JVBERi0="},
             {"filename": "note.txt", "mime": "text/plain", "data": "aGVsbG8="}]}),
     )
     .await;
@@ -623,7 +633,15 @@ async fn attachments_by_url_and_inline_reach_the_ticket() {
         .iter()
         .filter(|d| d.linked_to.contains(&("Ticket".to_owned(), ticket)))
         .collect();
-    assert_eq!(linked.len(), 2, "{docs:?}");
+    assert_eq!(linked.len(), 4, "{docs:?}");
+    // Names without an extension got one from the type: GLPI takes a
+    // document by its extension.
+    let names: Vec<&str> = linked
+        .iter()
+        .filter_map(|d| d.filename.as_deref())
+        .collect();
+    assert!(names.contains(&"3EB0C767.jpg"), "{names:?}");
+    assert!(names.contains(&"attachment.pdf"), "{names:?}");
     assert!(
         linked
             .iter()
