@@ -297,12 +297,25 @@ impl Messaging {
             return Ok(());
         }
         if self.window_closed_before(channel, &state, &p.message) {
-            // The engine is behind: the buffered burst's window closed before
-            // this message arrived, yet its flush has not run. That burst is
-            // its own ticket; this message comes after it.
-            self.flush_conversation(channel, job, &p.source, &conversation, "window", waker)
-                .await?;
-            state = state::load(store, &p.source, &conversation).await?;
+            // The engine is behind, or the burst's flush failed for good: its
+            // window closed before this message arrived. That burst is its
+            // own ticket; this message comes after it.
+            match self
+                .flush_conversation(channel, job, &p.source, &conversation, "window", waker)
+                .await
+            {
+                Ok(()) => state = state::load(store, &p.source, &conversation).await?,
+                // It cannot become a ticket as it is (say, nobody has its phone
+                // and requesters are not created): this message joins it, and
+                // the next flush tries them together (the email the bot asked
+                // for may name the requester now). Failing here would fail
+                // every later message of the conversation the same way.
+                Err(error) if !error.is_retryable() => {
+                    tracing::warn!(source = %p.source, conversation = %conversation, %error,
+                        "the buffered messages could not become a ticket; the new message joins them");
+                }
+                Err(error) => return Err(error),
+            }
         }
         if let Some(ticket) = state.ticket.clone()
             && channel.settings.followups

@@ -656,6 +656,55 @@ async fn attachments_by_url_and_inline_reach_the_ticket() {
     app.stop().await;
 }
 
+/// A burst that cannot become a ticket (nobody has the phone, requesters
+/// are not created) does not take the conversation's later messages down
+/// with it: the next message joins it, and with the email it brings the
+/// requester is found and one ticket holds both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_that_failed_is_retried_with_the_next_message() {
+    let (sim, app, _dir) = start("create_requesters = false\nmerge_window = 200").await;
+    let ana = sim.add_user(sim::glpi::NewUser {
+        login: "ana".into(),
+        emails: vec!["ana@acme.com.br".into()],
+        ..sim::glpi::NewUser::default()
+    });
+    send(&app, message("conv-f", "f1", "minha impressora parou")).await;
+    wait_for("the first flush to fail for good", DEADLINE, || async {
+        let dead = app
+            .store
+            .jobs(&JobFilter {
+                status: Some(JobStatus::Dead),
+                ..JobFilter::default()
+            })
+            .await
+            .unwrap();
+        (!dead.is_empty()).then_some(())
+    })
+    .await
+    .unwrap();
+    assert!(sim.tickets().is_empty());
+    let mut second = message("conv-f", "f2", "meu email é ana@acme.com.br");
+    second["email"] = json!("ana@acme.com.br");
+    let (status, answer) = send(&app, second).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    tickets_count(&sim, 1).await;
+    let ticket = &sim.tickets()[0];
+    assert!(
+        ticket.content.contains("minha impressora parou"),
+        "{}",
+        ticket.content
+    );
+    assert!(ticket.content.contains("meu email"), "{}", ticket.content);
+    let requesters: Vec<u64> = ticket
+        .actors
+        .iter()
+        .filter(|a| a.kind == sim::glpi::ActorKind::Requester)
+        .map(|a| a.users_id)
+        .collect();
+    assert_eq!(requesters, vec![ana]);
+    app.stop().await;
+}
+
 async fn burst_on(store: Store) {
     let sim = GlpiSim::start(SimConfig::default()).await.unwrap();
     let app = TestApp::spawn(config(&sim, ""), store).await.unwrap();
