@@ -322,7 +322,22 @@ impl Messaging {
         {
             match channel.ticket_status(ticket.id).await? {
                 Some(status) if status.is_open() => {
-                    return self.add_followup(channel, job, &ticket, &p.message).await;
+                    self.add_followup(channel, job, &ticket, &p.message).await?;
+                    if status == TicketStatus::Waiting {
+                        // The ticket waited for the customer, who answered: GLPI
+                        // takes it back only for a requester's own followup (the
+                        // bridge writes as its API account) and iTop only on a
+                        // stimulus, so the bridge moves it on.
+                        channel
+                            .helpdesk
+                            .set_status(ticket.id, TicketStatus::Assigned, None)
+                            .await
+                            .map_err(MessagingError::from)?;
+                        channel
+                            .remember_status(ticket.id, TicketStatus::Assigned)
+                            .await;
+                    }
+                    return Ok(());
                 }
                 _ => {
                     // Solved, closed or gone: the next burst opens a new ticket.

@@ -259,6 +259,24 @@ async fn later_messages_are_followups_until_the_ticket_is_solved() {
     // A repeat of the followup's message id adds nothing.
     send(&app, message("conv-e", "e2", "still black after reboot")).await;
 
+    // Waiting for the customer (4), who answers: a followup, and the ticket
+    // is back in progress.
+    assert!(sim.set_ticket_status(ticket, 4));
+    send(&app, message("conv-e", "e2b", "the cable was loose")).await;
+    wait_for("the ticket back in progress", DEADLINE, || async {
+        let t = sim.ticket(ticket)?;
+        (t.status != 4).then_some(t.status)
+    })
+    .await
+    .unwrap();
+    settled(&app, "conv-e").await;
+    assert!(
+        sim.followups(ticket)
+            .iter()
+            .any(|f| f.content.contains("the cable was loose"))
+    );
+    assert_eq!(sim.tickets().len(), 1);
+
     // Solved: the next message opens a new ticket.
     assert!(sim.set_ticket_status(ticket, 5));
     send(&app, message("conv-e", "e3", "another problem now")).await;
@@ -268,7 +286,7 @@ async fn later_messages_are_followups_until_the_ticket_is_solved() {
     assert_ne!(newest.id, ticket);
     assert!(newest.content.contains("another problem now"));
     let old_followups = sim.followups(ticket);
-    assert_eq!(old_followups.len(), 1, "{old_followups:?}");
+    assert_eq!(old_followups.len(), 2, "{old_followups:?}");
     assert!(
         !old_followups
             .iter()
