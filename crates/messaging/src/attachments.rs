@@ -2,6 +2,8 @@
 //! URLs fetched with a timeout and a size cap. Errors name a URL by its
 //! origin only: a media URL's path and query often carry a signature.
 
+use std::net::{IpAddr, SocketAddr};
+
 use crate::message::AttachmentInput;
 use base64::Engine as _;
 use flows::helpdesk::Attachment;
@@ -28,11 +30,14 @@ impl AttachmentError {
     }
 }
 
-/// Reads one attachment.
+/// Reads one attachment. Unless `private_allowed`, a URL naming a
+/// non-public address is refused (names are filtered by the client's
+/// resolver, [`PublicAddressesOnly`]).
 pub async fn fetch(
     http: &reqwest::Client,
     input: &AttachmentInput,
     max_bytes: u64,
+    private_allowed: bool,
 ) -> Result<Attachment, AttachmentError> {
     let unusable = |reason: String| AttachmentError::Unusable {
         filename: input.filename.clone(),
@@ -59,6 +64,11 @@ pub async fn fetch(
         return Err(unusable("no url and no data".to_owned()));
     };
     let shown = origin(url);
+    if !private_allowed && names_private_address(url) {
+        return Err(unusable(format!(
+            "{shown} is not a public address (allow_private_attachment_hosts is off)"
+        )));
+    }
     let unreachable = |reason: String| AttachmentError::Unreachable {
         filename: input.filename.clone(),
         url: shown.clone(),
@@ -101,6 +111,71 @@ pub async fn fetch(
         mime,
         bytes,
     })
+}
+
+/// Whether `url` names an IP address that is not public (the resolver is
+/// not asked for those).
+fn names_private_address(url: &str) -> bool {
+    match url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host().map(|h| h.to_owned()))
+    {
+        Some(url::Host::Ipv4(ip)) => !is_public(IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => !is_public(IpAddr::V6(ip)),
+        _ => false,
+    }
+}
+
+/// Not loopback, private, link-local, shared (CGNAT), unspecified,
+/// multicast, broadcast or documentation space.
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b)))
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80)
+        }
+    }
+}
+
+/// A resolver that keeps a name's public addresses only: a host name that
+/// leads to a private address (an internal service, a cloud metadata
+/// endpoint) is refused at connection time, whatever the name.
+pub struct PublicAddressesOnly;
+
+impl reqwest::dns::Resolve for PublicAddressesOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|a| is_public(a.ip()))
+                .collect();
+            if found.is_empty() {
+                return Err(format!("{host} has no public address").into());
+            }
+            let addrs: reqwest::dns::Addrs = Box::new(found.into_iter());
+            Ok(addrs)
+        })
+    }
 }
 
 /// `scheme://host[:port]` of `url`, or a placeholder when it does not parse.
@@ -153,6 +228,63 @@ mod tests {
         assert_eq!(
             with_extension("blob", "application/x-unknown-thing"),
             "blob"
+        );
+    }
+
+    #[test]
+    fn only_public_addresses_are_public() {
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(!is_public(private.parse().unwrap()), "{private}");
+        }
+        for public in ["8.8.8.8", "200.160.2.3", "2001:4860:4860::8888"] {
+            assert!(is_public(public.parse().unwrap()), "{public}");
+        }
+        assert!(names_private_address(
+            "http://169.254.169.254/latest/meta-data"
+        ));
+        assert!(names_private_address("http://[::1]:8080/x"));
+        assert!(!names_private_address("https://media.example.com/x.jpg"));
+    }
+
+    #[tokio::test]
+    async fn a_private_address_is_not_fetched_unless_allowed() {
+        let http = reqwest::Client::builder()
+            .dns_resolver(std::sync::Arc::new(PublicAddressesOnly))
+            .build()
+            .unwrap();
+        let input = |url: &str| AttachmentInput {
+            filename: "f".into(),
+            mime: None,
+            url: Some(url.into()),
+            data: None,
+        };
+        let refused = fetch(&http, &input("http://127.0.0.1:9/x"), 100, false)
+            .await
+            .unwrap_err();
+        assert!(!refused.is_retryable(), "{refused}");
+        assert!(
+            refused.to_string().contains("not a public address"),
+            "{refused}"
+        );
+        // A name that resolves to loopback only is refused by the resolver.
+        let by_name = fetch(&http, &input("http://localhost:9/x"), 100, false)
+            .await
+            .unwrap_err();
+        assert!(
+            by_name.to_string().contains("http://localhost:9"),
+            "{by_name}"
         );
     }
 

@@ -74,7 +74,11 @@ struct CallbackPayload {
 struct Inner {
     store: Store,
     channels: BTreeMap<String, Channel>,
+    /// Callbacks, and attachments of sources that allow private hosts.
     http: reqwest::Client,
+    /// Attachments of the other sources: names resolve to public addresses
+    /// only.
+    public_http: reqwest::Client,
     max_attempts: i32,
 }
 
@@ -130,10 +134,17 @@ impl Messaging {
                 Channel::new(name, settings.clone(), helpdesk)?,
             );
         }
-        let http = reqwest::Client::builder()
-            .timeout(HTTP_TIMEOUT)
-            .connect_timeout(Duration::from_secs(5))
-            .redirect(reqwest::redirect::Policy::none())
+        let builder = || {
+            reqwest::Client::builder()
+                .timeout(HTTP_TIMEOUT)
+                .connect_timeout(Duration::from_secs(5))
+                .redirect(reqwest::redirect::Policy::none())
+        };
+        let http = builder()
+            .build()
+            .map_err(|e| MessagingError::Client(e.to_string()))?;
+        let public_http = builder()
+            .dns_resolver(Arc::new(attachments::PublicAddressesOnly))
             .build()
             .map_err(|e| MessagingError::Client(e.to_string()))?;
         Ok(Messaging {
@@ -141,6 +152,7 @@ impl Messaging {
                 store,
                 channels,
                 http,
+                public_http,
                 max_attempts: i32::try_from(config.engine.max_attempts).unwrap_or(i32::MAX),
             }),
         })
@@ -481,10 +493,17 @@ impl Messaging {
         let mut files = Vec::new();
         let mut notes = Vec::new();
         for input in messages.iter().flat_map(|m| m.attachments.iter()) {
+            let private_allowed = channel.settings.allow_private_attachment_hosts;
+            let http = if private_allowed {
+                &self.inner.http
+            } else {
+                &self.inner.public_http
+            };
             match attachments::fetch(
-                &self.inner.http,
+                http,
                 input,
                 channel.settings.max_attachment_bytes,
+                private_allowed,
             )
             .await
             {

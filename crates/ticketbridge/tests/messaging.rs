@@ -46,9 +46,16 @@ target = "glpi"
 api_keys = ["{KEY}"]
 default_country = "BR"
 max_wait = "10s"
+{private_hosts}
 {window}
 {source_lines}
 "#,
+        // The tests' file servers are on loopback, as a gateway on the LAN would be.
+        private_hosts = if source_lines.contains("allow_private_attachment_hosts") {
+            ""
+        } else {
+            "allow_private_attachment_hosts = true"
+        },
         window = if source_lines.contains("merge_window") {
             ""
         } else {
@@ -720,6 +727,36 @@ async fn a_burst_that_failed_is_retried_with_the_next_message() {
         .map(|a| a.users_id)
         .collect();
     assert_eq!(requesters, vec![ana]);
+    app.stop().await;
+}
+
+/// By default an attachment URL on a private address is not fetched (a key
+/// holder could otherwise make the service read internal services): the
+/// ticket is made and says which file was left out and why.
+#[tokio::test]
+async fn attachment_urls_on_private_addresses_are_left_out_by_default() {
+    let (sim, app, _dir) = start("allow_private_attachment_hosts = false").await;
+    send(
+        &app,
+        json!({"conversation_id": "conv-s", "message_id": "s1", "phone": "+5511987654321",
+        "text": "see attached", "attachments": [
+            {"url": "http://169.254.169.254/latest/meta-data/iam.json"}]}),
+    )
+    .await;
+    tickets_count(&sim, 1).await;
+    settled(&app, "conv-s").await;
+    let ticket = &sim.tickets()[0];
+    assert!(
+        ticket.content.contains("not a public address"),
+        "{}",
+        ticket.content
+    );
+    assert!(
+        !ticket.content.contains("meta-data"),
+        "the path is not shown: {}",
+        ticket.content
+    );
+    assert!(sim.documents().is_empty());
     app.stop().await;
 }
 

@@ -71,6 +71,11 @@ pub struct MessagingSource {
     /// Largest attachment accepted (bytes, after base64 decoding).
     #[serde(default = "default_max_attachment_bytes")]
     pub max_attachment_bytes: u64,
+    /// Fetch attachment URLs on loopback, private and link-local addresses
+    /// (a gateway on the LAN). Off: only public addresses, so a caller with
+    /// a key cannot make the service read internal services.
+    #[serde(default)]
+    pub allow_private_attachment_hosts: bool,
     /// How long `POST .../handoff` waits for the ticket before answering 202.
     #[serde(default = "default_handoff_wait", deserialize_with = "millis_or_text")]
     pub handoff_wait: Duration,
