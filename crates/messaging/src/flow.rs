@@ -258,6 +258,10 @@ impl Messaging {
         conversation: &str,
     ) -> Result<Option<TicketRef>, MessagingError> {
         let channel = self.require(source)?;
+        if !channel.settings.followups {
+            // Every burst opens its own ticket: no message goes to this one.
+            return Ok(None);
+        }
         let state = state::load(&self.inner.store, source, conversation).await?;
         let Some(ticket) = state.ticket else {
             return Ok(None);

@@ -179,7 +179,9 @@ async fn messages_in_two_windows_become_two_tickets() {
     send(&app, message("conv-b", "b2", "first burst two")).await;
     tickets_count(&sim, 1).await;
     settled(&app, "conv-b").await;
-    send(&app, message("conv-b", "b3", "second burst one")).await;
+    let (_, answer) = send(&app, message("conv-b", "b3", "second burst one")).await;
+    // The answer names no ticket: this message opens the next one.
+    assert_eq!(answer["ticket"], Value::Null, "{answer}");
     tickets_count(&sim, 2).await;
     settled(&app, "conv-b").await;
     let mut tickets = sim.tickets();
