@@ -48,6 +48,9 @@ pub struct ServerConfig {
     pub log_format: LogFormat,
     /// Mount `POST /bench/noop` (answers 202 without persisting); for benchmarks.
     pub bench_noop: bool,
+    /// When set, `GET /metrics` requires `Authorization: Bearer <token>`
+    /// (or `X-API-Key`); unset, it is open (scrape it on a private network).
+    pub metrics_token: Option<SecretString>,
 }
 
 impl Default for ServerConfig {
@@ -58,6 +61,7 @@ impl Default for ServerConfig {
             request_timeout: Duration::from_secs(10),
             log_format: LogFormat::Json,
             bench_noop: false,
+            metrics_token: None,
         }
     }
 }
@@ -284,7 +288,7 @@ impl Config {
         let s = &self.server;
         let _ = writeln!(
             out,
-            "server: listen={} body_limit={} request_timeout={} log_format={} bench_noop={}",
+            "server: listen={} body_limit={} request_timeout={} log_format={} bench_noop={} metrics_token={}",
             s.listen,
             s.body_limit,
             humantime_serde::re::humantime::format_duration(s.request_timeout),
@@ -292,7 +296,12 @@ impl Config {
                 LogFormat::Json => "json",
                 LogFormat::Pretty => "pretty",
             },
-            s.bench_noop
+            s.bench_noop,
+            if s.metrics_token.is_some() {
+                "set"
+            } else {
+                "none (open)"
+            }
         );
         let _ = writeln!(out, "store: url={}", redact_url(&self.store.url));
         let e = &self.engine;

@@ -268,3 +268,29 @@ handoff_wait = "4500ms"
         .replace("4500ms", "3s");
     load_str(&fixed, Vec::new()).unwrap();
 }
+
+#[test]
+fn the_metrics_token_is_a_secret_reference() {
+    use secrecy::ExposeSecret;
+    let text = GOOD.replacen(
+        "[server]\n",
+        "[server]\nmetrics_token = \"${METRICS}\"\n",
+        1,
+    );
+    assert_ne!(text, GOOD);
+    let mut e = good_env();
+    e.extend(env(&[("METRICS", "scrape-0123456789")]));
+    let config = load_str(&text, e).unwrap();
+    assert_eq!(
+        config
+            .server
+            .metrics_token
+            .as_ref()
+            .map(|t| t.expose_secret().to_owned()),
+        Some("scrape-0123456789".to_owned())
+    );
+    assert!(config.summary().contains("metrics_token=set"));
+    assert!(!config.summary().contains("scrape-0123456789"));
+    let err = load_str(&text, good_env()).unwrap_err();
+    assert!(err.to_string().contains("METRICS"), "{err}");
+}

@@ -529,3 +529,38 @@ async fn metrics_report_requests_inbox_and_jobs() {
         "raw paths must not be labels"
     );
 }
+
+/// With `server.metrics_token`, `/metrics` answers only the token (401 with
+/// the uniform error body otherwise); the probes stay open.
+#[tokio::test]
+async fn metrics_can_require_a_token() {
+    let (store, _dir) = store::testing::fresh_sqlite().await;
+    let mut config = test_config();
+    config.server.metrics_token = Some(SecretString::from("scrape-0123456789"));
+    let app = spawn_app(store, config).await;
+    let get = |token: Option<&'static str>| {
+        let mut request = app.client.get(format!("{}/metrics", app.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    let missing = get(None).await.unwrap();
+    assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
+    let body: serde_json::Value = missing.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unauthorized", "{body}");
+    assert_eq!(
+        get(Some("wrong")).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let good = get(Some("scrape-0123456789")).await.unwrap();
+    assert_eq!(good.status(), StatusCode::OK);
+    assert!(good.text().await.unwrap().contains("ticketbridge_jobs"));
+    let probe = app
+        .client
+        .get(format!("{}/healthz", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(probe.status(), StatusCode::OK);
+}

@@ -1,14 +1,16 @@
-//! `/healthz`, `/readyz` and `/metrics`.
+//! `/healthz`, `/readyz` and `/metrics` (behind `server.metrics_token` when
+//! set). The probes say up or down and nothing more, so they stay open.
 
 use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use store::JobStatus;
 
+use crate::auth::ApiKeys;
 use crate::error::error_body;
 use crate::state::AppState;
 
@@ -44,7 +46,12 @@ fn not_ready() -> Response {
 
 /// Prometheus text exposition. Job counts by state are read from the store
 /// on each scrape (`ticketbridge_jobs{state}`).
-pub async fn metrics(State(state): State<AppState>) -> Response {
+pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(token) = &state.config.server.metrics_token
+        && let Err(refused) = ApiKeys::new(vec![token.clone()]).check(&headers)
+    {
+        return refused.into_response();
+    }
     match tokio::time::timeout(STORE_CHECK_TIMEOUT, state.store.job_counts()).await {
         Ok(Ok(counts)) => {
             for status in JobStatus::ALL {
