@@ -40,7 +40,17 @@ pub fn normalize_phone(raw: &str, default_country: Option<&str>) -> Result<Strin
     let digits: String = head.chars().filter(char::is_ascii_digit).collect();
     // Try as written first, then as an international number without its `+`
     // (bots often send `5511987654321`).
-    let attempts = [head.to_string(), format!("+{digits}")];
+    let mut attempts = vec![head.to_string(), format!("+{digits}")];
+    // Brazilian mobiles gained a leading 9 in 2012–2016; WhatsApp still
+    // names many older accounts without it (`553188776655@s.whatsapp.net`).
+    let brazilian = digits.starts_with("55") && digits.len() == 12
+        || country == Some(phonenumber::country::Id::BR) && digits.len() == 10;
+    if brazilian {
+        let national = &digits[digits.len() - 10..];
+        if national[2..].starts_with(['6', '7', '8', '9']) {
+            attempts.push(format!("+55{}9{}", &national[..2], &national[2..]));
+        }
+    }
     for candidate in attempts.iter() {
         if let Ok(number) = phonenumber::parse(country, candidate)
             && phonenumber::is_valid(&number)
@@ -70,14 +80,10 @@ pub fn phone_search_forms(e164: &str) -> Vec<String> {
 }
 
 /// True when two stored phone values are the same number (digits compared,
-/// tolerating a missing country code on one side).
+/// tolerating a missing country code on one side, and a Brazilian mobile's
+/// missing ninth digit).
 pub fn same_phone(stored: &str, e164: &str) -> bool {
-    let a: String = stored.chars().filter(char::is_ascii_digit).collect();
-    let b: String = e164.chars().filter(char::is_ascii_digit).collect();
-    if a.is_empty() || b.is_empty() {
-        return false;
-    }
-    a == b || (a.len() >= 8 && b.ends_with(&a)) || (b.len() >= 8 && a.ends_with(&b))
+    glpi::same_phone(stored, e164)
 }
 
 /// What to do when a tax id matches no organisation.
@@ -344,6 +350,20 @@ mod tests {
             normalize_phone("+33 1 23 45 67 89", Some("BR")).as_deref(),
             Ok("+33123456789")
         );
+        // WhatsApp ids of Brazilian mobiles without their ninth digit.
+        assert_eq!(
+            normalize_phone("553188776655@s.whatsapp.net", None).as_deref(),
+            Ok("+5531988776655")
+        );
+        assert_eq!(
+            normalize_phone("(31) 8877-6655", Some("BR")).as_deref(),
+            Ok("+5531988776655")
+        );
+        // A landline keeps its eight digits.
+        assert_eq!(
+            normalize_phone("(31) 3333-4444", Some("BR")).as_deref(),
+            Ok("+553133334444")
+        );
         assert!(normalize_phone("12", Some("BR")).is_err());
         assert!(normalize_phone("", None).is_err());
     }
@@ -354,5 +374,9 @@ mod tests {
         assert!(same_phone("11987654321", "+5511987654321"));
         assert!(!same_phone("11987654322", "+5511987654321"));
         assert!(!same_phone("", "+5511987654321"));
+        // A mobile stored before its ninth digit is the same line.
+        assert!(same_phone("(31) 8877-6655", "+5531988776655"));
+        assert!(same_phone("+55 31 8877-6655", "+5531988776655"));
+        assert!(!same_phone("(31) 8877-6656", "+5531988776655"));
     }
 }

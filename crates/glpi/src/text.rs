@@ -31,21 +31,36 @@ pub fn digits_only(text: &str) -> String {
 }
 
 /// Whether two phone numbers designate the same line: equal digits, or one is a suffix of the
-/// other with at least 8 digits (country/area code present on one side only).
+/// other with at least 8 digits (country/area code present on one side only). A Brazilian
+/// mobile is also the same line without its ninth digit (`+55 31 98877-6655` and
+/// `(31) 8877-6655`): phones stored before 2016, and WhatsApp's ids of older accounts, lack it.
 pub fn same_phone(a: &str, b: &str) -> bool {
     let (a, b) = (digits_only(a), digits_only(b));
     if a.is_empty() || b.is_empty() {
         return false;
     }
+    if same_digits(&a, &b) {
+        return true;
+    }
+    let brazilian = |d: &str| d.starts_with("55") && d.len() == 13;
+    (brazilian(&b) && without_brazilian_ninth(&b).is_some_and(|b9| same_digits(&a, &b9)))
+        || (brazilian(&a) && without_brazilian_ninth(&a).is_some_and(|a9| same_digits(&a9, &b)))
+}
+
+fn same_digits(a: &str, b: &str) -> bool {
     if a == b {
         return true;
     }
-    let (short, long) = if a.len() < b.len() {
-        (&a, &b)
-    } else {
-        (&b, &a)
-    };
-    short.len() >= 8 && long.ends_with(short.as_str())
+    let (short, long) = if a.len() < b.len() { (a, b) } else { (b, a) };
+    short.len() >= 8 && long.ends_with(short)
+}
+
+/// `5531988776655` → `553188776655`: a Brazilian mobile's digits without the 9 after the
+/// area code.
+fn without_brazilian_ninth(digits: &str) -> Option<String> {
+    let national = digits.strip_prefix("55")?;
+    (national.len() == 11 && national.as_bytes().get(2) == Some(&b'9'))
+        .then(|| format!("55{}{}", &national[..2], &national[3..]))
 }
 
 #[cfg(test)]

@@ -762,6 +762,36 @@ async fn attachment_urls_on_private_addresses_are_left_out_by_default() {
     app.stop().await;
 }
 
+/// WhatsApp names many older Brazilian accounts without the mobile's ninth
+/// digit; the help desk may hold the number either way. The sender is the
+/// user who has it, and nobody new is created.
+#[tokio::test]
+async fn a_brazilian_mobile_without_its_ninth_digit_is_the_same_person() {
+    let (sim, app, _dir) = start("").await;
+    let mut user = NewUser::new("carla");
+    user.mobile = Some("(31) 8877-6655".to_owned());
+    let carla = sim.add_user(user);
+    let users_before = sim.users().len();
+    let (status, answer) = send(
+        &app,
+        json!({"conversation_id": "conv-n", "message_id": "n1",
+        "phone": "553188776655@s.whatsapp.net", "text": "sem internet"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    tickets_count(&sim, 1).await;
+    let ticket = sim.tickets().remove(0);
+    let requesters: Vec<u64> = ticket
+        .actors
+        .iter()
+        .filter(|a| a.kind == ActorKind::Requester)
+        .map(|a| a.users_id)
+        .collect();
+    assert_eq!(requesters, vec![carla]);
+    assert_eq!(sim.users().len(), users_before);
+    app.stop().await;
+}
+
 async fn burst_on(store: Store) {
     let sim = GlpiSim::start(SimConfig::default()).await.unwrap();
     let app = TestApp::spawn(config(&sim, ""), store).await.unwrap();
