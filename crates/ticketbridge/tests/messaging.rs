@@ -117,6 +117,16 @@ async fn settled(app: &TestApp, conversation: &str) {
     .unwrap();
 }
 
+/// The users asking for `ticket`.
+fn requester_ids(ticket: &sim::glpi::SimTicket) -> Vec<u64> {
+    ticket
+        .actors
+        .iter()
+        .filter(|a| a.kind == ActorKind::Requester)
+        .map(|a| a.users_id)
+        .collect()
+}
+
 async fn tickets_count(sim: &RunningSim, n: usize) {
     wait_for(&format!("{n} ticket(s)"), DEADLINE, || async {
         (sim.tickets().len() == n).then_some(())
@@ -377,12 +387,7 @@ async fn requester_is_matched_by_phone_in_another_format_and_decides_the_entity(
     .await;
     tickets_count(&sim, 1).await;
     let ticket = sim.tickets().remove(0);
-    let requesters: Vec<u64> = ticket
-        .actors
-        .iter()
-        .filter(|a| a.kind == ActorKind::Requester)
-        .map(|a| a.users_id)
-        .collect();
+    let requesters = requester_ids(&ticket);
     assert_eq!(requesters, vec![ana]);
     assert_eq!(ticket.entities_id, company);
     let users_before = sim.users().len();
@@ -722,12 +727,7 @@ async fn a_burst_that_failed_is_retried_with_the_next_message() {
         ticket.content
     );
     assert!(ticket.content.contains("meu email"), "{}", ticket.content);
-    let requesters: Vec<u64> = ticket
-        .actors
-        .iter()
-        .filter(|a| a.kind == sim::glpi::ActorKind::Requester)
-        .map(|a| a.users_id)
-        .collect();
+    let requesters = requester_ids(ticket);
     assert_eq!(requesters, vec![ana]);
     app.stop().await;
 }
@@ -781,12 +781,7 @@ async fn a_brazilian_mobile_without_its_ninth_digit_is_the_same_person() {
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
     tickets_count(&sim, 1).await;
     let ticket = sim.tickets().remove(0);
-    let requesters: Vec<u64> = ticket
-        .actors
-        .iter()
-        .filter(|a| a.kind == ActorKind::Requester)
-        .map(|a| a.users_id)
-        .collect();
+    let requesters = requester_ids(&ticket);
     assert_eq!(requesters, vec![carla]);
     assert_eq!(sim.users().len(), users_before);
     app.stop().await;
