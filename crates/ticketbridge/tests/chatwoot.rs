@@ -145,6 +145,19 @@ impl World {
         (joao, glpi_contact)
     }
 
+    /// Maria starts a conversation with `text`: the conversation and its
+    /// ticket.
+    async fn maria_opens(&self, text: &str) -> (u64, u64) {
+        let maria = self.maria().await;
+        let conv = self
+            .cw
+            .customer_starts_conversation(maria, self.cw.default_inbox(), text)
+            .await
+            .unwrap()
+            .conversation_id;
+        (conv, self.ticket_of(conv).await)
+    }
+
     async fn maria(&self) -> u64 {
         self.cw
             .add_contact(NewContact {
@@ -585,13 +598,7 @@ async fn glpi_down_and_session_expiry_are_eventually_consistent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn glpi_reply_outside_the_window_becomes_a_private_note() {
     let w = world(Options::default()).await;
-    let maria = w.maria().await;
-    let conv =
-        w.cw.customer_starts_conversation(maria, w.cw.default_inbox(), "Boleto não chegou")
-            .await
-            .unwrap()
-            .conversation_id;
-    let ticket = w.ticket_of(conv).await;
+    let (conv, ticket) = w.maria_opens("Boleto não chegou").await;
     w.cw.set_reply_window(conv, false).unwrap();
     w.glpi
         .add_followup_as(ticket, w.tech, "Reenviamos o boleto por email", false)
@@ -627,13 +634,7 @@ async fn glpi_reply_outside_the_window_becomes_a_private_note() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reply_whose_answer_was_lost_is_posted_once() {
     let w = world(Options::default()).await;
-    let maria = w.maria().await;
-    let conv =
-        w.cw.customer_starts_conversation(maria, w.cw.default_inbox(), "Impressora parada")
-            .await
-            .unwrap()
-            .conversation_id;
-    let ticket = w.ticket_of(conv).await;
+    let (conv, ticket) = w.maria_opens("Impressora parada").await;
     w.glpi
         .add_followup_as(ticket, w.tech, "Obrigado, estamos verificando", false)
         .unwrap();
@@ -675,13 +676,7 @@ async fn a_reply_whose_answer_was_lost_is_posted_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reply_the_channel_refused_is_reported_on_the_ticket() {
     let w = world(Options::default()).await;
-    let maria = w.maria().await;
-    let conv =
-        w.cw.customer_starts_conversation(maria, w.cw.default_inbox(), "Sem sinal na loja")
-            .await
-            .unwrap()
-            .conversation_id;
-    let ticket = w.ticket_of(conv).await;
+    let (conv, ticket) = w.maria_opens("Sem sinal na loja").await;
     let refusal = "(#131047) Re-engagement message: more than 24 hours have passed";
     w.cw.fail_deliveries(conv, Some(refusal)).unwrap();
     let reply = w
@@ -870,13 +865,7 @@ async fn reconciliation_repairs_a_lost_webhook() {
         ..Options::default()
     })
     .await;
-    let maria = w.maria().await;
-    let conv =
-        w.cw.customer_starts_conversation(maria, w.cw.default_inbox(), "Monitor piscando")
-            .await
-            .unwrap()
-            .conversation_id;
-    let ticket = w.ticket_of(conv).await;
+    let (conv, ticket) = w.maria_opens("Monitor piscando").await;
     // Deliveries now go nowhere (a closed loopback port): lost.
     let closed = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -1087,13 +1076,7 @@ async fn attachments_become_documents_on_the_followup() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let files_url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, files).await });
-    let maria = w.maria().await;
-    let conv =
-        w.cw.customer_starts_conversation(maria, w.cw.default_inbox(), "Visor com erro")
-            .await
-            .unwrap()
-            .conversation_id;
-    let ticket = w.ticket_of(conv).await;
+    let (conv, ticket) = w.maria_opens("Visor com erro").await;
     w.cw.customer_sends_with_attachments(
         conv,
         "Segue a foto",
