@@ -90,6 +90,19 @@ timeout = "5s"
 }
 
 impl World {
+    /// Maria starts a conversation with `text`: the conversation and its
+    /// first ticket.
+    async fn maria_opens(&self, text: &str) -> (u64, u64) {
+        let maria = self.maria().await;
+        let conv = self
+            .cw
+            .customer_starts_conversation(maria, self.cw.default_inbox(), text)
+            .await
+            .unwrap()
+            .conversation_id;
+        (conv, self.ticket_of(conv, None).await)
+    }
+
     async fn maria(&self) -> u64 {
         self.cw
             .add_contact(NewContact {
@@ -143,13 +156,7 @@ impl World {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_itop_ticket_that_cannot_reopen_hands_over_to_a_new_one() {
     let w = world("reopen").await;
-    let maria = w.maria().await;
-    let conv =
-        w.cw.customer_starts_conversation(maria, w.cw.default_inbox(), "Impressora parada")
-            .await
-            .unwrap()
-            .conversation_id;
-    let first = w.ticket_of(conv, None).await;
+    let (conv, first) = w.maria_opens("Impressora parada").await;
     let helpdesk = w.app.targets.helpdesk("itop").unwrap();
     helpdesk
         .set_status(
@@ -205,13 +212,7 @@ async fn a_closed_itop_ticket_that_cannot_reopen_hands_over_to_a_new_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_reply_reaches_the_customer_whatever_the_ids() {
     let w = world("new_ticket").await;
-    let maria = w.maria().await;
-    let conv =
-        w.cw.customer_starts_conversation(maria, w.cw.default_inbox(), "VPN caiu")
-            .await
-            .unwrap()
-            .conversation_id;
-    let ticket = w.ticket_of(conv, None).await;
+    let (conv, ticket) = w.maria_opens("VPN caiu").await;
     let caller = w.itop.object("UserRequest", ticket).unwrap()["caller_id"].clone();
     assert_eq!(caller, json!("2"), "Maria asked for it");
     // The agent answers in iTop, through the REST account (User 2).
