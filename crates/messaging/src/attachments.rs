@@ -278,14 +278,36 @@ mod tests {
             refused.to_string().contains("not a public address"),
             "{refused}"
         );
-        // A name that resolves to loopback only is refused by the resolver.
-        let by_name = fetch(&http, &input("http://localhost:9/x"), 100, false)
-            .await
-            .unwrap_err();
+        // A name that resolves to loopback only is refused by the resolver:
+        // a server listening there is never connected to.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connected = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = connected.clone();
+        let server = tokio::spawn(async move {
+            if listener.accept().await.is_ok() {
+                seen.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+        let by_name = fetch(
+            &http,
+            &input(&format!("http://localhost:{port}/x")),
+            100,
+            false,
+        )
+        .await
+        .unwrap_err();
         assert!(
-            by_name.to_string().contains("http://localhost:9"),
+            by_name
+                .to_string()
+                .contains(&format!("http://localhost:{port}")),
             "{by_name}"
         );
+        assert!(
+            !connected.load(std::sync::atomic::Ordering::SeqCst),
+            "no connection was made"
+        );
+        server.abort();
     }
 
     #[test]
