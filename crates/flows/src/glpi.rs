@@ -576,7 +576,6 @@ fn contact_person(hit: &glpi::ContactHit) -> Person {
     }
 }
 
-/// "Maria da Silva" → (Some("Maria"), Some("da Silva")).
 /// The login of a user created for `person`: GLPI refuses any login but
 /// letters, digits, `'`, `@`, `.`, `-`, `_` and spaces, or an email address
 /// (`Auth::isValidLogin`), so a phone loses its `+` and separators and a name
@@ -586,7 +585,7 @@ fn new_user_login(person: &NewPerson) -> String {
         return email.trim().to_string();
     }
     if let Some(phone) = &person.phone {
-        let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
+        let digits = glpi::digits_only(phone);
         if !digits.is_empty() {
             return digits;
         }
@@ -604,6 +603,7 @@ fn new_user_login(person: &NewPerson) -> String {
     }
 }
 
+/// "Maria da Silva" → (Some("Maria"), Some("da Silva")).
 fn split_name(full: &str) -> (Option<String>, Option<String>) {
     let full = full.trim();
     match full.split_once(' ') {

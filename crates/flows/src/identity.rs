@@ -81,10 +81,9 @@ pub fn phone_search_forms(e164: &str) -> Vec<String> {
 
 /// True when two stored phone values are the same number (digits compared,
 /// tolerating a missing country code on one side, and a Brazilian mobile's
-/// missing ninth digit).
-pub fn same_phone(stored: &str, e164: &str) -> bool {
-    glpi::same_phone(stored, e164)
-}
+/// missing ninth digit): the GLPI client's comparison, which its searches
+/// already apply, for every target.
+pub use glpi::same_phone;
 
 /// What to do when a tax id matches no organisation.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
