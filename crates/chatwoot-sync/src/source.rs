@@ -232,10 +232,7 @@ impl SourceSync {
             return Ok(true);
         }
         let system = &self.links.chatwoot;
-        Ok(self
-            .store
-            .is_own_write(system, &format!("message:{}", message.id), BY_BRIDGE)
-            .await?
+        Ok(self.is_remembered_message(message.id).await?
             || self
                 .store
                 .is_own_write(
