@@ -104,14 +104,16 @@ fn sender_webhook(account: &Account, author: Author) -> Value {
         Author::Agent(id) => account
             .agents
             .get(&id)
-            .map(|a| json!({"id": a.id, "name": a.name, "email": a.email, "type": "user"}))
+            .map(user_webhook)
             .unwrap_or(Value::Null),
-        Author::TokenUser(_) => {
-            let user = &account.token_user;
-            json!({"id": user.id, "name": user.name, "email": user.email, "type": "user"})
-        }
+        Author::TokenUser(_) => user_webhook(&account.token_user),
         Author::None => Value::Null,
     }
+}
+
+/// A user as a webhook's `sender`.
+fn user_webhook(user: &Agent) -> Value {
+    json!({"id": user.id, "name": user.name, "email": user.email, "type": "user"})
 }
 
 fn sender_type(author: Author) -> (Value, Value) {
