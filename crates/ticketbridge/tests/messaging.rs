@@ -117,6 +117,17 @@ async fn settled(app: &TestApp, conversation: &str) {
     .unwrap();
 }
 
+/// The dead letters of the store.
+async fn dead_jobs(app: &TestApp) -> Vec<store::Job> {
+    app.store
+        .jobs(&JobFilter {
+            status: Some(JobStatus::Dead),
+            ..JobFilter::default()
+        })
+        .await
+        .unwrap()
+}
+
 /// The users asking for `ticket`.
 fn requester_ids(ticket: &sim::glpi::SimTicket) -> Vec<u64> {
     ticket
@@ -702,15 +713,7 @@ async fn a_burst_that_failed_is_retried_with_the_next_message() {
     });
     send(&app, message("conv-f", "f1", "minha impressora parou")).await;
     wait_for("the first flush to fail for good", DEADLINE, || async {
-        let dead = app
-            .store
-            .jobs(&JobFilter {
-                status: Some(JobStatus::Dead),
-                ..JobFilter::default()
-            })
-            .await
-            .unwrap();
-        (!dead.is_empty()).then_some(())
+        (!dead_jobs(&app).await.is_empty()).then_some(())
     })
     .await
     .unwrap();
@@ -883,14 +886,7 @@ async fn many_one_message_conversations_in_parallel_make_one_ticket_each() {
             "conversation {c} is in exactly one ticket"
         );
     }
-    let dead = app
-        .store
-        .jobs(&JobFilter {
-            status: Some(JobStatus::Dead),
-            ..JobFilter::default()
-        })
-        .await
-        .unwrap();
+    let dead = dead_jobs(&app).await;
     assert!(dead.is_empty(), "dead jobs: {dead:?}");
 }
 
