@@ -80,8 +80,17 @@ pub(crate) const INSERT_JOB: &str = concat!(insert_job!(), " RETURNING id");
 /// table, work the single writer does for every job it stores.
 pub(crate) const INSERT_JOB_PLAIN: &str = insert_job!();
 
-pub(crate) const DEBOUNCE_JOB: &str = "UPDATE jobs SET run_at = $1, payload = $2, updated_at = $3 \
+/// Debounce onto the newest pending job of unique key `$4`: new payload and
+/// `run_at`, except that a job waiting on a retry (backoff, `Retry-After`) is not
+/// moved earlier. The outer `status` condition matters on PostgreSQL: when the
+/// row was being claimed while this statement waited for its lock, only the
+/// outer conditions are checked again on the claimed row, and a running job's
+/// handler has already read its payload.
+pub(crate) const DEBOUNCE_JOB: &str = "UPDATE jobs SET \
+     run_at = CASE WHEN attempts > 0 AND run_at > $1 THEN run_at ELSE $1 END, \
+     payload = $2, updated_at = $3 \
      WHERE id = (SELECT MAX(id) FROM jobs WHERE unique_key = $4 AND status = 'pending') \
+     AND status = 'pending' \
      RETURNING id";
 
 /// Fence shared by every state change of a claimed job: the row is still running

@@ -60,6 +60,7 @@ conformance!(
     running_later_job_blocks_earlier_one_falling_due,
     release_does_not_count_the_attempt,
     unique_key_debounces_pending_job,
+    debounce_keeps_a_retry_waiting,
     dead_revive_purge,
     job_listing_and_counts,
     links_upsert_and_lookup,
@@ -729,6 +730,46 @@ async fn unique_key_debounces_pending_job(store: Store) {
         .map(|r| r.unwrap())
         .collect();
     assert_eq!(ids.len(), 1);
+}
+
+/// A job waiting on a retry (backoff or `Retry-After`) keeps its retry time when
+/// the same key is debounced with an earlier `run_at`: the new payload waits too.
+async fn debounce_keeps_a_retry_waiting(store: Store) {
+    let first = store
+        .enqueue(job("q", "sync:1", 1).unique_key("sync:1"))
+        .await
+        .unwrap();
+    let running = store.claim("q", "w", 60_000, 1).await.unwrap().remove(0);
+    assert_eq!(running.id, first);
+    let retry_at = now_ms() + 600_000;
+    assert!(
+        store
+            .retry_later(&running, retry_at, "429, Retry-After: 600")
+            .await
+            .unwrap()
+    );
+
+    // A change arrives: debounced onto the waiting job, which must still wait.
+    let second = store
+        .enqueue(job("q", "sync:1", 2).unique_key("sync:1"))
+        .await
+        .unwrap();
+    assert_eq!(second, first, "debounced onto the waiting job");
+    let stored = store.job(first).await.unwrap().unwrap();
+    assert_eq!(stored.payload, json!({"n": 2}));
+    assert_eq!(stored.run_at, retry_at, "the retry time is kept");
+    assert!(
+        store.claim("q", "w", 60_000, 1).await.unwrap().is_empty(),
+        "nothing is due before the retry time"
+    );
+
+    // A later run_at than the retry's still moves it later.
+    let later = retry_at + 60_000;
+    store
+        .enqueue(job("q", "sync:1", 3).run_at(later).unique_key("sync:1"))
+        .await
+        .unwrap();
+    assert_eq!(store.job(first).await.unwrap().unwrap().run_at, later);
 }
 
 async fn dead_revive_purge(store: Store) {
