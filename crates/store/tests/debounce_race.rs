@@ -42,8 +42,7 @@ async fn postgres_debounce_never_merges_into_a_job_being_claimed() {
         tokio::spawn(async move {
             store
                 .enqueue(
-                    NewJob::new("q", "flush", "chat:1", json!({"v": 2}))
-                        .unique_key("flush:chat:1"),
+                    NewJob::new("q", "flush", "chat:1", json!({"v": 2})).unique_key("flush:chat:1"),
                 )
                 .await
                 .unwrap()
@@ -60,7 +59,11 @@ async fn postgres_debounce_never_merges_into_a_job_being_claimed() {
 
     assert_ne!(second, first, "a running job is never debounced onto");
     let claimed = store.job(first).await.unwrap().unwrap();
-    assert_eq!(claimed.payload, json!({"v": 1}), "the running job's payload is kept");
+    assert_eq!(
+        claimed.payload,
+        json!({"v": 1}),
+        "the running job's payload is kept"
+    );
     let added = store.job(second).await.unwrap().unwrap();
     assert_eq!(added.payload, json!({"v": 2}));
 }

@@ -383,6 +383,50 @@ async fn an_idempotency_key_repeat_returns_the_same_ticket() {
 }
 
 #[tokio::test]
+async fn an_idempotency_key_reused_for_another_request_is_refused() {
+    let w = world().await;
+    let first =
+        json!({"requester": {"email": "maria@acme.com.br"}, "description": "Printer jammed"});
+    let (s1, a1) = w.post(KEY, &first, Some("call-9")).await;
+    assert_eq!(s1, StatusCode::CREATED, "{a1}");
+
+    // The same request serialised another way (key order, spacing) replays.
+    let reordered =
+        r#"{ "description" : "Printer jammed", "requester": {"email": "maria@acme.com.br"} }"#;
+    let resp = w
+        .app
+        .http
+        .post(w.app.url("/api/v1/tickets"))
+        .header("x-api-key", KEY)
+        .header("idempotency-key", "call-9")
+        .header("content-type", "application/json")
+        .body(reordered)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let replay: Value = resp.json().await.unwrap();
+    assert_eq!(replay["ticket_id"], a1["ticket_id"]);
+
+    // A second problem under the same key is not merged into the first ticket.
+    let second =
+        json!({"requester": {"email": "maria@acme.com.br"}, "description": "Monitor broken"});
+    let (s2, a2) = w.post(KEY, &second, Some("call-9")).await;
+    assert_eq!(s2, StatusCode::UNPROCESSABLE_ENTITY, "{a2}");
+    assert_eq!(a2["error"]["code"], "idempotency_key_reused", "{a2}");
+    assert_eq!(a2["error"]["request_id"], a1["request_id"], "{a2}");
+    assert!(
+        w.sim.tickets().iter().all(|t| t.name != "Monitor broken"),
+        "no ticket for the refused request"
+    );
+    // With a key of its own it is a ticket.
+    let (s3, a3) = w.post(KEY, &second, Some("call-9b")).await;
+    assert_eq!(s3, StatusCode::CREATED, "{a3}");
+    assert_eq!(w.ticket(&a3).name, "Monitor broken");
+    w.app.stop().await;
+}
+
+#[tokio::test]
 async fn a_slow_glpi_gets_202_then_the_status_becomes_created() {
     let w = world().await;
     // Warm the session so the latency hits the ticket creation.

@@ -359,7 +359,7 @@ pub struct ErrorDetail {
         (status = 404, description = "entity_not_found: the tax id matches no organisation (policy reject)", body = ErrorAnswer),
         (status = 413, description = "Body or an attachment too large", body = ErrorAnswer),
         (status = 415, description = "Not JSON", body = ErrorAnswer),
-        (status = 422, description = "A category or request type the target refuses", body = ErrorAnswer),
+        (status = 422, description = "A category or request type the target refuses, or an Idempotency-Key already used for a different request (`idempotency_key_reused`)", body = ErrorAnswer),
     ),
     security(("api_key" = []), ("bearer" = []))
 )]
@@ -420,6 +420,12 @@ async fn create(
         }
         None => format!("sha256:{}", hex::encode(Sha256::digest(&body))),
     };
+    // With an Idempotency-Key, what the request says is kept beside it, so a
+    // key reused for another request is refused rather than answered with the
+    // first one's ticket.
+    let fingerprint = dedupe_key
+        .starts_with("key:")
+        .then(|| request_fingerprint(&body));
 
     // What the cache knows settles most requests without a read; otherwise a
     // repeat answers from the stored outcome without checking again.
@@ -466,7 +472,7 @@ async fn create(
             source: source.name.clone(),
             dedupe_key,
             body: body.to_vec(),
-            headers: ingest::kept_headers(&headers, &KEPT_HEADERS),
+            headers: kept_headers(&headers, fingerprint.as_deref()),
             jobs: vec![job],
         },
     )
@@ -488,6 +494,9 @@ async fn create(
     let outcome = accepted?;
     let id = outcome.inbox_id();
     let replayed = outcome.is_duplicate();
+    if replayed && let Some(fingerprint) = &fingerprint {
+        refuse_reused_key(&state, id, fingerprint).await?;
+    }
     let current = if wait_mode {
         let left = source.settings.wait.saturating_sub(started.elapsed());
         api.intake
@@ -563,6 +572,57 @@ async fn create(
             .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     Ok(response)
+}
+
+/// Inbox header entry holding [`request_fingerprint`] of a keyed request.
+const FINGERPRINT_HEADER: &str = "ticketbridge-request-sha256";
+
+/// SHA-256 of the request's JSON with keys sorted and spaces dropped: a retry
+/// that serialises the same request differently still matches. (The body was
+/// validated as JSON already; an unparsable one is hashed as it is.)
+fn request_fingerprint(body: &[u8]) -> String {
+    let canonical = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|value| serde_json::to_vec(&value).ok());
+    hex::encode(Sha256::digest(canonical.as_deref().unwrap_or(body)))
+}
+
+fn kept_headers(headers: &HeaderMap, fingerprint: Option<&str>) -> serde_json::Value {
+    let mut kept = ingest::kept_headers(headers, &KEPT_HEADERS);
+    if let (Some(fingerprint), Some(map)) = (fingerprint, kept.as_object_mut()) {
+        map.insert(FINGERPRINT_HEADER.to_owned(), json!(fingerprint));
+    }
+    kept
+}
+
+/// 422 `idempotency_key_reused` when the stored request `id`, which had the
+/// same Idempotency-Key, said something else. Rows stored before fingerprints
+/// were kept are compared by their body while it is kept.
+async fn refuse_reused_key(state: &AppState, id: i64, fingerprint: &str) -> Result<(), Failure> {
+    let Some(first) = state.store.inbox(id).await.map_err(ApiError::from)? else {
+        return Ok(());
+    };
+    let stored = match first
+        .headers
+        .get(FINGERPRINT_HEADER)
+        .and_then(|v| v.as_str())
+    {
+        Some(stored) => stored.to_owned(),
+        None if !first.body.is_empty() => request_fingerprint(&first.body),
+        None => return Ok(()),
+    };
+    if stored == fingerprint {
+        return Ok(());
+    }
+    Err(Failure::Outcome {
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+        code: "idempotency_key_reused".into(),
+        message: format!(
+            "this Idempotency-Key was already used for a different request (request {id}); \
+             send each new request with a key of its own"
+        ),
+        request_id: Some(id),
+    })
 }
 
 /// Where a request stands.
