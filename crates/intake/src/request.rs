@@ -263,8 +263,7 @@ pub fn validate_value(value: &Value, rules: &Rules) -> Result<ValidRequest, Reje
                     }
                 }
             }
-            let given = |k: &str| r.get(k).is_some_and(|v| !v.is_null());
-            if !given("email") && !given("phone") {
+            if !given(r.get("email")) && !given(r.get("phone")) {
                 p.add("requester", "needs an email or a phone");
             }
         }
@@ -297,9 +296,9 @@ pub fn validate_value(value: &Value, rules: &Rules) -> Result<ValidRequest, Reje
                     );
                 }
             }
-            match o.get("entity_id") {
-                None | Some(Value::Null) => {}
-                Some(v) => match v.as_i64() {
+            match o.get("entity_id").filter(|v| given(Some(v))) {
+                None => {}
+                Some(v) => match whole_number(v) {
                     Some(id) if id >= 0 => entity_id = Some(id),
                     _ => p.add("organisation.entity_id", "must be an entity id (0 or more)"),
                 },
@@ -331,8 +330,8 @@ pub fn validate_value(value: &Value, rules: &Rules) -> Result<ValidRequest, Reje
     let title = optional_text(&mut p, root.get("title"), "title", MAX_TITLE);
 
     // category
-    let category = match root.get("category") {
-        None | Some(Value::Null) => None,
+    let category = match root.get("category").filter(|v| given(Some(v))) {
+        None => None,
         Some(Value::Number(n)) => match n.as_i64() {
             Some(id) if id > 0 => Some(CategoryRef::Id(id)),
             _ => {
@@ -354,8 +353,8 @@ pub fn validate_value(value: &Value, rules: &Rules) -> Result<ValidRequest, Reje
     };
 
     // urgency
-    let urgency = match root.get("urgency") {
-        None | Some(Value::Null) => None,
+    let urgency = match root.get("urgency").filter(|v| given(Some(v))) {
+        None => None,
         Some(Value::Number(n)) => match n.as_u64() {
             Some(level @ 1..=5) => u8::try_from(level).ok(),
             _ => {
@@ -380,13 +379,22 @@ pub fn validate_value(value: &Value, rules: &Rules) -> Result<ValidRequest, Reje
     };
 
     // type
-    let kind = match root.get("type") {
-        None | Some(Value::Null) => TicketKind::Incident,
+    let kind = match root.get("type").filter(|v| given(Some(v))) {
+        None => TicketKind::Incident,
         Some(Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
             "incident" | "1" => TicketKind::Incident,
             "request" | "2" => TicketKind::Request,
             _ => {
                 p.add("type", "must be incident or request");
+                TicketKind::Incident
+            }
+        },
+        // GLPI's own numbers: 1 incident, 2 request.
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(1) => TicketKind::Incident,
+            Some(2) => TicketKind::Request,
+            _ => {
+                p.add("type", "must be incident or request (or GLPI's 1 or 2)");
                 TicketKind::Incident
             }
         },
@@ -398,8 +406,8 @@ pub fn validate_value(value: &Value, rules: &Rules) -> Result<ValidRequest, Reje
 
     // extra
     let mut extra = Vec::new();
-    match root.get("extra") {
-        None | Some(Value::Null) => {}
+    match root.get("extra").filter(|v| given(Some(v))) {
+        None => {}
         Some(Value::Object(map)) => {
             if map.len() > MAX_EXTRA_FIELDS {
                 p.add("extra", format!("at most {MAX_EXTRA_FIELDS} fields"));
@@ -481,7 +489,8 @@ fn optional_text(
         Some(Value::String(s)) => {
             let s = s.trim();
             if s.is_empty() {
-                p.add(field, "must not be empty (leave it out instead)");
+                // Form builders, n8n and voice tools send "" for what the
+                // caller did not give: the same as leaving the field out.
                 None
             } else if s.chars().count() > max {
                 p.add(field, format!("must be at most {max} characters"));
@@ -520,7 +529,7 @@ fn attachment(p: &mut Problems, i: usize, item: &Value, rules: &Rules) -> Option
         return None;
     };
     let filename = optional_text(p, obj.get("filename"), &at("filename"), 255);
-    if obj.get("filename").is_none() {
+    if !given(obj.get("filename")) {
         p.add(at("filename"), "is required");
     }
     if let Some(f) = &filename
@@ -528,14 +537,24 @@ fn attachment(p: &mut Problems, i: usize, item: &Value, rules: &Rules) -> Option
     {
         p.add(at("filename"), "must be a plain file name");
     }
-    let mime = optional_text(p, obj.get("mime"), &at("mime"), 255);
+    // A browser's FileReader.readAsDataURL gives `data:image/png;base64,…`:
+    // the type comes with it when `mime` is left out.
+    let (data_uri_mime, encoded) = match obj.get("content_base64") {
+        Some(Value::String(s)) => match split_data_uri(s) {
+            Some((mime, data)) => (mime, Some(data)),
+            None => (None, Some(s.as_str())),
+        },
+        _ => (None, None),
+    };
+    let mime = optional_text(p, obj.get("mime"), &at("mime"), 255).or(data_uri_mime);
     match &mime {
-        None if obj.get("mime").is_none() => p.add(at("mime"), "is required"),
+        None if !given(obj.get("mime")) => p.add(at("mime"), "is required"),
         Some(m) if !valid_mime(m) => p.add(at("mime"), "must be a MIME type such as image/png"),
         _ => {}
     }
     let content = match obj.get("content_base64") {
-        Some(Value::String(s)) => {
+        Some(Value::String(_)) => {
+            let s = encoded.unwrap_or_default();
             // Worst-case decoded size from the text length, checked before
             // decoding so a huge string costs nothing.
             let estimate = s.len() / 4 * 3;
@@ -593,6 +612,38 @@ fn attachment(p: &mut Problems, i: usize, item: &Value, rules: &Rules) -> Option
         mime: mime?,
         bytes: content?,
     })
+}
+
+/// A value given, as opposed to left out: not missing, not `null`, not a blank
+/// string (what form builders, n8n and voice tools send for "not given").
+fn given(value: Option<&Value>) -> bool {
+    match value {
+        None | Some(Value::Null) => false,
+        Some(Value::String(s)) => !s.trim().is_empty(),
+        Some(_) => true,
+    }
+}
+
+/// A whole number given as a JSON number or as digits in a string (`"3"`).
+fn whole_number(value: &Value) -> Option<i64> {
+    match value {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// `data:[<type>][;params];base64,<data>` → (the type, if one, and the data).
+fn split_data_uri(text: &str) -> Option<(Option<String>, &str)> {
+    let rest = text.trim_start().strip_prefix("data:")?;
+    let (header, data) = rest.split_once(',')?;
+    let header = header.strip_suffix(";base64")?;
+    let mime = header
+        .split(';')
+        .next()
+        .map(str::trim)
+        .filter(|m| !m.is_empty());
+    Some((mime.map(str::to_owned), data))
 }
 
 /// The padding a base64 text without its `=` needs.
@@ -745,6 +796,59 @@ mod tests {
             );
         }
         assert!(matches!(err, Rejection::Invalid(_)));
+    }
+
+    #[test]
+    fn what_form_builders_and_voice_tools_send_is_understood() {
+        // Blank strings for what the caller did not give, numbers as strings and
+        // the other way round, a file read with readAsDataURL.
+        let r = check(json!({
+            "requester": {"name": "", "email": "", "phone": "11987654321"},
+            "organisation": {"tax_id": "", "entity_id": "3"},
+            "title": " ",
+            "description": "Printer jammed",
+            "category": "",
+            "urgency": "",
+            "type": 2,
+            "extra": "",
+            "attachments": [{"filename": "a.png", "content_base64": "data:image/png;base64,aGVsbG8="}]
+        }))
+        .unwrap();
+        assert_eq!(r.name, None);
+        assert_eq!(r.email, None);
+        assert_eq!(r.phone.as_deref(), Some("+5511987654321"));
+        assert_eq!((r.tax_id, r.entity_id), (None, Some(3)));
+        assert_eq!(r.title, "Printer jammed");
+        assert_eq!((r.category, r.urgency), (None, None));
+        assert_eq!(r.kind, TicketKind::Request);
+        assert_eq!(r.attachments.len(), 1);
+        assert_eq!(r.attachments[0].mime, "image/png");
+        assert_eq!(r.attachments[0].bytes, b"hello");
+
+        // A given `mime` wins over the data URI's; blank still counts as missing
+        // where a value is required.
+        let r = check(json!({
+            "requester": {"email": "a@b.co"},
+            "description": "x",
+            "attachments": [{"filename": "a.txt", "mime": "text/plain", "content_base64": "data:application/octet-stream;base64,aGk="}]
+        }))
+        .unwrap();
+        assert_eq!(r.attachments[0].mime, "text/plain");
+        let err = check(json!({
+            "requester": {"email": "", "phone": ""},
+            "description": "x",
+            "attachments": [{"filename": "", "mime": "", "content_base64": "aGk="}]
+        }))
+        .unwrap_err();
+        let fields: Vec<&str> = err.fields().iter().map(|f| f.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "requester",
+                "attachments[0].filename",
+                "attachments[0].mime"
+            ]
+        );
     }
 
     #[test]
