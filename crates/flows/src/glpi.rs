@@ -1,8 +1,10 @@
 //! [`Helpdesk`] over a GLPI server, through the `glpi` client crate.
 
+use crate::files;
 use crate::helpdesk::{
-    Followup, Helpdesk, HelpdeskError, HelpdeskResult, NewFollowup, NewPerson, NewTicket,
-    Organisation, Person, PersonKind, PersonQuery, Requester, Ticket, TicketKind, TicketStatus,
+    Attachment, Followup, Helpdesk, HelpdeskError, HelpdeskResult, NewFollowup, NewPerson,
+    NewTicket, Organisation, Person, PersonKind, PersonQuery, Requester, Ticket, TicketKind,
+    TicketStatus,
 };
 use crate::identity::{same_phone, tax_id_digits};
 use async_trait::async_trait;
@@ -153,20 +155,37 @@ impl GlpiHelpdesk {
     }
 
     /// Uploads the ticket's attachments as documents linked to it.
-    async fn upload_attachments(&self, ticket_id: i64, ticket: &NewTicket) -> HelpdeskResult<()> {
-        for attachment in &ticket.attachments {
-            self.client
-                .upload_document(&glpi::Upload {
-                    file_name: attachment.filename.clone(),
-                    mime: attachment.mime.clone(),
-                    data: attachment.bytes.clone().into(),
-                    name: Some(attachment.filename.clone()),
-                    link: Some(glpi::ItemLink::ticket(ticket_id)),
-                })
-                .await
-                .map_err(|e| self.error(e))?;
+    /// Add `attachments` to `link` (the ticket `ticket_id` or one of its
+    /// followups), which exists already: a file that cannot be added is named
+    /// in a private followup instead of failing the write (see [`files`]).
+    async fn upload_attachments(
+        &self,
+        ticket_id: i64,
+        attachments: &[Attachment],
+        link: glpi::ItemLink,
+    ) {
+        let missing = files::attach_each(attachments, |attachment| {
+            let link = link.clone();
+            async move {
+                self.client
+                    .upload_document(&glpi::Upload {
+                        file_name: attachment.filename.clone(),
+                        mime: attachment.mime.clone(),
+                        data: attachment.bytes.clone().into(),
+                        name: Some(attachment.filename.clone()),
+                        link: Some(link),
+                    })
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| self.error(e))
+            }
+        })
+        .await;
+        if let Some(note) = files::missing_files_note(&missing)
+            && let Err(error) = self.add_followup(ticket_id, &note).await
+        {
+            tracing::warn!(ticket = ticket_id, %error, "the note about files not attached was not added");
         }
-        Ok(())
     }
 }
 
@@ -387,7 +406,12 @@ impl Helpdesk for GlpiHelpdesk {
             .create_ticket(&input)
             .await
             .map_err(|e| self.error(e))?;
-        self.upload_attachments(created.id, ticket).await?;
+        self.upload_attachments(
+            created.id,
+            &ticket.attachments,
+            glpi::ItemLink::ticket(created.id),
+        )
+        .await;
         Ok(Ticket {
             id: created.id,
             title: created.name.clone(),
@@ -405,7 +429,8 @@ impl Helpdesk for GlpiHelpdesk {
             .create_ticket_id(&input)
             .await
             .map_err(|e| self.error(e))?;
-        self.upload_attachments(id, ticket).await?;
+        self.upload_attachments(id, &ticket.attachments, glpi::ItemLink::ticket(id))
+            .await;
         Ok(id)
     }
 
@@ -473,17 +498,9 @@ impl Helpdesk for GlpiHelpdesk {
             })
             .await
             .map_err(|e| self.error(e))?;
-        for attachment in &followup.attachments {
-            self.client
-                .upload_document(&glpi::Upload {
-                    file_name: attachment.filename.clone(),
-                    mime: attachment.mime.clone(),
-                    data: attachment.bytes.clone().into(),
-                    name: Some(attachment.filename.clone()),
-                    link: Some(glpi::ItemLink::followup(id)),
-                })
-                .await
-                .map_err(|e| self.error(e))?;
+        if !followup.attachments.is_empty() {
+            self.upload_attachments(ticket, &followup.attachments, glpi::ItemLink::followup(id))
+                .await;
         }
         Ok(id)
     }

@@ -7,9 +7,10 @@
 //! created ticket is a last paragraph of its description, found again with
 //! `description LIKE`.
 
+use crate::files;
 use crate::helpdesk::{
-    Followup, Helpdesk, HelpdeskError, HelpdeskResult, NewFollowup, NewPerson, NewTicket,
-    Organisation, Person, PersonKind, PersonQuery, Requester, Ticket, TicketStatus,
+    Attachment, Followup, Helpdesk, HelpdeskError, HelpdeskResult, NewFollowup, NewPerson,
+    NewTicket, Organisation, Person, PersonKind, PersonQuery, Requester, Ticket, TicketStatus,
 };
 use crate::identity::{same_phone, tax_id_digits};
 use async_trait::async_trait;
@@ -182,6 +183,35 @@ impl ItopHelpdesk {
 
     fn error(&self, err: ItopError) -> HelpdeskError {
         itop_error(&self.name, err)
+    }
+
+    /// Attach `files` to ticket `id` (of organisation `org`), which exists
+    /// already: a file that cannot be added is named in a private log entry
+    /// instead of failing the write (see [`files`]).
+    async fn attach(&self, id: u64, org: u64, attachments: &[Attachment]) {
+        let missing = files::attach_each(attachments, |attachment| async move {
+            self.client
+                .create_attachment(
+                    &NewAttachment {
+                        item_class: "UserRequest".into(),
+                        item_id: id,
+                        item_org_id: org,
+                        filename: attachment.filename.clone(),
+                        mimetype: attachment.mime.clone(),
+                        data: attachment.bytes.clone(),
+                    },
+                    COMMENT,
+                )
+                .await
+                .map(|_| ())
+                .map_err(|e| self.error(e))
+        })
+        .await;
+        if let Some(note) = files::missing_files_note(&missing)
+            && let Err(error) = self.add_followup(to_i64(id), &note).await
+        {
+            tracing::warn!(ticket = id, %error, "the note about files not attached was not added");
+        }
     }
 
     fn refused(&self, reason: impl Into<String>) -> HelpdeskError {
@@ -423,22 +453,7 @@ impl Helpdesk for ItopHelpdesk {
             .create_user_request(&new, COMMENT)
             .await
             .map_err(|e| self.error(e))?;
-        for attachment in &ticket.attachments {
-            self.client
-                .create_attachment(
-                    &NewAttachment {
-                        item_class: "UserRequest".into(),
-                        item_id: created.id,
-                        item_org_id: org,
-                        filename: attachment.filename.clone(),
-                        mimetype: attachment.mime.clone(),
-                        data: attachment.bytes.clone(),
-                    },
-                    COMMENT,
-                )
-                .await
-                .map_err(|e| self.error(e))?;
-        }
+        self.attach(created.id, org, &ticket.attachments).await;
         Ok(Ticket {
             id: to_i64(created.id),
             title: created.title.clone(),
@@ -510,22 +525,7 @@ impl Helpdesk for ItopHelpdesk {
                 .map_err(|e| self.error(e))?
                 .and_then(|t| t.org_id)
                 .unwrap_or(0);
-            for attachment in &followup.attachments {
-                self.client
-                    .create_attachment(
-                        &NewAttachment {
-                            item_class: "UserRequest".into(),
-                            item_id: id,
-                            item_org_id: org,
-                            filename: attachment.filename.clone(),
-                            mimetype: attachment.mime.clone(),
-                            data: attachment.bytes.clone(),
-                        },
-                        COMMENT,
-                    )
-                    .await
-                    .map_err(|e| self.error(e))?;
-            }
+            self.attach(id, org, &followup.attachments).await;
         }
         let entries = self
             .client

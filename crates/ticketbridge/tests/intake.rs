@@ -383,6 +383,48 @@ async fn an_idempotency_key_repeat_returns_the_same_ticket() {
 }
 
 #[tokio::test]
+async fn a_file_glpi_refuses_leaves_the_ticket_created_and_a_note_for_technicians() {
+    let w = world().await;
+    // GLPI refuses `.log` files (not an allowed document type) once the ticket
+    // exists; the other file must still be attached, and the caller told the
+    // ticket number, not a failure.
+    let (status, answer) = w
+        .post(
+            KEY,
+            &json!({
+                "requester": {"email": "maria@acme.com.br"},
+                "description": "Printer log attached",
+                "attachments": [
+                    {"filename": "printer.log", "mime": "text/plain", "content_base64": "bG9n"},
+                    {"filename": "photo.txt", "mime": "text/plain", "content_base64": "aGVsbG8="}
+                ]
+            }),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let t = w.ticket(&answer);
+    assert_eq!(t.name, "Printer log attached");
+    let attached: Vec<_> = w
+        .sim
+        .documents()
+        .into_iter()
+        .filter(|d| d.linked_to.contains(&("Ticket".to_string(), t.id)))
+        .filter_map(|d| d.filename)
+        .collect();
+    assert_eq!(attached, ["photo.txt"]);
+    let notes = w.sim.followups(t.id);
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(notes[0].is_private);
+    assert!(
+        notes[0].content.contains("printer.log") && notes[0].content.contains("not found"),
+        "{}",
+        notes[0].content
+    );
+    w.app.stop().await;
+}
+
+#[tokio::test]
 async fn an_idempotency_key_reused_for_another_request_is_refused() {
     let w = world().await;
     let first =

@@ -238,7 +238,9 @@ async fn duplicate_message_ids_are_merged_once() {
 async fn a_restart_during_the_window_still_makes_exactly_one_ticket() {
     let sim = GlpiSim::start(SimConfig::default()).await.unwrap();
     let (store, _dir) = store::testing::fresh_sqlite().await;
-    let cfg = config(&sim, "merge_window = 1500");
+    // A window long enough that a slow send on a loaded machine does not close
+    // it between two of the three messages.
+    let cfg = config(&sim, "merge_window = 4000");
     let app = TestApp::spawn(cfg.clone(), store.clone()).await.unwrap();
     for i in 0..3 {
         send(
