@@ -346,10 +346,10 @@ impl Helpdesk for GlpiHelpdesk {
         match person.kind {
             PersonKind::User => {
                 let login = new_user_login(person);
-                let id = self
+                let created = self
                     .client
                     .create_user(&glpi::NewUser {
-                        login,
+                        login: login.clone(),
                         realname: realname.clone(),
                         firstname: firstname.clone(),
                         mobile: person.phone.clone(),
@@ -358,8 +358,26 @@ impl Helpdesk for GlpiHelpdesk {
                         entity_id: person.organisation,
                         ..Default::default()
                     })
-                    .await
-                    .map_err(|e| self.error(e))?;
+                    .await;
+                let id = match created {
+                    Ok(id) => id,
+                    // The login is taken: an account without this email or phone
+                    // (SSO, LDAP, made by hand), or one a concurrent request made
+                    // a moment ago. GLPI's answer is translated, so the login is
+                    // looked up rather than the message read.
+                    Err(error) if !error.is_retryable() => {
+                        match self
+                            .client
+                            .find_user_by_login(&login)
+                            .await
+                            .map_err(|e| self.error(e))?
+                        {
+                            Some(existing) => existing.id,
+                            None => return Err(self.error(error)),
+                        }
+                    }
+                    Err(error) => return Err(self.error(error)),
+                };
                 Ok(Person {
                     id,
                     kind: PersonKind::User,

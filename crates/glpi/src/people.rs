@@ -240,6 +240,25 @@ impl GlpiClient {
             .collect())
     }
 
+    /// The user whose login is `login` (compared without case, as GLPI's
+    /// unique-login check does), if the session can see one. Logins are
+    /// reserved even for users without an email, so this is how to find the
+    /// account a refused "the user already exists" creation meant.
+    pub async fn find_user_by_login(&self, login: &str) -> Result<Option<UserHit>, GlpiError> {
+        let login = login.trim();
+        if login.is_empty() {
+            return Ok(None);
+        }
+        let query = SearchQuery::new("User")
+            .and(user_field::LOGIN, SearchType::Contains, login.to_owned())
+            .display(&[user_field::LOGIN, user_field::EMAIL]);
+        let rows = self.search_rows(&query, PHONE_ROWS).await?;
+        Ok(rows
+            .iter()
+            .filter_map(UserHit::from_row)
+            .find(|u| u.login.eq_ignore_ascii_case(login)))
+    }
+
     /// Users whose phone, phone 2 or mobile is this number (digits compared, so
     /// `+55 11 3333-4444` matches `1133334444`).
     pub async fn find_users_by_phone(&self, phone: &str) -> Result<Vec<UserHit>, GlpiError> {

@@ -425,6 +425,42 @@ async fn a_file_glpi_refuses_leaves_the_ticket_created_and_a_note_for_technician
 }
 
 #[tokio::test]
+async fn a_requester_whose_login_is_taken_is_that_account() {
+    let w = world().await;
+    // An account made by SSO or by hand: its login is the address, but GLPI
+    // holds no email for it, so the email search cannot find it.
+    let ana = w.sim.add_user(NewUser {
+        login: "ana@acme.com.br".into(),
+        entities_id: w.entity,
+        ..NewUser::default()
+    });
+    let users_before = w.sim.users().len();
+    let (status, answer) = w
+        .post(
+            KEY,
+            &json!({"requester": {"name": "Ana", "email": "ana@acme.com.br"}, "description": "VPN down"}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    assert_eq!(requester_of(&w.ticket(&answer)), [(ana, String::new())]);
+    assert_eq!(w.sim.users().len(), users_before, "no second account");
+
+    // Two first requests of a new person at the same moment: both are tickets,
+    // of one new account.
+    let body =
+        |d: &str| json!({"requester": {"email": "new.person@acme.com.br"}, "description": d});
+    let (first, second) = (body("First problem"), body("Second problem"));
+    let (a, b) = tokio::join!(w.post(KEY, &first, None), w.post(KEY, &second, None));
+    assert_eq!(a.0, StatusCode::CREATED, "{}", a.1);
+    assert_eq!(b.0, StatusCode::CREATED, "{}", b.1);
+    assert_eq!(w.sim.users().len(), users_before + 1);
+    let (ra, rb) = (requester_of(&w.ticket(&a.1)), requester_of(&w.ticket(&b.1)));
+    assert_eq!(ra, rb, "one account for both");
+    w.app.stop().await;
+}
+
+#[tokio::test]
 async fn an_idempotency_key_reused_for_another_request_is_refused() {
     let w = world().await;
     let first =
