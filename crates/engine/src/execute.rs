@@ -218,17 +218,43 @@ async fn run_handler(
     }
 }
 
-/// Extends the job's lease every third of it; returns when the lease is lost.
+/// Extends the job's lease every third of it; returns when the lease is lost:
+/// the store says another worker has the job, or the lease could not be
+/// extended (store unreachable) and is about to run out. Another process may
+/// take the job from then on, so the handler must have stopped by then; the
+/// last tenth of the lease is the margin for the clocks of the two processes.
 async fn keep_leased(inner: &Arc<Inner>, job: &Job) {
-    let lease_ms = duration_ms(inner.config.lease);
-    let beat = (inner.config.lease / 3).max(Duration::from_millis(10));
-    let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + beat, beat);
+    let lease = inner.config.lease;
+    let lease_ms = duration_ms(lease);
+    let margin = lease / 10;
+    let beat = (lease / 3).max(Duration::from_millis(10));
+    let now = tokio::time::Instant::now();
+    // Until the claim's own lease ends (it was taken a moment ago).
+    let left = match job.locked_until {
+        Some(until) => {
+            Duration::from_millis(u64::try_from(until.saturating_sub(now_ms())).unwrap_or(0))
+        }
+        None => lease,
+    };
+    let mut held_until = now + left.saturating_sub(margin);
+    let mut heartbeat = tokio::time::interval_at(now + beat, beat);
     loop {
-        heartbeat.tick().await;
-        match inner.store.extend_lease(job, lease_ms).await {
-            Ok(true) => {}
-            Ok(false) => return,
-            Err(error) => tracing::warn!(job = job.id, %error, "extending lease failed"),
+        tokio::select! {
+            _ = heartbeat.tick() => {}
+            () = tokio::time::sleep_until(held_until) => {
+                tracing::warn!(job = job.id, "lease not extended in time (store unreachable)");
+                return;
+            }
+        }
+        let sent = tokio::time::Instant::now();
+        match tokio::time::timeout_at(held_until, inner.store.extend_lease(job, lease_ms)).await {
+            Ok(Ok(true)) => held_until = sent + lease.saturating_sub(margin),
+            Ok(Ok(false)) => return,
+            Ok(Err(error)) => tracing::warn!(job = job.id, %error, "extending lease failed"),
+            Err(_) => {
+                tracing::warn!(job = job.id, "lease not extended in time (store too slow)");
+                return;
+            }
         }
     }
 }

@@ -54,6 +54,7 @@ on_both_backends!(
     panicking_handler_is_retried,
     crashed_worker_job_is_taken_again,
     shutdown_releases_in_flight_jobs,
+    a_handler_stops_before_its_lease_can_run_out_when_the_store_is_unreachable,
     delayed_job_runs_at_its_time,
     a_job_claimed_at_accept_runs_in_a_reserved_slot,
     a_handler_that_gives_its_slot_back_lets_the_next_job_start,
@@ -424,6 +425,99 @@ async fn shutdown_releases_in_flight_jobs(db: Database) {
         (job.status, job.attempts, job.locked_by),
         (JobStatus::Pending, 0, None)
     );
+}
+
+/// Make every update of `jobs` fail from now on, as if the store were
+/// unreachable for writes (reads still work, so the test can look).
+async fn refuse_job_updates(db: &Database) {
+    use sqlx::Connection;
+    if db.url.starts_with("sqlite") {
+        let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+        sqlx::query(
+            "CREATE TRIGGER refuse_updates BEFORE UPDATE ON jobs \
+             BEGIN SELECT RAISE(ABORT, 'store unreachable'); END",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    } else {
+        let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+        for statement in [
+            "CREATE FUNCTION refuse_update() RETURNS trigger AS $$ \
+             BEGIN RAISE EXCEPTION 'store unreachable'; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER refuse_updates BEFORE UPDATE ON jobs \
+             FOR EACH ROW EXECUTE FUNCTION refuse_update()",
+        ] {
+            sqlx::query(statement).execute(&mut conn).await.unwrap();
+        }
+    }
+}
+
+/// Once the lease cannot be extended, another process may take the job when
+/// it runs out: the handler must have stopped before that moment.
+async fn a_handler_stops_before_its_lease_can_run_out_when_the_store_is_unreachable(db: Database) {
+    struct StopsAt(Arc<Mutex<Option<i64>>>);
+    impl Drop for StopsAt {
+        fn drop(&mut self) {
+            *self.0.lock().unwrap() = Some(now_ms());
+        }
+    }
+    let store = open(&db).await;
+    let mut engine = Engine::new(
+        store.clone(),
+        EngineConfig {
+            lease: Duration::from_secs(1),
+            ..config("w")
+        },
+    );
+    let started = Arc::new(tokio::sync::Notify::new());
+    let stopped_at = Arc::new(Mutex::new(None));
+    let (signal, stops) = (started.clone(), stopped_at.clone());
+    engine.register(
+        "slow",
+        handler_fn(move |_job| {
+            let (signal, guard) = (signal.clone(), StopsAt(stops.clone()));
+            async move {
+                let _guard = guard;
+                signal.notify_one();
+                std::future::pending::<()>().await;
+                Ok(())
+            }
+        }),
+    );
+    let id = engine
+        .enqueue(NewJob::new("glpi", "slow", "k", json!({})))
+        .await
+        .unwrap();
+    let token = CancellationToken::new();
+    let run = tokio::spawn({
+        let (engine, token) = (engine.clone(), token.clone());
+        async move { engine.run(token).await }
+    });
+    tokio::time::timeout(Duration::from_secs(20), started.notified())
+        .await
+        .unwrap();
+    refuse_job_updates(&db).await;
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let stopped = loop {
+        if let Some(at) = *stopped_at.lock().unwrap() {
+            break at;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the handler still runs with a lease it cannot extend"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let job = store.job(id).await.unwrap().unwrap();
+    let lease_end = job.locked_until.unwrap();
+    assert!(
+        stopped < lease_end,
+        "stopped at {stopped}, after the lease ran out at {lease_end}"
+    );
+    token.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), run).await;
 }
 
 async fn delayed_job_runs_at_its_time(db: Database) {
