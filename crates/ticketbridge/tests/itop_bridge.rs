@@ -646,6 +646,44 @@ async fn out_of_order_and_lost_create_still_mirror_once() {
     w.stop().await;
 }
 
+/// Internal tickets mirroring external ticket `e` (by the bridge's marker).
+fn mirrors_of(w: &World, e: u64) -> Vec<u64> {
+    let marker = format!("[ticketbridge:bridge:{e}]");
+    w.int
+        .ids("UserRequest")
+        .into_iter()
+        .filter(|id| field(&w.int, "UserRequest", *id, "description").contains(&marker))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_lost_create_webhook_is_repaired_by_the_reconciler_once() {
+    let (store, dir) = store::testing::fresh_sqlite().await;
+    let w = world_on(store, Some(dir), "300ms").await;
+    // Every webhook is lost, and nothing else ever mentions the ticket.
+    w.relay.dropping.store(true, Ordering::SeqCst);
+    let e = w.human_creates_external_ticket("Never announced").await;
+    w.relay.dropping.store(false, Ordering::SeqCst);
+    wait_for("the reconciler mirrors it", DEADLINE, || async {
+        w.internal_of(e).map(|_| ())
+    })
+    .await
+    .unwrap();
+    // Several more rounds (and the overlap re-finding it) add nothing.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    w.settle().await;
+    let mirrors = mirrors_of(&w, e);
+    assert_eq!(mirrors.len(), 1, "{mirrors:?}");
+    assert_eq!(
+        field(&w.int, "UserRequest", mirrors[0], "title"),
+        "Never announced"
+    );
+    assert_eq!(field(&w.int, "UserRequest", mirrors[0], "org_id"), "3");
+    let audit = w.app.store.audit_entries(500).await.unwrap();
+    assert!(audit.iter().any(|a| a.action == "unlinked_ticket_found"));
+    w.stop().await;
+}
+
 #[tokio::test]
 async fn a_side_down_is_retried_and_lost_webhooks_are_reconciled() {
     let (store, dir) = store::testing::fresh_sqlite().await;
