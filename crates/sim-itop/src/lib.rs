@@ -98,6 +98,8 @@ impl ItopSim {
         });
         let app = Router::new()
             .route("/webservices/rest.php", any(server::rest))
+            // The size limit is PHP's (post_max_size), applied by the handler.
+            .layer(axum::extract::DefaultBodyLimit::disable())
             .with_state(Arc::clone(&shared));
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", shared.config.port)).await?;
         let addr = listener.local_addr()?;

@@ -324,7 +324,9 @@ pub async fn rest(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
-    let form: Vec<(String, String)> = if is_form {
+    // PHP drops a body over post_max_size (with a warning in its log) and
+    // runs the script with an empty $_POST.
+    let form: Vec<(String, String)> = if is_form && body.len() <= shared.config.post_max_size {
         serde_urlencoded::from_bytes(&body).unwrap_or_default()
     } else {
         Vec::new()
