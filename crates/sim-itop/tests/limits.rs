@@ -38,7 +38,10 @@ async fn a_body_over_post_max_size_loses_every_form_field() {
     // Basic auth (a header) still logs in; then `version` is missing.
     let r = post(&sim.base_url(), &large, true).await;
     assert_eq!(r["code"], 2, "{r}");
-    assert_eq!(r["message"], "Error: Missing parameter 'version' (e.g. '1.0')");
+    assert_eq!(
+        r["message"],
+        "Error: Missing parameter 'version' (e.g. '1.0')"
+    );
     // Form auth fields are lost with the rest: the login fails first.
     let mut with_form_login = large.clone();
     with_form_login.push(("auth_user", REST_LOGIN.to_string()));

@@ -86,13 +86,25 @@ struct World {
 }
 
 async fn world_on(store: Store, dir: Option<tempfile::TempDir>, reconcile: &str) -> World {
+    world_with(store, dir, reconcile, |_| {}).await
+}
+
+/// A world whose two simulated iTops are configured by `configure` too.
+async fn world_with(
+    store: Store,
+    dir: Option<tempfile::TempDir>,
+    reconcile: &str,
+    configure: impl Fn(&mut ItopSimConfig),
+) -> World {
     let (relay, relay_url) = start_relay().await;
     let sim_config = |sinks| {
-        ItopSimConfig {
+        let mut config = ItopSimConfig {
             synchronous_webhooks: true,
             ..ItopSimConfig::default()
         }
-        .with_webhooks(sinks)
+        .with_webhooks(sinks);
+        configure(&mut config);
+        config
     };
     let ext = ItopSim::start(sim_config(WebhookSink::seed_external(
         &format!("{relay_url}/external"),
@@ -235,6 +247,18 @@ impl World {
         let r = sim.perform_as("admin", op.clone()).await;
         assert_eq!(r["code"], 0, "{op} -> {r}");
         self.settle().await;
+    }
+
+    async fn dead_letters(&self) -> Vec<store::Job> {
+        self.app
+            .store
+            .jobs(&store::JobFilter {
+                status: Some(store::JobStatus::Dead),
+                limit: Some(100),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
     }
 
     /// UI-style attachment upload: create, then the form save updates it
@@ -681,6 +705,56 @@ async fn a_lost_create_webhook_is_repaired_by_the_reconciler_once() {
     assert_eq!(field(&w.int, "UserRequest", mirrors[0], "org_id"), "3");
     let audit = w.app.store.audit_entries(500).await.unwrap();
     assert!(audit.iter().any(|a| a.action == "unlinked_ticket_found"));
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn a_file_refused_for_good_does_not_stop_the_other_files_or_the_status() {
+    let (store, dir) = store::testing::fresh_sqlite().await;
+    // PHP's post_max_size at 16 KiB: a larger request reaches iTop without
+    // its form fields (code 2, not worth retrying).
+    let w = world_with(store, Some(dir), "1h", |c| c.post_max_size = 16 * 1024).await;
+    let (e, i) = w.mirrored("Big file").await;
+    w.upload(&w.ext, e, "big.log", &vec![b'x'; 64 * 1024]).await;
+    w.upload(&w.ext, e, "small.txt", b"small").await;
+    let files = w.int.attachments("UserRequest", i);
+    assert_eq!(
+        files
+            .iter()
+            .map(|f| f.filename.as_str())
+            .collect::<Vec<_>>(),
+        vec!["small.txt"]
+    );
+    w.act(
+        &w.ext,
+        stimulus(e, "ev_assign", json!({"team_id":37,"agent_id":7})),
+    )
+    .await;
+    assert_eq!(field(&w.int, "UserRequest", i, "status"), "assigned");
+    assert_eq!(field(&w.int, "UserRequest", i, "agent_id"), "9");
+    let audit = w.app.store.audit_entries(500).await.unwrap();
+    let refused: Vec<_> = audit
+        .iter()
+        .filter(|a| a.action == "item_refused")
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(
+        refused[0].detail["error"]
+            .as_str()
+            .unwrap()
+            .contains("code 2")
+    );
+    // The refusal is noted: the next run does not send the file again.
+    let creates = w.int.calls("core/create");
+    w.post(
+        "/api/v1/update-ticket",
+        KEY,
+        json!({"class":"UserRequest","id":e.to_string()}),
+    )
+    .await;
+    w.settle().await;
+    assert_eq!(w.int.calls("core/create"), creates);
+    assert!(w.dead_letters().await.is_empty());
     w.stop().await;
 }
 
