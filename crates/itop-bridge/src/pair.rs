@@ -803,22 +803,31 @@ impl PairSync<'_> {
         let ext_changed = state.external_status.as_deref() != Some(external.status.as_str());
         let int_changed = state.internal_status.as_deref() != Some(internal.status.as_str());
         let settings = &self.bridge.settings;
-        if ext_changed && (!int_changed || self.origin != Some(Side::Internal)) {
-            if let Some(wanted) = settings.status_to_internal.get(&external.status) {
+        // A change to an unmapped state pushes nothing, so it must not hide
+        // a change of the other side: only pushable changes compete.
+        let to_internal = settings
+            .status_to_internal
+            .get(&external.status)
+            .filter(|_| ext_changed);
+        let to_external = settings
+            .status_to_external
+            .get(&internal.status)
+            .filter(|_| int_changed);
+        match (to_internal, to_external) {
+            (Some(wanted), other) if other.is_none() || self.origin != Some(Side::Internal) => {
                 let internal = self
                     .drive(Side::Internal, internal, wanted, &external)
                     .await?;
-                return Ok((external, internal));
+                Ok((external, internal))
             }
-        } else if int_changed
-            && let Some(wanted) = settings.status_to_external.get(&internal.status)
-        {
-            let external = self
-                .drive(Side::External, external, wanted, &internal)
-                .await?;
-            return Ok((external, internal));
+            (_, Some(wanted)) => {
+                let external = self
+                    .drive(Side::External, external, wanted, &internal)
+                    .await?;
+                Ok((external, internal))
+            }
+            _ => Ok((external, internal)),
         }
-        Ok((external, internal))
     }
 
     fn stimulus_fields(

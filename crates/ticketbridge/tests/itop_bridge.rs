@@ -79,6 +79,7 @@ async fn start_relay() -> (Relay, String) {
 
 struct World {
     app: TestApp,
+    bridges: itop_bridge::Bridges,
     ext: RunningItop,
     int: RunningItop,
     relay: Relay,
@@ -160,7 +161,8 @@ agent_id = 7
         ("KEY2".to_string(), OLD_KEY.to_string()),
     ];
     let config = config::load_str(&toml, env).unwrap();
-    let app = TestApp::spawn(config, store).await.unwrap();
+    let app = TestApp::spawn(config.clone(), store).await.unwrap();
+    let bridges = itop_bridge::Bridges::from_config(&config, &app.targets).unwrap();
     // The relay strips /external and /internal: the seed's paths are the same on both.
     relay
         .target
@@ -169,6 +171,7 @@ agent_id = 7
         .unwrap();
     World {
         app,
+        bridges,
         ext,
         int,
         relay,
@@ -206,6 +209,18 @@ impl World {
         })
         .await
         .unwrap();
+    }
+
+    /// Runs the reconciler now (its pending run is moved forward), then settles.
+    async fn reconcile_now(&self) {
+        let bridge = self.bridges.get("bridge").unwrap();
+        self.app
+            .store
+            .enqueue(itop_bridge::jobs::reconcile_job(bridge, store::now_ms()))
+            .await
+            .unwrap();
+        // Due now, so settling waits for it and for the syncs it enqueues.
+        self.settle().await;
     }
 
     /// A person (the `admin` account, not the bridge's) creates an external ticket.
@@ -755,6 +770,27 @@ async fn a_file_refused_for_good_does_not_stop_the_other_files_or_the_status() {
     w.settle().await;
     assert_eq!(w.int.calls("core/create"), creates);
     assert!(w.dead_letters().await.is_empty());
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn an_internal_change_is_not_hidden_by_an_unmapped_external_one() {
+    let w = world().await;
+    let (e, i) = w.mirrored("Both moved").await;
+    w.relay.dropping.store(true, Ordering::SeqCst);
+    // External: escalated by its SLA (not in the default map). Internal: assigned.
+    w.act(&w.ext, stimulus(e, "ev_timeout", json!({}))).await;
+    assert_eq!(field(&w.ext, "UserRequest", e, "status"), "escalated_tto");
+    w.act(
+        &w.int,
+        stimulus(i, "ev_assign", json!({"team_id":37,"agent_id":13})),
+    )
+    .await;
+    w.relay.dropping.store(false, Ordering::SeqCst);
+    w.reconcile_now().await;
+    assert_eq!(field(&w.ext, "UserRequest", e, "status"), "assigned");
+    assert_eq!(field(&w.ext, "UserRequest", e, "agent_id"), "7");
+    assert_eq!(field(&w.int, "UserRequest", i, "status"), "assigned");
     w.stop().await;
 }
 
