@@ -352,8 +352,9 @@ impl RunningItop {
         self.shared.faults.lock().down = down;
     }
 
-    /// Number of calls of one operation (`core/get`, `list_operations`, …) or
-    /// `requests` for all HTTP requests.
+    /// Number of calls of one operation (`core/get`, `list_operations`, …),
+    /// `requests` for all HTTP requests, or `response_bytes` for the bytes of
+    /// the operations' answers sent over HTTP.
     pub fn calls(&self, operation: &str) -> u64 {
         self.shared
             .counters

@@ -41,7 +41,11 @@ pub struct Shared {
 
 impl Shared {
     fn count(&self, name: &str) {
-        *self.counters.lock().entry(name.to_string()).or_insert(0) += 1;
+        self.add(name, 1);
+    }
+
+    fn add(&self, name: &str, n: u64) {
+        *self.counters.lock().entry(name.to_string()).or_insert(0) += n;
     }
 
     pub fn actor_for(&self, user: &SimUser) -> Actor {
@@ -184,7 +188,11 @@ pub fn error_body(e: &OpError) -> Pj {
 }
 
 fn json_response(body: &Pj) -> Response {
-    let mut resp = Response::new(Body::from(body.encode()));
+    json_text_response(body.encode())
+}
+
+fn json_text_response(text: String) -> Response {
+    let mut resp = Response::new(Body::from(text));
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
@@ -376,5 +384,10 @@ pub async fn rest(
     let actor = shared.actor_for(&user);
     let (body, hooks) = shared.execute(&actor, &version, &request);
     shared.send_webhooks(hooks).await;
-    json_response(&body)
+    let text = body.encode();
+    shared.add(
+        "response_bytes",
+        u64::try_from(text.len()).unwrap_or(u64::MAX),
+    );
+    json_text_response(text)
 }
