@@ -13,7 +13,7 @@
 //! 4. status: the side whose state differs from the last one seen is pushed
 //!    to the other through the stimuli and fields the target state needs.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use itop::{
     Attachment, Key, NewAttachment, NewUserRequest, USER_REQUEST_FIELDS, UserRequest, oql_quote,
@@ -65,6 +65,10 @@ pub struct PairState {
     /// The external ticket's ref, for people reading links.
     #[serde(default)]
     pub external_ref: String,
+    /// The external ticket's `last_update` when its status was last seen:
+    /// the reconciler skips a pair closed on both sides until it changes.
+    #[serde(default)]
+    pub external_last_update: String,
 }
 
 /// What one run did.
@@ -197,9 +201,8 @@ impl PairSync<'_> {
             pending => {
                 let id = self.create_internal(&external, pending.is_some()).await?;
                 let state = PairState {
-                    external_status: None,
-                    internal_status: None,
                     external_ref: external.reference.clone(),
+                    ..PairState::default()
                 };
                 (id, state, true)
             }
@@ -237,6 +240,7 @@ impl PairSync<'_> {
             Ok((external, internal)) => {
                 state.external_status = Some(external.status.clone());
                 state.internal_status = Some(internal.status.clone());
+                state.external_last_update = external.last_update.clone();
             }
             // The states stay as last seen, so the next run pushes again.
             Err(error) => failure.add(error),
@@ -595,8 +599,6 @@ impl PairSync<'_> {
         internal: &UserRequest,
         generated: &HashMap<Side, BTreeSet<u64>>,
     ) -> Result<(), BridgeError> {
-        let ext_list = self.attachments(Side::External, external.id).await?;
-        let int_list = self.attachments(Side::Internal, internal.id).await?;
         let links = self
             .store
             .links(&LinkFilter {
@@ -606,6 +608,51 @@ impl PairSync<'_> {
                 ..LinkFilter::default()
             })
             .await?;
+        let empty = BTreeSet::new();
+        let gen_ext = generated.get(&Side::External).unwrap_or(&empty);
+        let gen_int = generated.get(&Side::Internal).unwrap_or(&empty);
+        let (ext_ids, ext_list, int_ids, int_list) = if self.origin.is_none() {
+            // A reconciler run: ids only, contents of the unlinked files
+            // (those to copy) only. Changed contents of linked files come
+            // with their attachment webhook.
+            let ends: HashSet<(Side, u64)> = links
+                .iter()
+                .flat_map(|l| {
+                    let e = parse_id(Some(&l.source_id)).map(|id| (Side::External, id));
+                    let i = parse_id(l.target_id.as_deref()).map(|id| (Side::Internal, id));
+                    e.into_iter().chain(i)
+                })
+                .collect();
+            let mut lists = Vec::new();
+            for (side, ticket, made) in [
+                (Side::External, external.id, gen_ext),
+                (Side::Internal, internal.id, gen_int),
+            ] {
+                let client = self.bridge.client(side);
+                let ids = client
+                    .attachment_ids_of(self.bridge.class(), ticket)
+                    .await
+                    .map_err(BridgeError::itop(side))?;
+                let free: Vec<u64> = ids
+                    .iter()
+                    .copied()
+                    .filter(|id| !ends.contains(&(side, *id)) && !made.contains(id))
+                    .collect();
+                let files = client
+                    .attachments_by_id(&free)
+                    .await
+                    .map_err(BridgeError::itop(side))?;
+                lists.push((ids.into_iter().collect::<BTreeSet<u64>>(), files));
+            }
+            let (int_ids, int_list) = lists.pop().unwrap_or_default();
+            let (ext_ids, ext_list) = lists.pop().unwrap_or_default();
+            (ext_ids, ext_list, int_ids, int_list)
+        } else {
+            let ext_list = self.attachments(Side::External, external.id).await?;
+            let int_list = self.attachments(Side::Internal, internal.id).await?;
+            let ids = |list: &[Attachment]| list.iter().map(|a| a.id).collect::<BTreeSet<u64>>();
+            (ids(&ext_list), ext_list, ids(&int_list), int_list)
+        };
         let hash = |a: &Attachment| attachment_hash(&a.filename, &a.data);
         let pair = self.bridge.pair_system(external.id);
         let mut linked_ext = BTreeSet::new();
@@ -626,10 +673,14 @@ impl PairSync<'_> {
                 .and_then(Value::as_str)
                 .and_then(Side::parse)
                 .unwrap_or(Side::External);
-            let e = ext_list.iter().find(|a| a.id == e_id);
-            let i = int_list.iter().find(|a| a.id == i_id);
-            match (e, i) {
-                (Some(e), Some(i)) => {
+            match (ext_ids.contains(&e_id), int_ids.contains(&i_id)) {
+                (true, true) => {
+                    let e = ext_list.iter().find(|a| a.id == e_id);
+                    let i = int_list.iter().find(|a| a.id == i_id);
+                    let (Some(e), Some(i)) = (e, i) else {
+                        // Contents not read (a reconciler run).
+                        continue;
+                    };
                     let (he, hi) = (hash(e), hash(i));
                     if he == hi {
                         if he != known {
@@ -664,8 +715,8 @@ impl PairSync<'_> {
                             .await?;
                     }
                 }
-                (None, Some(_)) | (Some(_), None) => {
-                    let (side, id) = if e.is_none() {
+                (false, true) | (true, false) => {
+                    let (side, id) = if !ext_ids.contains(&e_id) {
                         (Side::Internal, i_id)
                     } else {
                         (Side::External, e_id)
@@ -687,12 +738,9 @@ impl PairSync<'_> {
                         self.store.delete_link(link.id).await?;
                     }
                 }
-                (None, None) => self.store.delete_link(link.id).await?,
+                (false, false) => self.store.delete_link(link.id).await?,
             }
         }
-        let empty = BTreeSet::new();
-        let gen_ext = generated.get(&Side::External).unwrap_or(&empty);
-        let gen_int = generated.get(&Side::Internal).unwrap_or(&empty);
         let free_ext: Vec<&Attachment> = ext_list
             .iter()
             .filter(|a| !linked_ext.contains(&a.id) && !gen_ext.contains(&a.id))

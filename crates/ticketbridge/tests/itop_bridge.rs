@@ -795,6 +795,81 @@ async fn an_internal_change_is_not_hidden_by_an_unmapped_external_one() {
 }
 
 #[tokio::test]
+async fn pairs_closed_on_both_sides_cost_the_reconciler_nothing() {
+    let w = world().await;
+    for n in 0..3 {
+        let (e, i) = w.mirrored(&format!("Done {n}")).await;
+        w.act(
+            &w.ext,
+            stimulus(e, "ev_assign", json!({"team_id":37,"agent_id":7})),
+        )
+        .await;
+        w.act(
+            &w.ext,
+            stimulus(e, "ev_resolve", json!({"solution":"done"})),
+        )
+        .await;
+        w.act(&w.ext, stimulus(e, "ev_close", json!({}))).await;
+        assert_eq!(field(&w.int, "UserRequest", i, "status"), "closed");
+    }
+    w.reconcile_now().await;
+    let (ext_before, int_before) = (w.ext.calls("requests"), w.int.calls("requests"));
+    w.reconcile_now().await;
+    w.reconcile_now().await;
+    // One query per run for tickets changed since the cursor, nothing per pair.
+    assert!(
+        w.ext.calls("requests") - ext_before <= 2,
+        "{:?}",
+        w.ext.counters()
+    );
+    assert_eq!(
+        w.int.calls("requests"),
+        int_before,
+        "{:?}",
+        w.int.counters()
+    );
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn the_reconciler_copies_a_missed_file_without_downloading_linked_ones() {
+    let w = world().await;
+    let (e, i) = w.mirrored("Heavy").await;
+    let big = vec![b'y'; 300 * 1024];
+    w.upload(&w.ext, e, "big.bin", &big).await;
+    assert_eq!(w.int.attachments("UserRequest", i).len(), 1);
+    // The next upload's webhook is lost.
+    w.relay.dropping.store(true, Ordering::SeqCst);
+    w.upload(&w.ext, e, "late.txt", b"late file").await;
+    w.relay.dropping.store(false, Ordering::SeqCst);
+    let bytes = |sim: &RunningItop| sim.calls("response_bytes");
+    let (ext_before, int_before) = (bytes(&w.ext), bytes(&w.int));
+    w.reconcile_now().await;
+    let files = w.int.attachments("UserRequest", i);
+    assert_eq!(
+        files
+            .iter()
+            .map(|f| (f.filename.as_str(), f.data.len()))
+            .collect::<Vec<_>>(),
+        vec![("big.bin", big.len()), ("late.txt", 9)]
+    );
+    assert_eq!(files[1].data, b"late file");
+    assert_eq!(files[1].mimetype, "text/plain");
+    // The 300 KiB file already linked was not read again on either side.
+    assert!(
+        bytes(&w.ext) - ext_before < 100 * 1024,
+        "{}",
+        bytes(&w.ext) - ext_before
+    );
+    assert!(
+        bytes(&w.int) - int_before < 100 * 1024,
+        "{}",
+        bytes(&w.int) - int_before
+    );
+    w.stop().await;
+}
+
+#[tokio::test]
 async fn a_side_down_is_retried_and_lost_webhooks_are_reconciled() {
     let (store, dir) = store::testing::fresh_sqlite().await;
     let w = world_on(store, Some(dir), "300ms").await;
