@@ -2,32 +2,38 @@
 //! `itop.sync` (one pair, ordered per pair) and `itop.reconcile` (the
 //! self-rescheduling sweep over every linked pair).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use engine::{Handler, JobError};
+use itop::{Key, oql_quote};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use store::{Job, LinkFilter, NewAudit, NewJob, Store};
+use store::{Job, LinkFilter, LinkState, NewAudit, NewJob, Store};
 
 use crate::context::{Bridge, Bridges, TICKET_LINK};
+use crate::cursor;
 use crate::error::BridgeError;
 use crate::fingerprint::{DELETED, attachment_hash, bucket_of, ticket_state};
-use crate::pair::{PairOutcome, PairSync};
+use crate::pair::{PairOutcome, PairState, PairSync};
 use crate::side::Side;
 use crate::webhook::{Webhook, next_generation};
 
 pub const SYNC_JOB: &str = "itop.sync";
 pub const RECONCILE_JOB: &str = "itop.reconcile";
 
-/// The `itop.sync` job of a pair (debounced: one pending per pair).
+/// The `itop.sync` job of a pair (debounced: one pending per pair and
+/// kind of run). A reconciler run (`origin` None) does not read the contents
+/// of linked attachments, so it never replaces a pending webhook run.
 pub fn sync_job(bridge: &Bridge, external_id: u64, origin: Option<Side>) -> NewJob {
+    let run = if origin.is_some() { "" } else { ":sweep" };
     NewJob::new(
         bridge.queue(),
         SYNC_JOB,
         bridge.pair_key(external_id),
         json!({"source": bridge.source, "external_id": external_id, "origin": origin}),
     )
-    .unique_key(format!("{SYNC_JOB}:{}:{external_id}", bridge.source))
+    .unique_key(format!("{SYNC_JOB}:{}:{external_id}{run}", bridge.source))
     .max_attempts(bridge.max_attempts)
 }
 
@@ -229,7 +235,8 @@ impl Handler for SyncHandler {
 }
 
 /// `itop.reconcile`: schedules its next run, then a sync of every linked
-/// (or half-created) pair — iTop never retries a webhook.
+/// (or half-created) pair and of every external ticket changed since its
+/// cursor that has no link — iTop never retries a webhook.
 pub struct ReconcileHandler {
     pub bridges: Bridges,
     pub store: Store,
@@ -261,16 +268,102 @@ impl ReconcileHandler {
                 ..LinkFilter::default()
             })
             .await?;
+        let mut known = BTreeSet::new();
+        let mut closed = BTreeMap::new();
         for link in links {
             // Linked pairs are compared; pending ones finish their creation.
-            if let Ok(external_id) = link.source_id.parse::<u64>() {
+            let Ok(external_id) = link.source_id.parse::<u64>() else {
+                continue;
+            };
+            known.insert(external_id);
+            let seen: PairState = serde_json::from_value(link.data).unwrap_or_default();
+            let done = |status: &Option<String>| status.as_deref() == Some("closed");
+            if link.state == LinkState::Linked
+                && done(&seen.external_status)
+                && done(&seen.internal_status)
+            {
+                // Both closed when last seen: nothing is left to push, unless
+                // the external ticket changes (below) or a webhook comes.
+                closed.insert(external_id, seen.external_last_update);
+                continue;
+            }
+            self.store
+                .enqueue(sync_job(bridge, external_id, None))
+                .await?;
+        }
+        self.discover(job, bridge, &known, &closed).await
+    }
+
+    /// External tickets changed since the cursor that have no link (their
+    /// create webhook was lost) get the `itop.sync` a webhook would have
+    /// caused: the same two-phase create, so a late webhook makes no twin.
+    /// The first run only places the cursor (tickets older than the bridge
+    /// are mirrored when they change, as with a webhook).
+    async fn discover(
+        &self,
+        job: &Job,
+        bridge: &Bridge,
+        known: &BTreeSet<u64>,
+        closed: &BTreeMap<u64, String>,
+    ) -> Result<(), BridgeError> {
+        let name = discovery_cursor(bridge);
+        let stored = self.store.cursor(&name).await?;
+        let from = match &stored {
+            Some(c) => cursor::query_from(c),
+            None => cursor::start(time::OffsetDateTime::now_utc()),
+        };
+        let oql = format!(
+            "SELECT {} WHERE last_update >= {}",
+            bridge.class(),
+            oql_quote(&from)
+        );
+        let found = bridge
+            .external
+            .get(bridge.class(), Key::Oql(oql), "id,last_update")
+            .await
+            .map_err(BridgeError::itop(Side::External))?;
+        if stored.is_some() {
+            let changed = |t: &&itop::ItopObject| {
+                closed
+                    .get(&t.key)
+                    .is_some_and(|seen| *seen != t.text("last_update"))
+            };
+            for ticket in found.iter().filter(changed) {
                 self.store
-                    .enqueue(sync_job(bridge, external_id, None))
+                    .enqueue(sync_job(bridge, ticket.key, None))
+                    .await?;
+            }
+            for ticket in found.iter().filter(|t| !known.contains(&t.key)) {
+                audit(
+                    &self.store,
+                    job,
+                    bridge.system(Side::External),
+                    "unlinked_ticket_found",
+                    format!("{}::{}", bridge.class(), ticket.key),
+                    json!({"last_update": ticket.text("last_update")}),
+                )
+                .await;
+                self.store
+                    .enqueue(sync_job(bridge, ticket.key, Some(Side::External)))
                     .await?;
             }
         }
+        let dates: Vec<String> = found.iter().map(|t| t.text("last_update")).collect();
+        let newest = cursor::newest(
+            stored.as_deref().unwrap_or(&from),
+            dates.iter().map(String::as_str),
+        );
+        if stored.as_deref() != Some(newest.as_str()) {
+            self.store.set_cursor(&name, &newest).await?;
+        }
         Ok(())
     }
+}
+
+/// Cursor name of a bridge's discovery of unlinked external tickets (the
+/// external iTop's `last_update`, in its own clock and format).
+pub fn discovery_cursor(bridge: &Bridge) -> String {
+    format!("itop:{}:external:last_update", bridge.source)
 }
 
 #[async_trait::async_trait]

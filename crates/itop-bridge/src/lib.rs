@@ -12,6 +12,7 @@
 //! self-rescheduling `itop.reconcile` job repairs what lost webhooks missed.
 
 pub mod context;
+pub mod cursor;
 pub mod error;
 pub mod fingerprint;
 pub mod jobs;

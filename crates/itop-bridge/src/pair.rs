@@ -13,7 +13,7 @@
 //! 4. status: the side whose state differs from the last one seen is pushed
 //!    to the other through the stimuli and fields the target state needs.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use itop::{
     Attachment, Key, NewAttachment, NewUserRequest, USER_REQUEST_FIELDS, UserRequest, oql_quote,
@@ -30,6 +30,31 @@ use crate::side::Side;
 
 const ALL_LINKS: i64 = 100_000;
 
+/// Store namespace of the items a side refused for good (a file too large,
+/// a right missing): one key per item and content, so it is not tried on
+/// every run, yet a changed item is.
+pub const REFUSED_NS: &str = "itop-bridge.refused";
+
+/// A refused item is tried again after this long (a limit raised, a right
+/// granted).
+const REFUSAL_RETRY_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// The error a run ends with: the first retryable one, else the first one.
+#[derive(Default)]
+struct Failure(Option<BridgeError>);
+
+impl Failure {
+    fn add(&mut self, error: BridgeError) {
+        let replace = match &self.0 {
+            None => true,
+            Some(kept) => !kept.is_retryable() && error.is_retryable(),
+        };
+        if replace {
+            self.0 = Some(error);
+        }
+    }
+}
+
 /// What the ticket link remembers between runs.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct PairState {
@@ -40,6 +65,10 @@ pub struct PairState {
     /// The external ticket's ref, for people reading links.
     #[serde(default)]
     pub external_ref: String,
+    /// The external ticket's `last_update` when its status was last seen:
+    /// the reconciler skips a pair closed on both sides until it changes.
+    #[serde(default)]
+    pub external_last_update: String,
 }
 
 /// What one run did.
@@ -93,6 +122,42 @@ impl PairSync<'_> {
         }
     }
 
+    /// Whether `note` names an item refused less than a day ago.
+    async fn refused_recently(&self, note: &str) -> Result<bool, BridgeError> {
+        let at = self
+            .store
+            .kv_get(REFUSED_NS, note)
+            .await?
+            .and_then(|v| v.get("at").and_then(Value::as_i64));
+        Ok(at.is_some_and(|at| store::now_ms().saturating_sub(at) < REFUSAL_RETRY_MS))
+    }
+
+    /// One item's write. An iTop refusal (not worth retrying) is audited and
+    /// noted under `note`, and the run goes on (`None`); anything a retry
+    /// may fix is returned.
+    async fn attempt<T>(
+        &self,
+        note: &str,
+        side: Side,
+        object_key: String,
+        what: &str,
+        write: impl Future<Output = Result<T, BridgeError>>,
+    ) -> Result<Option<T>, BridgeError> {
+        match write.await {
+            Ok(value) => Ok(Some(value)),
+            Err(error @ BridgeError::Itop { .. }) if !error.is_retryable() => {
+                tracing::warn!(%side, %object_key, what, %error, "item refused");
+                let detail =
+                    json!({"what": what, "error": error.to_string(), "at": store::now_ms()});
+                self.audit(side, "item_refused", object_key, detail.clone())
+                    .await;
+                self.store.kv_put(REFUSED_NS, note, &detail).await?;
+                Ok(None)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
     async fn read_ticket(&self, side: Side, id: u64) -> Result<Option<UserRequest>, BridgeError> {
         Ok(self
             .bridge
@@ -136,9 +201,8 @@ impl PairSync<'_> {
             pending => {
                 let id = self.create_internal(&external, pending.is_some()).await?;
                 let state = PairState {
-                    external_status: None,
-                    internal_status: None,
                     external_ref: external.reference.clone(),
+                    ..PairState::default()
                 };
                 (id, state, true)
             }
@@ -151,15 +215,41 @@ impl PairSync<'_> {
         if state.internal_status.is_none() && created {
             state.internal_status = Some(internal.status.clone());
         }
-        let generated = self.sync_private_logs(&external, &internal).await?;
-        self.sync_attachments(&external, &internal, &generated)
-            .await?;
-        let (external, internal) = self.sync_status(&mut state, external, internal).await?;
-        state.external_status = Some(external.status.clone());
-        state.internal_status = Some(internal.status.clone());
+        // Each step runs whatever the others did: a refused file must not
+        // stop the status (items refused for good are noted inside a step).
+        let mut failure = Failure::default();
+        let mut generated = HashMap::new();
+        match self
+            .sync_private_logs(&external, &internal, &mut generated)
+            .await
+        {
+            // A file made from a log entry but not yet linked would look
+            // like an ordinary attachment: attachments wait for the logs.
+            Err(error) => failure.add(error),
+            Ok(()) => {
+                if let Err(error) = self
+                    .sync_attachments(&external, &internal, &generated)
+                    .await
+                {
+                    failure.add(error);
+                }
+            }
+        }
         state.external_ref = external.reference.clone();
+        match self.sync_status(&mut state, external, internal).await {
+            Ok((external, internal)) => {
+                state.external_status = Some(external.status.clone());
+                state.internal_status = Some(internal.status.clone());
+                state.external_last_update = external.last_update.clone();
+            }
+            // The states stay as last seen, so the next run pushes again.
+            Err(error) => failure.add(error),
+        }
         self.put_ticket_link(external_id, Some(internal_id), LinkState::Linked, &state)
             .await?;
+        if let Some(error) = failure.0 {
+            return Err(error);
+        }
         Ok(if created {
             PairOutcome::Created { internal_id }
         } else {
@@ -328,7 +418,8 @@ impl PairSync<'_> {
         &self,
         external: &UserRequest,
         internal: &UserRequest,
-    ) -> Result<HashMap<Side, BTreeSet<u64>>, BridgeError> {
+        generated: &mut HashMap<Side, BTreeSet<u64>>,
+    ) -> Result<(), BridgeError> {
         let bridge = self.bridge;
         let pair = bridge.pair_system(external.id);
         let files_system = format!("{pair}/files");
@@ -341,7 +432,6 @@ impl PairSync<'_> {
                 ..LinkFilter::default()
             })
             .await?;
-        let mut generated: HashMap<Side, BTreeSet<u64>> = HashMap::new();
         let mut known: BTreeSet<String> = BTreeSet::new();
         for link in &existing {
             known.insert(link.source_id.clone());
@@ -360,7 +450,8 @@ impl PairSync<'_> {
             for entry in &ticket.private_log {
                 let hash = entry_hash(entry);
                 let source_id = format!("{side}:{hash}");
-                if known.contains(&source_id) {
+                let note = format!("{pair}/log/{source_id}");
+                if known.contains(&source_id) || self.refused_recently(&note).await? {
                     continue;
                 }
                 let filename = entry_filename(entry, &hash);
@@ -378,15 +469,24 @@ impl PairSync<'_> {
                     Some(id) => id,
                     None => {
                         let text = entry_file(&ticket.reference, side, entry);
-                        self.create_attachment(
-                            other,
-                            other_ticket,
-                            Self::org_of(other, external, internal),
-                            &filename,
-                            "text/plain",
-                            text.as_bytes(),
-                        )
-                        .await?
+                        let made = self
+                            .attempt(
+                                &note,
+                                other,
+                                format!("{}::{other_ticket}", bridge.class()),
+                                "file a private-log entry",
+                                self.create_attachment(
+                                    other,
+                                    other_ticket,
+                                    Self::org_of(other, external, internal),
+                                    &filename,
+                                    "text/plain",
+                                    text.as_bytes(),
+                                ),
+                            )
+                            .await?;
+                        let Some(id) = made else { continue };
+                        id
                     }
                 };
                 self.store
@@ -411,7 +511,7 @@ impl PairSync<'_> {
                 .await;
             }
         }
-        Ok(generated)
+        Ok(())
     }
 
     async fn copy_content(
@@ -499,8 +599,6 @@ impl PairSync<'_> {
         internal: &UserRequest,
         generated: &HashMap<Side, BTreeSet<u64>>,
     ) -> Result<(), BridgeError> {
-        let ext_list = self.attachments(Side::External, external.id).await?;
-        let int_list = self.attachments(Side::Internal, internal.id).await?;
         let links = self
             .store
             .links(&LinkFilter {
@@ -510,7 +608,53 @@ impl PairSync<'_> {
                 ..LinkFilter::default()
             })
             .await?;
+        let empty = BTreeSet::new();
+        let gen_ext = generated.get(&Side::External).unwrap_or(&empty);
+        let gen_int = generated.get(&Side::Internal).unwrap_or(&empty);
+        let (ext_ids, ext_list, int_ids, int_list) = if self.origin.is_none() {
+            // A reconciler run: ids only, contents of the unlinked files
+            // (those to copy) only. Changed contents of linked files come
+            // with their attachment webhook.
+            let ends: HashSet<(Side, u64)> = links
+                .iter()
+                .flat_map(|l| {
+                    let e = parse_id(Some(&l.source_id)).map(|id| (Side::External, id));
+                    let i = parse_id(l.target_id.as_deref()).map(|id| (Side::Internal, id));
+                    e.into_iter().chain(i)
+                })
+                .collect();
+            let mut lists = Vec::new();
+            for (side, ticket, made) in [
+                (Side::External, external.id, gen_ext),
+                (Side::Internal, internal.id, gen_int),
+            ] {
+                let client = self.bridge.client(side);
+                let ids = client
+                    .attachment_ids_of(self.bridge.class(), ticket)
+                    .await
+                    .map_err(BridgeError::itop(side))?;
+                let free: Vec<u64> = ids
+                    .iter()
+                    .copied()
+                    .filter(|id| !ends.contains(&(side, *id)) && !made.contains(id))
+                    .collect();
+                let files = client
+                    .attachments_by_id(&free)
+                    .await
+                    .map_err(BridgeError::itop(side))?;
+                lists.push((ids.into_iter().collect::<BTreeSet<u64>>(), files));
+            }
+            let (int_ids, int_list) = lists.pop().unwrap_or_default();
+            let (ext_ids, ext_list) = lists.pop().unwrap_or_default();
+            (ext_ids, ext_list, int_ids, int_list)
+        } else {
+            let ext_list = self.attachments(Side::External, external.id).await?;
+            let int_list = self.attachments(Side::Internal, internal.id).await?;
+            let ids = |list: &[Attachment]| list.iter().map(|a| a.id).collect::<BTreeSet<u64>>();
+            (ids(&ext_list), ext_list, ids(&int_list), int_list)
+        };
         let hash = |a: &Attachment| attachment_hash(&a.filename, &a.data);
+        let pair = self.bridge.pair_system(external.id);
         let mut linked_ext = BTreeSet::new();
         let mut linked_int = BTreeSet::new();
         for link in &links {
@@ -529,10 +673,14 @@ impl PairSync<'_> {
                 .and_then(Value::as_str)
                 .and_then(Side::parse)
                 .unwrap_or(Side::External);
-            let e = ext_list.iter().find(|a| a.id == e_id);
-            let i = int_list.iter().find(|a| a.id == i_id);
-            match (e, i) {
-                (Some(e), Some(i)) => {
+            match (ext_ids.contains(&e_id), int_ids.contains(&i_id)) {
+                (true, true) => {
+                    let e = ext_list.iter().find(|a| a.id == e_id);
+                    let i = int_list.iter().find(|a| a.id == i_id);
+                    let (Some(e), Some(i)) = (e, i) else {
+                        // Contents not read (a reconciler run).
+                        continue;
+                    };
                     let (he, hi) = (hash(e), hash(i));
                     if he == hi {
                         if he != known {
@@ -543,30 +691,56 @@ impl PairSync<'_> {
                     }
                     let ext_changed = he != known;
                     let int_changed = hi != known;
-                    if ext_changed && (!int_changed || self.origin != Some(Side::Internal)) {
-                        self.copy_content(Side::Internal, i, e, &he).await?;
-                        self.put_attachment_link(external.id, e_id, i_id, &he, origin)
-                            .await?;
-                    } else {
-                        self.copy_content(Side::External, e, i, &hi).await?;
-                        self.put_attachment_link(external.id, e_id, i_id, &hi, origin)
+                    let (to, target, from, new_hash) =
+                        if ext_changed && (!int_changed || self.origin != Some(Side::Internal)) {
+                            (Side::Internal, i, e, he)
+                        } else {
+                            (Side::External, e, i, hi)
+                        };
+                    let note = format!("{pair}/copy/{to}:{}:{new_hash}", target.id);
+                    if self.refused_recently(&note).await? {
+                        continue;
+                    }
+                    let copied = self
+                        .attempt(
+                            &note,
+                            to,
+                            format!("Attachment::{}", target.id),
+                            "copy an attachment's contents",
+                            self.copy_content(to, target, from, &new_hash),
+                        )
+                        .await?;
+                    if copied.is_some() {
+                        self.put_attachment_link(external.id, e_id, i_id, &new_hash, origin)
                             .await?;
                     }
                 }
-                (None, Some(_)) => {
-                    self.delete_attachment(Side::Internal, i_id).await?;
-                    self.store.delete_link(link.id).await?;
+                (false, true) | (true, false) => {
+                    let (side, id) = if !ext_ids.contains(&e_id) {
+                        (Side::Internal, i_id)
+                    } else {
+                        (Side::External, e_id)
+                    };
+                    let note = format!("{pair}/delete/{side}:{id}");
+                    if self.refused_recently(&note).await? {
+                        continue;
+                    }
+                    let deleted = self
+                        .attempt(
+                            &note,
+                            side,
+                            format!("Attachment::{id}"),
+                            "delete an attachment",
+                            self.delete_attachment(side, id),
+                        )
+                        .await?;
+                    if deleted.is_some() {
+                        self.store.delete_link(link.id).await?;
+                    }
                 }
-                (Some(_), None) => {
-                    self.delete_attachment(Side::External, e_id).await?;
-                    self.store.delete_link(link.id).await?;
-                }
-                (None, None) => self.store.delete_link(link.id).await?,
+                (false, false) => self.store.delete_link(link.id).await?,
             }
         }
-        let empty = BTreeSet::new();
-        let gen_ext = generated.get(&Side::External).unwrap_or(&empty);
-        let gen_int = generated.get(&Side::Internal).unwrap_or(&empty);
         let free_ext: Vec<&Attachment> = ext_list
             .iter()
             .filter(|a| !linked_ext.contains(&a.id) && !gen_ext.contains(&a.id))
@@ -586,16 +760,27 @@ impl PairSync<'_> {
             let i_id = match twin {
                 Some(i) => i.id,
                 None => {
-                    let id = self
-                        .create_attachment(
+                    let note = format!("{pair}/create/internal:{}:{he}", e.id);
+                    if self.refused_recently(&note).await? {
+                        continue;
+                    }
+                    let made = self
+                        .attempt(
+                            &note,
                             Side::Internal,
-                            internal.id,
-                            internal.org_id.unwrap_or(0),
-                            &e.filename,
-                            &e.mimetype,
-                            &e.data,
+                            format!("{}::{}", self.bridge.class(), internal.id),
+                            "copy an attachment",
+                            self.create_attachment(
+                                Side::Internal,
+                                internal.id,
+                                internal.org_id.unwrap_or(0),
+                                &e.filename,
+                                &e.mimetype,
+                                &e.data,
+                            ),
                         )
                         .await?;
+                    let Some(id) = made else { continue };
                     self.audit(
                         Side::Internal,
                         "attachment_created",
@@ -618,16 +803,27 @@ impl PairSync<'_> {
             let e_id = match twin {
                 Some(e) => e.id,
                 None => {
-                    let id = self
-                        .create_attachment(
+                    let note = format!("{pair}/create/external:{}:{hi}", i.id);
+                    if self.refused_recently(&note).await? {
+                        continue;
+                    }
+                    let made = self
+                        .attempt(
+                            &note,
                             Side::External,
-                            external.id,
-                            external.org_id.unwrap_or(0),
-                            &i.filename,
-                            &i.mimetype,
-                            &i.data,
+                            format!("{}::{}", self.bridge.class(), external.id),
+                            "copy an attachment",
+                            self.create_attachment(
+                                Side::External,
+                                external.id,
+                                external.org_id.unwrap_or(0),
+                                &i.filename,
+                                &i.mimetype,
+                                &i.data,
+                            ),
                         )
                         .await?;
+                    let Some(id) = made else { continue };
                     self.audit(
                         Side::External,
                         "attachment_created",
@@ -655,22 +851,31 @@ impl PairSync<'_> {
         let ext_changed = state.external_status.as_deref() != Some(external.status.as_str());
         let int_changed = state.internal_status.as_deref() != Some(internal.status.as_str());
         let settings = &self.bridge.settings;
-        if ext_changed && (!int_changed || self.origin != Some(Side::Internal)) {
-            if let Some(wanted) = settings.status_to_internal.get(&external.status) {
+        // A change to an unmapped state pushes nothing, so it must not hide
+        // a change of the other side: only pushable changes compete.
+        let to_internal = settings
+            .status_to_internal
+            .get(&external.status)
+            .filter(|_| ext_changed);
+        let to_external = settings
+            .status_to_external
+            .get(&internal.status)
+            .filter(|_| int_changed);
+        match (to_internal, to_external) {
+            (Some(wanted), other) if other.is_none() || self.origin != Some(Side::Internal) => {
                 let internal = self
                     .drive(Side::Internal, internal, wanted, &external)
                     .await?;
-                return Ok((external, internal));
+                Ok((external, internal))
             }
-        } else if int_changed
-            && let Some(wanted) = settings.status_to_external.get(&internal.status)
-        {
-            let external = self
-                .drive(Side::External, external, wanted, &internal)
-                .await?;
-            return Ok((external, internal));
+            (_, Some(wanted)) => {
+                let external = self
+                    .drive(Side::External, external, wanted, &internal)
+                    .await?;
+                Ok((external, internal))
+            }
+            _ => Ok((external, internal)),
         }
-        Ok((external, internal))
     }
 
     fn stimulus_fields(

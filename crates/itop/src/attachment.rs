@@ -9,6 +9,8 @@ use crate::error::ItopError;
 use crate::response::{ItopObject, lenient_text, oql_quote};
 
 const FIELDS: &str = "id,item_class,item_id,item_org_id,creation_date,contents";
+/// Everything but the (base64) contents: a listing stays small whatever the files weigh.
+const LIST_FIELDS: &str = "id,item_class,item_id,item_org_id,creation_date";
 
 /// An attachment with its contents decoded.
 #[derive(Debug, Clone, PartialEq)]
@@ -107,6 +109,45 @@ impl ItopClient {
             .collect::<Result<Vec<_>, _>>()?;
         list.sort_by_key(|a| a.id);
         Ok(list)
+    }
+
+    /// Ids of the attachments of one object, ascending, without reading
+    /// their contents.
+    pub async fn attachment_ids_of(
+        &self,
+        item_class: &str,
+        item_id: u64,
+    ) -> Result<Vec<u64>, ItopError> {
+        let oql = format!(
+            "SELECT Attachment WHERE item_class = {} AND item_id = {item_id}",
+            oql_quote(item_class)
+        );
+        let mut ids: Vec<u64> = self
+            .get("Attachment", crate::Key::Oql(oql), LIST_FIELDS)
+            .await?
+            .iter()
+            .map(|o| o.key)
+            .collect();
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    /// The attachments with these ids, with contents, ordered by id (one
+    /// call; none for an empty list). Ids that no longer exist are absent.
+    pub async fn attachments_by_id(&self, ids: &[u64]) -> Result<Vec<Attachment>, ItopError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list: Vec<String> = ids.iter().map(u64::to_string).collect();
+        let oql = format!("SELECT Attachment WHERE id IN ({})", list.join(", "));
+        let mut found = self
+            .get("Attachment", crate::Key::Oql(oql), FIELDS)
+            .await?
+            .iter()
+            .map(Attachment::from_object)
+            .collect::<Result<Vec<_>, _>>()?;
+        found.sort_by_key(|a| a.id);
+        Ok(found)
     }
 
     /// One attachment with contents; None if it does not exist.

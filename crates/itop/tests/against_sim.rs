@@ -523,6 +523,19 @@ async fn attachments() {
         (id, ur.id, 3)
     );
     assert_eq!(listed[0].data, new.data);
+    let second = c.create_attachment(&new, "c").await.unwrap();
+    assert_eq!(
+        c.attachment_ids_of("UserRequest", ur.id).await.unwrap(),
+        vec![id, second]
+    );
+    let picked = c.attachments_by_id(&[second, 999_999]).await.unwrap();
+    assert_eq!(picked.len(), 1);
+    assert_eq!(
+        (picked[0].id, picked[0].data.as_slice()),
+        (second, new.data.as_slice())
+    );
+    assert!(c.attachments_by_id(&[]).await.unwrap().is_empty());
+    assert!(c.delete_attachment(second, "c").await.unwrap());
     c.update_attachment(id, "printer-v2.txt", "text/plain", b"v2\n", "c")
         .await
         .unwrap();

@@ -50,6 +50,11 @@ pub struct ItopSimConfig {
     /// Send webhooks before answering the REST call that caused them, as a
     /// real iTop does by default; false = in the background.
     pub synchronous_webhooks: bool,
+    /// PHP's `post_max_size` in bytes (default 8M, as php.ini ships). A
+    /// larger body leaves `$_POST` empty, so iTop sees no form fields: code 2
+    /// "Missing parameter 'version'" (or code 1 when the login was a form
+    /// field too).
+    pub post_max_size: usize,
 }
 
 pub const REST_LOGIN: &str = "rest";
@@ -77,6 +82,7 @@ impl Default for ItopSimConfig {
             webhooks: Vec::new(),
             webhook_timeout: Duration::from_secs(5),
             synchronous_webhooks: false,
+            post_max_size: 8 * 1024 * 1024,
         }
     }
 }

@@ -98,6 +98,8 @@ impl ItopSim {
         });
         let app = Router::new()
             .route("/webservices/rest.php", any(server::rest))
+            // The size limit is PHP's (post_max_size), applied by the handler.
+            .layer(axum::extract::DefaultBodyLimit::disable())
             .with_state(Arc::clone(&shared));
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", shared.config.port)).await?;
         let addr = listener.local_addr()?;
@@ -350,8 +352,9 @@ impl RunningItop {
         self.shared.faults.lock().down = down;
     }
 
-    /// Number of calls of one operation (`core/get`, `list_operations`, …) or
-    /// `requests` for all HTTP requests.
+    /// Number of calls of one operation (`core/get`, `list_operations`, …),
+    /// `requests` for all HTTP requests, or `response_bytes` for the bytes of
+    /// the operations' answers sent over HTTP.
     pub fn calls(&self, operation: &str) -> u64 {
         self.shared
             .counters

@@ -41,7 +41,11 @@ pub struct Shared {
 
 impl Shared {
     fn count(&self, name: &str) {
-        *self.counters.lock().entry(name.to_string()).or_insert(0) += 1;
+        self.add(name, 1);
+    }
+
+    fn add(&self, name: &str, n: u64) {
+        *self.counters.lock().entry(name.to_string()).or_insert(0) += n;
     }
 
     pub fn actor_for(&self, user: &SimUser) -> Actor {
@@ -184,7 +188,11 @@ pub fn error_body(e: &OpError) -> Pj {
 }
 
 fn json_response(body: &Pj) -> Response {
-    let mut resp = Response::new(Body::from(body.encode()));
+    json_text_response(body.encode())
+}
+
+fn json_text_response(text: String) -> Response {
+    let mut resp = Response::new(Body::from(text));
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
@@ -324,7 +332,9 @@ pub async fn rest(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
-    let form: Vec<(String, String)> = if is_form {
+    // PHP drops a body over post_max_size (with a warning in its log) and
+    // runs the script with an empty $_POST.
+    let form: Vec<(String, String)> = if is_form && body.len() <= shared.config.post_max_size {
         serde_urlencoded::from_bytes(&body).unwrap_or_default()
     } else {
         Vec::new()
@@ -374,5 +384,10 @@ pub async fn rest(
     let actor = shared.actor_for(&user);
     let (body, hooks) = shared.execute(&actor, &version, &request);
     shared.send_webhooks(hooks).await;
-    json_response(&body)
+    let text = body.encode();
+    shared.add(
+        "response_bytes",
+        u64::try_from(text.len()).unwrap_or(u64::MAX),
+    );
+    json_text_response(text)
 }

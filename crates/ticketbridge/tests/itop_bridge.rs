@@ -79,6 +79,7 @@ async fn start_relay() -> (Relay, String) {
 
 struct World {
     app: TestApp,
+    bridges: itop_bridge::Bridges,
     ext: RunningItop,
     int: RunningItop,
     relay: Relay,
@@ -86,13 +87,25 @@ struct World {
 }
 
 async fn world_on(store: Store, dir: Option<tempfile::TempDir>, reconcile: &str) -> World {
+    world_with(store, dir, reconcile, |_| {}).await
+}
+
+/// A world whose two simulated iTops are configured by `configure` too.
+async fn world_with(
+    store: Store,
+    dir: Option<tempfile::TempDir>,
+    reconcile: &str,
+    configure: impl Fn(&mut ItopSimConfig),
+) -> World {
     let (relay, relay_url) = start_relay().await;
     let sim_config = |sinks| {
-        ItopSimConfig {
+        let mut config = ItopSimConfig {
             synchronous_webhooks: true,
             ..ItopSimConfig::default()
         }
-        .with_webhooks(sinks)
+        .with_webhooks(sinks);
+        configure(&mut config);
+        config
     };
     let ext = ItopSim::start(sim_config(WebhookSink::seed_external(
         &format!("{relay_url}/external"),
@@ -148,7 +161,8 @@ agent_id = 7
         ("KEY2".to_string(), OLD_KEY.to_string()),
     ];
     let config = config::load_str(&toml, env).unwrap();
-    let app = TestApp::spawn(config, store).await.unwrap();
+    let app = TestApp::spawn(config.clone(), store).await.unwrap();
+    let bridges = itop_bridge::Bridges::from_config(&config, &app.targets).unwrap();
     // The relay strips /external and /internal: the seed's paths are the same on both.
     relay
         .target
@@ -157,6 +171,7 @@ agent_id = 7
         .unwrap();
     World {
         app,
+        bridges,
         ext,
         int,
         relay,
@@ -194,6 +209,18 @@ impl World {
         })
         .await
         .unwrap();
+    }
+
+    /// Runs the reconciler now (its pending run is moved forward), then settles.
+    async fn reconcile_now(&self) {
+        let bridge = self.bridges.get("bridge").unwrap();
+        self.app
+            .store
+            .enqueue(itop_bridge::jobs::reconcile_job(bridge, store::now_ms()))
+            .await
+            .unwrap();
+        // Due now, so settling waits for it and for the syncs it enqueues.
+        self.settle().await;
     }
 
     /// A person (the `admin` account, not the bridge's) creates an external ticket.
@@ -235,6 +262,18 @@ impl World {
         let r = sim.perform_as("admin", op.clone()).await;
         assert_eq!(r["code"], 0, "{op} -> {r}");
         self.settle().await;
+    }
+
+    async fn dead_letters(&self) -> Vec<store::Job> {
+        self.app
+            .store
+            .jobs(&store::JobFilter {
+                status: Some(store::JobStatus::Dead),
+                limit: Some(100),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
     }
 
     /// UI-style attachment upload: create, then the form save updates it
@@ -643,6 +682,190 @@ async fn out_of_order_and_lost_create_still_mirror_once() {
         .collect();
     assert_eq!(mirrored, vec![i]);
     assert_eq!(w.int.attachments("UserRequest", i).len(), 1);
+    w.stop().await;
+}
+
+/// Internal tickets mirroring external ticket `e` (by the bridge's marker).
+fn mirrors_of(w: &World, e: u64) -> Vec<u64> {
+    let marker = format!("[ticketbridge:bridge:{e}]");
+    w.int
+        .ids("UserRequest")
+        .into_iter()
+        .filter(|id| field(&w.int, "UserRequest", *id, "description").contains(&marker))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_lost_create_webhook_is_repaired_by_the_reconciler_once() {
+    let (store, dir) = store::testing::fresh_sqlite().await;
+    let w = world_on(store, Some(dir), "300ms").await;
+    // Every webhook is lost, and nothing else ever mentions the ticket.
+    w.relay.dropping.store(true, Ordering::SeqCst);
+    let e = w.human_creates_external_ticket("Never announced").await;
+    w.relay.dropping.store(false, Ordering::SeqCst);
+    wait_for("the reconciler mirrors it", DEADLINE, || async {
+        w.internal_of(e).map(|_| ())
+    })
+    .await
+    .unwrap();
+    // Several more rounds (and the overlap re-finding it) add nothing.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    w.settle().await;
+    let mirrors = mirrors_of(&w, e);
+    assert_eq!(mirrors.len(), 1, "{mirrors:?}");
+    assert_eq!(
+        field(&w.int, "UserRequest", mirrors[0], "title"),
+        "Never announced"
+    );
+    assert_eq!(field(&w.int, "UserRequest", mirrors[0], "org_id"), "3");
+    let audit = w.app.store.audit_entries(500).await.unwrap();
+    assert!(audit.iter().any(|a| a.action == "unlinked_ticket_found"));
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn a_file_refused_for_good_does_not_stop_the_other_files_or_the_status() {
+    let (store, dir) = store::testing::fresh_sqlite().await;
+    // PHP's post_max_size at 16 KiB: a larger request reaches iTop without
+    // its form fields (code 2, not worth retrying).
+    let w = world_with(store, Some(dir), "1h", |c| c.post_max_size = 16 * 1024).await;
+    let (e, i) = w.mirrored("Big file").await;
+    w.upload(&w.ext, e, "big.log", &vec![b'x'; 64 * 1024]).await;
+    w.upload(&w.ext, e, "small.txt", b"small").await;
+    let files = w.int.attachments("UserRequest", i);
+    assert_eq!(
+        files
+            .iter()
+            .map(|f| f.filename.as_str())
+            .collect::<Vec<_>>(),
+        vec!["small.txt"]
+    );
+    w.act(
+        &w.ext,
+        stimulus(e, "ev_assign", json!({"team_id":37,"agent_id":7})),
+    )
+    .await;
+    assert_eq!(field(&w.int, "UserRequest", i, "status"), "assigned");
+    assert_eq!(field(&w.int, "UserRequest", i, "agent_id"), "9");
+    let audit = w.app.store.audit_entries(500).await.unwrap();
+    let refused: Vec<_> = audit
+        .iter()
+        .filter(|a| a.action == "item_refused")
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(
+        refused[0].detail["error"]
+            .as_str()
+            .unwrap()
+            .contains("code 2")
+    );
+    // The refusal is noted: the next run does not send the file again.
+    let creates = w.int.calls("core/create");
+    w.post(
+        "/api/v1/update-ticket",
+        KEY,
+        json!({"class":"UserRequest","id":e.to_string()}),
+    )
+    .await;
+    w.settle().await;
+    assert_eq!(w.int.calls("core/create"), creates);
+    assert!(w.dead_letters().await.is_empty());
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn an_internal_change_is_not_hidden_by_an_unmapped_external_one() {
+    let w = world().await;
+    let (e, i) = w.mirrored("Both moved").await;
+    w.relay.dropping.store(true, Ordering::SeqCst);
+    // External: escalated by its SLA (not in the default map). Internal: assigned.
+    w.act(&w.ext, stimulus(e, "ev_timeout", json!({}))).await;
+    assert_eq!(field(&w.ext, "UserRequest", e, "status"), "escalated_tto");
+    w.act(
+        &w.int,
+        stimulus(i, "ev_assign", json!({"team_id":37,"agent_id":13})),
+    )
+    .await;
+    w.relay.dropping.store(false, Ordering::SeqCst);
+    w.reconcile_now().await;
+    assert_eq!(field(&w.ext, "UserRequest", e, "status"), "assigned");
+    assert_eq!(field(&w.ext, "UserRequest", e, "agent_id"), "7");
+    assert_eq!(field(&w.int, "UserRequest", i, "status"), "assigned");
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn pairs_closed_on_both_sides_cost_the_reconciler_nothing() {
+    let w = world().await;
+    for n in 0..3 {
+        let (e, i) = w.mirrored(&format!("Done {n}")).await;
+        w.act(
+            &w.ext,
+            stimulus(e, "ev_assign", json!({"team_id":37,"agent_id":7})),
+        )
+        .await;
+        w.act(
+            &w.ext,
+            stimulus(e, "ev_resolve", json!({"solution":"done"})),
+        )
+        .await;
+        w.act(&w.ext, stimulus(e, "ev_close", json!({}))).await;
+        assert_eq!(field(&w.int, "UserRequest", i, "status"), "closed");
+    }
+    w.reconcile_now().await;
+    let (ext_before, int_before) = (w.ext.calls("requests"), w.int.calls("requests"));
+    w.reconcile_now().await;
+    w.reconcile_now().await;
+    // One query per run for tickets changed since the cursor, nothing per pair.
+    assert!(
+        w.ext.calls("requests") - ext_before <= 2,
+        "{:?}",
+        w.ext.counters()
+    );
+    assert_eq!(
+        w.int.calls("requests"),
+        int_before,
+        "{:?}",
+        w.int.counters()
+    );
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn the_reconciler_copies_a_missed_file_without_downloading_linked_ones() {
+    let w = world().await;
+    let (e, i) = w.mirrored("Heavy").await;
+    let big = vec![b'y'; 300 * 1024];
+    w.upload(&w.ext, e, "big.bin", &big).await;
+    assert_eq!(w.int.attachments("UserRequest", i).len(), 1);
+    // The next upload's webhook is lost.
+    w.relay.dropping.store(true, Ordering::SeqCst);
+    w.upload(&w.ext, e, "late.txt", b"late file").await;
+    w.relay.dropping.store(false, Ordering::SeqCst);
+    let bytes = |sim: &RunningItop| sim.calls("response_bytes");
+    let (ext_before, int_before) = (bytes(&w.ext), bytes(&w.int));
+    w.reconcile_now().await;
+    let files = w.int.attachments("UserRequest", i);
+    assert_eq!(
+        files
+            .iter()
+            .map(|f| (f.filename.as_str(), f.data.len()))
+            .collect::<Vec<_>>(),
+        vec![("big.bin", big.len()), ("late.txt", 9)]
+    );
+    assert_eq!(files[1].data, b"late file");
+    assert_eq!(files[1].mimetype, "text/plain");
+    // The 300 KiB file already linked was not read again on either side.
+    assert!(
+        bytes(&w.ext) - ext_before < 100 * 1024,
+        "{}",
+        bytes(&w.ext) - ext_before
+    );
+    assert!(
+        bytes(&w.int) - int_before < 100 * 1024,
+        "{}",
+        bytes(&w.int) - int_before
+    );
     w.stop().await;
 }
 
