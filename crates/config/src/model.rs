@@ -51,6 +51,10 @@ pub struct ServerConfig {
     /// When set, `GET /metrics` requires `Authorization: Bearer <token>`
     /// (or `X-API-Key`); unset, it is open (scrape it on a private network).
     pub metrics_token: Option<SecretString>,
+    /// The service's address as callers reach it (`https://bridge.example.com`,
+    /// behind a proxy): links in answers (`status_url`) start with it. Unset,
+    /// they start with the request's own `Host` (and `X-Forwarded-Proto`).
+    pub public_url: Option<Url>,
 }
 
 impl Default for ServerConfig {
@@ -62,6 +66,7 @@ impl Default for ServerConfig {
             log_format: LogFormat::Json,
             bench_noop: false,
             metrics_token: None,
+            public_url: None,
         }
     }
 }
@@ -288,7 +293,7 @@ impl Config {
         let s = &self.server;
         let _ = writeln!(
             out,
-            "server: listen={} body_limit={} request_timeout={} log_format={} bench_noop={} metrics_token={}",
+            "server: listen={} body_limit={} request_timeout={} log_format={} bench_noop={} metrics_token={} public_url={}",
             s.listen,
             s.body_limit,
             humantime_serde::re::humantime::format_duration(s.request_timeout),
@@ -301,7 +306,10 @@ impl Config {
                 "set"
             } else {
                 "none (open)"
-            }
+            },
+            s.public_url
+                .as_ref()
+                .map_or("none (from each request's Host)", Url::as_str)
         );
         let _ = writeln!(out, "store: url={}", redact_url(&self.store.url));
         let e = &self.engine;

@@ -23,6 +23,10 @@ pub(crate) fn validate(config: &Config) -> Vec<Problem> {
         );
     }
 
+    if let Some(url) = &server.public_url {
+        check_http_url("server.public_url", url, &mut problem);
+    }
+
     let url = config.store.url.as_str();
     if !(url.starts_with("sqlite:")
         || url.starts_with("postgres://")

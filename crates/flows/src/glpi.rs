@@ -192,7 +192,9 @@ impl GlpiHelpdesk {
 /// `http://host/glpi/apirest.php` → `http://host/glpi`.
 fn web_root_of(api_root: &str) -> String {
     let trimmed = api_root.trim_end_matches('/');
-    for suffix in ["/apirest.php", "/api.php/v1", "/api.php"] {
+    // `/api`: the rewrite GLPI's documentation gives for its legacy API
+    // (`api/(.*)$ → apirest.php/$1`).
+    for suffix in ["/apirest.php", "/api.php/v1", "/api.php", "/api"] {
         if let Some(root) = trimmed.strip_suffix(suffix) {
             return root.to_string();
         }
@@ -659,6 +661,10 @@ mod tests {
             "http://h/glpi".to_string()
         );
         assert_eq!(web_root_of("http://h/api.php/v1/"), "http://h".to_string());
+        assert_eq!(
+            web_root_of("https://h/glpi/api/"),
+            "https://h/glpi".to_string()
+        );
     }
 
     #[test]

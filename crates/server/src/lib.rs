@@ -70,6 +70,7 @@ mod app;
 pub mod auth;
 pub mod error;
 pub mod ingest;
+pub mod links;
 pub mod metrics;
 pub mod routes;
 pub mod sources;

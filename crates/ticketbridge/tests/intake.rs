@@ -518,10 +518,18 @@ async fn a_slow_glpi_gets_202_then_the_status_becomes_created() {
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
     let request_id = answer["request_id"].as_i64().unwrap();
-    assert_eq!(
-        answer["status_url"],
-        format!("/api/v1/tickets/requests/{request_id}")
-    );
+    // An absolute link (n8n cannot follow a bare path) that works as it is.
+    let status_url = w.app.url(&format!("/api/v1/tickets/requests/{request_id}"));
+    assert_eq!(answer["status_url"], status_url.as_str());
+    let followed = w
+        .app
+        .http
+        .get(&status_url)
+        .header("x-api-key", QUICK_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(followed.status(), StatusCode::OK);
     let done = w.until_created(QUICK_KEY, request_id).await;
     w.sim.faults().clear();
     let t = w.sim.ticket(done["ticket_id"].as_u64().unwrap()).unwrap();

@@ -224,7 +224,7 @@ pub struct CreatedAnswer {
 
 /// 202: accepted, the ticket is not there yet.
 #[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({"status": "queued", "request_id": 42, "status_url": "/api/v1/tickets/requests/42"}))]
+#[schema(example = json!({"status": "queued", "request_id": 42, "status_url": "https://bridge.example.com/api/v1/tickets/requests/42"}))]
 pub struct AcceptedAnswer {
     /// `queued` (or `created` when an async repeat finds the ticket made).
     pub status: String,
@@ -518,6 +518,11 @@ async fn create(
             last_error: None,
         }
     };
+    let status_url = crate::links::absolute(
+        &state.config.server,
+        &headers,
+        &format!("/api/v1/tickets/requests/{id}"),
+    );
     let mut response = match current {
         RequestOutcome::Created {
             ticket_id,
@@ -559,13 +564,18 @@ async fn create(
                     }
                     .into(),
                     request_id: id,
-                    status_url: format!("/api/v1/tickets/requests/{id}"),
+                    status_url: status_url.clone(),
                     ticket_id,
                 }),
             )
                 .into_response()
         }
     };
+    if response.status() == StatusCode::ACCEPTED
+        && let Ok(location) = HeaderValue::from_str(&status_url)
+    {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
     if replayed {
         response
             .headers_mut()
