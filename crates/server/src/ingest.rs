@@ -212,11 +212,11 @@ async fn write_batches(store: Store, receiver: Arc<Mutex<mpsc::Receiver<(Inbound
             .map(|(inbound, reply)| (inbound.into_parts(), reply))
             .unzip();
         metrics::histogram!("ticketbridge_ingest_batch_size").record(batch.len() as f64);
-        match store.accept_batch(batch).await {
+        match store.accept_batch_each(batch).await {
             Ok(outcomes) => {
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     // The caller may have gone (timeout); the row is stored anyway.
-                    let _ = reply.send(Ok(outcome));
+                    let _ = reply.send(outcome.map_err(Arc::new));
                 }
             }
             Err(error) => {

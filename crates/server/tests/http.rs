@@ -201,6 +201,48 @@ async fn accepts_and_dedupes_on_postgres() {
     check_accept_and_dedupe(store).await;
 }
 
+/// An ordering value with a control character (PostgreSQL text cannot hold
+/// NUL) is a 400 naming it, and the events sent beside it are stored.
+async fn check_control_characters_in_keys(store: Store) {
+    let app = spawn_app(store, test_config()).await;
+    let bad = r#"{"ticket":{"id":"a\u0000b","title":"x"}}"#;
+    let bodies: Vec<(usize, String)> = (0..8)
+        .map(|i| match i {
+            3 => (i, bad.to_owned()),
+            _ => (i, format!(r#"{{"ticket":{{"id":{i},"title":"t{i}"}}}}"#)),
+        })
+        .collect();
+    // Sent at once, so the writer commits them in groups.
+    let answers = futures::future::join_all(bodies.iter().map(|(i, body)| {
+        let app = &app;
+        async move { (*i, app.post_event(Some("key-new"), body, &[]).await) }
+    }))
+    .await;
+    for (i, (status, body)) in answers {
+        if i == 3 {
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+            assert_error(&body, "bad_request");
+        } else {
+            assert_eq!(status, StatusCode::ACCEPTED, "{i}: {body}");
+        }
+    }
+    assert_eq!(app.job_count().await, 7);
+}
+
+#[tokio::test]
+async fn control_characters_in_keys_are_refused_on_sqlite() {
+    let (store, _dir) = store::testing::fresh_sqlite().await;
+    check_control_characters_in_keys(store).await;
+}
+
+#[tokio::test]
+async fn control_characters_in_keys_are_refused_on_postgres() {
+    let Some(store) = store::testing::fresh_postgres().await else {
+        return;
+    };
+    check_control_characters_in_keys(store).await;
+}
+
 async fn check_concurrent_accepts(store: Store) {
     let app = spawn_app(store, test_config()).await;
     let mut tasks = Vec::new();

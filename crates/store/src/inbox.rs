@@ -113,6 +113,22 @@ macro_rules! accept_in_transaction {
     }};
 }
 
+/// One PostgreSQL transaction storing `batch`.
+async fn accept_postgres(
+    pool: &sqlx::PgPool,
+    batch: &[(NewInbound, Vec<NewJob>)],
+    now: i64,
+) -> Result<Vec<Acceptance>, StoreError> {
+    let mut tx = pool.begin().await?;
+    Ok(accept_in_transaction!(
+        tx,
+        insert_inbox_postgres,
+        insert_jobs_in_order_postgres,
+        batch,
+        now
+    ))
+}
+
 impl Store {
     /// Store an inbound request and its jobs in one transaction: when this returns
     /// `Accepted`, both are durable. A repeat of (source, dedupe_key) stores and
@@ -136,6 +152,55 @@ impl Store {
     ) -> Result<Vec<Acceptance>, StoreError> {
         let now = now_ms();
         let outcomes = match &self.pool {
+            Pool::Postgres(pool) => accept_postgres(pool, &batch, now).await?,
+            Pool::Sqlite(_) => return self.accept_sqlite(batch, now).await,
+        };
+        Ok(outcomes)
+    }
+
+    /// [`Store::accept_batch`], with one result per request: when the group's
+    /// transaction fails, each request is stored on its own, so one that the
+    /// database refuses (PostgreSQL text cannot hold a NUL character, for
+    /// one) fails alone rather than with every request committed beside it.
+    /// (SQLite files already do this on their writer thread.) The outer error
+    /// means nothing was stored.
+    pub async fn accept_batch_each(
+        &self,
+        batch: Vec<(NewInbound, Vec<NewJob>)>,
+    ) -> Result<Vec<Result<Acceptance, StoreError>>, StoreError> {
+        let now = now_ms();
+        match &self.pool {
+            Pool::Postgres(pool) => match accept_postgres(pool, &batch, now).await {
+                Ok(outcomes) => Ok(outcomes.into_iter().map(Ok).collect()),
+                Err(error) if batch.len() == 1 => Ok(vec![Err(error)]),
+                Err(error) => {
+                    tracing::debug!(%error, "group accept failed, storing each request alone");
+                    let mut results = Vec::with_capacity(batch.len());
+                    for item in batch.chunks(1) {
+                        results.push(accept_postgres(pool, item, now).await.and_then(|mut one| {
+                            one.pop().ok_or_else(|| {
+                                StoreError::decode("acceptance", "no outcome for the request")
+                            })
+                        }));
+                    }
+                    Ok(results)
+                }
+            },
+            Pool::Sqlite(_) => Ok(self
+                .accept_sqlite(batch, now)
+                .await?
+                .into_iter()
+                .map(Ok)
+                .collect()),
+        }
+    }
+
+    async fn accept_sqlite(
+        &self,
+        batch: Vec<(NewInbound, Vec<NewJob>)>,
+        now: i64,
+    ) -> Result<Vec<Acceptance>, StoreError> {
+        let outcomes = match &self.pool {
             Pool::Sqlite(pool) => {
                 if let Some(group) = &self.group {
                     return group.accept(batch).await;
@@ -151,16 +216,7 @@ impl Store {
                     now
                 )
             }
-            Pool::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                accept_in_transaction!(
-                    tx,
-                    insert_inbox_postgres,
-                    insert_jobs_in_order_postgres,
-                    &batch,
-                    now
-                )
-            }
+            Pool::Postgres(pool) => accept_postgres(pool, &batch, now).await?,
         };
         Ok(outcomes)
     }

@@ -47,6 +47,7 @@ conformance!(
     accept_batch_mixes_new_and_duplicate,
     accept_batch_large_mixed_batch_keeps_order_and_answers,
     accept_batch_repeat_inside_a_new_batch,
+    accept_batch_each_keeps_the_requests_beside_a_refused_one,
     accept_debounces_jobs_with_a_unique_key,
     concurrent_accepts_store_each_request_once,
     claim_takes_one_job_per_key_in_order,
@@ -171,6 +172,39 @@ async fn accept_stores_inbox_and_jobs_once(store: Store) {
             .unwrap()
             .is_none()
     );
+}
+
+/// PostgreSQL text cannot hold a NUL character: a request carrying one is
+/// refused, and the requests committed in the same group are stored anyway.
+/// (SQLite stores it.)
+async fn accept_batch_each_keeps_the_requests_beside_a_refused_one(store: Store) {
+    let batch = vec![
+        (inbound("events", "good-1"), vec![job("glpi", "k1", 1)]),
+        (inbound("events", "nul"), vec![job("glpi", "k\0x", 2)]),
+        (inbound("events", "good-2"), vec![job("glpi", "k2", 3)]),
+    ];
+    let results = store.accept_batch_each(batch).await.unwrap();
+    assert_eq!(results.len(), 3);
+    for (index, key) in [(0, "good-1"), (2, "good-2")] {
+        assert!(
+            matches!(results[index], Ok(Acceptance::Accepted { .. })),
+            "{key}: {:?}",
+            results[index]
+        );
+        assert!(
+            store
+                .inbox_by_dedupe("events", key)
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+    let stored_nul = store
+        .inbox_by_dedupe("events", "nul")
+        .await
+        .unwrap()
+        .is_some();
+    assert_eq!(stored_nul, results[1].is_ok(), "{:?}", results[1]);
 }
 
 async fn accept_debounces_jobs_with_a_unique_key(store: Store) {

@@ -119,7 +119,19 @@ async fn receive(
             Value::String(s) if !s.is_empty() => Some(s.clone()),
             Value::Number(n) => Some(n.to_string()),
             _ => None,
-        })
+        });
+    // A key is stored as text, which cannot hold every character everywhere
+    // (PostgreSQL refuses NUL): refuse control characters here, clearly.
+    if ordering_key
+        .as_deref()
+        .is_some_and(|key| key.chars().any(char::is_control))
+    {
+        return Err(ApiError::BadRequest(format!(
+            "the ordering value at {} must not contain control characters",
+            endpoint.ordering_pointer.as_deref().unwrap_or("")
+        )));
+    }
+    let ordering_key = ordering_key
         // No pointer (or no value at it): the event is ordered after nothing. Its
         // key is unique and grows with time, so the index of unfinished jobs
         // takes it at its end rather than at a random place.
