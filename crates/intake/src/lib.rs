@@ -320,6 +320,50 @@ impl Intake {
     }
 
     /// Records a failure (kv, one write) and wakes waiting callers.
+    /// Start request `id` of `source` again when it failed only because the
+    /// target stayed unavailable through every attempt: the caller sent it
+    /// again, and a 503 that stays a 503 for ever would make retrying useless.
+    /// Its dead job is revived (a revived job looks for a ticket an earlier
+    /// attempt may have made before creating one) and the failure forgotten.
+    /// True when the request was started again.
+    pub async fn restart_if_unavailable(
+        &self,
+        source: &Source,
+        id: i64,
+    ) -> Result<bool, IntakeError> {
+        let Some(RequestOutcome::Failed {
+            code: FailureCode::TargetUnavailable,
+            ..
+        }) = self.final_outcome(source, id).await?
+        else {
+            return Ok(false);
+        };
+        let Some(inbox) = self.store.inbox(id).await? else {
+            return Ok(false);
+        };
+        let dead = self
+            .store
+            .jobs(&JobFilter {
+                status: Some(JobStatus::Dead),
+                ordering_key: Some(format!("intake:{}:{}", source.name, inbox.dedupe_key)),
+                kind: Some(JOB_KIND.to_string()),
+                limit: Some(1),
+                ..JobFilter::default()
+            })
+            .await?;
+        let Some(job) = dead.first() else {
+            return Ok(false);
+        };
+        if self.store.revive_dead(Some(job.id)).await? == 0 {
+            // Another repeat revived it a moment ago.
+            return Ok(true);
+        }
+        self.store.kv_delete(NAMESPACE, &id.to_string()).await?;
+        self.waiters.forget(id);
+        tracing::info!(source = %source.name, request = id, "request sent again after the target stayed unavailable: started again");
+        Ok(true)
+    }
+
     async fn record_failure(&self, id: i64, outcome: &RequestOutcome) -> Result<(), StoreError> {
         let value = serde_json::to_value(outcome).map_err(|e| StoreError::Encode {
             what: "intake outcome",

@@ -67,6 +67,11 @@ impl Waiters {
         self.state.lock().finished.get(&id).cloned()
     }
 
+    /// Forget the outcome remembered for `id` (the request starts again).
+    pub fn forget(&self, id: i64) {
+        self.state.lock().finished.remove(&id);
+    }
+
     /// Remembers the (durable) outcome of `id` and wakes everyone waiting on it.
     pub fn wake(&self, id: i64, outcome: RequestOutcome) {
         let notify = {

@@ -461,6 +461,82 @@ async fn a_requester_whose_login_is_taken_is_that_account() {
 }
 
 #[tokio::test]
+async fn a_request_sent_again_after_glpi_stayed_down_is_tried_again() {
+    let sim = GlpiSim::start(SimConfig::default()).await.unwrap();
+    let (store, _dir) = store::testing::fresh_sqlite().await;
+    let toml = format!(
+        r#"
+[engine]
+max_attempts = 2
+backoff_base = "10ms"
+backoff_max = "20ms"
+poll = "50ms"
+
+[targets.glpi]
+kind = "glpi"
+url = "{url}"
+app_token = "${{APP}}"
+user_token = "${{USER}}"
+timeout = "5s"
+
+[sources.web]
+kind = "intake"
+target = "glpi"
+api_keys = ["{KEY}"]
+default_entity = 0
+wait = "3s"
+"#,
+        url = sim.base_url()
+    );
+    let env = vec![
+        ("APP".to_string(), sim.app_token()),
+        ("USER".to_string(), sim.user_token("glpi").unwrap()),
+    ];
+    let app = TestApp::spawn(config::load_str(&toml, env).unwrap(), store)
+        .await
+        .unwrap();
+    let body = json!({"requester": {"email": "maria@acme.com.br"}, "description": "Down twice"});
+    let send = || async {
+        let resp = app
+            .http
+            .post(app.url("/api/v1/tickets"))
+            .header("x-api-key", KEY)
+            .header("idempotency-key", "form-17")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        (status, resp.json::<Value>().await.unwrap())
+    };
+
+    // Down through both attempts: the request fails as unavailable.
+    sim.faults().fail_next(1_000, 503);
+    let (status, first) = send().await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{first}");
+    assert_eq!(first["error"]["code"], "target_unavailable");
+    let request_id = first["error"]["request_id"].clone();
+
+    // GLPI is back; the caller tries again, as a 503 invites it to.
+    sim.faults().clear();
+    let (status, second) = send().await;
+    assert_eq!(status, StatusCode::CREATED, "{second}");
+    assert_eq!(second["request_id"], request_id, "the same request");
+    let tickets: Vec<_> = sim
+        .tickets()
+        .into_iter()
+        .filter(|t| t.name == "Down twice")
+        .collect();
+    assert_eq!(tickets.len(), 1);
+    assert_eq!(second["ticket_id"].as_u64(), Some(tickets[0].id));
+    // And from then on it is a plain repeat.
+    let (status, third) = send().await;
+    assert_eq!(status, StatusCode::CREATED, "{third}");
+    assert_eq!(third["ticket_id"], second["ticket_id"]);
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn an_idempotency_key_reused_for_another_request_is_refused() {
     let w = world().await;
     let first =

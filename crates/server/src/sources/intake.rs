@@ -493,9 +493,15 @@ async fn create(
     }
     let outcome = accepted?;
     let id = outcome.inbox_id();
-    let replayed = outcome.is_duplicate();
+    let mut replayed = outcome.is_duplicate();
     if replayed && let Some(fingerprint) = &fingerprint {
         refuse_reused_key(&state, id, fingerprint).await?;
+    }
+    // A repeat of a request that failed only because the target stayed down
+    // is a new try, answered like a new request.
+    if replayed && api.intake.restart_if_unavailable(&source, id).await? {
+        state.wake.wake();
+        replayed = false;
     }
     let current = if wait_mode {
         let left = source.settings.wait.saturating_sub(started.elapsed());
