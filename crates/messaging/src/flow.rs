@@ -312,6 +312,13 @@ impl Messaging {
         if state.has_message(&p.message.message_id) {
             return Ok(());
         }
+        drop_stale_session(
+            channel,
+            &p.source,
+            &conversation,
+            &mut state,
+            p.message.received_at,
+        );
         if self.window_closed_before(channel, &state, &p.message) {
             // The engine is behind, or the burst's flush failed for good: its
             // window closed before this message arrived. That burst is its
@@ -573,6 +580,11 @@ impl Messaging {
     ) -> Result<(), JobError> {
         let store = &self.inner.store;
         let mut state = state::load(store, source, conversation).await?;
+        if reason == "handoff"
+            && drop_stale_session(channel, source, conversation, &mut state, store::now_ms())
+        {
+            state::save(store, source, conversation, &state).await?;
+        }
         if state.buffer.is_empty() {
             return Ok(());
         }
@@ -899,4 +911,36 @@ impl Handler for JobRunner {
             other => Err(JobError::permanent(format!("not a messaging job: {other}"))),
         }
     }
+}
+
+/// `open_on = "handoff"`: when the buffered messages were followed by more than
+/// `handoff_session` of silence before `now` (the next message, or a handoff),
+/// the bot handled that conversation alone and it never came to the help desk:
+/// its messages are dropped so they do not open a ticket weeks later. True
+/// when something was dropped.
+fn drop_stale_session(
+    channel: &Channel,
+    source: &str,
+    conversation: &str,
+    state: &mut ConversationState,
+    now: i64,
+) -> bool {
+    if channel.opens_on_first_message() {
+        return false;
+    }
+    let session = i64::try_from(channel.settings.handoff_session.as_millis()).unwrap_or(i64::MAX);
+    let Some(last) = state.last_at() else {
+        return false;
+    };
+    if now.saturating_sub(last) <= session {
+        return false;
+    }
+    tracing::info!(
+        source,
+        conversation,
+        dropped = state.buffer.len(),
+        "messages the bot handled without a handoff are dropped"
+    );
+    state.buffer.clear();
+    true
 }

@@ -378,6 +378,66 @@ async fn handoff_mode_waits_for_the_handoff_and_answers_with_the_ticket() {
 }
 
 #[tokio::test]
+async fn messages_the_bot_handled_alone_do_not_join_a_later_handoff() {
+    let (sim, app, _dir) =
+        start("open_on = \"handoff\"\nhandoff_wait = \"8s\"\nhandoff_session = \"1500ms\"").await;
+    send(&app, message("conv-s", "s1", "what are your opening hours")).await;
+    wait_for("the bot's conversation buffered", DEADLINE, || async {
+        let state = app_state(&app, "conv-s").await;
+        (state["buffer"].as_array().map(Vec::len) == Some(1)).then_some(())
+    })
+    .await
+    .unwrap();
+    // The bot answered; the customer comes back later with a real problem.
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    send(&app, message("conv-s", "s2", "the printer is on fire")).await;
+    wait_for("a new session of one message", DEADLINE, || async {
+        let state = app_state(&app, "conv-s").await;
+        let buffer = state["buffer"].as_array()?;
+        (buffer.len() == 1 && buffer[0]["message_id"] == "s2").then_some(())
+    })
+    .await
+    .unwrap();
+    let response = app
+        .http
+        .post(app.url("/api/v1/channels/whats/conversations/conv-s/handoff"))
+        .header("Authorization", format!("Bearer {KEY}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let tickets = sim.tickets();
+    assert_eq!(tickets.len(), 1);
+    assert!(tickets[0].content.contains("the printer is on fire"));
+    assert!(
+        !tickets[0].content.contains("opening hours"),
+        "{}",
+        tickets[0].content
+    );
+
+    // A handoff long after the last message finds nothing to open.
+    send(&app, message("conv-t", "t1", "hello bot")).await;
+    wait_for("one buffered message", DEADLINE, || async {
+        let state = app_state(&app, "conv-t").await;
+        (state["buffer"].as_array().map(Vec::len) == Some(1)).then_some(())
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    let response = app
+        .http
+        .post(app.url("/api/v1/channels/whats/conversations/conv-t/handoff"))
+        .header("Authorization", format!("Bearer {KEY}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    settled(&app, "conv-t").await;
+    assert_eq!(sim.tickets().len(), 1, "no ticket from the stale session");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn requester_is_matched_by_phone_in_another_format_and_decides_the_entity() {
     let sim = GlpiSim::start(SimConfig::default()).await.unwrap();
     let company = sim.add_entity("Acme Ltda", 0, None);

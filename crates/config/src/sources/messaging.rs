@@ -79,6 +79,14 @@ pub struct MessagingSource {
     /// How long `POST .../handoff` waits for the ticket before answering 202.
     #[serde(default = "default_handoff_wait", deserialize_with = "millis_or_text")]
     pub handoff_wait: Duration,
+    /// `open_on = "handoff"`: buffered messages followed by this long a
+    /// silence, with no handoff, were a conversation the bot handled alone;
+    /// the next message or handoff starts afresh without them. Default 24 h.
+    #[serde(
+        default = "default_handoff_session",
+        deserialize_with = "millis_or_text"
+    )]
+    pub handoff_session: Duration,
     /// How long a ticket's status read from the target is trusted.
     #[serde(default = "default_status_ttl", deserialize_with = "millis_or_text")]
     pub status_ttl: Duration,
@@ -98,6 +106,9 @@ fn default_max_attachment_bytes() -> u64 {
 }
 fn default_handoff_wait() -> Duration {
     Duration::from_secs(3)
+}
+fn default_handoff_session() -> Duration {
+    Duration::from_secs(24 * 3600)
 }
 fn default_status_ttl() -> Duration {
     Duration::from_secs(5)
@@ -156,6 +167,9 @@ impl MessagingSource {
         }
         if self.max_wait < self.merge_window {
             bad("max_wait", "must not be shorter than merge_window");
+        }
+        if self.handoff_session.is_zero() {
+            bad("handoff_session", "must be greater than 0");
         }
         if let Some(country) = &self.default_country
             && !(country.len() == 2 && country.chars().all(|c| c.is_ascii_alphabetic()))
