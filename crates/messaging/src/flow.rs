@@ -46,6 +46,10 @@ const CALLBACK_ATTEMPTS: i32 = 60;
 /// Attempts after which an unreachable attachment URL is given up (the
 /// ticket is created without it, with a note).
 const ATTACHMENT_ATTEMPTS: i32 = 3;
+/// How long the message routes may wait for a ticket's status to name the
+/// ticket a message goes to.
+const STATUS_READ_BUDGET: Duration = Duration::from_secs(1);
+
 /// Timeout of every outgoing HTTP call of the flow (attachments, callbacks).
 const HTTP_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -269,10 +273,19 @@ impl Messaging {
         if !state.buffer.is_empty() {
             return Ok(None);
         }
-        match channel.cached_status(ticket.id).await {
-            Some(status) if !status.is_open() => Ok(None),
-            _ => Ok(Some(ticket)),
-        }
+        let status = match channel.cached_status(ticket.id).await {
+            Some(status) => Some(status),
+            // Not read lately: ask the target, briefly. A ticket solved since
+            // would send the message to a new ticket, so naming the old one
+            // would be wrong; when the target does not answer in time, no
+            // ticket is named (the callback carries the number).
+            None => tokio::time::timeout(STATUS_READ_BUDGET, channel.ticket_status(ticket.id))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .flatten(),
+        };
+        Ok(status.filter(|s| s.is_open()).map(|_| ticket))
     }
 
     /// The open tickets of the person with this phone number (a target call).
