@@ -9,7 +9,9 @@ use std::time::Duration;
 /// Exponential: `backoff_base × 2^(attempts−1)`, capped at `backoff_cap`, then
 /// jittered by ±25 % (still within the cap). When the remote sent a `Retry-After`
 /// hint, the delay is `max(hint, computed)`: never earlier than the remote asked,
-/// and never shorter than our own backoff. The hint is not capped.
+/// and never shorter than our own backoff. The hint may exceed `backoff_cap`
+/// (a maintenance window), up to [`MAX_RETRY_AFTER`]: a bogus one must not park
+/// a job, and every later job of its ordering key, for years.
 pub fn retry_delay(
     config: &EngineConfig,
     attempts: i32,
@@ -23,10 +25,13 @@ pub fn retry_delay(
     let factor: f64 = rand::thread_rng().gen_range(0.75..=1.25);
     let jittered = raw.mul_f64(factor).min(config.backoff_cap);
     match retry_after {
-        Some(hint) => hint.max(jittered),
+        Some(hint) => hint.min(MAX_RETRY_AFTER).max(jittered),
         None => jittered,
     }
 }
+
+/// Longest `Retry-After` honoured: a day.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 #[cfg(test)]
 mod tests {
@@ -50,6 +55,14 @@ mod tests {
                 "{attempts}: {delay}"
             );
         }
+    }
+
+    #[test]
+    fn a_retry_after_beyond_a_day_waits_a_day() {
+        let delay = retry_delay(&config(), 1, Some(Duration::from_secs(u64::MAX / 2)));
+        assert_eq!(delay, MAX_RETRY_AFTER);
+        let maintenance = Duration::from_secs(2 * 3600);
+        assert_eq!(retry_delay(&config(), 1, Some(maintenance)), maintenance);
     }
 
     #[test]

@@ -586,15 +586,21 @@ pub(crate) fn check(reply: Reply) -> Result<Reply, GlpiError> {
     }
 }
 
+/// `Retry-After` as seconds or as an HTTP date (RFC 9110 §10.2.3; proxies and
+/// load balancers in front of GLPI send either).
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    headers
+    let value = headers
         .get(reqwest::header::RETRY_AFTER)?
         .to_str()
         .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
+        .trim();
+    match value.parse::<u64>() {
+        Ok(seconds) => Some(Duration::from_secs(seconds)),
+        Err(_) => httpdate::parse_http_date(value).ok().map(|at| {
+            at.duration_since(std::time::SystemTime::now())
+                .unwrap_or_default()
+        }),
+    }
 }
 
 pub(crate) fn parse_json(reply: &Reply) -> Result<Value, GlpiError> {
@@ -676,6 +682,18 @@ mod tests {
         assert!(matches!(err, GlpiError::Server { status: 503, .. }));
         assert_eq!(err.retry_after(), Some(Duration::from_secs(120)));
         assert!(err.is_retryable());
+        // The HTTP-date form: about as long from now.
+        let at = std::time::SystemTime::now() + Duration::from_secs(90);
+        let mut r = reply(503, "");
+        r.headers.insert(
+            reqwest::header::RETRY_AFTER,
+            HeaderValue::from_str(&httpdate::fmt_http_date(at)).unwrap(),
+        );
+        let hint = check(r).err().unwrap().retry_after().unwrap();
+        assert!(
+            hint > Duration::from_secs(80) && hint <= Duration::from_secs(90),
+            "{hint:?}"
+        );
         assert!(matches!(
             check(reply(
                 403,

@@ -294,12 +294,19 @@ async fn check_status(response: Response) -> Result<Response, ChatwootError> {
     if status.is_success() {
         return Ok(response);
     }
+    // Seconds or an HTTP date (RFC 9110 §10.2.3).
     let retry_after = response
         .headers()
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+        .map(str::trim)
+        .and_then(|v| match v.parse::<u64>() {
+            Ok(seconds) => Some(Duration::from_secs(seconds)),
+            Err(_) => httpdate::parse_http_date(v).ok().map(|at| {
+                at.duration_since(std::time::SystemTime::now())
+                    .unwrap_or_default()
+            }),
+        });
     // A failed body read on an error answer still says what happened.
     let body = response.bytes().await.unwrap_or_default();
     let message = error_message(&body);
