@@ -505,6 +505,23 @@ impl Helpdesk for GlpiHelpdesk {
             .collect())
     }
 
+    async fn tickets_of_email(&self, email: &str, open_only: bool) -> HelpdeskResult<Vec<Ticket>> {
+        let ids = self
+            .client
+            .tickets_of_email_requester(email)
+            .await
+            .map_err(|e| self.error(e))?;
+        let mut tickets = Vec::new();
+        for id in ids.into_iter().take(crate::helpdesk::EMAIL_TICKETS_MAX) {
+            if let Some(ticket) = self.ticket(id).await?
+                && (!open_only || ticket.status.is_open())
+            {
+                tickets.push(ticket);
+            }
+        }
+        Ok(tickets)
+    }
+
     async fn add_followup(&self, ticket: i64, followup: &NewFollowup) -> HelpdeskResult<i64> {
         let id = self
             .client

@@ -256,6 +256,9 @@ impl From<HelpdeskError> for engine::JobError {
 
 pub type HelpdeskResult<T> = Result<T, HelpdeskError>;
 
+/// Most tickets [`Helpdesk::tickets_of_email`] returns (each one is read).
+pub const EMAIL_TICKETS_MAX: usize = 50;
+
 /// What GLPI and iTop both offer to the flows.
 #[async_trait]
 pub trait Helpdesk: Send + Sync + 'static {
@@ -303,6 +306,17 @@ pub trait Helpdesk: Send + Sync + 'static {
 
     /// Tickets where this person is a requester, newest first.
     async fn tickets_of(&self, person: &Person, open_only: bool) -> HelpdeskResult<Vec<Ticket>>;
+
+    /// Tickets whose requester is this address with no record behind it
+    /// (GLPI's email-only requesters), newest first, at most
+    /// [`EMAIL_TICKETS_MAX`]. Targets without such requesters have none.
+    async fn tickets_of_email(
+        &self,
+        _email: &str,
+        _open_only: bool,
+    ) -> HelpdeskResult<Vec<Ticket>> {
+        Ok(Vec::new())
+    }
 
     /// Adds a reply or note; returns its id.
     async fn add_followup(&self, ticket: i64, followup: &NewFollowup) -> HelpdeskResult<i64>;

@@ -364,6 +364,32 @@ impl GlpiClient {
             .await
     }
 
+    /// Tickets whose requester is `email` without an account (`Ticket_User`
+    /// rows of user 0 with that `alternative_email`, what an email-only
+    /// requester is), newest first. GLPI's `searchText` matches a substring,
+    /// so the address is compared exactly on the rows.
+    pub async fn tickets_of_email_requester(&self, email: &str) -> Result<Vec<i64>, GlpiError> {
+        let email = email.trim();
+        if email.len() < 3 || !email.contains('@') {
+            return Err(GlpiError::InvalidInput(format!("not an email: {email:?}")));
+        }
+        let rows: Vec<TicketUser> = self
+            .list_items_matching("Ticket_User", "alternative_email", email)
+            .await?;
+        let mut ids: Vec<i64> = rows
+            .into_iter()
+            .filter(|r| {
+                r.role == 1
+                    && r.users_id == 0
+                    && r.alternative_email.trim().eq_ignore_ascii_case(email)
+            })
+            .map(|r| r.tickets_id)
+            .collect();
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        ids.dedup();
+        Ok(ids)
+    }
+
     /// Add one actor to an existing ticket (`POST /Ticket_User`).
     pub async fn add_ticket_actor(
         &self,

@@ -98,17 +98,27 @@ impl RequesterLookup {
 }
 
 impl Source {
-    /// The tickets of the person found by email, else phone; empty when
-    /// nobody matches.
+    /// The tickets of the person found by email, else phone, and those whose
+    /// requester is the email address alone (GLPI's email-only requesters:
+    /// `create_requesters = false`, a contact); empty when nothing matches.
     pub async fn tickets_of(
         &self,
         query: &PersonQuery,
         open_only: bool,
     ) -> Result<Vec<TicketSummary>, IntakeError> {
-        let Some(person) = self.helpdesk.find_person(query).await? else {
-            return Ok(Vec::new());
+        let person = self.helpdesk.find_person(query).await?;
+        let mut tickets = match &person {
+            Some(person) => self.helpdesk.tickets_of(person, open_only).await?,
+            None => Vec::new(),
         };
-        let tickets = self.helpdesk.tickets_of(&person, open_only).await?;
+        let email = query.email.clone().or_else(|| person.and_then(|p| p.email));
+        if let Some(email) = email {
+            for ticket in self.helpdesk.tickets_of_email(&email, open_only).await? {
+                if !tickets.iter().any(|t| t.id == ticket.id) {
+                    tickets.push(ticket);
+                }
+            }
+        }
         Ok(tickets
             .into_iter()
             .map(|t| TicketSummary {

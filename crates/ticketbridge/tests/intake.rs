@@ -838,6 +838,59 @@ async fn bad_requests_list_every_field_and_auth_size_and_type_are_checked() {
 }
 
 #[tokio::test]
+async fn email_only_requesters_read_their_tickets_too() {
+    let w = world().await;
+    // A source that does not create accounts: the address alone is the
+    // requester, and "my tickets" must still find the ticket.
+    let (status, answer) = w
+        .post(
+            STRICT_KEY,
+            &json!({"requester": {"email": "Guest@Example.org"}, "description": "Wifi is slow"}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let id = answer["ticket_id"].as_u64().unwrap();
+    assert_eq!(
+        requester_of(&w.sim.ticket(id).unwrap()),
+        [(0, "guest@example.org".to_string())]
+    );
+    // Another address that merely contains this one is not theirs.
+    w.post(
+        STRICT_KEY,
+        &json!({"requester": {"email": "vip.guest@example.org"}, "description": "Not theirs"}),
+        None,
+    )
+    .await;
+
+    let (status, list) = w
+        .get(
+            "/api/v1/tickets?requester_email=guest%40example.org",
+            STRICT_KEY,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let ids: Vec<u64> = list["tickets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, [id]);
+    assert_eq!(list["tickets"][0]["title"], "Wifi is slow");
+    // Solved, it leaves the open list.
+    w.sim.set_ticket_status(id, 5);
+    let (_, open) = w
+        .get(
+            "/api/v1/tickets?requester_email=guest%40example.org",
+            STRICT_KEY,
+        )
+        .await;
+    assert_eq!(open["tickets"], json!([]));
+    w.app.stop().await;
+}
+
+#[tokio::test]
 async fn requesters_read_their_tickets() {
     let w = world().await;
     let (_, a1) = w
