@@ -67,6 +67,7 @@ impl ItopSim {
     /// Starts a simulator on 127.0.0.1 (port from the config, 0 = any).
     pub async fn start(config: ItopSimConfig) -> std::io::Result<RunningItop> {
         let mut db = Db::default();
+        db.extra_enum_values = config.extra_enum_values.clone();
         if config.demo_data {
             demo::load(&mut db);
         }

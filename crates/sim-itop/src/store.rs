@@ -79,6 +79,8 @@ pub struct Db {
     objs: BTreeMap<(&'static str, u64), Obj>,
     next_id: HashMap<&'static str, u64>,
     pub ref_counter: u64,
+    /// Enumeration codes the data model adds (attribute code, value).
+    pub extra_enum_values: Vec<(String, String)>,
 }
 
 /// How a key was given, for error messages.
