@@ -27,6 +27,18 @@ pub fn entry_hash(entry: &itop::CaseLogEntry) -> String {
     ])
 }
 
+/// What a status push copies from its source ticket (state and the
+/// fields stimuli carry): a refused push is tried again when it changes,
+/// even within the second `last_update` cannot tell apart.
+pub fn push_source(ticket: &itop::UserRequest) -> String {
+    hex_sha256(&[
+        ticket.status.as_bytes(),
+        ticket.resolution_code.as_bytes(),
+        ticket.solution.as_bytes(),
+        ticket.pending_reason.as_bytes(),
+    ])
+}
+
 /// What the bridge changes on a ticket: its status, given its private log,
 /// within a minute `bucket` (an echo comes back within seconds; the same
 /// state reached again by a person later is not mistaken for an echo).
