@@ -25,7 +25,7 @@ use store::{Link, LinkFilter, LinkState, NewAudit, NewLink, Store};
 use crate::context::{ATTACHMENT_LINK, Bridge, COMMENT, LOG_LINK, TICKET_LINK};
 use crate::error::BridgeError;
 use crate::fingerprint::{
-    DELETED, attachment_hash, bucket_of, entry_hash, push_source, ticket_state,
+    DELETED, attachment_hash, bucket_of, entry_hash, legacy_entry_hash, push_source, ticket_state,
 };
 use crate::lifecycle::{Step, next_step};
 use crate::side::Side;
@@ -503,6 +503,8 @@ impl PairSync<'_> {
             })
             .await?;
         let mut known: BTreeSet<String> = BTreeSet::new();
+        let by_source: HashMap<&str, &Link> =
+            existing.iter().map(|l| (l.source_id.as_str(), l)).collect();
         for link in &existing {
             known.insert(link.source_id.clone());
             let file_side = link
@@ -521,7 +523,31 @@ impl PairSync<'_> {
                 let hash = entry_hash(entry);
                 let source_id = format!("{side}:{hash}");
                 let note = format!("{pair}/log/{source_id}");
-                if known.contains(&source_id) || self.refused_recently(&note).await? {
+                if known.contains(&source_id) {
+                    continue;
+                }
+                // Filed by an older ticketbridge under the identity that
+                // covered iTop's renderings: linked again under the stable
+                // one, while the old identity still matches.
+                if let Some(old) =
+                    by_source.get(format!("{side}:{}", legacy_entry_hash(entry)).as_str())
+                {
+                    self.store
+                        .put_link(&NewLink {
+                            kind: LOG_LINK.into(),
+                            source_system: pair.clone(),
+                            source_id: source_id.clone(),
+                            target_system: old.target_system.clone(),
+                            target_id: old.target_id.clone(),
+                            state: LinkState::Linked,
+                            data: old.data.clone(),
+                        })
+                        .await?;
+                    self.store.delete_link(old.id).await?;
+                    known.insert(source_id);
+                    continue;
+                }
+                if self.refused_recently(&note).await? {
                     continue;
                 }
                 let filename = entry_filename(entry, &hash);

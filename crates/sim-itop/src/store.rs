@@ -120,6 +120,11 @@ impl Db {
         }
     }
 
+    /// Every stored object, to change in place (test hooks).
+    pub fn objects_mut(&mut self) -> impl Iterator<Item = &mut Obj> {
+        self.objs.values_mut()
+    }
+
     pub fn remove(&mut self, class: &str, id: u64) -> Option<Obj> {
         let def = schema::class(class)?;
         self.objs.remove(&(def.root, id))

@@ -493,6 +493,143 @@ async fn private_log_entries_become_one_file_each_with_author_and_date() {
     w.stop().await;
 }
 
+/// Both sides get an HTML private-log entry, filed once on the other side.
+async fn notes_filed_both_ways(w: &World) -> (u64, u64) {
+    let (e, i) = w.mirrored("Notes and upgrades").await;
+    let html = |id: u64, text: &str| {
+        json!({"operation":"core/update","class":"UserRequest","key":id,"comment":"ui",
+            "fields":{"private_log":{"add_item":{"message":format!("<p>{text} <b>now</b></p>"),"format":"html"}}},
+            "output_fields":"id"})
+    };
+    w.act(&w.ext, html(e, "customer note")).await;
+    w.act(&w.int, html(i, "provider note")).await;
+    assert_eq!(w.int.attachments("UserRequest", i).len(), 1);
+    assert_eq!(w.ext.attachments("UserRequest", e).len(), 1);
+    (e, i)
+}
+
+/// Every pair run there is: a webhook of each side and a sweep.
+async fn sync_again(w: &World, e: u64, i: u64) {
+    w.post(
+        "/api/v1/update-ticket",
+        KEY,
+        json!({"class":"UserRequest","id":e.to_string()}),
+    )
+    .await;
+    w.post(
+        "/api/v1/ticket-update-private-log",
+        OLD_KEY,
+        json!({"event":"update private log","id":i.to_string()}),
+    )
+    .await;
+    w.settle().await;
+    w.reconcile_now().await;
+}
+
+#[tokio::test]
+async fn private_log_entries_are_not_filed_again_after_an_itop_upgrade() {
+    let w = world().await;
+    let (e, i) = notes_filed_both_ways(&w).await;
+    // Both iTops now render the plain text of every entry differently.
+    for sim in [&w.ext, &w.int] {
+        sim.rerender_case_log_text(|html| {
+            html.replace("<b>", "**")
+                .replace("</b>", "**")
+                .replace("<p>", "")
+                .replace("</p>", "\n")
+        });
+    }
+    assert!(
+        w.ext.case_log("UserRequest", e, "private_log")[0]
+            .message
+            .contains("**now**")
+    );
+    sync_again(&w, e, i).await;
+    assert_eq!(w.int.attachments("UserRequest", i).len(), 1);
+    assert_eq!(w.ext.attachments("UserRequest", e).len(), 1);
+    assert!(w.dead_letters().await.is_empty());
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn private_log_entries_filed_by_an_older_ticketbridge_are_recognised() {
+    use itop_bridge::fingerprint::{entry_hash, legacy_entry_hash};
+    let w = world().await;
+    let (e, i) = notes_filed_both_ways(&w).await;
+    // The links as the previous version made them: keyed by the old hash.
+    let links = w
+        .app
+        .store
+        .links(&LinkFilter {
+            kind: Some("itop.log".into()),
+            limit: Some(100),
+            ..LinkFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(links.len(), 2);
+    let mut entries: Vec<(String, itop::CaseLogEntry)> = Vec::new();
+    for (side, sim, id) in [("external", &w.ext, e), ("internal", &w.int, i)] {
+        let object = json!({"private_log": sim.object("UserRequest", id).unwrap()["private_log"]});
+        for entry in itop::CaseLogEntry::parse_log(object.get("private_log")) {
+            entries.push((side.to_string(), entry));
+        }
+    }
+    for link in &links {
+        let (side, entry) = entries
+            .iter()
+            .find(|(side, entry)| link.source_id == format!("{side}:{}", entry_hash(entry)))
+            .unwrap();
+        w.app
+            .store
+            .put_link(&store::NewLink {
+                kind: link.kind.clone(),
+                source_system: link.source_system.clone(),
+                source_id: format!("{side}:{}", legacy_entry_hash(entry)),
+                target_system: link.target_system.clone(),
+                target_id: link.target_id.clone(),
+                state: link.state,
+                data: link.data.clone(),
+            })
+            .await
+            .unwrap();
+        w.app.store.delete_link(link.id).await.unwrap();
+        // ... and the file named after the old hash.
+        let (sim, ticket) = if side == "external" {
+            (&w.int, i)
+        } else {
+            (&w.ext, e)
+        };
+        let file = sim
+            .attachments("UserRequest", ticket)
+            .into_iter()
+            .find(|a| Some(a.id.to_string()) == link.target_id)
+            .unwrap();
+        let stamp: String = entry.date.chars().filter(char::is_ascii_digit).collect();
+        let legacy = legacy_entry_hash(entry);
+        use base64::Engine;
+        let r = sim
+            .perform(json!({"operation":"core/update","class":"Attachment","key":file.id,"comment":"old",
+                "fields":{"contents":{"data":base64::engine::general_purpose::STANDARD.encode(&file.data),
+                "filename":format!("private-log-{stamp}-{}.txt", &legacy[..12]),"mimetype":"text/plain","downloads_count":0}},
+                "output_fields":"id"}))
+            .await;
+        assert_eq!(r["code"], 0, "{r}");
+    }
+    w.settle().await;
+    sync_again(&w, e, i).await;
+    assert_eq!(w.int.attachments("UserRequest", i).len(), 1);
+    assert_eq!(w.ext.attachments("UserRequest", e).len(), 1);
+    // Linked again under the stable identity: an upgrade of iTop now changes nothing.
+    for sim in [&w.ext, &w.int] {
+        sim.rerender_case_log_text(str::to_uppercase);
+    }
+    sync_again(&w, e, i).await;
+    assert_eq!(w.int.attachments("UserRequest", i).len(), 1);
+    assert_eq!(w.ext.attachments("UserRequest", e).len(), 1);
+    w.stop().await;
+}
+
 #[tokio::test]
 async fn internal_status_changes_reach_external_with_required_fields() {
     let w = world().await;
