@@ -464,14 +464,17 @@ impl QueueRunner {
             for job in claimed {
                 let slot = match permit.take() {
                     Some(p) => p,
-                    // The claim took no more than the free slots, and only finishing
-                    // jobs return slots, so one is free.
+                    // The claim asked for the slots free before it; one may have been
+                    // reserved meanwhile (`Engine::reserve`, a job claimed at accept).
                     None => match slots.clone().try_acquire_owned() {
                         Ok(p) => p,
-                        Err(_) => match slots.clone().acquire_owned().await {
-                            Ok(p) => p,
-                            Err(_) => return,
-                        },
+                        Err(_) => {
+                            // Never hold a claimed job without a slot: it would wait
+                            // `running` with no heartbeat, and be taken again
+                            // elsewhere once its lease ran out.
+                            self.give_back(&job).await;
+                            continue;
+                        }
                     },
                 };
                 let inner = self.inner.clone();
@@ -487,6 +490,19 @@ impl QueueRunner {
                     _ = wake.changed() => {}
                     () = tokio::time::sleep(wait) => {}
                 }
+            }
+        }
+    }
+
+    /// Returns a job claimed without a free slot to pending (the attempt not
+    /// counted). If that fails, its lease runs out and the sweeper returns it.
+    async fn give_back(&self, job: &Job) {
+        match self.inner.store.release_unstarted(job).await {
+            Ok(_) => {
+                tracing::debug!(queue = %self.queue, job = job.id, "claimed job given back: no free slot")
+            }
+            Err(error) => {
+                tracing::warn!(queue = %self.queue, job = job.id, %error, "could not give back a claimed job; it is taken again after its lease");
             }
         }
     }

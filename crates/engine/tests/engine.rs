@@ -58,6 +58,7 @@ on_both_backends!(
     delayed_job_runs_at_its_time,
     a_job_claimed_at_accept_runs_in_a_reserved_slot,
     a_handler_that_gives_its_slot_back_lets_the_next_job_start,
+    a_job_claimed_while_its_slot_was_reserved_is_given_back_not_held,
     a_job_a_handler_enqueues_through_the_store_runs_without_waiting_for_a_poll,
     succeeded_jobs_are_deleted_after_the_retention_period,
     succeeded_jobs_are_kept_when_retention_is_off,
@@ -647,6 +648,141 @@ async fn a_job_claimed_at_accept_runs_in_a_reserved_slot(db: Database) {
     );
     token.cancel();
     run.await.unwrap().unwrap();
+}
+
+/// Holds every write to `jobs` (as a slow or busy store would) until the
+/// returned function is awaited.
+async fn hold_job_writes(db: &Database) -> impl std::future::Future<Output = ()> {
+    use sqlx::Connection;
+    enum Held {
+        Sqlite(sqlx::SqliteConnection),
+        Postgres(sqlx::PgConnection),
+    }
+    let held = if db.url.starts_with("sqlite") {
+        let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+        sqlx::raw_sql("BEGIN IMMEDIATE")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        Held::Sqlite(conn)
+    } else {
+        let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+        sqlx::raw_sql("BEGIN; LOCK TABLE jobs IN EXCLUSIVE MODE")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        Held::Postgres(conn)
+    };
+    async move {
+        match held {
+            Held::Sqlite(mut c) => {
+                sqlx::raw_sql("ROLLBACK").execute(&mut c).await.unwrap();
+            }
+            Held::Postgres(mut c) => {
+                sqlx::raw_sql("ROLLBACK").execute(&mut c).await.unwrap();
+            }
+        }
+    }
+}
+
+/// A runner claims as many jobs as it has free slots; a slot reserved for a
+/// job claimed at accept while that claim runs must not leave a claimed job
+/// waiting `running` with no heartbeat (taken again elsewhere once its lease
+/// ran out, so run twice), and shutdown must not wait for such a slot.
+async fn a_job_claimed_while_its_slot_was_reserved_is_given_back_not_held(db: Database) {
+    let store = open(&db).await;
+    let grace = Duration::from_millis(200);
+    let mut engine = Engine::new(
+        store.clone(),
+        EngineConfig {
+            lease: Duration::from_secs(1),
+            concurrency: HashMap::from([("glpi".to_string(), 2)]),
+            shutdown_grace: grace,
+            ..config("w")
+        },
+    );
+    let starts = Arc::new(Mutex::new(Vec::new()));
+    let log = starts.clone();
+    engine.register(
+        "work",
+        handler_fn(move |job| {
+            log.lock().unwrap().push(job.id);
+            async move {
+                std::future::pending::<()>().await;
+                Ok(())
+            }
+        }),
+    );
+    let mut ids = Vec::new();
+    for key in ["a", "b", "c"] {
+        ids.push(
+            store
+                .enqueue(NewJob::new("glpi", "work", key, json!({})))
+                .await
+                .unwrap(),
+        );
+    }
+    // The runner counts two free slots, then its claim waits on the store...
+    let release_writes = hold_job_writes(&db).await;
+    let token = CancellationToken::new();
+    let run = tokio::spawn({
+        let (engine, token) = (engine.clone(), token.clone());
+        async move { engine.run(token).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // ... while one of them is reserved for a job claimed at accept.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let reservation = loop {
+        if let Some(r) = engine.reserve("glpi") {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "no slot was ever free");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    release_writes.await;
+
+    // Longer than the lease, the reservation held: no claimed job waits
+    // without its handler, none is taken again after its lease.
+    let mut unstarted_since: HashMap<i64, Instant> = HashMap::new();
+    let watch_until = Instant::now() + Duration::from_millis(2500);
+    while Instant::now() < watch_until {
+        let started: HashSet<i64> = starts.lock().unwrap().iter().copied().collect();
+        for id in &ids {
+            let job = store.job(*id).await.unwrap().unwrap();
+            assert!(
+                !job.last_error
+                    .as_deref()
+                    .unwrap_or("")
+                    .starts_with("lease expired"),
+                "job {id} was held past its lease: {job:?}"
+            );
+            if job.status == JobStatus::Running && !started.contains(id) {
+                let since = *unstarted_since.entry(*id).or_insert_with(Instant::now);
+                assert!(
+                    since.elapsed() < Duration::from_millis(500),
+                    "job {id} is running without its handler: {job:?}"
+                );
+            } else {
+                unstarted_since.remove(id);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(starts.lock().unwrap().len(), 1, "one slot was free");
+
+    // Shutdown with the reservation still held returns within the grace.
+    let stopping = Instant::now();
+    token.cancel();
+    tokio::time::timeout(grace + Duration::from_secs(2), run)
+        .await
+        .expect("shutdown waited for a slot")
+        .unwrap()
+        .unwrap();
+    assert!(stopping.elapsed() < grace + Duration::from_secs(2));
+    drop(reservation);
+    let started = starts.lock().unwrap().clone();
+    let unique: HashSet<i64> = started.iter().copied().collect();
+    assert_eq!(unique.len(), started.len(), "a job ran twice: {started:?}");
 }
 
 async fn a_handler_that_gives_its_slot_back_lets_the_next_job_start(db: Database) {

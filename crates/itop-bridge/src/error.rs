@@ -12,6 +12,23 @@ pub enum BridgeError {
         #[source]
         source: itop::ItopError,
     },
+    /// An iTop refused the stimulus that would bring a ticket to the state
+    /// of its pair (a value its data model lacks, a transition it does not
+    /// have). Retrying the same call cannot help; the pair remembers the
+    /// refusal and tries again when either ticket changes.
+    #[error(
+        "{side} iTop refused {stimulus} on {ticket} (to reach {wanted}): {reason}; \
+         tried again when either ticket changes"
+    )]
+    StimulusRefused {
+        side: Side,
+        /// `UserRequest::12 (R-000012)`.
+        ticket: String,
+        stimulus: String,
+        wanted: String,
+        /// iTop's answer.
+        reason: String,
+    },
     /// The store failed.
     #[error("store: {0}")]
     Store(#[from] store::StoreError),
@@ -34,7 +51,9 @@ impl BridgeError {
         match self {
             BridgeError::Itop { source, .. } => source.is_retryable(),
             BridgeError::Store(e) => e.is_retryable(),
-            BridgeError::Config(_) | BridgeError::Payload(_) => false,
+            BridgeError::Config(_)
+            | BridgeError::Payload(_)
+            | BridgeError::StimulusRefused { .. } => false,
         }
     }
 }

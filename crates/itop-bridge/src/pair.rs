@@ -24,7 +24,9 @@ use store::{Link, LinkFilter, LinkState, NewAudit, NewLink, Store};
 
 use crate::context::{ATTACHMENT_LINK, Bridge, COMMENT, LOG_LINK, TICKET_LINK};
 use crate::error::BridgeError;
-use crate::fingerprint::{DELETED, attachment_hash, bucket_of, entry_hash, ticket_state};
+use crate::fingerprint::{
+    DELETED, attachment_hash, bucket_of, entry_hash, legacy_entry_hash, push_source, ticket_state,
+};
 use crate::lifecycle::{Step, next_step};
 use crate::side::Side;
 
@@ -69,6 +71,43 @@ pub struct PairState {
     /// the reconciler skips a pair closed on both sides until it changes.
     #[serde(default)]
     pub external_last_update: String,
+    /// The last push an iTop refused for good. Not tried again until either
+    /// ticket changes (its `last_update` differs from the one noted here), so
+    /// the reconciler does not make a dead letter of it on every sweep.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<RefusedPush>,
+}
+
+/// A status push an iTop refused for good, as the pair remembers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedPush {
+    /// The side that refused.
+    pub side: Side,
+    /// The state the push was to reach.
+    pub wanted: String,
+    pub stimulus: String,
+    /// iTop's answer.
+    pub reason: String,
+    /// Both tickets' `last_update` after the refusal.
+    pub external_last_update: String,
+    pub internal_last_update: String,
+    /// `push_source` of the ticket the push came from.
+    #[serde(default)]
+    pub source: String,
+}
+
+/// The stimulus a side refused while `drive` walked it.
+struct Refusal {
+    stimulus: &'static str,
+    reason: String,
+}
+
+/// What `sync_status` leaves: both tickets as they are now, and the push
+/// refused on the way, if any.
+struct StatusOutcome {
+    external: UserRequest,
+    internal: UserRequest,
+    refused: Option<(Side, String, Refusal)>,
 }
 
 /// What one run did.
@@ -237,10 +276,41 @@ impl PairSync<'_> {
         }
         state.external_ref = external.reference.clone();
         match self.sync_status(&mut state, external, internal).await {
-            Ok((external, internal)) => {
+            Ok(StatusOutcome {
+                external,
+                internal,
+                refused,
+            }) => {
                 state.external_status = Some(external.status.clone());
                 state.internal_status = Some(internal.status.clone());
                 state.external_last_update = external.last_update.clone();
+                if let Some((side, wanted, refusal)) = refused {
+                    // Seen as they are (so the next sweep does not send the
+                    // same refused call again), with the refusal noted.
+                    let ticket = match side {
+                        Side::External => &external,
+                        Side::Internal => &internal,
+                    };
+                    failure.add(BridgeError::StimulusRefused {
+                        side,
+                        ticket: format!("{}::{} ({})", bridge.class(), ticket.id, ticket.reference),
+                        stimulus: refusal.stimulus.to_string(),
+                        wanted: wanted.clone(),
+                        reason: refusal.reason.clone(),
+                    });
+                    state.refused = Some(RefusedPush {
+                        side,
+                        wanted,
+                        stimulus: refusal.stimulus.to_string(),
+                        reason: refusal.reason,
+                        external_last_update: external.last_update.clone(),
+                        internal_last_update: internal.last_update.clone(),
+                        source: push_source(match side {
+                            Side::External => &internal,
+                            Side::Internal => &external,
+                        }),
+                    });
+                }
             }
             // The states stay as last seen, so the next run pushes again.
             Err(error) => failure.add(error),
@@ -433,6 +503,8 @@ impl PairSync<'_> {
             })
             .await?;
         let mut known: BTreeSet<String> = BTreeSet::new();
+        let by_source: HashMap<&str, &Link> =
+            existing.iter().map(|l| (l.source_id.as_str(), l)).collect();
         for link in &existing {
             known.insert(link.source_id.clone());
             let file_side = link
@@ -451,7 +523,31 @@ impl PairSync<'_> {
                 let hash = entry_hash(entry);
                 let source_id = format!("{side}:{hash}");
                 let note = format!("{pair}/log/{source_id}");
-                if known.contains(&source_id) || self.refused_recently(&note).await? {
+                if known.contains(&source_id) {
+                    continue;
+                }
+                // Filed by an older ticketbridge under the identity that
+                // covered iTop's renderings: linked again under the stable
+                // one, while the old identity still matches.
+                if let Some(old) =
+                    by_source.get(format!("{side}:{}", legacy_entry_hash(entry)).as_str())
+                {
+                    self.store
+                        .put_link(&NewLink {
+                            kind: LOG_LINK.into(),
+                            source_system: pair.clone(),
+                            source_id: source_id.clone(),
+                            target_system: old.target_system.clone(),
+                            target_id: old.target_id.clone(),
+                            state: LinkState::Linked,
+                            data: old.data.clone(),
+                        })
+                        .await?;
+                    self.store.delete_link(old.id).await?;
+                    known.insert(source_id);
+                    continue;
+                }
+                if self.refused_recently(&note).await? {
                     continue;
                 }
                 let filename = entry_filename(entry, &hash);
@@ -841,15 +937,35 @@ impl PairSync<'_> {
         Ok(())
     }
 
-    /// Pushes the status of the side that changed since the last run.
+    /// Pushes the status of the side that changed since the last run. A
+    /// push refused earlier counts as a change of its source side again once
+    /// either ticket has changed since the refusal.
     async fn sync_status(
         &self,
         state: &mut PairState,
         external: UserRequest,
         internal: UserRequest,
-    ) -> Result<(UserRequest, UserRequest), BridgeError> {
-        let ext_changed = state.external_status.as_deref() != Some(external.status.as_str());
-        let int_changed = state.internal_status.as_deref() != Some(internal.status.as_str());
+    ) -> Result<StatusOutcome, BridgeError> {
+        let retry = state
+            .refused
+            .as_ref()
+            .filter(|r| {
+                let source = match r.side {
+                    Side::External => &internal,
+                    Side::Internal => &external,
+                };
+                r.external_last_update != external.last_update
+                    || r.internal_last_update != internal.last_update
+                    || r.source != push_source(source)
+            })
+            .map(|r| r.side);
+        if retry.is_some() {
+            state.refused = None;
+        }
+        let ext_changed = state.external_status.as_deref() != Some(external.status.as_str())
+            || retry == Some(Side::Internal);
+        let int_changed = state.internal_status.as_deref() != Some(internal.status.as_str())
+            || retry == Some(Side::External);
         let settings = &self.bridge.settings;
         // A change to an unmapped state pushes nothing, so it must not hide
         // a change of the other side: only pushable changes compete.
@@ -861,21 +977,37 @@ impl PairSync<'_> {
             .status_to_external
             .get(&internal.status)
             .filter(|_| int_changed);
-        match (to_internal, to_external) {
+        let (side, wanted) = match (to_internal, to_external) {
             (Some(wanted), other) if other.is_none() || self.origin != Some(Side::Internal) => {
-                let internal = self
-                    .drive(Side::Internal, internal, wanted, &external)
-                    .await?;
-                Ok((external, internal))
+                (Side::Internal, wanted)
             }
-            (_, Some(wanted)) => {
-                let external = self
-                    .drive(Side::External, external, wanted, &internal)
-                    .await?;
-                Ok((external, internal))
+            (_, Some(wanted)) => (Side::External, wanted),
+            _ => {
+                return Ok(StatusOutcome {
+                    external,
+                    internal,
+                    refused: None,
+                });
             }
-            _ => Ok((external, internal)),
-        }
+        };
+        Ok(match side {
+            Side::Internal => {
+                let (internal, refusal) = self.drive(side, internal, wanted, &external).await?;
+                StatusOutcome {
+                    external,
+                    internal,
+                    refused: refusal.map(|r| (side, wanted.clone(), r)),
+                }
+            }
+            Side::External => {
+                let (external, refusal) = self.drive(side, external, wanted, &internal).await?;
+                StatusOutcome {
+                    external,
+                    internal,
+                    refused: refusal.map(|r| (side, wanted.clone(), r)),
+                }
+            }
+        })
     }
 
     fn stimulus_fields(
@@ -927,14 +1059,33 @@ impl PairSync<'_> {
         Value::Object(fields)
     }
 
+    /// The fields to send again when `error` refused the resolution code
+    /// copied from the other ticket and the configured one differs: iTop
+    /// names the attribute code in its answer ("Unexpected value for
+    /// attribute 'Resolution code' (resolution_code) : Value not allowed").
+    fn with_fallback_code(&self, fields: &Value, error: &itop::ItopError) -> Option<Value> {
+        let fallback = &self.bridge.settings.resolution_code;
+        let sent = fields.get("resolution_code").and_then(Value::as_str)?;
+        if sent == fallback || !error.to_string().contains("(resolution_code)") {
+            return None;
+        }
+        let mut fields = fields.clone();
+        fields
+            .as_object_mut()?
+            .insert("resolution_code".into(), json!(fallback));
+        Some(fields)
+    }
+
     /// Applies stimuli on `side` until `current` is in state `wanted`.
+    /// A stimulus the iTop refuses for good stops the walk and is returned
+    /// with the ticket as it is.
     async fn drive(
         &self,
         side: Side,
         mut current: UserRequest,
         wanted: &str,
         source: &UserRequest,
-    ) -> Result<UserRequest, BridgeError> {
+    ) -> Result<(UserRequest, Option<Refusal>), BridgeError> {
         let bridge = self.bridge;
         let object_key = format!("{}::{}", bridge.class(), current.id);
         for _ in 0..5 {
@@ -961,18 +1112,40 @@ impl PairSync<'_> {
                     &ticket_state(lands, &current.private_log, bucket_of(store::now_ms())),
                 )
                 .await?;
-            let fields = self.stimulus_fields(side, step, &current, source);
-            let result = bridge
-                .client(side)
-                .apply_stimulus(
-                    bridge.class(),
-                    current.id,
-                    step.stimulus(),
-                    fields.clone(),
-                    COMMENT,
-                    USER_REQUEST_FIELDS,
-                )
-                .await;
+            let mut fields = self.stimulus_fields(side, step, &current, source);
+            let mut fallback_tried = false;
+            let result = loop {
+                let result = bridge
+                    .client(side)
+                    .apply_stimulus(
+                        bridge.class(),
+                        current.id,
+                        step.stimulus(),
+                        fields.clone(),
+                        COMMENT,
+                        USER_REQUEST_FIELDS,
+                    )
+                    .await;
+                if let Err(error) = &result
+                    && step == Step::Resolve
+                    && !fallback_tried
+                    && !error.is_retryable()
+                    && let Some(retry) = self.with_fallback_code(&fields, error)
+                {
+                    tracing::warn!(%side, ticket = current.id, %error, "resolution code refused, sending the configured one");
+                    self.audit(
+                        side,
+                        "resolution_code_replaced",
+                        object_key.clone(),
+                        json!({"refused": fields.get("resolution_code"), "sent": retry.get("resolution_code"), "error": error.to_string()}),
+                    )
+                    .await;
+                    fields = retry;
+                    fallback_tried = true;
+                    continue;
+                }
+                break result;
+            };
             match result {
                 Ok(object) => {
                     current = UserRequest::from_object(&object);
@@ -996,13 +1169,19 @@ impl PairSync<'_> {
                         side,
                         "stimulus_refused",
                         object_key.clone(),
-                        json!({"stimulus": step.stimulus(), "error": error.to_string()}),
+                        json!({"stimulus": step.stimulus(), "wanted": wanted, "error": error.to_string()}),
                     )
                     .await;
-                    break;
+                    return Ok((
+                        current,
+                        Some(Refusal {
+                            stimulus: step.stimulus(),
+                            reason: error.to_string(),
+                        }),
+                    ));
                 }
             }
         }
-        Ok(current)
+        Ok((current, None))
     }
 }

@@ -55,6 +55,11 @@ pub struct ItopSimConfig {
     /// "Missing parameter 'version'" (or code 1 when the login was a form
     /// field too).
     pub post_max_size: usize,
+    /// Codes a customised data model adds to an enumeration, as
+    /// (attribute code, value), e.g. `("resolution_code", "known error")`.
+    /// Values outside the enumeration are refused on write, as iTop's
+    /// `DoCheckToWrite` does (code 100 "Unexpected value for attribute …").
+    pub extra_enum_values: Vec<(String, String)>,
 }
 
 pub const REST_LOGIN: &str = "rest";
@@ -83,6 +88,7 @@ impl Default for ItopSimConfig {
             webhook_timeout: Duration::from_secs(5),
             synchronous_webhooks: false,
             post_max_size: 8 * 1024 * 1024,
+            extra_enum_values: Vec::new(),
         }
     }
 }

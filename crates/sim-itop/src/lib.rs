@@ -67,6 +67,7 @@ impl ItopSim {
     /// Starts a simulator on 127.0.0.1 (port from the config, 0 = any).
     pub async fn start(config: ItopSimConfig) -> std::io::Result<RunningItop> {
         let mut db = Db::default();
+        db.extra_enum_values = config.extra_enum_values.clone();
         if config.demo_data {
             demo::load(&mut db);
         }
@@ -221,6 +222,39 @@ impl RunningItop {
                 })
                 .collect(),
             _ => Vec::new(),
+        }
+    }
+
+    /// Plays an iTop upgrade whose `utils::HtmlToText` renders differently:
+    /// iTop stores a case-log entry's HTML and derives the plain `message`
+    /// from it on every read, so after an upgrade every entry's `message`
+    /// reads as `render(message_html)`. Nothing else of the entries changes.
+    pub fn rerender_case_log_text(&self, render: impl Fn(&str) -> String) {
+        let mut db = self.shared.db.lock();
+        for obj in db.objects_mut() {
+            for log in ["private_log", "public_log"] {
+                let Some(pj::Pj::Obj(members)) = obj.values.get_mut(log) else {
+                    continue;
+                };
+                for (name, entries) in members.iter_mut() {
+                    let (true, pj::Pj::Arr(entries)) = (name == "entries", entries) else {
+                        continue;
+                    };
+                    for entry in entries {
+                        let html = entry
+                            .get("message_html")
+                            .map(pj::Pj::text)
+                            .unwrap_or_default();
+                        if let pj::Pj::Obj(fields) = entry {
+                            for (field, value) in fields.iter_mut() {
+                                if field == "message" {
+                                    *value = pj::Pj::s(render(&html));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
         }
     }
 

@@ -246,7 +246,7 @@ pub fn insert_object(
             );
         }
     }
-    values::check_to_write(def, &obj, -1)?;
+    values::check_to_write(def, &obj, -1, &db.extra_enum_values)?;
     let now = clock::now_text();
     if def.is_ticket() {
         if obj.text("start_date").is_empty() {
@@ -294,7 +294,12 @@ pub fn update(
     let leaf = obj.def().unwrap_or(def);
     let changed = values::apply_fields(db, leaf, &mut obj, &fields, actor)?;
     computed_on_write(&mut obj);
-    values::check_to_write(leaf, &obj, i64::try_from(id).unwrap_or(-1))?;
+    values::check_to_write(
+        leaf,
+        &obj,
+        i64::try_from(id).unwrap_or(-1),
+        &db.extra_enum_values,
+    )?;
     if leaf.is_ticket() && !changed.is_empty() {
         obj.values.insert("last_update", Pj::s(clock::now_text()));
     }
@@ -377,6 +382,15 @@ pub fn apply_stimulus(
         changed.push("status");
     }
     computed_on_write(&mut obj);
+    // DBUpdate checks the values (DoCheckToWrite): a field given with the
+    // stimulus outside its enumeration fails the whole call, nothing saved,
+    // with the exception's "Error: …" message and no `objects`.
+    values::check_to_write(
+        leaf,
+        &obj,
+        i64::try_from(id).unwrap_or(-1),
+        &db.extra_enum_values,
+    )?;
     obj.values.insert("last_update", Pj::s(now));
     db.insert(obj.clone());
     let result = object_result(db, def, &obj, "updated", &out);

@@ -79,6 +79,8 @@ pub struct Db {
     objs: BTreeMap<(&'static str, u64), Obj>,
     next_id: HashMap<&'static str, u64>,
     pub ref_counter: u64,
+    /// Enumeration codes the data model adds (attribute code, value).
+    pub extra_enum_values: Vec<(String, String)>,
 }
 
 /// How a key was given, for error messages.
@@ -116,6 +118,11 @@ impl Db {
             self.reserve_id(def.root, obj.id);
             self.objs.insert((def.root, obj.id), obj);
         }
+    }
+
+    /// Every stored object, to change in place (test hooks).
+    pub fn objects_mut(&mut self) -> impl Iterator<Item = &mut Obj> {
+        self.objs.values_mut()
     }
 
     pub fn remove(&mut self, class: &str, id: u64) -> Option<Obj> {

@@ -244,7 +244,13 @@ pub fn apply_fields(
 }
 
 /// iTop's DoCheckToWrite subset: NOT NULL attributes and enum values.
-pub fn check_to_write(def: &ClassDef, obj: &Obj, id_for_message: i64) -> Result<(), OpError> {
+/// `extra` lists the codes a customised data model adds to an enumeration.
+pub fn check_to_write(
+    def: &ClassDef,
+    obj: &Obj,
+    id_for_message: i64,
+    extra: &[(String, String)],
+) -> Result<(), OpError> {
     let mut issues = Vec::new();
     for attr in def.attrs {
         let text = obj.text(attr.code);
@@ -261,6 +267,7 @@ pub fn check_to_write(def: &ClassDef, obj: &Obj, id_for_message: i64) -> Result<
         } else if let Kind::Enum(allowed) = attr.kind
             && !text.is_empty()
             && !allowed.contains(&text.as_str())
+            && !extra.iter().any(|(a, v)| a == attr.code && *v == text)
         {
             issues.push(format!(
                 "Unexpected value for attribute '{}' ({}) : Value not allowed [{}]",

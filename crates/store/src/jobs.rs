@@ -123,6 +123,12 @@ const RELEASE: &str = fenced!(
     "status = 'pending', attempts = attempts - 1, locked_by = NULL, locked_until = NULL, \
      last_error = 'released unfinished at shutdown', updated_at = $4"
 );
+/// A job a runner claimed with no free slot to start it in (one was taken
+/// for a job claimed at accept while the claim ran).
+const RELEASE_NO_SLOT: &str = fenced!(
+    "status = 'pending', attempts = attempts - 1, locked_by = NULL, locked_until = NULL, \
+     last_error = 'claimed when no slot was free; given back before starting', updated_at = $4"
+);
 /// Succeeded jobs finished before `$1` with an id below `$2`, oldest first, at
 /// most `$3`. A finished job has no lease (`locked_until IS NULL`): with both
 /// columns of `jobs_status` fixed, that index lists them in id order, so the
@@ -364,6 +370,19 @@ impl Store {
         let _turn = self.write_turn().await;
         let now = now_ms();
         let done = on_pool!(self, pool => self.fenced(RELEASE, job)
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected());
+        Ok(done == 1)
+    }
+
+    /// Give back a claimed job that was never started because no slot was free
+    /// for it: pending again, the attempt not counted.
+    pub async fn release_unstarted(&self, job: &Job) -> Result<bool, StoreError> {
+        let _turn = self.write_turn().await;
+        let now = now_ms();
+        let done = on_pool!(self, pool => self.fenced(RELEASE_NO_SLOT, job)
             .bind(now)
             .execute(pool)
             .await?

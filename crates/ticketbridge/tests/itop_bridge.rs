@@ -87,36 +87,39 @@ struct World {
 }
 
 async fn world_on(store: Store, dir: Option<tempfile::TempDir>, reconcile: &str) -> World {
-    world_with(store, dir, reconcile, |_| {}).await
+    world_with(store, dir, reconcile, |_, _| {}, "").await
 }
 
-/// A world whose two simulated iTops are configured by `configure` too.
+/// A world whose two simulated iTops are configured by `configure` too
+/// (called with "external" or "internal"), and whose bridge source has the
+/// keys `source_extra` too.
 async fn world_with(
     store: Store,
     dir: Option<tempfile::TempDir>,
     reconcile: &str,
-    configure: impl Fn(&mut ItopSimConfig),
+    configure: impl Fn(&str, &mut ItopSimConfig),
+    source_extra: &str,
 ) -> World {
     let (relay, relay_url) = start_relay().await;
-    let sim_config = |sinks| {
+    let sim_config = |side: &str, sinks| {
         let mut config = ItopSimConfig {
             synchronous_webhooks: true,
             ..ItopSimConfig::default()
         }
         .with_webhooks(sinks);
-        configure(&mut config);
+        configure(side, &mut config);
         config
     };
-    let ext = ItopSim::start(sim_config(WebhookSink::seed_external(
-        &format!("{relay_url}/external"),
-        KEY,
-    )))
+    let ext = ItopSim::start(sim_config(
+        "external",
+        WebhookSink::seed_external(&format!("{relay_url}/external"), KEY),
+    ))
     .await
     .unwrap();
-    let int = ItopSim::start(sim_config(WebhookSink::seed_internal(
-        &format!("{relay_url}/internal"),
-        OLD_KEY,
-    )))
+    let int = ItopSim::start(sim_config(
+        "internal",
+        WebhookSink::seed_internal(&format!("{relay_url}/internal"), OLD_KEY),
+    ))
     .await
     .unwrap();
     let toml = format!(
@@ -141,6 +144,7 @@ internal_target = "int"
 external_target = "ext"
 api_keys = ["${{KEY1}}", "${{KEY2}}"]
 reconcile_interval = "{reconcile}"
+{source_extra}
 
 [sources.bridge.internal]
 org_id = 3
@@ -489,6 +493,143 @@ async fn private_log_entries_become_one_file_each_with_author_and_date() {
     w.stop().await;
 }
 
+/// Both sides get an HTML private-log entry, filed once on the other side.
+async fn notes_filed_both_ways(w: &World) -> (u64, u64) {
+    let (e, i) = w.mirrored("Notes and upgrades").await;
+    let html = |id: u64, text: &str| {
+        json!({"operation":"core/update","class":"UserRequest","key":id,"comment":"ui",
+            "fields":{"private_log":{"add_item":{"message":format!("<p>{text} <b>now</b></p>"),"format":"html"}}},
+            "output_fields":"id"})
+    };
+    w.act(&w.ext, html(e, "customer note")).await;
+    w.act(&w.int, html(i, "provider note")).await;
+    assert_eq!(w.int.attachments("UserRequest", i).len(), 1);
+    assert_eq!(w.ext.attachments("UserRequest", e).len(), 1);
+    (e, i)
+}
+
+/// Every pair run there is: a webhook of each side and a sweep.
+async fn sync_again(w: &World, e: u64, i: u64) {
+    w.post(
+        "/api/v1/update-ticket",
+        KEY,
+        json!({"class":"UserRequest","id":e.to_string()}),
+    )
+    .await;
+    w.post(
+        "/api/v1/ticket-update-private-log",
+        OLD_KEY,
+        json!({"event":"update private log","id":i.to_string()}),
+    )
+    .await;
+    w.settle().await;
+    w.reconcile_now().await;
+}
+
+#[tokio::test]
+async fn private_log_entries_are_not_filed_again_after_an_itop_upgrade() {
+    let w = world().await;
+    let (e, i) = notes_filed_both_ways(&w).await;
+    // Both iTops now render the plain text of every entry differently.
+    for sim in [&w.ext, &w.int] {
+        sim.rerender_case_log_text(|html| {
+            html.replace("<b>", "**")
+                .replace("</b>", "**")
+                .replace("<p>", "")
+                .replace("</p>", "\n")
+        });
+    }
+    assert!(
+        w.ext.case_log("UserRequest", e, "private_log")[0]
+            .message
+            .contains("**now**")
+    );
+    sync_again(&w, e, i).await;
+    assert_eq!(w.int.attachments("UserRequest", i).len(), 1);
+    assert_eq!(w.ext.attachments("UserRequest", e).len(), 1);
+    assert!(w.dead_letters().await.is_empty());
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn private_log_entries_filed_by_an_older_ticketbridge_are_recognised() {
+    use itop_bridge::fingerprint::{entry_hash, legacy_entry_hash};
+    let w = world().await;
+    let (e, i) = notes_filed_both_ways(&w).await;
+    // The links as the previous version made them: keyed by the old hash.
+    let links = w
+        .app
+        .store
+        .links(&LinkFilter {
+            kind: Some("itop.log".into()),
+            limit: Some(100),
+            ..LinkFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(links.len(), 2);
+    let mut entries: Vec<(String, itop::CaseLogEntry)> = Vec::new();
+    for (side, sim, id) in [("external", &w.ext, e), ("internal", &w.int, i)] {
+        let object = json!({"private_log": sim.object("UserRequest", id).unwrap()["private_log"]});
+        for entry in itop::CaseLogEntry::parse_log(object.get("private_log")) {
+            entries.push((side.to_string(), entry));
+        }
+    }
+    for link in &links {
+        let (side, entry) = entries
+            .iter()
+            .find(|(side, entry)| link.source_id == format!("{side}:{}", entry_hash(entry)))
+            .unwrap();
+        w.app
+            .store
+            .put_link(&store::NewLink {
+                kind: link.kind.clone(),
+                source_system: link.source_system.clone(),
+                source_id: format!("{side}:{}", legacy_entry_hash(entry)),
+                target_system: link.target_system.clone(),
+                target_id: link.target_id.clone(),
+                state: link.state,
+                data: link.data.clone(),
+            })
+            .await
+            .unwrap();
+        w.app.store.delete_link(link.id).await.unwrap();
+        // ... and the file named after the old hash.
+        let (sim, ticket) = if side == "external" {
+            (&w.int, i)
+        } else {
+            (&w.ext, e)
+        };
+        let file = sim
+            .attachments("UserRequest", ticket)
+            .into_iter()
+            .find(|a| Some(a.id.to_string()) == link.target_id)
+            .unwrap();
+        let stamp: String = entry.date.chars().filter(char::is_ascii_digit).collect();
+        let legacy = legacy_entry_hash(entry);
+        use base64::Engine;
+        let r = sim
+            .perform(json!({"operation":"core/update","class":"Attachment","key":file.id,"comment":"old",
+                "fields":{"contents":{"data":base64::engine::general_purpose::STANDARD.encode(&file.data),
+                "filename":format!("private-log-{stamp}-{}.txt", &legacy[..12]),"mimetype":"text/plain","downloads_count":0}},
+                "output_fields":"id"}))
+            .await;
+        assert_eq!(r["code"], 0, "{r}");
+    }
+    w.settle().await;
+    sync_again(&w, e, i).await;
+    assert_eq!(w.int.attachments("UserRequest", i).len(), 1);
+    assert_eq!(w.ext.attachments("UserRequest", e).len(), 1);
+    // Linked again under the stable identity: an upgrade of iTop now changes nothing.
+    for sim in [&w.ext, &w.int] {
+        sim.rerender_case_log_text(str::to_uppercase);
+    }
+    sync_again(&w, e, i).await;
+    assert_eq!(w.int.attachments("UserRequest", i).len(), 1);
+    assert_eq!(w.ext.attachments("UserRequest", e).len(), 1);
+    w.stop().await;
+}
+
 #[tokio::test]
 async fn internal_status_changes_reach_external_with_required_fields() {
     let w = world().await;
@@ -728,7 +869,14 @@ async fn a_file_refused_for_good_does_not_stop_the_other_files_or_the_status() {
     let (store, dir) = store::testing::fresh_sqlite().await;
     // PHP's post_max_size at 16 KiB: a larger request reaches iTop without
     // its form fields (code 2, not worth retrying).
-    let w = world_with(store, Some(dir), "1h", |c| c.post_max_size = 16 * 1024).await;
+    let w = world_with(
+        store,
+        Some(dir),
+        "1h",
+        |_, c| c.post_max_size = 16 * 1024,
+        "",
+    )
+    .await;
     let (e, i) = w.mirrored("Big file").await;
     w.upload(&w.ext, e, "big.log", &vec![b'x'; 64 * 1024]).await;
     w.upload(&w.ext, e, "small.txt", b"small").await;
@@ -770,6 +918,112 @@ async fn a_file_refused_for_good_does_not_stop_the_other_files_or_the_status() {
     w.settle().await;
     assert_eq!(w.int.calls("core/create"), creates);
     assert!(w.dead_letters().await.is_empty());
+    w.stop().await;
+}
+
+/// The provider's iTop has a resolution code the customer's lacks.
+async fn world_with_a_provider_only_code(source_extra: &str) -> World {
+    let (store, dir) = store::testing::fresh_sqlite().await;
+    world_with(
+        store,
+        Some(dir),
+        "1h",
+        |side, c| {
+            if side == "internal" {
+                c.extra_enum_values = vec![("resolution_code".into(), "known error".into())];
+            }
+        },
+        source_extra,
+    )
+    .await
+}
+
+/// Provider side: assigned, then resolved with the provider-only code.
+async fn resolve_inside_with_a_provider_only_code(w: &World, i: u64) {
+    w.act(
+        &w.int,
+        stimulus(i, "ev_assign", json!({"team_id":37,"agent_id":13})),
+    )
+    .await;
+    w.act(
+        &w.int,
+        stimulus(
+            i,
+            "ev_resolve",
+            json!({"solution":"a known error","resolution_code":"known error"}),
+        ),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_refused_status_push_is_a_dead_letter_once_and_tried_again_when_a_ticket_changes() {
+    // The configured code is unknown to the customer's iTop too.
+    let w = world_with_a_provider_only_code(r#"resolution_code = "not a code""#).await;
+    let (e, i) = w.mirrored("Refused resolve").await;
+    resolve_inside_with_a_provider_only_code(&w, i).await;
+    assert_eq!(field(&w.ext, "UserRequest", e, "status"), "assigned");
+    let dead = w.dead_letters().await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    let error = dead[0].last_error.clone().unwrap_or_default();
+    let reference = field(&w.ext, "UserRequest", e, "ref");
+    for part in [
+        format!("UserRequest::{e} ({reference})"),
+        "ev_resolve".to_string(),
+        "Value not allowed".to_string(),
+        "resolved".to_string(),
+    ] {
+        assert!(error.contains(&part), "{part:?} not in {error}");
+    }
+    let audit = w.app.store.audit_entries(500).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|a| a.action == "stimulus_refused" && a.object_key == format!("UserRequest::{e}")),
+        "no audit line"
+    );
+
+    // Sweeps with nothing changed neither send the call again nor add dead letters.
+    let stimuli = w.ext.calls("core/apply_stimulus");
+    w.reconcile_now().await;
+    w.reconcile_now().await;
+    assert_eq!(w.ext.calls("core/apply_stimulus"), stimuli);
+    assert_eq!(w.dead_letters().await.len(), 1);
+
+    // The provider corrects the code (no webhook fires for it): the next
+    // sweep sees the change and the push goes through.
+    w.act(
+        &w.int,
+        json!({"operation":"core/update","class":"UserRequest","key":i,"comment":"ui",
+            "fields":{"resolution_code":"bug fixed"},"output_fields":"id"}),
+    )
+    .await;
+    w.reconcile_now().await;
+    assert_eq!(field(&w.ext, "UserRequest", e, "status"), "resolved");
+    assert_eq!(
+        field(&w.ext, "UserRequest", e, "resolution_code"),
+        "bug fixed"
+    );
+    assert_eq!(w.dead_letters().await.len(), 1);
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn a_refused_resolution_code_is_replaced_by_the_configured_one() {
+    let w = world_with_a_provider_only_code("").await;
+    let (e, i) = w.mirrored("Fallback code").await;
+    resolve_inside_with_a_provider_only_code(&w, i).await;
+    assert_eq!(field(&w.ext, "UserRequest", e, "status"), "resolved");
+    assert_eq!(field(&w.ext, "UserRequest", e, "resolution_code"), "other");
+    assert!(field(&w.ext, "UserRequest", e, "solution").contains("a known error"));
+    assert!(w.dead_letters().await.is_empty());
+    let audit = w.app.store.audit_entries(500).await.unwrap();
+    let replaced: Vec<_> = audit
+        .iter()
+        .filter(|a| a.action == "resolution_code_replaced")
+        .collect();
+    assert_eq!(replaced.len(), 1, "{replaced:?}");
+    assert_eq!(replaced[0].detail["refused"], "known error");
     w.stop().await;
 }
 
