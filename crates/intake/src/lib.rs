@@ -320,6 +320,25 @@ impl Intake {
     }
 
     /// Records a failure (kv, one write) and wakes waiting callers.
+    /// Whether `source`'s keys may read ticket `ticket_id`: every ticket with
+    /// `reads = "all"`, none with `"none"`, and with `"own"` the tickets
+    /// created through this source (its `linked` links).
+    pub async fn may_read(&self, source: &Source, ticket_id: i64) -> Result<bool, IntakeError> {
+        match source.settings.reads {
+            config::sources::ReadScope::All => Ok(true),
+            config::sources::ReadScope::None => Ok(false),
+            config::sources::ReadScope::Own => {
+                let system = format!("intake:{}", source.name);
+                Ok(self
+                    .store
+                    .links_to(LINK_KIND, &source.settings.target, &ticket_id.to_string())
+                    .await?
+                    .iter()
+                    .any(|link| link.source_system == system && link.state == LinkState::Linked))
+            }
+        }
+    }
+
     /// Start request `id` of `source` again when it failed only because the
     /// target stayed unavailable through every attempt: the caller sent it
     /// again, and a 503 that stays a 503 for ever would make retrying useless.

@@ -13,6 +13,8 @@ const KEY: &str = "web-key-1";
 const OLD_KEY: &str = "web-key-0";
 const STRICT_KEY: &str = "strict-key";
 const QUICK_KEY: &str = "quick-key";
+const OWN_KEY: &str = "own-key";
+const FORM_KEY: &str = "form-key";
 const CNPJ: &str = "12.345.678/0001-90";
 
 struct World {
@@ -85,6 +87,18 @@ kind = "intake"
 target = "glpi"
 api_keys = ["{QUICK_KEY}"]
 wait = "100ms"
+
+[sources.own]
+kind = "intake"
+target = "glpi"
+api_keys = ["{OWN_KEY}"]
+reads = "own"
+
+[sources.form]
+kind = "intake"
+target = "glpi"
+api_keys = ["{FORM_KEY}"]
+reads = "none"
 "#,
         url = sim.base_url()
     );
@@ -887,6 +901,55 @@ async fn email_only_requesters_read_their_tickets_too() {
         )
         .await;
     assert_eq!(open["tickets"], json!([]));
+    w.app.stop().await;
+}
+
+#[tokio::test]
+async fn a_source_reads_only_what_its_reads_setting_allows() {
+    let w = world().await;
+    let body = |d: &str| json!({"requester": {"email": "maria@acme.com.br"}, "description": d});
+    let (_, by_web) = w.post(KEY, &body("Filed by the web source"), None).await;
+    let (_, by_own) = w
+        .post(OWN_KEY, &body("Filed by the own source"), None)
+        .await;
+    let (status, by_form) = w.post(FORM_KEY, &body("Filed by the form"), None).await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "a source without reads still creates"
+    );
+    let (web_id, own_id) = (by_web["ticket_id"].clone(), by_own["ticket_id"].clone());
+
+    // reads = "own": its own ticket, and no other, by id and in lists.
+    let (status, _) = w.get(&format!("/api/v1/tickets/{own_id}"), OWN_KEY).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body_of) = w.get(&format!("/api/v1/tickets/{web_id}"), OWN_KEY).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body_of}");
+    let list_path = "/api/v1/tickets?requester_email=maria%40acme.com.br&status=all";
+    let (_, listed) = w.get(list_path, OWN_KEY).await;
+    let ids: Vec<&Value> = listed["tickets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| &t["id"])
+        .collect();
+    assert_eq!(ids, [&own_id], "{listed}");
+
+    // reads = "all" (the default): everything.
+    let (_, all) = w.get(list_path, KEY).await;
+    assert_eq!(all["tickets"].as_array().unwrap().len(), 3, "{all}");
+
+    // reads = "none": 403, even for its own ticket.
+    let (status, refused) = w
+        .get(
+            &format!("/api/v1/tickets/{}", by_form["ticket_id"]),
+            FORM_KEY,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    assert_eq!(refused["error"]["code"], "reads_disabled");
+    let (status, _) = w.get(list_path, FORM_KEY).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
     w.app.stop().await;
 }
 

@@ -25,6 +25,29 @@ impl UnknownTaxIdPolicy {
     }
 }
 
+/// Which tickets a source's key may read (`GET /api/v1/tickets...`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadScope {
+    /// Any ticket of the target (a voice agent or bot answering "my tickets").
+    #[default]
+    All,
+    /// Only tickets created through this source.
+    Own,
+    /// None: the read routes answer 403 (a key embedded in a web page).
+    None,
+}
+
+impl ReadScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::All => "all",
+            Self::Own => "own",
+            Self::None => "none",
+        }
+    }
+}
+
 fn default_true() -> bool {
     true
 }
@@ -105,6 +128,10 @@ pub struct IntakeSource {
     /// How long organisation, requester and category lookups are cached.
     #[serde(default = "default_cache_ttl", with = "humantime_serde")]
     pub cache_ttl: Duration,
+    /// Which tickets this source's keys may read: `all` (default), `own`
+    /// (created through this source) or `none`.
+    #[serde(default)]
+    pub reads: ReadScope,
 }
 
 impl IntakeSource {
@@ -191,7 +218,8 @@ impl IntakeSource {
     pub fn summary(&self) -> String {
         format!(
             "api_keys={} default_entity={} unknown_tax_id={} create_requesters={} \
-             default_country={} default_category={} wait={:?} max_attachment_bytes={} cache_ttl={:?}",
+             default_country={} default_category={} wait={:?} max_attachment_bytes={} cache_ttl={:?} \
+             reads={}",
             self.api_keys.len(),
             self.default_entity
                 .map_or_else(|| "-".to_owned(), |e| e.to_string()),
@@ -201,7 +229,8 @@ impl IntakeSource {
             self.default_category.as_deref().unwrap_or("-"),
             self.wait,
             self.max_attachment_bytes,
-            self.cache_ttl
+            self.cache_ttl,
+            self.reads.as_str()
         )
     }
 }

@@ -9,6 +9,6 @@ pub use chatwoot::{
     CategorySetting, ChatwootSource, ClosedTicketPolicy, RepliesAs, TITLE_PLACEHOLDERS,
     check_title_template,
 };
-pub use intake::{IntakeSource, UnknownTaxIdPolicy};
+pub use intake::{IntakeSource, ReadScope, UnknownTaxIdPolicy};
 pub use itop::{ExternalDefaults, ITOP_STATES, InternalDefaults, ItopSource, default_status_map};
 pub use messaging::{MessagingSource, OpenOn};

@@ -680,6 +680,7 @@ async fn request_status(
         (status = 200, body = TicketList),
         (status = 400, description = "Neither requester_phone nor requester_email, or invalid", body = ErrorAnswer),
         (status = 401, body = ErrorAnswer),
+        (status = 403, description = "reads_disabled: the source has reads = \"none\"", body = ErrorAnswer),
         (status = 503, description = "The target is unavailable", body = ErrorAnswer),
     ),
     security(("api_key" = []), ("bearer" = []))
@@ -690,6 +691,7 @@ async fn list(
     headers: HeaderMap,
 ) -> Result<Response, Failure> {
     let source = api.authenticate(&headers, None)?;
+    refuse_if_no_reads(&source)?;
     let open_only = match params.status.as_deref() {
         None | Some("open") => true,
         Some("all") => false,
@@ -718,7 +720,12 @@ async fn list(
             message: e.message.clone(),
         }],
     })?;
-    let tickets = source.tickets_of(&query, open_only).await?;
+    let mut tickets = Vec::new();
+    for ticket in source.tickets_of(&query, open_only).await? {
+        if api.intake.may_read(&source, ticket.id).await? {
+            tickets.push(ticket);
+        }
+    }
     Ok(Json(TicketList { tickets }).into_response())
 }
 
@@ -731,7 +738,8 @@ async fn list(
     responses(
         (status = 200, body = intake::TicketDetail),
         (status = 401, body = ErrorAnswer),
-        (status = 404, body = ErrorAnswer),
+        (status = 403, description = "reads_disabled: the source has reads = \"none\"", body = ErrorAnswer),
+        (status = 404, description = "No such ticket, or not one this source may read (reads = \"own\")", body = ErrorAnswer),
     ),
     security(("api_key" = []), ("bearer" = []))
 )]
@@ -741,10 +749,31 @@ async fn one_ticket(
     headers: HeaderMap,
 ) -> Result<Response, Failure> {
     let source = api.authenticate(&headers, None)?;
+    refuse_if_no_reads(&source)?;
     let not_found = || ApiError::NotFound(format!("no ticket {id}"));
     let ticket_id: i64 = id.parse().map_err(|_| not_found())?;
+    // A ticket outside the source's reads is answered as absent.
+    if !api.intake.may_read(&source, ticket_id).await? {
+        return Err(not_found().into());
+    }
     let ticket = source.ticket(ticket_id).await?.ok_or_else(not_found)?;
     Ok(Json(ticket).into_response())
+}
+
+/// 403 `reads_disabled` for a source with `reads = "none"`.
+fn refuse_if_no_reads(source: &Source) -> Result<(), Failure> {
+    if source.settings.reads == config::sources::ReadScope::None {
+        return Err(Failure::Outcome {
+            status: StatusCode::FORBIDDEN,
+            code: "reads_disabled".into(),
+            message: format!(
+                "the keys of source {:?} cannot read tickets (reads = \"none\")",
+                source.name
+            ),
+            request_id: None,
+        });
+    }
+    Ok(())
 }
 
 /// Liveness for callers that expect `/ping`.
