@@ -11,6 +11,7 @@ pub mod helpdesk;
 pub mod identity;
 pub mod itop;
 pub mod targets;
+pub mod text;
 
 pub use helpdesk::{Helpdesk, HelpdeskError, HelpdeskResult};
 pub use targets::{TargetError, Targets};

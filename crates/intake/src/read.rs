@@ -41,6 +41,7 @@ pub struct TicketDetail {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct FollowupView {
+    /// The reply as plain text (line breaks kept, markup dropped).
     pub content: String,
     pub created_at: String,
 }
@@ -142,7 +143,8 @@ impl Source {
             .filter(|f| !f.private)
             .max_by_key(|f| f.id)
             .map(|f| FollowupView {
-                content: f.content,
+                // Plain text: a voice agent reads it aloud, a bot shows it.
+                content: flows::text::html_to_text(&f.content),
                 created_at: f.created_at,
             });
         Ok(Some(TicketDetail {

@@ -973,7 +973,7 @@ async fn requesters_read_their_tickets() {
     let first = a1["ticket_id"].as_u64().unwrap();
     let second = a2["ticket_id"].as_u64().unwrap();
     w.sim
-        .add_followup_as(second, 2, "We are on it", false)
+        .add_followup_as(second, 2, "<p>We are <b>on</b> it &amp; soon</p>", false)
         .unwrap();
     w.sim
         .add_followup_as(second, 2, "internal note", true)
@@ -1007,7 +1007,11 @@ async fn requesters_read_their_tickets() {
     assert_eq!(status, StatusCode::OK, "{one}");
     assert_eq!(one["title"], "Second issue");
     assert_eq!(one["status"], "new");
-    assert_eq!(one["last_public_followup"]["content"], "We are on it");
+    // Text a voice agent can read out: no markup.
+    assert_eq!(
+        one["last_public_followup"]["content"],
+        "We are on it & soon"
+    );
     let (status, _) = w.get("/api/v1/tickets/999999", KEY).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, none) = w
