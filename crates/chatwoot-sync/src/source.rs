@@ -109,7 +109,7 @@ impl SourceSync {
                     None => Ok::<_, SyncError>(None),
                     Some(CategorySetting::Id(id)) => Ok(Some(*id)),
                     Some(CategorySetting::Name(name)) => {
-                        let id = self.helpdesk.find_category(name).await?;
+                        let id = self.helpdesk.find_category(name).await?.map(|c| c.id);
                         if id.is_none() {
                             tracing::warn!(source = %self.name, category = %name, "category not found in the target; tickets get none");
                         }

@@ -2,9 +2,9 @@
 
 use crate::files;
 use crate::helpdesk::{
-    Attachment, Followup, Helpdesk, HelpdeskError, HelpdeskResult, NewFollowup, NewPerson,
-    NewTicket, Organisation, Person, PersonKind, PersonQuery, Requester, Ticket, TicketKind,
-    TicketStatus,
+    Attachment, Category, Followup, Helpdesk, HelpdeskError, HelpdeskResult, NewFollowup,
+    NewPerson, NewTicket, Organisation, Person, PersonKind, PersonQuery, Requester, Ticket,
+    TicketKind, TicketStatus,
 };
 use crate::identity::{same_phone, tax_id_digits};
 use async_trait::async_trait;
@@ -412,11 +412,22 @@ impl Helpdesk for GlpiHelpdesk {
         }
     }
 
-    async fn find_category(&self, name: &str) -> HelpdeskResult<Option<i64>> {
-        self.client
-            .find_category(name)
+    async fn find_category(&self, name: &str) -> HelpdeskResult<Option<Category>> {
+        let found = self
+            .client
+            .find_categories(name)
             .await
-            .map_err(|e| self.error(e))
+            .map_err(|e| self.error(e))?;
+        let category = |c: &glpi::Category| Category {
+            id: c.id,
+            incidents: c.incidents,
+            requests: c.requests,
+        };
+        Ok(found
+            .iter()
+            .find(|c| c.incidents && c.requests)
+            .or_else(|| found.first())
+            .map(category))
     }
 
     async fn create_ticket(&self, ticket: &NewTicket) -> HelpdeskResult<Ticket> {

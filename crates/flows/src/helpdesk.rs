@@ -143,6 +143,34 @@ pub enum Requester {
     },
 }
 
+/// A category and the kinds of ticket it takes (GLPI lets an ITIL category
+/// be for incidents only, or requests only; since 10.0.17 it drops a category
+/// that does not take the ticket's type, silently).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Category {
+    pub id: i64,
+    pub incidents: bool,
+    pub requests: bool,
+}
+
+impl Category {
+    /// A category that takes every kind of ticket.
+    pub fn any_kind(id: i64) -> Self {
+        Category {
+            id,
+            incidents: true,
+            requests: true,
+        }
+    }
+
+    pub fn takes(&self, kind: TicketKind) -> bool {
+        match kind {
+            TicketKind::Incident => self.incidents,
+            TicketKind::Request => self.requests,
+        }
+    }
+}
+
 /// A file to attach.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Attachment {
@@ -286,7 +314,10 @@ pub trait Helpdesk: Send + Sync + 'static {
 
     async fn create_person(&self, person: &NewPerson) -> HelpdeskResult<Person>;
 
-    async fn find_category(&self, name: &str) -> HelpdeskResult<Option<i64>>;
+    /// The category with this name (GLPI: complete name "Parent > Child" or
+    /// own name; iTop: a service), with the kinds of ticket it takes. Of
+    /// several with the name, one that takes every kind comes first.
+    async fn find_category(&self, name: &str) -> HelpdeskResult<Option<Category>>;
 
     /// Creates the ticket and returns it as the target stored it (rules may
     /// have rewritten fields).

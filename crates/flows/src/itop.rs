@@ -9,8 +9,9 @@
 
 use crate::files;
 use crate::helpdesk::{
-    Attachment, Followup, Helpdesk, HelpdeskError, HelpdeskResult, NewFollowup, NewPerson,
-    NewTicket, Organisation, Person, PersonKind, PersonQuery, Requester, Ticket, TicketStatus,
+    Attachment, Category, Followup, Helpdesk, HelpdeskError, HelpdeskResult, NewFollowup,
+    NewPerson, NewTicket, Organisation, Person, PersonKind, PersonQuery, Requester, Ticket,
+    TicketStatus,
 };
 use crate::identity::{same_phone, tax_id_digits};
 use async_trait::async_trait;
@@ -404,13 +405,17 @@ impl Helpdesk for ItopHelpdesk {
     }
 
     /// iTop has services rather than categories: the `Service` with this name.
-    async fn find_category(&self, name: &str) -> HelpdeskResult<Option<i64>> {
+    async fn find_category(&self, name: &str) -> HelpdeskResult<Option<Category>> {
         let found = self
             .client
             .get("Service", Key::criteria([("name", name)]), "id,name")
             .await
             .map_err(|e| self.error(e))?;
-        Ok(found.iter().map(|o| o.key).min().map(to_i64))
+        Ok(found
+            .iter()
+            .map(|o| o.key)
+            .min()
+            .map(|id| Category::any_kind(to_i64(id))))
     }
 
     async fn create_ticket(&self, ticket: &NewTicket) -> HelpdeskResult<Ticket> {

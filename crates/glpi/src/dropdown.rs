@@ -16,6 +16,12 @@ pub struct DropdownItem {
     pub name: String,
     #[serde(default, deserialize_with = "lenient::string")]
     pub completename: String,
+    /// ITIL categories: whether incidents may use it (absent on other dropdowns).
+    #[serde(default, deserialize_with = "lenient::opt_bool")]
+    pub is_incident: Option<bool>,
+    /// ITIL categories: whether requests may use it.
+    #[serde(default, deserialize_with = "lenient::opt_bool")]
+    pub is_request: Option<bool>,
 }
 
 /// A profile of the logged-in user, with the entities it applies to.
@@ -48,14 +54,30 @@ pub struct ActiveEntities {
     pub entity_ids: Vec<i64>,
 }
 
-fn pick_by_name(items: Vec<DropdownItem>, name: &str) -> Option<i64> {
+/// The items named `name`: those whose complete name ("Parent > Child") is
+/// `name`, else those whose own name is.
+fn named(items: Vec<DropdownItem>, name: &str) -> Vec<DropdownItem> {
     let wanted = name.trim();
     let matches = |s: &str| s.trim().eq_ignore_ascii_case(wanted);
-    items
-        .iter()
-        .find(|i| matches(&i.completename))
-        .or_else(|| items.iter().find(|i| matches(&i.name)))
-        .map(|i| i.id)
+    let (by_complete, rest): (Vec<_>, Vec<_>) =
+        items.into_iter().partition(|i| matches(&i.completename));
+    if by_complete.is_empty() {
+        rest.into_iter().filter(|i| matches(&i.name)).collect()
+    } else {
+        by_complete
+    }
+}
+
+fn pick_by_name(items: Vec<DropdownItem>, name: &str) -> Option<i64> {
+    named(items, name).first().map(|i| i.id)
+}
+
+/// An ITIL category and the ticket types it takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Category {
+    pub id: i64,
+    pub incidents: bool,
+    pub requests: bool,
 }
 
 impl GlpiClient {
@@ -63,6 +85,28 @@ impl GlpiClient {
     /// case-insensitive. None if absent or not visible.
     pub async fn find_category(&self, name: &str) -> Result<Option<i64>, GlpiError> {
         self.find_dropdown("ITILCategory", name).await
+    }
+
+    /// The ITIL categories with this name or complete name, with the ticket
+    /// types each takes (GLPI's `is_incident` / `is_request`; both when a
+    /// row leaves them out). Several categories may share a name under
+    /// different parents.
+    pub async fn find_categories(&self, name: &str) -> Result<Vec<Category>, GlpiError> {
+        let leaf = name.rsplit('>').next().unwrap_or(name).trim();
+        if leaf.is_empty() {
+            return Err(GlpiError::InvalidInput("empty name".into()));
+        }
+        let items: Vec<DropdownItem> = self
+            .list_items_matching("ITILCategory", "name", leaf)
+            .await?;
+        Ok(named(items, name)
+            .into_iter()
+            .map(|i| Category {
+                id: i.id,
+                incidents: i.is_incident.unwrap_or(true),
+                requests: i.is_request.unwrap_or(true),
+            })
+            .collect())
     }
 
     /// The request type (request source) with this name, case-insensitive.
@@ -162,6 +206,8 @@ mod tests {
             id,
             name: name.into(),
             completename: complete.into(),
+            is_incident: None,
+            is_request: None,
         }
     }
 

@@ -32,6 +32,15 @@ pub fn bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     })
 }
 
+/// Optional boolean: `true`/`false`, `1`/`0` (as numbers or strings); null → None.
+pub fn opt_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    let v = Value::deserialize(d)?;
+    Ok(match v {
+        Value::Bool(b) => Some(b),
+        other => int_from_value(&other).map(|n| n != 0),
+    })
+}
+
 /// String from a string, a number (rendered) or null (empty).
 pub fn string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     let v = Value::deserialize(d)?;

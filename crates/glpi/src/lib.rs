@@ -38,5 +38,5 @@ mod document;
 mod dropdown;
 
 pub use document::{Document, DocumentLink, DownloadedFile, ItemLink, Upload};
-pub use dropdown::{ActiveEntities, DropdownItem, MyEntity, MyProfile};
+pub use dropdown::{ActiveEntities, Category, DropdownItem, MyEntity, MyProfile};
 pub mod check;

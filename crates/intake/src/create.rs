@@ -228,7 +228,22 @@ impl CreateTicket {
         {
             None => None,
             Some(wanted) => match source.category(&wanted).await? {
-                Some(id) => Some(id),
+                Some(found) if found.takes(request.kind) => Some(found.id),
+                Some(_) => {
+                    // GLPI would keep the ticket and drop the category (10.0.17
+                    // and later) or keep a category the form would not offer:
+                    // either way not what the caller asked for.
+                    return Err(Trouble::Final(failed(
+                        FailureCode::CategoryNotFound,
+                        format!(
+                            "the category {wanted:?} does not take {}s",
+                            match request.kind {
+                                flows::helpdesk::TicketKind::Incident => "incident",
+                                flows::helpdesk::TicketKind::Request => "request",
+                            }
+                        ),
+                    )));
+                }
                 None => {
                     return Err(Trouble::Final(failed(
                         FailureCode::CategoryNotFound,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use config::sources::{IntakeSource, UnknownTaxIdPolicy};
-use flows::helpdesk::{Helpdesk, HelpdeskResult};
+use flows::helpdesk::{Category, Helpdesk, HelpdeskResult};
 use flows::identity::{
     Caller, OrganisationChoice, OrganisationHint, OrganisationResolver, RequesterPolicy,
     ResolvedRequester, UnknownTaxId, resolve_requester,
@@ -20,7 +20,7 @@ pub struct Source {
     pub helpdesk: Arc<dyn Helpdesk>,
     organisations: OrganisationResolver,
     requesters: moka::future::Cache<String, ResolvedRequester>,
-    categories: moka::future::Cache<String, Option<i64>>,
+    categories: moka::future::Cache<String, Option<Category>>,
 }
 
 /// What the request path learned about the organisation before accepting.
@@ -151,10 +151,11 @@ impl Source {
         Ok(resolved)
     }
 
-    /// Category id: an id as given, a name looked up (cached, misses too).
-    pub async fn category(&self, category: &CategoryRef) -> HelpdeskResult<Option<i64>> {
+    /// The category: an id as given (taken to fit any ticket), a name looked
+    /// up (cached, misses too).
+    pub async fn category(&self, category: &CategoryRef) -> HelpdeskResult<Option<Category>> {
         match category {
-            CategoryRef::Id(id) => Ok(Some(*id)),
+            CategoryRef::Id(id) => Ok(Some(Category::any_kind(*id))),
             CategoryRef::Name(name) => {
                 let key = name.to_lowercase();
                 if let Some(hit) = self.categories.get(&key).await {

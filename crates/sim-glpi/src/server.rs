@@ -570,6 +570,21 @@ impl RunningSim {
         )
     }
 
+    /// Add an ITIL category for one ticket type only (`is_incident` /
+    /// `is_request`, as GLPI's category form sets them); returns its id.
+    pub fn add_category_for(&self, name: &str, incidents: bool, requests: bool) -> u64 {
+        self.create_as_admin(
+            "ITILCategory",
+            &[
+                ("name", Value::from(name)),
+                ("entities_id", Value::from(0)),
+                ("is_recursive", Value::from(1)),
+                ("is_incident", Value::from(i64::from(incidents))),
+                ("is_request", Value::from(i64::from(requests))),
+            ],
+        )
+    }
+
     /// Add a request type (e.g. "Chatwoot"); returns its id.
     pub fn add_request_type(&self, name: &str) -> u64 {
         self.create_as_admin("RequestType", &[("name", Value::from(name))])

@@ -203,6 +203,40 @@ fn requester_of(t: &SimTicket) -> Vec<(u64, String)> {
 }
 
 #[tokio::test]
+async fn a_category_that_does_not_take_the_ticket_type_is_refused() {
+    let w = world().await;
+    let failures = w.sim.add_category_for("Hardware failure", true, false);
+    let body = |kind: &str, d: &str| {
+        json!({"requester": {"email": "maria@acme.com.br"}, "description": d,
+               "category": "Hardware failure", "type": kind})
+    };
+    // GLPI would keep the ticket without the category (10.0.17+): refuse instead.
+    let (status, refused) = w
+        .post(KEY, &body("request", "New keyboard please"), None)
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert_eq!(refused["error"]["code"], "category_not_found");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not take requests"),
+        "{refused}"
+    );
+    assert!(
+        w.sim
+            .tickets()
+            .iter()
+            .all(|t| t.name != "New keyboard please")
+    );
+    // An incident takes it.
+    let (status, created) = w.post(KEY, &body("incident", "Disk died"), None).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(w.ticket(&created).itilcategories_id, failures);
+    w.app.stop().await;
+}
+
+#[tokio::test]
 async fn a_ticket_is_created_with_every_field_in_glpi() {
     let w = world().await;
     let (status, answer) = w
