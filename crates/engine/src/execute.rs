@@ -151,7 +151,7 @@ async fn run_and_record(
     match run {
         Run::Stopped => record(store.release(job).await, Outcome::Released, job),
         Run::LeaseLost => Outcome::Lost,
-        Run::Finished(Ok(())) => match store.complete_job(job).await {
+        Run::Finished(Ok(())) => match persist(|| store.complete_job(job)).await {
             Ok(completion) => record(
                 Ok(completion.recorded),
                 Outcome::Succeeded {
@@ -163,7 +163,11 @@ async fn run_and_record(
         },
         Run::Finished(Err(JobError::Permanent { reason })) => {
             tracing::warn!(job = job.id, kind = %job.kind, %reason, "job failed permanently");
-            record(store.bury(job, &reason).await, Outcome::Dead, job)
+            record(
+                persist(|| store.bury(job, &reason)).await,
+                Outcome::Dead,
+                job,
+            )
         }
         Run::Finished(Err(JobError::Transient {
             reason,
@@ -175,13 +179,17 @@ async fn run_and_record(
                     job.attempts, job.max_attempts
                 );
                 tracing::warn!(job = job.id, kind = %job.kind, %error, "job dead");
-                return record(store.bury(job, &error).await, Outcome::Dead, job);
+                return record(
+                    persist(|| store.bury(job, &error)).await,
+                    Outcome::Dead,
+                    job,
+                );
             }
             let delay = retry_delay(&inner.config, job.attempts, retry_after);
             let run_at = now_ms().saturating_add(duration_ms(delay));
             tracing::info!(job = job.id, kind = %job.kind, %reason, ?delay, "job will be retried");
             record(
-                store.retry_later(job, run_at, &reason).await,
+                persist(|| store.retry_later(job, run_at, &reason)).await,
                 Outcome::Retried,
                 job,
             )
@@ -266,6 +274,32 @@ fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
         text.clone()
     } else {
         "non-text panic payload".into()
+    }
+}
+
+/// Pauses before the second and third try of recording a job's end.
+const RECORD_RETRY_PAUSES: [Duration; 2] = [Duration::from_millis(100), Duration::from_millis(500)];
+
+/// Record a job's end, trying again after a short pause when the store fails
+/// (a dropped connection, a lock timeout). The work is done; left to lease
+/// expiry, a successful job on its last attempt would end as a dead letter.
+async fn persist<T, F, Fut>(write: F) -> Result<T, StoreError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut pauses = RECORD_RETRY_PAUSES.iter();
+    loop {
+        match write().await {
+            Ok(done) => return Ok(done),
+            Err(error) => match pauses.next() {
+                Some(pause) => {
+                    tracing::warn!(%error, "recording a job's end failed; trying again");
+                    tokio::time::sleep(*pause).await;
+                }
+                None => return Err(error),
+            },
+        }
     }
 }
 

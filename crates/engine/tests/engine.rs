@@ -521,6 +521,57 @@ async fn a_handler_stops_before_its_lease_can_run_out_when_the_store_is_unreacha
     let _ = tokio::time::timeout(Duration::from_secs(10), run).await;
 }
 
+/// PostgreSQL: the first attempt to record a success fails (a sequence is not
+/// rolled back with the failed statement, so exactly one fails). The job ran
+/// on its only attempt: it must end succeeded, not dead after its lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_a_success_recorded_on_the_second_try_is_not_lost() {
+    use sqlx::Connection;
+    let Some(url) = store::testing::fresh_postgres_url().await else {
+        println!("{}", store::testing::POSTGRES_SKIPPED);
+        return;
+    };
+    let store = Store::connect(&url).await.unwrap();
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    for statement in [
+        "CREATE SEQUENCE completion_failures",
+        "CREATE FUNCTION fail_first_completion() RETURNS trigger AS $$ BEGIN \
+         IF NEW.status = 'succeeded' AND nextval('completion_failures') = 1 THEN \
+         RAISE EXCEPTION 'connection lost'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql",
+        "CREATE TRIGGER fail_first_completion BEFORE UPDATE ON jobs \
+         FOR EACH ROW EXECUTE FUNCTION fail_first_completion()",
+    ] {
+        sqlx::query(statement).execute(&mut conn).await.unwrap();
+    }
+    let mut engine = Engine::new(
+        store.clone(),
+        EngineConfig {
+            lease: Duration::from_secs(1),
+            ..config("w")
+        },
+    );
+    engine.register("once", handler_fn(|_job| async { Ok(()) }));
+    let id = engine
+        .enqueue(NewJob::new("glpi", "once", "k", json!({})).max_attempts(1))
+        .await
+        .unwrap();
+    let token = CancellationToken::new();
+    let run = tokio::spawn({
+        let (engine, token) = (engine.clone(), token.clone());
+        async move { engine.run(token).await }
+    });
+    let job = wait_for(&store, id, JobStatus::Succeeded).await;
+    assert_eq!(job.attempts, 1);
+    // Past a lease: nothing reclaims or buries it.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        store.job(id).await.unwrap().unwrap().status,
+        JobStatus::Succeeded
+    );
+    token.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), run).await;
+}
+
 async fn delayed_job_runs_at_its_time(db: Database) {
     let store = open(&db).await;
     let mut engine = Engine::new(store.clone(), config("w"));
