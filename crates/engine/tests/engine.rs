@@ -211,11 +211,7 @@ async fn transient_failures_retry_then_succeed(db: Database) {
         .enqueue(NewJob::new("glpi", "flaky", "k", json!({})))
         .await
         .unwrap();
-    let token = CancellationToken::new();
-    let run = tokio::spawn({
-        let (engine, token) = (engine.clone(), token.clone());
-        async move { engine.run(token).await }
-    });
+    let (token, run) = spawn_run(&engine);
     let done = wait_for(&store, id, JobStatus::Succeeded).await;
     assert_eq!(done.attempts, 3);
     assert_eq!(done.last_error.as_deref(), Some("429"));
@@ -271,11 +267,7 @@ async fn exhausted_attempts_are_dead_then_revived(db: Database) {
         .enqueue(NewJob::new("glpi", "push", "k", json!({})).max_attempts(3))
         .await
         .unwrap();
-    let token = CancellationToken::new();
-    let run = tokio::spawn({
-        let (engine, token) = (engine.clone(), token.clone());
-        async move { engine.run(token).await }
-    });
+    let (token, run) = spawn_run(&engine);
     let dead = wait_for(&store, id, JobStatus::Dead).await;
     assert_eq!(dead.attempts, 3);
     assert!(
@@ -343,11 +335,7 @@ async fn panicking_handler_is_retried(db: Database) {
         .enqueue(NewJob::new("glpi", "fragile", "k", json!({})))
         .await
         .unwrap();
-    let token = CancellationToken::new();
-    let run = tokio::spawn({
-        let (engine, token) = (engine.clone(), token.clone());
-        async move { engine.run(token).await }
-    });
+    let (token, run) = spawn_run(&engine);
     let job = wait_for(&store, id, JobStatus::Succeeded).await;
     assert_eq!(job.attempts, 2);
     assert!(job.last_error.unwrap().contains("handler panicked: boom"));
@@ -373,11 +361,7 @@ async fn crashed_worker_job_is_taken_again(db: Database) {
     }
     let mut engine = Engine::new(store.clone(), config("survivor"));
     engine.register("work", handler_fn(|_job| async { Ok(()) }));
-    let token = CancellationToken::new();
-    let run = tokio::spawn({
-        let (engine, token) = (engine.clone(), token.clone());
-        async move { engine.run(token).await }
-    });
+    let (token, run) = spawn_run(&engine);
     let job = wait_for(&store, id, JobStatus::Succeeded).await;
     assert_eq!(job.attempts, 2);
     assert_eq!(job.locked_by.as_deref(), Some("survivor"));
@@ -407,11 +391,7 @@ async fn shutdown_releases_in_flight_jobs(db: Database) {
         .enqueue(NewJob::new("glpi", "slow", "k", json!({})))
         .await
         .unwrap();
-    let token = CancellationToken::new();
-    let run = tokio::spawn({
-        let (engine, token) = (engine.clone(), token.clone());
-        async move { engine.run(token).await }
-    });
+    let (token, run) = spawn_run(&engine);
     tokio::time::timeout(Duration::from_secs(20), started.notified())
         .await
         .unwrap();
@@ -490,11 +470,7 @@ async fn a_handler_stops_before_its_lease_can_run_out_when_the_store_is_unreacha
         .enqueue(NewJob::new("glpi", "slow", "k", json!({})))
         .await
         .unwrap();
-    let token = CancellationToken::new();
-    let run = tokio::spawn({
-        let (engine, token) = (engine.clone(), token.clone());
-        async move { engine.run(token).await }
-    });
+    let (token, run) = spawn_run(&engine);
     tokio::time::timeout(Duration::from_secs(20), started.notified())
         .await
         .unwrap();
@@ -555,11 +531,7 @@ async fn postgres_a_success_recorded_on_the_second_try_is_not_lost() {
         .enqueue(NewJob::new("glpi", "once", "k", json!({})).max_attempts(1))
         .await
         .unwrap();
-    let token = CancellationToken::new();
-    let run = tokio::spawn({
-        let (engine, token) = (engine.clone(), token.clone());
-        async move { engine.run(token).await }
-    });
+    let (token, run) = spawn_run(&engine);
     let job = wait_for(&store, id, JobStatus::Succeeded).await;
     assert_eq!(job.attempts, 1);
     // Past a lease: nothing reclaims or buries it.
@@ -597,11 +569,7 @@ async fn delayed_job_runs_at_its_time(db: Database) {
             .unwrap(),
         0
     );
-    let token = CancellationToken::new();
-    let run = tokio::spawn({
-        let (engine, token) = (engine.clone(), token.clone());
-        async move { engine.run(token).await }
-    });
+    let (token, run) = spawn_run(&engine);
     wait_for(&store, id, JobStatus::Succeeded).await;
     token.cancel();
     run.await.unwrap().unwrap();
@@ -617,6 +585,21 @@ fn one_slot(worker: &str) -> EngineConfig {
 }
 
 /// `run` in the background, and a reservation once the engine is running.
+/// Run `engine` in a task of its own: the token stops it.
+fn spawn_run(
+    engine: &Engine,
+) -> (
+    CancellationToken,
+    tokio::task::JoinHandle<Result<(), engine::EngineError>>,
+) {
+    let token = CancellationToken::new();
+    let run = tokio::spawn({
+        let (engine, token) = (engine.clone(), token.clone());
+        async move { engine.run(token).await }
+    });
+    (token, run)
+}
+
 async fn running_engine(
     engine: &Engine,
 ) -> (
@@ -624,11 +607,7 @@ async fn running_engine(
     tokio::task::JoinHandle<Result<(), engine::EngineError>>,
     engine::Reservation,
 ) {
-    let token = CancellationToken::new();
-    let run = tokio::spawn({
-        let (engine, token) = (engine.clone(), token.clone());
-        async move { engine.run(token).await }
-    });
+    let (token, run) = spawn_run(engine);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Some(reservation) = engine.reserve("glpi") {
@@ -775,11 +754,7 @@ async fn a_job_claimed_while_its_slot_was_reserved_is_given_back_not_held(db: Da
     }
     // The runner counts two free slots, then its claim waits on the store...
     let release_writes = hold_job_writes(&db).await;
-    let token = CancellationToken::new();
-    let run = tokio::spawn({
-        let (engine, token) = (engine.clone(), token.clone());
-        async move { engine.run(token).await }
-    });
+    let (token, run) = spawn_run(&engine);
     tokio::time::sleep(Duration::from_millis(300)).await;
     // ... while one of them is reserved for a job claimed at accept.
     let deadline = Instant::now() + Duration::from_secs(20);
