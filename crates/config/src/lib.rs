@@ -30,5 +30,5 @@ mod validate;
 pub use load::{ConfigErrors, ENV_PREFIX, Problem, load, load_str};
 pub use model::{
     Config, EngineSettings, EventsSource, GlpiTarget, ItopTarget, LogFormat, ServerConfig,
-    SourceConfig, StoreConfig, TargetConfig, redact_url,
+    SourceConfig, StoreConfig, TargetConfig, redact_url, redacted,
 };

@@ -140,7 +140,13 @@ fn env_overrides(env: &BTreeMap<String, String>) -> Dict {
         {
             continue;
         }
-        let value: Value = raw.parse().unwrap_or_else(|_| Value::from(raw.clone()));
+        // A secret stays the text it is, digits or not ("123456" is a
+        // password, not a number); a list of them keeps its items as text too.
+        let value: Value = if names_a_secret(&parts) {
+            secret_value(raw)
+        } else {
+            raw.parse().unwrap_or_else(|_| Value::from(raw.clone()))
+        };
         let mut nested = value;
         for part in parts.iter().rev() {
             let mut dict = Dict::new();
@@ -413,6 +419,7 @@ fn extract<T: DeserializeOwned>(
                 }
                 return None;
             }
+            other if names_a_secret(&path) => without_value(other),
             other => other.to_string(),
         };
         let full = join_path(prefix, &path);
@@ -426,6 +433,66 @@ fn extract<T: DeserializeOwned>(
         }
     }
     None
+}
+
+/// Whether the field at `path` holds a secret (its name, or its list's name
+/// for an item, speaks of a password, token, secret or key).
+fn names_a_secret(path: &[String]) -> bool {
+    path.iter()
+        .rev()
+        .find(|part| part.parse::<usize>().is_err())
+        .is_some_and(|name| {
+            let name = name.to_ascii_lowercase();
+            ["password", "token", "secret", "key"]
+                .iter()
+                .any(|word| name.contains(word))
+        })
+}
+
+/// An environment value for a secret field: a string, or for `[a, b]` a list
+/// of strings (items taken as written, quotes optional).
+fn secret_value(raw: &str) -> Value {
+    let trimmed = raw.trim();
+    match trimmed.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+        Some(items) => Value::from(
+            items
+                .split(',')
+                .map(|item| item.trim().trim_matches('"').to_owned())
+                .filter(|item| !item.is_empty())
+                .map(Value::from)
+                .collect::<Vec<_>>(),
+        ),
+        None => Value::from(raw.to_owned()),
+    }
+}
+
+/// A deserialization error about a secret field, without the value (serde's
+/// messages quote it: "found signed int `123456`").
+fn without_value(kind: &Kind) -> String {
+    match kind {
+        Kind::InvalidType(actual, expected) | Kind::InvalidValue(actual, expected) => {
+            format!("expected {expected}, found {}", what_it_is(actual))
+        }
+        Kind::InvalidLength(_, expected) => format!("invalid length, expected {expected}"),
+        _ => "invalid value (not shown: the field holds a secret)".to_owned(),
+    }
+}
+
+/// What sort of value `actual` is, without the value: "a number", "a string".
+fn what_it_is(actual: &figment::error::Actual) -> &'static str {
+    use figment::error::Actual;
+    match actual {
+        Actual::Bool(_) => "a boolean",
+        Actual::Unsigned(_) | Actual::Signed(_) | Actual::Float(_) => {
+            "a number (quote it to make it a string)"
+        }
+        Actual::Char(_) | Actual::Str(_) => "a string",
+        Actual::Bytes(_) => "bytes",
+        Actual::Unit | Actual::Option => "nothing",
+        Actual::Seq => "a list",
+        Actual::Map => "a table",
+        _ => "another kind of value",
+    }
 }
 
 fn join_path(prefix: &str, path: &[String]) -> String {

@@ -275,14 +275,47 @@ pub struct EventsSource {
 /// The URL with any password replaced by `***`.
 pub fn redact_url(raw: &str) -> String {
     match Url::parse(raw) {
-        Ok(mut url) if url.password().is_some() => {
-            // set_password only fails for URLs that cannot have one.
-            let _ = url.set_password(Some("***"));
-            url.to_string()
-        }
-        Ok(_) => raw.to_owned(),
+        Ok(url) => redacted(&url),
         Err(_) => "<unparsable url>".to_owned(),
     }
+}
+
+/// Query parameters whose values are shown as they are; every other value
+/// may be a secret (`?password=`, `?token=`, a signature) and is shown as `***`.
+const PLAIN_QUERY_KEYS: [&str; 8] = [
+    "sslmode",
+    "mode",
+    "cache",
+    "application_name",
+    "connect_timeout",
+    "statement-cache-capacity",
+    "options",
+    "sslrootcert",
+];
+
+/// [`redact_url`] for a parsed URL: the password of the user-info part, and
+/// the value of every query parameter not known to be harmless, as `***`.
+pub fn redacted(url: &Url) -> String {
+    let mut url = url.clone();
+    if url.password().is_some() {
+        // set_password only fails for URLs that cannot have one.
+        let _ = url.set_password(Some("***"));
+    }
+    if url.query().is_some() {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, v)| {
+                let shown = if PLAIN_QUERY_KEYS.contains(&k.to_ascii_lowercase().as_str()) {
+                    v.into_owned()
+                } else {
+                    "***".to_owned()
+                };
+                (k.into_owned(), shown)
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    url.to_string()
 }
 
 impl Config {
@@ -345,7 +378,7 @@ impl Config {
                 out,
                 "target {name}: kind={} url={} {auth}",
                 target.kind(),
-                redact_url(target.url().as_str())
+                redacted(target.url())
             );
         }
         for (name, source) in &self.sources {

@@ -294,3 +294,70 @@ fn the_metrics_token_is_a_secret_reference() {
     let err = load_str(&text, good_env()).unwrap_err();
     assert!(err.to_string().contains("METRICS"), "{err}");
 }
+
+/// No secret is printed: not in the summary `config check` shows (passwords
+/// and tokens inside URLs included), not in the messages about bad fields.
+#[test]
+fn secrets_never_reach_the_summary_or_the_problems() {
+    let text = r#"
+[store]
+url = "postgres://bridge@db.example/tb?password=QuerySecret1&sslmode=require"
+
+[targets.glpi]
+kind = "glpi"
+url = "https://glpi.example.test/apirest.php"
+user_token = "t"
+
+[sources.chat]
+kind = "chatwoot"
+target = "glpi"
+url = "https://user:UrlSecret2@chat.example.com/"
+api_access_token = "x"
+account_id = 1
+url_token = "UrlTokenSecret3abcdef"
+
+[sources.bot]
+kind = "messaging"
+target = "glpi"
+api_keys = ["k"]
+callback_url = "https://bot.example.com/cb?token=CallbackSecret4"
+callback_secret = "whsec_MDEyMzQ1Njc4OWFiY2RlZmdoaWo="
+"#;
+    let config = load_str(text, env(&[])).unwrap();
+    let summary = config.summary();
+    for secret in [
+        "QuerySecret1",
+        "UrlSecret2",
+        "UrlTokenSecret3",
+        "CallbackSecret4",
+    ] {
+        assert!(!summary.contains(secret), "{secret} in {summary}");
+    }
+    assert!(summary.contains("sslmode=require"), "{summary}");
+
+    // A password or key of the wrong type: the problem names the field and
+    // the type, never the value.
+    let bad = r#"
+[targets.glpi]
+kind = "glpi"
+url = "https://glpi.example.test/apirest.php"
+login = "bridge"
+password = 735291846
+"#;
+    let err = load_str(bad, env(&[])).unwrap_err().to_string();
+    assert!(err.contains("targets.glpi.password"), "{err}");
+    assert!(!err.contains("735291846"), "{err}");
+
+    // Digits set through the environment are a key, not a number.
+    let mut e = good_env();
+    e.extend(env(&[(
+        "TICKETBRIDGE_SOURCES__WEB__API_KEYS",
+        "[987654321, k2]",
+    )]));
+    let config = load_str(GOOD, e).unwrap();
+    let config::SourceConfig::Events(web) = &config.sources["web"] else {
+        panic!("not an events source");
+    };
+    let keys: Vec<&str> = web.api_keys.iter().map(|k| k.expose_secret()).collect();
+    assert_eq!(keys, ["987654321", "k2"]);
+}

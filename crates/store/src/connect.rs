@@ -78,17 +78,40 @@ fn classify(url: &str) -> Result<Target, StoreError> {
     Ok(Target::SqliteFile(path.to_string()))
 }
 
-/// The URL with any password replaced by `***`, safe for logs and errors.
+/// Query parameters of a store URL whose values are harmless to show.
+const PLAIN_QUERY_KEYS: [&str; 7] = [
+    "sslmode",
+    "mode",
+    "cache",
+    "application_name",
+    "connect_timeout",
+    "statement-cache-capacity",
+    "sslrootcert",
+];
+
+/// The URL with its password, and the value of any query parameter not known
+/// to be harmless (`?password=…`), replaced by `***`: safe for logs and errors.
 pub fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            if parsed.set_password(Some("***")).is_ok() {
-                parsed.to_string()
-            } else {
-                "<unprintable store url>".into()
+        Ok(mut parsed) => {
+            if parsed.password().is_some() && parsed.set_password(Some("***")).is_err() {
+                return "<unprintable store url>".into();
             }
+            if parsed.query().is_some() {
+                let pairs: Vec<(String, String)> = parsed
+                    .query_pairs()
+                    .map(|(k, v)| {
+                        let plain = PLAIN_QUERY_KEYS.contains(&k.to_ascii_lowercase().as_str());
+                        (
+                            k.into_owned(),
+                            if plain { v.into_owned() } else { "***".into() },
+                        )
+                    })
+                    .collect();
+                parsed.query_pairs_mut().clear().extend_pairs(pairs);
+            }
+            parsed.to_string()
         }
-        Ok(_) => url.to_string(),
         // Not a URL (a plain path): there is no password to hide, unless it looks
         // like a URL we failed to parse.
         Err(_) if url.contains('@') => "<unprintable store url>".into(),
@@ -193,6 +216,13 @@ mod tests {
         assert!(shown.contains("bridge:***@db.example"), "{shown}");
         assert_eq!(redact_url("sqlite://data/tb.db"), "sqlite://data/tb.db");
         assert_eq!(redact_url("./tb.db"), "./tb.db");
+        let shown = redact_url("postgres://u@db/tb?password=qpsecret&sslmode=require");
+        assert!(!shown.contains("qpsecret"), "{shown}");
+        assert!(shown.contains("sslmode=require"), "{shown}");
+        assert_eq!(
+            redact_url("sqlite://data/tb.db?mode=rwc"),
+            "sqlite://data/tb.db?mode=rwc"
+        );
     }
 
     #[test]

@@ -271,7 +271,7 @@ impl ChatwootSource {
         };
         format!(
             "chatwoot {} account {} → {} ({auth}; {inboxes}; messages {}; poll {}; reconcile {})",
-            self.url,
+            crate::model::redacted(&self.url),
             self.account_id,
             self.target,
             if self.sync_messages { "on" } else { "off" },

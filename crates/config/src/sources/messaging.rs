@@ -227,7 +227,9 @@ impl MessagingSource {
             self.tax_id.as_deref().unwrap_or("-"),
             self.entity_from_requester,
             self.create_requesters,
-            self.callback_url.as_ref().map_or("-", |u| u.as_str()),
+            self.callback_url
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), crate::model::redacted),
             if self.callback_secret.is_some() {
                 "set"
             } else {
