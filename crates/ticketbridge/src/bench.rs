@@ -13,6 +13,7 @@ use store::Store;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::IngestBench;
+use ticketbridge::say;
 
 const KEY: &str = "bench-key";
 const SOURCE: &str = "bench";
@@ -127,17 +128,25 @@ pub async fn ingest(options: IngestBench) -> anyhow::Result<()> {
     store.close().await;
 
     let (hwm, rss) = memory_kb();
-    println!("store: {backend} ({})", config::redact_url(&url));
-    println!(
+    say!("store: {backend} ({})", config::redact_url(&url));
+    say!(
         "clients: {}, requests per closed-loop run: {}, fixed rate: {}/s for {}s",
-        options.clients, options.requests, options.rate, options.rate_seconds
+        options.clients,
+        options.requests,
+        options.rate,
+        options.rate_seconds
     );
-    println!();
-    println!(
+    say!();
+    say!(
         "| {:<34} | {:>7} | {:>6} | {:>10} | {:>8} | {:>8} |",
-        "run", "ok", "failed", "req/s", "p50 ms", "p99 ms"
+        "run",
+        "ok",
+        "failed",
+        "req/s",
+        "p50 ms",
+        "p99 ms"
     );
-    println!(
+    say!(
         "|{}|{}|{}|{}|{}|{}|",
         "-".repeat(36),
         "-".repeat(9),
@@ -147,11 +156,11 @@ pub async fn ingest(options: IngestBench) -> anyhow::Result<()> {
         "-".repeat(10)
     );
     for (noop, durable) in &rounds {
-        println!("{}", noop.line());
-        println!("{}", durable.line());
+        say!("{}", noop.line());
+        say!("{}", durable.line());
     }
-    println!("{}", paced.line());
-    println!();
+    say!("{}", paced.line());
+    say!();
     let ratios: Vec<f64> = rounds
         .iter()
         .map(|(noop, durable)| 100.0 * durable.rate() / noop.rate().max(1.0))
@@ -162,21 +171,21 @@ pub async fn ingest(options: IngestBench) -> anyhow::Result<()> {
         .collect::<Vec<_>>()
         .join(", ");
     let ingest_rates: Vec<f64> = rounds.iter().map(|(_, d)| d.rate()).collect();
-    println!(
+    say!(
         "durable ingest / no-op throughput: median {:.0}% (rounds: {per_round})",
         median(&ratios)
     );
-    println!(
+    say!(
         "durable ingest: median {:.0} req/s over {} rounds",
         median(&ingest_rates),
         rounds.len()
     );
-    println!("jobs stored: {jobs}");
-    println!(
+    say!("jobs stored: {jobs}");
+    say!(
         "closed-loop ingest: {commits:.0} commits, {:.1} requests per commit",
         requests_stored / commits.max(1.0)
     );
-    println!(
+    say!(
         "peak RSS (VmHWM): {:.1} MB, current RSS: {:.1} MB",
         hwm as f64 / 1024.0,
         rss as f64 / 1024.0

@@ -24,6 +24,7 @@ use ticketbridge::testkit::TestApp;
 
 use crate::bench_seed::{SeedGlpi, SeedService, seed_ticket};
 use crate::cli::IntakeBench;
+use ticketbridge::say;
 
 const KEY: &str = "bench-key";
 const CNPJ: &str = "12.345.678/0001-90";
@@ -156,7 +157,7 @@ default_entity = 0
     .await
     .with_context(|| format!("cannot open {}", config::redact_url(&store_url)))?;
     if run == "i1" {
-        println!(
+        say!(
             "store: {:?}, pool {}, engine.concurrency {concurrency}",
             store.backend(),
             options
@@ -189,9 +190,10 @@ async fn stop(app: Arc<TestApp>, sim: RunningSim, glpi: &Peer) -> anyhow::Result
 /// so no run pays for the rows an earlier one left in the simulator.
 pub async fn run(options: IntakeBench) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    println!(
+    say!(
         "intake benchmark: {} tickets per run, {} concurrent clients",
-        options.tickets, options.clients
+        options.tickets,
+        options.clients
     );
     let glpi = Peer::new("glpi-sim")?;
     let callers = Peer::new("bench-callers")?;
@@ -230,10 +232,10 @@ pub async fn run(options: IntakeBench) -> anyhow::Result<()> {
     let zero = intake_run(&callers, &app, &sim, options.tickets, options.clients, "z").await?;
     stop(app, sim, &glpi).await?;
 
-    println!("| run | latency | tickets | failed | tickets/s | GLPI requests/ticket |");
-    println!("|---|---|---|---|---|---|");
+    say!("| run | latency | tickets | failed | tickets/s | GLPI requests/ticket |");
+    say!("|---|---|---|---|---|---|");
     let line = |name: &str, latency: u64, f: &Figures| {
-        println!(
+        say!(
             "| {name} | {latency} ms | {} | {} | {:.0} | {:.2} |",
             f.ok,
             f.failed,
@@ -270,13 +272,13 @@ pub async fn run(options: IntakeBench) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    println!(
+    say!(
         "speed-up over the seed-style service at {} ms: median {:.2}x (rounds: {})",
         options.latency_ms,
         crate::bench::median(&ratios),
         listed(&ratios)
     );
-    println!(
+    say!(
         "over the seed's GLPI calls with no service between: median {:.2}x (rounds: {})",
         crate::bench::median(&direct_ratios),
         listed(&direct_ratios)

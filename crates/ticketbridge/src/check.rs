@@ -14,22 +14,23 @@ use config::{Config, GlpiTarget, ItopTarget, SourceConfig, TargetConfig};
 use flows::targets::{glpi_client_config, itop_client_config};
 use glpi::check::{CheckLine, Expectations};
 use secrecy::ExposeSecret;
+use ticketbridge::say;
 
 /// Runs every check and prints its lines; `FAILURE` when one failed.
 pub async fn run(config: &Config) -> ExitCode {
     let mut failed = false;
     if config.targets.is_empty() {
-        println!("no targets configured");
+        say!("no targets configured");
     }
     for (name, target) in &config.targets {
-        println!("target {name} ({}, {})", target.kind(), target_url(target));
+        say!("target {name} ({}, {})", target.kind(), target_url(target));
         let lines = match target {
             TargetConfig::Glpi(t) => check_glpi(config, name, t).await,
             TargetConfig::Itop(t) => check_itop(t).await,
         };
         for line in lines {
             failed |= !line.ok;
-            println!("  {line}");
+            say!("  {line}");
         }
     }
     if failed {

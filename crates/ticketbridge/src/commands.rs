@@ -10,6 +10,7 @@ use store::{JobFilter, JobStatus, LinkFilter, Store};
 use crate::cli::{
     BenchCommand, Cli, Command, ConfigCommand, DEFAULT_CONFIG, JobsCommand, LinksCommand,
 };
+use ticketbridge::{say, say_part};
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
@@ -35,7 +36,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Version => {
-            println!("ticketbridge {}", env!("CARGO_PKG_VERSION"));
+            say!("ticketbridge {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
         }
         Command::Config(ConfigCommand::Check) => Ok(config_check(&cli.config)),
@@ -58,12 +59,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     ..LinkFilter::default()
                 })
                 .await?;
-            println!(
+            say!(
                 "{:>6}  {:<8} {:<16} {:<24} {:<10} TARGET_ID",
-                "ID", "STATE", "KIND", "SOURCE", "TARGET"
+                "ID",
+                "STATE",
+                "KIND",
+                "SOURCE",
+                "TARGET"
             );
             for l in links {
-                println!(
+                say!(
                     "{:>6}  {:<8} {:<16} {:<24} {:<10} {}",
                     l.id,
                     l.state.as_str(),
@@ -101,13 +106,13 @@ fn config_check(path: &Path) -> ExitCode {
     let required = path != Path::new(DEFAULT_CONFIG);
     match config::load(path, required, std::env::vars()) {
         Ok(config) => {
-            println!("config ok");
-            print!("{}", config.summary());
+            say!("config ok");
+            say_part!("{}", config.summary());
             ExitCode::SUCCESS
         }
         Err(errors) => {
             for problem in &errors.0 {
-                println!("{problem}");
+                say!("{problem}");
             }
             ExitCode::FAILURE
         }
@@ -137,12 +142,17 @@ async fn jobs(store: &Store, command: JobsCommand) -> anyhow::Result<()> {
                     ..JobFilter::default()
                 })
                 .await?;
-            println!(
+            say!(
                 "{:>8}  {:<9} {:<20} {:<12} {:<8} {:<28} LAST_ERROR",
-                "ID", "STATUS", "KIND", "QUEUE", "ATTEMPTS", "ORDERING_KEY"
+                "ID",
+                "STATUS",
+                "KIND",
+                "QUEUE",
+                "ATTEMPTS",
+                "ORDERING_KEY"
             );
             for j in jobs {
-                println!(
+                say!(
                     "{:>8}  {:<9} {:<20} {:<12} {:<8} {:<28} {}",
                     j.id,
                     j.status.as_str(),
@@ -155,7 +165,7 @@ async fn jobs(store: &Store, command: JobsCommand) -> anyhow::Result<()> {
             }
         }
         JobsCommand::Show { id } => match store.job(id).await? {
-            Some(job) => println!("{}", serde_json::to_string_pretty(&job)?),
+            Some(job) => say!("{}", serde_json::to_string_pretty(&job)?),
             None => bail!("no job with id {id} (list them with `ticketbridge jobs list`)"),
         },
         JobsCommand::Retry { id, all } => {
@@ -164,11 +174,11 @@ async fn jobs(store: &Store, command: JobsCommand) -> anyhow::Result<()> {
             if let (Some(id), 0) = (target, revived) {
                 bail!("job {id} is not a dead letter (see `ticketbridge jobs list --status dead`)");
             }
-            println!("requeued {revived} dead job(s)");
+            say!("requeued {revived} dead job(s)");
         }
         JobsCommand::PurgeDead => {
             let purged = store.purge_dead().await?;
-            println!("deleted {purged} dead job(s)");
+            say!("deleted {purged} dead job(s)");
         }
     }
     Ok(())

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde_json::{Value, json};
 use sim::glpi::{ActorKind, GlpiSim, NewUser, SimConfig};
+use ticketbridge::say;
 use ticketbridge::testkit::{TestApp, wait_for};
 
 const KEY: &str = "demo-key";
@@ -25,7 +26,7 @@ pub async fn run() -> anyhow::Result<()> {
         ..NewUser::default()
     });
     sim.add_category("Printers");
-    println!(
+    say!(
         "GLPI simulator at {} (entity ACME Ltda #{acme}, CNPJ 12.345.678/0001-90)",
         sim.base_url()
     );
@@ -66,7 +67,7 @@ wait = "5s"
     let config = config::load_str(&toml, env).map_err(|e| anyhow::anyhow!("{e}"))?;
     let store = store::Store::connect(&store_url).await?;
     let app = TestApp::spawn(config, store).await?;
-    println!("ticketbridge at {} (store {store_url})\n", app.base_url);
+    say!("ticketbridge at {} (store {store_url})\n", app.base_url);
 
     let send = |label: &'static str, path: &'static str, body: Value, key: Option<&'static str>| {
         let request = app
@@ -82,7 +83,7 @@ wait = "5s"
             let response = request.send().await?;
             let status = response.status();
             let answer: Value = response.json().await.unwrap_or(Value::Null);
-            println!("{label}\n  → HTTP {} {answer}\n", status.as_u16());
+            say!("{label}\n  → HTTP {} {answer}\n", status.as_u16());
             anyhow::Ok(answer)
         }
     };
@@ -142,13 +143,16 @@ wait = "5s"
             (body["status"] != "queued").then_some(body)
         })
         .await?;
-        println!("   GET /api/v1/tickets/requests/{id}\n  → {status}\n");
+        say!("   GET /api/v1/tickets/requests/{id}\n  → {status}\n");
     }
 
-    println!("Tickets in GLPI:");
-    println!(
+    say!("Tickets in GLPI:");
+    say!(
         "{:>4}  {:<40} {:<12} {:<28} STATUS",
-        "ID", "TITLE", "ENTITY", "REQUESTER"
+        "ID",
+        "TITLE",
+        "ENTITY",
+        "REQUESTER"
     );
     let users = sim.users();
     let entities = sim.entities();
@@ -183,14 +187,17 @@ wait = "5s"
             _ => "?",
         };
         let title: String = t.name.chars().take(40).collect();
-        println!(
+        say!(
             "{:>4}  {:<40} {:<12} {:<28} {status}",
-            t.id, title, entity, requester
+            t.id,
+            title,
+            entity,
+            requester
         );
     }
     app.stop().await;
     sim.shutdown().await;
-    println!();
+    say!();
     ticketbridge::demo_chatwoot::demo_chatwoot().await?;
     Ok(())
 }

@@ -74,8 +74,8 @@ poll_interval = "300ms"
     let config = config::load_str(&toml, env).map_err(|e| anyhow::anyhow!("{e}"))?;
     let app = TestApp::spawn(config, store).await?;
     chatwoot.webhook_target(app.url("/hooks/chatwoot/chatwoot"), Some(SECRET.to_owned()));
-    println!("== Chatwoot ↔ GLPI");
-    println!(
+    crate::say!("== Chatwoot ↔ GLPI");
+    crate::say!(
         "   Chatwoot simulator {}  →  ticketbridge {}  →  GLPI simulator {}",
         chatwoot.base_url(),
         app.base_url,
@@ -98,7 +98,7 @@ poll_interval = "300ms"
         )
         .await?
         .conversation_id;
-    println!("   customer writes in conversation #{conversation}");
+    crate::say!("   customer writes in conversation #{conversation}");
     let ticket = wait_for("the ticket", DEADLINE, || async {
         chatwoot
             .conversation(conversation)?
@@ -108,7 +108,7 @@ poll_interval = "300ms"
     })
     .await?;
     let title = glpi.ticket(ticket).map(|t| t.name).unwrap_or_default();
-    println!("   → GLPI ticket #{ticket} \"{title}\" (id mirrored into the conversation)");
+    crate::say!("   → GLPI ticket #{ticket} \"{title}\" (id mirrored into the conversation)");
 
     chatwoot
         .agent_replies(conversation, AGENT, "Vou verificar o toner agora.")
@@ -117,7 +117,7 @@ poll_interval = "300ms"
         (!glpi.followups(ticket).is_empty()).then_some(())
     })
     .await?;
-    println!("   agent replies in Chatwoot → followup by GLPI user carlos");
+    crate::say!("   agent replies in Chatwoot → followup by GLPI user carlos");
 
     glpi.add_followup_as(ticket, tech, "Toner trocado, pode testar?", false)
         .context("cannot add the technician's followup")?;
@@ -129,7 +129,7 @@ poll_interval = "300ms"
             .map(|_| ())
     })
     .await?;
-    println!("   technician answers in GLPI → outgoing message in Chatwoot");
+    crate::say!("   technician answers in GLPI → outgoing message in Chatwoot");
 
     glpi.add_solution_as(ticket, tech, "Toner substituído.")
         .context("cannot solve the ticket")?;
@@ -137,7 +137,7 @@ poll_interval = "300ms"
         (chatwoot.conversation(conversation)?.status == "resolved").then_some(())
     })
     .await?;
-    println!("   ticket solved in GLPI → conversation resolved in Chatwoot");
+    crate::say!("   ticket solved in GLPI → conversation resolved in Chatwoot");
     app.stop().await;
     chatwoot.stop().await.ok();
     glpi.shutdown().await;

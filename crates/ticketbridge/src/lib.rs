@@ -8,5 +8,6 @@ pub mod demo_chatwoot;
 pub mod intake_flow;
 pub mod itop_flow;
 pub mod messaging_flow;
+pub mod output;
 pub mod testkit;
 pub mod wiring;
