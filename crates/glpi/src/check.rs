@@ -68,7 +68,7 @@ fn login_failure(err: &GlpiError, lines: &mut Vec<CheckLine>) {
         E::Timeout | E::Connect(_) | E::Transport(_) => lines.push(CheckLine::fail(
             "reachable",
             err.to_string(),
-            "check base_url, DNS, firewall and the TLS certificate (ca_cert_pem for a private CA)",
+            "check the target's url, DNS, firewall and the server's TLS certificate",
         )),
         E::Config(_) | E::InvalidInput(_) => lines.push(CheckLine::fail(
             "configuration",

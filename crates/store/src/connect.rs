@@ -3,7 +3,8 @@
 use crate::group_commit::{GroupCommitter, NO_AUTO_CHECKPOINT};
 use crate::{Pool, Store, StoreError};
 use serde::Serialize;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::Connection;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use std::path::Path;
 use std::str::FromStr;
@@ -46,6 +47,15 @@ enum Target {
     SqliteMemory,
     SqliteFile(String),
     Postgres,
+}
+
+/// The file a SQLite file URL (or plain path) names; `None` for PostgreSQL,
+/// in-memory SQLite and URLs that are not a store's.
+pub fn sqlite_file(url: &str) -> Option<String> {
+    match classify(url) {
+        Ok(Target::SqliteFile(path)) => Some(path),
+        _ => None,
+    }
 }
 
 fn classify(url: &str) -> Result<Target, StoreError> {
@@ -132,15 +142,27 @@ impl Store {
     pub async fn connect_with(url: &str, settings: &ConnectOptions) -> Result<Store, StoreError> {
         let acquire_timeout = settings.acquire_timeout;
         let redacted = redact_url(url);
-        let connect_error = |source| StoreError::Connect {
+        let connect_error = |cause| StoreError::Connect {
             url: redacted.clone(),
-            source,
+            cause,
         };
         let mut group = None;
         let mut write_turns = None;
         let pool = match classify(url)? {
             Target::Postgres => {
                 let options = PgConnectOptions::from_str(url).map_err(connect_error)?;
+                // One plain connection first: the pool retries until its
+                // timeout and then says only "pool timed out", where this
+                // says why (refused, unknown host, authentication failed).
+                match tokio::time::timeout(acquire_timeout, PgConnection::connect_with(&options))
+                    .await
+                {
+                    Ok(Ok(first)) => {
+                        let _ = first.close().await;
+                    }
+                    Ok(Err(cause)) => return Err(connect_error(cause)),
+                    Err(_) => return Err(connect_error(sqlx::Error::PoolTimedOut)),
+                }
                 let pool = PgPoolOptions::new()
                     .max_connections(settings.max_connections.unwrap_or(POSTGRES_POOL_SIZE))
                     .acquire_timeout(acquire_timeout)

@@ -8,12 +8,10 @@ pub enum StoreError {
     #[error("invalid store URL `{url}`: {reason}")]
     InvalidUrl { url: String, reason: String },
     /// Opening the pool failed (the password is redacted).
-    #[error("cannot connect to store `{url}`: {source}")]
-    Connect {
-        url: String,
-        #[source]
-        source: sqlx::Error,
-    },
+    /// (The cause is part of the message and not a `source`, so an error
+    /// chain does not print it twice.)
+    #[error("cannot connect to store `{url}`: {cause}")]
+    Connect { url: String, cause: sqlx::Error },
     /// Running the embedded migrations failed.
     #[error("store migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -40,7 +38,7 @@ impl StoreError {
     /// violations, decode errors and bad URLs are not retryable.
     pub fn is_retryable(&self) -> bool {
         match self {
-            StoreError::Connect { source, .. } | StoreError::Query(source) => {
+            StoreError::Connect { cause: source, .. } | StoreError::Query(source) => {
                 sqlx_error_is_retryable(source)
             }
             StoreError::Migrate(sqlx::migrate::MigrateError::Execute(source)) => {

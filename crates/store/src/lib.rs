@@ -29,7 +29,7 @@ mod records;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use connect::{Backend, ConnectOptions, redact_url};
+pub use connect::{Backend, ConnectOptions, redact_url, sqlite_file};
 pub use error::StoreError;
 pub use model::*;
 

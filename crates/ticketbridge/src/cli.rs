@@ -38,7 +38,7 @@ pub enum Command {
     Bench(BenchCommand),
     /// Print the version.
     Version,
-    /// Run the intake API against the GLPI simulator with a few sample requests.
+    /// The end-to-end demo on simulators: intake requests into GLPI (one repeated, one bad), then a Chatwoot conversation synced with GLPI.
     Demo,
     /// Run a simulator by hand.
     #[command(subcommand)]
@@ -85,11 +85,16 @@ pub enum JobsCommand {
         limit: i64,
     },
     /// Show one job as JSON.
-    Show { id: i64 },
+    Show {
+        /// The job's id (first column of `jobs list`).
+        id: i64,
+    },
     /// Put dead letters back in the queue: one by id, or all with --all.
     Retry {
+        /// The dead letter's id (`jobs list --status dead`).
         #[arg(required_unless_present = "all", conflicts_with = "all")]
         id: Option<i64>,
+        /// Every dead letter.
         #[arg(long)]
         all: bool,
     },

@@ -47,12 +47,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Jobs(command) => {
-            let store = open_store(&load(&cli.config)?).await?;
+            let store = open_existing_store(&load(&cli.config)?).await?;
             jobs(&store, command).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Links(LinksCommand::List { limit }) => {
-            let store = open_store(&load(&cli.config)?).await?;
+            let store = open_existing_store(&load(&cli.config)?).await?;
             let links = store
                 .links(&LinkFilter {
                     limit: Some(limit),
@@ -120,12 +120,23 @@ fn config_check(path: &Path) -> ExitCode {
 }
 
 async fn open_store(config: &Config) -> anyhow::Result<Store> {
-    Store::connect(&config.store.url).await.with_context(|| {
-        format!(
-            "cannot open the store {} (check store.url or TICKETBRIDGE_STORE__URL)",
-            config::redact_url(&config.store.url)
-        )
-    })
+    Store::connect(&config.store.url)
+        .await
+        .context("cannot open the store (check store.url or TICKETBRIDGE_STORE__URL)")
+}
+
+/// The store for commands that only read or repair what is there: a SQLite
+/// file that does not exist is an error (opening would create an empty one,
+/// and a listing of nothing would hide a wrong directory or setting).
+async fn open_existing_store(config: &Config) -> anyhow::Result<Store> {
+    if let Some(path) = store::sqlite_file(&config.store.url)
+        && !Path::new(&path).exists()
+    {
+        anyhow::bail!(
+            "no store at {path}: run this where `ticketbridge serve` keeps its store, or point store.url (TICKETBRIDGE_STORE__URL) at it"
+        );
+    }
+    open_store(config).await
 }
 
 async fn jobs(store: &Store, command: JobsCommand) -> anyhow::Result<()> {
@@ -172,6 +183,11 @@ async fn jobs(store: &Store, command: JobsCommand) -> anyhow::Result<()> {
             let target = if all { None } else { id };
             let revived = store.revive_dead(target).await?;
             if let (Some(id), 0) = (target, revived) {
+                if store.job(id).await?.is_none() {
+                    bail!(
+                        "no job with id {id} (list dead letters with `ticketbridge jobs list --status dead`)"
+                    );
+                }
                 bail!("job {id} is not a dead letter (see `ticketbridge jobs list --status dead`)");
             }
             say!("requeued {revived} dead job(s)");

@@ -390,3 +390,41 @@ fn an_explicit_missing_config_file_is_a_one_line_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn store_commands_name_a_missing_or_unreachable_store_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    // No store in this directory: said so, and none is created.
+    let output = Command::new(BIN)
+        .args(["jobs", "list"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.starts_with("error: no store at ./ticketbridge.db"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "nothing created"
+    );
+    // A PostgreSQL that refuses: the reason, once, and the password hidden.
+    let output = Command::new(BIN)
+        .args(["links", "list"])
+        .current_dir(dir.path())
+        .env(
+            "TICKETBRIDGE_STORE__URL",
+            "postgres://u:hunter2@127.0.0.1:1/db",
+        )
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert_eq!(stderr.matches("127.0.0.1:1").count(), 1, "{stderr}");
+    assert!(stderr.contains("refused"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
