@@ -115,7 +115,14 @@ fn load_named(
     };
 
     let config = extract_config(root, &mut problems);
-    problems.extend(validate::validate(&config));
+    // A field already reported (missing, wrong type, unset variable) is not
+    // reported again by the checks that ran on its stand-in or default.
+    let reported: Vec<String> = problems.iter().map(|p| p.path.clone()).collect();
+    problems.extend(
+        validate::validate(&config)
+            .into_iter()
+            .filter(|problem| !reported.iter().any(|path| within(&problem.path, path))),
+    );
     if problems.is_empty() {
         Ok(config)
     } else {
@@ -391,7 +398,9 @@ fn extract<T: DeserializeOwned>(
     problems: &mut Vec<Problem>,
 ) -> Option<T> {
     let mut reported: Vec<String> = Vec::new();
-    for _ in 0..64 {
+    // Missing fields given a stand-in, and how many kinds were tried.
+    let mut stand_ins: BTreeMap<Vec<String>, usize> = BTreeMap::new();
+    for _ in 0..128 {
         // After repairs the parsed value carries defaults for the removed
         // fields; it is still returned so cross-field checks can run on it.
         let error = match value.deserialize::<T>() {
@@ -413,11 +422,34 @@ fn extract<T: DeserializeOwned>(
                 let full = join_path(prefix, &path);
                 if !reported.contains(&full) {
                     problems.push(Problem {
-                        path: full,
+                        path: full.clone(),
                         message: "missing (required)".to_owned(),
                     });
+                    reported.push(full);
                 }
-                return None;
+                // A stand-in lets the rest of the section be read, so every
+                // problem is reported at once (its own checks are dropped).
+                let tries = stand_ins.entry(path.clone()).or_insert(0);
+                let Some(stand_in) = STAND_INS.get(*tries) else {
+                    return None;
+                };
+                *tries += 1;
+                if !insert_at(&mut value, &path, stand_in()) {
+                    return None;
+                }
+                continue;
+            }
+            Kind::InvalidType(..) if stand_ins.contains_key(&path) => {
+                // The stand-in was of the wrong type: the next one.
+                let tries = stand_ins.entry(path.clone()).or_insert(0);
+                let Some(stand_in) = STAND_INS.get(*tries) else {
+                    return None;
+                };
+                *tries += 1;
+                if !insert_at(&mut value, &path, stand_in()) {
+                    return None;
+                }
+                continue;
             }
             other if names_a_secret(&path) => without_value(other),
             other => other.to_string(),
@@ -492,6 +524,45 @@ fn what_it_is(actual: &figment::error::Actual) -> &'static str {
         Actual::Seq => "a list",
         Actual::Map => "a table",
         _ => "another kind of value",
+    }
+}
+
+/// Values tried in turn for a missing field until one has the right type.
+const STAND_INS: [fn() -> Value; 5] = [
+    || Value::from(String::new()),
+    || Value::from(0_i64),
+    || Value::from(Dict::new()),
+    || Value::from(Vec::<Value>::new()),
+    || Value::from(false),
+];
+
+/// Whether `path` is `parent` or a field or item below it.
+fn within(path: &str, parent: &str) -> bool {
+    path.strip_prefix(parent)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('.') || rest.starts_with('['))
+}
+
+/// Set the value at `path` (its parents must exist), replacing what is there.
+fn insert_at(value: &mut Value, path: &[String], new: Value) -> bool {
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
+    let mut current = value;
+    for part in parents {
+        current = match current {
+            Value::Dict(_, dict) => match dict.get_mut(part) {
+                Some(child) => child,
+                None => return false,
+            },
+            _ => return false,
+        };
+    }
+    match current {
+        Value::Dict(_, dict) => {
+            dict.insert(last.clone(), new);
+            true
+        }
+        _ => false,
     }
 }
 

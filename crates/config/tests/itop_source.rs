@@ -57,3 +57,33 @@ fn every_bad_field_is_reported_with_its_path() {
         assert!(text.contains(path), "{path} missing in {text}");
     }
 }
+
+/// Missing required fields do not hide the other problems of their source
+/// (or of the other sources): one run lists them all, each once.
+#[test]
+fn missing_fields_are_reported_with_every_other_problem_at_once() {
+    let toml = format!(
+        "[server]\nrequest_timeout = \"5s\"\n{TARGETS}\n\
+         [sources.b]\nkind = \"itop\"\ntarget = \"int\"\nexternal_target = \"int\"\n\
+         reconcile_interval = \"1ms\"\n[sources.b.internal]\nteam_id = 0\n\
+         [sources.web]\nkind = \"intake\"\ntarget = \"int\"\nwait = \"8s\"\n"
+    );
+    let errors = config::load_str(&toml, Vec::<(String, String)>::new()).unwrap_err();
+    let paths: Vec<&str> = errors.0.iter().map(|p| p.path.as_str()).collect();
+    for path in [
+        "sources.b.api_keys",
+        "sources.b.internal.org_id",
+        "sources.b.internal.caller_id",
+        "sources.b.internal.team_id",
+        "sources.b.external_target",
+        "sources.b.reconcile_interval",
+        "sources.web.api_keys",
+        "sources.web.wait",
+    ] {
+        assert_eq!(
+            paths.iter().filter(|p| **p == path).count(),
+            1,
+            "{path} once in {paths:?}"
+        );
+    }
+}
