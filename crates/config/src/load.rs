@@ -429,26 +429,12 @@ fn extract<T: DeserializeOwned>(
                 }
                 // A stand-in lets the rest of the section be read, so every
                 // problem is reported at once (its own checks are dropped).
-                let tries = stand_ins.entry(path.clone()).or_insert(0);
-                let Some(stand_in) = STAND_INS.get(*tries) else {
-                    return None;
-                };
-                *tries += 1;
-                if !insert_at(&mut value, &path, stand_in()) {
-                    return None;
-                }
+                next_stand_in(&mut stand_ins, &path, &mut value)?;
                 continue;
             }
             Kind::InvalidType(..) if stand_ins.contains_key(&path) => {
                 // The stand-in was of the wrong type: the next one.
-                let tries = stand_ins.entry(path.clone()).or_insert(0);
-                let Some(stand_in) = STAND_INS.get(*tries) else {
-                    return None;
-                };
-                *tries += 1;
-                if !insert_at(&mut value, &path, stand_in()) {
-                    return None;
-                }
+                next_stand_in(&mut stand_ins, &path, &mut value)?;
                 continue;
             }
             other if names_a_secret(&path) => without_value(other),
@@ -535,6 +521,19 @@ const STAND_INS: [fn() -> Value; 5] = [
     || Value::from(Vec::<Value>::new()),
     || Value::from(false),
 ];
+
+/// Put the next untried stand-in at `path`; `None` when every kind was tried
+/// (or the path cannot take one).
+fn next_stand_in(
+    tried: &mut BTreeMap<Vec<String>, usize>,
+    path: &[String],
+    value: &mut Value,
+) -> Option<()> {
+    let tries = tried.entry(path.to_vec()).or_insert(0);
+    let stand_in = STAND_INS.get(*tries)?;
+    *tries += 1;
+    insert_at(value, path, stand_in()).then_some(())
+}
 
 /// Whether `path` is `parent` or a field or item below it.
 fn within(path: &str, parent: &str) -> bool {
