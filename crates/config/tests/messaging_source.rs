@@ -73,3 +73,24 @@ fn secret_without_url_is_reported() {
             .any(|p| p.path == "sources.whats.callback_url")
     );
 }
+
+#[test]
+fn a_country_must_be_one_phone_numbers_know() {
+    for (country, ok) in [
+        ("BR", true),
+        ("pt", true),
+        ("XX", false),
+        ("ZZ", false),
+        ("Brazil", false),
+    ] {
+        let text = format!(
+            "{TARGET}\n[sources.whats]\nkind = \"messaging\"\ntarget = \"glpi\"\napi_keys = [\"k\"]\n\
+             default_country = \"{country}\"\n"
+        );
+        let result = config::load_str(&text, Vec::new());
+        assert_eq!(result.is_ok(), ok, "{country}: {:?}", result.err());
+        if let Err(errors) = result {
+            assert_eq!(errors.0[0].path, "sources.whats.default_country");
+        }
+    }
+}

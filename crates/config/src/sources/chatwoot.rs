@@ -236,13 +236,12 @@ impl ChatwootSource {
                 bad(field, "must be greater than zero");
             }
         }
-        if let Some(country) = &self.default_country
-            && (country.len() != 2 || !country.chars().all(|c| c.is_ascii_alphabetic()))
+        if let Some(problem) = self
+            .default_country
+            .as_deref()
+            .and_then(super::country_problem)
         {
-            bad(
-                "default_country",
-                "must be a two-letter ISO 3166 code such as BR",
-            );
+            bad("default_country", problem);
         }
         if self.attachment_max_bytes == 0 {
             bad("attachment_max_bytes", "must be greater than zero");

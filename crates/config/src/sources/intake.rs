@@ -165,12 +165,8 @@ impl IntakeSource {
                 "use_default needs default_entity".into(),
             );
         }
-        let country = self.default_country.trim();
-        if country.len() != 2 || !country.chars().all(|c| c.is_ascii_alphabetic()) {
-            problem(
-                format!("{prefix}.default_country"),
-                "must be an ISO 3166 alpha-2 code such as BR".into(),
-            );
+        if let Some(message) = super::country_problem(&self.default_country) {
+            problem(format!("{prefix}.default_country"), message.into());
         }
         if let Some(category) = &self.default_category
             && category.trim().is_empty()

@@ -171,13 +171,12 @@ impl MessagingSource {
         if self.handoff_session.is_zero() {
             bad("handoff_session", "must be greater than 0");
         }
-        if let Some(country) = &self.default_country
-            && !(country.len() == 2 && country.chars().all(|c| c.is_ascii_alphabetic()))
+        if let Some(problem) = self
+            .default_country
+            .as_deref()
+            .and_then(super::country_problem)
         {
-            bad(
-                "default_country",
-                "must be an ISO 3166 alpha-2 country code such as BR",
-            );
+            bad("default_country", problem);
         }
         if let Some(entity) = self.entity
             && entity < 0
