@@ -67,7 +67,11 @@ wait = "5s"
     let config = config::load_str(&toml, env).map_err(|e| anyhow::anyhow!("{e}"))?;
     let store = store::Store::connect(&store_url).await?;
     let app = TestApp::spawn(config, store).await?;
-    say!("ticketbridge at {} (store {store_url})\n", app.base_url);
+    say!(
+        "ticketbridge at {} (store {store_url}, a temporary file removed at the end)\n",
+        app.base_url
+    );
+    say!("== Intake API → GLPI (web forms, voice agents, n8n)\n");
 
     let send = |label: &'static str, path: &'static str, body: Value, key: Option<&'static str>| {
         let request = app
@@ -82,8 +86,13 @@ wait = "5s"
         async move {
             let response = request.send().await?;
             let status = response.status();
+            // The header that tells a repeat from a first answer.
+            let replayed = response
+                .headers()
+                .get("idempotent-replayed")
+                .map_or("", |_| " (Idempotent-Replayed: true)");
             let answer: Value = response.json().await.unwrap_or(Value::Null);
-            say!("{label}\n  → HTTP {} {answer}\n", status.as_u16());
+            say!("{label}\n  → HTTP {}{replayed} {answer}\n", status.as_u16());
             anyhow::Ok(answer)
         }
     };
@@ -100,10 +109,10 @@ wait = "5s"
     )
     .await?;
     send(
-        "2. A voice agent with the phone of an existing user",
+        "2. A voice agent with the phone of an existing user and the company's CNPJ (digits only)",
         "/api/v1/tickets",
         json!({"requester": {"phone": "+55 11 98765-4321"}, "description": "VPN drops every hour",
-               "urgency": 4}),
+               "organisation": {"tax_id": "12345678000190"}, "urgency": 4}),
         Some("call-0001"),
     )
     .await?;
@@ -111,7 +120,7 @@ wait = "5s"
         "3. The same call again (same Idempotency-Key): same ticket, no second one",
         "/api/v1/tickets",
         json!({"requester": {"phone": "+55 11 98765-4321"}, "description": "VPN drops every hour",
-               "urgency": 4}),
+               "organisation": {"tax_id": "12345678000190"}, "urgency": 4}),
         Some("call-0001"),
     )
     .await?;

@@ -76,7 +76,7 @@ poll_interval = "300ms"
     chatwoot.webhook_target(app.url("/hooks/chatwoot/chatwoot"), Some(SECRET.to_owned()));
     crate::say!("== Chatwoot ↔ GLPI");
     crate::say!(
-        "   Chatwoot simulator {}  →  ticketbridge {}  →  GLPI simulator {}",
+        "   Chatwoot simulator {}  →  ticketbridge {}  →  a fresh GLPI simulator {}",
         chatwoot.base_url(),
         app.base_url,
         glpi.base_url()

@@ -428,3 +428,35 @@ fn store_commands_name_a_missing_or_unreachable_store_in_one_line() {
     assert!(stderr.contains("refused"), "{stderr}");
     assert!(!stderr.contains("hunter2"), "{stderr}");
 }
+
+/// The README's run command: the demo runs end to end and shows what it says.
+#[test]
+fn the_demo_runs_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(BIN)
+        .arg("demo")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for expected in [
+        "Ticket #1 created",
+        "HTTP 201 (Idempotent-Replayed: true)",
+        "HTTP 400",
+        "\"status\":\"created\"",
+        "== Chatwoot ↔ GLPI",
+        "conversation resolved in Chatwoot",
+    ] {
+        assert!(stdout.contains(expected), "{expected:?} missing:\n{stdout}");
+    }
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "the demo leaves nothing behind"
+    );
+}
