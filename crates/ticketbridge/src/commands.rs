@@ -43,7 +43,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check => Ok(crate::check::run(&load(&cli.config)?).await),
         Command::Serve => {
             let config = load(&cli.config)?;
-            crate::serve::serve(config).await?;
+            crate::serve::serve(config, &cli.config).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Jobs(command) => {

@@ -1,5 +1,7 @@
 //! Log output: JSON or pretty, filtered by `RUST_LOG` (default `info`).
 
+use std::io::IsTerminal;
+
 use config::LogFormat;
 use tracing_subscriber::EnvFilter;
 
@@ -17,6 +19,10 @@ pub fn init(format: LogFormat) {
             .with_current_span(true)
             .with_span_list(false)
             .try_init(),
-        LogFormat::Pretty => builder.pretty().try_init(),
+        // Colours only for a terminal: a log file or journal gets plain text.
+        LogFormat::Pretty => builder
+            .pretty()
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
     };
 }

@@ -47,8 +47,22 @@ pub fn build_engine(config: &Config, store: &store::Store) -> Engine {
     engine
 }
 
-pub async fn serve(config: Config) -> anyhow::Result<()> {
+pub async fn serve(config: Config, config_path: &std::path::Path) -> anyhow::Result<()> {
     crate::logging::init(config.server.log_format);
+    // What this process runs on, first thing in its log (no secret: the
+    // store URL is redacted).
+    tracing::info!(
+        config = %if config_path.exists() {
+            config_path.display().to_string()
+        } else {
+            format!("{} not found: built-in defaults", config_path.display())
+        },
+        store = %config::redact_url(&config.store.url),
+        targets = config.targets.len(),
+        sources = config.sources.len(),
+        version = env!("CARGO_PKG_VERSION"),
+        "starting"
+    );
     let store = crate::commands::store_for(&config).await?;
     let mut engine = build_engine(&config, &store);
     let waker = engine.waker();
