@@ -113,11 +113,13 @@ async fn cancel_on_signal(token: CancellationToken) {
     };
     #[cfg(not(unix))]
     let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("Ctrl-C received, shutting down"),
-        () = terminate => tracing::info!("SIGTERM received, shutting down"),
-    }
+    let signal = tokio::select! {
+        () = ctrl_c => "Ctrl-C",
+        () = terminate => "SIGTERM",
+    };
+    // Cancel first: nothing after the signal may keep the process from stopping.
     token.cancel();
+    tracing::info!("{signal} received, shutting down");
 }
 
 #[cfg(test)]

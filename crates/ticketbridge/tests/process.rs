@@ -460,3 +460,39 @@ fn the_demo_runs_end_to_end() {
         "the demo leaves nothing behind"
     );
 }
+
+/// `serve` whose log reader went away (a closed pipe on stderr) still stops on
+/// SIGTERM: a log line that cannot be written must not kill the task that
+/// turns the signal into a shutdown.
+#[test]
+fn serve_stops_on_sigterm_after_its_log_reader_went_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        &store::testing::sqlite_url(&dir).replace("store.db", "closed-pipe.db"),
+    );
+    let mut child = Command::new(BIN)
+        .args(["--config", path.to_str().unwrap(), "serve"])
+        .env("WEB_KEY", KEY)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read up to the "listening" line, then close the pipe.
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while let Some(Ok(line)) = lines.next() {
+        if line.contains("HTTP server listening") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "ticketbridge never listened");
+    }
+    drop(lines);
+    let service = Service {
+        child,
+        base: String::new(),
+    };
+    let status = service.terminate();
+    assert!(status.success(), "{status:?}");
+}
