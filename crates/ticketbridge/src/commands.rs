@@ -176,7 +176,10 @@ async fn jobs(store: &Store, command: JobsCommand) -> anyhow::Result<()> {
             }
         }
         JobsCommand::Show { id } => match store.job(id).await? {
-            Some(job) => say!("{}", serde_json::to_string_pretty(&job)?),
+            Some(job) => say!(
+                "{}",
+                serde_json::to_string_pretty(&readable_times(serde_json::to_value(&job)?))?
+            ),
             None => bail!("no job with id {id} (list them with `ticketbridge jobs list`)"),
         },
         JobsCommand::Retry { id, all } => {
@@ -203,4 +206,43 @@ async fn jobs(store: &Store, command: JobsCommand) -> anyhow::Result<()> {
 /// The store for commands that need it.
 pub async fn store_for(config: &Config) -> anyhow::Result<Store> {
     open_store(config).await
+}
+
+/// A job as JSON with its times (unix milliseconds in the store) as RFC 3339
+/// UTC instants, which an operator can read.
+fn readable_times(mut job: serde_json::Value) -> serde_json::Value {
+    const TIMES: [&str; 5] = [
+        "run_at",
+        "locked_until",
+        "created_at",
+        "updated_at",
+        "finished_at",
+    ];
+    if let Some(fields) = job.as_object_mut() {
+        for name in TIMES {
+            if let Some(field) = fields.get_mut(name)
+                && let Some(ms) = field.as_u64()
+            {
+                let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+                *field = serde_json::Value::String(
+                    humantime_serde::re::humantime::format_rfc3339_millis(at).to_string(),
+                );
+            }
+        }
+    }
+    job
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_times_read_as_instants() {
+        let job = serde_json::json!({"id": 7, "run_at": 1_795_667_194_385_u64, "finished_at": null, "attempts": 2});
+        let shown = readable_times(job);
+        assert_eq!(shown["run_at"], "2026-11-26T04:26:34.385Z");
+        assert_eq!(shown["finished_at"], serde_json::Value::Null);
+        assert_eq!(shown["attempts"], 2);
+    }
 }
