@@ -546,23 +546,26 @@ fn insert_at(value: &mut Value, path: &[String], new: Value) -> bool {
     let Some((last, parents)) = path.split_last() else {
         return false;
     };
-    let mut current = value;
-    for part in parents {
-        current = match current {
-            Value::Dict(_, dict) => match dict.get_mut(part) {
-                Some(child) => child,
-                None => return false,
-            },
-            _ => return false,
-        };
-    }
-    match current {
-        Value::Dict(_, dict) => {
+    match at_path(value, parents) {
+        Some(Value::Dict(_, dict)) => {
             dict.insert(last.clone(), new);
             true
         }
         _ => false,
     }
+}
+
+/// The value at `path` (table keys and list indexes), if there is one.
+fn at_path<'a>(value: &'a mut Value, path: &[String]) -> Option<&'a mut Value> {
+    let mut current = value;
+    for part in path {
+        current = match current {
+            Value::Dict(_, dict) => dict.get_mut(part)?,
+            Value::Array(_, items) => items.get_mut(part.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(current)
 }
 
 fn join_path(prefix: &str, path: &[String]) -> String {
@@ -584,22 +587,9 @@ fn remove_at(value: &mut Value, path: &[String]) -> bool {
     let Some((last, parents)) = path.split_last() else {
         return false;
     };
-    let mut current = value;
-    for part in parents {
-        current = match current {
-            Value::Dict(_, dict) => match dict.get_mut(part) {
-                Some(child) => child,
-                None => return false,
-            },
-            Value::Array(_, items) => {
-                match part.parse::<usize>().ok().and_then(|i| items.get_mut(i)) {
-                    Some(child) => child,
-                    None => return false,
-                }
-            }
-            _ => return false,
-        };
-    }
+    let Some(current) = at_path(value, parents) else {
+        return false;
+    };
     match current {
         Value::Dict(_, dict) => dict.remove(last).is_some(),
         Value::Array(_, items) => match last.parse::<usize>() {
