@@ -524,11 +524,6 @@ async fn create(
             last_error: None,
         }
     };
-    let status_url = crate::links::absolute(
-        &state.config.server,
-        &headers,
-        &format!("/api/v1/tickets/requests/{id}"),
-    );
     let mut response = match current {
         RequestOutcome::Created {
             ticket_id,
@@ -560,7 +555,13 @@ async fn create(
                 RequestOutcome::Created { ticket_id, .. } => Some(ticket_id),
                 _ => None,
             };
-            (
+            let status_url = crate::links::absolute(
+                &state.config.server,
+                &headers,
+                &format!("/api/v1/tickets/requests/{id}"),
+            );
+            let location = HeaderValue::from_str(&status_url).ok();
+            let mut accepted = (
                 StatusCode::ACCEPTED,
                 Json(AcceptedAnswer {
                     status: if ticket_id.is_some() {
@@ -570,18 +571,17 @@ async fn create(
                     }
                     .into(),
                     request_id: id,
-                    status_url: status_url.clone(),
+                    status_url,
                     ticket_id,
                 }),
             )
-                .into_response()
+                .into_response();
+            if let Some(location) = location {
+                accepted.headers_mut().insert(header::LOCATION, location);
+            }
+            accepted
         }
     };
-    if response.status() == StatusCode::ACCEPTED
-        && let Ok(location) = HeaderValue::from_str(&status_url)
-    {
-        response.headers_mut().insert(header::LOCATION, location);
-    }
     if replayed {
         response
             .headers_mut()
