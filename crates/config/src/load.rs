@@ -437,8 +437,7 @@ fn extract<T: DeserializeOwned>(
                 next_stand_in(&mut stand_ins, &path, &mut value)?;
                 continue;
             }
-            other if names_a_secret(&path) => without_value(other),
-            other => other.to_string(),
+            other => in_plain_words(other, !names_a_secret(&path)),
         };
         let full = join_path(prefix, &path);
         reported.push(full.clone());
@@ -484,15 +483,80 @@ fn secret_value(raw: &str) -> Value {
     }
 }
 
-/// A deserialization error about a secret field, without the value (serde's
-/// messages quote it: "found signed int `123456`").
-fn without_value(kind: &Kind) -> String {
+/// A deserialization error in an operator's words: what the field takes
+/// ("a whole number", "a duration such as \"30s\"") and what was found,
+/// with the value only when `show_value` (never for a secret: serde's own
+/// messages quote it, "found signed int `123456`").
+fn in_plain_words(kind: &Kind, show_value: bool) -> String {
     match kind {
         Kind::InvalidType(actual, expected) | Kind::InvalidValue(actual, expected) => {
-            format!("expected {expected}, found {}", what_it_is(actual))
+            let found = match (show_value, shown(actual)) {
+                (true, Some(value)) => value,
+                _ => what_it_is(actual).to_owned(),
+            };
+            let hint = match actual {
+                figment::error::Actual::Unsigned(_)
+                | figment::error::Actual::Signed(_)
+                | figment::error::Actual::Float(_)
+                    if expected == "a string" =>
+                {
+                    " (quote it to make it a string)"
+                }
+                figment::error::Actual::Unsigned(_) | figment::error::Actual::Signed(_)
+                    if expected == "a duration" =>
+                {
+                    " (give it a unit, in quotes: \"5s\")"
+                }
+                _ => "",
+            };
+            format!(
+                "expected {}, found {found}{hint}",
+                expected_in_words(expected)
+            )
         }
         Kind::InvalidLength(_, expected) => format!("invalid length, expected {expected}"),
+        Kind::Message(message) => match message.as_str() {
+            "invalid socket address syntax" => {
+                "expected an address and port such as \"127.0.0.1:8080\"".to_owned()
+            }
+            "invalid IP address syntax" => {
+                "expected an IP address such as \"127.0.0.1\"".to_owned()
+            }
+            other if show_value => other.to_owned(),
+            _ => "invalid value (not shown: the field holds a secret)".to_owned(),
+        },
+        other if show_value => other.to_string(),
         _ => "invalid value (not shown: the field holds a secret)".to_owned(),
+    }
+}
+
+/// serde's name of an expected type, as an operator would say it.
+fn expected_in_words(expected: &str) -> String {
+    match expected {
+        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "a whole number (0 or more)".to_owned(),
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "a whole number".to_owned(),
+        "f32" | "f64" => "a number".to_owned(),
+        "a duration" => "a duration such as \"30s\", \"5m\" or \"1h 30m\"".to_owned(),
+        "a sequence" => "a list".to_owned(),
+        "a map" => "a table".to_owned(),
+        "socket address" => "an address and port such as \"127.0.0.1:8080\"".to_owned(),
+        "a boolean" => "true or false".to_owned(),
+        other if other.starts_with("struct ") => "a table".to_owned(),
+        other => other.to_owned(),
+    }
+}
+
+/// The value itself, as written in TOML, for the scalar kinds.
+fn shown(actual: &figment::error::Actual) -> Option<String> {
+    use figment::error::Actual;
+    match actual {
+        Actual::Bool(value) => Some(value.to_string()),
+        Actual::Unsigned(value) => Some(value.to_string()),
+        Actual::Signed(value) => Some(value.to_string()),
+        Actual::Float(value) => Some(value.to_string()),
+        Actual::Char(value) => Some(format!("{:?}", value.to_string())),
+        Actual::Str(value) => Some(format!("{value:?}")),
+        _ => None,
     }
 }
 
@@ -501,9 +565,7 @@ fn what_it_is(actual: &figment::error::Actual) -> &'static str {
     use figment::error::Actual;
     match actual {
         Actual::Bool(_) => "a boolean",
-        Actual::Unsigned(_) | Actual::Signed(_) | Actual::Float(_) => {
-            "a number (quote it to make it a string)"
-        }
+        Actual::Unsigned(_) | Actual::Signed(_) | Actual::Float(_) => "a number",
         Actual::Char(_) | Actual::Str(_) => "a string",
         Actual::Bytes(_) => "bytes",
         Actual::Unit | Actual::Option => "nothing",

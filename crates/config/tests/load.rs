@@ -361,3 +361,61 @@ password = 735291846
     let keys: Vec<&str> = web.api_keys.iter().map(|k| k.expose_secret()).collect();
     assert_eq!(keys, ["987654321", "k2"]);
 }
+
+#[test]
+fn wrong_types_are_named_in_plain_words() {
+    let text = r#"
+[server]
+listen = 8080
+[engine]
+concurrency = -1
+max_attempts = "many"
+[targets.main]
+kind = "glpi"
+url = "https://glpi.example.test/apirest.php"
+app_token = "a"
+user_token = 123456
+timeout = 5
+[sources.web]
+kind = "events"
+target = "main"
+api_keys = ["k"]
+"#;
+    let err = load_str(text, env(&[])).unwrap_err();
+    let message = |path: &str| {
+        err.0
+            .iter()
+            .find(|p| p.path == path)
+            .map(|p| p.message.clone())
+            .unwrap_or_else(|| panic!("no problem at {path} in {err}"))
+    };
+    assert_eq!(
+        message("server.listen"),
+        r#"expected an address and port such as "127.0.0.1:8080", found 8080"#
+    );
+    assert_eq!(
+        message("engine.concurrency"),
+        "expected a whole number (0 or more), found -1"
+    );
+    assert_eq!(
+        message("engine.max_attempts"),
+        r#"expected a whole number (0 or more), found "many""#
+    );
+    assert_eq!(
+        message("targets.main.timeout"),
+        r#"expected a duration such as "30s", "5m" or "1h 30m", found 5 (give it a unit, in quotes: "5s")"#
+    );
+    // A secret's value is never quoted, even in plain words.
+    let token = message("targets.main.user_token");
+    assert!(!token.contains("123456"), "{token}");
+    assert!(
+        token.starts_with("expected a string, found a number"),
+        "{token}"
+    );
+    // No Rust type names anywhere.
+    for problem in &err.0 {
+        for jargon in ["usize", "u32", "i64", "signed int", "sequence"] {
+            assert!(!problem.message.contains(jargon), "{problem}");
+        }
+    }
+}
