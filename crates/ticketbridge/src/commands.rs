@@ -59,24 +59,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     ..LinkFilter::default()
                 })
                 .await?;
-            say!(
-                "{:>6}  {:<8} {:<16} {:<24} {:<10} TARGET_ID",
-                "ID",
-                "STATE",
-                "KIND",
-                "SOURCE",
-                "TARGET"
-            );
-            for l in links {
-                say!(
-                    "{:>6}  {:<8} {:<16} {:<24} {:<10} {}",
-                    l.id,
-                    l.state.as_str(),
-                    l.kind,
-                    format!("{}:{}", l.source_system, l.source_id),
-                    l.target_system,
-                    l.target_id.as_deref().unwrap_or("-")
-                );
+            let rows: Vec<Vec<String>> = links
+                .into_iter()
+                .map(|l| {
+                    vec![
+                        l.id.to_string(),
+                        l.state.as_str().to_owned(),
+                        l.kind,
+                        format!("{}:{}", l.source_system, l.source_id),
+                        l.target_system,
+                        l.target_id.unwrap_or_else(|| "-".to_owned()),
+                    ]
+                })
+                .collect();
+            let header = ["ID", "STATE", "KIND", "SOURCE", "TARGET", "TARGET_ID"];
+            for line in ticketbridge::output::table(&header, &rows, &[0]) {
+                say!("{line}");
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -153,26 +151,31 @@ async fn jobs(store: &Store, command: JobsCommand) -> anyhow::Result<()> {
                     ..JobFilter::default()
                 })
                 .await?;
-            say!(
-                "{:>8}  {:<9} {:<20} {:<12} {:<8} {:<28} LAST_ERROR",
+            let rows: Vec<Vec<String>> = jobs
+                .into_iter()
+                .map(|j| {
+                    vec![
+                        j.id.to_string(),
+                        j.status.as_str().to_owned(),
+                        j.kind,
+                        j.queue,
+                        format!("{}/{}", j.attempts, j.max_attempts),
+                        j.ordering_key,
+                        j.last_error.unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            let header = [
                 "ID",
                 "STATUS",
                 "KIND",
                 "QUEUE",
                 "ATTEMPTS",
-                "ORDERING_KEY"
-            );
-            for j in jobs {
-                say!(
-                    "{:>8}  {:<9} {:<20} {:<12} {:<8} {:<28} {}",
-                    j.id,
-                    j.status.as_str(),
-                    j.kind,
-                    j.queue,
-                    format!("{}/{}", j.attempts, j.max_attempts),
-                    j.ordering_key,
-                    j.last_error.as_deref().unwrap_or("")
-                );
+                "ORDERING_KEY",
+                "LAST_ERROR",
+            ];
+            for line in ticketbridge::output::table(&header, &rows, &[0]) {
+                say!("{line}");
             }
         }
         JobsCommand::Show { id } => match store.job(id).await? {
