@@ -114,12 +114,12 @@ fn load_named(
         _ => Dict::new(),
     };
 
-    let config = extract_config(root, &mut problems);
+    let (config, unreadable_targets) = extract_config(root, &mut problems);
     // A field already reported (missing, wrong type, unset variable) is not
     // reported again by the checks that ran on its stand-in or default.
     let reported: Vec<String> = problems.iter().map(|p| p.path.clone()).collect();
     problems.extend(
-        validate::validate(&config)
+        validate::validate(&config, &unreadable_targets)
             .into_iter()
             .filter(|problem| !reported.iter().any(|path| within(&problem.path, path))),
     );
@@ -262,7 +262,9 @@ fn resolve_references(
     }
 }
 
-fn extract_config(mut root: Dict, problems: &mut Vec<Problem>) -> Config {
+/// The configuration, and the names of the targets that were defined but
+/// could not be read (their problems are reported under their own path).
+fn extract_config(mut root: Dict, problems: &mut Vec<Problem>) -> (Config, Vec<String>) {
     for key in root.keys() {
         if !SECTIONS.contains(&key.as_str()) {
             problems.push(Problem {
@@ -272,6 +274,7 @@ fn extract_config(mut root: Dict, problems: &mut Vec<Problem>) -> Config {
         }
     }
     let mut config = Config::default();
+    let mut unreadable = Vec::new();
     if let Some(v) = root.remove("server") {
         config.server = extract::<ServerConfig>("server", v, problems).unwrap_or_default();
     }
@@ -284,8 +287,11 @@ fn extract_config(mut root: Dict, problems: &mut Vec<Problem>) -> Config {
     if let Some(v) = root.remove("targets") {
         for (name, v) in table("targets", v, problems) {
             let prefix = format!("targets.{name}");
-            if let Some(target) = extract_target(&prefix, v, problems) {
-                config.targets.insert(name, target);
+            match extract_target(&prefix, v, problems) {
+                Some(target) => {
+                    config.targets.insert(name, target);
+                }
+                None => unreadable.push(name),
             }
         }
     }
@@ -297,7 +303,7 @@ fn extract_config(mut root: Dict, problems: &mut Vec<Problem>) -> Config {
             }
         }
     }
-    config
+    (config, unreadable)
 }
 
 fn table(prefix: &str, value: Value, problems: &mut Vec<Problem>) -> Dict {
@@ -432,8 +438,8 @@ fn extract<T: DeserializeOwned>(
                 next_stand_in(&mut stand_ins, &path, &mut value)?;
                 continue;
             }
-            Kind::InvalidType(..) if stand_ins.contains_key(&path) => {
-                // The stand-in was of the wrong type: the next one.
+            _ if stand_ins.contains_key(&path) => {
+                // The stand-in was of the wrong type or refused: the next one.
                 next_stand_in(&mut stand_ins, &path, &mut value)?;
                 continue;
             }
@@ -515,6 +521,12 @@ fn in_plain_words(kind: &Kind, show_value: bool) -> String {
             )
         }
         Kind::InvalidLength(_, expected) => format!("invalid length, expected {expected}"),
+        Kind::Message(message) if url_problem(message).is_some() => {
+            // The url crate's message quotes the text, which may carry a
+            // password: only the reason is kept.
+            let reason = url_problem(message).unwrap_or_default();
+            format!("expected an absolute URL such as \"https://host.example.com/path\" ({reason})")
+        }
         Kind::Message(message) => match message.as_str() {
             "invalid socket address syntax" => {
                 "expected an address and port such as \"127.0.0.1:8080\"".to_owned()
@@ -528,6 +540,25 @@ fn in_plain_words(kind: &Kind, show_value: bool) -> String {
         other if show_value => other.to_string(),
         _ => "invalid value (not shown: the field holds a secret)".to_owned(),
     }
+}
+
+/// The reason of a URL that did not parse ("relative URL without a base"),
+/// from the url crate's message `<reason>: "<text>"`.
+fn url_problem(message: &str) -> Option<&str> {
+    const REASONS: [&str; 10] = [
+        "empty host",
+        "invalid international domain name",
+        "invalid port number",
+        "invalid IPv4 address",
+        "invalid IPv6 address",
+        "invalid domain character",
+        "relative URL without a base",
+        "relative URL with a cannot-be-a-base base",
+        "a cannot-be-a-base URL doesn’t have a host to set",
+        "URLs more than 4 GB are not supported",
+    ];
+    let (reason, _) = message.split_once(": \"")?;
+    REASONS.contains(&reason).then_some(reason)
 }
 
 /// serde's name of an expected type, as an operator would say it.
@@ -576,12 +607,14 @@ fn what_it_is(actual: &figment::error::Actual) -> &'static str {
 }
 
 /// Values tried in turn for a missing field until one has the right type.
-const STAND_INS: [fn() -> Value; 5] = [
+const STAND_INS: [fn() -> Value; 6] = [
     || Value::from(String::new()),
     || Value::from(0_i64),
     || Value::from(Dict::new()),
     || Value::from(Vec::<Value>::new()),
     || Value::from(false),
+    // For URL fields, which refuse an empty string.
+    || Value::from("http://stand-in.invalid/".to_owned()),
 ];
 
 /// Put the next untried stand-in at `path`; `None` when every kind was tried

@@ -8,7 +8,7 @@ use url::Url;
 use crate::load::Problem;
 use crate::model::{Config, SourceConfig, TargetConfig};
 
-pub(crate) fn validate(config: &Config) -> Vec<Problem> {
+pub(crate) fn validate(config: &Config, unreadable_targets: &[String]) -> Vec<Problem> {
     let mut problems = Vec::new();
     let mut problem = |path: String, message: String| problems.push(Problem { path, message });
 
@@ -108,7 +108,14 @@ pub(crate) fn validate(config: &Config) -> Vec<Problem> {
             );
         }
         let target = source.target();
-        if !config.targets.contains_key(target) {
+        if unreadable_targets.iter().any(|name| name == target) {
+            problem(
+                format!("{prefix}.target"),
+                format!(
+                    "target \"{target}\" could not be read (see the problems under targets.{target})"
+                ),
+            );
+        } else if !config.targets.contains_key(target) {
             let known: Vec<&str> = config.targets.keys().map(String::as_str).collect();
             let known = if known.is_empty() {
                 "none".to_owned()

@@ -419,3 +419,50 @@ api_keys = ["k"]
         }
     }
 }
+
+#[test]
+fn a_target_with_a_bad_url_is_reported_once_and_still_named_by_its_sources() {
+    let text = r#"
+[targets.main]
+kind = "glpi"
+url = "glpi.example.test/apirest.php?user=admin&password=hunter2"
+app_token = "a"
+user_token = "u"
+[sources.web]
+kind = "events"
+target = "main"
+api_keys = ["k"]
+"#;
+    let err = load_str(text, env(&[])).unwrap_err();
+    assert_eq!(err.0.len(), 1, "{err}");
+    assert_eq!(err.0[0].path, "targets.main.url");
+    assert_eq!(
+        err.0[0].message,
+        r#"expected an absolute URL such as "https://host.example.com/path" (relative URL without a base)"#
+    );
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+}
+
+#[test]
+fn a_source_naming_a_target_that_could_not_be_read_says_so() {
+    let text = r#"
+[targets.main]
+url = "https://glpi.example.test/apirest.php"
+[sources.web]
+kind = "events"
+target = "main"
+api_keys = ["k"]
+"#;
+    let err = load_str(text, env(&[])).unwrap_err();
+    let target = err
+        .0
+        .iter()
+        .find(|p| p.path == "sources.web.target")
+        .map(|p| p.message.as_str());
+    assert_eq!(
+        target,
+        Some(r#"target "main" could not be read (see the problems under targets.main)"#),
+        "{err}"
+    );
+    assert!(err.0.iter().any(|p| p.path == "targets.main.kind"), "{err}");
+}
