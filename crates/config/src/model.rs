@@ -44,6 +44,13 @@ pub struct ServerConfig {
     /// Time a request may take before it is answered with 408.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// Time a client has to send a request's headers, counted from the
+    /// connection's start or the end of its previous request (an idle
+    /// keep-alive connection is closed after it).
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// Connections served at once; further ones wait in the listen queue.
+    pub max_connections: usize,
     /// `json` or `pretty`.
     pub log_format: LogFormat,
     /// Mount `POST /bench/noop` (answers 202 without persisting); for benchmarks.
@@ -63,6 +70,8 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             body_limit: 1024 * 1024,
             request_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(15),
+            max_connections: 1024,
             log_format: LogFormat::Json,
             bench_noop: false,
             metrics_token: None,

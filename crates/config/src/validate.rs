@@ -23,6 +23,19 @@ pub(crate) fn validate(config: &Config, unreadable_targets: &[String]) -> Vec<Pr
         );
     }
 
+    if server.header_timeout == Duration::ZERO {
+        problem(
+            "server.header_timeout".into(),
+            "must be greater than 0".into(),
+        );
+    }
+    if server.max_connections == 0 {
+        problem(
+            "server.max_connections".into(),
+            "must be greater than 0".into(),
+        );
+    }
+
     if let Some(url) = &server.public_url {
         check_http_url("server.public_url", url, &mut problem);
     }

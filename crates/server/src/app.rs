@@ -10,8 +10,17 @@ use axum::http::{HeaderName, StatusCode, header};
 use axum::middleware;
 use axum::routing::{get, post};
 use config::Config;
+use std::time::Duration;
 use store::{Backend, Store};
+
+use axum::body::Body;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower::ServiceExt;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -148,15 +157,65 @@ impl Application {
 
     /// Serves until `shutdown` completes, then stops accepting connections and
     /// lets in-flight requests finish.
+    ///
+    /// HTTP/1.1 through hyper directly (axum's `serve` offers no timer): a
+    /// client gets `server.header_timeout` to send each request's headers
+    /// (an idle keep-alive connection is closed after it), and at most
+    /// `server.max_connections` connections are served at once, so slow or
+    /// idle clients cannot exhaust the process's file descriptors.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
+        let server = &self.state.config.server;
+        let header_timeout = server.header_timeout;
+        let permits = Arc::new(Semaphore::new(server.max_connections));
         tracing::info!(addr = %self.local_addr, "HTTP server listening");
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(ServerError::Serve)
+        let graceful = GracefulShutdown::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let permit = tokio::select! {
+                permit = permits.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+                () = &mut shutdown => break,
+            };
+            let stream = tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(error) => {
+                        // Out of descriptors or a connection reset before
+                        // it was taken: wait a little, as axum does.
+                        tracing::warn!(%error, "cannot accept a connection");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            // Small answers go out at once rather than after Nagle's delay.
+            let _ = stream.set_nodelay(true);
+            let service = TowerToHyperService::new(
+                self.router
+                    .clone()
+                    .map_request(|request: Request<Incoming>| request.map(Body::new)),
+            );
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(TokioIo::new(stream), service);
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                if let Err(error) = connection.await {
+                    tracing::trace!(%error, "connection ended with an error");
+                }
+                drop(permit);
+            });
+        }
+        drop(self.listener);
+        graceful.shutdown().await;
+        Ok(())
     }
 }
 

@@ -606,3 +606,51 @@ async fn metrics_can_require_a_token() {
         .unwrap();
     assert_eq!(probe.status(), StatusCode::OK);
 }
+
+/// A client that opens a connection and never finishes its headers is cut
+/// off after `header_timeout`.
+#[tokio::test]
+async fn a_connection_that_never_finishes_its_headers_is_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut config = test_config();
+    config.server.header_timeout = Duration::from_millis(500);
+    let (store, _dir) = store::testing::fresh_sqlite().await;
+    let app = spawn_app(store, config).await;
+    let addr = app.base.trim_start_matches("http://").to_owned();
+
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the half-sent request was not cut off");
+}
+
+/// Connections beyond `max_connections` are not served until one closes.
+#[tokio::test]
+async fn connections_beyond_the_limit_wait_for_a_free_one() {
+    let mut config = test_config();
+    config.server.max_connections = 2;
+    let (store, _dir) = store::testing::fresh_sqlite().await;
+    let app = spawn_app(store, config).await;
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let healthz = || {
+        reqwest::Client::new()
+            .get(format!("{}/healthz", app.base))
+            .timeout(Duration::from_millis(400))
+            .send()
+    };
+
+    let idle_a = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let _idle_b = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let refused = healthz().await;
+    assert!(
+        refused.is_err(),
+        "served while two idle connections held every slot: {refused:?}"
+    );
+    drop(idle_a);
+    let served = healthz().await.unwrap();
+    assert_eq!(served.status(), StatusCode::OK);
+}
