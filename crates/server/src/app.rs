@@ -226,6 +226,7 @@ pub fn router(config: Config, deps: Dependencies) -> (Router, AppState) {
         Backend::Postgres => 4,
     };
     let state = AppState {
+        jobs_counted: Arc::default(),
         writer: Writer::start(deps.store.clone(), writer_tasks),
         store: deps.store,
         wake: deps.wake,

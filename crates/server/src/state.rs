@@ -42,4 +42,6 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub metrics: PrometheusHandle,
     pub(crate) writer: Writer,
+    /// When `/metrics` last counted jobs in the store (see `routes::health`).
+    pub(crate) jobs_counted: Arc<tokio::sync::Mutex<Option<std::time::Instant>>>,
 }

@@ -570,6 +570,23 @@ async fn metrics_report_requests_inbox_and_jobs() {
         !text.contains("/api/v1/events/web"),
         "raw paths must not be labels"
     );
+
+    // Job counts come from the store at most every few seconds, not on
+    // every scrape: a scrape right after another shows the same count.
+    app.post_event(Some("key-new"), r#"{"m":2}"#, &[]).await;
+    let again = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        again.contains(r#"ticketbridge_jobs{state="pending"} 1"#),
+        "counted again at once:\n{again}"
+    );
 }
 
 /// With `server.metrics_token`, `/metrics` answers only the token (401 with

@@ -1,7 +1,7 @@
 //! `/healthz`, `/readyz` and `/metrics` (behind `server.metrics_token` when
 //! set). The probes say up or down and nothing more, so they stay open.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::State;
@@ -44,14 +44,27 @@ fn not_ready() -> Response {
     )
 }
 
-/// Prometheus text exposition. Job counts by state are read from the store
-/// on each scrape (`ticketbridge_jobs{state}`).
+/// Jobs are counted in the store at most this often, however often
+/// `/metrics` is scraped: the count reads the whole jobs table.
+const JOB_COUNT_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Prometheus text exposition. Job counts by state (`ticketbridge_jobs{state}`)
+/// are read from the store on a scrape when the last count is older than
+/// [`JOB_COUNT_INTERVAL`]; scrapes arriving meanwhile wait for that count
+/// rather than starting their own, so a flood of scrapes costs one count.
 pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if let Some(token) = &state.config.server.metrics_token
         && let Err(refused) = ApiKeys::new(vec![token.clone()]).check(&headers)
     {
         return refused.into_response();
     }
+    let mut counted = state.jobs_counted.lock().await;
+    if counted.is_some_and(|at| at.elapsed() < JOB_COUNT_INTERVAL) {
+        drop(counted);
+        return render(&state);
+    }
+    // A failed or slow count is not tried again before the interval either.
+    *counted = Some(Instant::now());
     match tokio::time::timeout(STORE_CHECK_TIMEOUT, state.store.job_counts()).await {
         Ok(Ok(counts)) => {
             for status in JobStatus::ALL {
@@ -65,6 +78,11 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
         Ok(Err(error)) => tracing::warn!(error = %error, "metrics: cannot count jobs"),
         Err(_) => tracing::warn!("metrics: job count timed out"),
     }
+    drop(counted);
+    render(&state)
+}
+
+fn render(state: &AppState) -> Response {
     state.metrics.run_upkeep();
     (
         [(
