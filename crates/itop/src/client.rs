@@ -21,6 +21,9 @@ impl ItopClient {
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.timeout)
+            // A redirect would carry the credentials (an `Auth-Token`
+            // header, the form's password) to wherever it points.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ItopError::Config(e.to_string()))?;
         Ok(ItopClient {
@@ -59,6 +62,16 @@ impl ItopClient {
         tracing::debug!(%operation, "itop call");
         let resp = req.form(&form).send().await?;
         let status = resp.status().as_u16();
+        if resp.status().is_redirection() {
+            let to = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or("?");
+            return Err(ItopError::Config(format!(
+                "iTop answered HTTP {status}, a redirect to {to}: set the target's url to the address it redirects to (redirects are not followed, they would carry the credentials)"
+            )));
+        }
         if status != 200 {
             return Err(ItopError::Http { status });
         }

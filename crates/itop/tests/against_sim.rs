@@ -671,3 +671,38 @@ async fn a_case_log_author_account_leads_to_its_person() {
     assert_eq!(client.person_of_user(2).await.unwrap(), Some(1));
     assert_eq!(client.person_of_user(999).await.unwrap(), None);
 }
+
+/// A redirect is not followed: the credentials would go with it. The error
+/// names where it pointed, and the other host sees nothing.
+#[tokio::test]
+async fn a_redirect_is_not_followed_with_the_credentials() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let elsewhere = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let elsewhere_url = format!("http://{}/rest.php", elsewhere.local_addr().unwrap());
+    let redirecting = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/", redirecting.local_addr().unwrap());
+    let location = elsewhere_url.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = redirecting.accept().await {
+            let mut buf = vec![0_u8; 65536];
+            let _ = stream.read(&mut buf).await;
+            let answer = format!(
+                "HTTP/1.1 307 Temporary Redirect\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n"
+            );
+            let _ = stream.write_all(answer.as_bytes()).await;
+        }
+    });
+    let mut cfg = ItopConfig::new(
+        base.parse().unwrap(),
+        ItopAuth::Token(SecretString::from("the-token")),
+    );
+    cfg.timeout = Duration::from_secs(5);
+    let client = ItopClient::new(cfg).unwrap();
+
+    let error = client.list_operations().await.unwrap_err();
+    assert!(matches!(error, ItopError::Config(_)), "{error:?}");
+    assert!(error.to_string().contains(&elsewhere_url), "{error}");
+    let reached = tokio::time::timeout(Duration::from_millis(300), elsewhere.accept()).await;
+    assert!(reached.is_err(), "the redirect was followed");
+}
