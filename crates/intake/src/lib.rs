@@ -157,7 +157,7 @@ impl Intake {
 
     /// Forget a request handed over for a job that was not enqueued.
     pub fn withdraw(&self, job_ordering_key: &str) {
-        self.handoff.take(job_ordering_key);
+        self.handoff.withdraw(job_ordering_key);
     }
 
     /// The request handed over for the job ordered by `ordering_key`, if any.

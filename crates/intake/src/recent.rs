@@ -1,5 +1,5 @@
-//! A map that keeps its newest entries only: the waiters' finished outcomes and
-//! the requests handed to their jobs both remember "the last few thousand".
+//! A map that keeps its newest entries only: the waiters' finished outcomes
+//! remember "the last few thousand".
 
 use std::borrow::Borrow;
 use std::collections::{HashMap, VecDeque};
@@ -26,14 +26,6 @@ impl<K: Eq + Hash + Clone, V> Recent<K, V> {
     /// Insert or replace; the oldest entries go when past the limit.
     pub(crate) fn insert(&mut self, key: K, value: V) {
         if self.entries.insert(key.clone(), value).is_none() {
-            self.remember(key);
-        }
-    }
-
-    /// Insert unless the key is there already (the first value is kept).
-    pub(crate) fn insert_if_absent(&mut self, key: K, value: V) {
-        if !self.entries.contains_key(&key) {
-            self.entries.insert(key.clone(), value);
             self.remember(key);
         }
     }
