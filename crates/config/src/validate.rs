@@ -36,6 +36,15 @@ pub(crate) fn validate(config: &Config, unreadable_targets: &[String]) -> Vec<Pr
         );
     }
 
+    if let Some(token) = &server.metrics_token
+        && token.expose_secret().trim().is_empty()
+    {
+        problem(
+            "server.metrics_token".into(),
+            "must not be empty (an empty token would let any request in); remove it to leave /metrics open".into(),
+        );
+    }
+
     if let Some(url) = &server.public_url {
         check_http_url("server.public_url", url, &mut problem);
     }
@@ -187,7 +196,41 @@ pub(crate) fn validate(config: &Config, unreadable_targets: &[String]) -> Vec<Pr
             SourceConfig::Itop(s) => s.validate(&prefix, &mut problem),
         }
     }
+    keys_identify_their_source(config, &mut problem);
     problems
+}
+
+/// The intake API and the iTop webhooks find a request's source by its key
+/// (their routes do not name it): a key given to two sources of one kind
+/// would silently act as the first of them.
+fn keys_identify_their_source(config: &Config, problem: &mut impl FnMut(String, String)) {
+    let mut seen: Vec<(&str, String, &str)> = Vec::new();
+    for (name, source) in &config.sources {
+        let (kind, keys) = match source {
+            SourceConfig::Intake(s) => ("intake", &s.api_keys),
+            SourceConfig::Itop(s) => ("itop", &s.api_keys),
+            _ => continue,
+        };
+        for (i, key) in keys.iter().enumerate() {
+            let key = key.expose_secret();
+            if key.trim().is_empty() {
+                continue;
+            }
+            let path = format!("sources.{name}.api_keys[{i}]");
+            match seen
+                .iter()
+                .find(|(k, _, other)| *k == kind && *other == key)
+            {
+                Some((_, first, _)) => problem(
+                    path,
+                    format!(
+                        "the same key as {first}: a key tells which {kind} source a request is for, so give each source keys of its own"
+                    ),
+                ),
+                None => seen.push((kind, path, key)),
+            }
+        }
+    }
 }
 
 fn valid_name(name: &str) -> bool {

@@ -466,3 +466,40 @@ api_keys = ["k"]
     );
     assert!(err.0.iter().any(|p| p.path == "targets.main.kind"), "{err}");
 }
+
+#[test]
+fn a_key_given_to_two_intake_sources_or_an_empty_metrics_token_is_refused() {
+    let text = r#"
+[server]
+metrics_token = ""
+[targets.main]
+kind = "glpi"
+url = "https://glpi.example.test/apirest.php"
+app_token = "a"
+user_token = "u"
+[sources.form]
+kind = "intake"
+target = "main"
+api_keys = ["form-key-0123456789", "shared-key-0123456789"]
+[sources.voice]
+kind = "intake"
+target = "main"
+api_keys = ["shared-key-0123456789"]
+[sources.hooks]
+kind = "events"
+target = "main"
+api_keys = ["shared-key-0123456789"]
+"#;
+    let err = load_str(text, env(&[])).unwrap_err();
+    let paths: Vec<&str> = err.0.iter().map(|p| p.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["server.metrics_token", "sources.voice.api_keys[0]"],
+        "{err}"
+    );
+    assert!(
+        err.0[1].message.contains("sources.form.api_keys[1]"),
+        "{err}"
+    );
+    assert!(!err.to_string().contains("shared-key"), "{err}");
+}
