@@ -32,6 +32,8 @@ use crate::state::AppState;
 /// Path template of the route.
 pub const ROUTE: &str = "/api/v1/events/{source}";
 /// Longest accepted `Idempotency-Key`.
+/// Longest ordering value taken from an event (bytes).
+const MAX_ORDERING_VALUE: usize = 512;
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 /// Headers kept with the inbox row.
 const KEPT_HEADERS: [&str; 4] = [
@@ -120,16 +122,21 @@ async fn receive(
             Value::Number(n) => Some(n.to_string()),
             _ => None,
         });
-    // A key is stored as text, which cannot hold every character everywhere
-    // (PostgreSQL refuses NUL): refuse control characters here, clearly.
-    if ordering_key
-        .as_deref()
-        .is_some_and(|key| key.chars().any(char::is_control))
-    {
-        return Err(ApiError::BadRequest(format!(
-            "the ordering value at {} must not contain control characters",
-            endpoint.ordering_pointer.as_deref().unwrap_or("")
-        )));
+    // A key is stored as indexed text, which cannot hold every character
+    // everywhere (PostgreSQL refuses NUL) nor any length (an index entry has
+    // a size limit): refuse such values here, clearly.
+    if let Some(key) = ordering_key.as_deref() {
+        let at = endpoint.ordering_pointer.as_deref().unwrap_or("");
+        if key.chars().any(char::is_control) {
+            return Err(ApiError::BadRequest(format!(
+                "the ordering value at {at} must not contain control characters"
+            )));
+        }
+        if key.len() > MAX_ORDERING_VALUE {
+            return Err(ApiError::BadRequest(format!(
+                "the ordering value at {at} must be at most {MAX_ORDERING_VALUE} bytes"
+            )));
+        }
     }
     let ordering_key = ordering_key
         // No pointer (or no value at it): the event is ordered after nothing. Its
