@@ -563,6 +563,11 @@ wait = "3s"
     let (status, first) = send().await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{first}");
     assert_eq!(first["error"]["code"], "target_unavailable");
+    // What failed inside (addresses, GLPI's error page) is not told.
+    assert_eq!(
+        first["error"]["message"],
+        "the help desk is not answering right now: every attempt failed; send the request again to try once more"
+    );
     let request_id = first["error"]["request_id"].clone();
 
     // GLPI is back; the caller tries again, as a 503 invites it to.

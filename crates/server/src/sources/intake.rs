@@ -31,7 +31,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use intake::request::{FieldError, Rejection, validate};
 use intake::{
-    HandedRequest, Intake, IntakeError, Precheck, RequestOutcome, RequesterLookup, Source,
+    FailureCode, HandedRequest, Intake, IntakeError, Precheck, RequestOutcome, RequesterLookup,
+    Source,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -151,16 +152,36 @@ impl From<ApiError> for Failure {
     }
 }
 
+/// What callers are told of a help desk that does not answer: the error's
+/// own text (addresses, error pages, connection details) stays in the logs
+/// and in `ticketbridge jobs show`.
+const UNAVAILABLE: &str = "the help desk is not answering right now";
+
+/// A failure's reason as callers see it (see [`UNAVAILABLE`]).
+fn public_reason(code: FailureCode, reason: String) -> String {
+    match code {
+        FailureCode::TargetUnavailable => {
+            format!("{UNAVAILABLE}: every attempt failed; send the request again to try once more")
+        }
+        _ => reason,
+    }
+}
+
 impl From<IntakeError> for Failure {
     fn from(e: IntakeError) -> Self {
         match e {
             IntakeError::Store(s) => Failure::Api(ApiError::from(s)),
-            other if other.is_retryable() => Failure::Outcome {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                code: "target_unavailable".into(),
-                message: other.to_string(),
-                request_id: None,
-            },
+            other if other.is_retryable() => {
+                // The details (addresses, the target's error pages) are for
+                // the operator's logs, not for whoever holds a form's key.
+                tracing::warn!(error = %other, "intake: the target is unavailable");
+                Failure::Outcome {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    code: "target_unavailable".into(),
+                    message: format!("{UNAVAILABLE}; send the request again later"),
+                    request_id: None,
+                }
+            }
             other => Failure::Outcome {
                 status: StatusCode::BAD_GATEWAY,
                 code: "target_error".into(),
@@ -281,7 +302,8 @@ impl RequestStatus {
             } => {
                 s.status = "queued".into();
                 s.attempts = attempts;
-                s.last_error = last_error;
+                s.last_error =
+                    last_error.map(|_| format!("{UNAVAILABLE}; the request will be tried again"));
             }
             RequestOutcome::Created {
                 ticket_id,
@@ -297,7 +319,7 @@ impl RequestStatus {
             RequestOutcome::Failed { code, reason, .. } => {
                 s.status = "failed".into();
                 s.code = Some(code.as_str().into());
-                s.reason = Some(reason);
+                s.reason = Some(public_reason(code, reason));
             }
         }
         s
@@ -546,7 +568,7 @@ async fn create(
                 status: StatusCode::from_u16(code.http_status())
                     .unwrap_or(StatusCode::UNPROCESSABLE_ENTITY),
                 code: code.as_str().into(),
-                message: reason,
+                message: public_reason(code, reason),
                 request_id: Some(id),
             });
         }
