@@ -131,6 +131,10 @@ pub struct EngineSettings {
     /// answers repeats); requests with a pending, running or dead job keep it.
     #[serde(with = "humantime_serde")]
     pub keep_request_bodies: Duration,
+    /// How long audit lines (what was written where, by which job) stay;
+    /// `0s` keeps them for ever.
+    #[serde(with = "humantime_serde")]
+    pub keep_audit: Duration,
 }
 
 impl Default for EngineSettings {
@@ -145,6 +149,7 @@ impl Default for EngineSettings {
             shutdown_grace: Duration::from_secs(20),
             keep_succeeded: Duration::from_secs(7 * 24 * 3600),
             keep_request_bodies: Duration::from_secs(30 * 24 * 3600),
+            keep_audit: Duration::from_secs(90 * 24 * 3600),
         }
     }
 }
@@ -357,7 +362,7 @@ impl Config {
         let e = &self.engine;
         let _ = writeln!(
             out,
-            "engine: lease={:?} poll={:?} backoff={:?}..{:?} max_attempts={} concurrency={} shutdown_grace={:?} keep_succeeded={} keep_request_bodies={}",
+            "engine: lease={:?} poll={:?} backoff={:?}..{:?} max_attempts={} concurrency={} shutdown_grace={:?} keep_succeeded={} keep_request_bodies={} keep_audit={}",
             e.lease,
             e.poll,
             e.backoff_base,
@@ -366,7 +371,8 @@ impl Config {
             e.concurrency,
             e.shutdown_grace,
             kept_for(e.keep_succeeded),
-            kept_for(e.keep_request_bodies)
+            kept_for(e.keep_request_bodies),
+            kept_for(e.keep_audit)
         );
         for (name, target) in &self.targets {
             let auth = match target {

@@ -46,13 +46,19 @@ pub struct EngineConfig {
     /// repeats); rows with a pending, running or dead job keep their body.
     #[serde(with = "humantime_serde")]
     pub keep_request_bodies: Option<Duration>,
-    /// How often the engine applies `keep_succeeded` and `keep_request_bodies`.
+    /// How long audit lines stay; `None` keeps them for ever.
+    #[serde(with = "humantime_serde")]
+    pub keep_audit: Option<Duration>,
+    /// How often the engine applies `keep_succeeded`, `keep_request_bodies`
+    /// and `keep_audit`.
     #[serde(with = "humantime_serde")]
     pub retention_interval: Duration,
 }
 
 /// How long succeeded jobs are kept unless configured otherwise: a week.
 const DEFAULT_KEEP_SUCCEEDED: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How long audit lines are kept unless configured otherwise: 90 days.
+const DEFAULT_KEEP_AUDIT: Duration = Duration::from_secs(90 * 24 * 3600);
 /// How long raw request bodies are kept unless configured otherwise: 30 days.
 const DEFAULT_KEEP_REQUEST_BODIES: Duration = Duration::from_secs(30 * 24 * 3600);
 
@@ -72,6 +78,7 @@ impl Default for EngineConfig {
             shutdown_grace: Duration::from_secs(10),
             keep_succeeded: Some(DEFAULT_KEEP_SUCCEEDED),
             keep_request_bodies: Some(DEFAULT_KEEP_REQUEST_BODIES),
+            keep_audit: Some(DEFAULT_KEEP_AUDIT),
             retention_interval: Duration::from_secs(10 * 60),
         }
     }

@@ -266,18 +266,21 @@ impl Engine {
         for queue in config.concurrency.keys() {
             self.start_runner(queue, &mut runners, &shutdown, &hard_stop, &in_flight);
         }
-        let retention = (config.keep_succeeded.is_some() || config.keep_request_bodies.is_some())
-            .then(|| {
-                tokio::spawn(apply_retention(
-                    self.inner.store.clone(),
-                    Retention {
-                        succeeded: config.keep_succeeded,
-                        bodies: config.keep_request_bodies,
-                    },
-                    config.retention_interval,
-                    shutdown.clone(),
-                ))
-            });
+        let retention = (config.keep_succeeded.is_some()
+            || config.keep_request_bodies.is_some()
+            || config.keep_audit.is_some())
+        .then(|| {
+            tokio::spawn(apply_retention(
+                self.inner.store.clone(),
+                Retention {
+                    succeeded: config.keep_succeeded,
+                    bodies: config.keep_request_bodies,
+                    audit: config.keep_audit,
+                },
+                config.retention_interval,
+                shutdown.clone(),
+            ))
+        });
         loop {
             if last_sweep.is_none_or(|at| at.elapsed() >= config.sweep_interval) {
                 match self.inner.store.reclaim_expired().await {
@@ -549,14 +552,16 @@ pub(crate) fn duration_ms(duration: Duration) -> i64 {
 struct Retention {
     succeeded: Option<Duration>,
     bodies: Option<Duration>,
+    audit: Option<Duration>,
 }
 
 /// Cursor of the body-retention sweep: the first inbox id it has not looked at.
 const BODIES_CURSOR: &str = "retention:inbox-bodies";
 
 /// Retention: every `every`, delete the succeeded jobs that finished more than
-/// `keep.succeeded` ago and empty the bodies of finished requests received more
-/// than `keep.bodies` ago, until `shutdown`.
+/// `keep.succeeded` ago, empty the bodies of finished requests received more
+/// than `keep.bodies` ago and delete audit lines older than `keep.audit`,
+/// until `shutdown`.
 async fn apply_retention(
     store: Store,
     keep: Retention,
@@ -583,6 +588,15 @@ async fn apply_retention(
                     "emptied request bodies past retention"),
                 Err(error) => tracing::warn!(%error,
                     "emptying old request bodies failed; will try again"),
+            }
+        }
+        if let Some(kept) = keep.audit {
+            match purge_audit_before(&store, cutoff(kept), &shutdown).await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(deleted, kept_for = ?kept,
+                    "deleted audit lines past retention"),
+                Err(error) => tracing::warn!(%error,
+                    "deleting old audit lines failed; will try again"),
             }
         }
         tokio::select! {
@@ -626,6 +640,25 @@ async fn clear_bodies_before(
         }
     }
     Ok(cleared)
+}
+
+/// One audit-retention sweep: the lines written before `before`, a batch per
+/// transaction, until none is left or `shutdown`.
+async fn purge_audit_before(
+    store: &Store,
+    before: i64,
+    shutdown: &CancellationToken,
+) -> Result<u64, store::StoreError> {
+    let mut deleted = 0;
+    while !shutdown.is_cancelled() {
+        let count = store.purge_audit(before, PURGE_BATCH).await?;
+        deleted += count;
+        if count < PURGE_BATCH.unsigned_abs() {
+            break;
+        }
+        tokio::time::sleep(PURGE_PAUSE).await;
+    }
+    Ok(deleted)
 }
 
 /// One retention sweep: the succeeded jobs finished before `before`, a batch per

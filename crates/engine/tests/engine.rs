@@ -62,6 +62,7 @@ on_both_backends!(
     a_job_a_handler_enqueues_through_the_store_runs_without_waiting_for_a_poll,
     succeeded_jobs_are_deleted_after_the_retention_period,
     succeeded_jobs_are_kept_when_retention_is_off,
+    audit_lines_are_deleted_after_the_retention_period,
     request_bodies_are_emptied_after_the_retention_period,
 );
 
@@ -968,6 +969,48 @@ async fn succeeded_jobs_are_deleted_after_the_retention_period(db: Database) {
         store.job(later).await.unwrap().unwrap().status,
         JobStatus::Pending
     );
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+}
+
+async fn audit_lines_are_deleted_after_the_retention_period(db: Database) {
+    let store = open(&db).await;
+    let engine = Engine::new(
+        store.clone(),
+        EngineConfig {
+            keep_succeeded: None,
+            keep_request_bodies: None,
+            keep_audit: Some(Duration::from_millis(300)),
+            retention_interval: Duration::from_millis(50),
+            ..config("w")
+        },
+    );
+    store
+        .audit(&store::NewAudit {
+            job_id: None,
+            system: "glpi".into(),
+            action: "create".into(),
+            object_key: "ticket:1".into(),
+            detail: json!({}),
+        })
+        .await
+        .unwrap();
+    let written = now_ms();
+    let (shutdown, running, _) = running_engine(&engine).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let present = !store.audit_entries(10).await.unwrap().is_empty();
+        let age = now_ms() - written;
+        if age < 250 {
+            assert!(present, "deleted {age} ms after it was written");
+        }
+        if !present {
+            assert!(age >= 300, "deleted after {age} ms");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never deleted");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     shutdown.cancel();
     running.await.unwrap().unwrap();
 }

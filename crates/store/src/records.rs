@@ -96,6 +96,21 @@ impl Store {
         Ok(written == 1)
     }
 
+    /// Delete up to `limit` audit lines written before `before` (unix ms),
+    /// oldest first; returns how many went.
+    pub async fn purge_audit(&self, before: i64, limit: i64) -> Result<u64, StoreError> {
+        let _turn = self.write_turn().await;
+        let done = on_pool!(self, pool => sqlx::query(
+            "DELETE FROM audit WHERE id IN \
+             (SELECT id FROM audit WHERE at < $1 ORDER BY at LIMIT $2)")
+            .bind(before)
+            .bind(limit)
+            .execute(pool)
+            .await?
+            .rows_affected());
+        Ok(done)
+    }
+
     /// The latest `limit` audit lines, newest first.
     pub async fn audit_entries(&self, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
         let rows: Vec<AuditRow> = on_pool!(self, pool => sqlx::query_as(concat!(

@@ -73,6 +73,7 @@ conformance!(
     a_job_claimed_for_a_caller_that_went_away_is_released,
     completion_tells_whether_a_job_of_the_key_is_pending,
     retention_deletes_old_succeeded_jobs_in_batches,
+    retention_deletes_old_audit_lines_in_batches,
     body_retention_empties_finished_requests_only,
 );
 
@@ -1322,6 +1323,30 @@ async fn a_job_claimed_for_a_caller_that_went_away_is_released(store: Store) {
     // Stored once, and a runner can take it now (the jobs of answered attempts
     // are running under w1 and stay so).
     assert_eq!(claim_ids(&store, "glpi", "w2", 10).await, vec![job.id]);
+}
+
+async fn retention_deletes_old_audit_lines_in_batches(store: Store) {
+    for n in 0..3 {
+        store
+            .audit(&NewAudit {
+                job_id: Some(n),
+                system: "glpi".into(),
+                action: "create".into(),
+                object_key: format!("ticket:{n}"),
+                detail: serde_json::json!({}),
+            })
+            .await
+            .unwrap();
+    }
+    // None was written before a moment that precedes them all.
+    assert_eq!(store.purge_audit(0, 100).await.unwrap(), 0);
+    assert_eq!(store.audit_entries(10).await.unwrap().len(), 3);
+    // All were written before a moment still to come: in batches.
+    let cutoff = now_ms() + 60_000;
+    assert_eq!(store.purge_audit(cutoff, 2).await.unwrap(), 2);
+    assert_eq!(store.audit_entries(10).await.unwrap().len(), 1);
+    assert_eq!(store.purge_audit(cutoff, 2).await.unwrap(), 1);
+    assert!(store.audit_entries(10).await.unwrap().is_empty());
 }
 
 async fn retention_deletes_old_succeeded_jobs_in_batches(store: Store) {

@@ -26,6 +26,7 @@ pub fn engine_config(config: &Config) -> EngineConfig {
         shutdown_grace: e.shutdown_grace,
         keep_succeeded: (!e.keep_succeeded.is_zero()).then_some(e.keep_succeeded),
         keep_request_bodies: (!e.keep_request_bodies.is_zero()).then_some(e.keep_request_bodies),
+        keep_audit: (!e.keep_audit.is_zero()).then_some(e.keep_audit),
         ..EngineConfig::default()
     }
 }

@@ -42,6 +42,7 @@ pub fn fast_engine(config: &Config) -> EngineConfig {
         shutdown_grace: Duration::from_secs(5),
         keep_succeeded: (!e.keep_succeeded.is_zero()).then_some(e.keep_succeeded),
         keep_request_bodies: (!e.keep_request_bodies.is_zero()).then_some(e.keep_request_bodies),
+        keep_audit: (!e.keep_audit.is_zero()).then_some(e.keep_audit),
         ..EngineConfig::default()
     }
 }
