@@ -101,7 +101,11 @@ fn load_named(
     let mut root: Dict = toml::from_str(toml_text).map_err(|e| {
         ConfigErrors(vec![Problem {
             path: String::new(),
-            message: format!("{name}: invalid TOML: {}", e.to_string().trim_end()),
+            message: format!(
+                "{name}: invalid TOML{}: {}",
+                toml_position(toml_text, &e),
+                e.message().trim().lines().collect::<Vec<_>>().join("; ")
+            ),
         }])
     })?;
     merge(&mut root, env_overrides(&env));
@@ -128,6 +132,21 @@ fn load_named(
     } else {
         Err(ConfigErrors(problems))
     }
+}
+
+/// Where a TOML error is (" at line 3, column 26"), without quoting the line:
+/// it may hold a secret written in the file.
+fn toml_position(text: &str, error: &toml::de::Error) -> String {
+    let Some(span) = error.span() else {
+        return String::new();
+    };
+    let before = text.get(..span.start).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map_or(1, |start_of_line| start_of_line.chars().count() + 1);
+    format!(" at line {line}, column {column}")
 }
 
 /// `TICKETBRIDGE_A__B__C=v` becomes `a.b.c = v` (value parsed like TOML

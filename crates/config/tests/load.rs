@@ -503,3 +503,13 @@ api_keys = ["shared-key-0123456789"]
     );
     assert!(!err.to_string().contains("shared-key"), "{err}");
 }
+
+#[test]
+fn invalid_toml_is_located_without_quoting_the_line() {
+    let text = "[targets.main]\nkind = \"glpi\"\napp_token = \"s3cr3t-value\n";
+    let err = load_str(text, env(&[])).unwrap_err();
+    let message = err.to_string();
+    assert!(message.contains("line 3, column 26"), "{message}");
+    assert!(!message.contains("s3cr3t"), "{message}");
+    assert_eq!(message.lines().count(), 1, "{message}");
+}
