@@ -262,7 +262,10 @@ pub fn router(config: Config, deps: Dependencies) -> (Router, AppState) {
             server.request_timeout,
         ))
         .layer(CatchPanicLayer::custom(error::panic_response))
-        .layer(middleware::from_fn(error::uniform_errors))
+        .layer(middleware::from_fn_with_state(
+            server.body_limit,
+            error::uniform_errors,
+        ))
         .layer(middleware::from_fn(metrics::track_requests))
         .layer(
             TraceLayer::new_for_http()

@@ -135,7 +135,13 @@ fn describe(status: StatusCode) -> (&'static str, &'static str) {
 
 /// Middleware: rewrites every 4xx/5xx answer that is not already JSON into
 /// the uniform error body (keeps status and headers such as `Allow`).
-pub async fn uniform_errors(request: Request, next: Next) -> Response {
+/// `body_limit` is named in a 413's message, so a caller knows how far off
+/// it is (attachments in base64 count at 4/3 of their size).
+pub async fn uniform_errors(
+    axum::extract::State(body_limit): axum::extract::State<usize>,
+    request: Request,
+    next: Next,
+) -> Response {
     let response = next.run(request).await;
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
@@ -150,8 +156,15 @@ pub async fn uniform_errors(request: Request, next: Next) -> Response {
         return response;
     }
     let (code, message) = describe(status);
+    let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        format!(
+            "the request body is larger than the server accepts ({body_limit} bytes, server.body_limit)"
+        )
+    } else {
+        message.to_owned()
+    };
     let (mut parts, _) = response.into_parts();
-    let mut rebuilt = error_body(status, code, message);
+    let mut rebuilt = error_body(status, code, &message);
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.remove(header::CONTENT_TYPE);
     for (name, value) in parts.headers.iter() {

@@ -348,6 +348,12 @@ async fn every_error_class_has_the_uniform_body() {
     let (status, body) = app.post_event(Some("key-new"), &big, &[]).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_error(&body, "payload_too_large");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("2048 bytes, server.body_limit")),
+        "the limit is named: {body}"
+    );
     let stream = futures_stream(big.clone());
     let r = app
         .client
