@@ -1008,3 +1008,60 @@ async fn a_message_after_the_window_closed_is_not_merged_while_the_engine_is_beh
     assert_eq!(followups.len(), 1);
     assert!(followups[0].content.contains("second burst"));
 }
+
+/// A user whose mobile was stored without its area code matches the end of
+/// every number with those digits: it must not take the message of the user
+/// who has the whole number, even though it is older (lower id).
+#[tokio::test]
+async fn the_whole_number_wins_over_a_number_stored_without_its_area_code() {
+    let (sim, app, _dir) = start("").await;
+    let mut partial = NewUser::new("sem.ddd");
+    partial.mobile = Some("98877-6655".to_owned());
+    let partial = sim.add_user(partial);
+    let mut whole = NewUser::new("completo");
+    whole.mobile = Some("+55 31 98877-6655".to_owned());
+    let whole = sim.add_user(whole);
+    assert!(partial < whole);
+    send(
+        &app,
+        json!({"conversation_id": "conv-p1", "message_id": "p1",
+        "phone": "5531988776655@s.whatsapp.net", "text": "sem sinal"}),
+    )
+    .await;
+    tickets_count(&sim, 1).await;
+    assert_eq!(requester_ids(&sim.tickets()[0]), vec![whole]);
+    app.stop().await;
+}
+
+/// Only partial numbers on several people, and the whole number on a
+/// disabled user: nobody is guessed, a new requester is created.
+#[tokio::test]
+async fn a_phone_that_only_partly_matches_several_people_names_none_of_them() {
+    let (sim, app, _dir) = start("").await;
+    let mut first = NewUser::new("parcial.um");
+    first.mobile = Some("98877-6655".to_owned());
+    let first = sim.add_user(first);
+    let mut second = NewUser::new("parcial.dois");
+    second.phone = Some("9 8877 6655".to_owned());
+    let second = sim.add_user(second);
+    let mut gone = NewUser::new("desativado");
+    gone.mobile = Some("+55 31 98877-6655".to_owned());
+    let gone = sim.add_user(gone);
+    assert!(sim.set_user_active(gone, false));
+    let users_before = sim.users().len();
+    send(
+        &app,
+        json!({"conversation_id": "conv-p2", "message_id": "p1",
+        "phone": "+55 31 98877-6655", "name": "Rita Alves", "text": "sem sinal"}),
+    )
+    .await;
+    tickets_count(&sim, 1).await;
+    let requesters = requester_ids(&sim.tickets()[0]);
+    assert_eq!(requesters.len(), 1);
+    assert!(
+        ![first, second, gone].contains(&requesters[0]),
+        "{requesters:?} is a guess"
+    );
+    assert_eq!(sim.users().len(), users_before + 1);
+    app.stop().await;
+}
