@@ -138,18 +138,9 @@ impl Messaging {
                 Channel::new(name, settings.clone(), helpdesk)?,
             );
         }
-        let builder = || {
-            reqwest::Client::builder()
-                .timeout(HTTP_TIMEOUT)
-                .connect_timeout(Duration::from_secs(5))
-                .redirect(reqwest::redirect::Policy::none())
-        };
-        let http = builder()
-            .build()
+        let http = attachments::http_client(false, HTTP_TIMEOUT)
             .map_err(|e| MessagingError::Client(e.to_string()))?;
-        let public_http = builder()
-            .dns_resolver(Arc::new(attachments::PublicAddressesOnly))
-            .build()
+        let public_http = attachments::http_client(true, HTTP_TIMEOUT)
             .map_err(|e| MessagingError::Client(e.to_string()))?;
         Ok(Messaging {
             inner: Arc::new(Inner {
