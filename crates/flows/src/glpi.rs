@@ -522,6 +522,14 @@ impl Helpdesk for GlpiHelpdesk {
                 url: self.ticket_url(t.id),
             })),
             Err(GlpiError::NotFound { .. }) => Ok(None),
+            // GLPI answers 403 for a ticket moved to an entity the account
+            // cannot see (and for no read right at all): to the bridge it is
+            // gone, as the trait says of an object that is not visible.
+            Err(GlpiError::RightMissing { message }) => {
+                tracing::info!(target_name = %self.name, ticket = id, %message,
+                    "the ticket cannot be read with the bridge's account: taken as gone");
+                Ok(None)
+            }
             Err(e) => Err(self.error(e)),
         }
     }
