@@ -6,7 +6,7 @@ use crate::helpdesk::{
     NewPerson, NewTicket, Organisation, Person, PersonKind, PersonQuery, Requester, Ticket,
     TicketKind, TicketStatus,
 };
-use crate::identity::{same_phone, tax_id_digits};
+use crate::identity::tax_id_digits;
 use async_trait::async_trait;
 use glpi::{FieldMatch, GlpiClient, GlpiError};
 
@@ -300,7 +300,11 @@ impl Helpdesk for GlpiHelpdesk {
                 .find_users_by_email(email)
                 .await
                 .map_err(|e| self.error(e))?;
-            if let Some(hit) = users.into_iter().min_by_key(|u| u.id) {
+            if let Some(hit) = users
+                .into_iter()
+                .filter(|u| u.is_active)
+                .min_by_key(|u| u.id)
+            {
                 return self.user_person(hit.id, &hit.emails).await.map(Some);
             }
             let contacts = self
@@ -318,26 +322,55 @@ impl Helpdesk for GlpiHelpdesk {
                 .find_users_by_phone(phone)
                 .await
                 .map_err(|e| self.error(e))?;
-            let matching = users.into_iter().filter(|u| {
-                [&u.phone, &u.phone2, &u.mobile]
-                    .iter()
-                    .any(|p| p.as_deref().is_some_and(|p| same_phone(p, phone)))
+            let inactive = users.iter().filter(|u| !u.is_active).count();
+            let ranked = users.iter().filter(|u| u.is_active).filter_map(|u| {
+                Some((
+                    u.id,
+                    best_phone_match(&[&u.phone, &u.phone2, &u.mobile], phone)?,
+                ))
             });
-            if let Some(hit) = matching.min_by_key(|u| u.id) {
-                return self.user_person(hit.id, &hit.emails).await.map(Some);
+            match choose_by_phone(ranked) {
+                PhoneChoice::One(id) => {
+                    let emails = users
+                        .iter()
+                        .find(|u| u.id == id)
+                        .map(|u| u.emails.clone())
+                        .unwrap_or_default();
+                    return self.user_person(id, &emails).await.map(Some);
+                }
+                PhoneChoice::Ambiguous(ids) => {
+                    tracing::warn!(target_name = %self.name, users = ?ids,
+                        "several GLPI users have this phone only in part (no area or country code): none is chosen");
+                    return Ok(None);
+                }
+                PhoneChoice::None if inactive > 0 => {
+                    tracing::info!(target_name = %self.name, inactive,
+                        "only disabled GLPI users have this phone: none is chosen");
+                }
+                PhoneChoice::None => {}
             }
             let contacts = self
                 .client
                 .find_contacts_by_phone(phone)
                 .await
                 .map_err(|e| self.error(e))?;
-            let matching = contacts.into_iter().filter(|c| {
-                [&c.phone, &c.phone2, &c.mobile]
-                    .iter()
-                    .any(|p| p.as_deref().is_some_and(|p| same_phone(p, phone)))
+            let ranked = contacts.iter().filter_map(|c| {
+                Some((
+                    c.id,
+                    best_phone_match(&[&c.phone, &c.phone2, &c.mobile], phone)?,
+                ))
             });
-            if let Some(hit) = matching.min_by_key(|c| c.id) {
-                return Ok(Some(contact_person(&hit)));
+            match choose_by_phone(ranked) {
+                PhoneChoice::One(id) => {
+                    if let Some(hit) = contacts.iter().find(|c| c.id == id) {
+                        return Ok(Some(contact_person(hit)));
+                    }
+                }
+                PhoneChoice::Ambiguous(ids) => {
+                    tracing::warn!(target_name = %self.name, contacts = ?ids,
+                        "several GLPI contacts have this phone only in part (no area or country code): none is chosen");
+                }
+                PhoneChoice::None => {}
             }
         }
         Ok(None)
@@ -489,6 +522,14 @@ impl Helpdesk for GlpiHelpdesk {
                 url: self.ticket_url(t.id),
             })),
             Err(GlpiError::NotFound { .. }) => Ok(None),
+            // GLPI answers 403 for a ticket moved to an entity the account
+            // cannot see (and for no read right at all): to the bridge it is
+            // gone, as the trait says of an object that is not visible.
+            Err(GlpiError::RightMissing { message }) => {
+                tracing::info!(target_name = %self.name, ticket = id, %message,
+                    "the ticket cannot be read with the bridge's account: taken as gone");
+                Ok(None)
+            }
             Err(e) => Err(self.error(e)),
         }
     }
@@ -625,6 +666,46 @@ impl Helpdesk for GlpiHelpdesk {
     }
 }
 
+/// How well the best of a person's phone cells matches `phone`.
+fn best_phone_match(cells: &[&Option<String>], phone: &str) -> Option<glpi::PhoneMatch> {
+    cells
+        .iter()
+        .filter_map(|cell| glpi::phone_match(cell.as_deref()?, phone))
+        .max()
+}
+
+/// Who a phone designates among the people whose phone matches it.
+#[derive(Debug, PartialEq, Eq)]
+enum PhoneChoice {
+    One(i64),
+    /// Only partial matches (a number stored without its area or country
+    /// code), on several people: which one wrote cannot be told.
+    Ambiguous(Vec<i64>),
+    None,
+}
+
+/// The person with the best match: a full match wins (the oldest record
+/// among several, as they are the same number); else the longest partial
+/// match, when only one person has it.
+fn choose_by_phone(ranked: impl Iterator<Item = (i64, glpi::PhoneMatch)>) -> PhoneChoice {
+    let ranked: Vec<(i64, glpi::PhoneMatch)> = ranked.collect();
+    let Some(best) = ranked.iter().map(|(_, m)| *m).max() else {
+        return PhoneChoice::None;
+    };
+    let mut at_best: Vec<i64> = ranked
+        .iter()
+        .filter(|(_, m)| *m == best)
+        .map(|(id, _)| *id)
+        .collect();
+    at_best.sort_unstable();
+    at_best.dedup();
+    match at_best.as_slice() {
+        [one] => PhoneChoice::One(*one),
+        [first, ..] if best.full => PhoneChoice::One(*first),
+        _ => PhoneChoice::Ambiguous(at_best),
+    }
+}
+
 fn contact_person(hit: &glpi::ContactHit) -> Person {
     let name = [hit.firstname.as_deref().unwrap_or(""), hit.name.as_str()]
         .iter()
@@ -681,6 +762,38 @@ fn split_name(full: &str) -> (Option<String>, Option<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_phone_names_the_best_match_and_never_guesses_between_partial_ones() {
+        let sender = "+5531988776655";
+        let rank = |people: &[(i64, &str)]| {
+            choose_by_phone(
+                people
+                    .iter()
+                    .filter_map(|(id, p)| Some((*id, glpi::phone_match(p, sender)?))),
+            )
+        };
+        // The full number wins over an older record without the area code.
+        assert_eq!(
+            rank(&[(1, "98877-6655"), (2, "+55 31 98877-6655")]),
+            PhoneChoice::One(2)
+        );
+        assert_eq!(
+            rank(&[(1, "98877-6655"), (2, "(31) 98877-6655")]),
+            PhoneChoice::One(2)
+        );
+        // Two people with the same partial number: nobody.
+        assert_eq!(
+            rank(&[(3, "98877-6655"), (1, "9 8877 6655")]),
+            PhoneChoice::Ambiguous(vec![1, 3])
+        );
+        // The same full number twice: the oldest record, as before.
+        assert_eq!(
+            rank(&[(5, "+5531988776655"), (4, "+55 31 98877 6655")]),
+            PhoneChoice::One(4)
+        );
+        assert_eq!(rank(&[(1, "+55 21 98877-6655")]), PhoneChoice::None);
+    }
 
     #[test]
     fn web_root_drops_the_api_suffix() {

@@ -333,6 +333,9 @@ pub trait Helpdesk: Send + Sync + 'static {
     /// The ticket carrying this marker, if a previous attempt created it.
     async fn find_ticket_by_marker(&self, marker: &str) -> HelpdeskResult<Option<Ticket>>;
 
+    /// The ticket, or `None` when it does not exist, is deleted, or the
+    /// account cannot see it (a GLPI ticket moved to an entity out of its
+    /// reach answers 403).
     async fn ticket(&self, id: i64) -> HelpdeskResult<Option<Ticket>>;
 
     /// Tickets where this person is a requester, newest first.

@@ -24,13 +24,33 @@ pub struct PhoneError {
 /// Normalises a phone number to E.164 (`+5511987654321`). Numbers without a
 /// leading `+` or international prefix are read in `default_country`
 /// (ISO 3166 alpha-2, e.g. `BR`). WhatsApp ids such as
-/// `5511987654321@s.whatsapp.net` are accepted: everything after `@` is dropped.
+/// `5511987654321@s.whatsapp.net` (and `…@c.us`, `…:12@s.whatsapp.net`) are
+/// accepted as their number; a LID (`…@lid`, WhatsApp's id for a hidden
+/// number) or a group id is refused, never read as a number.
 pub fn normalize_phone(raw: &str, default_country: Option<&str>) -> Result<String, PhoneError> {
     let fail = |reason: &str| PhoneError {
         raw: raw.to_string(),
         reason: reason.to_string(),
     };
-    let head = raw.split('@').next().unwrap_or(raw).trim();
+    let head = match raw.split_once('@') {
+        None => raw.trim(),
+        Some((user, domain)) => {
+            let domain = domain.trim().to_ascii_lowercase();
+            match domain.as_str() {
+                // A person's JID; `:12` names one of their devices.
+                "s.whatsapp.net" | "c.us" => user.split(':').next().unwrap_or(user).trim(),
+                "lid" => {
+                    return Err(fail(
+                        "a WhatsApp LID (…@lid) hides the number: it is not a phone number",
+                    ));
+                }
+                "g.us" | "broadcast" | "newsletter" => {
+                    return Err(fail("a WhatsApp group or channel id is not a phone number"));
+                }
+                _ => user.trim(),
+            }
+        }
+    };
     if head.is_empty() {
         return Err(fail("empty"));
     }
@@ -365,6 +385,21 @@ mod tests {
         );
         assert!(normalize_phone("12", Some("BR")).is_err());
         assert!(normalize_phone("", None).is_err());
+        // A device's JID is its person's number.
+        assert_eq!(
+            normalize_phone("5511987654321:12@s.whatsapp.net", None).as_deref(),
+            Ok("+5511987654321")
+        );
+    }
+
+    #[test]
+    fn whatsapp_ids_that_are_not_numbers_are_refused() {
+        // A LID's digits are an account id: read as a number it would name
+        // whoever has that phone.
+        let lid = normalize_phone("5511987654321@lid", None);
+        assert!(lid.is_err_and(|e| e.to_string().contains("LID")));
+        assert!(normalize_phone("120363041234567890@g.us", None).is_err());
+        assert!(normalize_phone("5511987654321@g.us", None).is_err());
     }
 
     #[test]

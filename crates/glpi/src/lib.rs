@@ -12,7 +12,7 @@ mod text;
 pub use client::GlpiClient;
 pub use config::{Auth, GlpiConfig, TextEncoding};
 pub use error::GlpiError;
-pub use text::{decode_text, digits_only, same_phone};
+pub use text::{PhoneMatch, decode_text, digits_only, phone_match, same_phone};
 mod items;
 mod search;
 

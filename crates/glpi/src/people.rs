@@ -16,6 +16,7 @@ pub mod user_field {
     pub const ID: u32 = 2;
     pub const EMAIL: u32 = 5;
     pub const PHONE: u32 = 6;
+    pub const IS_ACTIVE: u32 = 8;
     pub const FIRSTNAME: u32 = 9;
     pub const PHONE2: u32 = 10;
     pub const MOBILE: u32 = 11;
@@ -105,6 +106,9 @@ pub struct UserHit {
     pub phone: Option<String>,
     pub phone2: Option<String>,
     pub mobile: Option<String>,
+    /// False for a user disabled in GLPI (`is_active = 0`); true when the
+    /// search did not say.
+    pub is_active: bool,
 }
 
 impl UserHit {
@@ -116,6 +120,7 @@ impl UserHit {
             phone: row.text(user_field::PHONE),
             phone2: row.text(user_field::PHONE2),
             mobile: row.text(user_field::MOBILE),
+            is_active: row.int(user_field::IS_ACTIVE).is_none_or(|v| v != 0),
         })
     }
 }
@@ -229,7 +234,7 @@ impl GlpiClient {
         let email = checked_email(email)?;
         let query = SearchQuery::new("User")
             .and(user_field::EMAIL, SearchType::Contains, email.clone())
-            .display(&[user_field::LOGIN, user_field::EMAIL])
+            .display(&[user_field::LOGIN, user_field::EMAIL, user_field::IS_ACTIVE])
             .range(0, 99);
         let page = self.search(&query).await?;
         Ok(page
@@ -288,6 +293,7 @@ impl GlpiClient {
                 user_field::PHONE,
                 user_field::PHONE2,
                 user_field::MOBILE,
+                user_field::IS_ACTIVE,
             ]);
         let rows = self.search_rows(&query, PHONE_ROWS).await?;
         Ok(rows

@@ -34,25 +34,56 @@ pub fn digits_only(text: &str) -> String {
 /// other with at least 8 digits (country/area code present on one side only). A Brazilian
 /// mobile is also the same line without its ninth digit (`+55 31 98877-6655` and
 /// `(31) 8877-6655`): phones stored before 2016, and WhatsApp's ids of older accounts, lack it.
+/// [`phone_match`] says how well they match, to choose between several people.
 pub fn same_phone(a: &str, b: &str) -> bool {
-    let (a, b) = (digits_only(a), digits_only(b));
-    if a.is_empty() || b.is_empty() {
-        return false;
-    }
-    if same_digits(&a, &b) {
-        return true;
-    }
-    let brazilian = |d: &str| d.starts_with("55") && d.len() == 13;
-    (brazilian(&b) && without_brazilian_ninth(&b).is_some_and(|b9| same_digits(&a, &b9)))
-        || (brazilian(&a) && without_brazilian_ninth(&a).is_some_and(|a9| same_digits(&a9, &b)))
+    phone_match(a, b).is_some()
 }
 
-fn same_digits(a: &str, b: &str) -> bool {
+/// How well two phone numbers match. Ordered: a full match beats any suffix match, and a
+/// longer suffix beats a shorter one (`98877-6655` stored without its area code matches
+/// `+55 31 98877-6655` less well than `(31) 98877-6655` does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PhoneMatch {
+    /// Every digit agrees (up to a Brazilian mobile's ninth digit).
+    pub full: bool,
+    /// How many digits agree.
+    pub digits: usize,
+}
+
+/// How well `a` and `b` match as phone numbers, `None` when they are not the same line (see
+/// [`same_phone`]).
+pub fn phone_match(a: &str, b: &str) -> Option<PhoneMatch> {
+    let (a, b) = (digits_only(a), digits_only(b));
+    if a.is_empty() || b.is_empty() {
+        return None;
+    }
+    let brazilian = |d: &str| d.starts_with("55") && d.len() == 13;
+    let mut forms = vec![(a.clone(), b.clone())];
+    if brazilian(&b)
+        && let Some(b9) = without_brazilian_ninth(&b)
+    {
+        forms.push((a.clone(), b9));
+    }
+    if brazilian(&a)
+        && let Some(a9) = without_brazilian_ninth(&a)
+    {
+        forms.push((a9, b.clone()));
+    }
+    forms.iter().filter_map(|(a, b)| digits_match(a, b)).max()
+}
+
+fn digits_match(a: &str, b: &str) -> Option<PhoneMatch> {
     if a == b {
-        return true;
+        return Some(PhoneMatch {
+            full: true,
+            digits: a.len(),
+        });
     }
     let (short, long) = if a.len() < b.len() { (a, b) } else { (b, a) };
-    short.len() >= 8 && long.ends_with(short)
+    (short.len() >= 8 && long.ends_with(short)).then_some(PhoneMatch {
+        full: false,
+        digits: short.len(),
+    })
 }
 
 /// `5531988776655` → `553188776655`: a Brazilian mobile's digits without the 9 after the
@@ -95,5 +126,26 @@ mod tests {
         assert!(!same_phone("+55 11 3333-4444", "+55 11 3333-4445"));
         assert!(!same_phone("4444", "+55 11 3333-4444"));
         assert!(!same_phone("", ""));
+    }
+
+    #[test]
+    fn a_full_match_beats_a_suffix_and_a_longer_suffix_a_shorter_one() {
+        let sender = "5531988776655";
+        let full = phone_match("+55 31 98877-6655", sender);
+        let national = phone_match("(31) 98877-6655", sender);
+        let no_area_code = phone_match("98877-6655", sender);
+        assert_eq!(
+            full,
+            Some(PhoneMatch {
+                full: true,
+                digits: 13
+            })
+        );
+        assert!(national.is_some_and(|n| !n.full));
+        assert!(no_area_code.is_some_and(|n| !n.full));
+        assert!(full > national && national > no_area_code);
+        // Without the ninth digit on one side it is still the whole number.
+        assert!(phone_match("+55 31 8877-6655", sender).is_some_and(|m| m.full));
+        assert_eq!(phone_match("98877-6656", sender), None);
     }
 }

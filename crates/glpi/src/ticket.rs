@@ -10,6 +10,9 @@ use crate::items::created_id;
 use crate::lenient;
 use crate::search::{Order, SearchQuery, SearchRow, SearchType};
 
+/// Most tickets [`GlpiClient::tickets_of_requester`] reads (pages of 200).
+pub const REQUESTER_TICKET_ROWS: u64 = 2_000;
+
 /// Ticket status codes (spec §8.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TicketStatus {
@@ -435,7 +438,8 @@ impl GlpiClient {
             .collect())
     }
 
-    /// Tickets where `user_id` is a requester, most recently changed first.
+    /// Tickets where `user_id` is a requester, most recently changed first
+    /// (at most [`REQUESTER_TICKET_ROWS`]).
     pub async fn tickets_of_requester(
         &self,
         user_id: i64,
@@ -456,14 +460,10 @@ impl GlpiClient {
                 ticket_field::DATE_MOD,
                 ticket_field::ENTITY,
             ])
-            .sort(ticket_field::DATE_MOD, Order::Desc)
-            .range(0, 199);
-        let page = self.search(&query).await?;
-        Ok(page
-            .rows
-            .iter()
-            .filter_map(TicketSummary::from_row)
-            .collect())
+            .sort(ticket_field::DATE_MOD, Order::Desc);
+        // Page after page while GLPI says more remain (206).
+        let rows = self.search_rows(&query, REQUESTER_TICKET_ROWS).await?;
+        Ok(rows.iter().filter_map(TicketSummary::from_row).collect())
     }
 
     /// Tickets changed at or after `since` (`YYYY-MM-DD HH:MM:SS`, GLPI server time), oldest

@@ -127,11 +127,14 @@ fn names_private_address(url: &str) -> bool {
 }
 
 /// Not loopback, private, link-local, shared (CGNAT), unspecified,
-/// multicast, broadcast or documentation space.
+/// multicast, broadcast, reserved (240/4), benchmarking (198.18/15), IETF
+/// protocol (192.0.0/24) or documentation space; an IPv6 address that
+/// carries an IPv4 one (mapped, compatible, translated, NAT64 64:ff9b::/96,
+/// 6to4) is judged by that IPv4 address.
 pub fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
+            let [a, b, c, _] = v4.octets();
             !(v4.is_loopback()
                 || v4.is_private()
                 || v4.is_link_local()
@@ -140,19 +143,71 @@ pub fn is_public(ip: IpAddr) -> bool {
                 || v4.is_multicast()
                 || v4.is_documentation()
                 || a == 0
-                || (a == 100 && (64..128).contains(&b)))
+                || a >= 240
+                || (a == 100 && (64..128).contains(&b))
+                || (a == 198 && (b == 18 || b == 19))
+                || (a == 192 && b == 0 && c == 0))
         }
         IpAddr::V6(v6) => {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_public(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
+            let s = v6.segments();
+            let low_v4 = || {
+                let [.., a, b, c, d] = v6.octets();
+                std::net::Ipv4Addr::new(a, b, c, d)
+            };
+            // ::a.b.c.d (IPv4-compatible, deprecated), ::ffff:0:a.b.c.d
+            // (IPv4-translated) and 64:ff9b::a.b.c.d (NAT64) reach that IPv4
+            // host.
+            if (s[..6] == [0, 0, 0, 0, 0, 0] && !v6.is_loopback() && !v6.is_unspecified())
+                || s[..6] == [0, 0, 0, 0, 0xffff, 0]
+                || s[..6] == [0x64, 0xff9b, 0, 0, 0, 0]
+            {
+                return is_public(IpAddr::V4(low_v4()));
+            }
+            // 6to4: 2002:a.b.c.d::/48.
+            if s[0] == 0x2002 {
+                let [hi, lo] = [s[1].to_be_bytes(), s[2].to_be_bytes()];
+                let v4 = std::net::Ipv4Addr::new(hi[0], hi[1], lo[0], lo[1]);
+                return is_public(IpAddr::V4(v4));
+            }
+            let first = s[0];
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
+                // Unique local fc00::/7, link-local fe80::/10, site-local
+                // fec0::/10 (deprecated).
                 || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80)
+                || (first & 0xffc0) == 0xfe80
+                || (first & 0xffc0) == 0xfec0
+                // Local-use NAT64 64:ff9b:1::/48, documentation 2001:db8::/32.
+                || (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1)
+                || (s[0] == 0x2001 && s[1] == 0x0db8))
         }
+    }
+}
+
+/// The flow's HTTP client (attachments, callbacks): no redirects, and no
+/// proxy, even one named by `HTTP_PROXY`/`HTTPS_PROXY`/`ALL_PROXY`: a proxy
+/// would resolve the host itself, past the resolver that keeps
+/// `public_only` clients off private addresses. `public_only`: names resolve
+/// to public addresses only.
+pub fn http_client(
+    public_only: bool,
+    timeout: std::time::Duration,
+) -> Result<reqwest::Client, reqwest::Error> {
+    let builder = reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy();
+    if public_only {
+        builder
+            .dns_resolver(std::sync::Arc::new(PublicAddressesOnly))
+            .build()
+    } else {
+        builder.build()
     }
 }
 
@@ -231,6 +286,44 @@ mod tests {
         );
     }
 
+    /// Run by [`proxies_from_the_environment_are_not_used`] in a process
+    /// whose environment names a proxy: asks both clients for a name that
+    /// only a proxy could look up.
+    #[tokio::test]
+    #[ignore = "run by proxies_from_the_environment_are_not_used"]
+    async fn proxy_child() {
+        for public_only in [true, false] {
+            let client = http_client(public_only, std::time::Duration::from_secs(2)).unwrap();
+            let _ = client
+                .get("http://metadata.ticketbridge-test.invalid/latest")
+                .send()
+                .await;
+        }
+    }
+
+    #[test]
+    fn proxies_from_the_environment_are_not_used() {
+        let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", proxy.local_addr().unwrap());
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "attachments::tests::proxy_child", "--ignored"])
+            .env("HTTP_PROXY", &url)
+            .env("http_proxy", &url)
+            .env("HTTPS_PROXY", &url)
+            .env("ALL_PROXY", &url)
+            .env_remove("NO_PROXY")
+            .env_remove("no_proxy")
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        proxy.set_nonblocking(true).unwrap();
+        assert!(
+            proxy.accept().is_err(),
+            "a request went through the environment's proxy"
+        );
+    }
+
     #[test]
     fn only_public_addresses_are_public() {
         for private in [
@@ -245,10 +338,34 @@ mod tests {
             "fd00::1",
             "fe80::1",
             "::ffff:10.0.0.1",
+            // Reserved, benchmarking and IETF protocol space.
+            "240.0.0.1",
+            "250.1.2.3",
+            "198.18.0.1",
+            "198.19.255.254",
+            "192.0.0.8",
+            // IPv6 forms of IPv4 addresses that are not public.
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b::7f00:1",
+            "64:ff9b:1::a00:1",
+            "::a00:1",
+            "::ffff:0:a9fe:a9fe",
+            "2002:a00:1::1",
+            "2002:7f00:1::",
+            "fec0::1",
+            "2001:db8::1",
         ] {
             assert!(!is_public(private.parse().unwrap()), "{private}");
         }
-        for public in ["8.8.8.8", "200.160.2.3", "2001:4860:4860::8888"] {
+        for public in [
+            "8.8.8.8",
+            "200.160.2.3",
+            "198.20.0.1",
+            "192.0.1.1",
+            "2001:4860:4860::8888",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
+        ] {
             assert!(is_public(public.parse().unwrap()), "{public}");
         }
         assert!(names_private_address(

@@ -8,7 +8,7 @@ use crate::channel::Channel;
 use crate::content;
 use crate::error::MessagingError;
 use crate::message::{ChannelMessage, MessageRules, Rejection};
-use crate::state::{self, ConversationState, TicketRef};
+use crate::state::{self, ConversationState, PreviousTicket, TicketRef};
 use config::{Config, SourceConfig};
 use engine::{Engine, Handler, JobError, Waker};
 use flows::Targets;
@@ -36,6 +36,12 @@ pub const CALLBACK_JOB: &str = "messaging.callback";
 /// Queue of callback deliveries (apart from the target's queue, so a slow
 /// bot never holds GLPI work back).
 pub const CALLBACK_QUEUE: &str = "messaging-callback";
+/// kv namespace of the messages whose answer named no ticket (the callback
+/// names it if they become followups).
+const UNNAMED_NAMESPACE: &str = "messaging.unnamed";
+/// kv namespace of the requester last resolved for a phone (the open-tickets
+/// route finds a requester found by email, or email-only, by the phone).
+const REQUESTER_NAMESPACE: &str = "messaging.requester";
 /// Link kind: conversation burst → ticket.
 pub const TICKET_LINK: &str = "messaging.ticket";
 /// Link kind: message → followup.
@@ -46,6 +52,14 @@ const CALLBACK_ATTEMPTS: i32 = 60;
 /// Attempts after which an unreachable attachment URL is given up (the
 /// ticket is created without it, with a note).
 const ATTACHMENT_ATTEMPTS: i32 = 3;
+/// Most messages in one burst: the one that fills it closes it at once (a
+/// flood, or a bot relaying a whole history, makes tickets of this size
+/// rather than one huge one, and the stored buffer stays small).
+pub const MAX_BURST: usize = 50;
+/// Least attempts of a flush job (with the engine's capped backoff, hours):
+/// its messages wait in the buffer meanwhile, so a long help desk outage only
+/// delays them.
+const FLUSH_ATTEMPTS: i32 = 60;
 /// How long the message routes may wait for a ticket's status to name the
 /// ticket a message goes to.
 const STATUS_READ_BUDGET: Duration = Duration::from_secs(1);
@@ -106,6 +120,14 @@ fn flush_key(source: &str, conversation: &str) -> String {
     format!("messaging.flush:{source}:{conversation}")
 }
 
+/// kv key of a message whose answer named no ticket.
+fn unnamed_key(source: &str, conversation: &str, message_id: &str) -> String {
+    format!(
+        "{source}/{}:{conversation}/{message_id}",
+        conversation.len()
+    )
+}
+
 fn source_system(source: &str) -> String {
     format!("messaging:{source}")
 }
@@ -138,18 +160,9 @@ impl Messaging {
                 Channel::new(name, settings.clone(), helpdesk)?,
             );
         }
-        let builder = || {
-            reqwest::Client::builder()
-                .timeout(HTTP_TIMEOUT)
-                .connect_timeout(Duration::from_secs(5))
-                .redirect(reqwest::redirect::Policy::none())
-        };
-        let http = builder()
-            .build()
+        let http = attachments::http_client(false, HTTP_TIMEOUT)
             .map_err(|e| MessagingError::Client(e.to_string()))?;
-        let public_http = builder()
-            .dns_resolver(Arc::new(attachments::PublicAddressesOnly))
-            .build()
+        let public_http = attachments::http_client(true, HTTP_TIMEOUT)
             .map_err(|e| MessagingError::Client(e.to_string()))?;
         Ok(Messaging {
             inner: Arc::new(Inner {
@@ -245,7 +258,7 @@ impl Messaging {
             ordering_key(source, conversation),
             json!({"source": source, "conversation_id": conversation, "reason": "handoff"}),
         )
-        .max_attempts(self.inner.max_attempts))
+        .max_attempts(self.flush_attempts()))
     }
 
     /// How long the handoff route may wait for the ticket.
@@ -267,44 +280,276 @@ impl Messaging {
             return Ok(None);
         }
         let state = state::load(&self.inner.store, source, conversation).await?;
+        // With followups on, buffered messages of a conversation with a
+        // ticket are followups waiting for the help desk: they go to it if
+        // it is still open.
         let Some(ticket) = state.ticket else {
             return Ok(None);
         };
-        if !state.buffer.is_empty() {
-            return Ok(None);
-        }
         let status = match channel.cached_status(ticket.id).await {
             Some(status) => Some(status),
-            // Not read lately: ask the target, briefly. A ticket solved since
-            // would send the message to a new ticket, so naming the old one
-            // would be wrong; when the target does not answer in time, no
-            // ticket is named (the callback carries the number).
+            // Not read lately: ask the target, briefly. A ticket closed (or
+            // gone) since would send the message to a new ticket, so naming
+            // the old one would be wrong; when the target does not answer in
+            // time, no ticket is named (the callback carries the number).
             None => tokio::time::timeout(STATUS_READ_BUDGET, channel.ticket_status(ticket.id))
                 .await
                 .ok()
                 .and_then(Result::ok)
                 .flatten(),
         };
-        Ok(status.filter(|s| s.is_open()).map(|_| ticket))
+        // A solved ticket takes the message too (it reopens).
+        Ok(status
+            .filter(|s| s.is_open() || *s == TicketStatus::Solved)
+            .map(|_| ticket))
     }
 
-    /// The open tickets of the person with this phone number (a target call).
+    /// Whether the bridge knows this conversation: messages buffered or
+    /// still waiting to be, or a ticket (store reads only).
+    pub async fn knows_conversation(
+        &self,
+        source: &str,
+        conversation: &str,
+    ) -> Result<bool, MessagingError> {
+        self.require(source)?;
+        let state = state::load(&self.inner.store, source, conversation).await?;
+        if state.ticket.is_some() || !state.buffer.is_empty() {
+            return Ok(true);
+        }
+        for status in [store::JobStatus::Pending, store::JobStatus::Running] {
+            let waiting = self
+                .inner
+                .store
+                .jobs(&store::JobFilter {
+                    status: Some(status),
+                    kind: Some(BUFFER_JOB.to_owned()),
+                    ordering_key: Some(ordering_key(source, conversation)),
+                    queue: None,
+                    limit: Some(1),
+                })
+                .await?;
+            if !waiting.is_empty() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// The ticket a handoff leaves: the one it created (the conversation's
+    /// generation was `since` before it), whether or not later messages go
+    /// to it; else, with followups on, the conversation's open ticket.
+    pub async fn handoff_ticket(
+        &self,
+        source: &str,
+        conversation: &str,
+        since: u64,
+    ) -> Result<Option<TicketRef>, MessagingError> {
+        self.require(source)?;
+        let state = state::load(&self.inner.store, source, conversation).await?;
+        if let Some(ticket) = state.ticket
+            && ticket.generation >= since
+        {
+            return Ok(Some(ticket));
+        }
+        self.current_ticket(source, conversation).await
+    }
+
+    /// The open tickets of the person with this phone number and/or email
+    /// (target calls). A phone the help desk does not know still finds the
+    /// requester the bridge last resolved for it (found by email, or an
+    /// email-only requester); an email also finds the tickets it asked for
+    /// without an account.
     pub async fn open_tickets(
         &self,
         source: &str,
-        phone: &str,
+        phone: Option<&str>,
+        email: Option<&str>,
     ) -> Result<Vec<Ticket>, MessagingError> {
         let channel = self.require(source)?;
-        let e164 =
-            flows::identity::normalize_phone(phone, channel.settings.default_country.as_deref())?;
-        let query = flows::helpdesk::PersonQuery {
-            email: None,
-            phone: Some(e164),
+        let mut person = None;
+        let mut emails: Vec<String> = email.map(str::to_owned).into_iter().collect();
+        if let Some(phone) = phone {
+            let e164 = flows::identity::normalize_phone(
+                phone,
+                channel.settings.default_country.as_deref(),
+            )?;
+            let query = flows::helpdesk::PersonQuery {
+                email: None,
+                phone: Some(e164.clone()),
+            };
+            person = channel.helpdesk.find_person(&query).await?;
+            if person.is_none() {
+                match self.remembered_requester(source, &e164).await? {
+                    Some(Requester::Person { id, kind }) => {
+                        person = Some(flows::helpdesk::Person {
+                            id,
+                            kind,
+                            name: String::new(),
+                            email: None,
+                            organisation: None,
+                        });
+                    }
+                    Some(Requester::EmailOnly { email, .. }) => emails.push(email),
+                    None => {}
+                }
+            }
+        }
+        if person.is_none()
+            && let Some(email) = email
+        {
+            let query = flows::helpdesk::PersonQuery {
+                email: Some(email.to_owned()),
+                phone: None,
+            };
+            person = channel.helpdesk.find_person(&query).await?;
+        }
+        let mut tickets = match &person {
+            Some(person) => channel.helpdesk.tickets_of(person, true).await?,
+            None => Vec::new(),
         };
-        let Some(person) = channel.helpdesk.find_person(&query).await? else {
-            return Ok(Vec::new());
-        };
-        Ok(channel.helpdesk.tickets_of(&person, true).await?)
+        emails.sort_unstable_by_key(|e| e.to_ascii_lowercase());
+        emails.dedup_by_key(|e| e.to_ascii_lowercase());
+        for email in emails {
+            for ticket in channel.helpdesk.tickets_of_email(&email, true).await? {
+                if !tickets.iter().any(|t| t.id == ticket.id) {
+                    tickets.push(ticket);
+                }
+            }
+        }
+        Ok(tickets)
+    }
+
+    /// The requester the bridge resolved last for this phone (E.164).
+    async fn remembered_requester(
+        &self,
+        source: &str,
+        phone: &str,
+    ) -> Result<Option<Requester>, MessagingError> {
+        let stored = self
+            .inner
+            .store
+            .kv_get(REQUESTER_NAMESPACE, &format!("{source}/{phone}"))
+            .await?;
+        Ok(stored.and_then(|v| serde_json::from_value(v).ok()))
+    }
+
+    /// The route answered `"ticket": null` for `message` (no open ticket
+    /// known, or the help desk too slow to say): if the message becomes a
+    /// followup, the callback (`ticket.updated`) names the ticket, as the
+    /// answer could not.
+    pub async fn note_unnamed(
+        &self,
+        source: &str,
+        message: &ChannelMessage,
+    ) -> Result<(), MessagingError> {
+        let channel = self.require(source)?;
+        if !channel.settings.followups || !has_callback(channel) {
+            return Ok(());
+        }
+        let store = &self.inner.store;
+        // Only a conversation with a ticket, or with a burst on its way to
+        // one, has a ticket this message can follow (a handoff-mode bot
+        // session may be dropped unflushed: it leaves no note behind).
+        let state = state::load(store, source, &message.conversation_id).await?;
+        let may_follow = state.ticket.is_some()
+            || (channel.opens_on_first_message() && !state.buffer.is_empty());
+        if !may_follow {
+            return Ok(());
+        }
+        let key = unnamed_key(source, &message.conversation_id, &message.message_id);
+        store
+            .kv_put(UNNAMED_NAMESPACE, &key, &json!({"at": store::now_ms()}))
+            .await?;
+        // The flush may have added the followup while the route waited: it
+        // found no note then, so the callback goes from here.
+        let source_id = format!("{}/{}", message.conversation_id, message.message_id);
+        let link = store
+            .link(
+                FOLLOWUP_LINK,
+                &source_system(source),
+                &source_id,
+                channel.target(),
+            )
+            .await?;
+        if let Some(link) = link
+            && link.state == LinkState::Linked
+            && let Some(ticket) = link.data.get("ticket").and_then(Value::as_i64)
+        {
+            self.followup_callback(
+                channel,
+                &message.conversation_id,
+                &message.message_id,
+                ticket,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Enqueues the `ticket.updated` callback of a followup whose message's
+    /// answer named no ticket (and forgets that it did); nothing otherwise.
+    async fn followup_callback(
+        &self,
+        channel: &Channel,
+        conversation: &str,
+        message_id: &str,
+        ticket: i64,
+    ) -> Result<bool, MessagingError> {
+        let store = &self.inner.store;
+        let key = unnamed_key(&channel.name, conversation, message_id);
+        if store.kv_get(UNNAMED_NAMESPACE, &key).await?.is_none() {
+            return Ok(false);
+        }
+        let webhook_id = format!(
+            "msg_{}",
+            short_hash(&format!(
+                "{}/{conversation}/{message_id}#followup",
+                channel.name
+            ))
+        );
+        let body = json!({
+            "type": "ticket.updated",
+            "timestamp": time::OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+            "data": {
+                "source": channel.name,
+                "conversation_id": conversation,
+                "ticket": {"id": ticket, "url": channel.helpdesk.ticket_url(ticket)},
+                "message_ids": [message_id],
+                "reason": "followup",
+            }
+        });
+        self.enqueue_callback(&channel.name, conversation, &webhook_id, &body)
+            .await?;
+        store.kv_delete(UNNAMED_NAMESPACE, &key).await?;
+        Ok(true)
+    }
+
+    /// Enqueues one callback delivery (a repeat of a pending one is the same
+    /// job).
+    async fn enqueue_callback(
+        &self,
+        source: &str,
+        conversation: &str,
+        webhook_id: &str,
+        body: &Value,
+    ) -> Result<(), MessagingError> {
+        let delivery = NewJob::new(
+            CALLBACK_QUEUE,
+            CALLBACK_JOB,
+            format!("messaging-callback:{source}:{conversation}"),
+            json!(CallbackPayload {
+                source: source.to_owned(),
+                webhook_id: webhook_id.to_owned(),
+                body: body.to_string(),
+            }),
+        )
+        .max_attempts(CALLBACK_ATTEMPTS)
+        .unique_key(format!("messaging.callback:{webhook_id}"));
+        tracing::debug!(%webhook_id, "callback enqueued");
+        self.inner.store.enqueue(delivery).await?;
+        Ok(())
     }
 
     /// The conversation's stored state (tests, admin).
@@ -316,93 +561,124 @@ impl Messaging {
         state::load(&self.inner.store, source, conversation).await
     }
 
+    /// Files one accepted message into its conversation's durable buffer and
+    /// schedules the flush that takes it to the help desk. No call to the
+    /// help desk here: whatever state the help desk is in, the message is
+    /// kept first, and the flush job (which can wait out an outage) does the
+    /// rest, in order.
     async fn buffer(&self, job: &Job, waker: &Waker) -> Result<(), JobError> {
         let p: BufferPayload = payload(job)?;
         let channel = self.require(&p.source)?;
         let store = &self.inner.store;
         let conversation = p.message.conversation_id.clone();
         let mut state = state::load(store, &p.source, &conversation).await?;
-        if state.has_message(&p.message.message_id) {
+        if !state.has_message(&p.message.message_id) {
+            drop_stale_session(
+                channel,
+                &p.source,
+                &conversation,
+                &mut state,
+                p.message.received_at,
+            );
+            state.buffer.push(p.message);
+            state::save(store, &p.source, &conversation, &state).await?;
+        }
+        // Also when an earlier attempt buffered the message and then failed
+        // (or the process stopped) before this step: without its flush the
+        // burst would wait forever. Retrying is always safe here and always
+        // needed, so a failure is transient whatever its cause.
+        self.schedule_flush(channel, &p.source, &conversation, &state, waker)
+            .await
+            .map_err(|e| {
+                JobError::transient(format!(
+                    "the message is buffered but its flush could not be scheduled: {e}"
+                ))
+            })
+    }
+
+    /// Attempts of a flush job: at least [`FLUSH_ATTEMPTS`], so a help desk
+    /// outage of hours only delays the messages waiting in the buffer.
+    fn flush_attempts(&self) -> i32 {
+        self.inner.max_attempts.max(FLUSH_ATTEMPTS)
+    }
+
+    /// (Re)schedules the conversation's one flush job (debounce key): at once
+    /// when the buffered messages are followups of the open ticket, else when
+    /// the first burst's merge window closes; with `open_on = "handoff"` and
+    /// no ticket, the handoff flushes.
+    async fn schedule_flush(
+        &self,
+        channel: &Channel,
+        source: &str,
+        conversation: &str,
+        state: &ConversationState,
+        waker: &Waker,
+    ) -> Result<(), MessagingError> {
+        if state.buffer.is_empty() {
             return Ok(());
         }
-        drop_stale_session(
-            channel,
-            &p.source,
-            &conversation,
-            &mut state,
-            p.message.received_at,
-        );
-        if self.window_closed_before(channel, &state, &p.message) {
-            // The engine is behind, or the burst's flush failed for good: its
-            // window closed before this message arrived. That burst is its
-            // own ticket; this message comes after it.
-            match self
-                .flush_conversation(channel, job, &p.source, &conversation, "window", waker)
+        let run_at = if state.ticket.is_some() && channel.settings.followups {
+            store::now_ms()
+        } else if channel.opens_on_first_message() || state.buffer.len() >= MAX_BURST {
+            first_burst(channel, &state.buffer).1
+        } else {
+            return Ok(());
+        };
+        let flush = NewJob::new(
+            channel.target(),
+            FLUSH_JOB,
+            ordering_key(source, conversation),
+            json!({"source": source, "conversation_id": conversation, "reason": "window"}),
+        )
+        .run_at(run_at)
+        .max_attempts(self.flush_attempts())
+        .unique_key(flush_key(source, conversation));
+        self.inner.store.enqueue(flush).await?;
+        waker.wake();
+        Ok(())
+    }
+
+    /// The buffered messages, in order, as followups of the open `ticket`.
+    /// Each leaves the buffer once it is in the help desk, so a retry goes on
+    /// where the last attempt stopped.
+    #[allow(clippy::too_many_arguments)]
+    async fn add_followups(
+        &self,
+        channel: &Channel,
+        job: &Job,
+        source: &str,
+        conversation: &str,
+        state: &mut ConversationState,
+        ticket: &TicketRef,
+        status: TicketStatus,
+        waker: &Waker,
+    ) -> Result<(), JobError> {
+        let store = &self.inner.store;
+        if matches!(status, TicketStatus::Waiting | TicketStatus::Solved) {
+            // The ticket waited for the customer, or was solved, and the
+            // customer answered: GLPI reopens it only for a requester's own
+            // followup (the bridge writes as its API account) and iTop only
+            // on a stimulus, so the bridge moves it back to in progress.
+            channel
+                .helpdesk
+                .set_status(ticket.id, TicketStatus::Assigned, None)
                 .await
+                .map_err(MessagingError::from)?;
+            channel
+                .remember_status(ticket.id, TicketStatus::Assigned)
+                .await;
+        }
+        while let Some(message) = state.buffer.first().cloned() {
+            self.add_followup(channel, job, ticket, &message).await?;
+            state.buffer.remove(0);
+            state::save(store, source, conversation, state).await?;
+            if has_callback(channel)
+                && self
+                    .followup_callback(channel, conversation, &message.message_id, ticket.id)
+                    .await?
             {
-                Ok(()) => state = state::load(store, &p.source, &conversation).await?,
-                // It cannot become a ticket as it is (say, nobody has its phone
-                // and requesters are not created): this message joins it, and
-                // the next flush tries them together (the email the bot asked
-                // for may name the requester now). Failing here would fail
-                // every later message of the conversation the same way.
-                Err(error) if !error.is_retryable() => {
-                    tracing::warn!(source = %p.source, conversation = %conversation, %error,
-                        "the buffered messages could not become a ticket; the new message joins them");
-                }
-                Err(error) => return Err(error),
+                waker.wake();
             }
-        }
-        if let Some(ticket) = state.ticket.clone()
-            && channel.settings.followups
-        {
-            match channel.ticket_status(ticket.id).await? {
-                Some(status) if status.is_open() => {
-                    self.add_followup(channel, job, &ticket, &p.message).await?;
-                    if status == TicketStatus::Waiting {
-                        // The ticket waited for the customer, who answered: GLPI
-                        // takes it back only for a requester's own followup (the
-                        // bridge writes as its API account) and iTop only on a
-                        // stimulus, so the bridge moves it on.
-                        channel
-                            .helpdesk
-                            .set_status(ticket.id, TicketStatus::Assigned, None)
-                            .await
-                            .map_err(MessagingError::from)?;
-                        channel
-                            .remember_status(ticket.id, TicketStatus::Assigned)
-                            .await;
-                    }
-                    return Ok(());
-                }
-                _ => {
-                    // Solved, closed or gone: the next burst opens a new ticket.
-                    state.ticket = None;
-                }
-            }
-        }
-        state.buffer.push(p.message);
-        state::save(store, &p.source, &conversation, &state).await?;
-        if channel.opens_on_first_message() {
-            let window =
-                i64::try_from(channel.settings.merge_window.as_millis()).unwrap_or(i64::MAX);
-            let max_wait = i64::try_from(channel.settings.max_wait.as_millis()).unwrap_or(i64::MAX);
-            let last = state.last_at().unwrap_or_else(store::now_ms);
-            let first = state.first_at().unwrap_or(last);
-            let run_at = last
-                .saturating_add(window)
-                .min(first.saturating_add(max_wait));
-            let flush = NewJob::new(
-                channel.target(),
-                FLUSH_JOB,
-                ordering_key(&p.source, &conversation),
-                json!({"source": p.source, "conversation_id": conversation, "reason": "window"}),
-            )
-            .run_at(run_at)
-            .max_attempts(self.inner.max_attempts)
-            .unique_key(flush_key(&p.source, &conversation));
-            store.enqueue(flush).await.map_err(MessagingError::from)?;
-            waker.wake();
         }
         Ok(())
     }
@@ -541,48 +817,25 @@ impl Messaging {
         Ok((files, notes))
     }
 
-    /// True when `message` arrived after the window of the buffered burst
-    /// had closed (last message + merge window, or first + max wait).
-    fn window_closed_before(
-        &self,
-        channel: &Channel,
-        state: &ConversationState,
-        message: &ChannelMessage,
-    ) -> bool {
-        if !channel.opens_on_first_message() {
-            return false;
-        }
-        let (Some(first), Some(last)) = (state.first_at(), state.last_at()) else {
-            return false;
-        };
-        let window = i64::try_from(channel.settings.merge_window.as_millis()).unwrap_or(i64::MAX);
-        let max_wait = i64::try_from(channel.settings.max_wait.as_millis()).unwrap_or(i64::MAX);
-        let closes = last
-            .saturating_add(window)
-            .min(first.saturating_add(max_wait));
-        message.received_at > closes
-    }
-
     async fn flush(&self, job: &Job, waker: &Waker) -> Result<(), JobError> {
         let p: FlushPayload = payload(job)?;
         let channel = self.require(&p.source)?;
-        let conversation = p.conversation_id.as_str();
-        if p.reason == "window" {
-            let state = state::load(&self.inner.store, &p.source, conversation).await?;
-            if state.buffer.is_empty()
-                || self
-                    .defer_for_backlog(channel, job, conversation, &state, waker)
-                    .await?
-            {
-                return Ok(());
-            }
-        }
-        self.flush_conversation(channel, job, &p.source, conversation, &p.reason, waker)
-            .await
+        self.process(
+            channel,
+            job,
+            &p.source,
+            &p.conversation_id,
+            &p.reason,
+            waker,
+        )
+        .await
     }
 
-    /// Turns the conversation's buffered burst (if any) into one ticket.
-    async fn flush_conversation(
+    /// The help desk's part of a conversation, in order: the buffered
+    /// messages become followups of its open ticket, or a ticket per burst
+    /// whose merge window has closed (every buffered message at once on a
+    /// handoff). Whatever fails leaves the messages in the buffer.
+    async fn process(
         &self,
         channel: &Channel,
         job: &Job,
@@ -598,7 +851,127 @@ impl Messaging {
         {
             state::save(store, source, conversation, &state).await?;
         }
-        if state.buffer.is_empty() {
+        loop {
+            if state.buffer.is_empty() {
+                return Ok(());
+            }
+            if let Some(ticket) = state.ticket.clone()
+                && channel.settings.followups
+            {
+                let status = channel.ticket_status(ticket.id).await?;
+                match status {
+                    // A reply to a solved ticket reopens it, as GLPI does
+                    // for a requester's own followup.
+                    Some(status) if status.is_open() || status == TicketStatus::Solved => {
+                        return self
+                            .add_followups(
+                                channel,
+                                job,
+                                source,
+                                conversation,
+                                &mut state,
+                                &ticket,
+                                status,
+                                waker,
+                            )
+                            .await;
+                    }
+                    other => {
+                        // Closed, deleted, or moved out of the account's
+                        // sight: the buffered messages open a new ticket,
+                        // which names this one.
+                        let why = if other.is_some() { "closed" } else { "gone" };
+                        tracing::info!(
+                            source,
+                            conversation,
+                            ticket = ticket.id,
+                            why,
+                            "the conversation's ticket takes no more messages: the next burst opens a new one"
+                        );
+                        state.previous = Some(PreviousTicket {
+                            id: ticket.id,
+                            why: why.to_owned(),
+                        });
+                        state.ticket = None;
+                        state::save(store, source, conversation, &state).await?;
+                    }
+                }
+            }
+            let mut take = state.buffer.len();
+            if reason != "handoff" {
+                if !channel.opens_on_first_message() && state.buffer.len() < MAX_BURST {
+                    // The burst waits for the bot's handoff (unless full).
+                    return Ok(());
+                }
+                let (burst, closes) = first_burst(channel, &state.buffer);
+                if burst == state.buffer.len() {
+                    if closes > store::now_ms() {
+                        // Scheduled for followups of a ticket that is closed
+                        // since: these messages are a new burst, whose window
+                        // is still open.
+                        self.schedule_flush(channel, source, conversation, &state, waker)
+                            .await?;
+                        return Ok(());
+                    }
+                    if self
+                        .defer_for_backlog(channel, job, conversation, &state, waker)
+                        .await?
+                    {
+                        return Ok(());
+                    }
+                }
+                take = burst;
+            }
+            // The engine was behind (or the help desk down) and the buffer
+            // holds several bursts: the first becomes its ticket, the next
+            // messages follow it (followups, or the next ticket).
+            loop {
+                match self
+                    .flush_burst(
+                        channel,
+                        job,
+                        source,
+                        conversation,
+                        reason,
+                        &mut state,
+                        take,
+                        waker,
+                    )
+                    .await
+                {
+                    Ok(()) => break,
+                    // It cannot become a ticket as it is (say, nobody has its
+                    // phone and requesters are not created): the next burst
+                    // joins it and they are tried together (the email the bot
+                    // asked for may name the requester now).
+                    Err(error) if !error.is_retryable() && take < state.buffer.len() => {
+                        tracing::warn!(source, conversation, %error,
+                            "the buffered messages could not become a ticket; the next ones join them");
+                        take = take.saturating_add(first_burst(channel, &state.buffer[take..]).0);
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
+        }
+    }
+
+    /// Turns the first `take` buffered messages into one ticket and removes
+    /// them from the buffer.
+    #[allow(clippy::too_many_arguments)]
+    async fn flush_burst(
+        &self,
+        channel: &Channel,
+        job: &Job,
+        source: &str,
+        conversation: &str,
+        reason: &str,
+        state: &mut ConversationState,
+        take: usize,
+        waker: &Waker,
+    ) -> Result<(), JobError> {
+        let store = &self.inner.store;
+        let burst: Vec<ChannelMessage> = state.buffer.iter().take(take).cloned().collect();
+        if burst.is_empty() {
             return Ok(());
         }
         let generation = state.generation;
@@ -647,7 +1020,14 @@ impl Messaging {
                     .await
                     .map_err(MessagingError::from)?;
                 let ticket = self
-                    .create_ticket(channel, job, &state.buffer, &marker, generation)
+                    .create_ticket(
+                        channel,
+                        job,
+                        &burst,
+                        state.previous.as_ref(),
+                        &marker,
+                        generation,
+                    )
                     .await?;
                 (ticket, true)
             }
@@ -665,8 +1045,8 @@ impl Messaging {
             .await
             .map_err(MessagingError::from)?;
         channel.remember_status(ticket.id, TicketStatus::New).await;
-        let message_ids: Vec<&str> = state.buffer.iter().map(|m| m.message_id.as_str()).collect();
-        if let (Some(url), Some(_)) = (&channel.settings.callback_url, &channel.signer) {
+        let message_ids: Vec<&str> = burst.iter().map(|m| m.message_id.as_str()).collect();
+        if has_callback(channel) {
             let webhook_id = format!(
                 "msg_{}",
                 short_hash(&format!("{}/{conversation}#{generation}", source))
@@ -684,24 +1064,17 @@ impl Messaging {
                     "reason": reason,
                 }
             });
-            let delivery = NewJob::new(
-                CALLBACK_QUEUE,
-                CALLBACK_JOB,
-                format!("messaging-callback:{}:{conversation}", source),
-                json!(CallbackPayload {
-                    source: source.to_owned(),
-                    webhook_id: webhook_id.clone(),
-                    body: body.to_string(),
-                }),
-            )
-            .max_attempts(CALLBACK_ATTEMPTS)
-            .unique_key(format!("messaging.callback:{webhook_id}"));
-            tracing::debug!(url = %url, %webhook_id, "callback enqueued");
-            store
-                .enqueue(delivery)
-                .await
-                .map_err(MessagingError::from)?;
+            self.enqueue_callback(source, conversation, &webhook_id, &body)
+                .await?;
             waker.wake();
+            // This callback names these messages' ticket: no followup
+            // callback is owed for them.
+            for id in &message_ids {
+                store
+                    .kv_delete(UNNAMED_NAMESPACE, &unnamed_key(source, conversation, id))
+                    .await
+                    .map_err(MessagingError::from)?;
+            }
         }
         store
             .audit(&NewAudit {
@@ -719,10 +1092,11 @@ impl Messaging {
             })
             .await
             .map_err(MessagingError::from)?;
-        state.buffer.clear();
+        state.buffer.drain(..burst.len());
         state.ticket = Some(ticket);
+        state.previous = None;
         state.generation = generation.saturating_add(1);
-        state::save(store, source, conversation, &state).await?;
+        state::save(store, source, conversation, state).await?;
         Ok(())
     }
 
@@ -793,6 +1167,7 @@ impl Messaging {
         channel: &Channel,
         job: &Job,
         messages: &[ChannelMessage],
+        previous: Option<&PreviousTicket>,
         marker: &str,
         generation: u64,
     ) -> Result<TicketRef, JobError> {
@@ -860,8 +1235,38 @@ impl Messaging {
         } else {
             organisation
         };
-        let (files, notes) = self.fetch_attachments(channel, job, messages).await?;
+        let (files, mut notes) = self.fetch_attachments(channel, job, messages).await?;
+        if let Some(previous) = previous {
+            let why = match previous.why.as_str() {
+                "solved" => "was solved",
+                "closed" => "was closed",
+                _ => "was deleted or can no longer be read by the bridge",
+            };
+            notes.insert(
+                0,
+                format!(
+                    "This conversation continues from ticket #{}, which {why}.",
+                    previous.id
+                ),
+            );
+        }
         let requester: Requester = resolved.requester;
+        if let Some(phone) = caller.phone.as_deref() {
+            let remembered =
+                serde_json::to_value(&requester).map_err(|e| MessagingError::Corrupt {
+                    what: "requester",
+                    reason: e.to_string(),
+                })?;
+            self.inner
+                .store
+                .kv_put(
+                    REQUESTER_NAMESPACE,
+                    &format!("{}/{phone}", channel.name),
+                    &remembered,
+                )
+                .await
+                .map_err(MessagingError::from)?;
+        }
         let created = channel
             .helpdesk
             .create_ticket(&NewTicket {
@@ -926,6 +1331,43 @@ impl Handler for JobRunner {
     }
 }
 
+/// Whether the source posts callbacks.
+fn has_callback(channel: &Channel) -> bool {
+    channel.settings.callback_url.is_some() && channel.signer.is_some()
+}
+
+/// How many of `buffer`'s first messages form one burst (`open_on =
+/// "first_message"`: until one arrives after the burst's merge window has
+/// closed; else all of them), and when that burst's window closes (last
+/// message + merge window, or first + max wait).
+fn first_burst(channel: &Channel, buffer: &[ChannelMessage]) -> (usize, i64) {
+    let window = i64::try_from(channel.settings.merge_window.as_millis()).unwrap_or(i64::MAX);
+    let max_wait = i64::try_from(channel.settings.max_wait.as_millis()).unwrap_or(i64::MAX);
+    let Some(head) = buffer.first() else {
+        return (0, store::now_ms());
+    };
+    let (mut first, mut last) = (head.received_at, head.received_at);
+    let closes = |first: i64, last: i64| {
+        last.saturating_add(window)
+            .min(first.saturating_add(max_wait))
+    };
+    for (i, message) in buffer.iter().enumerate().skip(1) {
+        if i >= MAX_BURST {
+            // Full: it closed with its last message.
+            return (i, last);
+        }
+        if channel.opens_on_first_message() && message.received_at > closes(first, last) {
+            return (i, closes(first, last));
+        }
+        first = first.min(message.received_at);
+        last = last.max(message.received_at);
+    }
+    if buffer.len() >= MAX_BURST {
+        return (buffer.len(), last);
+    }
+    (buffer.len(), closes(first, last))
+}
+
 /// `open_on = "handoff"`: when the buffered messages were followed by more than
 /// `handoff_session` of silence before `now` (the next message, or a handoff),
 /// the bot handled that conversation alone and it never came to the help desk:
@@ -939,6 +1381,10 @@ fn drop_stale_session(
     now: i64,
 ) -> bool {
     if channel.opens_on_first_message() {
+        return false;
+    }
+    if state.ticket.is_some() && channel.settings.followups {
+        // Followups waiting for the help desk, not a bot's session.
         return false;
     }
     let session = i64::try_from(channel.settings.handoff_session.as_millis()).unwrap_or(i64::MAX);

@@ -22,7 +22,8 @@ pub struct AttachmentInput {
 /// A message accepted at the door, as buffered for its conversation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChannelMessage {
-    /// The caller's conversation id.
+    /// The conversation's key: the caller's conversation id, a WhatsApp
+    /// person JID as its number's digits (see [`conversation_key`]).
     pub conversation_id: String,
     /// The caller's message id (dedupe key within the source).
     pub message_id: String,
@@ -107,6 +108,75 @@ fn id_field(body: &Value, name: &str, bad: &mut Vec<(String, String)>) -> String
     value
 }
 
+/// The id a conversation is filed under (dedupe, ordering, state). A
+/// WhatsApp person JID (`5511987654321@s.whatsapp.net`, `…@c.us`, with or
+/// without a `:device` part) and a `+` number are the number's digits, the
+/// way a bot names the chat by `{{phone}}` (Typebot's handoff): the three are
+/// one conversation. Any other id is kept as given: groups (`…@g.us`),
+/// WhatsApp's hidden-number ids (`…@lid`, never a phone number) and a bot's
+/// own ids.
+pub fn conversation_key(raw: &str) -> String {
+    let raw = raw.trim();
+    let digits = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
+    if let Some((user, domain)) = raw.rsplit_once('@')
+        && (domain.eq_ignore_ascii_case("s.whatsapp.net") || domain.eq_ignore_ascii_case("c.us"))
+    {
+        let user = user.split(':').next().unwrap_or(user);
+        let number = user.strip_prefix('+').unwrap_or(user);
+        if digits(number) {
+            return number.to_owned();
+        }
+    }
+    if let Some(number) = raw.strip_prefix('+')
+        && digits(number)
+    {
+        return number.to_owned();
+    }
+    raw.to_owned()
+}
+
+/// `sent_at`: an RFC 3339 time, or unix seconds (Evolution's
+/// `messageTimestamp`; milliseconds when the number is that large) as a
+/// number or a text of digits; kept as RFC 3339.
+fn sent_at_field(body: &Value, bad: &mut Vec<(String, String)>) -> Option<String> {
+    let unix = |seconds: i64| {
+        let seconds = if seconds >= 100_000_000_000 {
+            seconds / 1000
+        } else {
+            seconds
+        };
+        time::OffsetDateTime::from_unix_timestamp(seconds)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+    };
+    let parsed = match body.get("sent_at") {
+        None | Some(Value::Null) => return None,
+        Some(Value::Number(n)) => n.as_i64().and_then(unix),
+        Some(Value::String(s)) if s.trim().is_empty() => return None,
+        Some(Value::String(s)) => {
+            let s = s.trim();
+            if s.chars().all(|c| c.is_ascii_digit()) {
+                s.parse::<i64>().ok().and_then(unix)
+            } else {
+                time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                    .is_ok()
+                    .then(|| s.to_owned())
+            }
+        }
+        Some(_) => None,
+    };
+    if parsed.is_none() {
+        bad.push((
+            "sent_at".to_owned(),
+            "must be an RFC 3339 time such as 2026-03-01T12:00:00Z, or unix seconds".to_owned(),
+        ));
+    }
+    parsed
+}
+
 /// Decoded size of a base64 text, without decoding it.
 fn decoded_len(data: &str) -> u64 {
     let trimmed = data.trim_end_matches('=');
@@ -129,7 +199,11 @@ impl ChannelMessage {
         }
         let conversation_id = id_field(body, "conversation_id", &mut bad);
         let message_id = id_field(body, "message_id", &mut bad);
-        let raw_phone = text_field(body, "phone", true, &mut bad);
+        // n8n and some gateways send the number as a JSON number.
+        let raw_phone = match body.get("phone") {
+            Some(Value::Number(n)) if n.is_u64() => Some(n.to_string()),
+            _ => text_field(body, "phone", true, &mut bad),
+        };
         let phone = match raw_phone.as_deref() {
             Some(raw) => match flows::identity::normalize_phone(raw, rules.default_country) {
                 Ok(e164) => e164,
@@ -151,16 +225,7 @@ impl ChannelMessage {
             }
         }
         let text = text_field(body, "text", false, &mut bad).unwrap_or_default();
-        let sent_at = text_field(body, "sent_at", false, &mut bad).filter(|s| !s.is_empty());
-        if let Some(sent) = &sent_at
-            && time::OffsetDateTime::parse(sent, &time::format_description::well_known::Rfc3339)
-                .is_err()
-        {
-            bad.push((
-                "sent_at".to_owned(),
-                "must be an RFC 3339 time such as 2026-03-01T12:00:00Z".to_owned(),
-            ));
-        }
+        let sent_at = sent_at_field(body, &mut bad);
         let tax_id = text_field(body, "tax_id", false, &mut bad).filter(|s| !s.is_empty());
         let mut too_large = None;
         let mut attachments = Vec::new();
@@ -197,7 +262,7 @@ impl ChannelMessage {
             return Err(Rejection::TooLarge(message));
         }
         Ok(ChannelMessage {
-            conversation_id,
+            conversation_id: conversation_key(&conversation_id),
             message_id,
             phone,
             name,
@@ -297,6 +362,50 @@ mod tests {
         let m = ChannelMessage::parse(&body, &rules(), 1).unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(m.phone, "+5511987654321");
         assert_eq!(m.message_id, "7");
+    }
+
+    #[test]
+    fn a_persons_whatsapp_ids_and_number_are_one_conversation() {
+        for raw in [
+            "5511987654321@s.whatsapp.net",
+            "5511987654321@c.us",
+            "5511987654321:12@s.whatsapp.net",
+            "+5511987654321",
+            "5511987654321",
+        ] {
+            assert_eq!(conversation_key(raw), "5511987654321", "{raw}");
+        }
+        for other in [
+            "120363041234567890@g.us",
+            "123456789012345@lid",
+            "conv-a",
+            "ticket+5",
+        ] {
+            assert_eq!(conversation_key(other), other);
+        }
+        let body = json!({"conversation_id": "5511987654321@c.us", "message_id": "m",
+            "phone": "5511987654321@c.us", "text": "oi"});
+        let m = ChannelMessage::parse(&body, &rules(), 1).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(m.conversation_id, "5511987654321");
+    }
+
+    #[test]
+    fn numbers_are_read_where_callers_send_them() {
+        // Evolution's `messageTimestamp` (unix seconds) and n8n's numeric phone.
+        let body = json!({"conversation_id": "c", "message_id": "m", "phone": 5511987654321_u64,
+            "text": "oi", "sent_at": 1772366405});
+        let m = ChannelMessage::parse(&body, &rules(), 1).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(m.phone, "+5511987654321");
+        assert_eq!(m.sent_at.as_deref(), Some("2026-03-01T12:00:05Z"));
+        for sent in [json!("1772366405"), json!(1772366405000_i64)] {
+            let body = json!({"conversation_id": "c", "message_id": "m", "phone": "11987654321",
+                "text": "oi", "sent_at": sent});
+            let m = ChannelMessage::parse(&body, &rules(), 1).unwrap_or_else(|e| panic!("{e:?}"));
+            assert_eq!(m.sent_at.as_deref(), Some("2026-03-01T12:00:05Z"), "{sent}");
+        }
+        let body = json!({"conversation_id": "c", "message_id": "m", "phone": "11987654321",
+            "text": "oi", "sent_at": true});
+        assert!(ChannelMessage::parse(&body, &rules(), 1).is_err());
     }
 
     #[test]

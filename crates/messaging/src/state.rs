@@ -19,6 +19,16 @@ pub struct TicketRef {
     pub generation: u64,
 }
 
+/// The conversation's last ticket, when the next one replaces it: the new
+/// ticket names it, so the help desk sees the two belong together.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreviousTicket {
+    pub id: i64,
+    /// Why it takes no more messages: `solved`, `closed`, or `gone` (deleted,
+    /// or moved where the bridge's account cannot read it).
+    pub why: String,
+}
+
 /// One conversation's durable state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConversationState {
@@ -26,8 +36,13 @@ pub struct ConversationState {
     pub generation: u64,
     /// The latest ticket, while the bridge believes it open.
     pub ticket: Option<TicketRef>,
-    /// Messages waiting for the merge window to close, in arrival order.
+    /// Messages not yet in the help desk, in arrival order: with `ticket`
+    /// (and followups on), the followups waiting to be added; else the
+    /// burst(s) waiting to become a ticket.
     pub buffer: Vec<ChannelMessage>,
+    /// The ticket the next one follows, when it stopped taking messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<PreviousTicket>,
 }
 
 impl ConversationState {
@@ -56,10 +71,24 @@ pub async fn load(
     source: &str,
     conversation: &str,
 ) -> Result<ConversationState, MessagingError> {
-    match store
+    let mut stored = store
         .kv_get(KV_NAMESPACE, &key(source, conversation))
-        .await?
+        .await?;
+    if stored.is_none()
+        && !conversation.is_empty()
+        && conversation.chars().all(|c| c.is_ascii_digit())
     {
+        // Kept under the WhatsApp JID before conversations were keyed by
+        // the number: the conversation goes on where it was.
+        for legacy in ["s.whatsapp.net", "c.us"] {
+            let legacy = format!("{conversation}@{legacy}");
+            stored = store.kv_get(KV_NAMESPACE, &key(source, &legacy)).await?;
+            if stored.is_some() {
+                break;
+            }
+        }
+    }
+    match stored {
         None => Ok(ConversationState::default()),
         Some(value) => serde_json::from_value(value).map_err(|e| MessagingError::Corrupt {
             what: "conversation state",

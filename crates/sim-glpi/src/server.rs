@@ -615,6 +615,37 @@ impl RunningSim {
         true
     }
 
+    /// Disable (or enable again) a user, as an administrator does in GLPI's UI
+    /// (`is_active`); `false` if the user does not exist.
+    pub fn set_user_active(&self, id: u64, active: bool) -> bool {
+        let mut st = self.shared.state.lock();
+        match st.get_mut("User", to_i(id)) {
+            Some(row) => {
+                row.set("is_active", i64::from(active));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Move a ticket to another entity, as a technician does in GLPI's UI (a
+    /// session that cannot see that entity then gets 403 `ERROR_RIGHT_MISSING`
+    /// reading it); `false` if the ticket does not exist.
+    pub fn move_ticket(&self, id: u64, entity: u64) -> bool {
+        let mut st = self.shared.state.lock();
+        if st.get("Entity", to_i(entity)).is_none() {
+            return false;
+        }
+        match st.get_mut("Ticket", to_i(id)) {
+            Some(row) => {
+                row.set("entities_id", to_i(entity));
+                st.touch_ticket(to_i(id), 2);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Assign a user (technician) to a ticket; a New ticket becomes Processing (2).
     pub fn assign_ticket(&self, ticket: u64, user: u64) -> bool {
         let mut st = self.shared.state.lock();

@@ -28,10 +28,20 @@ fn config(sim: &RunningSim, source_lines: &str) -> config::Config {
 
 /// [`config`] with extra `[engine]` lines.
 fn config_with_engine(sim: &RunningSim, engine_lines: &str, source_lines: &str) -> config::Config {
+    config_as(sim, "glpi", engine_lines, source_lines)
+}
+
+/// [`config_with_engine`] with the API token of the simulator's user `login`.
+fn config_as(
+    sim: &RunningSim,
+    login: &str,
+    engine_lines: &str,
+    source_lines: &str,
+) -> config::Config {
     let text = format!(
         r#"
 [engine]
-max_attempts = 10
+{attempts}
 {engine_lines}
 
 [targets.glpi]
@@ -61,9 +71,14 @@ max_wait = "10s"
         } else {
             "merge_window = 1500"
         },
+        attempts = if engine_lines.contains("max_attempts") {
+            ""
+        } else {
+            "max_attempts = 10"
+        },
         url = sim.base_url(),
         app = sim.app_token(),
-        user = sim.user_token("glpi").unwrap(),
+        user = sim.user_token(login).unwrap(),
     );
     config::load_str(&text, Vec::new()).unwrap()
 }
@@ -269,7 +284,7 @@ async fn a_restart_during_the_window_still_makes_exactly_one_ticket() {
 }
 
 #[tokio::test]
-async fn later_messages_are_followups_until_the_ticket_is_solved() {
+async fn later_messages_are_followups_until_the_ticket_is_closed() {
     // Statuses are trusted for 1 ms only, so the solve below is seen at once.
     let (sim, app, _dir) = start("status_ttl = 1").await;
     send(&app, message("conv-e", "e1", "my screen is black")).await;
@@ -309,9 +324,29 @@ async fn later_messages_are_followups_until_the_ticket_is_solved() {
     );
     assert_eq!(sim.tickets().len(), 1);
 
-    // Solved: the next message opens a new ticket, and its answer does not
-    // name the solved one (the cached status has expired: it is read again).
+    // Solved: the customer's answer reopens it with a followup, as GLPI
+    // does for a requester's own followup.
     assert!(sim.set_ticket_status(ticket, 5));
+    let (_, answer) = send(&app, message("conv-e", "e2c", "it broke again")).await;
+    assert_eq!(answer["ticket"]["id"].as_u64(), Some(ticket), "{answer}");
+    wait_for("the solved ticket reopened", DEADLINE, || async {
+        let t = sim.ticket(ticket)?;
+        (t.status != 5).then_some(t.status)
+    })
+    .await
+    .unwrap();
+    settled(&app, "conv-e").await;
+    assert!(
+        sim.followups(ticket)
+            .iter()
+            .any(|f| f.content.contains("it broke again"))
+    );
+    assert_eq!(sim.tickets().len(), 1);
+
+    // Closed: the next message opens a new ticket, which names the old one,
+    // and its answer does not name the closed one (the cached status has
+    // expired: it is read again).
+    assert!(sim.set_ticket_status(ticket, 6));
     let (_, answer) = send(&app, message("conv-e", "e3", "another problem now")).await;
     assert_eq!(answer["ticket"], Value::Null, "{answer}");
     tickets_count(&sim, 2).await;
@@ -319,8 +354,13 @@ async fn later_messages_are_followups_until_the_ticket_is_solved() {
     let newest = sim.tickets().into_iter().max_by_key(|t| t.id).unwrap();
     assert_ne!(newest.id, ticket);
     assert!(newest.content.contains("another problem now"));
+    assert!(
+        newest.content.contains(&format!("#{ticket}")),
+        "{}",
+        newest.content
+    );
     let old_followups = sim.followups(ticket);
-    assert_eq!(old_followups.len(), 2, "{old_followups:?}");
+    assert_eq!(old_followups.len(), 3, "{old_followups:?}");
     assert!(
         !old_followups
             .iter()
@@ -1007,4 +1047,446 @@ async fn a_message_after_the_window_closed_is_not_merged_while_the_engine_is_beh
     let followups = sim.followups(tickets[0].id);
     assert_eq!(followups.len(), 1);
     assert!(followups[0].content.contains("second burst"));
+}
+
+/// A user whose mobile was stored without its area code matches the end of
+/// every number with those digits: it must not take the message of the user
+/// who has the whole number, even though it is older (lower id).
+#[tokio::test]
+async fn the_whole_number_wins_over_a_number_stored_without_its_area_code() {
+    let (sim, app, _dir) = start("").await;
+    let mut partial = NewUser::new("sem.ddd");
+    partial.mobile = Some("98877-6655".to_owned());
+    let partial = sim.add_user(partial);
+    let mut whole = NewUser::new("completo");
+    whole.mobile = Some("+55 31 98877-6655".to_owned());
+    let whole = sim.add_user(whole);
+    assert!(partial < whole);
+    send(
+        &app,
+        json!({"conversation_id": "conv-p1", "message_id": "p1",
+        "phone": "5531988776655@s.whatsapp.net", "text": "sem sinal"}),
+    )
+    .await;
+    tickets_count(&sim, 1).await;
+    assert_eq!(requester_ids(&sim.tickets()[0]), vec![whole]);
+    app.stop().await;
+}
+
+/// Only partial numbers on several people, and the whole number on a
+/// disabled user: nobody is guessed, a new requester is created.
+#[tokio::test]
+async fn a_phone_that_only_partly_matches_several_people_names_none_of_them() {
+    let (sim, app, _dir) = start("").await;
+    let mut first = NewUser::new("parcial.um");
+    first.mobile = Some("98877-6655".to_owned());
+    let first = sim.add_user(first);
+    let mut second = NewUser::new("parcial.dois");
+    second.phone = Some("9 8877 6655".to_owned());
+    let second = sim.add_user(second);
+    let mut gone = NewUser::new("desativado");
+    gone.mobile = Some("+55 31 98877-6655".to_owned());
+    let gone = sim.add_user(gone);
+    assert!(sim.set_user_active(gone, false));
+    let users_before = sim.users().len();
+    send(
+        &app,
+        json!({"conversation_id": "conv-p2", "message_id": "p1",
+        "phone": "+55 31 98877-6655", "name": "Rita Alves", "text": "sem sinal"}),
+    )
+    .await;
+    tickets_count(&sim, 1).await;
+    let requesters = requester_ids(&sim.tickets()[0]);
+    assert_eq!(requesters.len(), 1);
+    assert!(
+        ![first, second, gone].contains(&requesters[0]),
+        "{requesters:?} is a guess"
+    );
+    assert_eq!(sim.users().len(), users_before + 1);
+    app.stop().await;
+}
+
+/// Every followup of `ticket` holding one of `texts`, in the help desk's
+/// order (by id).
+fn followup_positions(sim: &RunningSim, ticket: u64, texts: &[&str]) -> Vec<Option<u64>> {
+    let followups = sim.followups(ticket);
+    texts
+        .iter()
+        .map(|t| {
+            followups
+                .iter()
+                .find(|f| f.content.contains(t))
+                .map(|f| f.id)
+        })
+        .collect()
+}
+
+/// The jobs of a conversation, whatever their state.
+async fn conversation_jobs(app: &TestApp, conversation: &str) -> Vec<store::Job> {
+    app.store
+        .jobs(&JobFilter {
+            ordering_key: Some(messaging::ordering_key("whats", conversation)),
+            limit: Some(1000),
+            ..JobFilter::default()
+        })
+        .await
+        .unwrap()
+}
+
+/// GLPI answers 503 while the customer writes: the message waits in the
+/// conversation's buffer (no job gives up on it after the engine's few
+/// attempts) and reaches the ticket before the next message, once GLPI is
+/// back.
+#[tokio::test]
+async fn messages_sent_during_a_help_desk_outage_reach_the_ticket_in_order() {
+    let sim = GlpiSim::start(SimConfig::default()).await.unwrap();
+    let (store, _dir) = store::testing::fresh_sqlite().await;
+    let cfg = config_with_engine(
+        &sim,
+        "max_attempts = 3\nbackoff_base = \"20ms\"\nbackoff_max = \"100ms\"",
+        "status_ttl = 1\nmerge_window = 300",
+    );
+    let app = TestApp::spawn(cfg, store).await.unwrap();
+    send(&app, message("conv-o", "o1", "the printer is jammed")).await;
+    tickets_count(&sim, 1).await;
+    settled(&app, "conv-o").await;
+    let ticket = sim.tickets()[0].id;
+
+    sim.faults().fail_next(1_000_000, 503);
+    let (status, answer) = send(&app, message("conv-o", "o2", "during the outage")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    // Well past the engine's 3 attempts on the help desk.
+    wait_for("several failed attempts", DEADLINE, || async {
+        let jobs = conversation_jobs(&app, "conv-o").await;
+        jobs.iter()
+            .any(|j| j.attempts > 4 || j.status == JobStatus::Dead)
+            .then_some(())
+    })
+    .await
+    .unwrap();
+    let state = app_state(&app, "conv-o").await;
+    assert_eq!(
+        state["buffer"][0]["message_id"], "o2",
+        "the message waits in the store: {state}"
+    );
+    sim.faults().clear();
+    send(&app, message("conv-o", "o3", "after the outage")).await;
+    wait_for("both followups", DEADLINE, || async {
+        let at = followup_positions(&sim, ticket, &["during the outage", "after the outage"]);
+        at.iter().all(Option::is_some).then_some(at)
+    })
+    .await
+    .unwrap();
+    settled(&app, "conv-o").await;
+    let at = followup_positions(&sim, ticket, &["during the outage", "after the outage"]);
+    assert!(at[0] < at[1], "out of order: {at:?}");
+    assert_eq!(sim.tickets().len(), 1);
+    assert!(dead_jobs(&app).await.is_empty());
+    app.stop().await;
+}
+
+/// The ticket is moved to an entity the bridge's account cannot see (GLPI
+/// answers 403 ERROR_RIGHT_MISSING reading it): the conversation goes on in a
+/// new ticket that names the old one, as after a deletion.
+#[tokio::test]
+async fn a_ticket_moved_out_of_the_accounts_sight_is_followed_by_a_new_one() {
+    let sim = GlpiSim::start(SimConfig::default()).await.unwrap();
+    let mine = sim.add_entity("Bridge customers", 0, None);
+    let elsewhere = sim.add_entity("Another company", 0, None);
+    let mut bridge = NewUser::new("bridge");
+    bridge.entities_id = mine;
+    bridge.profile = Some(4);
+    sim.add_user(bridge);
+    let (store, _dir) = store::testing::fresh_sqlite().await;
+    let cfg = config_as(
+        &sim,
+        "bridge",
+        "",
+        &format!("status_ttl = 1\nmerge_window = 300\nentity = {mine}"),
+    );
+    let app = TestApp::spawn(cfg, store).await.unwrap();
+    send(&app, message("conv-m", "m1", "first problem")).await;
+    tickets_count(&sim, 1).await;
+    settled(&app, "conv-m").await;
+    let old = sim.tickets()[0].id;
+    assert!(sim.move_ticket(old, elsewhere));
+
+    send(&app, message("conv-m", "m2", "are you there")).await;
+    tickets_count(&sim, 2).await;
+    settled(&app, "conv-m").await;
+    let new = sim.tickets().into_iter().max_by_key(|t| t.id).unwrap();
+    assert!(new.content.contains("are you there"), "{}", new.content);
+    assert!(
+        new.content.contains(&format!("#{old}")),
+        "the new ticket names the old one: {}",
+        new.content
+    );
+    assert!(sim.followups(old).is_empty());
+    // The conversation goes on with the new ticket.
+    send(&app, message("conv-m", "m3", "hello again")).await;
+    wait_for("the followup on the new ticket", DEADLINE, || async {
+        sim.followups(new.id)
+            .iter()
+            .any(|f| f.content.contains("hello again"))
+            .then_some(())
+    })
+    .await
+    .unwrap();
+    assert!(dead_jobs(&app).await.is_empty());
+    app.stop().await;
+}
+
+/// A gateway's `…@s.whatsapp.net` and `…@c.us` ids and the bare number a
+/// Typebot handoff uses (`{{phone}}`) are one conversation; a handoff for a
+/// conversation the bridge never heard of says so.
+#[tokio::test]
+async fn a_whatsapp_jid_and_its_number_are_one_conversation() {
+    let (sim, app, _dir) = start("open_on = \"handoff\"\nhandoff_wait = \"8s\"").await;
+    let (_, answer) = send(
+        &app,
+        json!({"conversation_id": "5511987654321@s.whatsapp.net", "message_id": "w1",
+        "phone": "5511987654321@s.whatsapp.net", "text": "from the gateway"}),
+    )
+    .await;
+    assert_eq!(answer["conversation"], "5511987654321");
+    send(
+        &app,
+        json!({"conversation_id": "5511987654321@c.us", "message_id": "w2",
+        "phone": "5511987654321@c.us", "text": "from another gateway"}),
+    )
+    .await;
+    let response = app
+        .http
+        .post(app.url("/api/v1/channels/whats/conversations/5511987654321/handoff"))
+        .header("X-API-Key", KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    let tickets = sim.tickets();
+    assert_eq!(tickets.len(), 1);
+    assert_eq!(body["ticket"]["id"].as_u64(), Some(tickets[0].id));
+    assert!(tickets[0].content.contains("from the gateway"));
+    assert!(tickets[0].content.contains("from another gateway"));
+
+    let unknown = app
+        .http
+        .post(app.url("/api/v1/channels/whats/conversations/5511900000000/handoff"))
+        .header("X-API-Key", KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    let body: Value = unknown.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unknown_conversation", "{body}");
+    assert_eq!(sim.tickets().len(), 1);
+
+    // A LID hides the number: it is refused as a phone.
+    let (status, body) = send(
+        &app,
+        json!({"conversation_id": "123456789012345@lid", "message_id": "l1",
+        "phone": "123456789012345@lid", "text": "hi"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    app.stop().await;
+}
+
+/// `followups = false`: the handoff still answers with the ticket it made.
+#[tokio::test]
+async fn a_handoff_answers_with_its_ticket_when_followups_are_off() {
+    let (sim, app, _dir) =
+        start("open_on = \"handoff\"\nhandoff_wait = \"8s\"\nfollowups = false").await;
+    send(&app, message("conv-q", "q1", "please call me")).await;
+    let response = app
+        .http
+        .post(app.url("/api/v1/channels/whats/conversations/conv-q/handoff"))
+        .header("X-API-Key", KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    let tickets = sim.tickets();
+    assert_eq!(tickets.len(), 1);
+    assert!(tickets[0].content.contains("please call me"));
+    assert_eq!(body["ticket"]["id"].as_u64(), Some(tickets[0].id), "{body}");
+    app.stop().await;
+}
+
+/// The buffer job saved the message, then could not schedule its flush (a
+/// store failure, or the process stopped in between): its retry schedules
+/// it, so the burst still becomes a ticket.
+#[tokio::test]
+async fn a_buffered_message_whose_flush_was_not_scheduled_still_becomes_a_ticket() {
+    let sim = GlpiSim::start(SimConfig::default()).await.unwrap();
+    let (store, dir) = store::testing::fresh_sqlite().await;
+    let cfg = config_with_engine(
+        &sim,
+        "backoff_base = \"100ms\"\nbackoff_max = \"200ms\"",
+        "merge_window = 200",
+    );
+    let app = TestApp::spawn(cfg, store).await.unwrap();
+    let db = rusqlite::Connection::open(dir.path().join("store.db")).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    db.execute_batch(
+        "CREATE TRIGGER no_flush BEFORE INSERT ON jobs WHEN NEW.kind = 'messaging.flush' \
+         BEGIN SELECT RAISE(ABORT, 'injected: no flush'); END;",
+    )
+    .unwrap();
+    send(&app, message("conv-k", "k1", "stuck burst")).await;
+    wait_for("the buffer job to fail after saving", DEADLINE, || async {
+        let jobs = conversation_jobs(&app, "conv-k").await;
+        let failed = jobs.iter().any(|j| {
+            j.kind == messaging::BUFFER_JOB
+                && j.last_error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("injected"))
+        });
+        let state = app_state(&app, "conv-k").await;
+        (failed && state["buffer"][0]["message_id"] == "k1").then_some(())
+    })
+    .await
+    .unwrap();
+    db.execute_batch("DROP TRIGGER no_flush;").unwrap();
+    tickets_count(&sim, 1).await;
+    settled(&app, "conv-k").await;
+    assert!(sim.tickets()[0].content.contains("stuck burst"));
+    app.stop().await;
+}
+
+/// The help desk did not say within the answer's 1 s whether the ticket is
+/// open, so the answer named none: the message became a followup, and the
+/// callback names the ticket, as the documentation promises.
+#[tokio::test]
+async fn a_followup_whose_answer_named_no_ticket_gets_a_callback() {
+    let addr = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap()
+    };
+    let received = Received::default();
+    let receiver = start_receiver(addr, received.clone()).await;
+    let lines = format!(
+        "callback_url = \"http://{addr}/hook\"\ncallback_secret = \"{SECRET}\"\nstatus_ttl = 1\nmerge_window = 300"
+    );
+    let (sim, app, _dir) = start(&lines).await;
+    send(&app, message("conv-u", "u1", "first words")).await;
+    tickets_count(&sim, 1).await;
+    settled(&app, "conv-u").await;
+    let ticket = sim.tickets()[0].id;
+    wait_for("the ticket.created callback", DEADLINE, || async {
+        (received.0.lock().len() == 1).then_some(())
+    })
+    .await
+    .unwrap();
+
+    sim.faults().set_latency(Duration::from_millis(1500));
+    let (_, answer) = send(&app, message("conv-u", "u2", "slow help desk")).await;
+    assert_eq!(answer["ticket"], Value::Null, "{answer}");
+    sim.faults().set_latency(Duration::ZERO);
+    let payload = wait_for("the ticket.updated callback", DEADLINE, || async {
+        let bodies: Vec<Value> = received
+            .0
+            .lock()
+            .iter()
+            .map(|(_, body)| serde_json::from_slice(body).unwrap())
+            .collect();
+        bodies.into_iter().find(|b| b["type"] == "ticket.updated")
+    })
+    .await
+    .unwrap();
+    assert_eq!(payload["data"]["ticket"]["id"].as_u64(), Some(ticket));
+    assert_eq!(payload["data"]["message_ids"], json!(["u2"]));
+    assert_eq!(payload["data"]["conversation_id"], "conv-u");
+    assert!(
+        sim.followups(ticket)
+            .iter()
+            .any(|f| f.content.contains("slow help desk"))
+    );
+    // A followup whose answer named the ticket gets no callback.
+    let (_, answer) = send(&app, message("conv-u", "u3", "quick now")).await;
+    assert_eq!(answer["ticket"]["id"].as_u64(), Some(ticket), "{answer}");
+    settled(&app, "conv-u").await;
+    wait_for("the followup", DEADLINE, || async {
+        sim.followups(ticket)
+            .iter()
+            .any(|f| f.content.contains("quick now"))
+            .then_some(())
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(received.0.lock().len(), 2);
+    receiver.abort();
+    app.stop().await;
+}
+
+/// The requester was found by the email a message carried (GLPI does not
+/// have the phone): the phone still lists their open tickets, and so does
+/// the email.
+#[tokio::test]
+async fn open_tickets_of_a_requester_found_by_email_are_listed_by_phone_and_email() {
+    let (sim, app, _dir) = start("followups = false\nmerge_window = 300").await;
+    let dora = sim.add_user(NewUser {
+        login: "dora".into(),
+        emails: vec!["dora@acme.com.br".into()],
+        ..NewUser::default()
+    });
+    let mut first = message("conv-r", "r1", "my badge does not open the door");
+    first["phone"] = json!("+55 21 99876-1234");
+    first["email"] = json!("dora@acme.com.br");
+    send(&app, first).await;
+    tickets_count(&sim, 1).await;
+    settled(&app, "conv-r").await;
+    let ticket = sim.tickets()[0].clone();
+    assert_eq!(requester_ids(&ticket), vec![dora]);
+    for query in ["phone=%2B5521998761234", "email=dora%40acme.com.br"] {
+        let response = app
+            .http
+            .get(app.url(&format!("/api/v1/channels/whats/tickets?{query}")))
+            .header("X-API-Key", KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{query}");
+        let body: Value = response.json().await.unwrap();
+        let ids: Vec<u64> = body["tickets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["id"].as_u64().unwrap())
+            .collect();
+        assert_eq!(ids, vec![ticket.id], "{query}: {body}");
+    }
+    app.stop().await;
+}
+
+/// A flood fills a burst: the message that fills it closes it at once,
+/// without waiting for the merge window; the next messages follow it.
+#[tokio::test]
+async fn a_full_burst_becomes_its_ticket_at_once() {
+    let (sim, app, _dir) = start("merge_window = \"8s\"\nstatus_ttl = 1").await;
+    let max = messaging::MAX_BURST;
+    for i in 0..max + 2 {
+        send(
+            &app,
+            message("conv-v", &format!("v{i}"), &format!("line {i:03} end")),
+        )
+        .await;
+    }
+    tickets_count(&sim, 1).await;
+    let ticket = sim.tickets()[0].clone();
+    for i in 0..max {
+        assert!(ticket.content.contains(&format!("line {i:03} end")), "{i}");
+    }
+    assert!(!ticket.content.contains(&format!("line {max:03} end")));
+    wait_for("the rest as followups", DEADLINE, || async {
+        (sim.followups(ticket.id).len() == 2).then_some(())
+    })
+    .await
+    .unwrap();
+    settled(&app, "conv-v").await;
+    assert_eq!(sim.tickets().len(), 1);
+    app.stop().await;
 }

@@ -7,8 +7,11 @@
 //! - `POST /api/v1/channels/{source}/conversations/{id}/handoff`: the bot
 //!   hands the chat over; the buffered messages become a ticket now. Answers
 //!   200 with the ticket when it exists within the source's `handoff_wait`,
-//!   else 202 with `"ticket": null` (the callback will carry it).
-//! - `GET /api/v1/channels/{source}/tickets?phone=…`: the sender's open tickets.
+//!   else 202 with `"ticket": null` (the callback will carry it); 404
+//!   `unknown_conversation` when nothing of the conversation is waiting and
+//!   it has no ticket. A WhatsApp JID and its number are one conversation.
+//! - `GET /api/v1/channels/{source}/tickets?phone=…&email=…`: the sender's
+//!   open tickets (by phone, the requester last resolved for it, and/or email).
 //!
 //! Errors use the uniform body; a 400 lists every invalid field in
 //! `error.fields`. The work itself lives in the `messaging` flow crate.
@@ -191,6 +194,13 @@ async fn receive_message(
         Ok(ticket) => ticket,
         Err(e) => return Ok(flow_error(e)),
     };
+    if ticket.is_none()
+        && !outcome.is_duplicate()
+        && let Err(error) = channels.flow.note_unnamed(&source, &message).await
+    {
+        // The message is stored; only the followup callback may be missed.
+        tracing::warn!(%error, source = %source, "the unnamed ticket was not noted for the callback");
+    }
     let answer = json!({
         "accepted": true,
         "duplicate": outcome.is_duplicate(),
@@ -212,6 +222,31 @@ async fn handoff(
             "conversation id must be 1 to {} characters",
             messaging::message::MAX_ID_LEN
         )));
+    }
+    // The number a bot names the chat by and the gateway's JIDs are one
+    // conversation.
+    let conversation = messaging::message::conversation_key(&conversation);
+    let before = match channels.flow.conversation(&source, &conversation).await {
+        Ok(state) => state,
+        Err(e) => return Ok(flow_error(e)),
+    };
+    match channels
+        .flow
+        .knows_conversation(&source, &conversation)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            return Ok(error_body(
+                StatusCode::NOT_FOUND,
+                "unknown_conversation",
+                &format!(
+                    "no message of conversation {conversation:?} is waiting and it has no ticket: \
+                     send its messages first, with the same conversation_id"
+                ),
+            ));
+        }
+        Err(e) => return Ok(flow_error(e)),
     }
     let job = match channels.flow.handoff_job(&source, &conversation) {
         Ok(job) => job,
@@ -249,7 +284,11 @@ async fn handoff(
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    let ticket = match channels.flow.current_ticket(&source, &conversation).await {
+    let ticket = match channels
+        .flow
+        .handoff_ticket(&source, &conversation, before.generation)
+        .await
+    {
         Ok(ticket) => ticket,
         Err(e) => return Ok(flow_error(e)),
     };
@@ -273,17 +312,25 @@ async fn open_tickets(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     channels.authorise(&source, &headers)?;
-    let Some(phone) = query
-        .get("phone")
-        .map(|p| p.trim())
-        .filter(|p| !p.is_empty())
-    else {
+    let field = |name: &str| query.get(name).map(|p| p.trim()).filter(|p| !p.is_empty());
+    let (phone, email) = (field("phone"), field("email"));
+    if phone.is_none() && email.is_none() {
         return Ok(rejection(Rejection::Invalid(vec![(
             "phone".to_owned(),
-            "is required".to_owned(),
+            "is required (or email)".to_owned(),
         )])));
-    };
-    let tickets = match channels.flow.open_tickets(&source, phone).await {
+    }
+    if let Some(email) = email
+        && !email
+            .split_once('@')
+            .is_some_and(|(user, host)| !user.is_empty() && host.contains('.'))
+    {
+        return Ok(rejection(Rejection::Invalid(vec![(
+            "email".to_owned(),
+            "is not an email address".to_owned(),
+        )])));
+    }
+    let tickets = match channels.flow.open_tickets(&source, phone, email).await {
         Ok(tickets) => tickets,
         Err(MessagingError::Phone(e)) => {
             return Ok(rejection(Rejection::Invalid(vec![(
