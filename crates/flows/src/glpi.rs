@@ -27,6 +27,9 @@ pub struct GlpiTargetOptions {
     pub new_user_profile: Option<i64>,
 }
 
+/// Tickets changed after the poll cursor's second read per poll.
+const CHANGED_PAGE: u64 = 500;
+
 /// GLPI entity search option holding the registration number.
 const REGISTRATION_NUMBER_OPTION: u32 = 70;
 
@@ -606,9 +609,13 @@ impl Helpdesk for GlpiHelpdesk {
     }
 
     async fn changed_since(&self, since: &str) -> HelpdeskResult<Vec<Ticket>> {
+        // Every ticket of the second `since` comes back (however many one GLPI
+        // request stamped with it), plus up to a page of later ones: when the
+        // page is cut, the caller's next cursor is its newest second, which is
+        // then read whole. So `partial` needs no handling here.
         let (rows, _partial) = self
             .client
-            .tickets_changed_since(since, 500)
+            .tickets_changed_since(since, CHANGED_PAGE)
             .await
             .map_err(|e| self.error(e))?;
         Ok(rows

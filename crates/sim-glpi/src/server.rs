@@ -590,6 +590,32 @@ impl RunningSim {
         self.create_as_admin("RequestType", &[("name", Value::from(name))])
     }
 
+    /// Open a ticket in `entity` as `glpi` would in GLPI's UI; returns its id (0 if refused).
+    pub fn add_ticket(&self, name: &str, entity: u64) -> u64 {
+        self.create_as_admin(
+            "Ticket",
+            &[
+                ("name", Value::from(name)),
+                ("content", Value::from(name)),
+                ("entities_id", Value::from(entity)),
+            ],
+        )
+    }
+
+    /// Play a request that writes many tickets at once (a massive action, the autoclose
+    /// cron): every existing ticket of `ids` gets the same `date_mod`, the time of that one
+    /// request, as GLPI reads its clock once per request. Returns that time.
+    pub fn touch_tickets(&self, ids: &[u64]) -> String {
+        let mut st = self.shared.state.lock();
+        st.clock.freeze();
+        let now = st.clock.now();
+        for id in ids {
+            st.touch_ticket(to_i(*id), 2);
+        }
+        st.clock.thaw();
+        now
+    }
+
     fn create_as_admin(&self, itemtype: &str, fields: &[(&str, Value)]) -> u64 {
         let mut st = self.shared.state.lock();
         let ctx = admin_ctx(&st);
