@@ -164,9 +164,25 @@ impl GlpiHelpdesk {
     async fn upload_attachments(
         &self,
         ticket_id: i64,
+        entity: Option<i64>,
         attachments: &[Attachment],
         link: glpi::ItemLink,
     ) {
+        if attachments.is_empty() {
+            return;
+        }
+        // A document goes to the session's active entity unless told: give it
+        // the ticket's, where the ticket's technicians see it.
+        let entity = match entity {
+            Some(entity) => Some(entity),
+            None => match self.client.get_ticket(ticket_id).await {
+                Ok(ticket) => Some(ticket.entities_id),
+                Err(error) => {
+                    tracing::debug!(ticket = ticket_id, %error, "ticket entity unknown; documents go to the active entity");
+                    None
+                }
+            },
+        };
         let missing = files::attach_each(attachments, |attachment| {
             let link = link.clone();
             async move {
@@ -177,6 +193,7 @@ impl GlpiHelpdesk {
                         data: attachment.bytes.clone().into(),
                         name: Some(attachment.filename.clone()),
                         link: Some(link),
+                        entity_id: entity,
                     })
                     .await
                     .map(|_| ())
@@ -442,6 +459,7 @@ impl Helpdesk for GlpiHelpdesk {
             .map_err(|e| self.error(e))?;
         self.upload_attachments(
             created.id,
+            Some(created.entities_id),
             &ticket.attachments,
             glpi::ItemLink::ticket(created.id),
         )
@@ -463,7 +481,7 @@ impl Helpdesk for GlpiHelpdesk {
             .create_ticket_id(&input)
             .await
             .map_err(|e| self.error(e))?;
-        self.upload_attachments(id, &ticket.attachments, glpi::ItemLink::ticket(id))
+        self.upload_attachments(id, None, &ticket.attachments, glpi::ItemLink::ticket(id))
             .await;
         Ok(id)
     }
@@ -550,8 +568,13 @@ impl Helpdesk for GlpiHelpdesk {
             .await
             .map_err(|e| self.error(e))?;
         if !followup.attachments.is_empty() {
-            self.upload_attachments(ticket, &followup.attachments, glpi::ItemLink::followup(id))
-                .await;
+            self.upload_attachments(
+                ticket,
+                None,
+                &followup.attachments,
+                glpi::ItemLink::followup(id),
+            )
+            .await;
         }
         Ok(id)
     }

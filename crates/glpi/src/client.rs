@@ -237,6 +237,16 @@ impl GlpiClient {
         Ok(())
     }
 
+    /// `changeActiveEntities` without recording it as the caller's choice.
+    pub(crate) async fn switch_entities(
+        &self,
+        entity_id: Option<i64>,
+        recursive: bool,
+    ) -> Result<(), GlpiError> {
+        let reply = self.call(entities_call(entity_id, recursive)).await?;
+        expect_true(&reply, "entity")
+    }
+
     /// The entity choice made with `change_active_entities`, if any.
     pub(crate) async fn active_scope_entities(&self) -> Option<(Option<i64>, bool)> {
         self.inner.session.lock().await.scope.entities

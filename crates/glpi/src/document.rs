@@ -41,6 +41,9 @@ pub struct Upload {
     /// Document name (GLPI replaces it by "Document: Ticket - ..." when linked).
     pub name: Option<String>,
     pub link: Option<ItemLink>,
+    /// Entity of the document: give the linked ticket's. GLPI creates a document in the
+    /// session's active entity otherwise, whatever the entity of the item it is linked to.
+    pub entity_id: Option<i64>,
 }
 
 /// A downloaded file.
@@ -132,6 +135,9 @@ impl GlpiClient {
             "name": upload.name.clone().unwrap_or_else(|| upload.file_name.clone()),
             "_filename": [upload.file_name],
         });
+        if let Some(entity) = upload.entity_id {
+            input["entities_id"] = json!(entity);
+        }
         if let Some(link) = &upload.link {
             checked_itemtype(&link.itemtype)?;
             input["itemtype"] = json!(link.itemtype);

@@ -435,7 +435,12 @@ pub(crate) fn user_input(user: &NewUser, default_entity: Option<i64>) -> Result<
     }
     if let Some(p) = user.profile_id {
         input.insert("_profiles_id".into(), json!(p));
-        input.insert("_entities_id".into(), json!(entity.unwrap_or(0)));
+        // The profile goes on the user's entity. Without one GLPI gives it on the
+        // session's active entity, where it also creates the user: never the root
+        // by default, which would open every entity below it to a recursive profile.
+        if let Some(e) = entity {
+            input.insert("_entities_id".into(), json!(e));
+        }
         input.insert("_is_recursive".into(), json!(i64::from(user.is_recursive)));
     }
     if let Some(pw) = &user.password {

@@ -540,6 +540,7 @@ async fn documents_upload_download(mode: GlpiVersion) {
     let bytes = Bytes::from_static(b"line 1: paper jam\nline 2: erro 0x50\n");
     let doc = glpi
         .upload_document(&Upload {
+            entity_id: None,
             file_name: "printer.txt".into(),
             mime: "text/plain".into(),
             data: bytes.clone(),
@@ -603,6 +604,7 @@ async fn documents_upload_download(mode: GlpiVersion) {
         .unwrap();
     let doc2 = glpi
         .upload_document(&Upload {
+            entity_id: None,
             file_name: "foto.png".into(),
             mime: "image/png".into(),
             data: Bytes::from_static(b"\x89PNG\r\n\x1a\nfake"),
@@ -631,6 +633,7 @@ async fn documents_upload_download(mode: GlpiVersion) {
             .count();
         let err = glpi
             .upload_document(&Upload {
+                entity_id: None,
                 file_name: "printer.log".into(),
                 mime: "text/plain".into(),
                 data: Bytes::from_static(b"x"),

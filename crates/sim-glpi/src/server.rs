@@ -525,7 +525,14 @@ impl RunningSim {
             "_profiles_id".into(),
             Value::from(user.profile.unwrap_or(1)),
         );
-        input.insert("_entities_id".into(), Value::from(user.entities_id));
+        input.insert(
+            "_entities_id".into(),
+            Value::from(user.profile_entity.unwrap_or(user.entities_id)),
+        );
+        input.insert(
+            "_is_recursive".into(),
+            Value::from(i64::from(user.profile_recursive)),
+        );
         let input = api::items::sanitize(&st, &input);
         match api::items::create(&mut st, &ctx, "User", &input) {
             Ok((id, _)) => u64::try_from(id).unwrap_or(0),
