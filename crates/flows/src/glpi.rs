@@ -183,23 +183,38 @@ impl GlpiHelpdesk {
                 }
             },
         };
-        let missing = files::attach_each(attachments, |attachment| {
-            let link = link.clone();
-            async move {
-                self.client
-                    .upload_document(&glpi::Upload {
-                        file_name: attachment.filename.clone(),
-                        mime: attachment.mime.clone(),
-                        data: attachment.bytes.clone().into(),
-                        name: Some(attachment.filename.clone()),
-                        link: Some(link),
-                        entity_id: entity,
-                    })
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| self.error(e))
-            }
-        })
+        let missing = files::attach_each_once(
+            attachments,
+            |attachment| {
+                let link = link.clone();
+                async move {
+                    self.client
+                        .upload_document(&glpi::Upload {
+                            file_name: attachment.filename.clone(),
+                            mime: attachment.mime.clone(),
+                            data: attachment.bytes.clone().into(),
+                            name: Some(attachment.filename.clone()),
+                            link: Some(link),
+                            entity_id: entity,
+                        })
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| self.error(e))
+                }
+            },
+            |attachment| {
+                // Each POST /Document creates a document and its link: one whose
+                // answer was lost may be on the item already.
+                let link = link.clone();
+                async move {
+                    self.client
+                        .find_linked_file(&link, &attachment.filename, &attachment.bytes)
+                        .await
+                        .map(|found| found.is_some())
+                        .map_err(|e| self.error(e))
+                }
+            },
+        )
         .await;
         if let Some(note) = files::missing_files_note(&missing)
             && let Err(error) = self.add_followup(ticket_id, &note).await

@@ -4,6 +4,7 @@ use bytes::Bytes;
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use sha1::Digest;
 
 use crate::client::{Body, Call, FormPart, GlpiClient};
 use crate::error::GlpiError;
@@ -211,6 +212,37 @@ impl GlpiClient {
             &json!({"documents_id": document_id, "itemtype": link.itemtype, "items_id": link.id}),
         )
         .await
+    }
+
+    /// The document holding this very file (same file name and SHA-1) among the newest
+    /// ones linked to `item`, if any. After an upload whose answer was lost (a timeout, a
+    /// dropped connection), GLPI may have created the document: look for it before
+    /// uploading the file again, which would add a second copy.
+    pub async fn find_linked_file(
+        &self,
+        item: &ItemLink,
+        file_name: &str,
+        data: &[u8],
+    ) -> Result<Option<i64>, GlpiError> {
+        /// Documents looked at, newest link first: the lost upload is among the last.
+        const NEWEST: usize = 20;
+        let sha1: String = sha1::Sha1::digest(data)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let mut links = self.document_links(item).await?;
+        links.sort_unstable_by_key(|l| std::cmp::Reverse(l.id));
+        for link in links.iter().take(NEWEST) {
+            let document = match self.get_document(link.documents_id).await {
+                Ok(document) => document,
+                Err(GlpiError::NotFound { .. } | GlpiError::RightMissing { .. }) => continue,
+                Err(error) => return Err(error),
+            };
+            if document.sha1sum.eq_ignore_ascii_case(&sha1) && document.filename == file_name {
+                return Ok(Some(document.id));
+            }
+        }
+        Ok(None)
     }
 
     /// Documents linked to an item (`GET /:itemtype/:id/Document_Item`).

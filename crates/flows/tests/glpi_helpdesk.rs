@@ -1,0 +1,109 @@
+//! `GlpiHelpdesk` against the GLPI simulator over real HTTP.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use flows::Helpdesk;
+use flows::glpi::{GlpiHelpdesk, GlpiTargetOptions};
+use flows::helpdesk::{Attachment, NewFollowup, NewTicket, Requester, TicketKind};
+use glpi::{Auth, GlpiClient, GlpiConfig};
+use secrecy::SecretString;
+use sim_glpi::{GlpiSim, GlpiVersion, RunningSim, SimConfig};
+
+async fn helpdesk(mode: GlpiVersion) -> (RunningSim, GlpiHelpdesk) {
+    let sim = GlpiSim::start(SimConfig::with_mode(mode)).await.unwrap();
+    let config = GlpiConfig::new(
+        sim.base_url(),
+        Auth::UserToken(SecretString::from(sim.user_token("glpi").unwrap())),
+    )
+    .with_app_token(SecretString::from(sim.app_token()))
+    .with_timeout(Duration::from_secs(10));
+    let client = GlpiClient::new(config).unwrap();
+    let helpdesk = GlpiHelpdesk::new("glpi", client, GlpiTargetOptions::default());
+    (sim, helpdesk)
+}
+
+fn new_ticket(marker: &str, attachments: Vec<Attachment>) -> NewTicket {
+    NewTicket {
+        organisation: None,
+        title: "Impressora".into(),
+        content: "Sem toner".into(),
+        requester: Requester::EmailOnly {
+            email: "cliente@example.org".into(),
+            name: None,
+        },
+        category: None,
+        urgency: None,
+        kind: TicketKind::Incident,
+        request_type: None,
+        assignee: None,
+        marker: marker.into(),
+        attachments,
+    }
+}
+
+fn log_file() -> Attachment {
+    Attachment {
+        filename: "erro.txt".into(),
+        mime: "text/plain".into(),
+        bytes: b"erro 0x50 na bandeja 2".to_vec(),
+    }
+}
+
+/// Each POST /Document creates a document and its link. When GLPI carried
+/// the upload out but its answer was lost, the retry finds the file on the
+/// ticket (or followup) and does not upload it a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_whose_answer_was_lost_is_not_made_twice() {
+    for mode in [GlpiVersion::V10, GlpiVersion::V11] {
+        let (sim, hd) = helpdesk(mode).await;
+        sim.faults().lose_answers("POST /Document", 1);
+        let ticket = hd
+            .create_ticket(&new_ticket("tb:test:1:1", vec![log_file()]))
+            .await
+            .unwrap();
+        assert_eq!(sim.documents().len(), 1, "{mode:?}: exactly one document");
+        assert_eq!(
+            sim.documents()[0].linked_to,
+            vec![("Ticket".to_owned(), ticket.id as u64)]
+        );
+        assert_eq!(
+            sim.calls_to("POST /Document"),
+            1,
+            "{mode:?}: not sent again"
+        );
+        assert!(
+            sim.followups(ticket.id as u64).is_empty(),
+            "{mode:?}: no note about a missing file"
+        );
+
+        // The same on a followup.
+        sim.faults().lose_answers("POST /Document", 1);
+        let followup = hd
+            .add_followup(
+                ticket.id,
+                &NewFollowup {
+                    content: "segue o log".into(),
+                    private: false,
+                    author: None,
+                    attachments: vec![log_file()],
+                },
+            )
+            .await
+            .unwrap();
+        let on_followup: Vec<_> = sim
+            .documents()
+            .into_iter()
+            .filter(|d| {
+                d.linked_to
+                    .contains(&("ITILFollowup".to_owned(), followup as u64))
+            })
+            .collect();
+        assert_eq!(
+            on_followup.len(),
+            1,
+            "{mode:?}: one document on the followup"
+        );
+        assert_eq!(sim.documents().len(), 2);
+    }
+}
