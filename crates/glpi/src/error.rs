@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 /// Everything that can go wrong talking to GLPI.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum GlpiError {
     /// The configuration cannot work (bad URL, unreadable CA certificate...).
     #[error("invalid GLPI client configuration: {0}")]

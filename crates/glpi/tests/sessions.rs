@@ -21,6 +21,8 @@ both_modes!(
     active_entity_switch_survives_relogin,
     profile_switching,
     a_refused_write_keeps_the_login_entity,
+    a_failed_login_is_shared_with_the_callers_waiting_for_it,
+    a_session_whose_scope_cannot_be_applied_is_killed,
 );
 
 async fn one_session_for_many_concurrent_calls(mode: GlpiVersion) {
@@ -280,4 +282,55 @@ async fn a_refused_write_keeps_the_login_entity(mode: GlpiVersion) {
         sim.item("Document", doc as u64).unwrap()["entities_id"],
         serde_json::json!(south)
     );
+}
+
+/// GLPI restarting: initSession hangs past the client's timeout. The callers queued on
+/// the session while a login failed get its error instead of trying their own login one
+/// after the other (the k-th would wait k timeouts).
+async fn a_failed_login_is_shared_with_the_callers_waiting_for_it(mode: GlpiVersion) {
+    let sim = sim(mode).await;
+    sim.faults().init_session_delay(Duration::from_secs(3));
+    let glpi =
+        GlpiClient::new(common::config_for(&sim, "glpi").with_timeout(Duration::from_millis(400)))
+            .unwrap();
+    let started = std::time::Instant::now();
+    let calls = (0..20).map(|_| {
+        let glpi = glpi.clone();
+        async move { glpi.get_ticket(1).await }
+    });
+    let results = join_all(calls).await;
+    for r in &results {
+        let err = r.as_ref().unwrap_err();
+        assert!(err.is_retryable(), "{err:?}");
+    }
+    assert!(
+        sim.calls_to("GET /initSession") <= 2,
+        "{} logins",
+        sim.calls_to("GET /initSession")
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    // Once GLPI is back, the next call logs in.
+    sim.faults().clear();
+    assert!(matches!(
+        glpi.get_ticket(1).await,
+        Err(GlpiError::NotFound { .. })
+    ));
+}
+
+/// A new session to which the caller's entity choice cannot be applied (the entity was
+/// deleted meanwhile) is not used, and not left open in GLPI either.
+async fn a_session_whose_scope_cannot_be_applied_is_killed(mode: GlpiVersion) {
+    let sim = sim(mode).await;
+    let acme = sim.add_entity("ACME Ltda", 0, None) as i64;
+    let glpi = client_for(&sim);
+    glpi.change_active_entities(Some(acme), true).await.unwrap();
+    glpi.delete_item("Entity", acme, true).await.unwrap();
+    sim.expire_all_sessions();
+    let err = glpi.get_ticket(1).await.unwrap_err();
+    assert!(matches!(err, GlpiError::SwitchRefused { .. }), "{err:?}");
+    assert_eq!(sim.sessions_active(), 0, "the new session was killed");
 }
