@@ -79,7 +79,8 @@ impl GlpiHelpdesk {
             kind: PersonKind::User,
             name: if full.is_empty() { user.name } else { full },
             email: emails.first().cloned(),
-            organisation: Some(user.entities_id),
+            // A user without a default entity has no organisation (not the root).
+            organisation: user.entities_id,
         })
     }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use flows::Helpdesk;
 use flows::glpi::{GlpiHelpdesk, GlpiTargetOptions};
-use flows::helpdesk::{Attachment, NewFollowup, NewTicket, Requester, TicketKind};
+use flows::helpdesk::{Attachment, NewFollowup, NewTicket, PersonQuery, Requester, TicketKind};
 use glpi::{Auth, GlpiClient, GlpiConfig};
 use secrecy::SecretString;
 use sim_glpi::{GlpiSim, GlpiVersion, RunningSim, SimConfig};
@@ -106,4 +106,57 @@ async fn an_upload_whose_answer_was_lost_is_not_made_twice() {
         );
         assert_eq!(sim.documents().len(), 2);
     }
+}
+
+/// A ticket rule may move a new ticket to an entity the bot cannot read: the
+/// read-back after the create answers 403. The ticket exists, so the create
+/// succeeded (a failure would make the caller submit it again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_created_ticket_that_cannot_be_read_back_is_still_created() {
+    let (sim, hd) = helpdesk(GlpiVersion::V10).await;
+    sim.faults().refuse("GET /Ticket/:id", 5);
+    let ticket = hd
+        .create_ticket(&new_ticket("tb:test:2:1", Vec::new()))
+        .await
+        .unwrap();
+    assert_eq!(sim.tickets().len(), 1);
+    assert_eq!(sim.tickets()[0].id, ticket.id as u64);
+    assert_eq!(ticket.title, "Impressora");
+}
+
+/// A user whose default entity is null has no organisation: null is not the
+/// root entity, and taking it for one sends tickets to the root.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_without_a_default_entity_has_no_organisation() {
+    let (sim, hd) = helpdesk(GlpiVersion::V10).await;
+    let acme = sim.add_entity("ACME", 0, None);
+    let with = sim.add_user(sim_glpi::NewUser {
+        emails: vec!["ana@acme.example".into()],
+        entities_id: acme,
+        ..sim_glpi::NewUser::new("ana")
+    });
+    let without = sim.add_user(sim_glpi::NewUser {
+        emails: vec!["rui@acme.example".into()],
+        entities_id: acme,
+        ..sim_glpi::NewUser::new("rui")
+    });
+    sim.set_user_default_entity(without, None);
+    let find = |email: &str| PersonQuery {
+        email: Some(email.into()),
+        ..PersonQuery::default()
+    };
+    let ana = hd
+        .find_person(&find("ana@acme.example"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ana.id, with as i64);
+    assert_eq!(ana.organisation, Some(acme as i64));
+    let rui = hd
+        .find_person(&find("rui@acme.example"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rui.id, without as i64);
+    assert_eq!(rui.organisation, None);
 }

@@ -71,8 +71,9 @@ pub struct User {
     pub phone2: String,
     #[serde(default, deserialize_with = "lenient::string")]
     pub mobile: String,
-    #[serde(default, deserialize_with = "lenient::i64")]
-    pub entities_id: i64,
+    /// Default entity; None when GLPI has none (null), which is not the root (0).
+    #[serde(default, deserialize_with = "lenient::opt_i64")]
+    pub entities_id: Option<i64>,
     #[serde(default, deserialize_with = "lenient::i64")]
     pub profiles_id: i64,
     #[serde(default, deserialize_with = "lenient::bool")]

@@ -329,7 +329,17 @@ impl GlpiClient {
             .call(Call::new(Method::POST, "Ticket").json(json!({ "input": input })))
             .await?;
         let (id, _) = created_id(&reply)?;
-        self.get_ticket(id).await
+        match self.get_ticket(id).await {
+            Ok(stored) => Ok(stored),
+            // The ticket exists: a failed read-back must not look like a failed create
+            // (the caller would submit it again). A ticket rule may have moved it to an
+            // entity this session cannot read (403), or the answer was lost: return what
+            // is known, the id and the input.
+            Err(error) => {
+                tracing::warn!(ticket = id, %error, "ticket created but not read back; returning it as sent");
+                Ok(ticket_as_sent(id, ticket, self.default_entity()))
+            }
+        }
     }
 
     /// Create a ticket and return only its id: one request, no read-back. Use when the
@@ -600,6 +610,30 @@ fn parse_datetime(text: &str) -> Result<time::PrimitiveDateTime, GlpiError> {
 fn format_datetime(at: time::PrimitiveDateTime) -> Result<String, GlpiError> {
     at.format(DATETIME)
         .map_err(|e| GlpiError::InvalidInput(e.to_string()))
+}
+
+/// A created ticket as it was sent, for when GLPI does not let it be read back.
+fn ticket_as_sent(id: i64, ticket: &NewTicket, default_entity: Option<i64>) -> Ticket {
+    Ticket {
+        id,
+        entities_id: ticket.entity_id.or(default_entity).unwrap_or(0),
+        name: ticket.name.clone(),
+        content: ticket.content.clone(),
+        status: TicketStatus::New.code(),
+        ticket_type: ticket.ticket_type.map_or(0, |t| t as i64),
+        urgency: ticket.urgency.map_or(0, i64::from),
+        impact: ticket.impact.map_or(0, i64::from),
+        priority: ticket.priority.map_or(0, i64::from),
+        itilcategories_id: ticket.category_id.unwrap_or(0),
+        requesttypes_id: ticket.request_type_id.unwrap_or(0),
+        users_id_recipient: 0,
+        date: None,
+        date_mod: None,
+        solvedate: None,
+        closedate: None,
+        is_deleted: false,
+        extra: Map::new(),
+    }
 }
 
 /// GLPI's `morethan` is strict; step back one second so `since` itself is included.

@@ -163,6 +163,15 @@ async fn serve(shared: Arc<Shared>, kill: CancellationToken, req: Request<Body>)
     let Some(segments) = segments else {
         return plain(404, "Not Found");
     };
+    if shared.faults.take_refusal(&endpoint) {
+        let mut r = Response::new(Body::from(
+            r#"["ERROR_RIGHT_MISSING","You don't have permission to perform this action."]"#,
+        ));
+        *r.status_mut() = StatusCode::FORBIDDEN;
+        r.headers_mut()
+            .insert("content-type", HeaderValue::from_static(api::JSON_CT));
+        return r;
+    }
     if segments
         .first()
         .is_some_and(|s| s.eq_ignore_ascii_case("initSession"))
@@ -595,6 +604,19 @@ impl RunningSim {
     /// Add a request type (e.g. "Chatwoot"); returns its id.
     pub fn add_request_type(&self, name: &str) -> u64 {
         self.create_as_admin("RequestType", &[("name", Value::from(name))])
+    }
+
+    /// Set a user's default entity (`glpi_users.entities_id`); `None` stores NULL, which
+    /// GLPI allows (no default entity). `false` if the user does not exist.
+    pub fn set_user_default_entity(&self, user: u64, entity: Option<u64>) -> bool {
+        let mut st = self.shared.state.lock();
+        match st.get_mut("User", to_i(user)) {
+            Some(row) => {
+                row.set("entities_id", entity.map_or(Value::Null, Value::from));
+                true
+            }
+            None => false,
+        }
     }
 
     /// Open a ticket in `entity` as `glpi` would in GLPI's UI; returns its id (0 if refused).
