@@ -101,6 +101,21 @@ fn upload_errors(body: &Value) -> Vec<String> {
     out
 }
 
+/// A linked upload of a file GLPI does not take (type not allowed) answers 400
+/// `ERROR_GLPI_ADD` "File printer.log not found." — in the user's language. The message
+/// names the file whatever the language, and a refusal for another cause (rights) does
+/// not: that is what tells a refused file.
+fn refused_file(error: GlpiError, file_name: &str) -> GlpiError {
+    match error {
+        GlpiError::AddFailed { message }
+            if !file_name.is_empty() && message.contains(file_name) =>
+        {
+            GlpiError::UploadRejected { message }
+        }
+        other => other,
+    }
+}
+
 fn file_name_from_disposition(value: &str) -> Option<String> {
     // filename*=utf-8''name takes precedence over filename="name".
     for part in value.split(';').map(str::trim) {
@@ -160,12 +175,10 @@ impl GlpiClient {
                 data: upload.data.clone(),
             },
         ]);
-        let reply = match self.call(call).await {
-            Err(GlpiError::AddFailed { message }) if message.contains("not found") => {
-                return Err(GlpiError::UploadRejected { message });
-            }
-            other => other?,
-        };
+        let reply = self
+            .call(call)
+            .await
+            .map_err(|e| refused_file(e, &upload.file_name))?;
         let (id, body) = created_id(&reply)?;
         let errors = upload_errors(&body);
         if !errors.is_empty() {
@@ -265,6 +278,35 @@ mod tests {
         );
         let ok = json!({"id":1,"upload_result":{"filename":[{"name":"x.txt","size":36}]}});
         assert!(upload_errors(&ok).is_empty());
+    }
+
+    #[test]
+    fn a_refused_file_is_told_in_any_language() {
+        let add = |m: &str| GlpiError::AddFailed { message: m.into() };
+        for message in [
+            "File printer.log not found.",
+            "Fichier printer.log introuvable.",
+            "Arquivo printer.log não encontrado.",
+        ] {
+            assert!(
+                matches!(
+                    refused_file(add(message), "printer.log"),
+                    GlpiError::UploadRejected { .. }
+                ),
+                "{message}"
+            );
+        }
+        assert!(matches!(
+            refused_file(
+                add("Vous n'avez pas les droits requis pour réaliser cette action."),
+                "printer.log"
+            ),
+            GlpiError::AddFailed { .. }
+        ));
+        assert!(matches!(
+            refused_file(GlpiError::Timeout, "printer.log"),
+            GlpiError::Timeout
+        ));
     }
 
     #[test]
