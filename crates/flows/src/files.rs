@@ -31,14 +31,47 @@ where
     F: Fn(&'a Attachment) -> Fut,
     Fut: Future<Output = HelpdeskResult<()>>,
 {
+    attach_each_once(files, upload, |_| async { Ok(false) }).await
+}
+
+/// [`attach_each`] for a target where a failed upload may still have been
+/// carried out (a timeout or a lost answer after the target created the
+/// document): before trying a file again, `already_added` looks for it on
+/// the item, and a file found there is not uploaded a second time. When
+/// that look-up fails the upload is tried again anyway (a lost file is worse
+/// than a copy).
+pub async fn attach_each_once<'a, F, Fut, C, CFut>(
+    files: &'a [Attachment],
+    upload: F,
+    already_added: C,
+) -> Vec<MissingFile>
+where
+    F: Fn(&'a Attachment) -> Fut,
+    Fut: Future<Output = HelpdeskResult<()>>,
+    C: Fn(&'a Attachment) -> CFut,
+    CFut: Future<Output = HelpdeskResult<bool>>,
+{
     let mut missing = Vec::new();
     for file in files {
         let mut pauses = RETRY_PAUSES.iter();
+        let mut retry = false;
         loop {
+            if retry {
+                match already_added(file).await {
+                    Ok(true) => break,
+                    Ok(false) => {}
+                    Err(error) => {
+                        tracing::debug!(file = %file.filename, %error, "could not tell whether the file was added; sending it again");
+                    }
+                }
+            }
             match upload(file).await {
                 Ok(()) => break,
                 Err(error) => match pauses.next() {
-                    Some(pause) if error.is_retryable() => tokio::time::sleep(*pause).await,
+                    Some(pause) if error.is_retryable() => {
+                        tokio::time::sleep(*pause).await;
+                        retry = true;
+                    }
                     _ => {
                         tracing::warn!(file = %file.filename, %error, "file not attached");
                         missing.push(MissingFile {

@@ -27,6 +27,9 @@ pub struct GlpiTargetOptions {
     pub new_user_profile: Option<i64>,
 }
 
+/// Tickets changed after the poll cursor's second read per poll.
+const CHANGED_PAGE: u64 = 500;
+
 /// GLPI entity search option holding the registration number.
 const REGISTRATION_NUMBER_OPTION: u32 = 70;
 
@@ -76,7 +79,8 @@ impl GlpiHelpdesk {
             kind: PersonKind::User,
             name: if full.is_empty() { user.name } else { full },
             email: emails.first().cloned(),
-            organisation: Some(user.entities_id),
+            // A user without a default entity has no organisation (not the root).
+            organisation: user.entities_id,
         })
     }
 
@@ -161,25 +165,57 @@ impl GlpiHelpdesk {
     async fn upload_attachments(
         &self,
         ticket_id: i64,
+        entity: Option<i64>,
         attachments: &[Attachment],
         link: glpi::ItemLink,
     ) {
-        let missing = files::attach_each(attachments, |attachment| {
-            let link = link.clone();
-            async move {
-                self.client
-                    .upload_document(&glpi::Upload {
-                        file_name: attachment.filename.clone(),
-                        mime: attachment.mime.clone(),
-                        data: attachment.bytes.clone().into(),
-                        name: Some(attachment.filename.clone()),
-                        link: Some(link),
-                    })
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| self.error(e))
-            }
-        })
+        if attachments.is_empty() {
+            return;
+        }
+        // A document goes to the session's active entity unless told: give it
+        // the ticket's, where the ticket's technicians see it.
+        let entity = match entity {
+            Some(entity) => Some(entity),
+            None => match self.client.get_ticket(ticket_id).await {
+                Ok(ticket) => Some(ticket.entities_id),
+                Err(error) => {
+                    tracing::debug!(ticket = ticket_id, %error, "ticket entity unknown; documents go to the active entity");
+                    None
+                }
+            },
+        };
+        let missing = files::attach_each_once(
+            attachments,
+            |attachment| {
+                let link = link.clone();
+                async move {
+                    self.client
+                        .upload_document(&glpi::Upload {
+                            file_name: attachment.filename.clone(),
+                            mime: attachment.mime.clone(),
+                            data: attachment.bytes.clone().into(),
+                            name: Some(attachment.filename.clone()),
+                            link: Some(link),
+                            entity_id: entity,
+                        })
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| self.error(e))
+                }
+            },
+            |attachment| {
+                // Each POST /Document creates a document and its link: one whose
+                // answer was lost may be on the item already.
+                let link = link.clone();
+                async move {
+                    self.client
+                        .find_linked_file(&link, &attachment.filename, &attachment.bytes)
+                        .await
+                        .map(|found| found.is_some())
+                        .map_err(|e| self.error(e))
+                }
+            },
+        )
         .await;
         if let Some(note) = files::missing_files_note(&missing)
             && let Err(error) = self.add_followup(ticket_id, &note).await
@@ -472,6 +508,7 @@ impl Helpdesk for GlpiHelpdesk {
             .map_err(|e| self.error(e))?;
         self.upload_attachments(
             created.id,
+            Some(created.entities_id),
             &ticket.attachments,
             glpi::ItemLink::ticket(created.id),
         )
@@ -493,7 +530,7 @@ impl Helpdesk for GlpiHelpdesk {
             .create_ticket_id(&input)
             .await
             .map_err(|e| self.error(e))?;
-        self.upload_attachments(id, &ticket.attachments, glpi::ItemLink::ticket(id))
+        self.upload_attachments(id, None, &ticket.attachments, glpi::ItemLink::ticket(id))
             .await;
         Ok(id)
     }
@@ -588,8 +625,13 @@ impl Helpdesk for GlpiHelpdesk {
             .await
             .map_err(|e| self.error(e))?;
         if !followup.attachments.is_empty() {
-            self.upload_attachments(ticket, &followup.attachments, glpi::ItemLink::followup(id))
-                .await;
+            self.upload_attachments(
+                ticket,
+                None,
+                &followup.attachments,
+                glpi::ItemLink::followup(id),
+            )
+            .await;
         }
         Ok(id)
     }
@@ -647,9 +689,13 @@ impl Helpdesk for GlpiHelpdesk {
     }
 
     async fn changed_since(&self, since: &str) -> HelpdeskResult<Vec<Ticket>> {
+        // Every ticket of the second `since` comes back (however many one GLPI
+        // request stamped with it), plus up to a page of later ones: when the
+        // page is cut, the caller's next cursor is its newest second, which is
+        // then read whole. So `partial` needs no handling here.
         let (rows, _partial) = self
             .client
-            .tickets_changed_since(since, 500)
+            .tickets_changed_since(since, CHANGED_PAGE)
             .await
             .map_err(|e| self.error(e))?;
         Ok(rows

@@ -41,6 +41,9 @@ struct Inner {
     detected_encoding: AtomicU8,
     session: Mutex<SessionState>,
     logins: AtomicU64,
+    /// Login attempts finished (succeeded or failed), so a caller can tell whether one
+    /// ended while it waited for the session lock.
+    logins_done: AtomicU64,
 }
 
 /// The shared session. `generation` changes at every login so that, when several callers
@@ -49,6 +52,10 @@ struct SessionState {
     token: Option<SecretString>,
     generation: u64,
     scope: ActiveScope,
+    /// The last login attempt's failure and its number in `logins_done`: callers that
+    /// were waiting while it ran get this error instead of logging in once more each
+    /// (GLPI restarting would otherwise take one full timeout per queued caller).
+    last_failure: Option<(u64, GlpiError)>,
 }
 
 /// Entity/profile choices re-applied after every re-login.
@@ -157,8 +164,10 @@ impl GlpiClient {
                     token: None,
                     generation: 0,
                     scope: ActiveScope::default(),
+                    last_failure: None,
                 }),
                 logins: AtomicU64::new(0),
+                logins_done: AtomicU64::new(0),
             }),
         })
     }
@@ -237,6 +246,16 @@ impl GlpiClient {
         Ok(())
     }
 
+    /// `changeActiveEntities` without recording it as the caller's choice.
+    pub(crate) async fn switch_entities(
+        &self,
+        entity_id: Option<i64>,
+        recursive: bool,
+    ) -> Result<(), GlpiError> {
+        let reply = self.call(entities_call(entity_id, recursive)).await?;
+        expect_true(&reply, "entity")
+    }
+
     /// The entity choice made with `change_active_entities`, if any.
     pub(crate) async fn active_scope_entities(&self) -> Option<(Option<i64>, bool)> {
         self.inner.session.lock().await.scope.entities
@@ -246,10 +265,12 @@ impl GlpiClient {
 
     /// Current token, logging in when there is none.
     async fn session_token(&self) -> Result<(SecretString, u64), GlpiError> {
+        let done_before = self.inner.logins_done.load(Ordering::SeqCst);
         let mut state = self.inner.session.lock().await;
         if let Some(token) = &state.token {
             return Ok((token.clone(), state.generation));
         }
+        shared_failure(&state, done_before)?;
         self.login_locked(&mut state).await?;
         match &state.token {
             Some(token) => Ok((token.clone(), state.generation)),
@@ -262,9 +283,11 @@ impl GlpiClient {
     /// Called by a caller whose token (of generation `failed`) was refused. Only the first
     /// such caller logs in; the others get the token it obtained.
     async fn relogin(&self, failed: u64) -> Result<SecretString, GlpiError> {
+        let done_before = self.inner.logins_done.load(Ordering::SeqCst);
         let mut state = self.inner.session.lock().await;
         if state.generation == failed || state.token.is_none() {
             state.token = None;
+            shared_failure(&state, done_before)?;
             self.login_locked(&mut state).await?;
         }
         state
@@ -275,7 +298,16 @@ impl GlpiClient {
             })
     }
 
+    /// Log in (the caller holds the session lock), recording the outcome for the callers
+    /// waiting on the lock.
     async fn login_locked(&self, state: &mut SessionState) -> Result<(), GlpiError> {
+        let outcome = self.open_session(state).await;
+        let done = self.inner.logins_done.fetch_add(1, Ordering::SeqCst) + 1;
+        state.last_failure = outcome.as_ref().err().map(|e| (done, e.clone()));
+        outcome
+    }
+
+    async fn open_session(&self, state: &mut SessionState) -> Result<(), GlpiError> {
         let (call, auth_header) = match &self.inner.auth {
             Auth::UserToken(token) => {
                 let mut value =
@@ -317,24 +349,38 @@ impl GlpiClient {
             );
         }
         let token = SecretString::from(token);
-        // Re-apply the caller's profile / entity choices on the new session.
-        if let Some(profile) = state.scope.profile {
-            let reply = check(
-                self.execute(&profile_call(profile), Some(&token), None)
-                    .await?,
-            )?;
-            expect_true(&reply, "profile")?;
-        }
-        if let Some((entity, recursive)) = state.scope.entities {
-            let reply = check(
-                self.execute(&entities_call(entity, recursive), Some(&token), None)
-                    .await?,
-            )?;
-            expect_true(&reply, "entity")?;
+        // Re-apply the caller's profile / entity choices on the new session; a session
+        // they cannot be applied to is not used, and not left open either.
+        if let Err(error) = self.apply_scope(state.scope, &token).await {
+            if let Err(kill) = self
+                .execute(&Call::get("killSession"), Some(&token), None)
+                .await
+            {
+                tracing::debug!(error = %kill, "GLPI did not kill a session whose scope could not be applied");
+            }
+            return Err(error);
         }
         state.token = Some(token);
         state.generation += 1;
         tracing::debug!(generation = state.generation, "GLPI session opened");
+        Ok(())
+    }
+
+    async fn apply_scope(&self, scope: ActiveScope, token: &SecretString) -> Result<(), GlpiError> {
+        if let Some(profile) = scope.profile {
+            let reply = check(
+                self.execute(&profile_call(profile), Some(token), None)
+                    .await?,
+            )?;
+            expect_true(&reply, "profile")?;
+        }
+        if let Some((entity, recursive)) = scope.entities {
+            let reply = check(
+                self.execute(&entities_call(entity, recursive), Some(token), None)
+                    .await?,
+            )?;
+            expect_true(&reply, "entity")?;
+        }
         Ok(())
     }
 
@@ -462,6 +508,16 @@ impl GlpiClient {
             headers,
             body,
         })
+    }
+}
+
+/// The error of a login attempt that ended while this caller waited for the session lock
+/// (`done_before`: attempts finished when it started waiting): it gets that outcome
+/// instead of trying once more.
+fn shared_failure(state: &SessionState, done_before: u64) -> Result<(), GlpiError> {
+    match &state.last_failure {
+        Some((attempt, error)) if *attempt > done_before => Err(error.clone()),
+        _ => Ok(()),
     }
 }
 

@@ -4,6 +4,7 @@ use bytes::Bytes;
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use sha1::Digest;
 
 use crate::client::{Body, Call, FormPart, GlpiClient};
 use crate::error::GlpiError;
@@ -41,6 +42,9 @@ pub struct Upload {
     /// Document name (GLPI replaces it by "Document: Ticket - ..." when linked).
     pub name: Option<String>,
     pub link: Option<ItemLink>,
+    /// Entity of the document: give the linked ticket's. GLPI creates a document in the
+    /// session's active entity otherwise, whatever the entity of the item it is linked to.
+    pub entity_id: Option<i64>,
 }
 
 /// A downloaded file.
@@ -97,6 +101,21 @@ fn upload_errors(body: &Value) -> Vec<String> {
     out
 }
 
+/// A linked upload of a file GLPI does not take (type not allowed) answers 400
+/// `ERROR_GLPI_ADD` "File printer.log not found." — in the user's language. The message
+/// names the file whatever the language, and a refusal for another cause (rights) does
+/// not: that is what tells a refused file.
+fn refused_file(error: GlpiError, file_name: &str) -> GlpiError {
+    match error {
+        GlpiError::AddFailed { message }
+            if !file_name.is_empty() && message.contains(file_name) =>
+        {
+            GlpiError::UploadRejected { message }
+        }
+        other => other,
+    }
+}
+
 fn file_name_from_disposition(value: &str) -> Option<String> {
     // filename*=utf-8''name takes precedence over filename="name".
     for part in value.split(';').map(str::trim) {
@@ -132,6 +151,9 @@ impl GlpiClient {
             "name": upload.name.clone().unwrap_or_else(|| upload.file_name.clone()),
             "_filename": [upload.file_name],
         });
+        if let Some(entity) = upload.entity_id {
+            input["entities_id"] = json!(entity);
+        }
         if let Some(link) = &upload.link {
             checked_itemtype(&link.itemtype)?;
             input["itemtype"] = json!(link.itemtype);
@@ -153,12 +175,10 @@ impl GlpiClient {
                 data: upload.data.clone(),
             },
         ]);
-        let reply = match self.call(call).await {
-            Err(GlpiError::AddFailed { message }) if message.contains("not found") => {
-                return Err(GlpiError::UploadRejected { message });
-            }
-            other => other?,
-        };
+        let reply = self
+            .call(call)
+            .await
+            .map_err(|e| refused_file(e, &upload.file_name))?;
         let (id, body) = created_id(&reply)?;
         let errors = upload_errors(&body);
         if !errors.is_empty() {
@@ -207,6 +227,37 @@ impl GlpiClient {
         .await
     }
 
+    /// The document holding this very file (same file name and SHA-1) among the newest
+    /// ones linked to `item`, if any. After an upload whose answer was lost (a timeout, a
+    /// dropped connection), GLPI may have created the document: look for it before
+    /// uploading the file again, which would add a second copy.
+    pub async fn find_linked_file(
+        &self,
+        item: &ItemLink,
+        file_name: &str,
+        data: &[u8],
+    ) -> Result<Option<i64>, GlpiError> {
+        /// Documents looked at, newest link first: the lost upload is among the last.
+        const NEWEST: usize = 20;
+        let sha1: String = sha1::Sha1::digest(data)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let mut links = self.document_links(item).await?;
+        links.sort_unstable_by_key(|l| std::cmp::Reverse(l.id));
+        for link in links.iter().take(NEWEST) {
+            let document = match self.get_document(link.documents_id).await {
+                Ok(document) => document,
+                Err(GlpiError::NotFound { .. } | GlpiError::RightMissing { .. }) => continue,
+                Err(error) => return Err(error),
+            };
+            if document.sha1sum.eq_ignore_ascii_case(&sha1) && document.filename == file_name {
+                return Ok(Some(document.id));
+            }
+        }
+        Ok(None)
+    }
+
     /// Documents linked to an item (`GET /:itemtype/:id/Document_Item`).
     pub async fn document_links(&self, item: &ItemLink) -> Result<Vec<DocumentLink>, GlpiError> {
         self.list_sub_items(&item.itemtype, item.id, "Document_Item")
@@ -227,6 +278,35 @@ mod tests {
         );
         let ok = json!({"id":1,"upload_result":{"filename":[{"name":"x.txt","size":36}]}});
         assert!(upload_errors(&ok).is_empty());
+    }
+
+    #[test]
+    fn a_refused_file_is_told_in_any_language() {
+        let add = |m: &str| GlpiError::AddFailed { message: m.into() };
+        for message in [
+            "File printer.log not found.",
+            "Fichier printer.log introuvable.",
+            "Arquivo printer.log não encontrado.",
+        ] {
+            assert!(
+                matches!(
+                    refused_file(add(message), "printer.log"),
+                    GlpiError::UploadRejected { .. }
+                ),
+                "{message}"
+            );
+        }
+        assert!(matches!(
+            refused_file(
+                add("Vous n'avez pas les droits requis pour réaliser cette action."),
+                "printer.log"
+            ),
+            GlpiError::AddFailed { .. }
+        ));
+        assert!(matches!(
+            refused_file(GlpiError::Timeout, "printer.log"),
+            GlpiError::Timeout
+        ));
     }
 
     #[test]

@@ -178,11 +178,25 @@ impl GlpiClient {
             .collect())
     }
 
-    /// Re-apply the current active-entity choice (or "all entities, recursive" when none was
-    /// made) so that entities created since the login become visible.
+    /// Recompute the session's active entities so that entities created since the login
+    /// become visible: the choice made with [`GlpiClient::change_active_entities`] is
+    /// applied again; without one, the active entity GLPI chose at login is kept. GLPI's
+    /// login makes the user's default entity active (with its sub-entities when the
+    /// profile allows), or else all the profile's entities; asking for "all" instead
+    /// would make the profile's first entity (often the root) the active one, where
+    /// items created without an entity then land.
     pub async fn refresh_active_entities(&self) -> Result<(), GlpiError> {
-        let (entity, recursive) = self.active_scope_entities().await.unwrap_or((None, true));
-        self.change_active_entities(entity, recursive).await
+        if let Some((entity, recursive)) = self.active_scope_entities().await {
+            return self.change_active_entities(entity, recursive).await;
+        }
+        let current = self.active_entities().await?;
+        if !current.recursive && current.entity_ids.len() > 1 {
+            // Only "all" gives several entities without recursion.
+            self.switch_entities(None, false).await
+        } else {
+            self.switch_entities(Some(current.id), current.recursive)
+                .await
+        }
     }
 }
 

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 /// Everything that can go wrong talking to GLPI.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum GlpiError {
     /// The configuration cannot work (bad URL, unreadable CA certificate...).
     #[error("invalid GLPI client configuration: {0}")]
@@ -145,8 +145,9 @@ impl GlpiError {
             | GlpiError::Transport(_)
             | GlpiError::Server { .. }
             | GlpiError::RateLimited { .. }
-            | GlpiError::SessionInvalid { .. }
-            | GlpiError::Sql { .. } => true,
+            | GlpiError::SessionInvalid { .. } => true,
+            // `ERROR_SQL`: the search engine built a query the database refuses; the same
+            // query fails the same way (an outage answers 5xx without it, or no answer).
             GlpiError::InvalidResponse { status, .. } => *status >= 500 || *status == 0,
             GlpiError::Other { status, .. } => *status >= 500 || *status == 429,
             _ => false,
@@ -390,5 +391,14 @@ mod tests {
             }
             .is_retryable()
         );
+        // The same query fails the same way.
+        let sql = GlpiError::from_api(
+            500,
+            "ERROR_SQL",
+            &serde_json::json!("Unknown column 'x' in 'where clause'"),
+            None,
+        );
+        assert!(matches!(sql, GlpiError::Sql { .. }));
+        assert!(!sql.is_retryable());
     }
 }

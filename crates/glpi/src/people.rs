@@ -72,8 +72,9 @@ pub struct User {
     pub phone2: String,
     #[serde(default, deserialize_with = "lenient::string")]
     pub mobile: String,
-    #[serde(default, deserialize_with = "lenient::i64")]
-    pub entities_id: i64,
+    /// Default entity; None when GLPI has none (null), which is not the root (0).
+    #[serde(default, deserialize_with = "lenient::opt_i64")]
+    pub entities_id: Option<i64>,
     #[serde(default, deserialize_with = "lenient::i64")]
     pub profiles_id: i64,
     #[serde(default, deserialize_with = "lenient::bool")]
@@ -441,7 +442,12 @@ pub(crate) fn user_input(user: &NewUser, default_entity: Option<i64>) -> Result<
     }
     if let Some(p) = user.profile_id {
         input.insert("_profiles_id".into(), json!(p));
-        input.insert("_entities_id".into(), json!(entity.unwrap_or(0)));
+        // The profile goes on the user's entity. Without one GLPI gives it on the
+        // session's active entity, where it also creates the user: never the root
+        // by default, which would open every entity below it to a recursive profile.
+        if let Some(e) = entity {
+            input.insert("_entities_id".into(), json!(e));
+        }
         input.insert("_is_recursive".into(), json!(i64::from(user.is_recursive)));
     }
     if let Some(pw) = &user.password {

@@ -332,7 +332,17 @@ impl GlpiClient {
             .call(Call::new(Method::POST, "Ticket").json(json!({ "input": input })))
             .await?;
         let (id, _) = created_id(&reply)?;
-        self.get_ticket(id).await
+        match self.get_ticket(id).await {
+            Ok(stored) => Ok(stored),
+            // The ticket exists: a failed read-back must not look like a failed create
+            // (the caller would submit it again). A ticket rule may have moved it to an
+            // entity this session cannot read (403), or the answer was lost: return what
+            // is known, the id and the input.
+            Err(error) => {
+                tracing::warn!(ticket = id, %error, "ticket created but not read back; returning it as sent");
+                Ok(ticket_as_sent(id, ticket, self.default_entity()))
+            }
+        }
     }
 
     /// Create a ticket and return only its id: one request, no read-back. Use when the
@@ -467,24 +477,53 @@ impl GlpiClient {
     }
 
     /// Tickets changed at or after `since` (`YYYY-MM-DD HH:MM:SS`, GLPI server time), oldest
-    /// change first, in ONE request (at most `limit` rows; `partial` says more remain: call
-    /// again from the last `date_mod`).
+    /// change first: **every** ticket changed in the second `since` itself, plus at most
+    /// `limit` tickets changed later. `partial` says more remain: call again from the newest
+    /// `date_mod` returned (its second is then read whole).
+    ///
+    /// GLPI stamps every row one request writes with the same second (a massive action,
+    /// the autoclose cron), so one second can hold more rows than a page: a cursor made of
+    /// the newest `date_mod` seen would otherwise get the same first page forever. One
+    /// request when the first page is not full of the second `since`.
     pub async fn tickets_changed_since(
         &self,
         since: &str,
         limit: u64,
     ) -> Result<(Vec<TicketSummary>, bool), GlpiError> {
-        let from = one_second_before(since)?;
+        let since = parse_datetime(since)?;
+        let limit = limit.max(1);
+        let (rows, partial) = self
+            .changed_page(&format_datetime(since - SECOND)?, limit)
+            .await?;
+        let since_text = format_datetime(since)?;
+        if !partial || rows.iter().any(|r| r.date_mod > since_text) {
+            // The page reaches past `since`: whatever it cut is of its newest second,
+            // which the next call (from that second) reads whole.
+            return Ok((rows, partial));
+        }
+        // A full page of the second `since` alone: read that second page after page,
+        // then what follows it.
+        let mut all = self.tickets_changed_in_second(since).await?;
+        let (later, partial) = self.changed_page(&since_text, limit).await?;
+        for row in later {
+            if !all.iter().any(|r| r.id == row.id) {
+                all.push(row);
+            }
+        }
+        Ok((all, partial))
+    }
+
+    /// One page of tickets whose `date_mod` is strictly after `after`, oldest first.
+    async fn changed_page(
+        &self,
+        after: &str,
+        limit: u64,
+    ) -> Result<(Vec<TicketSummary>, bool), GlpiError> {
         let query = SearchQuery::new("Ticket")
-            .and(ticket_field::DATE_MOD, SearchType::MoreThan, from)
-            .display(&[
-                ticket_field::NAME,
-                ticket_field::STATUS,
-                ticket_field::DATE_MOD,
-                ticket_field::ENTITY,
-            ])
+            .and(ticket_field::DATE_MOD, SearchType::MoreThan, after)
+            .display(&summary_fields())
             .sort(ticket_field::DATE_MOD, Order::Asc)
-            .range(0, limit.max(1) - 1);
+            .range(0, limit - 1);
         let page = self.search(&query).await?;
         let rows = page
             .rows
@@ -493,18 +532,114 @@ impl GlpiClient {
             .collect();
         Ok((rows, page.partial))
     }
+
+    /// Every ticket whose `date_mod` is the second `at`, by id, page after page. A ticket
+    /// changed again while the pages are read leaves the second and shifts the rows after
+    /// it one place back (one would be skipped): when the total moves, the second is read
+    /// again (at most three times) and the rows of every read are kept.
+    async fn tickets_changed_in_second(
+        &self,
+        at: time::PrimitiveDateTime,
+    ) -> Result<Vec<TicketSummary>, GlpiError> {
+        const PAGE: u64 = 200;
+        /// More than any one request of GLPI writes in practice; a bound, not a page.
+        const MAX_ROWS: u64 = 100_000;
+        let query = SearchQuery::new("Ticket")
+            .and(
+                ticket_field::DATE_MOD,
+                SearchType::MoreThan,
+                format_datetime(at - SECOND)?,
+            )
+            .and(
+                ticket_field::DATE_MOD,
+                SearchType::LessThan,
+                format_datetime(at + SECOND)?,
+            )
+            .display(&summary_fields())
+            .sort(ticket_field::ID, Order::Asc);
+        let mut all: Vec<TicketSummary> = Vec::new();
+        for _attempt in 0..3 {
+            let mut start = 0;
+            let mut first_total = None;
+            let mut steady = true;
+            while start < MAX_ROWS {
+                let page = self
+                    .search(&query.clone().range(start, start + PAGE - 1))
+                    .await?;
+                if *first_total.get_or_insert(page.total) != page.total {
+                    steady = false;
+                }
+                let got = page.rows.len() as u64;
+                for row in page.rows.iter().filter_map(TicketSummary::from_row) {
+                    if !all.iter().any(|r| r.id == row.id) {
+                        all.push(row);
+                    }
+                }
+                if !page.partial || got == 0 {
+                    break;
+                }
+                start += got;
+            }
+            if steady {
+                break;
+            }
+        }
+        Ok(all)
+    }
+}
+
+const SECOND: time::Duration = time::Duration::seconds(1);
+
+fn summary_fields() -> [u32; 4] {
+    [
+        ticket_field::NAME,
+        ticket_field::STATUS,
+        ticket_field::DATE_MOD,
+        ticket_field::ENTITY,
+    ]
+}
+
+const DATETIME: &[time::format_description::BorrowedFormatItem<'static>] =
+    time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+
+fn parse_datetime(text: &str) -> Result<time::PrimitiveDateTime, GlpiError> {
+    time::PrimitiveDateTime::parse(text.trim(), DATETIME)
+        .map_err(|_| GlpiError::InvalidInput(format!("date {text:?} is not YYYY-MM-DD HH:MM:SS")))
+}
+
+fn format_datetime(at: time::PrimitiveDateTime) -> Result<String, GlpiError> {
+    at.format(DATETIME)
+        .map_err(|e| GlpiError::InvalidInput(e.to_string()))
+}
+
+/// A created ticket as it was sent, for when GLPI does not let it be read back.
+fn ticket_as_sent(id: i64, ticket: &NewTicket, default_entity: Option<i64>) -> Ticket {
+    Ticket {
+        id,
+        entities_id: ticket.entity_id.or(default_entity).unwrap_or(0),
+        name: ticket.name.clone(),
+        content: ticket.content.clone(),
+        status: TicketStatus::New.code(),
+        ticket_type: ticket.ticket_type.map_or(0, |t| t as i64),
+        urgency: ticket.urgency.map_or(0, i64::from),
+        impact: ticket.impact.map_or(0, i64::from),
+        priority: ticket.priority.map_or(0, i64::from),
+        itilcategories_id: ticket.category_id.unwrap_or(0),
+        requesttypes_id: ticket.request_type_id.unwrap_or(0),
+        users_id_recipient: 0,
+        date: None,
+        date_mod: None,
+        solvedate: None,
+        closedate: None,
+        is_deleted: false,
+        extra: Map::new(),
+    }
 }
 
 /// GLPI's `morethan` is strict; step back one second so `since` itself is included.
+#[cfg(test)]
 fn one_second_before(since: &str) -> Result<String, GlpiError> {
-    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
-    let parsed = time::PrimitiveDateTime::parse(since.trim(), &format).map_err(|_| {
-        GlpiError::InvalidInput(format!("date {since:?} is not YYYY-MM-DD HH:MM:SS"))
-    })?;
-    let earlier = parsed - time::Duration::seconds(1);
-    earlier
-        .format(&format)
-        .map_err(|e| GlpiError::InvalidInput(e.to_string()))
+    format_datetime(parse_datetime(since)? - SECOND)
 }
 
 #[cfg(test)]

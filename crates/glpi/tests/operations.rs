@@ -26,6 +26,7 @@ both_modes!(
     documents_upload_download,
     dropdowns_by_name,
     tickets_changed_since_and_marker_search,
+    a_second_with_more_tickets_than_a_page_is_read_whole,
     generic_crud_and_search_pages,
 );
 
@@ -539,6 +540,7 @@ async fn documents_upload_download(mode: GlpiVersion) {
     let bytes = Bytes::from_static(b"line 1: paper jam\nline 2: erro 0x50\n");
     let doc = glpi
         .upload_document(&Upload {
+            entity_id: None,
             file_name: "printer.txt".into(),
             mime: "text/plain".into(),
             data: bytes.clone(),
@@ -602,6 +604,7 @@ async fn documents_upload_download(mode: GlpiVersion) {
         .unwrap();
     let doc2 = glpi
         .upload_document(&Upload {
+            entity_id: None,
             file_name: "foto.png".into(),
             mime: "image/png".into(),
             data: Bytes::from_static(b"\x89PNG\r\n\x1a\nfake"),
@@ -630,6 +633,7 @@ async fn documents_upload_download(mode: GlpiVersion) {
             .count();
         let err = glpi
             .upload_document(&Upload {
+                entity_id: None,
                 file_name: "printer.log".into(),
                 mime: "text/plain".into(),
                 data: Bytes::from_static(b"x"),
@@ -666,6 +670,35 @@ async fn dropdowns_by_name(mode: GlpiVersion) {
     assert_eq!(glpi.find_request_type("Fax machine").await.unwrap(), None);
 }
 
+/// GLPI stamps every row one request writes with the same second (massive actions, the
+/// autoclose cron): a second can hold more tickets than a page, and a poller whose cursor
+/// is the newest `date_mod` seen must still get all of them and what changed after.
+async fn a_second_with_more_tickets_than_a_page_is_read_whole(mode: GlpiVersion) {
+    let sim = sim(mode).await;
+    let glpi = client_for(&sim);
+    let crowd: Vec<u64> = (0..600)
+        .map(|i| sim.add_ticket(&format!("bulk {i}"), 0))
+        .collect();
+    let second = sim.touch_tickets(&crowd);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let later = sim.add_ticket("changed a moment later", 0);
+    let mut cursor = second.clone();
+    let mut seen = std::collections::BTreeSet::new();
+    for _poll in 0..3 {
+        let (rows, _partial) = glpi.tickets_changed_since(&cursor, 500).await.unwrap();
+        for row in &rows {
+            seen.insert(row.id as u64);
+            if row.date_mod > cursor {
+                cursor = row.date_mod.clone();
+            }
+        }
+    }
+    for id in crowd.iter().chain([&later]) {
+        assert!(seen.contains(id), "ticket {id} never returned");
+    }
+    assert!(cursor > second, "the cursor moved past the crowded second");
+}
+
 async fn tickets_changed_since_and_marker_search(mode: GlpiVersion) {
     let sim = sim(mode).await;
     let glpi = client_for(&sim);
@@ -700,7 +733,16 @@ async fn tickets_changed_since_and_marker_search(mode: GlpiVersion) {
         .await
         .unwrap();
     assert!(none.is_empty());
-    let (page, partial) = glpi.tickets_changed_since(&since, 2).await.unwrap();
+    // Three tickets changed later, one second each: a page of two leaves one.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let mut later = Vec::new();
+    for (i, t) in ids.iter().enumerate() {
+        if i > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+        }
+        later.push(sim.touch_tickets(&[t.id as u64]));
+    }
+    let (page, partial) = glpi.tickets_changed_since(&later[0], 2).await.unwrap();
     assert_eq!(page.len(), 2);
     assert!(partial, "more rows than the limit");
 

@@ -20,6 +20,9 @@ both_modes!(
     password_login,
     active_entity_switch_survives_relogin,
     profile_switching,
+    a_refused_write_keeps_the_login_entity,
+    a_failed_login_is_shared_with_the_callers_waiting_for_it,
+    a_session_whose_scope_cannot_be_applied_is_killed,
 );
 
 async fn one_session_for_many_concurrent_calls(mode: GlpiVersion) {
@@ -206,4 +209,128 @@ async fn profile_switching(mode: GlpiVersion) {
         "{err:?}"
     );
     assert!(!glpi.my_entities(true).await.unwrap().is_empty());
+}
+
+/// GLPI's login makes the user's default entity active (with its sub-entities when a
+/// recursive profile covers it) and items created without an entity go there. A routine
+/// refusal (a login already taken) must not move the session to another entity.
+async fn a_refused_write_keeps_the_login_entity(mode: GlpiVersion) {
+    let sim = sim(mode).await;
+    sim.add_entity("Matriz", 0, None);
+    sim.add_entity("Filial Norte", 0, None);
+    let south = sim.add_entity("Filial Sul", 0, None);
+    sim.add_user(sim_glpi::NewUser {
+        entities_id: south,
+        profile: Some(3),
+        profile_entity: Some(0),
+        profile_recursive: true,
+        ..sim_glpi::NewUser::new("bot")
+    });
+    // No default_entity configured: GLPI's active entity decides.
+    let glpi = GlpiClient::new(common::config_for(&sim, "bot")).unwrap();
+    let ticket = |name: &str| NewTicket {
+        name: name.into(),
+        content: "x".into(),
+        ..Default::default()
+    };
+    let a = glpi.create_ticket(&ticket("A")).await.unwrap();
+    assert_eq!(sim.ticket(a.id as u64).unwrap().entities_id, south);
+    let taken = glpi
+        .create_user(&glpi::NewUser {
+            login: "tech".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(taken, GlpiError::AddFailed { .. }), "{taken:?}");
+    let b = glpi.create_ticket(&ticket("B")).await.unwrap();
+    assert_eq!(
+        sim.ticket(b.id as u64).unwrap().entities_id,
+        south,
+        "still the login's entity after a refused write"
+    );
+    // A user made without an entity gets its profile where it is created (the
+    // active entity), not on the root.
+    let user = glpi
+        .create_user(&glpi::NewUser {
+            login: "novo.cliente".into(),
+            profile_id: Some(1),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let rights: Vec<i64> = sim
+        .items("Profile_User")
+        .iter()
+        .filter(|r| r["users_id"] == serde_json::json!(user))
+        .map(|r| r["entities_id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(rights, vec![south as i64]);
+    // A document given the ticket's entity is created there.
+    let doc = glpi
+        .upload_document(&glpi::Upload {
+            file_name: "nota.txt".into(),
+            mime: "text/plain".into(),
+            data: bytes::Bytes::from_static(b"ok"),
+            name: None,
+            link: Some(glpi::ItemLink::ticket(b.id)),
+            entity_id: Some(b.entities_id),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        sim.item("Document", doc as u64).unwrap()["entities_id"],
+        serde_json::json!(south)
+    );
+}
+
+/// GLPI restarting: initSession hangs past the client's timeout. The callers queued on
+/// the session while a login failed get its error instead of trying their own login one
+/// after the other (the k-th would wait k timeouts).
+async fn a_failed_login_is_shared_with_the_callers_waiting_for_it(mode: GlpiVersion) {
+    let sim = sim(mode).await;
+    sim.faults().init_session_delay(Duration::from_secs(3));
+    let glpi =
+        GlpiClient::new(common::config_for(&sim, "glpi").with_timeout(Duration::from_millis(400)))
+            .unwrap();
+    let started = std::time::Instant::now();
+    let calls = (0..20).map(|_| {
+        let glpi = glpi.clone();
+        async move { glpi.get_ticket(1).await }
+    });
+    let results = join_all(calls).await;
+    for r in &results {
+        let err = r.as_ref().unwrap_err();
+        assert!(err.is_retryable(), "{err:?}");
+    }
+    assert!(
+        sim.calls_to("GET /initSession") <= 2,
+        "{} logins",
+        sim.calls_to("GET /initSession")
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    // Once GLPI is back, the next call logs in.
+    sim.faults().clear();
+    assert!(matches!(
+        glpi.get_ticket(1).await,
+        Err(GlpiError::NotFound { .. })
+    ));
+}
+
+/// A new session to which the caller's entity choice cannot be applied (the entity was
+/// deleted meanwhile) is not used, and not left open in GLPI either.
+async fn a_session_whose_scope_cannot_be_applied_is_killed(mode: GlpiVersion) {
+    let sim = sim(mode).await;
+    let acme = sim.add_entity("ACME Ltda", 0, None) as i64;
+    let glpi = client_for(&sim);
+    glpi.change_active_entities(Some(acme), true).await.unwrap();
+    glpi.delete_item("Entity", acme, true).await.unwrap();
+    sim.expire_all_sessions();
+    let err = glpi.get_ticket(1).await.unwrap_err();
+    assert!(matches!(err, GlpiError::SwitchRefused { .. }), "{err:?}");
+    assert_eq!(sim.sessions_active(), 0, "the new session was killed");
 }

@@ -14,6 +14,10 @@ const HTTP_FORMAT: &[BorrowedFormatItem<'static>] = format_description!(
 #[derive(Clone, Debug)]
 pub(crate) struct Clock {
     offset: time::Duration,
+    /// The time of the request being served: GLPI reads the clock once per request
+    /// (`$_SESSION["glpi_currenttime"]`), so every row one request writes (a massive
+    /// action, the autoclose cron) gets the same `date_mod`.
+    frozen: Option<String>,
 }
 
 impl Clock {
@@ -27,7 +31,22 @@ impl Clock {
                 at - OffsetDateTime::now_utc()
             }
         };
-        Ok(Clock { offset })
+        Ok(Clock {
+            offset,
+            frozen: None,
+        })
+    }
+
+    /// Read the clock once for the request starting now; [`Clock::now`] answers that time
+    /// until [`Clock::thaw`].
+    pub(crate) fn freeze(&mut self) {
+        self.frozen = None;
+        self.frozen = Some(self.now());
+    }
+
+    /// The request is over: the clock runs again.
+    pub(crate) fn thaw(&mut self) {
+        self.frozen = None;
     }
 
     fn now_dt(&self) -> OffsetDateTime {
@@ -36,6 +55,9 @@ impl Clock {
 
     /// Now as GLPI writes datetimes: `YYYY-MM-DD HH:MM:SS` (UTC, no zone).
     pub(crate) fn now(&self) -> String {
+        if let Some(frozen) = &self.frozen {
+            return frozen.clone();
+        }
         self.now_dt().format(GLPI_FORMAT).unwrap_or_default()
     }
 }

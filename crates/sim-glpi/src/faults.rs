@@ -20,6 +20,8 @@ pub(crate) struct FaultState {
     pub(crate) expire_after_calls: Option<u64>,
     /// Endpoint key (`"POST /Ticket"`) and how many of its answers to lose.
     pub(crate) lose_answers: Option<(String, u64)>,
+    /// Endpoint key (`"GET /Ticket/:id"`) and how many of its calls to refuse with 403.
+    pub(crate) refuse: Option<(String, u64)>,
 }
 
 /// What the server must do with one incoming request.
@@ -68,6 +70,26 @@ impl Faults {
     pub(crate) fn take_lost_answer(&self, endpoint: &str) -> bool {
         let mut s = self.inner.lock();
         match &mut s.lose_answers {
+            Some((wanted, n)) if *n > 0 && wanted == endpoint => {
+                *n -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Refuse the next `n` requests to `endpoint` (a key such as `"GET /Ticket/:id"`)
+    /// with GLPI's 403 `ERROR_RIGHT_MISSING`, without carrying them out: what GLPI answers
+    /// to a read of an item outside the session's reach, e.g. a ticket a rule moved to
+    /// another entity.
+    pub fn refuse(&self, endpoint: &str, n: u64) {
+        self.inner.lock().refuse = Some((endpoint.to_owned(), n));
+    }
+
+    /// Whether this request (by endpoint key) is to be refused; counts it.
+    pub(crate) fn take_refusal(&self, endpoint: &str) -> bool {
+        let mut s = self.inner.lock();
+        match &mut s.refuse {
             Some((wanted, n)) if *n > 0 && wanted == endpoint => {
                 *n -= 1;
                 true

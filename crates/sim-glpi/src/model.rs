@@ -151,12 +151,17 @@ pub struct NewUser {
     pub phone: Option<String>,
     pub phone2: Option<String>,
     pub mobile: Option<String>,
-    /// Default entity; also the entity of its profile.
+    /// Default entity (the active entity its logins start in); also the entity of its
+    /// profile unless `profile_entity` says otherwise.
     pub entities_id: u64,
     /// Password for Basic / login+password sessions.
     pub password: Option<String>,
-    /// Profile id on `entities_id` (1 Self-Service when `None`).
+    /// Profile id (1 Self-Service when `None`).
     pub profile: Option<u64>,
+    /// Entity the profile is given on (`entities_id` when `None`).
+    pub profile_entity: Option<u64>,
+    /// Whether the profile also covers the sub-entities of its entity.
+    pub profile_recursive: bool,
 }
 
 impl NewUser {

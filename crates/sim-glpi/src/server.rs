@@ -163,6 +163,15 @@ async fn serve(shared: Arc<Shared>, kill: CancellationToken, req: Request<Body>)
     let Some(segments) = segments else {
         return plain(404, "Not Found");
     };
+    if shared.faults.take_refusal(&endpoint) {
+        let mut r = Response::new(Body::from(
+            r#"["ERROR_RIGHT_MISSING","You don't have permission to perform this action."]"#,
+        ));
+        *r.status_mut() = StatusCode::FORBIDDEN;
+        r.headers_mut()
+            .insert("content-type", HeaderValue::from_static(api::JSON_CT));
+        return r;
+    }
     if segments
         .first()
         .is_some_and(|s| s.eq_ignore_ascii_case("initSession"))
@@ -525,7 +534,14 @@ impl RunningSim {
             "_profiles_id".into(),
             Value::from(user.profile.unwrap_or(1)),
         );
-        input.insert("_entities_id".into(), Value::from(user.entities_id));
+        input.insert(
+            "_entities_id".into(),
+            Value::from(user.profile_entity.unwrap_or(user.entities_id)),
+        );
+        input.insert(
+            "_is_recursive".into(),
+            Value::from(i64::from(user.profile_recursive)),
+        );
         let input = api::items::sanitize(&st, &input);
         match api::items::create(&mut st, &ctx, "User", &input) {
             Ok((id, _)) => u64::try_from(id).unwrap_or(0),
@@ -588,6 +604,45 @@ impl RunningSim {
     /// Add a request type (e.g. "Chatwoot"); returns its id.
     pub fn add_request_type(&self, name: &str) -> u64 {
         self.create_as_admin("RequestType", &[("name", Value::from(name))])
+    }
+
+    /// Set a user's default entity (`glpi_users.entities_id`); `None` stores NULL, which
+    /// GLPI allows (no default entity). `false` if the user does not exist.
+    pub fn set_user_default_entity(&self, user: u64, entity: Option<u64>) -> bool {
+        let mut st = self.shared.state.lock();
+        match st.get_mut("User", to_i(user)) {
+            Some(row) => {
+                row.set("entities_id", entity.map_or(Value::Null, Value::from));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Open a ticket in `entity` as `glpi` would in GLPI's UI; returns its id (0 if refused).
+    pub fn add_ticket(&self, name: &str, entity: u64) -> u64 {
+        self.create_as_admin(
+            "Ticket",
+            &[
+                ("name", Value::from(name)),
+                ("content", Value::from(name)),
+                ("entities_id", Value::from(entity)),
+            ],
+        )
+    }
+
+    /// Play a request that writes many tickets at once (a massive action, the autoclose
+    /// cron): every existing ticket of `ids` gets the same `date_mod`, the time of that one
+    /// request, as GLPI reads its clock once per request. Returns that time.
+    pub fn touch_tickets(&self, ids: &[u64]) -> String {
+        let mut st = self.shared.state.lock();
+        st.clock.freeze();
+        let now = st.clock.now();
+        for id in ids {
+            st.touch_ticket(to_i(*id), 2);
+        }
+        st.clock.thaw();
+        now
     }
 
     fn create_as_admin(&self, itemtype: &str, fields: &[(&str, Value)]) -> u64 {

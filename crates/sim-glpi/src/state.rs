@@ -401,33 +401,124 @@ impl State {
             .filter(|r| r.int("users_id") == user_id)
             .min_by_key(|r| (1 - r.int("is_default_profile"), r.int("id")))
             .cloned();
-        let (profile_id, entity, recursive) = match pu {
-            Some(r) => (
-                r.int("profiles_id"),
-                r.int("entities_id"),
-                r.int("is_recursive") == 1,
-            ),
-            None => (0, 0, false),
-        };
-        let active_entities = if recursive {
-            self.entity_subtree(entity)
-        } else {
-            vec![entity]
-        };
+        let profile_id = pu.map(|r| r.int("profiles_id")).unwrap_or(0);
+        let (active_entity, active_entities, recursive) = self.login_entities(user_id, profile_id);
         let token = self.new_session_token();
         self.sessions.insert(
             token.clone(),
             Session {
                 user_id,
                 profile_id,
-                active_entity: entity,
-                recursive: Value::from(i64::from(recursive)),
+                active_entity,
+                recursive,
                 active_entities,
                 calls: 0,
             },
         );
         self.counters.sessions_opened += 1;
         token
+    }
+
+    /// The active entities a login gives (`Session::changeProfile`): the user's default
+    /// entity (`glpi_users.entities_id`) with its profile's recursion when the profile is on
+    /// that very entity, else the default entity and its sub-entities when a recursive
+    /// profile entity covers it, else "all" the profile's entities (the active entity is
+    /// then the first of them).
+    pub(crate) fn login_entities(&self, user_id: i64, profile_id: i64) -> (i64, Vec<i64>, Value) {
+        let default = self
+            .get("User", user_id)
+            .map(|u| u.int("entities_id"))
+            .unwrap_or(0);
+        let entities = self.profile_entities_of(user_id, profile_id);
+        if let Some((id, recursive)) = entities.iter().find(|(id, _)| *id == default)
+            && let Some((active, list)) =
+                self.changed_active_entities(user_id, profile_id, Some(*id), *recursive)
+        {
+            return (active, list, Value::from(i64::from(*recursive)));
+        }
+        if let Some((active, list)) =
+            self.changed_active_entities(user_id, profile_id, Some(default), true)
+        {
+            return (active, list, Value::Bool(true));
+        }
+        match self.changed_active_entities(user_id, profile_id, None, false) {
+            Some((active, list)) => (active, list, Value::Bool(false)),
+            None => (0, Vec::new(), Value::Bool(false)),
+        }
+    }
+
+    /// The entities of a user's profile as GLPI loads them at login
+    /// (`Session::initEntityProfiles`): ordered by complete name, a recursive row winning
+    /// over a plain one on the same entity.
+    pub(crate) fn profile_entities_of(&self, user_id: i64, profile_id: i64) -> Vec<(i64, bool)> {
+        let mut rows: Vec<(String, i64, bool)> = self
+            .rows("Profile_User")
+            .filter(|r| r.int("users_id") == user_id && r.int("profiles_id") == profile_id)
+            .map(|r| {
+                let e = r.int("entities_id");
+                (self.entity_completename(e), e, r.int("is_recursive") == 1)
+            })
+            .collect();
+        rows.sort();
+        let mut out: Vec<(i64, bool)> = Vec::new();
+        for (_, e, recursive) in rows {
+            match out.iter_mut().find(|(id, _)| *id == e) {
+                Some(entry) if recursive => entry.1 = true,
+                Some(_) => {}
+                None => out.push((e, recursive)),
+            }
+        }
+        out
+    }
+
+    /// `Session::changeActiveEntities($ID, $is_recursive)` for a user's profile: the new
+    /// active entity and active entity list, or None when GLPI answers `false`. `None` is
+    /// "all": every profile entity (with its sub-entities when recursive), the first one
+    /// active.
+    pub(crate) fn changed_active_entities(
+        &self,
+        user_id: i64,
+        profile_id: i64,
+        entity: Option<i64>,
+        recursive: bool,
+    ) -> Option<(i64, Vec<i64>)> {
+        let entities = self.profile_entities_of(user_id, profile_id);
+        let mut list: Vec<i64> = Vec::new();
+        let push = |id: i64, list: &mut Vec<i64>| {
+            if !list.contains(&id) {
+                list.push(id);
+            }
+        };
+        match entity {
+            None => {
+                for (id, rec) in &entities {
+                    push(*id, &mut list);
+                    if *rec {
+                        for sub in self.entity_subtree(*id) {
+                            push(sub, &mut list);
+                        }
+                    }
+                }
+            }
+            Some(id) => {
+                self.get("Entity", id)?;
+                let ancestors = self.entity_ancestors(id);
+                let ok = entities.iter().any(|(e, rec)| {
+                    (*e == id || (id != 0 && ancestors.contains(e))) && (!recursive || *rec)
+                });
+                if !ok {
+                    return None;
+                }
+                push(id, &mut list);
+                if recursive {
+                    for sub in self.entity_subtree(id) {
+                        push(sub, &mut list);
+                    }
+                }
+            }
+        }
+        let active = *list.first()?;
+        Some((active, list))
     }
 
     pub(crate) fn user_by_login(&self, login: &str) -> Option<&Row> {

@@ -627,6 +627,45 @@ async fn glpi_reply_outside_the_window_becomes_a_private_note() {
     w.app.stop().await;
 }
 
+/// GLPI stamps every row one request writes with the same second (a massive
+/// action, the autoclose cron): 600 tickets changed in one second, more than a
+/// poll's page, must not stall the poller on that second. A reply on the
+/// conversation's ticket written after them still reaches Chatwoot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crowded_second_does_not_stall_the_reply_poller() {
+    let w = world(Options::default()).await;
+    let (conv, ticket) = w.maria_opens("Impressora sem toner").await;
+    w.settled().await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let crowd: Vec<u64> = (0..600)
+        .map(|i| w.glpi.add_ticket(&format!("autoclose {i}"), w.entity))
+        .collect();
+    let crowded = w.glpi.touch_tickets(&crowd);
+    // The poller moves its cursor to the crowded second.
+    wait_for(
+        "the poll cursor at the crowded second",
+        DEADLINE,
+        || async {
+            let cursor = w.app.store.cursor("chatwoot:cw:poll").await.unwrap();
+            (cursor.as_deref() == Some(crowded.as_str())).then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    w.glpi
+        .add_followup_as(ticket, w.tech, "Toner trocado, pode testar?", false)
+        .unwrap();
+    wait_for("the technician's reply in Chatwoot", DEADLINE, || async {
+        w.messages_with(conv, "Toner trocado, pode testar?")
+            .into_iter()
+            .next()
+    })
+    .await
+    .unwrap();
+    w.app.stop().await;
+}
+
 /// Chatwoot stores a technician's reply but its answer is lost (a timeout):
 /// the retry finds the message the bridge posted (its sender is the token's
 /// user, like an agent's) and adopts it instead of posting it again. An

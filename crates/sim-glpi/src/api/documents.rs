@@ -116,17 +116,21 @@ pub(crate) fn create_document(
     if link_type.is_some() && linked.is_none() {
         return Err(NO_RIGHT.to_string());
     }
+    // A document is created in `entities_id`, else in the session's active entity (not
+    // the linked item's: T10 shows Document 1 in entity 0 for a ticket in entity 1), and
+    // only in an active entity.
+    let entity = input
+        .get("entities_id")
+        .map(value_int)
+        .unwrap_or(ctx.active_entity);
+    if !ctx.active_entities.contains(&entity) {
+        return Err(NO_RIGHT.to_string());
+    }
     let now = st.clock.now();
     let id = st.alloc_id("Document");
     let mut row = crate::schema::default_row("Document", &now);
     row.set("id", id);
-    row.set(
-        "entities_id",
-        input
-            .get("entities_id")
-            .map(value_int)
-            .unwrap_or(ctx.active_entity),
-    );
+    row.set("entities_id", entity);
     row.set(
         "name",
         input.get("name").cloned().unwrap_or(Value::from("")),

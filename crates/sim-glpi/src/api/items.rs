@@ -702,7 +702,7 @@ pub(crate) fn create(
         "ITILSolution" => tickets::create_solution(st, ctx, input)?,
         "TicketTask" => tickets::create_task(st, ctx, input)?,
         "Ticket_User" => tickets::create_ticket_user(st, ctx, input)?,
-        "User" => create_user(st, input)?,
+        "User" => create_user(st, ctx, input)?,
         "UserEmail" => create_user_email(st, input)?,
         "Entity" => create_entity(st, ctx, input)?,
         "ITILCategory" => create_category(st, ctx, input)?,
@@ -765,7 +765,7 @@ fn is_valid_login(login: &str) -> bool {
     plain || email
 }
 
-fn create_user(st: &mut State, input: &Map<String, Value>) -> Result<i64, String> {
+fn create_user(st: &mut State, ctx: &Ctx, input: &Map<String, Value>) -> Result<i64, String> {
     let name = input
         .get("name")
         .and_then(Value::as_str)
@@ -814,20 +814,18 @@ fn create_user(st: &mut State, input: &Map<String, Value>) -> Result<i64, String
     }
     st.api_tokens.insert(id, crate::config::random_hex(40));
     apply_user_emails(st, id, input);
-    // Profile assignment.
-    let profile = input.get("_profiles_id").map(value_int).unwrap_or(0);
-    let (profile, entity, recursive) = if profile > 0 {
-        (
-            profile,
-            input
-                .get("_entities_id")
-                .map(value_int)
-                .unwrap_or_else(|| input.get("entities_id").map(value_int).unwrap_or(0)),
-            input.get("_is_recursive").map(value_int).unwrap_or(0),
-        )
-    } else {
-        (1, input.get("entities_id").map(value_int).unwrap_or(0), 0)
-    };
+    // Profile assignment (`User::post_addItem`): on `_entities_id`, else on the
+    // session's active entity; the default profile (Self-Service) when none is given.
+    let profile = input
+        .get("_profiles_id")
+        .map(value_int)
+        .filter(|p| *p > 0)
+        .unwrap_or(1);
+    let entity = input
+        .get("_entities_id")
+        .map(value_int)
+        .unwrap_or(ctx.active_entity);
+    let recursive = input.get("_is_recursive").map(value_int).unwrap_or(0);
     st.create_row(
         "Profile_User",
         &[

@@ -103,6 +103,13 @@ pub(crate) fn endpoint_key(method: &str, segments: &[String]) -> String {
 }
 
 pub(crate) fn handle(st: &mut State, faults: &FaultState, req: &Req) -> Resp {
+    st.clock.freeze();
+    let resp = handle_at(st, faults, req);
+    st.clock.thaw();
+    resp
+}
+
+fn handle_at(st: &mut State, faults: &FaultState, req: &Req) -> Resp {
     // Body parsing (PHP parses the body before anything else).
     let body = match parse_body(st, req) {
         Ok(b) => b,

@@ -134,8 +134,13 @@ pub(super) fn dispatch(
                     false,
                 ));
             }
+            // `Session::changeProfile` chooses the active entities again, as at login.
+            let (active, list, recursive) = st.login_entities(ctx.user_id, pid);
             if let Some(s) = st.sessions.get_mut(&ctx.token) {
                 s.profile_id = pid;
+                s.active_entity = active;
+                s.active_entities = list;
+                s.recursive = recursive;
             }
             Resp::json(200, &Out::json(true))
         }
@@ -195,44 +200,18 @@ pub(super) fn dispatch(
                 Some(Value::String(s)) if s == "true" || s == "false" => s == "true",
                 Some(_) => return Some(error(st, 400, "ERROR", "Bad Request", true)),
             };
-            let entity = match params.get("entities_id") {
-                None => None,
-                Some(v) => match v.as_str() {
-                    Some("all") => None,
-                    _ => Some(crate::row::value_int(v)),
-                },
-            };
-            let allowed: Vec<i64> = st
-                .rows("Profile_User")
-                .filter(|r| {
-                    r.int("users_id") == ctx.user_id && r.int("profiles_id") == ctx.profile_id
-                })
-                .flat_map(|r| {
-                    if r.int("is_recursive") == 1 {
-                        st.entity_subtree(r.int("entities_id"))
-                    } else {
-                        vec![r.int("entities_id")]
-                    }
-                })
-                .collect();
-            let (active, list, rec) = match entity {
-                None => (0, allowed.clone(), true),
-                Some(e) => {
-                    if st.get("Entity", e).is_none() || !allowed.contains(&e) {
-                        return Some(Resp::json(200, &Out::json(false)));
-                    }
-                    let list = if recursive {
-                        st.entity_subtree(e)
-                    } else {
-                        vec![e]
-                    };
-                    (e, list, recursive)
-                }
+            // GLPI: no `entities_id` is "all"; anything else goes through `intval`
+            // (so the string "all" is entity 0).
+            let entity = params.get("entities_id").map(crate::row::value_int);
+            let Some((active, list)) =
+                st.changed_active_entities(ctx.user_id, ctx.profile_id, entity, recursive)
+            else {
+                return Some(Resp::json(200, &Out::json(false)));
             };
             if let Some(s) = st.sessions.get_mut(&ctx.token) {
                 s.active_entity = active;
                 s.active_entities = list;
-                s.recursive = Value::Bool(rec);
+                s.recursive = Value::Bool(recursive);
             }
             Resp::json(200, &Out::json(true))
         }
