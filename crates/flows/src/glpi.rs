@@ -564,6 +564,7 @@ impl Helpdesk for GlpiHelpdesk {
             .into_iter()
             .map(|f| Followup {
                 id: f.id,
+                legacy_id: None,
                 content: f.content,
                 private: f.is_private,
                 author: Some(f.users_id).filter(|id| *id > 0),

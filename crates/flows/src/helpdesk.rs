@@ -203,7 +203,14 @@ pub struct NewTicket {
 /// A reply or note on a ticket.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Followup {
+    /// Unique across the target's tickets.
     pub id: i64,
+    /// The id an earlier version gave this followup when it differs (iTop
+    /// numbered case-log entries per ticket, so such an id names an entry
+    /// of some ticket only): links stored then are found with it, together
+    /// with the ticket or conversation they recorded.
+    #[serde(default)]
+    pub legacy_id: Option<i64>,
     /// Decoded text (HTML entities already resolved).
     pub content: String,
     pub private: bool,

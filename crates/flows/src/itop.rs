@@ -22,7 +22,14 @@ use itop::{
 
 /// Comment iTop records with every write the adapter makes.
 const COMMENT: &str = "ticketbridge";
-/// Ids of private-log followups start here; public ones count from 1.
+/// A case-log entry has no id of its own: a followup's id is its ticket's
+/// id times this span plus the entry's position in its log, counted from 1
+/// (public log) or from [`PRIVATE_FOLLOWUP_BASE`] + 1 (private log). Ticket
+/// 42's first public entry is 420000001, its first private one 421000001:
+/// ids are unique across tickets, as the [`Helpdesk`] interface promises
+/// (links and own-write records are keyed by followup id alone).
+pub const FOLLOWUP_ID_SPAN: i64 = 10_000_000;
+/// Offset of private-log positions within a ticket's span.
 pub const PRIVATE_FOLLOWUP_BASE: i64 = 1_000_000;
 const TICKET_FIELDS: &str = "id,title,status,org_id,last_update";
 
@@ -122,9 +129,30 @@ fn as_html(content: &str) -> String {
     }
 }
 
-fn entry_followup(index: usize, base: i64, entry: &CaseLogEntry, private: bool) -> Followup {
+/// The id that versions before ticket-wide ids gave the entry at
+/// `position` (1-based) of a log: the position itself, plus
+/// [`PRIVATE_FOLLOWUP_BASE`] in the private log. Always below
+/// [`FOLLOWUP_ID_SPAN`], so it never equals a current id.
+pub fn legacy_followup_id(private: bool, position: i64) -> i64 {
+    if private {
+        PRIVATE_FOLLOWUP_BASE.saturating_add(position)
+    } else {
+        position
+    }
+}
+
+/// The id of the entry at `position` (1-based) of ticket `ticket`'s log.
+pub fn followup_id(ticket: i64, private: bool, position: i64) -> i64 {
+    ticket
+        .saturating_mul(FOLLOWUP_ID_SPAN)
+        .saturating_add(legacy_followup_id(private, position))
+}
+
+fn entry_followup(ticket: i64, index: usize, entry: &CaseLogEntry, private: bool) -> Followup {
+    let position = i64::try_from(index).unwrap_or(i64::MAX - 1) + 1;
     Followup {
-        id: base + i64::try_from(index).unwrap_or(i64::MAX - base) + 1,
+        id: followup_id(ticket, private, position),
+        legacy_id: Some(legacy_followup_id(private, position)),
         content: entry.message.clone(),
         private,
         author: entry.user_id.map(to_i64),
@@ -539,16 +567,11 @@ impl Helpdesk for ItopHelpdesk {
             .map_err(|e| self.error(e))?
             .unwrap_or_default();
         let count = i64::try_from(entries.len()).unwrap_or(0);
-        Ok(if followup.private {
-            PRIVATE_FOLLOWUP_BASE + count
-        } else {
-            count
-        })
+        Ok(followup_id(ticket, followup.private, count))
     }
 
-    /// Public entries get ids 1, 2, … and private ones
-    /// [`PRIVATE_FOLLOWUP_BASE`] + 1, …, in insertion order per log; the
-    /// result is sorted by date (then id).
+    /// Ids follow the entries' positions in their log (see
+    /// [`FOLLOWUP_ID_SPAN`]); the result is sorted by date (then id).
     async fn followups(&self, ticket: i64) -> HelpdeskResult<Vec<Followup>> {
         let Some(id) = to_u64(ticket) else {
             return Ok(Vec::new());
@@ -568,13 +591,13 @@ impl Helpdesk for ItopHelpdesk {
             .public_log
             .iter()
             .enumerate()
-            .map(|(i, e)| entry_followup(i, 0, e, false))
+            .map(|(i, e)| entry_followup(ticket, i, e, false))
             .chain(
                 request
                     .private_log
                     .iter()
                     .enumerate()
-                    .map(|(i, e)| entry_followup(i, PRIVATE_FOLLOWUP_BASE, e, true)),
+                    .map(|(i, e)| entry_followup(ticket, i, e, true)),
             )
             .collect();
         for followup in &mut all {
