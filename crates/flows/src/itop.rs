@@ -104,6 +104,25 @@ fn itop_urgency(urgency: u8) -> &'static str {
     }
 }
 
+/// First name written when a name is one word (or none): iTop refuses a
+/// Person without a first name, and a dash reads as "not given" in its lists.
+pub const NO_FIRST_NAME: &str = "-";
+/// Last name written when there is no name at all.
+pub const NO_LAST_NAME: &str = "Unknown";
+
+/// `(first_name, name)` of a Person: split on the first space ("Maria da
+/// Silva" → "Maria", "da Silva"); one word (a first name, an email, a phone
+/// number standing in for a name) is the last name, iTop's `name`, which its
+/// lists show and sort by, with [`NO_FIRST_NAME`] as first name.
+pub fn person_names(full: &str) -> (String, String) {
+    let full = full.trim();
+    match full.split_once(char::is_whitespace) {
+        Some((first, last)) => (first.to_string(), last.trim().to_string()),
+        None if full.is_empty() => (NO_FIRST_NAME.to_string(), NO_LAST_NAME.to_string()),
+        None => (NO_FIRST_NAME.to_string(), full.to_string()),
+    }
+}
+
 fn to_i64(id: u64) -> i64 {
     i64::try_from(id).unwrap_or(i64::MAX)
 }
@@ -405,21 +424,13 @@ impl Helpdesk for ItopHelpdesk {
             .and_then(to_u64)
             .or(self.options.default_org)
             .ok_or_else(|| self.refused("an iTop Person needs an organisation"))?;
-        let full = person.name.trim();
-        let (first, last) = match full.split_once(' ') {
-            Some((f, l)) => (f.to_string(), l.trim().to_string()),
-            None => (String::new(), full.to_string()),
-        };
+        let (first, last) = person_names(&person.name);
         let created = self
             .client
             .create_person(
                 &itop::NewPerson {
                     first_name: first,
-                    last_name: if last.is_empty() {
-                        "Unknown".into()
-                    } else {
-                        last
-                    },
+                    last_name: last,
                     org_id,
                     email: person.email.clone(),
                     phone: person.phone.clone(),

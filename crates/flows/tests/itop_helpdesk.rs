@@ -131,6 +131,34 @@ async fn people_and_organisations_are_found() {
     sim.shutdown().await;
 }
 
+/// iTop refuses a Person without a first name: a one-word name (or an
+/// email or phone standing in for one) is still created.
+#[tokio::test]
+async fn a_person_with_a_one_word_name_is_created() {
+    let (sim, hd) = helpdesk().await;
+    for name in ["Maria", "+5511987654321", "  "] {
+        let created = hd
+            .create_person(&NewPerson {
+                kind: PersonKind::User,
+                name: name.into(),
+                email: None,
+                phone: Some("+5511987654321".into()),
+                organisation: Some(3),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{name:?}: {e}"));
+        let stored = sim.object("Person", created.id as u64).unwrap();
+        assert_eq!(stored["first_name"], "-", "{stored}");
+        let last = if name.trim().is_empty() {
+            "Unknown"
+        } else {
+            name
+        };
+        assert_eq!(stored["name"], last, "{stored}");
+    }
+    sim.shutdown().await;
+}
+
 #[tokio::test]
 async fn tickets_are_created_found_and_followed_up() {
     let (sim, hd) = helpdesk().await;
