@@ -31,7 +31,7 @@ const COMMENT: &str = "ticketbridge";
 pub const FOLLOWUP_ID_SPAN: i64 = 10_000_000;
 /// Offset of private-log positions within a ticket's span.
 pub const PRIVATE_FOLLOWUP_BASE: i64 = 1_000_000;
-const TICKET_FIELDS: &str = "id,title,status,org_id,last_update";
+const TICKET_FIELDS: &str = "id,ref,title,status,org_id,last_update";
 
 /// Settings of an iTop target that the client itself does not carry.
 #[derive(Clone, Debug)]
@@ -272,6 +272,7 @@ impl ItopHelpdesk {
     fn ticket_from(&self, o: &itop::ItopObject) -> Ticket {
         Ticket {
             id: to_i64(o.key),
+            reference: o.text("ref"),
             title: o.text("title"),
             status: status_of(&o.text("status")),
             organisation: o.ext_key("org_id").map(to_i64),
@@ -500,6 +501,7 @@ impl Helpdesk for ItopHelpdesk {
         self.attach(created.id, org, &ticket.attachments).await;
         Ok(Ticket {
             id: to_i64(created.id),
+            reference: created.reference.clone(),
             title: created.title.clone(),
             status: status_of(&created.status),
             organisation: created.org_id.map(to_i64),
