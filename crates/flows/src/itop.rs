@@ -43,7 +43,14 @@ pub struct ItopTargetOptions {
     pub web_url: Option<String>,
     /// Organisation of persons created without one.
     pub default_org: Option<u64>,
+    /// `impact` of created UserRequests: "1" department, "2" group, "3" a
+    /// person (default). iTop's own default is "1", which makes a very
+    /// high urgency a critical priority for one person's problem.
+    pub impact: String,
 }
+
+/// Impact of a ticket that one person asks for.
+pub const IMPACT_PERSON: &str = "3";
 
 impl Default for ItopTargetOptions {
     fn default() -> Self {
@@ -51,6 +58,7 @@ impl Default for ItopTargetOptions {
             tax_id_field: "code".to_string(),
             web_url: None,
             default_org: None,
+            impact: IMPACT_PERSON.to_string(),
         }
     }
 }
@@ -491,6 +499,7 @@ impl Helpdesk for ItopHelpdesk {
         );
         new.caller = Some(Key::Id(caller));
         new.urgency = ticket.urgency.map(|u| itop_urgency(u).to_string());
+        new.impact = Some(self.options.impact.clone());
         new.service = ticket.category.and_then(to_u64).map(Key::Id);
         new.agent = ticket.assignee.and_then(to_u64).map(Key::Id);
         let created = self

@@ -8,6 +8,7 @@ use flows::helpdesk::{
 };
 use flows::itop::{ItopHelpdesk, ItopTargetOptions};
 use secrecy::SecretString;
+use serde_json::json;
 use sim_itop::{ItopSim, ItopSimConfig, RunningItop};
 
 async fn helpdesk() -> (RunningItop, ItopHelpdesk) {
@@ -315,5 +316,27 @@ async fn status_changes_use_the_stimuli_and_their_fields() {
             .is_err()
     );
     assert!(hd.ticket(999_999).await.unwrap().is_none());
+    sim.shutdown().await;
+}
+
+/// iTop computes the priority from impact × urgency, and its default impact
+/// is a whole department: a ticket one person asks for is sent with impact
+/// "a person", so "very high" urgency is priority high (2), not critical.
+#[tokio::test]
+async fn a_ticket_for_one_person_has_a_person_impact() {
+    let (sim, hd) = helpdesk().await;
+    let ticket = hd
+        .create_ticket(&NewTicket {
+            attachments: vec![],
+            ..new_ticket(15, "tb:impact")
+        })
+        .await
+        .unwrap();
+    let stored = sim.object("UserRequest", ticket.id as u64).unwrap();
+    assert_eq!(
+        (&stored["impact"], &stored["urgency"], &stored["priority"]),
+        (&json!("3"), &json!("1"), &json!("2")),
+        "{stored}"
+    );
     sim.shutdown().await;
 }
