@@ -232,6 +232,26 @@ impl ItopHelpdesk {
         Ok(person)
     }
 
+    /// The name a followup written on behalf of Person `author` is labelled
+    /// with in the case log (iTop shows `user_login` as the entry's author);
+    /// None without an author or when the Person cannot be read.
+    async fn author_label(&self, author: Option<i64>) -> HelpdeskResult<Option<String>> {
+        let Some(person) = author.and_then(to_u64) else {
+            return Ok(None);
+        };
+        match self.client.person(person).await {
+            Ok(found) => Ok(found
+                .map(|p| Self::person_from(&p).name)
+                .filter(|name| !name.trim().is_empty())),
+            Err(error) if error.is_retryable() => Err(self.error(error)),
+            Err(error) => {
+                tracing::debug!(target_name = %self.name, person, %error,
+                    "the author of a followup cannot be read; the entry gets no label");
+                Ok(None)
+            }
+        }
+    }
+
     /// The client, for iTop-only work (attachments, stimuli with fields).
     pub fn client(&self) -> &ItopClient {
         &self.client
@@ -562,16 +582,36 @@ impl Helpdesk for ItopHelpdesk {
         } else {
             CaseLog::Public
         };
-        self.client
-            .add_case_log_entry(
-                "UserRequest",
-                id,
-                log,
-                &NewLogEntry::html(as_html(&followup.content)),
-                COMMENT,
-            )
-            .await
-            .map_err(|e| self.error(e))?;
+        let entry = NewLogEntry::html(as_html(&followup.content));
+        let written = match self.author_label(followup.author).await? {
+            Some(name) => {
+                let labelled = entry.clone().by(name);
+                match self
+                    .client
+                    .add_case_log_entry("UserRequest", id, log, &labelled, COMMENT)
+                    .await
+                {
+                    // Only an Administrator account may label entries: the
+                    // entry is then the REST account's, as without an author.
+                    Err(ItopError::Unauthorized { message })
+                        if message.contains("administrator") =>
+                    {
+                        tracing::debug!(target_name = %self.name, %message,
+                            "the REST account cannot label case-log entries; written as itself");
+                        self.client
+                            .add_case_log_entry("UserRequest", id, log, &entry, COMMENT)
+                            .await
+                    }
+                    other => other,
+                }
+            }
+            None => {
+                self.client
+                    .add_case_log_entry("UserRequest", id, log, &entry, COMMENT)
+                    .await
+            }
+        };
+        written.map_err(|e| self.error(e))?;
         if !followup.attachments.is_empty() {
             let org = self
                 .client

@@ -340,3 +340,32 @@ async fn a_ticket_for_one_person_has_a_person_impact() {
     );
     sim.shutdown().await;
 }
+
+/// A followup written on behalf of someone shows that person as the
+/// case-log entry's author, not the REST account.
+#[tokio::test]
+async fn a_followup_shows_its_author() {
+    let (sim, hd) = helpdesk().await;
+    let ticket = hd
+        .create_ticket(&NewTicket {
+            attachments: vec![],
+            ..new_ticket(15, "tb:author")
+        })
+        .await
+        .unwrap();
+    hd.add_followup(
+        ticket.id,
+        &NewFollowup {
+            content: "still broken".into(),
+            private: false,
+            author: Some(15),
+            attachments: vec![],
+        },
+    )
+    .await
+    .unwrap();
+    let log = sim.case_log("UserRequest", ticket.id as u64, "public_log");
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].user_login, "Agatha Christie", "{log:?}");
+    sim.shutdown().await;
+}
