@@ -1,7 +1,7 @@
 //! What the flow keeps in the store: which ticket a conversation became,
 //! which followup a message became (and back), which person a contact is.
 
-use flows::helpdesk::{PersonKind, TicketStatus};
+use flows::helpdesk::{Followup, PersonKind, TicketStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use store::{Link, LinkState, NewLink, Store};
@@ -187,6 +187,18 @@ impl Links {
 
     /// The reply link of a target followup: `Some((message_id, linked))`.
     pub async fn reply(&self, followup_id: i64) -> SyncResult<Option<(Option<u64>, bool)>> {
+        Ok(self
+            .reply_with_data(followup_id)
+            .await?
+            .map(|(message, linked, _)| (message, linked)))
+    }
+
+    /// The reply link of a target followup with its data
+    /// (`{"conversation": …}`).
+    pub async fn reply_with_data(
+        &self,
+        followup_id: i64,
+    ) -> SyncResult<Option<(Option<u64>, bool, Value)>> {
         let link = self
             .store
             .link(
@@ -200,8 +212,34 @@ impl Links {
             (
                 l.target_id.as_deref().and_then(|id| id.parse().ok()),
                 l.state == LinkState::Linked,
+                l.data,
             )
         }))
+    }
+
+    /// The reply link of `followup` copied into `conversation`: the link
+    /// under its id, or else one stored under its legacy id (see
+    /// [`Followup::legacy_id`]) that names this conversation. A legacy id
+    /// names an entry of some ticket only, so its link counts only for the
+    /// conversation it recorded.
+    pub async fn reply_of(
+        &self,
+        followup: &Followup,
+        conversation: u64,
+    ) -> SyncResult<Option<(Option<u64>, bool)>> {
+        if let Some(found) = self.reply(followup.id).await? {
+            return Ok(Some(found));
+        }
+        let Some(legacy) = followup.legacy_id else {
+            return Ok(None);
+        };
+        Ok(self
+            .reply_with_data(legacy)
+            .await?
+            .filter(|(_, _, data)| {
+                data.get("conversation").and_then(Value::as_u64) == Some(conversation)
+            })
+            .map(|(message, linked, _)| (message, linked)))
     }
 
     pub async fn put_reply(

@@ -8,7 +8,7 @@
 
 use chatwoot::{ConversationStatus, NewMessage, SenderKind};
 use config::sources::RepliesAs;
-use flows::helpdesk::{PersonKind, TicketStatus};
+use flows::helpdesk::{Followup, PersonKind, TicketStatus};
 use serde_json::json;
 use store::NewJob;
 
@@ -96,10 +96,11 @@ impl SourceSync {
             if followup.private {
                 continue;
             }
-            if matches!(self.links.reply(followup.id).await?, Some((_, true))) {
+            let reply = self.links.reply_of(&followup, conversation_id).await?;
+            if matches!(reply, Some((_, true))) {
                 continue;
             }
-            if self.links_message_followup(followup.id).await? {
+            if self.links_message_followup(ticket_id, &followup).await? {
                 continue;
             }
             if self
@@ -122,7 +123,8 @@ impl SourceSync {
                 .as_ref()
                 .and_then(|c| c.can_reply)
                 .unwrap_or(true);
-            self.post_reply(conversation_id, followup.id, &text, can_reply)
+            let interrupted = matches!(reply, Some((_, false)));
+            self.post_reply(conversation_id, followup.id, interrupted, &text, can_reply)
                 .await?;
         }
         let mut state = match self.links.ticket(conversation_id).await? {
@@ -155,17 +157,35 @@ impl SourceSync {
     }
 
     /// Whether a followup is one the bridge wrote for a Chatwoot message
-    /// (found through the reverse of the message links).
-    async fn links_message_followup(&self, followup: i64) -> SyncResult<bool> {
+    /// (found through the reverse of the message links; a link stored under
+    /// the followup's legacy id counts when it names this ticket).
+    async fn links_message_followup(&self, ticket: i64, followup: &Followup) -> SyncResult<bool> {
         let links = self
             .store
             .links_to(
                 crate::links::MESSAGE,
                 &self.links.target,
-                &followup.to_string(),
+                &followup.id.to_string(),
             )
             .await?;
-        Ok(links.iter().any(|l| l.source_system == self.links.chatwoot))
+        if links.iter().any(|l| l.source_system == self.links.chatwoot) {
+            return Ok(true);
+        }
+        let Some(legacy) = followup.legacy_id else {
+            return Ok(false);
+        };
+        let links = self
+            .store
+            .links_to(
+                crate::links::MESSAGE,
+                &self.links.target,
+                &legacy.to_string(),
+            )
+            .await?;
+        Ok(links.iter().any(|l| {
+            l.source_system == self.links.chatwoot
+                && l.data.get("ticket").and_then(serde_json::Value::as_i64) == Some(ticket)
+        }))
     }
 
     /// The newest agent-side message of the conversation with `text` that no
@@ -204,12 +224,13 @@ impl SourceSync {
         &self,
         conversation_id: u64,
         followup: i64,
+        interrupted: bool,
         text: &str,
         can_reply: bool,
     ) -> SyncResult<()> {
         let as_note = self.settings.glpi_replies_as == RepliesAs::PrivateNote || !can_reply;
         // An earlier attempt may have posted it before the crash: adopt it.
-        if matches!(self.links.reply(followup).await?, Some((_, false))) {
+        if interrupted {
             let posted = self.unclaimed_copy(conversation_id, text).await?;
             if let Some(posted) = posted {
                 self.remember_message(posted.id).await?;

@@ -121,6 +121,23 @@ impl SourceSync {
         Ok(*found)
     }
 
+    /// Ticket `id` as people read it in a note: `#7` on GLPI, the `ref`
+    /// (`R-000004`) on iTop, read from the target; `#id` when the ticket
+    /// cannot be found.
+    pub(crate) async fn ticket_reference(&self, id: i64) -> SyncResult<String> {
+        let reference = match self.helpdesk.reference_of_id(id) {
+            Some(reference) => reference,
+            None => self
+                .helpdesk
+                .ticket(id)
+                .await?
+                .map(|t| t.reference)
+                .filter(|r| !r.is_empty())
+                .unwrap_or_else(|| id.to_string()),
+        };
+        Ok(flows::helpdesk::display_reference(&reference))
+    }
+
     /// Serialises work on one contact inside this process (contact events
     /// and conversation jobs may resolve the same contact at once).
     pub(crate) fn contact_lock(&self, contact_id: u64) -> Arc<tokio::sync::Mutex<()>> {

@@ -190,7 +190,8 @@ impl SourceSync {
             }
         }
         if let Some(old) = previous.last() {
-            content.push_str(&format!("\n\n(Follows ticket #{old}, which is closed.)"));
+            let old = self.ticket_reference(*old).await?;
+            content.push_str(&format!("\n\n(Follows ticket {old}, which is closed.)"));
         }
         content.push_str(&format!(
             "\n\nChatwoot conversation #{}: {}",
@@ -283,7 +284,8 @@ impl SourceSync {
             changed = true;
         }
         if self.settings.private_note_with_link && !link.state.link_note_posted {
-            let text = format!("Ticket #{ticket} in {}: {url}", self.helpdesk.name());
+            let reference = self.ticket_reference(ticket).await?;
+            let text = format!("Ticket {reference} in {}: {url}", self.helpdesk.name());
             self.remember_message_text(conversation_id, &text).await?;
             let note = NewMessage::private_note(text)
                 .with_source_id(format!("{SOURCE_ID_PREFIX}ticket:{ticket}"));

@@ -229,6 +229,9 @@ pub struct ItopTarget {
     pub tax_id_field: Option<String>,
     /// Web root used in ticket links, when it differs from `url`.
     pub web_url: Option<Url>,
+    /// `impact` of the UserRequests the flows create: 1 (a department),
+    /// 2 (a group), 3 (a person, the default).
+    pub impact: Option<u8>,
 }
 
 /// `[sources.<name>]`: an inbound channel. Every kind names its `target`.

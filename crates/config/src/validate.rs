@@ -114,6 +114,12 @@ pub(crate) fn validate(config: &Config, unreadable_targets: &[String]) -> Vec<Pr
                 if t.token.is_none() && !(t.user.is_some() && t.password.is_some()) {
                     problem(prefix.clone(), "needs token, or user and password".into());
                 }
+                if t.impact.is_some_and(|i| !(1..=3).contains(&i)) {
+                    problem(
+                        format!("{prefix}.impact"),
+                        "must be 1 (a department), 2 (a group) or 3 (a person)".into(),
+                    );
+                }
                 if t.timeout == Duration::ZERO {
                     problem(format!("{prefix}.timeout"), "must be greater than 0".into());
                 }

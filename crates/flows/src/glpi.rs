@@ -2,9 +2,9 @@
 
 use crate::files;
 use crate::helpdesk::{
-    Attachment, Category, Followup, Helpdesk, HelpdeskError, HelpdeskResult, NewFollowup,
-    NewPerson, NewTicket, Organisation, Person, PersonKind, PersonQuery, Requester, Ticket,
-    TicketKind, TicketStatus,
+    Attachment, Category, CreatedTicket, Followup, Helpdesk, HelpdeskError, HelpdeskResult,
+    NewFollowup, NewPerson, NewTicket, Organisation, Person, PersonKind, PersonQuery, Requester,
+    Ticket, TicketKind, TicketStatus,
 };
 use crate::identity::tax_id_digits;
 use async_trait::async_trait;
@@ -515,6 +515,7 @@ impl Helpdesk for GlpiHelpdesk {
         .await;
         Ok(Ticket {
             id: created.id,
+            reference: created.id.to_string(),
             title: created.name.clone(),
             status: status_of(created.status),
             organisation: Some(created.entities_id),
@@ -523,7 +524,11 @@ impl Helpdesk for GlpiHelpdesk {
         })
     }
 
-    async fn create_ticket_id(&self, ticket: &NewTicket) -> HelpdeskResult<i64> {
+    fn reference_of_id(&self, id: i64) -> Option<String> {
+        Some(id.to_string())
+    }
+
+    async fn create_ticket_id(&self, ticket: &NewTicket) -> HelpdeskResult<CreatedTicket> {
         let input = self.ticket_input(ticket).await?;
         let id = self
             .client
@@ -532,7 +537,10 @@ impl Helpdesk for GlpiHelpdesk {
             .map_err(|e| self.error(e))?;
         self.upload_attachments(id, None, &ticket.attachments, glpi::ItemLink::ticket(id))
             .await;
-        Ok(id)
+        Ok(CreatedTicket {
+            id,
+            reference: id.to_string(),
+        })
     }
 
     async fn find_ticket_by_marker(&self, marker: &str) -> HelpdeskResult<Option<Ticket>> {
@@ -552,6 +560,7 @@ impl Helpdesk for GlpiHelpdesk {
             Ok(t) if t.is_deleted => Ok(None),
             Ok(t) => Ok(Some(Ticket {
                 id: t.id,
+                reference: t.id.to_string(),
                 title: t.name.clone(),
                 status: status_of(t.status),
                 organisation: Some(t.entities_id),
@@ -584,6 +593,7 @@ impl Helpdesk for GlpiHelpdesk {
             .into_iter()
             .map(|row| Ticket {
                 id: row.id,
+                reference: row.id.to_string(),
                 title: row.name,
                 status: status_of(row.status),
                 organisation: None,
@@ -647,6 +657,7 @@ impl Helpdesk for GlpiHelpdesk {
             .into_iter()
             .map(|f| Followup {
                 id: f.id,
+                legacy_id: None,
                 content: f.content,
                 private: f.is_private,
                 author: Some(f.users_id).filter(|id| *id > 0),
@@ -702,6 +713,7 @@ impl Helpdesk for GlpiHelpdesk {
             .into_iter()
             .map(|row| Ticket {
                 id: row.id,
+                reference: row.id.to_string(),
                 title: row.name,
                 status: status_of(row.status),
                 organisation: None,

@@ -203,7 +203,14 @@ pub struct NewTicket {
 /// A reply or note on a ticket.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Followup {
+    /// Unique across the target's tickets.
     pub id: i64,
+    /// The id an earlier version gave this followup when it differs (iTop
+    /// numbered case-log entries per ticket, so such an id names an entry
+    /// of some ticket only): links stored then are found with it, together
+    /// with the ticket or conversation they recorded.
+    #[serde(default)]
+    pub legacy_id: Option<i64>,
     /// Decoded text (HTML entities already resolved).
     pub content: String,
     pub private: bool,
@@ -225,13 +232,36 @@ pub struct NewFollowup {
 /// A ticket as the target stores it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ticket {
+    /// The target's numeric id (what the APIs and links use).
     pub id: i64,
+    /// What the help desk's users call the ticket: GLPI its id ("7"), iTop
+    /// its `ref` ("R-000004", which differs from the id). Shown to people
+    /// through [`display_reference`].
+    #[serde(default)]
+    pub reference: String,
     pub title: String,
     pub status: TicketStatus,
     pub organisation: Option<i64>,
     /// As the target reports it (`YYYY-MM-DD HH:MM:SS`).
     pub updated_at: String,
     pub url: String,
+}
+
+/// A ticket just created: its id and its reference (see [`Ticket::reference`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CreatedTicket {
+    pub id: i64,
+    pub reference: String,
+}
+
+/// A reference as people read it: a bare number gets a `#` ("#7", as GLPI
+/// tickets are named), anything else is kept ("R-000004").
+pub fn display_reference(reference: &str) -> String {
+    if !reference.is_empty() && reference.chars().all(|c| c.is_ascii_digit()) {
+        format!("#{reference}")
+    } else {
+        reference.to_string()
+    }
 }
 
 /// A failure talking to a help desk, saying whether trying again can help.
@@ -323,11 +353,20 @@ pub trait Helpdesk: Send + Sync + 'static {
     /// have rewritten fields).
     async fn create_ticket(&self, ticket: &NewTicket) -> HelpdeskResult<Ticket>;
 
-    /// Creates the ticket and returns only its id, in as few requests as the
-    /// target allows (GLPI: one, no read-back). For high-volume callers that
-    /// only need the id and the URL.
-    async fn create_ticket_id(&self, ticket: &NewTicket) -> HelpdeskResult<i64> {
-        self.create_ticket(ticket).await.map(|t| t.id)
+    /// Creates the ticket and returns only its id and reference, in as few
+    /// requests as the target allows (GLPI: one, no read-back). For
+    /// high-volume callers that only need those and the URL.
+    async fn create_ticket_id(&self, ticket: &NewTicket) -> HelpdeskResult<CreatedTicket> {
+        self.create_ticket(ticket).await.map(|t| CreatedTicket {
+            id: t.id,
+            reference: t.reference,
+        })
+    }
+
+    /// The reference of ticket `id` when it follows from the id alone
+    /// (GLPI: the id itself); None when only the target knows it (iTop).
+    fn reference_of_id(&self, _id: i64) -> Option<String> {
+        None
     }
 
     /// The ticket carrying this marker, if a previous attempt created it.

@@ -22,9 +22,16 @@ use itop::{
 
 /// Comment iTop records with every write the adapter makes.
 const COMMENT: &str = "ticketbridge";
-/// Ids of private-log followups start here; public ones count from 1.
+/// A case-log entry has no id of its own: a followup's id is its ticket's
+/// id times this span plus the entry's position in its log, counted from 1
+/// (public log) or from [`PRIVATE_FOLLOWUP_BASE`] + 1 (private log). Ticket
+/// 42's first public entry is 420000001, its first private one 421000001:
+/// ids are unique across tickets, as the [`Helpdesk`] interface promises
+/// (links and own-write records are keyed by followup id alone).
+pub const FOLLOWUP_ID_SPAN: i64 = 10_000_000;
+/// Offset of private-log positions within a ticket's span.
 pub const PRIVATE_FOLLOWUP_BASE: i64 = 1_000_000;
-const TICKET_FIELDS: &str = "id,title,status,org_id,last_update";
+const TICKET_FIELDS: &str = "id,ref,title,status,org_id,last_update";
 
 /// Settings of an iTop target that the client itself does not carry.
 #[derive(Clone, Debug)]
@@ -36,7 +43,14 @@ pub struct ItopTargetOptions {
     pub web_url: Option<String>,
     /// Organisation of persons created without one.
     pub default_org: Option<u64>,
+    /// `impact` of created UserRequests: "1" department, "2" group, "3" a
+    /// person (default). iTop's own default is "1", which makes a very
+    /// high urgency a critical priority for one person's problem.
+    pub impact: String,
 }
+
+/// Impact of a ticket that one person asks for.
+pub const IMPACT_PERSON: &str = "3";
 
 impl Default for ItopTargetOptions {
     fn default() -> Self {
@@ -44,6 +58,7 @@ impl Default for ItopTargetOptions {
             tax_id_field: "code".to_string(),
             web_url: None,
             default_org: None,
+            impact: IMPACT_PERSON.to_string(),
         }
     }
 }
@@ -97,6 +112,25 @@ fn itop_urgency(urgency: u8) -> &'static str {
     }
 }
 
+/// First name written when a name is one word (or none): iTop refuses a
+/// Person without a first name, and a dash reads as "not given" in its lists.
+pub const NO_FIRST_NAME: &str = "-";
+/// Last name written when there is no name at all.
+pub const NO_LAST_NAME: &str = "Unknown";
+
+/// `(first_name, name)` of a Person: split on the first space ("Maria da
+/// Silva" → "Maria", "da Silva"); one word (a first name, an email, a phone
+/// number standing in for a name) is the last name, iTop's `name`, which its
+/// lists show and sort by, with [`NO_FIRST_NAME`] as first name.
+pub fn person_names(full: &str) -> (String, String) {
+    let full = full.trim();
+    match full.split_once(char::is_whitespace) {
+        Some((first, last)) => (first.to_string(), last.trim().to_string()),
+        None if full.is_empty() => (NO_FIRST_NAME.to_string(), NO_LAST_NAME.to_string()),
+        None => (NO_FIRST_NAME.to_string(), full.to_string()),
+    }
+}
+
 fn to_i64(id: u64) -> i64 {
     i64::try_from(id).unwrap_or(i64::MAX)
 }
@@ -122,9 +156,30 @@ fn as_html(content: &str) -> String {
     }
 }
 
-fn entry_followup(index: usize, base: i64, entry: &CaseLogEntry, private: bool) -> Followup {
+/// The id that versions before ticket-wide ids gave the entry at
+/// `position` (1-based) of a log: the position itself, plus
+/// [`PRIVATE_FOLLOWUP_BASE`] in the private log. Always below
+/// [`FOLLOWUP_ID_SPAN`], so it never equals a current id.
+pub fn legacy_followup_id(private: bool, position: i64) -> i64 {
+    if private {
+        PRIVATE_FOLLOWUP_BASE.saturating_add(position)
+    } else {
+        position
+    }
+}
+
+/// The id of the entry at `position` (1-based) of ticket `ticket`'s log.
+pub fn followup_id(ticket: i64, private: bool, position: i64) -> i64 {
+    ticket
+        .saturating_mul(FOLLOWUP_ID_SPAN)
+        .saturating_add(legacy_followup_id(private, position))
+}
+
+fn entry_followup(ticket: i64, index: usize, entry: &CaseLogEntry, private: bool) -> Followup {
+    let position = i64::try_from(index).unwrap_or(i64::MAX - 1) + 1;
     Followup {
-        id: base + i64::try_from(index).unwrap_or(i64::MAX - base) + 1,
+        id: followup_id(ticket, private, position),
+        legacy_id: Some(legacy_followup_id(private, position)),
         content: entry.message.clone(),
         private,
         author: entry.user_id.map(to_i64),
@@ -177,6 +232,26 @@ impl ItopHelpdesk {
         Ok(person)
     }
 
+    /// The name a followup written on behalf of Person `author` is labelled
+    /// with in the case log (iTop shows `user_login` as the entry's author);
+    /// None without an author or when the Person cannot be read.
+    async fn author_label(&self, author: Option<i64>) -> HelpdeskResult<Option<String>> {
+        let Some(person) = author.and_then(to_u64) else {
+            return Ok(None);
+        };
+        match self.client.person(person).await {
+            Ok(found) => Ok(found
+                .map(|p| Self::person_from(&p).name)
+                .filter(|name| !name.trim().is_empty())),
+            Err(error) if error.is_retryable() => Err(self.error(error)),
+            Err(error) => {
+                tracing::debug!(target_name = %self.name, person, %error,
+                    "the author of a followup cannot be read; the entry gets no label");
+                Ok(None)
+            }
+        }
+    }
+
     /// The client, for iTop-only work (attachments, stimuli with fields).
     pub fn client(&self) -> &ItopClient {
         &self.client
@@ -225,6 +300,7 @@ impl ItopHelpdesk {
     fn ticket_from(&self, o: &itop::ItopObject) -> Ticket {
         Ticket {
             id: to_i64(o.key),
+            reference: o.text("ref"),
             title: o.text("title"),
             status: status_of(&o.text("status")),
             organisation: o.ext_key("org_id").map(to_i64),
@@ -377,21 +453,13 @@ impl Helpdesk for ItopHelpdesk {
             .and_then(to_u64)
             .or(self.options.default_org)
             .ok_or_else(|| self.refused("an iTop Person needs an organisation"))?;
-        let full = person.name.trim();
-        let (first, last) = match full.split_once(' ') {
-            Some((f, l)) => (f.to_string(), l.trim().to_string()),
-            None => (String::new(), full.to_string()),
-        };
+        let (first, last) = person_names(&person.name);
         let created = self
             .client
             .create_person(
                 &itop::NewPerson {
                     first_name: first,
-                    last_name: if last.is_empty() {
-                        "Unknown".into()
-                    } else {
-                        last
-                    },
+                    last_name: last,
                     org_id,
                     email: person.email.clone(),
                     phone: person.phone.clone(),
@@ -451,6 +519,7 @@ impl Helpdesk for ItopHelpdesk {
         );
         new.caller = Some(Key::Id(caller));
         new.urgency = ticket.urgency.map(|u| itop_urgency(u).to_string());
+        new.impact = Some(self.options.impact.clone());
         new.service = ticket.category.and_then(to_u64).map(Key::Id);
         new.agent = ticket.assignee.and_then(to_u64).map(Key::Id);
         let created = self
@@ -461,6 +530,7 @@ impl Helpdesk for ItopHelpdesk {
         self.attach(created.id, org, &ticket.attachments).await;
         Ok(Ticket {
             id: to_i64(created.id),
+            reference: created.reference.clone(),
             title: created.title.clone(),
             status: status_of(&created.status),
             organisation: created.org_id.map(to_i64),
@@ -512,16 +582,36 @@ impl Helpdesk for ItopHelpdesk {
         } else {
             CaseLog::Public
         };
-        self.client
-            .add_case_log_entry(
-                "UserRequest",
-                id,
-                log,
-                &NewLogEntry::html(as_html(&followup.content)),
-                COMMENT,
-            )
-            .await
-            .map_err(|e| self.error(e))?;
+        let entry = NewLogEntry::html(as_html(&followup.content));
+        let written = match self.author_label(followup.author).await? {
+            Some(name) => {
+                let labelled = entry.clone().by(name);
+                match self
+                    .client
+                    .add_case_log_entry("UserRequest", id, log, &labelled, COMMENT)
+                    .await
+                {
+                    // Only an Administrator account may label entries: the
+                    // entry is then the REST account's, as without an author.
+                    Err(ItopError::Unauthorized { message })
+                        if message.contains("administrator") =>
+                    {
+                        tracing::debug!(target_name = %self.name, %message,
+                            "the REST account cannot label case-log entries; written as itself");
+                        self.client
+                            .add_case_log_entry("UserRequest", id, log, &entry, COMMENT)
+                            .await
+                    }
+                    other => other,
+                }
+            }
+            None => {
+                self.client
+                    .add_case_log_entry("UserRequest", id, log, &entry, COMMENT)
+                    .await
+            }
+        };
+        written.map_err(|e| self.error(e))?;
         if !followup.attachments.is_empty() {
             let org = self
                 .client
@@ -539,16 +629,11 @@ impl Helpdesk for ItopHelpdesk {
             .map_err(|e| self.error(e))?
             .unwrap_or_default();
         let count = i64::try_from(entries.len()).unwrap_or(0);
-        Ok(if followup.private {
-            PRIVATE_FOLLOWUP_BASE + count
-        } else {
-            count
-        })
+        Ok(followup_id(ticket, followup.private, count))
     }
 
-    /// Public entries get ids 1, 2, … and private ones
-    /// [`PRIVATE_FOLLOWUP_BASE`] + 1, …, in insertion order per log; the
-    /// result is sorted by date (then id).
+    /// Ids follow the entries' positions in their log (see
+    /// [`FOLLOWUP_ID_SPAN`]); the result is sorted by date (then id).
     async fn followups(&self, ticket: i64) -> HelpdeskResult<Vec<Followup>> {
         let Some(id) = to_u64(ticket) else {
             return Ok(Vec::new());
@@ -568,13 +653,13 @@ impl Helpdesk for ItopHelpdesk {
             .public_log
             .iter()
             .enumerate()
-            .map(|(i, e)| entry_followup(i, 0, e, false))
+            .map(|(i, e)| entry_followup(ticket, i, e, false))
             .chain(
                 request
                     .private_log
                     .iter()
                     .enumerate()
-                    .map(|(i, e)| entry_followup(i, PRIVATE_FOLLOWUP_BASE, e, true)),
+                    .map(|(i, e)| entry_followup(ticket, i, e, true)),
             )
             .collect();
         for followup in &mut all {

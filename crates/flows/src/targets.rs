@@ -2,7 +2,7 @@
 
 use crate::glpi::{GlpiHelpdesk, GlpiTargetOptions};
 use crate::helpdesk::Helpdesk;
-use crate::itop::{ItopHelpdesk, ItopTargetOptions};
+use crate::itop::{IMPACT_PERSON, ItopHelpdesk, ItopTargetOptions};
 use config::{Config, GlpiTarget, ItopTarget, TargetConfig};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -96,6 +96,9 @@ impl Targets {
                             tax_id_field: t.tax_id_field.clone().unwrap_or_else(|| "code".into()),
                             web_url: t.web_url.as_ref().map(|u| u.to_string()),
                             default_org: None,
+                            impact: t
+                                .impact
+                                .map_or_else(|| IMPACT_PERSON.to_string(), |i| i.to_string()),
                         },
                     );
                     targets.add_helpdesk(name, Arc::new(helpdesk));

@@ -8,6 +8,7 @@ use flows::helpdesk::{
 };
 use flows::itop::{ItopHelpdesk, ItopTargetOptions};
 use secrecy::SecretString;
+use serde_json::json;
 use sim_itop::{ItopSim, ItopSimConfig, RunningItop};
 
 async fn helpdesk() -> (RunningItop, ItopHelpdesk) {
@@ -128,6 +129,34 @@ async fn people_and_organisations_are_found() {
     assert_eq!(stored["first_name"], "Bruno");
     assert_eq!(stored["name"], "Lima Costa");
     assert_eq!(stored["org_id"], "3");
+    sim.shutdown().await;
+}
+
+/// iTop refuses a Person without a first name: a one-word name (or an
+/// email or phone standing in for one) is still created.
+#[tokio::test]
+async fn a_person_with_a_one_word_name_is_created() {
+    let (sim, hd) = helpdesk().await;
+    for name in ["Maria", "+5511987654321", "  "] {
+        let created = hd
+            .create_person(&NewPerson {
+                kind: PersonKind::User,
+                name: name.into(),
+                email: None,
+                phone: Some("+5511987654321".into()),
+                organisation: Some(3),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{name:?}: {e}"));
+        let stored = sim.object("Person", created.id as u64).unwrap();
+        assert_eq!(stored["first_name"], "-", "{stored}");
+        let last = if name.trim().is_empty() {
+            "Unknown"
+        } else {
+            name
+        };
+        assert_eq!(stored["name"], last, "{stored}");
+    }
     sim.shutdown().await;
 }
 
@@ -287,5 +316,56 @@ async fn status_changes_use_the_stimuli_and_their_fields() {
             .is_err()
     );
     assert!(hd.ticket(999_999).await.unwrap().is_none());
+    sim.shutdown().await;
+}
+
+/// iTop computes the priority from impact × urgency, and its default impact
+/// is a whole department: a ticket one person asks for is sent with impact
+/// "a person", so "very high" urgency is priority high (2), not critical.
+#[tokio::test]
+async fn a_ticket_for_one_person_has_a_person_impact() {
+    let (sim, hd) = helpdesk().await;
+    let ticket = hd
+        .create_ticket(&NewTicket {
+            attachments: vec![],
+            ..new_ticket(15, "tb:impact")
+        })
+        .await
+        .unwrap();
+    let stored = sim.object("UserRequest", ticket.id as u64).unwrap();
+    assert_eq!(
+        (&stored["impact"], &stored["urgency"], &stored["priority"]),
+        (&json!("3"), &json!("1"), &json!("2")),
+        "{stored}"
+    );
+    sim.shutdown().await;
+}
+
+/// A followup written on behalf of someone shows that person as the
+/// case-log entry's author, not the REST account.
+#[tokio::test]
+async fn a_followup_shows_its_author() {
+    let (sim, hd) = helpdesk().await;
+    let ticket = hd
+        .create_ticket(&NewTicket {
+            attachments: vec![],
+            ..new_ticket(15, "tb:author")
+        })
+        .await
+        .unwrap();
+    hd.add_followup(
+        ticket.id,
+        &NewFollowup {
+            content: "still broken".into(),
+            private: false,
+            author: Some(15),
+            attachments: vec![],
+        },
+    )
+    .await
+    .unwrap();
+    let log = sim.case_log("UserRequest", ticket.id as u64, "public_log");
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].user_login, "Agatha Christie", "{log:?}");
     sim.shutdown().await;
 }

@@ -34,10 +34,13 @@ pub fn render(description: &str, extra: &[(String, String)]) -> String {
     html
 }
 
-/// The answer's human message: `{id}` and `{url}` replaced.
-pub fn message(template: &str, id: i64, url: &str) -> String {
+/// The answer's human message: `{id}` (the numeric id), `{ref}` (the
+/// reference as people read it: `#7` on GLPI, `R-000004` on iTop) and
+/// `{url}` replaced.
+pub fn message(template: &str, id: i64, reference: &str, url: &str) -> String {
     template
         .replace("{id}", &id.to_string())
+        .replace("{ref}", &flows::helpdesk::display_reference(reference))
         .replace("{url}", url)
 }
 
@@ -62,8 +65,16 @@ mod tests {
     #[test]
     fn messages_fill_the_template() {
         assert_eq!(
-            message("Ticket #{id} created: {url}", 7, "u"),
+            message("Ticket #{id} created: {url}", 7, "7", "u"),
             "Ticket #7 created: u"
+        );
+        assert_eq!(
+            message("Ticket {ref} created", 7, "7", "u"),
+            "Ticket #7 created"
+        );
+        assert_eq!(
+            message("Ticket {ref} created", 2, "R-000004", "u"),
+            "Ticket R-000004 created"
         );
     }
 }

@@ -130,8 +130,9 @@ impl CreateTicket {
 
     /// The ticket exists and its `linked` link is stored: that link is the
     /// outcome; wake whoever waits for it.
-    fn created(&self, source: &Source, inbox_id: i64, ticket_id: i64) {
-        self.intake.wake(inbox_id, source.created(ticket_id));
+    fn created(&self, source: &Source, inbox_id: i64, ticket_id: i64, reference: &str) {
+        self.intake
+            .wake(inbox_id, source.created(ticket_id, reference));
     }
 
     /// One attempt. On a job's first run nothing can have been created yet, so
@@ -184,20 +185,31 @@ impl CreateTicket {
                 .link(LINK_KIND, &source_system, &source_id, &target)
                 .await?
                 .filter(|link| link.state == LinkState::Linked)
-                .and_then(|link| link.target_id.and_then(|t| t.parse::<i64>().ok()));
-            let ticket_id = match linked {
-                Some(ticket_id) => Some(ticket_id),
+                .and_then(|link| {
+                    let id = link.target_id.and_then(|t| t.parse::<i64>().ok())?;
+                    Some((id, link.data))
+                });
+            let ticket = match linked {
+                Some((ticket_id, data)) => {
+                    Some((ticket_id, source.reference(ticket_id, &data).await))
+                }
                 None => {
                     let found = source.helpdesk.find_ticket_by_marker(&marker).await?;
                     if let Some(ticket) = &found {
-                        self.link(&source_system, &source_id, &target, ticket.id)
-                            .await?;
+                        self.link(
+                            &source_system,
+                            &source_id,
+                            &target,
+                            ticket.id,
+                            &ticket.reference,
+                        )
+                        .await?;
                     }
-                    found.map(|ticket| ticket.id)
+                    found.map(|ticket| (ticket.id, ticket.reference))
                 }
             };
-            if let Some(ticket_id) = ticket_id {
-                self.created(source, inbox_id, ticket_id);
+            if let Some((ticket_id, reference)) = ticket {
+                self.created(source, inbox_id, ticket_id, &reference);
                 return Ok(());
             }
         }
@@ -266,15 +278,21 @@ impl CreateTicket {
             marker,
             attachments: request.attachments,
         };
-        let ticket_id = source.helpdesk.create_ticket_id(&ticket).await?;
+        let created = source.helpdesk.create_ticket_id(&ticket).await?;
         // The caller may have its answer now: the ticket exists. Should the link
         // not be stored (a crash, a store error), the next run finds the ticket
         // by its marker and links that same ticket. Nothing more goes to the
         // target, so the next request's job may have the slot.
-        self.created(source, inbox_id, ticket_id);
+        self.created(source, inbox_id, created.id, &created.reference);
         engine::release_slot();
-        self.link(&source_system, &source_id, &target, ticket_id)
-            .await?;
+        self.link(
+            &source_system,
+            &source_id,
+            &target,
+            created.id,
+            &created.reference,
+        )
+        .await?;
         Ok(())
     }
 
@@ -285,6 +303,7 @@ impl CreateTicket {
         source_id: &str,
         target: &str,
         ticket_id: i64,
+        reference: &str,
     ) -> Result<(), Trouble> {
         self.intake
             .store()
@@ -295,7 +314,7 @@ impl CreateTicket {
                 target_system: target.to_string(),
                 target_id: Some(ticket_id.to_string()),
                 state: LinkState::Linked,
-                data: json!({}),
+                data: json!({"ref": reference}),
             })
             .await?;
         Ok(())

@@ -201,7 +201,8 @@ impl Intake {
             && link.state == LinkState::Linked
             && let Some(ticket_id) = link.target_id.as_deref().and_then(|t| t.parse().ok())
         {
-            return Ok(Some(source.created(ticket_id)));
+            let reference = source.reference(ticket_id, &link.data).await;
+            return Ok(Some(source.created(ticket_id, &reference)));
         }
         if let Some(value) = self.store.kv_get(NAMESPACE, &id.to_string()).await?
             && let Ok(outcome) = serde_json::from_value::<RequestOutcome>(value)

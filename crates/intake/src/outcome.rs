@@ -65,6 +65,10 @@ pub enum RequestOutcome {
     Created {
         source: String,
         ticket_id: i64,
+        /// What the help desk's users call the ticket (GLPI: the id, iTop:
+        /// the `ref`).
+        #[serde(default)]
+        ticket_ref: String,
         url: String,
         message: String,
     },

@@ -19,6 +19,9 @@ pub struct RequesterLookup {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TicketSummary {
     pub id: i64,
+    /// What the help desk's users call it: GLPI the id, iTop the `ref`
+    /// (`R-000004`).
+    pub reference: String,
     pub title: String,
     /// new, assigned, planned, waiting, solved or closed.
     pub status: String,
@@ -31,6 +34,9 @@ pub struct TicketSummary {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TicketDetail {
     pub id: i64,
+    /// What the help desk's users call it: GLPI the id, iTop the `ref`
+    /// (`R-000004`).
+    pub reference: String,
     pub title: String,
     pub status: String,
     pub updated_at: String,
@@ -124,6 +130,7 @@ impl Source {
             .into_iter()
             .map(|t| TicketSummary {
                 id: t.id,
+                reference: t.reference,
                 title: t.title,
                 status: t.status.as_word().to_string(),
                 updated_at: t.updated_at,
@@ -149,6 +156,7 @@ impl Source {
             });
         Ok(Some(TicketDetail {
             id: ticket.id,
+            reference: ticket.reference,
             title: ticket.title,
             status: ticket.status.as_word().to_string(),
             updated_at: ticket.updated_at,

@@ -168,14 +168,41 @@ impl Source {
         }
     }
 
-    /// The outcome of a request whose ticket is `ticket_id`.
-    pub fn created(&self, ticket_id: i64) -> crate::RequestOutcome {
+    /// The outcome of a request whose ticket is `ticket_id`, called
+    /// `reference` by the help desk's users.
+    pub fn created(&self, ticket_id: i64, reference: &str) -> crate::RequestOutcome {
         let url = self.helpdesk.ticket_url(ticket_id);
         crate::RequestOutcome::Created {
             source: self.name.clone(),
             ticket_id,
-            message: crate::content::message(&self.settings.message_template, ticket_id, &url),
+            ticket_ref: reference.to_string(),
+            message: crate::content::message(
+                &self.settings.message_template,
+                ticket_id,
+                reference,
+                &url,
+            ),
             url,
+        }
+    }
+
+    /// The reference of ticket `id` as stored in a link's data (`ref`),
+    /// else as the id gives it (GLPI), else as the target says (an iTop
+    /// ticket linked by an earlier version); the id when nothing answers.
+    pub async fn reference(&self, id: i64, link_data: &serde_json::Value) -> String {
+        if let Some(stored) = link_data
+            .get("ref")
+            .and_then(serde_json::Value::as_str)
+            .filter(|r| !r.is_empty())
+        {
+            return stored.to_string();
+        }
+        if let Some(known) = self.helpdesk.reference_of_id(id) {
+            return known;
+        }
+        match self.helpdesk.ticket(id).await {
+            Ok(Some(ticket)) if !ticket.reference.is_empty() => ticket.reference,
+            _ => id.to_string(),
         }
     }
 

@@ -106,6 +106,7 @@ mod tests {
         let created = |ticket_id| RequestOutcome::Created {
             source: "web".into(),
             ticket_id,
+            ticket_ref: ticket_id.to_string(),
             url: String::new(),
             message: String::new(),
         };

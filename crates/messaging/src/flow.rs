@@ -983,15 +983,19 @@ impl Messaging {
             .await
             .map_err(MessagingError::from)?;
         let linked = match link {
-            Some(l) if l.state == LinkState::Linked => l
-                .target_id
-                .as_deref()
-                .and_then(|id| id.parse::<i64>().ok())
-                .map(|id| TicketRef {
-                    id,
-                    url: channel.helpdesk.ticket_url(id),
-                    generation,
-                }),
+            Some(l) if l.state == LinkState::Linked => {
+                match l.target_id.as_deref().and_then(|id| id.parse::<i64>().ok()) {
+                    Some(id) => Some(TicketRef {
+                        id,
+                        reference: linked_reference(channel, id, &l.data)
+                            .await
+                            .map_err(MessagingError::from)?,
+                        url: channel.helpdesk.ticket_url(id),
+                        generation,
+                    }),
+                    None => None,
+                }
+            }
             Some(_) => channel
                 .helpdesk
                 .find_ticket_by_marker(&marker)
@@ -999,6 +1003,7 @@ impl Messaging {
                 .map_err(MessagingError::from)?
                 .map(|t| TicketRef {
                     id: t.id,
+                    reference: t.reference,
                     url: t.url,
                     generation,
                 }),
@@ -1040,7 +1045,7 @@ impl Messaging {
                 target_system: channel.target().to_owned(),
                 target_id: Some(ticket.id.to_string()),
                 state: LinkState::Linked,
-                data: json!({"marker": marker, "url": ticket.url}),
+                data: json!({"marker": marker, "url": ticket.url, "ref": ticket.reference}),
             })
             .await
             .map_err(MessagingError::from)?;
@@ -1059,7 +1064,7 @@ impl Messaging {
                 "data": {
                     "source": source,
                     "conversation_id": conversation,
-                    "ticket": {"id": ticket.id, "url": ticket.url},
+                    "ticket": {"id": ticket.id, "ref": ticket.reference, "url": ticket.url},
                     "message_ids": message_ids,
                     "reason": reason,
                 }
@@ -1291,6 +1296,7 @@ impl Messaging {
             .map_err(MessagingError::from)?;
         Ok(TicketRef {
             id: created.id,
+            reference: created.reference,
             url: created.url,
             generation,
         })
@@ -1402,4 +1408,31 @@ fn drop_stale_session(
     );
     state.buffer.clear();
     true
+}
+
+/// The reference of a linked ticket: stored in the link (`ref`), else as
+/// the id gives it (GLPI), else as the target says (a link stored by an
+/// earlier version); the id when the ticket is not found.
+async fn linked_reference(
+    channel: &Channel,
+    id: i64,
+    data: &serde_json::Value,
+) -> Result<String, flows::HelpdeskError> {
+    if let Some(stored) = data
+        .get("ref")
+        .and_then(serde_json::Value::as_str)
+        .filter(|r| !r.is_empty())
+    {
+        return Ok(stored.to_string());
+    }
+    if let Some(known) = channel.helpdesk.reference_of_id(id) {
+        return Ok(known);
+    }
+    Ok(channel
+        .helpdesk
+        .ticket(id)
+        .await?
+        .map(|t| t.reference)
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| id.to_string()))
 }

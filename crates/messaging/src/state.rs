@@ -14,6 +14,10 @@ pub const KV_NAMESPACE: &str = "messaging.conversation";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TicketRef {
     pub id: i64,
+    /// What the help desk's users call it: GLPI the id, iTop the `ref`
+    /// (`R-000004`). Empty in states stored by earlier versions.
+    #[serde(default)]
+    pub reference: String,
     pub url: String,
     /// Which burst of the conversation created it (0, 1, ...).
     pub generation: u64,

@@ -481,7 +481,9 @@ pub static CLASSES: &[ClassDef] = &[
         root: "Contact",
         is_abstract: false,
         attrs: PERSON,
-        not_null: &["name", "org_id"],
+        // `first_name` is mandatory too (is_null_allowed="false" in
+        // itop-structure): a Person with an empty first name is refused.
+        not_null: &["name", "first_name", "org_id"],
     },
     ClassDef {
         name: "Team",

@@ -63,3 +63,29 @@ async fn a_customised_data_model_accepts_the_codes_it_adds() {
     );
     sim.shutdown().await;
 }
+
+/// Person.first_name is NOT NULL in iTop's data model: an empty or missing
+/// first name is refused as the description of a ticket is (and nothing is
+/// created).
+#[tokio::test]
+async fn a_person_without_a_first_name_is_refused() {
+    let sim = ItopSim::start(ItopSimConfig::default()).await.unwrap();
+    let before = sim.ids("Person").len();
+    for fields in [
+        json!({"name":"Maria","first_name":"","org_id":3}),
+        json!({"name":"Maria","org_id":3}),
+    ] {
+        let r = sim
+            .perform(
+                json!({"operation":"core/create","comment":"c","class":"Person",
+                "output_fields":"id","fields":fields}),
+            )
+            .await;
+        assert_eq!(
+            r,
+            json!({"code":100,"message":"Error: Unexpected value for attribute 'First Name' (first_name) : Null not allowed: issues = {0=>Unexpected value for attribute 'First Name' (first_name) : Null not allowed}, class = Person, id = -1"})
+        );
+    }
+    assert_eq!(sim.ids("Person").len(), before);
+    sim.shutdown().await;
+}

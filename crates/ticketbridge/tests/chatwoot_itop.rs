@@ -250,3 +250,89 @@ async fn an_agent_reply_reaches_the_customer_whatever_the_ids() {
     .unwrap();
     w.app.stop().await;
 }
+
+impl World {
+    /// An agent answers `text` on `ticket` in iTop (public log, through the
+    /// REST account).
+    async fn agent_answers(&self, ticket: u64, text: &str) {
+        let answer = self
+            .itop
+            .perform(
+                json!({"operation": "core/update", "class": "UserRequest", "key": ticket,
+                "comment": "agent", "output_fields": "id",
+                "fields": {"public_log": {"add_item": {"message": text, "format": "text"}}}}),
+            )
+            .await;
+        assert_eq!(answer["code"], json!(0), "{answer}");
+    }
+
+    async fn message_in(&self, conversation: u64, text: &str) {
+        wait_for(
+            &format!("{text:?} in the conversation"),
+            DEADLINE,
+            || async {
+                self.cw
+                    .messages(conversation)
+                    .into_iter()
+                    .find(|m| m.content.contains(text))
+            },
+        )
+        .await
+        .unwrap();
+    }
+
+    fn has_message(&self, conversation: u64, text: &str) -> bool {
+        self.cw
+            .messages(conversation)
+            .iter()
+            .any(|m| m.content.contains(text))
+    }
+}
+
+/// A case-log entry has no id of its own: the first agent reply on a second
+/// ticket is as much "entry 1" as the first reply on the first ticket, and
+/// still reaches its own conversation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_reply_on_each_ticket_reaches_its_conversation() {
+    let w = world("new_ticket").await;
+    let (first_conv, first) = w.maria_opens("VPN caiu").await;
+    w.agent_answers(first, "Reiniciamos o concentrador").await;
+    w.message_in(first_conv, "Reiniciamos o concentrador").await;
+
+    let (second_conv, second) = w.maria_opens("Impressora parada").await;
+    assert_ne!(second, first);
+    w.agent_answers(second, "Trocamos o toner").await;
+    w.message_in(second_conv, "Trocamos o toner").await;
+    assert!(!w.has_message(first_conv, "Trocamos o toner"));
+    assert!(!w.has_message(second_conv, "Reiniciamos o concentrador"));
+    w.app.stop().await;
+}
+
+/// Versions that numbered case-log entries per ticket stored reply links
+/// under those numbers (with the conversation): a reply already copied then
+/// is not posted a second time after the upgrade.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_copied_by_an_earlier_version_is_not_posted_again() {
+    let w = world("new_ticket").await;
+    let (conv, ticket) = w.maria_opens("VPN caiu").await;
+    let copied = w.cw.messages(conv)[0].id;
+    // What an earlier version stored after copying public entry 1.
+    w.app
+        .store
+        .put_link(&store::NewLink {
+            kind: "chatwoot.reply".into(),
+            source_system: "itop".into(),
+            source_id: "1".into(),
+            target_system: "chatwoot:cw".into(),
+            target_id: Some(copied.to_string()),
+            state: store::LinkState::Linked,
+            data: json!({"conversation": conv}),
+        })
+        .await
+        .unwrap();
+    w.agent_answers(ticket, "Resposta copiada antes").await;
+    w.agent_answers(ticket, "Resposta nova").await;
+    w.message_in(conv, "Resposta nova").await;
+    assert!(!w.has_message(conv, "Resposta copiada antes"));
+    w.app.stop().await;
+}

@@ -328,3 +328,45 @@ async fn user_requests_are_created_on_postgres_too() {
     assert_eq!(w.itop.ids("UserRequest").len(), 1);
     w.app.stop().await;
 }
+
+/// iTop users know a ticket by its `ref`, which is not its id (a failed
+/// create consumes a ref number): the answer's message names the ref, and
+/// the answer and the request status carry it next to the numeric id.
+#[tokio::test]
+async fn the_answer_names_the_ticket_by_its_itop_ref() {
+    let w = world().await;
+    // A create iTop refuses (no description) consumes R-000001.
+    let refused = w
+        .itop
+        .perform(json!({"operation": "core/create", "comment": "c", "class": "UserRequest",
+            "output_fields": "id", "fields": {"org_id": w.acme, "caller_id": w.maria, "title": "x"}}))
+        .await;
+    assert_eq!(refused["code"], json!(100), "{refused}");
+    let (status, answer) = w
+        .post(
+            &json!({
+                "requester": {"name": "Maria Souza", "email": "maria@acme.com.br"},
+                "description": "VPN down"
+            }),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let ticket = w.user_request(&answer);
+    let reference = ticket["ref"].as_str().unwrap().to_string();
+    assert_eq!(reference, "R-000002");
+    assert_ne!(reference, format!("R-{:06}", id_of(&ticket["id"])));
+    assert_eq!(answer["ticket_ref"], json!(reference), "{answer}");
+    assert_eq!(
+        answer["message"],
+        json!(format!("Ticket {reference} created"))
+    );
+    let request = answer["request_id"].as_i64().unwrap();
+    let (status, seen) = w.get(&format!("/api/v1/tickets/requests/{request}")).await;
+    assert_eq!(status, StatusCode::OK, "{seen}");
+    assert_eq!(seen["ticket_ref"], json!(reference), "{seen}");
+    assert_eq!(
+        seen["message"],
+        json!(format!("Ticket {reference} created"))
+    );
+}

@@ -61,7 +61,7 @@ fn default_wait() -> Duration {
 }
 
 fn default_message_template() -> String {
-    "Ticket #{id} created".to_owned()
+    "Ticket {ref} created".to_owned()
 }
 
 fn default_max_attachment_bytes() -> usize {
@@ -116,7 +116,9 @@ pub struct IntakeSource {
     /// 202 with a status URL.
     #[serde(default = "default_wait", with = "humantime_serde")]
     pub wait: Duration,
-    /// Human message in the answer; `{id}` and `{url}` are replaced.
+    /// Human message in the answer; `{id}` (numeric id), `{ref}` (the
+    /// ticket as the help desk's users name it: `#7` on GLPI, `R-000004` on
+    /// iTop) and `{url}` are replaced.
     #[serde(default = "default_message_template")]
     pub message_template: String,
     /// Largest decoded attachment, in bytes (larger: 413).

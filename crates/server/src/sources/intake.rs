@@ -232,11 +232,14 @@ pub struct CreateParams {
 
 /// 201: the ticket exists.
 #[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({"status": "created", "ticket_id": 1234, "url": "https://glpi.example.com/front/ticket.form.php?id=1234", "message": "Ticket #1234 created", "request_id": 42}))]
+#[schema(example = json!({"status": "created", "ticket_id": 1234, "ticket_ref": "1234", "url": "https://glpi.example.com/front/ticket.form.php?id=1234", "message": "Ticket #1234 created", "request_id": 42}))]
 pub struct CreatedAnswer {
     /// Always `created`.
     pub status: String,
     pub ticket_id: i64,
+    /// What the help desk's users call the ticket: GLPI the id (`1234`),
+    /// iTop the `ref` (`R-000004`, not the id).
+    pub ticket_ref: String,
     pub url: String,
     /// From the source's `message_template`.
     pub message: String,
@@ -253,17 +256,24 @@ pub struct AcceptedAnswer {
     pub status_url: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ticket_id: Option<i64>,
+    /// With `ticket_id`: what the help desk's users call the ticket.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ticket_ref: Option<String>,
 }
 
 /// Where a request stands.
 #[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({"request_id": 42, "status": "created", "ticket_id": 1234, "url": "https://glpi.example.com/front/ticket.form.php?id=1234", "message": "Ticket #1234 created"}))]
+#[schema(example = json!({"request_id": 42, "status": "created", "ticket_id": 1234, "ticket_ref": "1234", "url": "https://glpi.example.com/front/ticket.form.php?id=1234", "message": "Ticket #1234 created"}))]
 pub struct RequestStatus {
     pub request_id: i64,
     /// queued, created or failed.
     pub status: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ticket_id: Option<i64>,
+    /// When created: what the help desk's users call the ticket (GLPI: the
+    /// id, iTop: the `ref`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ticket_ref: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -287,6 +297,7 @@ impl RequestStatus {
             request_id,
             status: String::new(),
             ticket_id: None,
+            ticket_ref: None,
             url: None,
             message: None,
             code: None,
@@ -307,12 +318,14 @@ impl RequestStatus {
             }
             RequestOutcome::Created {
                 ticket_id,
+                ticket_ref,
                 url,
                 message,
                 ..
             } => {
                 s.status = "created".into();
                 s.ticket_id = Some(ticket_id);
+                s.ticket_ref = Some(ticket_ref);
                 s.url = Some(url);
                 s.message = Some(message);
             }
@@ -549,6 +562,7 @@ async fn create(
     let mut response = match current {
         RequestOutcome::Created {
             ticket_id,
+            ticket_ref,
             url,
             message,
             ..
@@ -557,6 +571,7 @@ async fn create(
             Json(CreatedAnswer {
                 status: "created".into(),
                 ticket_id,
+                ticket_ref,
                 url,
                 message,
                 request_id: id,
@@ -573,9 +588,13 @@ async fn create(
             });
         }
         other => {
-            let ticket_id = match other {
-                RequestOutcome::Created { ticket_id, .. } => Some(ticket_id),
-                _ => None,
+            let (ticket_id, ticket_ref) = match other {
+                RequestOutcome::Created {
+                    ticket_id,
+                    ticket_ref,
+                    ..
+                } => (Some(ticket_id), Some(ticket_ref)),
+                _ => (None, None),
             };
             let status_url = crate::links::absolute(
                 &state.config.server,
@@ -595,6 +614,7 @@ async fn create(
                     request_id: id,
                     status_url,
                     ticket_id,
+                    ticket_ref,
                 }),
             )
                 .into_response();

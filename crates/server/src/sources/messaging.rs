@@ -3,7 +3,7 @@
 //!
 //! - `POST /api/v1/channels/{source}/messages`: one customer message; API
 //!   key; deduped by the caller's `message_id` within the conversation; answers
-//!   202 `{"accepted":true,"duplicate":false,"conversation":"…","ticket":{"id","url"}|null}`.
+//!   202 `{"accepted":true,"duplicate":false,"conversation":"…","ticket":{"id","ref","url"}|null}`.
 //! - `POST /api/v1/channels/{source}/conversations/{id}/handoff`: the bot
 //!   hands the chat over; the buffered messages become a ticket now. Answers
 //!   200 with the ticket when it exists within the source's `handoff_wait`,
@@ -96,7 +96,11 @@ impl Channels {
 
 fn ticket_json(ticket: Option<&TicketRef>) -> Value {
     match ticket {
-        Some(t) => json!({"id": t.id, "url": t.url}),
+        Some(t) => json!({
+            "id": t.id,
+            "ref": Some(&t.reference).filter(|r| !r.is_empty()),
+            "url": t.url,
+        }),
         None => Value::Null,
     }
 }
@@ -343,7 +347,7 @@ async fn open_tickets(
     let tickets: Vec<Value> = tickets
         .into_iter()
         .map(|t| {
-            json!({"id": t.id, "title": t.title, "status": t.status.as_word(),
+            json!({"id": t.id, "ref": t.reference, "title": t.title, "status": t.status.as_word(),
                 "url": t.url, "updated_at": t.updated_at})
         })
         .collect();
