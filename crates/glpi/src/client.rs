@@ -339,19 +339,14 @@ impl GlpiClient {
                 detail: "initSession answer has no session_token".into(),
             })?
             .to_owned();
-        if self.inner.text_encoding == TextEncoding::Auto {
-            let raw = token.len() > 64 || self.inner.root.path().ends_with("api.php/v1/");
-            let _ = self.inner.detected_encoding.compare_exchange(
-                0,
-                if raw { 2 } else { 1 },
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            );
-        }
         let token = SecretString::from(token);
         // Re-apply the caller's profile / entity choices on the new session; a session
         // they cannot be applied to is not used, and not left open either.
-        if let Err(error) = self.apply_scope(state.scope, &token).await {
+        let ready = match self.detect_encoding(&token).await {
+            Ok(()) => self.apply_scope(state.scope, &token).await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = ready {
             if let Err(kill) = self
                 .execute(&Call::get("killSession"), Some(&token), None)
                 .await
@@ -363,6 +358,44 @@ impl GlpiClient {
         state.token = Some(token);
         state.generation += 1;
         tracing::debug!(generation = state.generation, "GLPI session opened");
+        Ok(())
+    }
+
+    /// With `TextEncoding::Auto`, learn once whether the server entity-encodes text
+    /// (GLPI 9.5/10) or not (11), from the server itself: a base URL under `api.php/v1` is
+    /// GLPI 11, otherwise `getFullSession` tells, as 9.5/10 wrap the session in a
+    /// `session` key and 11 answers it bare. (Session token lengths do not tell: PHP's
+    /// `session.sid_length` makes 10's ids as long as one likes.)
+    async fn detect_encoding(&self, token: &SecretString) -> Result<(), GlpiError> {
+        if self.inner.text_encoding != TextEncoding::Auto
+            || self.inner.detected_encoding.load(Ordering::Relaxed) != 0
+        {
+            return Ok(());
+        }
+        let raw = if self.inner.root.path().ends_with("api.php/v1/") {
+            true
+        } else {
+            let reply = check(
+                self.execute(&Call::get("getFullSession"), Some(token), None)
+                    .await?,
+            )?;
+            match parse_json(&reply)? {
+                Value::Object(body) if body.get("session").is_some_and(Value::is_object) => false,
+                Value::Object(body) if body.contains_key("glpiID") => true,
+                _ => {
+                    return Err(GlpiError::InvalidResponse {
+                        status: reply.status,
+                        detail: "getFullSession answer has no session".into(),
+                    });
+                }
+            }
+        };
+        let _ = self.inner.detected_encoding.compare_exchange(
+            0,
+            if raw { 2 } else { 1 },
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
         Ok(())
     }
 
