@@ -204,6 +204,25 @@ impl GlpiClient {
         }
     }
 
+    /// A search value as the server compares it: entity-encoded on GLPI 9.5/10, whose
+    /// search engine matches the raw value against the encoded stored text.
+    pub(crate) async fn search_value(&self, value: &str) -> Result<String, GlpiError> {
+        Ok(if self.stores_encoded_text().await? {
+            crate::text::encode_text(value)
+        } else {
+            value.to_owned()
+        })
+    }
+
+    /// Whether the server stores text entity-encoded (GLPI 9.5/10); with `Auto` this
+    /// logs in first when not known yet.
+    pub(crate) async fn stores_encoded_text(&self) -> Result<bool, GlpiError> {
+        if self.inner.detected_encoding.load(Ordering::Relaxed) == 0 {
+            self.login().await?;
+        }
+        Ok(self.inner.detected_encoding.load(Ordering::Relaxed) == 1)
+    }
+
     /// Log in now (otherwise the first call does it). Returns nothing; the session is shared.
     pub async fn login(&self) -> Result<(), GlpiError> {
         self.session_token().await.map(|_| ())
