@@ -204,6 +204,25 @@ impl GlpiClient {
         }
     }
 
+    /// A search value as the server compares it: entity-encoded on GLPI 9.5/10, whose
+    /// search engine matches the raw value against the encoded stored text.
+    pub(crate) async fn search_value(&self, value: &str) -> Result<String, GlpiError> {
+        Ok(if self.stores_encoded_text().await? {
+            crate::text::encode_text(value)
+        } else {
+            value.to_owned()
+        })
+    }
+
+    /// Whether the server stores text entity-encoded (GLPI 9.5/10); with `Auto` this
+    /// logs in first when not known yet.
+    pub(crate) async fn stores_encoded_text(&self) -> Result<bool, GlpiError> {
+        if self.inner.detected_encoding.load(Ordering::Relaxed) == 0 {
+            self.login().await?;
+        }
+        Ok(self.inner.detected_encoding.load(Ordering::Relaxed) == 1)
+    }
+
     /// Log in now (otherwise the first call does it). Returns nothing; the session is shared.
     pub async fn login(&self) -> Result<(), GlpiError> {
         self.session_token().await.map(|_| ())
@@ -339,19 +358,14 @@ impl GlpiClient {
                 detail: "initSession answer has no session_token".into(),
             })?
             .to_owned();
-        if self.inner.text_encoding == TextEncoding::Auto {
-            let raw = token.len() > 64 || self.inner.root.path().ends_with("api.php/v1/");
-            let _ = self.inner.detected_encoding.compare_exchange(
-                0,
-                if raw { 2 } else { 1 },
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            );
-        }
         let token = SecretString::from(token);
         // Re-apply the caller's profile / entity choices on the new session; a session
         // they cannot be applied to is not used, and not left open either.
-        if let Err(error) = self.apply_scope(state.scope, &token).await {
+        let ready = match self.detect_encoding(&token).await {
+            Ok(()) => self.apply_scope(state.scope, &token).await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = ready {
             if let Err(kill) = self
                 .execute(&Call::get("killSession"), Some(&token), None)
                 .await
@@ -363,6 +377,44 @@ impl GlpiClient {
         state.token = Some(token);
         state.generation += 1;
         tracing::debug!(generation = state.generation, "GLPI session opened");
+        Ok(())
+    }
+
+    /// With `TextEncoding::Auto`, learn once whether the server entity-encodes text
+    /// (GLPI 9.5/10) or not (11), from the server itself: a base URL under `api.php/v1` is
+    /// GLPI 11, otherwise `getFullSession` tells, as 9.5/10 wrap the session in a
+    /// `session` key and 11 answers it bare. (Session token lengths do not tell: PHP's
+    /// `session.sid_length` makes 10's ids as long as one likes.)
+    async fn detect_encoding(&self, token: &SecretString) -> Result<(), GlpiError> {
+        if self.inner.text_encoding != TextEncoding::Auto
+            || self.inner.detected_encoding.load(Ordering::Relaxed) != 0
+        {
+            return Ok(());
+        }
+        let raw = if self.inner.root.path().ends_with("api.php/v1/") {
+            true
+        } else {
+            let reply = check(
+                self.execute(&Call::get("getFullSession"), Some(token), None)
+                    .await?,
+            )?;
+            match parse_json(&reply)? {
+                Value::Object(body) if body.get("session").is_some_and(Value::is_object) => false,
+                Value::Object(body) if body.contains_key("glpiID") => true,
+                _ => {
+                    return Err(GlpiError::InvalidResponse {
+                        status: reply.status,
+                        detail: "getFullSession answer has no session".into(),
+                    });
+                }
+            }
+        };
+        let _ = self.inner.detected_encoding.compare_exchange(
+            0,
+            if raw { 2 } else { 1 },
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
         Ok(())
     }
 

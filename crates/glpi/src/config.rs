@@ -33,8 +33,9 @@ impl std::fmt::Debug for Auth {
 /// How GLPI returns text fields (spec §16).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TextEncoding {
-    /// Decide after the first login: GLPI 11 (long base64 session tokens, or a base URL under
-    /// `api.php/v1`) returns raw HTML, older versions entity-encode.
+    /// Decide at the first login, from the server: GLPI 11 (a base URL under `api.php/v1`,
+    /// or `getFullSession` answering the session bare) returns raw HTML, older versions
+    /// (the session wrapped in a `session` key) entity-encode.
     #[default]
     Auto,
     /// GLPI 9.5 / 10.0: strings come back HTML-entity-encoded; the client decodes them once.

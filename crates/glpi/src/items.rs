@@ -63,9 +63,10 @@ impl GlpiClient {
     ) -> Result<Vec<T>, GlpiError> {
         let itemtype = checked_itemtype(itemtype)?;
         let column = checked_itemtype(column)?;
+        let text = self.search_value(text).await?;
         self.list_all(
             itemtype.to_owned(),
-            vec![(format!("searchText[{column}]"), text.to_owned())],
+            vec![(format!("searchText[{column}]"), text)],
         )
         .await
     }

@@ -6,6 +6,7 @@ use crate::client::{Call, GlpiClient, is_partial};
 use crate::error::GlpiError;
 use crate::items::checked_itemtype;
 use crate::lenient::int_from_value;
+use crate::text::encode_text;
 
 /// How a criterion compares (per-option list in `listSearchOptions`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -308,8 +309,16 @@ impl GlpiClient {
     /// Run a search. An empty result (no `data` key) is an empty page, not an error.
     pub async fn search(&self, query: &SearchQuery) -> Result<SearchPage, GlpiError> {
         let itemtype = checked_itemtype(&query.itemtype)?;
+        let encode = self.stores_encoded_text().await?;
         let mut call = Call::get(format!("search/{itemtype}"));
         call.query = query.to_query();
+        if encode {
+            for (key, value) in &mut call.query {
+                if key.ends_with("[value]") {
+                    *value = encode_text(value);
+                }
+            }
+        }
         let (value, reply) = self.get_json(call).await?;
         let total = value
             .get("totalcount")

@@ -15,6 +15,23 @@ pub fn decode_text(text: &str) -> String {
     }
 }
 
+/// Text as GLPI 9.5/10 store it: `&`, `<`, `>` as `&#38;`, `&#60;`, `&#62;` (quotes kept).
+/// Their search engine compares a criterion's value with the stored text as it comes, so
+/// a value must be sent the way the text is stored to match ("Redes & Internet" is stored
+/// "Redes &#38; Internet").
+pub fn encode_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&#38;"),
+            '<' => out.push_str("&#60;"),
+            '>' => out.push_str("&#62;"),
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 /// Decode every string inside a JSON value, in place.
 pub(crate) fn decode_value(value: &mut Value) {
     match value {

@@ -27,6 +27,7 @@ both_modes!(
     dropdowns_by_name,
     tickets_changed_since_and_marker_search,
     a_second_with_more_tickets_than_a_page_is_read_whole,
+    text_with_ampersands_and_brackets_is_found,
     generic_crud_and_search_pages,
 );
 
@@ -668,6 +669,32 @@ async fn dropdowns_by_name(mode: GlpiVersion) {
     assert_eq!(glpi.find_request_type("Chatwoot").await.unwrap(), Some(rt));
     assert_eq!(glpi.find_request_type("Phone").await.unwrap(), Some(3));
     assert_eq!(glpi.find_request_type("Fax machine").await.unwrap(), None);
+}
+
+/// GLPI 10 stores `&`, `<`, `>` entity-encoded and compares a search value as it comes:
+/// the client sends values the way the text is stored (GLPI 11 stores raw text).
+async fn text_with_ampersands_and_brackets_is_found(mode: GlpiVersion) {
+    let sim = sim(mode).await;
+    let glpi = client_for(&sim);
+    let category = sim.add_category("Redes & Internet") as i64;
+    let found = glpi.find_categories("Redes & Internet").await.unwrap();
+    assert_eq!(
+        found.iter().map(|c| c.id).collect::<Vec<_>>(),
+        vec![category]
+    );
+    let ticket = glpi
+        .create_ticket(&NewTicket {
+            name: "Link".into(),
+            content: "<p>Ref: tb:x & <y></p>".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let hits = glpi.find_tickets_by_content("tb:x & <y>").await.unwrap();
+    assert_eq!(
+        hits.iter().map(|t| t.id).collect::<Vec<_>>(),
+        vec![ticket.id]
+    );
 }
 
 /// GLPI stamps every row one request writes with the same second (massive actions, the

@@ -334,3 +334,28 @@ async fn a_session_whose_scope_cannot_be_applied_is_killed(mode: GlpiVersion) {
     assert!(matches!(err, GlpiError::SwitchRefused { .. }), "{err:?}");
     assert_eq!(sim.sessions_active(), 0, "the new session was killed");
 }
+
+/// PHP's `session.sid_length` makes GLPI 10 session ids as long as configured: a long
+/// token is no sign of GLPI 11. Text must still be decoded once (GLPI 10 stores it
+/// entity-encoded).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn glpi10_with_long_session_ids_is_still_decoded() {
+    let sim = sim_glpi::GlpiSim::start(sim_glpi::SimConfig {
+        session_id_length: 96,
+        ..sim_glpi::SimConfig::with_mode(GlpiVersion::V10)
+    })
+    .await
+    .unwrap();
+    let glpi = client_for(&sim);
+    let ticket = glpi
+        .create_ticket(&NewTicket {
+            name: "Rede & Internet <lenta>".into(),
+            content: "<p>x</p>".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(glpi.decodes_text(), Some(true));
+    assert_eq!(ticket.name, "Rede & Internet <lenta>");
+    assert_eq!(ticket.content, "<p>x</p>");
+}

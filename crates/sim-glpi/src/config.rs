@@ -32,6 +32,9 @@ pub struct SimConfig {
     pub clock_start: Option<String>,
     /// Page size used when a list/search has no `range` (GLPI user preference `list_limit`).
     pub list_limit: usize,
+    /// Length of GLPI 10 session tokens, PHP session ids (`session.sid_length`: 26 by
+    /// default in 10's era, up to 256). GLPI 11 ignores it.
+    pub session_id_length: usize,
 }
 
 impl Default for SimConfig {
@@ -45,6 +48,7 @@ impl Default for SimConfig {
             glpi_password: "glpi".to_string(),
             clock_start: None,
             list_limit: 20,
+            session_id_length: 26,
         }
     }
 }

@@ -914,7 +914,9 @@ fn leaf_matches(
         return false;
     }
     let cells = cell_values(st, itemtype, row, &opt.src);
-    let stored_value = st.store_text(value);
+    // GLPI 10 compares the value as it comes with the stored (entity-encoded) text: a
+    // client must send "a &#38; b" to find "a & b".
+    let stored_value = value.to_string();
     let contains = |pattern: &str| {
         if pattern.is_empty() {
             return true;

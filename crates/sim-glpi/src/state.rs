@@ -33,6 +33,7 @@ pub(crate) struct State {
     pub(crate) origin: String,
     pub(crate) app_token: String,
     pub(crate) list_limit: usize,
+    pub(crate) session_id_length: usize,
     pub(crate) items: BTreeMap<String, BTreeMap<i64, Row>>,
     /// `Ticket_User` row ids by ticket, so a ticket's actors are found without
     /// scanning every actor row. Kept by `insert_row`/`remove_row`; `None` after
@@ -88,6 +89,7 @@ impl State {
             origin,
             app_token: cfg.app_token.clone(),
             list_limit: cfg.list_limit.max(1),
+            session_id_length: cfg.session_id_length.clamp(22, 256),
             items: BTreeMap::new(),
             actors_by_ticket: std::cell::RefCell::new(None),
             next_id: BTreeMap::new(),
@@ -372,7 +374,7 @@ impl State {
     pub(crate) fn new_session_token(&self) -> String {
         let mut rng = rand::thread_rng();
         match self.mode {
-            GlpiVersion::V10 => (0..26)
+            GlpiVersion::V10 => (0..self.session_id_length)
                 .map(|_| char::from_digit(rng.gen_range(0..32), 32).unwrap_or('0'))
                 .collect(),
             GlpiVersion::V11 => {

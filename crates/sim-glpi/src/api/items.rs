@@ -300,8 +300,8 @@ fn filter_and_sort(
             let pattern = pattern.as_str().unwrap_or_default().to_string();
             if col == "all" {
                 rows.retain(|r| {
-                    search::like(&r.str("name"), &st.store_text(&pattern))
-                        || search::like(&r.str("comment"), &st.store_text(&pattern))
+                    search::like(&r.str("name"), &pattern)
+                        || search::like(&r.str("comment"), &pattern)
                 });
                 continue;
             }
@@ -314,7 +314,8 @@ fn filter_and_sort(
                     true,
                 ));
             }
-            rows.retain(|r| search::like(&r.str(col), &st.store_text(&pattern)));
+            // As the search engine: the pattern as it comes, against the stored text.
+            rows.retain(|r| search::like(&r.str(col), &pattern));
         }
     }
     let sort = params
