@@ -369,3 +369,35 @@ async fn a_followup_shows_its_author() {
     assert_eq!(log[0].user_login, "Agatha Christie", "{log:?}");
     sim.shutdown().await;
 }
+
+/// A followup's id comes from the update that wrote it, not from a later
+/// read of the log, which could end with an agent's entry written meanwhile.
+#[tokio::test]
+async fn a_followup_id_comes_from_its_own_write() {
+    let (sim, hd) = helpdesk().await;
+    let ticket = hd
+        .create_ticket(&NewTicket {
+            attachments: vec![],
+            ..new_ticket(15, "tb:own-write")
+        })
+        .await
+        .unwrap();
+    let reads = sim.calls("core/get");
+    let id = hd
+        .add_followup(
+            ticket.id,
+            &NewFollowup {
+                content: "mine".into(),
+                private: false,
+                author: None,
+                attachments: vec![],
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(sim.calls("core/get"), reads, "no read after the write");
+    let all = hd.followups(ticket.id).await.unwrap();
+    let found = all.iter().find(|f| f.id == id).unwrap();
+    assert_eq!(found.content, "mine");
+    sim.shutdown().await;
+}
