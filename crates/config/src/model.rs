@@ -232,6 +232,9 @@ pub struct ItopTarget {
     /// `impact` of the UserRequests the flows create: 1 (a department),
     /// 2 (a group), 3 (a person, the default).
     pub impact: Option<u8>,
+    /// Organization id of the requesters (Persons) the flows create when
+    /// nothing else names one: iTop refuses a Person without organisation.
+    pub default_org: Option<u64>,
 }
 
 /// `[sources.<name>]`: an inbound channel. Every kind names its `target`.

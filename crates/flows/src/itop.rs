@@ -588,7 +588,7 @@ impl Helpdesk for ItopHelpdesk {
                 let labelled = entry.clone().by(name);
                 match self
                     .client
-                    .add_case_log_entry("UserRequest", id, log, &labelled, COMMENT)
+                    .append_case_log_entry("UserRequest", id, log, &labelled, COMMENT)
                     .await
                 {
                     // Only an Administrator account may label entries: the
@@ -599,7 +599,7 @@ impl Helpdesk for ItopHelpdesk {
                         tracing::debug!(target_name = %self.name, %message,
                             "the REST account cannot label case-log entries; written as itself");
                         self.client
-                            .add_case_log_entry("UserRequest", id, log, &entry, COMMENT)
+                            .append_case_log_entry("UserRequest", id, log, &entry, COMMENT)
                             .await
                     }
                     other => other,
@@ -607,11 +607,12 @@ impl Helpdesk for ItopHelpdesk {
             }
             None => {
                 self.client
-                    .add_case_log_entry("UserRequest", id, log, &entry, COMMENT)
+                    .append_case_log_entry("UserRequest", id, log, &entry, COMMENT)
                     .await
             }
         };
-        written.map_err(|e| self.error(e))?;
+        // The new entry's position, from the update's own answer.
+        let position = i64::try_from(written.map_err(|e| self.error(e))?.len()).unwrap_or(0);
         if !followup.attachments.is_empty() {
             let org = self
                 .client
@@ -622,14 +623,7 @@ impl Helpdesk for ItopHelpdesk {
                 .unwrap_or(0);
             self.attach(id, org, &followup.attachments).await;
         }
-        let entries = self
-            .client
-            .case_log("UserRequest", id, log)
-            .await
-            .map_err(|e| self.error(e))?
-            .unwrap_or_default();
-        let count = i64::try_from(entries.len()).unwrap_or(0);
-        Ok(followup_id(ticket, followup.private, count))
+        Ok(followup_id(ticket, followup.private, position))
     }
 
     /// Ids follow the entries' positions in their log (see

@@ -95,7 +95,7 @@ impl Targets {
                         ItopTargetOptions {
                             tax_id_field: t.tax_id_field.clone().unwrap_or_else(|| "code".into()),
                             web_url: t.web_url.as_ref().map(|u| u.to_string()),
-                            default_org: None,
+                            default_org: t.default_org,
                             impact: t
                                 .impact
                                 .map_or_else(|| IMPACT_PERSON.to_string(), |i| i.to_string()),

@@ -369,3 +369,71 @@ async fn a_followup_shows_its_author() {
     assert_eq!(log[0].user_login, "Agatha Christie", "{log:?}");
     sim.shutdown().await;
 }
+
+/// A followup's id comes from the update that wrote it, not from a later
+/// read of the log, which could end with an agent's entry written meanwhile.
+#[tokio::test]
+async fn a_followup_id_comes_from_its_own_write() {
+    let (sim, hd) = helpdesk().await;
+    let ticket = hd
+        .create_ticket(&NewTicket {
+            attachments: vec![],
+            ..new_ticket(15, "tb:own-write")
+        })
+        .await
+        .unwrap();
+    let reads = sim.calls("core/get");
+    let id = hd
+        .add_followup(
+            ticket.id,
+            &NewFollowup {
+                content: "mine".into(),
+                private: false,
+                author: None,
+                attachments: vec![],
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(sim.calls("core/get"), reads, "no read after the write");
+    let all = hd.followups(ticket.id).await.unwrap();
+    let found = all.iter().find(|f| f.id == id).unwrap();
+    assert_eq!(found.content, "mine");
+    sim.shutdown().await;
+}
+
+/// The target's `default_org` is where a requester with no organisation
+/// is created (iTop refuses a Person without one).
+#[tokio::test]
+async fn a_configured_default_org_takes_requesters_without_one() {
+    let sim = ItopSim::start(ItopSimConfig::default()).await.unwrap();
+    let toml = format!(
+        r#"
+[targets.itop]
+kind = "itop"
+url = "{url}"
+user = "{user}"
+password = "{password}"
+default_org = 3
+"#,
+        url = sim.base_url(),
+        user = sim.rest_user(),
+        password = sim.rest_password(),
+    );
+    let config = config::load_str(&toml, Vec::new()).unwrap();
+    let targets = flows::Targets::from_config(&config).unwrap();
+    let hd = targets.helpdesk("itop").unwrap();
+    let created = hd
+        .create_person(&NewPerson {
+            kind: PersonKind::User,
+            name: "Rita Lee".into(),
+            email: Some("rita@example.com".into()),
+            phone: None,
+            organisation: None,
+        })
+        .await
+        .unwrap();
+    let stored = sim.object("Person", created.id as u64).unwrap();
+    assert_eq!(stored["org_id"], json!("3"), "{stored}");
+    sim.shutdown().await;
+}

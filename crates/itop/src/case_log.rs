@@ -151,6 +151,31 @@ impl ItopClient {
             .map(|_| ())
     }
 
+    /// Appends one entry and returns the log as the update's own answer
+    /// shows it: the new entry is the last one, whatever others write to the
+    /// ticket meanwhile (a separate read could end with someone else's).
+    pub async fn append_case_log_entry(
+        &self,
+        class: &str,
+        id: u64,
+        log: CaseLog,
+        entry: &NewLogEntry,
+        comment: &str,
+    ) -> Result<Vec<CaseLogEntry>, ItopError> {
+        let mut fields = Map::new();
+        fields.insert(log.attribute().into(), entry.to_add_item());
+        let answer = self
+            .update(
+                class,
+                id,
+                Value::Object(fields),
+                comment,
+                &format!("id,{}", log.attribute()),
+            )
+            .await?;
+        Ok(CaseLogEntry::parse_log(answer.fields.get(log.attribute())))
+    }
+
     /// The entries of a case log in insertion order; None if the object does not exist.
     pub async fn case_log(
         &self,

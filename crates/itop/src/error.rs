@@ -127,15 +127,38 @@ impl ItopError {
     }
 
     /// Whether a retry can help: transport failures, timeouts, HTTP 408/429/5xx
-    /// and non-JSON bodies (PHP fatal errors) are transient; every result code
-    /// iTop sends is permanent for the same request.
+    /// and non-JSON bodies (PHP fatal errors) are transient, and so is code
+    /// 100 when its message is database trouble (see
+    /// [`is_database_trouble`]); every other result code iTop sends is
+    /// permanent for the same request.
     pub fn is_retryable(&self) -> bool {
         match self {
             ItopError::Transport(_) | ItopError::Timeout | ItopError::InvalidResponse(_) => true,
             ItopError::Http { status } => *status == 408 || *status == 429 || *status >= 500,
+            ItopError::Internal { message } => is_database_trouble(message),
             _ => false,
         }
     }
+}
+
+/// MySQL / MariaDB errors that pass (a lost or refused connection, a
+/// deadlock, a lock wait, too many connections): iTop reports any uncaught
+/// exception as code 100 with its message, these included.
+const DATABASE_TROUBLE: &[&str] = &[
+    "mysql server has gone away",
+    "lost connection to mysql server",
+    "can't connect to mysql server",
+    "can't connect to local mysql server",
+    "deadlock found",
+    "lock wait timeout exceeded",
+    "too many connections",
+];
+
+/// Whether a code-100 message is database trouble that a later retry can
+/// get past, rather than a refusal of the request.
+pub fn is_database_trouble(message: &str) -> bool {
+    let message = message.to_lowercase();
+    DATABASE_TROUBLE.iter().any(|m| message.contains(m))
 }
 
 impl From<reqwest::Error> for ItopError {

@@ -19,6 +19,6 @@ pub use case_log::{CaseLog, CaseLogEntry, LogFormat, NewLogEntry};
 pub use client::ItopClient;
 pub use config::{ItopAuth, ItopConfig};
 pub use contacts::{NewPerson, Organization, Person};
-pub use error::ItopError;
+pub use error::{ItopError, is_database_trouble};
 pub use response::{ItopObject, Key, RestResponse, lenient_text, lenient_u64, oql_quote};
 pub use user_request::{NewUserRequest, Stimulus, USER_REQUEST_FIELDS, UserRequest};

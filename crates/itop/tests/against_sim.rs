@@ -705,4 +705,31 @@ async fn a_redirect_is_not_followed_with_the_credentials() {
     assert!(error.to_string().contains(&elsewhere_url), "{error}");
     let reached = tokio::time::timeout(Duration::from_millis(300), elsewhere.accept()).await;
     assert!(reached.is_err(), "the redirect was followed");
+
+/// Code 100 is any uncaught exception, database trouble included: a lost
+/// connection, a deadlock or a lock wait is worth a retry, a refusal is not.
+#[tokio::test]
+async fn code_100_from_database_trouble_is_retryable() {
+    let sim = sim().await;
+    let c = client(&sim);
+    for message in [
+        "Error: SQL query failed: MySQL server has gone away",
+        "Error: Deadlock found when trying to get lock; try restarting transaction",
+        "Error: Lock wait timeout exceeded; try restarting transaction",
+    ] {
+        sim.fail_next(Fault::ResultCode {
+            code: 100,
+            message: message.into(),
+        });
+        let err = c.list_operations().await.unwrap_err();
+        assert!(err.is_retryable(), "{message}: {err:?}");
+        assert_eq!(err.code(), Some(100));
+    }
+    sim.fail_next(Fault::ResultCode {
+        code: 100,
+        message: "Error: Missing parameter 'comment'".into(),
+    });
+    let err = c.list_operations().await.unwrap_err();
+    assert!(!err.is_retryable(), "{err:?}");
+    sim.shutdown().await;
 }
