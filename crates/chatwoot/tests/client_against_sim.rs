@@ -80,28 +80,42 @@ async fn create_private_note_and_reply_are_stored() {
     );
 }
 
+/// Outside the reply window the conversation says `can_reply: false`;
+/// Chatwoot still takes a public reply, and the channel's refusal is
+/// written on the message afterwards (no 422). Notes are unaffected.
 #[tokio::test]
-async fn channel_that_cannot_reply_is_a_typed_error_and_notes_still_work() {
+async fn a_reply_outside_the_window_is_taken_then_fails_on_the_channel() {
     let (sim, client, conv) = setup().await;
     sim.set_reply_window(conv, false).unwrap();
     let conversation = client.get_conversation(conv).await.unwrap();
     assert_eq!(conversation.can_reply, Some(false));
-    let err = client
+    let late = client
         .create_message(conv, &NewMessage::outgoing("late"))
         .await
-        .unwrap_err();
-    assert!(err.is_channel_cannot_reply(), "{err:?}");
-    assert!(!err.is_retryable());
+        .unwrap();
     client
-        .create_message(conv, &NewMessage::private_note("late"))
+        .create_message(conv, &NewMessage::private_note("late note"))
         .await
         .unwrap();
-    assert_eq!(
-        sim.messages(conv)
+    let stored: Vec<_> = sim
+        .messages(conv)
+        .into_iter()
+        .filter(|m| m.content.starts_with("late"))
+        .collect();
+    assert_eq!(stored.len(), 2);
+    let failed = stored.iter().find(|m| m.id == late.id).unwrap();
+    let error = failed.content_attributes["external_error"]
+        .as_str()
+        .unwrap();
+    assert!(error.contains("24 hours"), "{error}");
+    assert!(
+        stored
             .iter()
-            .filter(|m| m.content == "late")
-            .count(),
-        1
+            .find(|m| m.private)
+            .unwrap()
+            .content_attributes
+            .get("external_error")
+            .is_none()
     );
 }
 
