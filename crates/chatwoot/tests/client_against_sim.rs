@@ -328,3 +328,41 @@ async fn error_classes() {
     let err = client.get_conversation(conv).await.unwrap_err();
     assert!(matches!(err, ChatwootError::Transport(_)), "{err:?}");
 }
+
+/// A redirect (a compromised or misconfigured proxy in front of Chatwoot) is
+/// not followed: the token never reaches the other host.
+#[tokio::test]
+async fn redirects_are_not_followed_with_the_token() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    let elsewhere = axum::Router::new().fallback(move || {
+        let counter = counter.clone();
+        async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            axum::Json(json!({"id": 1}))
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let other = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, elsewhere).await });
+    let redirecting = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+        let to = format!("{other}{uri}");
+        async move { axum::response::Redirect::temporary(&to) }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, redirecting).await });
+    let client = ChatwootClient::new(ChatwootConfig {
+        base_url: base.parse().unwrap(),
+        api_access_token: SecretString::from("secret-token"),
+        account_id: 1,
+        timeout: Duration::from_secs(5),
+    })
+    .unwrap();
+    let answer = client.get_conversation(7).await;
+    assert!(answer.is_err(), "{answer:?}");
+    assert_eq!(seen.load(Ordering::SeqCst), 0, "the redirect was followed");
+}

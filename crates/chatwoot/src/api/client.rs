@@ -50,9 +50,13 @@ impl ChatwootClient {
         if config.timeout.is_zero() {
             return Err(ChatwootError::InvalidConfig("timeout must be > 0".into()));
         }
+        // No redirects: reqwest strips only Authorization and Cookie on a
+        // hop to another host, and the token travels in its own header.
+        // Chatwoot's API does not redirect; a redirect is answered as an error.
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.timeout)
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ChatwootError::InvalidConfig(format!("http client: {e}")))?;
         let api_root = format!(
