@@ -806,6 +806,16 @@ async fn signatures_tokens_and_ignored_events() {
     .unwrap();
     let again: Value = again.json().await.unwrap();
     assert_eq!(again["duplicate"], json!(true));
+    // A captured signed request replayed with a fresh delivery id (the
+    // header is not signed) is the same delivery.
+    let mut replay = signed(now, SECRET);
+    replay[2].1 = "d-replayed-under-a-new-id".into();
+    let replayed = post("/hooks/chatwoot/cw".into(), replay, body.clone())
+        .await
+        .unwrap();
+    assert_eq!(replayed.status(), 200);
+    let replayed: Value = replayed.json().await.unwrap();
+    assert_eq!(replayed["duplicate"], json!(true), "{replayed}");
     let typing = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../tests/fixtures/chatwoot/conversation_typing_on.json"
