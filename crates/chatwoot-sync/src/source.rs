@@ -11,6 +11,7 @@ use flows::Helpdesk;
 use serde_json::Value;
 use store::Store;
 
+use crate::attachments::{AllowedHosts, download_client};
 use crate::error::{SyncError, SyncResult};
 use crate::links::Links;
 use crate::messages::ChatMessage;
@@ -40,8 +41,10 @@ pub struct SourceSync {
     pub(crate) chatwoot: ChatwootClient,
     pub(crate) links: Links,
     pub(crate) store: Store,
-    /// Attachment downloads (own timeout, redirects followed).
+    /// Attachment downloads (redirects followed to allowed hosts only).
     pub(crate) http: reqwest::Client,
+    /// Where attachments may be downloaded from.
+    pub(crate) allowed_hosts: Arc<AllowedHosts>,
     category: tokio::sync::OnceCell<Option<i64>>,
     contact_locks: parking_lot::Mutex<HashMap<u64, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -60,12 +63,8 @@ impl SourceSync {
             account_id: settings.account_id,
             timeout: settings.timeout,
         })?;
-        let http = reqwest::Client::builder()
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout)
-            .redirect(reqwest::redirect::Policy::limited(5))
-            .build()
-            .map_err(|e| SyncError::Invalid(format!("attachment HTTP client: {e}")))?;
+        let allowed_hosts = Arc::new(AllowedHosts::new(&settings.url, &settings.attachment_hosts));
+        let http = download_client(allowed_hosts.clone(), settings.timeout)?;
         let links = Links::new(store.clone(), name, helpdesk.name());
         Ok(Self {
             name: name.to_owned(),
@@ -75,6 +74,7 @@ impl SourceSync {
             links,
             store,
             http,
+            allowed_hosts,
             category: tokio::sync::OnceCell::new(),
             contact_locks: parking_lot::Mutex::new(HashMap::new()),
         })

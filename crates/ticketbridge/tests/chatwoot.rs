@@ -31,14 +31,16 @@ struct World {
 
 struct Options {
     reconcile: &'static str,
-    extra: &'static str,
+    poll: &'static str,
+    extra: String,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Self {
             reconcile: "1h",
-            extra: "",
+            poll: "150ms",
+            extra: String::new(),
         }
     }
 }
@@ -90,7 +92,7 @@ entity = {entity}
 category = "Atendimento Chat"
 private_note_with_link = true
 solution_text = "{SOLUTION}"
-poll_interval = "150ms"
+poll_interval = "{poll}"
 reconcile_interval = "{reconcile}"
 timeout = "5s"
 {extra}
@@ -98,6 +100,7 @@ timeout = "5s"
         glpi_url = glpi.base_url(),
         cw_url = cw.base_url(),
         reconcile = options.reconcile,
+        poll = options.poll,
         extra = options.extra,
     );
     let env = vec![
@@ -969,7 +972,7 @@ async fn phone_only_contact_and_closed_ticket_policy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contacts_wait_for_a_conversation_in_a_synchronised_inbox() {
     let w = world(Options {
-        extra: "inboxes = [3]",
+        extra: "inboxes = [3]".into(),
         ..Options::default()
     })
     .await;
@@ -1064,8 +1067,12 @@ fn time_now() -> i64 {
 /// the size cap is named in the followup instead.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attachments_become_documents_on_the_followup() {
+    // The files are on a storage host of its own (as S3 behind
+    // ActiveStorage's redirect), listed in `attachment_hosts`.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let files_addr = listener.local_addr().unwrap();
     let w = world(Options {
-        extra: "attachment_max_bytes = 2000",
+        extra: format!("attachment_max_bytes = 2000\nattachment_hosts = [\"{files_addr}\"]"),
         ..Options::default()
     })
     .await;
@@ -1083,8 +1090,7 @@ async fn attachments_become_documents_on_the_followup() {
             "/rails/active_storage/blobs/redirect/def/grande.pdf",
             axum::routing::get(|| async { vec![7u8; 5000] }),
         );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let files_url = format!("http://{}", listener.local_addr().unwrap());
+    let files_url = format!("http://{files_addr}");
     tokio::spawn(async move { axum::serve(listener, files).await });
     let (conv, ticket) = w.maria_opens("Visor com erro").await;
     w.cw.customer_sends_with_attachments(
@@ -1126,5 +1132,111 @@ async fn attachments_become_documents_on_the_followup() {
         "{:?}",
         documents[0].linked_to
     );
+    w.app.stop().await;
+}
+
+/// An attachment the bridge cannot fetch (a closed port) is tried a few
+/// times, then named in the followup: the conversation's next message is
+/// not held back behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attachment_that_cannot_be_fetched_does_not_hold_the_conversation() {
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let w = world(Options {
+        extra: format!("attachment_hosts = [\"{closed}\"]"),
+        ..Options::default()
+    })
+    .await;
+    let (conv, ticket) = w.maria_opens("Nota fiscal errada").await;
+    w.cw.customer_sends_with_attachments(
+        conv,
+        "Segue a nota",
+        &[format!(
+            "http://{closed}/rails/active_storage/blobs/redirect/x/nota%20fiscal.pdf"
+        )],
+    )
+    .await
+    .unwrap();
+    w.cw.customer_sends(conv, "Alguém pode ver?").await.unwrap();
+    let followups = w.followups_with(ticket, 2).await;
+    assert!(
+        followups[0].content.starts_with("Segue a nota"),
+        "{}",
+        followups[0].content
+    );
+    assert!(
+        followups[0].content.contains("nota fiscal.pdf"),
+        "{}",
+        followups[0].content
+    );
+    assert_eq!(followups[1].content, "Alguém pode ver?");
+    w.settled().await;
+    assert!(w.glpi.documents().is_empty());
+    assert!(w.dead_jobs().await.is_empty(), "{:?}", w.dead_jobs().await);
+    w.app.stop().await;
+}
+
+/// `data_url` comes from the webhook body: the bridge fetches only from
+/// Chatwoot's own host or `attachment_hosts`, and checks every redirect
+/// hop. Another address (here another loopback port standing for a cloud
+/// metadata service) gets no request; the followup names the files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attachments_are_fetched_only_from_allowed_hosts() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    let internal = axum::Router::new().fallback(move || {
+        let counter = counter.clone();
+        async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            ([("content-type", "image/png")], vec![1u8, 2, 3])
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let internal_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, internal).await });
+    // An allowed storage host whose answer redirects to the internal one.
+    let storage = axum::Router::new().fallback(move || async move {
+        axum::response::Redirect::temporary(&format!(
+            "http://{internal_addr}/latest/meta-data/creds.png"
+        ))
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let storage_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, storage).await });
+    let w = world(Options {
+        extra: format!("attachment_hosts = [\"{storage_addr}\"]"),
+        ..Options::default()
+    })
+    .await;
+    let (conv, ticket) = w.maria_opens("Boleto").await;
+    w.cw.customer_sends_with_attachments(
+        conv,
+        "Veja",
+        &[
+            format!("http://{internal_addr}/latest/meta-data/iam.png"),
+            format!("http://{storage_addr}/blobs/segundo.png"),
+        ],
+    )
+    .await
+    .unwrap();
+    let followup = w.followups_with(ticket, 1).await.remove(0);
+    assert!(followup.content.contains("iam.png"), "{}", followup.content);
+    assert!(
+        followup.content.contains("segundo.png"),
+        "{}",
+        followup.content
+    );
+    w.settled().await;
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "the internal host was fetched"
+    );
+    assert!(w.glpi.documents().is_empty());
     w.app.stop().await;
 }
