@@ -150,6 +150,20 @@ impl SourceSync {
         Ok(())
     }
 
+    /// After the write: its id now says "the bridge's", and the content
+    /// marker goes, so a later followup with the same text ("Obrigado")
+    /// written by someone else is not taken for an echo.
+    pub(crate) async fn forget_followup_text(&self, ticket: i64, text: &str) -> SyncResult<()> {
+        self.store
+            .forget_write(
+                &self.target_system(),
+                &format!("ticket:{ticket}"),
+                &fingerprint(text),
+            )
+            .await?;
+        Ok(())
+    }
+
     pub(crate) async fn remember_followup(&self, followup: i64) -> SyncResult<()> {
         self.store
             .remember_write(
@@ -161,7 +175,10 @@ impl SourceSync {
         Ok(())
     }
 
-    /// Whether a target followup was written by the bridge.
+    /// Whether a target followup was written by the bridge: by its id, or
+    /// by a content marker left by a write whose id was never recorded (a
+    /// crash). Such a marker is taken by the first followup it matches, and
+    /// that followup's id recorded instead: one write, one echo.
     pub(crate) async fn is_own_followup(
         &self,
         ticket: i64,
@@ -169,14 +186,22 @@ impl SourceSync {
         text: &str,
     ) -> SyncResult<bool> {
         let system = self.target_system();
-        Ok(self
+        if self
             .store
             .is_own_write(&system, &format!("followup:{followup}"), BY_BRIDGE)
             .await?
-            || self
-                .store
-                .is_own_write(&system, &format!("ticket:{ticket}"), &fingerprint(text))
-                .await?)
+        {
+            return Ok(true);
+        }
+        if self
+            .store
+            .forget_write(&system, &format!("ticket:{ticket}"), &fingerprint(text))
+            .await?
+        {
+            self.remember_followup(followup).await?;
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     /// Before posting `text` in a conversation.
@@ -187,6 +212,22 @@ impl SourceSync {
     ) -> SyncResult<()> {
         self.store
             .remember_write(
+                &self.links.chatwoot,
+                &format!("conversation:{conversation}"),
+                &fingerprint(text),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// After the post: the id stands for it, the content marker goes.
+    pub(crate) async fn forget_message_text(
+        &self,
+        conversation: u64,
+        text: &str,
+    ) -> SyncResult<()> {
+        self.store
+            .forget_write(
                 &self.links.chatwoot,
                 &format!("conversation:{conversation}"),
                 &fingerprint(text),
@@ -231,16 +272,24 @@ impl SourceSync {
         {
             return Ok(true);
         }
-        let system = &self.links.chatwoot;
-        Ok(self.is_remembered_message(message.id).await?
-            || self
-                .store
-                .is_own_write(
-                    system,
-                    &format!("conversation:{}", message.conversation_id),
-                    &fingerprint(&message.content),
-                )
-                .await?)
+        if self.is_remembered_message(message.id).await? {
+            return Ok(true);
+        }
+        // A post whose id was never recorded: its content marker is taken by
+        // the first message it matches (one post, one echo).
+        if self
+            .store
+            .forget_write(
+                &self.links.chatwoot,
+                &format!("conversation:{}", message.conversation_id),
+                &fingerprint(&message.content),
+            )
+            .await?
+        {
+            self.remember_message(message.id).await?;
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     // ---- agents --------------------------------------------------------------
