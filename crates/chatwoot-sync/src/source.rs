@@ -46,7 +46,54 @@ pub struct SourceSync {
     /// Where attachments may be downloaded from.
     pub(crate) allowed_hosts: Arc<AllowedHosts>,
     category: tokio::sync::OnceCell<Option<i64>>,
-    contact_locks: parking_lot::Mutex<HashMap<u64, Arc<tokio::sync::Mutex<()>>>>,
+    contact_locks: KeyedLocks,
+}
+
+/// Async locks by id; an entry lives only while someone holds or waits for
+/// it, so the map does not grow with every contact ever seen.
+#[derive(Default)]
+pub(crate) struct KeyedLocks {
+    map: parking_lot::Mutex<HashMap<u64, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// A held [`KeyedLocks`] lock; dropping it frees the entry nobody else uses.
+pub(crate) struct KeyedGuard<'a> {
+    locks: &'a KeyedLocks,
+    key: u64,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl KeyedLocks {
+    pub(crate) async fn lock(&self, key: u64) -> KeyedGuard<'_> {
+        let mutex = self.map.lock().entry(key).or_default().clone();
+        let guard = mutex.lock_owned().await;
+        KeyedGuard {
+            locks: self,
+            key,
+            guard: Some(guard),
+        }
+    }
+
+    /// Entries kept now.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.map.lock().len()
+    }
+}
+
+impl Drop for KeyedGuard<'_> {
+    fn drop(&mut self) {
+        // Release first: then the map holds the only other reference unless
+        // someone waits (their clone was taken under the map's lock).
+        drop(self.guard.take());
+        let mut map = self.locks.map.lock();
+        if map
+            .get(&self.key)
+            .is_some_and(|mutex| Arc::strong_count(mutex) == 1)
+        {
+            map.remove(&self.key);
+        }
+    }
 }
 
 impl SourceSync {
@@ -76,7 +123,7 @@ impl SourceSync {
             http,
             allowed_hosts,
             category: tokio::sync::OnceCell::new(),
-            contact_locks: parking_lot::Mutex::new(HashMap::new()),
+            contact_locks: KeyedLocks::default(),
         })
     }
 
@@ -123,12 +170,8 @@ impl SourceSync {
 
     /// Serialises work on one contact inside this process (contact events
     /// and conversation jobs may resolve the same contact at once).
-    pub(crate) fn contact_lock(&self, contact_id: u64) -> Arc<tokio::sync::Mutex<()>> {
-        self.contact_locks
-            .lock()
-            .entry(contact_id)
-            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(())))
-            .clone()
+    pub(crate) async fn lock_contact(&self, contact_id: u64) -> KeyedGuard<'_> {
+        self.contact_locks.lock(contact_id).await
     }
 
     // ---- loop prevention ---------------------------------------------------
@@ -342,5 +385,35 @@ impl SourceSync {
         Ok(person
             .filter(|p| p.kind == flows::helpdesk::PersonKind::User)
             .map(|p| p.id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KeyedLocks;
+
+    #[tokio::test]
+    async fn contact_locks_keep_no_entry_nobody_holds() {
+        let locks = KeyedLocks::default();
+        for id in 0..100 {
+            let _held = locks.lock(id).await;
+        }
+        assert_eq!(locks.len(), 0);
+        // Held by one, awaited by another: the entry stays until both are done.
+        let first = locks.lock(7).await;
+        let second = locks.lock(7);
+        tokio::join!(
+            async {
+                let held = second.await;
+                assert_eq!(locks.len(), 1);
+                drop(held);
+            },
+            async {
+                tokio::task::yield_now().await;
+                assert_eq!(locks.len(), 1);
+                drop(first);
+            }
+        );
+        assert_eq!(locks.len(), 0);
     }
 }
