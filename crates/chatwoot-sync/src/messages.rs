@@ -564,3 +564,27 @@ impl SourceSync {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ChatMessage;
+    use serde_json::json;
+
+    fn listed(attributes: serde_json::Value) -> ChatMessage {
+        let message: chatwoot::Message = serde_json::from_value(json!({
+            "id": 90400, "content": "This message was deleted", "message_type": 0,
+            "private": false, "content_type": "text", "content_attributes": attributes,
+            "sender_type": "Contact", "sender_id": 1201, "created_at": 1_764_000_000
+        }))
+        .unwrap();
+        ChatMessage::from_api(&message, 482)
+    }
+
+    /// The sweep lists a deleted message with Chatwoot's placeholder text:
+    /// it is not the customer's words and is not copied.
+    #[test]
+    fn deleted_messages_are_not_copied() {
+        assert!(!listed(json!({"deleted": true})).is_copyable());
+        assert!(listed(json!({})).is_copyable());
+    }
+}
