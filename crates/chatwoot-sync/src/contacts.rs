@@ -76,8 +76,7 @@ impl SourceSync {
     /// The person of a contact: the link when there is one (and still
     /// right), else found by email then phone, else created.
     pub(crate) async fn ensure_person(&self, contact: &ContactInfo) -> SyncResult<PersonRef> {
-        let lock = self.contact_lock(contact.id);
-        let _guard = lock.lock().await;
+        let _guard = self.lock_contact(contact.id).await;
         let email = Self::clean_email(contact);
         if let Some((id, kind)) = self.links.contact(contact.id).await? {
             // A phone-only contact that gained an email becomes a user.

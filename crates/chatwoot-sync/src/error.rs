@@ -21,9 +21,6 @@ pub enum SyncError {
     /// A job payload or webhook body we cannot use (never retryable).
     #[error("invalid job: {0}")]
     Invalid(String),
-    /// An attachment could not be downloaded now (network, 5xx).
-    #[error("attachment download failed: {0}")]
-    Download(String),
     /// A job names a source this process does not know.
     #[error("no chatwoot source named {0:?}")]
     UnknownSource(String),
@@ -35,7 +32,6 @@ impl SyncError {
             SyncError::Helpdesk(e) => e.is_retryable(),
             SyncError::Chatwoot(e) => e.is_retryable(),
             SyncError::Store(e) => e.is_retryable(),
-            SyncError::Download(_) => true,
             SyncError::Invalid(_) | SyncError::UnknownSource(_) => false,
         }
     }

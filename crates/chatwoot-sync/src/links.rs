@@ -32,12 +32,19 @@ pub struct TicketState {
     pub generation: u32,
     #[serde(default)]
     pub url: Option<String>,
-    /// The conversation status the ticket reflects.
+    /// The last conversation status mirrored to the ticket (Chatwoot →
+    /// target), stored once the ticket reflects it. `None` until the
+    /// ticket's status was made to follow the conversation's.
     #[serde(default)]
     pub conversation_status: Option<String>,
-    /// The ticket status last seen or set.
+    /// The ticket status last seen or set (informational only).
     #[serde(default)]
     pub ticket_status: Option<TicketStatus>,
+    /// The last ticket status mirrored to the conversation (target →
+    /// Chatwoot), stored only after the conversation was changed to match:
+    /// the poller compares it with the ticket to see "became solved".
+    #[serde(default)]
+    pub mirrored_ticket_status: Option<TicketStatus>,
     /// The ticket's `updated_at` the poller last handled.
     #[serde(default)]
     pub seen_updated_at: Option<String>,

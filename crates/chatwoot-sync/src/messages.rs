@@ -4,7 +4,7 @@
 //! documents on the followup. One link per message id, so nothing is
 //! copied twice.
 
-use chatwoot::{Attachment, Message, MessageEvent, MessageType, SenderKind};
+use chatwoot::{Attachment, ConversationStatus, Message, MessageEvent, MessageType, SenderKind};
 use config::sources::ClosedTicketPolicy;
 use flows::helpdesk::{HelpdeskError, NewFollowup, PersonKind, TicketStatus};
 use serde_json::json;
@@ -29,6 +29,9 @@ pub struct ChatMessage {
     pub sender_email: Option<String>,
     pub source_id: Option<String>,
     pub attachments: Vec<Attachment>,
+    /// Deleted in Chatwoot (`content_attributes.deleted`): its content is
+    /// Chatwoot's "This message was deleted", not the customer's words.
+    pub deleted: bool,
 }
 
 impl ChatMessage {
@@ -49,6 +52,7 @@ impl ChatMessage {
             sender_email: event.sender.as_ref().and_then(|s| s.email.clone()),
             source_id: event.source_id.clone(),
             attachments: event.attachments.clone(),
+            deleted: event.is_deleted(),
         })
     }
 
@@ -78,6 +82,8 @@ impl ChatMessage {
             sender_email: message.sender.as_ref().and_then(|s| s.email.clone()),
             source_id: message.source_id.clone(),
             attachments: message.attachments.clone(),
+            deleted: message.content_attributes.get("deleted")
+                == Some(&serde_json::Value::Bool(true)),
         }
     }
 
@@ -86,12 +92,15 @@ impl ChatMessage {
     }
 
     /// Worth a followup: a customer message, an agent reply or a note with
-    /// text or files (no activity, template or CSAT message).
+    /// text or files (no activity, template or CSAT message, nothing
+    /// deleted).
     pub fn is_copyable(&self) -> bool {
-        matches!(
-            self.message_type,
-            MessageType::Incoming | MessageType::Outgoing
-        ) && self.content_type.as_deref() != Some("input_csat")
+        !self.deleted
+            && matches!(
+                self.message_type,
+                MessageType::Incoming | MessageType::Outgoing
+            )
+            && self.content_type.as_deref() != Some("input_csat")
             && (!self.content.trim().is_empty() || !self.attachments.is_empty())
     }
 }
@@ -201,7 +210,7 @@ impl SourceSync {
             .add_followup(
                 ticket,
                 &NewFollowup {
-                    content: note,
+                    content: note.clone(),
                     private: true,
                     author: None,
                     attachments: Vec::new(),
@@ -209,6 +218,7 @@ impl SourceSync {
             )
             .await?;
         self.remember_followup(id).await?;
+        self.forget_followup_text(ticket, &note).await?;
         self.store
             .kv_put(&self.links.chatwoot, marker, &json!({"followup": id}))
             .await?;
@@ -298,12 +308,42 @@ impl SourceSync {
         if matches!(existing, Some((_, true, _))) {
             return Ok(());
         }
-        if message.is_incoming()
-            && self.ticket_status(message.conversation_id, link).await?
-                == Some(TicketStatus::Closed)
-        {
+        let status = if message.is_incoming() {
+            self.ticket_status(link).await?
+        } else {
+            None
+        };
+        if message.is_incoming() && status == Some(TicketStatus::Solved) {
+            // The customer writes on a solved ticket (solved in the target
+            // while the conversation stayed open, or not yet mirrored): as
+            // GLPI does when the requester writes, the ticket is reopened.
+            // The poller then sees an open ticket and leaves the
+            // conversation open.
+            match self
+                .helpdesk
+                .set_status(ticket, TicketStatus::Assigned, None)
+                .await
+            {
+                Ok(()) => {
+                    tracing::info!(source = %self.name, conversation = message.conversation_id,
+                        ticket, "the customer wrote on the solved ticket; reopened");
+                    self.reopened(message.conversation_id, ticket).await?;
+                }
+                Err(HelpdeskError::Refused { reason, .. }) => {
+                    tracing::info!(source = %self.name, conversation = message.conversation_id,
+                        ticket, %reason, "the solved ticket cannot be reopened; the message is added to it");
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        // A ticket purged in the target is treated like a closed one.
+        let gone = message.is_incoming() && status.is_none();
+        if message.is_incoming() && (status == Some(TicketStatus::Closed) || gone) {
             match self.settings.closed_ticket_policy {
                 ClosedTicketPolicy::NewTicket => {
+                    return self.replace_closed_ticket(message, link).await;
+                }
+                ClosedTicketPolicy::Reopen if gone => {
                     return self.replace_closed_ticket(message, link).await;
                 }
                 ClosedTicketPolicy::Reopen => {
@@ -323,11 +363,7 @@ impl SourceSync {
                         }
                         Err(error) => return Err(error.into()),
                     }
-                    let mut state = link.state.clone();
-                    state.ticket_status = Some(TicketStatus::Assigned);
-                    self.links
-                        .put_ticket(message.conversation_id, Some(ticket), &state)
-                        .await?;
+                    self.reopened(message.conversation_id, ticket).await?;
                 }
                 ClosedTicketPolicy::Ignore => {
                     self.links
@@ -342,6 +378,15 @@ impl SourceSync {
             }
         }
         if !self.settings.sync_messages {
+            // Handled, though not copied: a later sweep must not take it for
+            // a message still to copy (and make a ticket of it).
+            self.links
+                .put_message(
+                    message.id,
+                    Some(NOT_COPIED.into()),
+                    json!({"ticket": ticket}),
+                )
+                .await?;
             return Ok(());
         }
         self.write_followup(message, ticket, existing.map(|(_, _, data)| data))
@@ -372,18 +417,15 @@ impl SourceSync {
         {
             let wanted = fingerprint(&content);
             for followup in self.helpdesk.followups(ticket).await? {
+                // The bridge's (by the marker left before the write, or by
+                // its id when the poller took that marker already) and no
+                // other message's copy.
                 if fingerprint(&followup.content) == wanted
+                    && !self.links_message_followup(ticket, &followup).await?
                     && self
-                        .links
-                        .store
-                        .is_own_write(
-                            &format!("target:{}", self.helpdesk.name()),
-                            &format!("ticket:{ticket}"),
-                            &wanted,
-                        )
+                        .is_own_followup(ticket, followup.id, &followup.content)
                         .await?
                 {
-                    self.remember_followup(followup.id).await?;
                     self.links
                         .put_message(
                             message.id,
@@ -399,24 +441,65 @@ impl SourceSync {
             .put_message(message.id, None, json!({"ticket": ticket}))
             .await?;
         self.remember_followup_text(ticket, &content).await?;
-        let id = self
+        let added = self
             .helpdesk
             .add_followup(
                 ticket,
                 &NewFollowup {
-                    content,
+                    content: content.clone(),
                     private: message.private,
                     author,
                     attachments,
                 },
             )
-            .await?;
+            .await;
+        let id = match added {
+            Ok(id) => id,
+            // An agent's message on a ticket purged in the target has nowhere
+            // to go (a customer's starts a new ticket, see `copy_message`).
+            Err(error)
+                if !error.is_retryable() && self.helpdesk.ticket(ticket).await?.is_none() =>
+            {
+                tracing::info!(source = %self.name, message = message.id, ticket, %error,
+                    "the ticket is gone from the target; the message is not copied");
+                self.forget_followup_text(ticket, &content).await?;
+                self.links
+                    .put_message(
+                        message.id,
+                        Some(NOT_COPIED.into()),
+                        json!({"ticket": ticket}),
+                    )
+                    .await?;
+                return Ok(());
+            }
+            Err(error) => return Err(error.into()),
+        };
         self.remember_followup(id).await?;
+        self.forget_followup_text(ticket, &content).await?;
         self.links
             .put_message(message.id, Some(id.to_string()), json!({"ticket": ticket}))
             .await?;
         tracing::debug!(source = %self.name, message = message.id, ticket, followup = id, "message copied");
         Ok(())
+    }
+
+    /// The bridge reopened the ticket for a customer message. Chatwoot
+    /// reopens a resolved conversation when the customer writes, so the
+    /// ticket reflects an open conversation (the status event that follows
+    /// writes nothing, and cannot undo a solve made in the meantime), and
+    /// the open ticket is what the conversation mirrors (a later solve in
+    /// the target is seen as a change).
+    async fn reopened(&self, conversation_id: u64, ticket: i64) -> SyncResult<()> {
+        let Some(link) = self.links.ticket(conversation_id).await? else {
+            return Ok(());
+        };
+        let mut state = link.state;
+        state.conversation_status = Some(ConversationStatus::Open.as_str().to_owned());
+        state.ticket_status = Some(TicketStatus::Assigned);
+        state.mirrored_ticket_status = Some(TicketStatus::Assigned);
+        self.links
+            .put_ticket(conversation_id, Some(ticket), &state)
+            .await
     }
 
     /// Who the followup is written as, and a name prefix when nobody in
@@ -451,25 +534,16 @@ impl SourceSync {
     }
 
     /// The ticket's status as the target says now (a technician may have
-    /// closed it since the last poll).
+    /// closed it since the last poll); `None` when the ticket is gone. Only
+    /// read: what the poller mirrored to Chatwoot is its own record.
     pub(crate) async fn ticket_status(
         &self,
-        conversation_id: u64,
         link: &TicketLink,
     ) -> SyncResult<Option<TicketStatus>> {
         let Some(ticket) = link.ticket() else {
             return Ok(None);
         };
-        let stored = link.state.ticket_status;
-        let current = self.helpdesk.ticket(ticket).await?.map(|t| t.status);
-        if current != stored {
-            let mut state = link.state.clone();
-            state.ticket_status = current;
-            self.links
-                .put_ticket(conversation_id, Some(ticket), &state)
-                .await?;
-        }
-        Ok(current)
+        Ok(self.helpdesk.ticket(ticket).await?.map(|t| t.status))
     }
 
     /// Marks the messages a ticket description was made of.
@@ -488,5 +562,29 @@ impl SourceSync {
                 .await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ChatMessage;
+    use serde_json::json;
+
+    fn listed(attributes: serde_json::Value) -> ChatMessage {
+        let message: chatwoot::Message = serde_json::from_value(json!({
+            "id": 90400, "content": "This message was deleted", "message_type": 0,
+            "private": false, "content_type": "text", "content_attributes": attributes,
+            "sender_type": "Contact", "sender_id": 1201, "created_at": 1_764_000_000
+        }))
+        .unwrap();
+        ChatMessage::from_api(&message, 482)
+    }
+
+    /// The sweep lists a deleted message with Chatwoot's placeholder text:
+    /// it is not the customer's words and is not copied.
+    #[test]
+    fn deleted_messages_are_not_copied() {
+        assert!(!listed(json!({"deleted": true})).is_copyable());
+        assert!(listed(json!({})).is_copyable());
     }
 }

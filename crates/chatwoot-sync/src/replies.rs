@@ -127,27 +127,37 @@ impl SourceSync {
             self.post_reply(conversation_id, followup.id, interrupted, &text, can_reply)
                 .await?;
         }
+        // The technician's solution reaches the customer before the
+        // conversation is resolved.
+        if let Some(conversation) = &conversation {
+            let can_reply = conversation.can_reply.unwrap_or(true);
+            for solution in self.helpdesk.solutions(ticket_id).await? {
+                self.post_solution(conversation_id, ticket_id, &solution, can_reply)
+                    .await?;
+            }
+        }
         let mut state = match self.links.ticket(conversation_id).await? {
             Some(l) => l.state,
             None => link.state,
         };
-        let was_open = state.ticket_status.is_none_or(TicketStatus::is_open);
-        if !ticket.status.is_open()
-            && was_open
-            && state.conversation_status.as_deref() != Some("resolved")
-        {
-            // Stored first: the status webhooks echoing this change then
-            // match the stored state and write nothing back.
-            state.conversation_status = Some("resolved".into());
-            state.ticket_status = Some(ticket.status);
-            self.links
-                .put_ticket(conversation_id, Some(ticket_id), &state)
-                .await?;
-            self.chatwoot
-                .toggle_status(conversation_id, ConversationStatus::Resolved, None)
-                .await?;
-            tracing::info!(source = %self.name, conversation = conversation_id, ticket = ticket_id, "conversation resolved from the ticket");
+        // What the conversation last mirrored of the ticket (older records:
+        // the status last seen). Only this job writes it, and only once the
+        // conversation matches, so a failed toggle is tried again and a
+        // message or status event in between cannot hide the change.
+        let mirrored = state.mirrored_ticket_status.or(state.ticket_status);
+        if !ticket.status.is_open() && mirrored.is_none_or(TicketStatus::is_open) {
+            let status = conversation.as_ref().and_then(|c| c.status);
+            if conversation.is_some() && status != Some(ConversationStatus::Resolved) {
+                self.chatwoot
+                    .toggle_status(conversation_id, ConversationStatus::Resolved, None)
+                    .await?;
+                tracing::info!(source = %self.name, conversation = conversation_id, ticket = ticket_id, "conversation resolved from the ticket");
+            }
+            // The ticket now reflects a resolved conversation: the status
+            // webhooks echoing the toggle write nothing back.
+            state.conversation_status = Some(ConversationStatus::Resolved.as_str().to_owned());
         }
+        state.mirrored_ticket_status = Some(ticket.status);
         state.ticket_status = Some(ticket.status);
         state.seen_updated_at = Some(ticket.updated_at.clone());
         self.links
@@ -156,10 +166,106 @@ impl SourceSync {
         Ok(())
     }
 
+    /// Posts a solution written in the target to the conversation, once
+    /// (a record per solution), as a reply the customer sees (a private note
+    /// when replies go as notes or the channel cannot reply). The bridge's
+    /// own solution (`solution_text`, written when the conversation was
+    /// resolved) is not posted.
+    async fn post_solution(
+        &self,
+        conversation_id: u64,
+        ticket_id: i64,
+        solution: &Followup,
+        can_reply: bool,
+    ) -> SyncResult<()> {
+        let ns = &self.links.chatwoot;
+        let key = format!("solution:{}:{}", self.links.target, solution.id);
+        let record = self.store.kv_get(ns, &key).await?;
+        let done = |field: &str| {
+            record
+                .as_ref()
+                .and_then(|r| r.get(field))
+                .is_some_and(|v| !v.is_null())
+        };
+        if done("message") || done("skipped") {
+            return Ok(());
+        }
+        let text = html_to_text(&solution.content);
+        if text.is_empty() || self.is_own_solution(ticket_id, &text).await? {
+            self.store
+                .kv_put(ns, &key, &json!({"skipped": "own or empty"}))
+                .await?;
+            return Ok(());
+        }
+        // An earlier attempt may have posted it before the crash: adopt it.
+        if done("pending")
+            && let Some(posted) = self.unclaimed_copy(conversation_id, &text).await?
+        {
+            self.remember_message(posted.id).await?;
+            self.store
+                .kv_put(ns, &key, &json!({"message": posted.id}))
+                .await?;
+            return Ok(());
+        }
+        self.store
+            .kv_put(ns, &key, &json!({"pending": true}))
+            .await?;
+        self.remember_message_text(conversation_id, &text).await?;
+        let marker = format!("{SOURCE_ID_PREFIX}solution:{ticket_id}:{}", solution.id);
+        let as_note = self.settings.glpi_replies_as == RepliesAs::PrivateNote || !can_reply;
+        let message = if as_note {
+            NewMessage::private_note(text.clone()).with_source_id(marker.clone())
+        } else {
+            NewMessage::outgoing(text.clone())
+        };
+        let posted = match self
+            .chatwoot
+            .create_message(conversation_id, &message)
+            .await
+        {
+            Ok(posted) => posted,
+            Err(error) if error.is_channel_cannot_reply() => {
+                let note = NewMessage::private_note(text.clone()).with_source_id(marker);
+                self.chatwoot.create_message(conversation_id, &note).await?
+            }
+            Err(error) => return Err(error.into()),
+        };
+        self.remember_message(posted.id).await?;
+        self.forget_message_text(conversation_id, &text).await?;
+        self.store
+            .kv_put(ns, &key, &json!({"message": posted.id}))
+            .await?;
+        tracing::debug!(source = %self.name, conversation = conversation_id, ticket = ticket_id, message = posted.id, "solution copied to Chatwoot");
+        Ok(())
+    }
+
+    /// Whether a solution is the bridge's: the one it wrote when the
+    /// conversation was resolved (its marker, taken once) or the configured
+    /// `solution_text`.
+    async fn is_own_solution(&self, ticket_id: i64, text: &str) -> SyncResult<bool> {
+        let wanted = fingerprint(text);
+        if self
+            .store
+            .forget_write(
+                &format!("target:{}", self.helpdesk.name()),
+                &format!("solution:{ticket_id}"),
+                &wanted,
+            )
+            .await?
+        {
+            return Ok(true);
+        }
+        Ok(wanted == fingerprint(&self.settings.solution_text))
+    }
+
     /// Whether a followup is one the bridge wrote for a Chatwoot message
     /// (found through the reverse of the message links; a link stored under
     /// the followup's legacy id counts when it names this ticket).
-    async fn links_message_followup(&self, ticket: i64, followup: &Followup) -> SyncResult<bool> {
+    pub(crate) async fn links_message_followup(
+        &self,
+        ticket: i64,
+        followup: &Followup,
+    ) -> SyncResult<bool> {
         let links = self
             .store
             .links_to(
@@ -267,6 +373,7 @@ impl SourceSync {
             Err(error) => return Err(error.into()),
         };
         self.remember_message(posted.id).await?;
+        self.forget_message_text(conversation_id, text).await?;
         self.links
             .put_reply(
                 followup,

@@ -11,6 +11,7 @@ use flows::Helpdesk;
 use serde_json::Value;
 use store::Store;
 
+use crate::attachments::{AllowedHosts, download_client};
 use crate::error::{SyncError, SyncResult};
 use crate::links::Links;
 use crate::messages::ChatMessage;
@@ -40,10 +41,59 @@ pub struct SourceSync {
     pub(crate) chatwoot: ChatwootClient,
     pub(crate) links: Links,
     pub(crate) store: Store,
-    /// Attachment downloads (own timeout, redirects followed).
+    /// Attachment downloads (redirects followed to allowed hosts only).
     pub(crate) http: reqwest::Client,
+    /// Where attachments may be downloaded from.
+    pub(crate) allowed_hosts: Arc<AllowedHosts>,
     category: tokio::sync::OnceCell<Option<i64>>,
-    contact_locks: parking_lot::Mutex<HashMap<u64, Arc<tokio::sync::Mutex<()>>>>,
+    contact_locks: KeyedLocks,
+}
+
+/// Async locks by id; an entry lives only while someone holds or waits for
+/// it, so the map does not grow with every contact ever seen.
+#[derive(Default)]
+pub(crate) struct KeyedLocks {
+    map: parking_lot::Mutex<HashMap<u64, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// A held [`KeyedLocks`] lock; dropping it frees the entry nobody else uses.
+pub(crate) struct KeyedGuard<'a> {
+    locks: &'a KeyedLocks,
+    key: u64,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl KeyedLocks {
+    pub(crate) async fn lock(&self, key: u64) -> KeyedGuard<'_> {
+        let mutex = self.map.lock().entry(key).or_default().clone();
+        let guard = mutex.lock_owned().await;
+        KeyedGuard {
+            locks: self,
+            key,
+            guard: Some(guard),
+        }
+    }
+
+    /// Entries kept now.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.map.lock().len()
+    }
+}
+
+impl Drop for KeyedGuard<'_> {
+    fn drop(&mut self) {
+        // Release first: then the map holds the only other reference unless
+        // someone waits (their clone was taken under the map's lock).
+        drop(self.guard.take());
+        let mut map = self.locks.map.lock();
+        if map
+            .get(&self.key)
+            .is_some_and(|mutex| Arc::strong_count(mutex) == 1)
+        {
+            map.remove(&self.key);
+        }
+    }
 }
 
 impl SourceSync {
@@ -60,12 +110,8 @@ impl SourceSync {
             account_id: settings.account_id,
             timeout: settings.timeout,
         })?;
-        let http = reqwest::Client::builder()
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout)
-            .redirect(reqwest::redirect::Policy::limited(5))
-            .build()
-            .map_err(|e| SyncError::Invalid(format!("attachment HTTP client: {e}")))?;
+        let allowed_hosts = Arc::new(AllowedHosts::new(&settings.url, &settings.attachment_hosts));
+        let http = download_client(allowed_hosts.clone(), settings.timeout)?;
         let links = Links::new(store.clone(), name, helpdesk.name());
         Ok(Self {
             name: name.to_owned(),
@@ -75,8 +121,9 @@ impl SourceSync {
             links,
             store,
             http,
+            allowed_hosts,
             category: tokio::sync::OnceCell::new(),
-            contact_locks: parking_lot::Mutex::new(HashMap::new()),
+            contact_locks: KeyedLocks::default(),
         })
     }
 
@@ -140,12 +187,8 @@ impl SourceSync {
 
     /// Serialises work on one contact inside this process (contact events
     /// and conversation jobs may resolve the same contact at once).
-    pub(crate) fn contact_lock(&self, contact_id: u64) -> Arc<tokio::sync::Mutex<()>> {
-        self.contact_locks
-            .lock()
-            .entry(contact_id)
-            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(())))
-            .clone()
+    pub(crate) async fn lock_contact(&self, contact_id: u64) -> KeyedGuard<'_> {
+        self.contact_locks.lock(contact_id).await
     }
 
     // ---- loop prevention ---------------------------------------------------
@@ -167,6 +210,20 @@ impl SourceSync {
         Ok(())
     }
 
+    /// After the write: its id now says "the bridge's", and the content
+    /// marker goes, so a later followup with the same text ("Obrigado")
+    /// written by someone else is not taken for an echo.
+    pub(crate) async fn forget_followup_text(&self, ticket: i64, text: &str) -> SyncResult<()> {
+        self.store
+            .forget_write(
+                &self.target_system(),
+                &format!("ticket:{ticket}"),
+                &fingerprint(text),
+            )
+            .await?;
+        Ok(())
+    }
+
     pub(crate) async fn remember_followup(&self, followup: i64) -> SyncResult<()> {
         self.store
             .remember_write(
@@ -178,7 +235,10 @@ impl SourceSync {
         Ok(())
     }
 
-    /// Whether a target followup was written by the bridge.
+    /// Whether a target followup was written by the bridge: by its id, or
+    /// by a content marker left by a write whose id was never recorded (a
+    /// crash). Such a marker is taken by the first followup it matches, and
+    /// that followup's id recorded instead: one write, one echo.
     pub(crate) async fn is_own_followup(
         &self,
         ticket: i64,
@@ -186,14 +246,22 @@ impl SourceSync {
         text: &str,
     ) -> SyncResult<bool> {
         let system = self.target_system();
-        Ok(self
+        if self
             .store
             .is_own_write(&system, &format!("followup:{followup}"), BY_BRIDGE)
             .await?
-            || self
-                .store
-                .is_own_write(&system, &format!("ticket:{ticket}"), &fingerprint(text))
-                .await?)
+        {
+            return Ok(true);
+        }
+        if self
+            .store
+            .forget_write(&system, &format!("ticket:{ticket}"), &fingerprint(text))
+            .await?
+        {
+            self.remember_followup(followup).await?;
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     /// Before posting `text` in a conversation.
@@ -204,6 +272,22 @@ impl SourceSync {
     ) -> SyncResult<()> {
         self.store
             .remember_write(
+                &self.links.chatwoot,
+                &format!("conversation:{conversation}"),
+                &fingerprint(text),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// After the post: the id stands for it, the content marker goes.
+    pub(crate) async fn forget_message_text(
+        &self,
+        conversation: u64,
+        text: &str,
+    ) -> SyncResult<()> {
+        self.store
+            .forget_write(
                 &self.links.chatwoot,
                 &format!("conversation:{conversation}"),
                 &fingerprint(text),
@@ -248,16 +332,24 @@ impl SourceSync {
         {
             return Ok(true);
         }
-        let system = &self.links.chatwoot;
-        Ok(self.is_remembered_message(message.id).await?
-            || self
-                .store
-                .is_own_write(
-                    system,
-                    &format!("conversation:{}", message.conversation_id),
-                    &fingerprint(&message.content),
-                )
-                .await?)
+        if self.is_remembered_message(message.id).await? {
+            return Ok(true);
+        }
+        // A post whose id was never recorded: its content marker is taken by
+        // the first message it matches (one post, one echo).
+        if self
+            .store
+            .forget_write(
+                &self.links.chatwoot,
+                &format!("conversation:{}", message.conversation_id),
+                &fingerprint(&message.content),
+            )
+            .await?
+        {
+            self.remember_message(message.id).await?;
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     // ---- agents --------------------------------------------------------------
@@ -310,5 +402,35 @@ impl SourceSync {
         Ok(person
             .filter(|p| p.kind == flows::helpdesk::PersonKind::User)
             .map(|p| p.id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KeyedLocks;
+
+    #[tokio::test]
+    async fn contact_locks_keep_no_entry_nobody_holds() {
+        let locks = KeyedLocks::default();
+        for id in 0..100 {
+            let _held = locks.lock(id).await;
+        }
+        assert_eq!(locks.len(), 0);
+        // Held by one, awaited by another: the entry stays until both are done.
+        let first = locks.lock(7).await;
+        let second = locks.lock(7);
+        tokio::join!(
+            async {
+                let held = second.await;
+                assert_eq!(locks.len(), 1);
+                drop(held);
+            },
+            async {
+                tokio::task::yield_now().await;
+                assert_eq!(locks.len(), 1);
+                drop(first);
+            }
+        );
+        assert_eq!(locks.len(), 0);
     }
 }

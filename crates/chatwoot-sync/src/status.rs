@@ -38,12 +38,11 @@ impl SourceSync {
         {
             return Ok(());
         }
-        let current = self
-            .helpdesk
-            .ticket(ticket)
-            .await?
-            .map(|t| t.status)
-            .unwrap_or(TicketStatus::New);
+        let Some(current) = self.helpdesk.ticket(ticket).await?.map(|t| t.status) else {
+            // Purged in the target: nothing to mirror; the customer's next
+            // message follows the closed-ticket policy.
+            return Ok(());
+        };
         let wanted = match status {
             ConversationStatus::Resolved if current.is_open() => Some(TicketStatus::Solved),
             ConversationStatus::Open => match current {
@@ -67,9 +66,23 @@ impl SourceSync {
         if let Some(wanted) = wanted {
             let note =
                 (wanted == TicketStatus::Solved).then_some(self.settings.solution_text.as_str());
+            if let Some(note) = note {
+                // The poller must not post the bridge's own solution back.
+                self.store
+                    .remember_write(
+                        &format!("target:{}", self.helpdesk.name()),
+                        &format!("solution:{ticket}"),
+                        &crate::text::fingerprint(note),
+                    )
+                    .await?;
+            }
             match self.helpdesk.set_status(ticket, wanted, note).await {
                 Ok(()) => {
                     state.ticket_status = Some(wanted);
+                    // The ticket now follows the conversation: nothing of this
+                    // change is left to mirror back (and a later solve in the
+                    // target is a change again).
+                    state.mirrored_ticket_status = Some(wanted);
                     tracing::info!(source = %self.name, conversation = conversation_id, ticket, status = wanted.as_word(), "ticket status changed");
                 }
                 // A closed ticket the help desk will not reopen (iTop): it

@@ -5,7 +5,7 @@
 //! marker, then the link; a retry finds the marker instead of creating a
 //! second ticket. Ticket id and URL are mirrored into the conversation.
 
-use chatwoot::{Conversation, NewMessage};
+use chatwoot::{Conversation, ConversationStatus, NewMessage};
 use flows::helpdesk::{NewTicket, Requester, TicketKind};
 use serde_json::{Map, json};
 
@@ -81,7 +81,21 @@ impl SourceSync {
             .await?;
         let link = self.finish_ticket(conversation_id, link).await?;
         self.copy_backlog(&link, &messages).await?;
+        self.follow_initial_status(&conversation).await?;
         Ok(Some(link))
+    }
+
+    /// A new ticket starts open, whatever the conversation's status: a
+    /// conversation already resolved (or pending) when its ticket is made —
+    /// Chatwoot builds webhook bodies when the job runs, so the first body
+    /// the bridge sees can say so — has its status applied now.
+    async fn follow_initial_status(&self, conversation: &Conversation) -> SyncResult<()> {
+        match conversation.status {
+            Some(status) if status != ConversationStatus::Open => {
+                self.apply_status(conversation.id, status).await
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Creates (or, after a crash, finds) the ticket of one generation.
@@ -98,7 +112,10 @@ impl SourceSync {
             marker: marker.clone(),
             generation,
             previous_tickets: previous.clone(),
-            conversation_status: conversation.status.map(|s| s.as_str().to_owned()),
+            // The ticket is created open: it reflects an open conversation
+            // only (see `follow_initial_status`).
+            conversation_status: (conversation.status == Some(ConversationStatus::Open))
+                .then(|| ConversationStatus::Open.as_str().to_owned()),
             ..TicketState::default()
         };
         let pending = self.links.ticket(conversation_id).await?;
@@ -120,6 +137,7 @@ impl SourceSync {
         };
         state.url = Some(ticket.url.clone());
         state.ticket_status = Some(ticket.status);
+        state.mirrored_ticket_status = Some(ticket.status);
         self.links
             .put_ticket(conversation_id, Some(ticket.id), &state)
             .await?;
@@ -287,10 +305,11 @@ impl SourceSync {
             let reference = self.ticket_reference(ticket).await?;
             let text = format!("Ticket {reference} in {}: {url}", self.helpdesk.name());
             self.remember_message_text(conversation_id, &text).await?;
-            let note = NewMessage::private_note(text)
+            let note = NewMessage::private_note(text.clone())
                 .with_source_id(format!("{SOURCE_ID_PREFIX}ticket:{ticket}"));
             let posted = self.chatwoot.create_message(conversation_id, &note).await?;
             self.remember_message(posted.id).await?;
+            self.forget_message_text(conversation_id, &text).await?;
             link.state.link_note_posted = true;
             changed = true;
         }
@@ -324,6 +343,6 @@ impl SourceSync {
             .await?;
         self.finish_ticket(message.conversation_id, new_link)
             .await?;
-        Ok(())
+        self.follow_initial_status(&conversation).await
     }
 }

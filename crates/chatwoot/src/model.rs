@@ -257,9 +257,34 @@ impl Attachment {
     pub fn file_name(&self) -> Option<String> {
         let url = self.data_url.as_deref()?;
         let path = url.split(['?', '#']).next()?;
-        let name = path.rsplit('/').next()?;
-        (!name.is_empty()).then(|| name.to_owned())
+        let name = percent_decode(path.rsplit('/').next()?);
+        (!name.trim().is_empty()).then_some(name)
     }
+}
+
+/// `%XX` sequences decoded (ActiveStorage escapes the file name in the
+/// URL: "nota%20fiscal.pdf" is "nota fiscal.pdf"); invalid UTF-8 is
+/// replaced, a stray `%` kept.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && let (Some(hi), Some(lo)) = (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            )
+        {
+            out.push((hi * 16 + lo) as u8);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `contact_inbox` of a conversation (whole ContactInbox row).
@@ -491,5 +516,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(a.file_name().as_deref(), Some("IMG-1.jpg"));
+        let a: Attachment = serde_json::from_str(
+            r#"{"id": 2, "data_url": "https://x/rails/active_storage/blobs/redirect/abc/nota%20fiscal%C3%A7%zz.pdf"}"#,
+        )
+        .unwrap();
+        assert_eq!(a.file_name().as_deref(), Some("nota fiscalç%zz.pdf"));
     }
 }

@@ -80,28 +80,42 @@ async fn create_private_note_and_reply_are_stored() {
     );
 }
 
+/// Outside the reply window the conversation says `can_reply: false`;
+/// Chatwoot still takes a public reply, and the channel's refusal is
+/// written on the message afterwards (no 422). Notes are unaffected.
 #[tokio::test]
-async fn channel_that_cannot_reply_is_a_typed_error_and_notes_still_work() {
+async fn a_reply_outside_the_window_is_taken_then_fails_on_the_channel() {
     let (sim, client, conv) = setup().await;
     sim.set_reply_window(conv, false).unwrap();
     let conversation = client.get_conversation(conv).await.unwrap();
     assert_eq!(conversation.can_reply, Some(false));
-    let err = client
+    let late = client
         .create_message(conv, &NewMessage::outgoing("late"))
         .await
-        .unwrap_err();
-    assert!(err.is_channel_cannot_reply(), "{err:?}");
-    assert!(!err.is_retryable());
+        .unwrap();
     client
-        .create_message(conv, &NewMessage::private_note("late"))
+        .create_message(conv, &NewMessage::private_note("late note"))
         .await
         .unwrap();
-    assert_eq!(
-        sim.messages(conv)
+    let stored: Vec<_> = sim
+        .messages(conv)
+        .into_iter()
+        .filter(|m| m.content.starts_with("late"))
+        .collect();
+    assert_eq!(stored.len(), 2);
+    let failed = stored.iter().find(|m| m.id == late.id).unwrap();
+    let error = failed.content_attributes["external_error"]
+        .as_str()
+        .unwrap();
+    assert!(error.contains("24 hours"), "{error}");
+    assert!(
+        stored
             .iter()
-            .filter(|m| m.content == "late")
-            .count(),
-        1
+            .find(|m| m.private)
+            .unwrap()
+            .content_attributes
+            .get("external_error")
+            .is_none()
     );
 }
 
@@ -313,4 +327,42 @@ async fn error_classes() {
     sim.stop().await.unwrap();
     let err = client.get_conversation(conv).await.unwrap_err();
     assert!(matches!(err, ChatwootError::Transport(_)), "{err:?}");
+}
+
+/// A redirect (a compromised or misconfigured proxy in front of Chatwoot) is
+/// not followed: the token never reaches the other host.
+#[tokio::test]
+async fn redirects_are_not_followed_with_the_token() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    let elsewhere = axum::Router::new().fallback(move || {
+        let counter = counter.clone();
+        async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            axum::Json(json!({"id": 1}))
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let other = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, elsewhere).await });
+    let redirecting = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+        let to = format!("{other}{uri}");
+        async move { axum::response::Redirect::temporary(&to) }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, redirecting).await });
+    let client = ChatwootClient::new(ChatwootConfig {
+        base_url: base.parse().unwrap(),
+        api_access_token: SecretString::from("secret-token"),
+        account_id: 1,
+        timeout: Duration::from_secs(5),
+    })
+    .unwrap();
+    let answer = client.get_conversation(7).await;
+    assert!(answer.is_err(), "{answer:?}");
+    assert_eq!(seen.load(Ordering::SeqCst), 0, "the redirect was followed");
 }

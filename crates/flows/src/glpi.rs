@@ -666,6 +666,26 @@ impl Helpdesk for GlpiHelpdesk {
             .collect())
     }
 
+    async fn solutions(&self, ticket: i64) -> HelpdeskResult<Vec<Followup>> {
+        let mut rows = self
+            .client
+            .solutions(ticket)
+            .await
+            .map_err(|e| self.error(e))?;
+        rows.sort_by_key(|s| s.id);
+        Ok(rows
+            .into_iter()
+            .map(|s| Followup {
+                id: s.id,
+                content: s.content,
+                private: false,
+                author: Some(s.users_id).filter(|id| *id > 0),
+                created_at: s.date_creation,
+                legacy_id: None,
+            })
+            .collect())
+    }
+
     async fn set_status(
         &self,
         ticket: i64,

@@ -397,6 +397,13 @@ pub trait Helpdesk: Send + Sync + 'static {
     /// Replies and notes of a ticket, oldest first.
     async fn followups(&self, ticket: i64) -> HelpdeskResult<Vec<Followup>>;
 
+    /// The solutions written on a ticket (GLPI's ITILSolution), oldest
+    /// first, as public followups with their author. Targets that keep the
+    /// solution elsewhere have none.
+    async fn solutions(&self, _ticket: i64) -> HelpdeskResult<Vec<Followup>> {
+        Ok(Vec::new())
+    }
+
     /// Moves the ticket to `status`; `note` is the solution text when solving.
     async fn set_status(
         &self,

@@ -705,6 +705,7 @@ async fn a_redirect_is_not_followed_with_the_credentials() {
     assert!(error.to_string().contains(&elsewhere_url), "{error}");
     let reached = tokio::time::timeout(Duration::from_millis(300), elsewhere.accept()).await;
     assert!(reached.is_err(), "the redirect was followed");
+}
 
 /// Code 100 is any uncaught exception, database trouble included: a lost
 /// connection, a deadlock or a lock wait is worth a retry, a refusal is not.

@@ -256,12 +256,11 @@ async fn create_message(
             ));
         }
         let private = body.private.unwrap_or(false);
-        if message_type == 1 && !private && !account.can_reply(&conversation) {
-            return Err(error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                json!({"error": "This conversation cannot receive replies: the channel's 24 hour reply window is closed"}),
-            ));
-        }
+        // Chatwoot takes a public reply even when the channel cannot send it
+        // (WhatsApp's 24-hour window closed): the message is stored, and the
+        // channel's failure comes later as a message_updated with
+        // `content_attributes.external_error`. There is no 422 for it.
+        let window_closed = !account.can_reply(&conversation);
         let attributes: Map<String, Value> = body
             .content_attributes
             .unwrap_or_default()
@@ -296,7 +295,12 @@ async fn create_message(
         )];
         // The channel refuses it after the API said yes.
         let refusal = (message_type == 1 && !private)
-            .then(|| conversation.delivery_error.clone())
+            .then(|| {
+                conversation
+                    .delivery_error
+                    .clone()
+                    .or_else(|| window_closed.then(|| WINDOW_CLOSED.to_owned()))
+            })
             .flatten();
         if let Some(refusal) = refusal
             && let Some(stored) = account.messages.get_mut(&message_id)
@@ -316,6 +320,9 @@ async fn create_message(
     shared.emit_detached(events);
     Ok(Json(response).into_response())
 }
+
+/// What WhatsApp Cloud answers a free-form reply outside the 24-hour window.
+const WINDOW_CLOSED: &str = "(#131047) Re-engagement message: Message failed to send because more than 24 hours have passed since the customer last replied to this number.";
 
 #[derive(Deserialize)]
 struct ToggleStatus {

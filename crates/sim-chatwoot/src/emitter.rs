@@ -39,6 +39,9 @@ pub(crate) struct Outgoing {
     pub delivery_id: String,
     pub event: String,
     pub body: Vec<u8>,
+    /// `X-Chatwoot-Timestamp` to sign with (a redelivery repeats the first
+    /// one); `None`: the time of sending.
+    pub timestamp: Option<i64>,
     pub ack: Option<oneshot::Sender<()>>,
 }
 
@@ -48,6 +51,8 @@ pub(crate) struct EmitterState {
     held: Mutex<Option<Vec<Outgoing>>>,
     log: Mutex<Vec<Delivery>>,
     bodies: Mutex<HashMap<String, (String, Vec<u8>)>>,
+    /// The timestamp each signed delivery was first signed with.
+    stamps: Mutex<HashMap<String, i64>>,
 }
 
 #[derive(Clone)]
@@ -108,17 +113,22 @@ impl Emitter {
             delivery_id,
             event,
             body: bytes,
+            timestamp: None,
             ack: None,
         })
     }
 
-    /// Sends a previously delivered body again under the same delivery id.
+    /// Sends a previously delivered request again, byte for byte: the same
+    /// body, delivery id, timestamp and signature (what a retrying proxy
+    /// does; Chatwoot itself never retries).
     pub fn redeliver(&self, delivery_id: &str) -> Option<oneshot::Receiver<()>> {
         let (event, body) = self.state.bodies.lock().get(delivery_id).cloned()?;
+        let timestamp = self.state.stamps.lock().get(delivery_id).copied();
         Some(self.send(Outgoing {
             delivery_id: delivery_id.to_owned(),
             event,
             body,
+            timestamp,
             ack: None,
         }))
     }
@@ -143,6 +153,32 @@ impl Emitter {
         if held.is_none() {
             *held = Some(Vec::new());
         }
+    }
+
+    /// Like [`release`](Self::release), each held body replaced by
+    /// `rebuild(body)` first.
+    pub fn release_rebuilt(
+        &self,
+        order: ReleaseOrder,
+        rebuild: impl Fn(&Value) -> Value,
+    ) -> Vec<oneshot::Receiver<()>> {
+        let mut queued = self.state.held.lock().take().unwrap_or_default();
+        if order == ReleaseOrder::Reversed {
+            queued.reverse();
+        }
+        queued
+            .into_iter()
+            .map(|mut outgoing| {
+                if let Ok(body) = serde_json::from_slice::<Value>(&outgoing.body) {
+                    outgoing.body = serde_json::to_vec(&rebuild(&body)).unwrap_or(outgoing.body);
+                    self.state.bodies.lock().insert(
+                        outgoing.delivery_id.clone(),
+                        (outgoing.event.clone(), outgoing.body.clone()),
+                    );
+                }
+                self.send(outgoing)
+            })
+            .collect()
     }
 
     /// Stops holding and sends what was held, in `order`; returns the
@@ -189,7 +225,14 @@ async fn deliver(http: &reqwest::Client, state: &EmitterState, outgoing: &Outgoi
         .header("Accept", "application/json")
         .body(outgoing.body.clone());
     if let Some(secret) = &target.secret {
-        let timestamp = time::OffsetDateTime::now_utc().unix_timestamp();
+        let timestamp = outgoing
+            .timestamp
+            .unwrap_or_else(|| time::OffsetDateTime::now_utc().unix_timestamp());
+        state
+            .stamps
+            .lock()
+            .entry(outgoing.delivery_id.clone())
+            .or_insert(timestamp);
         if let Some(signature) = sign(secret, timestamp, &outgoing.body) {
             request = request
                 .header("X-Chatwoot-Signature", signature)

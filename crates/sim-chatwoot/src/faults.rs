@@ -20,6 +20,9 @@ pub(crate) struct Faults {
     /// `(method, path suffix, count)`: such requests are carried out, then
     /// their answer is lost.
     lost: Mutex<Vec<(String, String, u64)>>,
+    /// `(method, path suffix, count, status)`: such requests are answered
+    /// `status` without being carried out.
+    refused: Mutex<Vec<(String, String, u64, u16)>>,
     pub requests: AtomicU64,
 }
 
@@ -41,6 +44,24 @@ impl Faults {
         self.lost
             .lock()
             .push((method.to_ascii_uppercase(), path_suffix.to_string(), count));
+    }
+
+    pub fn fail_matching(&self, method: &str, path_suffix: &str, count: u64, status: u16) {
+        self.refused.lock().push((
+            method.to_ascii_uppercase(),
+            path_suffix.to_string(),
+            count,
+            status,
+        ));
+    }
+
+    fn take_refused(&self, method: &str, path: &str) -> Option<u16> {
+        let mut refused = self.refused.lock();
+        let hit = refused
+            .iter_mut()
+            .find(|(m, suffix, n, _)| *n > 0 && m == method && path.ends_with(suffix.as_str()))?;
+        hit.2 -= 1;
+        Some(hit.3)
     }
 
     fn take_lost(&self, method: &str, path: &str) -> bool {
@@ -85,7 +106,8 @@ pub(crate) async fn inject(
     if faults.take_drop() {
         return broken_connection();
     }
-    let failure = faults.failures.lock().pop_front();
+    let refused = faults.take_refused(request.method().as_str(), request.uri().path());
+    let failure = refused.or_else(|| faults.failures.lock().pop_front());
     if let Some(status) = failure {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = (

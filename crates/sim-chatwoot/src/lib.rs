@@ -356,7 +356,9 @@ impl RunningChatwoot {
 
     // ---- set-up ----------------------------------------------------------
 
-    /// Adds an inbox. `can_reply=false` makes public replies fail with 422.
+    /// Adds an inbox. `can_reply=false`: conversations say `can_reply:
+    /// false`, and public replies are stored, then fail on the channel
+    /// (`message_updated` with `external_error`).
     pub fn add_inbox(&self, name: &str, channel_type: &str, can_reply: bool) -> u64 {
         self.shared
             .account
@@ -423,6 +425,14 @@ impl RunningChatwoot {
         self.faults.fail_next(count, status);
     }
 
+    /// The next `count` requests of `method` whose path ends with
+    /// `path_suffix` are answered `status` and not carried out (other
+    /// requests pass).
+    pub fn fail_matching(&self, method: &str, path_suffix: &str, count: u64, status: u16) {
+        self.faults
+            .fail_matching(method, path_suffix, count, status);
+    }
+
     /// The next `count` API requests get a broken connection.
     pub fn drop_next(&self, count: u64) {
         self.faults.drop_next(count);
@@ -483,6 +493,45 @@ impl RunningChatwoot {
     /// Sends the held webhooks in `order` and waits for them.
     pub async fn release_webhooks(&self, order: ReleaseOrder) {
         for done in self.shared.emitter.release(order) {
+            let _ = done.await;
+        }
+    }
+
+    /// Sends the held webhooks in `order`, each body built from the state
+    /// as it is now, and waits for them. Real Chatwoot builds account-webhook
+    /// bodies when the Sidekiq job runs, not when the event happened (spec
+    /// §1.2): a `message_created` delivered late can already show the
+    /// conversation resolved. Only `changed_attributes` keep their values
+    /// from event time.
+    pub async fn release_webhooks_built_now(&self, order: ReleaseOrder) {
+        let shared = self.shared.clone();
+        let rebuild = move |body: &Value| -> Value {
+            let account = shared.account.lock();
+            let event = body.get("event").and_then(Value::as_str).unwrap_or("");
+            let id = body.get("id").and_then(Value::as_u64).unwrap_or(0);
+            let changed = body.get("changed_attributes").cloned();
+            let rebuilt = match event {
+                "message_created" | "message_updated" => account
+                    .messages
+                    .get(&id)
+                    .map(|m| message_webhook(&account, m, event)),
+                "conversation_created" => account
+                    .conversations
+                    .get(&id)
+                    .map(|c| conversation_event(&account, c, event, None)),
+                e if e.starts_with("conversation_") => account
+                    .conversations
+                    .get(&id)
+                    .map(|c| conversation_event(&account, c, event, changed)),
+                e if e.starts_with("contact_") => account
+                    .contacts
+                    .get(&id)
+                    .map(|c| contact_event(&account, c, event, changed)),
+                _ => None,
+            };
+            rebuilt.unwrap_or_else(|| body.clone())
+        };
+        for done in self.shared.emitter.release_rebuilt(order, rebuild) {
             let _ = done.await;
         }
     }

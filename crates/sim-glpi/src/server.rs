@@ -701,6 +701,14 @@ impl RunningSim {
         }
     }
 
+    /// Purge a ticket as an administrator would in GLPI (delete with
+    /// `force_purge`): it and its timeline are gone. `false` if it did not exist.
+    pub fn purge_ticket(&self, id: u64) -> bool {
+        let mut st = self.shared.state.lock();
+        let ctx = admin_ctx(&st);
+        api::items::delete(&mut st, &ctx, "Ticket", to_i(id), true).is_ok()
+    }
+
     /// Assign a user (technician) to a ticket; a New ticket becomes Processing (2).
     pub fn assign_ticket(&self, ticket: u64, user: u64) -> bool {
         let mut st = self.shared.state.lock();

@@ -47,6 +47,27 @@ impl Store {
         Ok(found > 0)
     }
 
+    /// Take one own-write marker away: true when it was there. A content
+    /// marker taken by the echo it was made for cannot hide a later, real
+    /// write of the same text.
+    pub async fn forget_write(
+        &self,
+        system: &str,
+        object_key: &str,
+        fingerprint: &str,
+    ) -> Result<bool, StoreError> {
+        let _turn = self.write_turn().await;
+        let done = on_pool!(self, pool => sqlx::query(
+            "DELETE FROM own_writes WHERE system = $1 AND object_key = $2 AND fingerprint = $3")
+            .bind(system)
+            .bind(object_key)
+            .bind(fingerprint)
+            .execute(pool)
+            .await?
+            .rows_affected());
+        Ok(done > 0)
+    }
+
     /// Forget own-write markers recorded before `before` (unix ms). Returns how many.
     pub async fn forget_writes_before(&self, before: i64) -> Result<u64, StoreError> {
         let _turn = self.write_turn().await;

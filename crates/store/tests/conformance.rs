@@ -1006,6 +1006,29 @@ async fn own_writes_are_recognised(store: Store) {
             .await
             .unwrap()
     );
+    // One marker is taken once.
+    store
+        .remember_write("glpi", "Ticket/6", "sha:abc")
+        .await
+        .unwrap();
+    assert!(
+        store
+            .forget_write("glpi", "Ticket/6", "sha:abc")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .forget_write("glpi", "Ticket/6", "sha:abc")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .is_own_write("glpi", "Ticket/6", "sha:abc")
+            .await
+            .unwrap()
+    );
 }
 
 async fn cursors_and_kv(store: Store) {

@@ -31,14 +31,16 @@ struct World {
 
 struct Options {
     reconcile: &'static str,
-    extra: &'static str,
+    poll: &'static str,
+    extra: String,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Self {
             reconcile: "1h",
-            extra: "",
+            poll: "150ms",
+            extra: String::new(),
         }
     }
 }
@@ -90,7 +92,7 @@ entity = {entity}
 category = "Atendimento Chat"
 private_note_with_link = true
 solution_text = "{SOLUTION}"
-poll_interval = "150ms"
+poll_interval = "{poll}"
 reconcile_interval = "{reconcile}"
 timeout = "5s"
 {extra}
@@ -98,6 +100,7 @@ timeout = "5s"
         glpi_url = glpi.base_url(),
         cw_url = cw.base_url(),
         reconcile = options.reconcile,
+        poll = options.poll,
         extra = options.extra,
     );
     let env = vec![
@@ -249,6 +252,45 @@ impl World {
         let start = done().await;
         wait_for("poll cycles", DEADLINE, || async {
             (done().await >= start + n).then_some(())
+        })
+        .await
+        .unwrap();
+    }
+
+    async fn succeeded(&self, kind: &str) -> usize {
+        self.app
+            .store
+            .jobs(&JobFilter {
+                status: Some(JobStatus::Succeeded),
+                kind: Some(kind.into()),
+                limit: Some(100_000),
+                ..JobFilter::default()
+            })
+            .await
+            .unwrap()
+            .len()
+    }
+
+    /// Runs one poll cycle now (for worlds that poll every hour).
+    async fn poll_now(&self) {
+        let start = self.succeeded("chatwoot.poll").await;
+        self.app
+            .store
+            .enqueue(chatwoot_sync::jobs::poll_job("cw", "glpi", store::now_ms()))
+            .await
+            .unwrap();
+        wait_for("the poll", DEADLINE, || async {
+            (self.succeeded("chatwoot.poll").await > start).then_some(())
+        })
+        .await
+        .unwrap();
+    }
+
+    /// Waits until `n` more sweeps have completed.
+    async fn sweeps(&self, n: usize) {
+        let start = self.succeeded("chatwoot.reconcile").await;
+        wait_for("sweeps", DEADLINE, || async {
+            (self.succeeded("chatwoot.reconcile").await >= start + n).then_some(())
         })
         .await
         .unwrap();
@@ -421,7 +463,8 @@ async fn life_cycle(w: &World) {
     .await
     .unwrap();
 
-    // Solved in GLPI → conversation resolved in Chatwoot.
+    // Solved in GLPI → the technician's solution reaches the customer, and
+    // the conversation is resolved in Chatwoot.
     w.glpi
         .add_solution_as(ticket_id, w.tech, "Peça trocada")
         .unwrap();
@@ -432,6 +475,18 @@ async fn life_cycle(w: &World) {
     .unwrap();
     w.polls(2).await;
     w.settled().await;
+    let solution = w.messages_with(conv, "Peça trocada");
+    assert_eq!(solution.len(), 1, "{solution:?}");
+    assert_eq!(solution[0].message_type, 1);
+    assert!(!solution[0].private);
+    // The bridge's own solution is not posted back.
+    assert!(
+        w.cw.messages(conv)
+            .iter()
+            .all(|m| !m.content.contains(SOLUTION)),
+        "{:?}",
+        w.cw.messages(conv)
+    );
     // Exactly one ticket, and nothing went to the dead letters.
     assert_eq!(w.glpi.tickets().len(), 1);
     assert!(w.dead_jobs().await.is_empty(), "{:?}", w.dead_jobs().await);
@@ -845,6 +900,16 @@ async fn signatures_tokens_and_ignored_events() {
     .unwrap();
     let again: Value = again.json().await.unwrap();
     assert_eq!(again["duplicate"], json!(true));
+    // A captured signed request replayed with a fresh delivery id (the
+    // header is not signed) is the same delivery.
+    let mut replay = signed(now, SECRET);
+    replay[2].1 = "d-replayed-under-a-new-id".into();
+    let replayed = post("/hooks/chatwoot/cw".into(), replay, body.clone())
+        .await
+        .unwrap();
+    assert_eq!(replayed.status(), 200);
+    let replayed: Value = replayed.json().await.unwrap();
+    assert_eq!(replayed["duplicate"], json!(true), "{replayed}");
     let typing = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../tests/fixtures/chatwoot/conversation_typing_on.json"
@@ -998,7 +1063,7 @@ async fn phone_only_contact_and_closed_ticket_policy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contacts_wait_for_a_conversation_in_a_synchronised_inbox() {
     let w = world(Options {
-        extra: "inboxes = [3]",
+        extra: "inboxes = [3]".into(),
         ..Options::default()
     })
     .await;
@@ -1093,8 +1158,12 @@ fn time_now() -> i64 {
 /// the size cap is named in the followup instead.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attachments_become_documents_on_the_followup() {
+    // The files are on a storage host of its own (as S3 behind
+    // ActiveStorage's redirect), listed in `attachment_hosts`.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let files_addr = listener.local_addr().unwrap();
     let w = world(Options {
-        extra: "attachment_max_bytes = 2000",
+        extra: format!("attachment_max_bytes = 2000\nattachment_hosts = [\"{files_addr}\"]"),
         ..Options::default()
     })
     .await;
@@ -1112,8 +1181,7 @@ async fn attachments_become_documents_on_the_followup() {
             "/rails/active_storage/blobs/redirect/def/grande.pdf",
             axum::routing::get(|| async { vec![7u8; 5000] }),
         );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let files_url = format!("http://{}", listener.local_addr().unwrap());
+    let files_url = format!("http://{files_addr}");
     tokio::spawn(async move { axum::serve(listener, files).await });
     let (conv, ticket) = w.maria_opens("Visor com erro").await;
     w.cw.customer_sends_with_attachments(
@@ -1155,5 +1223,301 @@ async fn attachments_become_documents_on_the_followup() {
         "{:?}",
         documents[0].linked_to
     );
+    w.app.stop().await;
+}
+
+/// Chatwoot builds webhook bodies when its job runs: the first body the
+/// bridge sees of a conversation can already say it is resolved. The
+/// ticket made from it is solved, not left open for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_resolved_before_its_ticket_exists_is_solved() {
+    let w = world(Options {
+        reconcile: "300ms",
+        ..Options::default()
+    })
+    .await;
+    let maria = w.maria().await;
+    w.cw.hold_webhooks();
+    let conv =
+        w.cw.customer_starts_conversation(maria, w.cw.default_inbox(), "Senha do Wi-Fi expirou")
+            .await
+            .unwrap()
+            .conversation_id;
+    w.cw.resolve(conv).await.unwrap();
+    w.cw.release_webhooks_built_now(ReleaseOrder::AsQueued)
+        .await;
+    let ticket = w.ticket_of(conv).await;
+    wait_for("the ticket solved", DEADLINE, || async {
+        (w.glpi.ticket(ticket)?.status == 5).then_some(())
+    })
+    .await
+    .unwrap();
+    w.sweeps(2).await;
+    w.settled().await;
+    assert_eq!(w.glpi.ticket(ticket).unwrap().status, 5);
+    assert_eq!(w.glpi.tickets().len(), 1);
+    let solutions = w.glpi.solutions(ticket);
+    assert_eq!(solutions.len(), 1, "{solutions:?}");
+    assert!(solutions[0].content.contains(SOLUTION));
+    assert_eq!(w.cw.conversation(conv).unwrap().status, "resolved");
+    w.app.stop().await;
+}
+
+/// A technician solves the ticket and the customer writes before the next
+/// poll: the message reopens the ticket (as GLPI does when the requester
+/// writes), the solution still reaches the customer, and conversation and
+/// ticket agree afterwards (both open).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_message_after_a_solve_in_glpi_reopens_the_ticket() {
+    let w = world(Options {
+        poll: "1h",
+        ..Options::default()
+    })
+    .await;
+    let (conv, ticket) = w.maria_opens("Sem acesso ao ERP").await;
+    w.glpi
+        .add_solution_as(ticket, w.tech, "Senha redefinida")
+        .unwrap();
+    assert_eq!(w.glpi.ticket(ticket).unwrap().status, 5);
+    w.cw.customer_sends(conv, "Ainda não entra").await.unwrap();
+    let followups = w.followups_with(ticket, 1).await;
+    assert_eq!(followups[0].content, "Ainda não entra");
+    wait_for("the ticket reopened", DEADLINE, || async {
+        (w.glpi.ticket(ticket)?.status == 2).then_some(())
+    })
+    .await
+    .unwrap();
+    w.poll_now().await;
+    w.settled().await;
+    wait_for("the solution in Chatwoot", DEADLINE, || async {
+        w.messages_with(conv, "Senha redefinida").into_iter().next()
+    })
+    .await
+    .unwrap();
+    w.poll_now().await;
+    w.settled().await;
+    assert_eq!(w.glpi.ticket(ticket).unwrap().status, 2);
+    assert_eq!(w.cw.conversation(conv).unwrap().status, "open");
+    assert!(w.dead_jobs().await.is_empty(), "{:?}", w.dead_jobs().await);
+    w.app.stop().await;
+}
+
+/// Resolving the conversation fails once (Chatwoot answers 503): the poller
+/// tries again and resolves it, and no sweep meanwhile reopens the ticket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resolve_that_fails_is_tried_again_and_the_ticket_stays_solved() {
+    let w = world(Options {
+        reconcile: "300ms",
+        ..Options::default()
+    })
+    .await;
+    let (conv, ticket) = w.maria_opens("Teclado travado").await;
+    w.settled().await;
+    w.cw.fail_matching("POST", "/toggle_status", 1, 503);
+    w.glpi
+        .add_solution_as(ticket, w.tech, "Teclado trocado")
+        .unwrap();
+    wait_for("the conversation resolved", DEADLINE, || async {
+        (w.cw.conversation(conv)?.status == "resolved").then_some(())
+    })
+    .await
+    .unwrap();
+    w.sweeps(2).await;
+    w.settled().await;
+    assert_eq!(w.glpi.ticket(ticket).unwrap().status, 5, "reopened");
+    assert_eq!(w.glpi.solutions(ticket).len(), 1);
+    assert_eq!(w.cw.conversation(conv).unwrap().status, "resolved");
+    w.app.stop().await;
+}
+
+/// An attachment the bridge cannot fetch (a closed port) is tried a few
+/// times, then named in the followup: the conversation's next message is
+/// not held back behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attachment_that_cannot_be_fetched_does_not_hold_the_conversation() {
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let w = world(Options {
+        extra: format!("attachment_hosts = [\"{closed}\"]"),
+        ..Options::default()
+    })
+    .await;
+    let (conv, ticket) = w.maria_opens("Nota fiscal errada").await;
+    w.cw.customer_sends_with_attachments(
+        conv,
+        "Segue a nota",
+        &[format!(
+            "http://{closed}/rails/active_storage/blobs/redirect/x/nota%20fiscal.pdf"
+        )],
+    )
+    .await
+    .unwrap();
+    w.cw.customer_sends(conv, "Alguém pode ver?").await.unwrap();
+    let followups = w.followups_with(ticket, 2).await;
+    assert!(
+        followups[0].content.starts_with("Segue a nota"),
+        "{}",
+        followups[0].content
+    );
+    assert!(
+        followups[0].content.contains("nota fiscal.pdf"),
+        "{}",
+        followups[0].content
+    );
+    assert_eq!(followups[1].content, "Alguém pode ver?");
+    w.settled().await;
+    assert!(w.glpi.documents().is_empty());
+    assert!(w.dead_jobs().await.is_empty(), "{:?}", w.dead_jobs().await);
+    w.app.stop().await;
+}
+
+/// `data_url` comes from the webhook body: the bridge fetches only from
+/// Chatwoot's own host or `attachment_hosts`, and checks every redirect
+/// hop. Another address (here another loopback port standing for a cloud
+/// metadata service) gets no request; the followup names the files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attachments_are_fetched_only_from_allowed_hosts() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    let internal = axum::Router::new().fallback(move || {
+        let counter = counter.clone();
+        async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            ([("content-type", "image/png")], vec![1u8, 2, 3])
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let internal_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, internal).await });
+    // An allowed storage host whose answer redirects to the internal one.
+    let storage = axum::Router::new().fallback(move || async move {
+        axum::response::Redirect::temporary(&format!(
+            "http://{internal_addr}/latest/meta-data/creds.png"
+        ))
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let storage_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, storage).await });
+    let w = world(Options {
+        extra: format!("attachment_hosts = [\"{storage_addr}\"]"),
+        ..Options::default()
+    })
+    .await;
+    let (conv, ticket) = w.maria_opens("Boleto").await;
+    w.cw.customer_sends_with_attachments(
+        conv,
+        "Veja",
+        &[
+            format!("http://{internal_addr}/latest/meta-data/iam.png"),
+            format!("http://{storage_addr}/blobs/segundo.png"),
+        ],
+    )
+    .await
+    .unwrap();
+    let followup = w.followups_with(ticket, 1).await.remove(0);
+    assert!(followup.content.contains("iam.png"), "{}", followup.content);
+    assert!(
+        followup.content.contains("segundo.png"),
+        "{}",
+        followup.content
+    );
+    w.settled().await;
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "the internal host was fetched"
+    );
+    assert!(w.glpi.documents().is_empty());
+    w.app.stop().await;
+}
+
+/// The bridge copied the customer's "Obrigado"; a technician's later reply
+/// with the same text is a reply of its own and reaches the customer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_technician_reply_with_the_text_of_a_copied_message_is_posted() {
+    let w = world(Options::default()).await;
+    let (conv, ticket) = w.maria_opens("Pedido atrasado").await;
+    w.cw.customer_sends(conv, "Obrigado").await.unwrap();
+    w.followups_with(ticket, 1).await;
+    w.settled().await;
+    w.glpi
+        .add_followup_as(ticket, w.tech, "Obrigado", false)
+        .unwrap();
+    wait_for("the technician's reply in Chatwoot", DEADLINE, || async {
+        w.messages_with(conv, "Obrigado")
+            .into_iter()
+            .find(|m| m.message_type == 1)
+    })
+    .await
+    .unwrap();
+    w.polls(2).await;
+    w.settled().await;
+    assert_eq!(w.messages_with(conv, "Obrigado").len(), 2);
+    let copies = w
+        .glpi
+        .followups(ticket)
+        .into_iter()
+        .filter(|f| f.content == "Obrigado")
+        .count();
+    assert_eq!(copies, 2, "the customer's copy and the technician's reply");
+    w.app.stop().await;
+}
+
+/// With `sync_messages = false` a message is handled without a copy: once
+/// the ticket is closed, the sweep does not take the old messages for new
+/// ones and makes no ticket of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_message_sync_the_sweep_makes_no_ticket_of_old_messages() {
+    let w = world(Options {
+        reconcile: "300ms",
+        extra: "sync_messages = false".into(),
+        ..Options::default()
+    })
+    .await;
+    let (conv, ticket) = w.maria_opens("Troca de senha").await;
+    w.cw.customer_sends(conv, "É para a usuária Joana")
+        .await
+        .unwrap();
+    w.settled().await;
+    w.glpi.set_ticket_status(ticket, 6);
+    w.sweeps(3).await;
+    w.settled().await;
+    assert_eq!(w.glpi.tickets().len(), 1, "{:?}", w.glpi.tickets());
+    assert!(w.glpi.followups(ticket).is_empty());
+    w.app.stop().await;
+}
+
+/// A ticket purged in GLPI: an agent's message has nowhere to go and is
+/// dropped (not a dead job), and the customer's next message opens a new
+/// ticket that takes over the conversation, as for a closed ticket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ticket_purged_in_glpi_is_replaced_by_a_new_one() {
+    let w = world(Options::default()).await;
+    let (conv, first) = w.maria_opens("Cadeira quebrada").await;
+    w.settled().await;
+    assert!(w.glpi.purge_ticket(first));
+    w.cw.agent_replies(conv, CARLOS, "Vamos verificar")
+        .await
+        .unwrap();
+    w.cw.customer_sends(conv, "Alguma novidade?").await.unwrap();
+    let second = wait_for("a new ticket for the conversation", DEADLINE, || async {
+        let id =
+            w.cw.conversation(conv)?
+                .custom_attributes
+                .get("glpi_ticket_id")?
+                .as_u64()?;
+        (id != first).then_some(id)
+    })
+    .await
+    .unwrap();
+    assert_eq!(w.glpi.ticket(second).unwrap().name, "Alguma novidade?");
+    w.settled().await;
+    assert_eq!(w.glpi.tickets().len(), 1);
+    assert!(w.dead_jobs().await.is_empty(), "{:?}", w.dead_jobs().await);
     w.app.stop().await;
 }

@@ -50,9 +50,13 @@ impl ChatwootClient {
         if config.timeout.is_zero() {
             return Err(ChatwootError::InvalidConfig("timeout must be > 0".into()));
         }
+        // No redirects: reqwest strips only Authorization and Cookie on a
+        // hop to another host, and the token travels in its own header.
+        // Chatwoot's API does not redirect; a redirect is answered as an error.
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.timeout)
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ChatwootError::InvalidConfig(format!("http client: {e}")))?;
         let api_root = format!(
@@ -322,6 +326,16 @@ fn classify(status: StatusCode, retry_after: Option<Duration>, message: String) 
             message,
         },
         404 => ChatwootError::NotFound { message },
+        // MessagesController answers any exception with a 422: the
+        // per-conversation flood limit (200 messages a minute) passes
+        // within the minute, a database failure later.
+        422 if says_too_many(&message) => ChatwootError::RateLimited {
+            retry_after: Some(FLOOD_WINDOW),
+        },
+        422 if says_database_trouble(&message) => ChatwootError::Server {
+            status: code,
+            message,
+        },
         422 if says_cannot_reply(&message) => ChatwootError::ChannelCannotReply { message },
         500..=599 => ChatwootError::Server {
             status: code,
@@ -332,6 +346,33 @@ fn classify(status: StatusCode, retry_after: Option<Duration>, message: String) 
             message,
         },
     }
+}
+
+/// How long the flood limit of a conversation counts messages.
+const FLOOD_WINDOW: Duration = Duration::from_secs(60);
+
+/// "Validation failed: Too many messages" (`Message#prevent_message_flooding`).
+fn says_too_many(message: &str) -> bool {
+    message.to_lowercase().contains("too many messages")
+}
+
+/// An exception of the database layer rendered as a 422 (deadlock, lost
+/// connection, lock or statement timeout): it may pass.
+fn says_database_trouble(message: &str) -> bool {
+    let text = message.to_lowercase();
+    [
+        "pg::",
+        "activerecord::deadlocked",
+        "activerecord::connectiontimeouterror",
+        "activerecord::lockwaittimeout",
+        "activerecord::querycanceled",
+        "activerecord::connectionnotestablished",
+        "deadlock detected",
+        "could not obtain lock",
+        "canceling statement due to",
+    ]
+    .iter()
+    .any(|needle| text.contains(needle))
 }
 
 /// Heuristic over the error text of a 422 on message creation.
@@ -405,6 +446,19 @@ mod tests {
         );
         assert!(cannot.is_channel_cannot_reply());
         assert!(!cannot.is_retryable());
+        let flood = classify(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            None,
+            "Validation failed: Too many messages".into(),
+        );
+        assert!(flood.is_retryable(), "{flood:?}");
+        assert_eq!(flood.retry_after(), Some(Duration::from_secs(60)));
+        let database = classify(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            None,
+            "PG::TRDeadlockDetected: ERROR:  deadlock detected".into(),
+        );
+        assert!(database.is_retryable(), "{database:?}");
         let invalid = classify(
             StatusCode::UNPROCESSABLE_ENTITY,
             None,

@@ -83,6 +83,12 @@ pub struct ChatwootSource {
     /// Larger attachments are not copied (a note says so instead).
     #[serde(default = "default_attachment_max_bytes")]
     pub attachment_max_bytes: u64,
+    /// Hosts attachments may be downloaded from besides Chatwoot's own
+    /// (`url`): the storage ActiveStorage redirects to (S3, GCS, MinIO).
+    /// `host`, `host:port` or `*.domain`; without a port, the scheme's
+    /// default port. Every redirect hop is checked too.
+    #[serde(default)]
+    pub attachment_hosts: Vec<String>,
 }
 
 /// A category given by id or by name.
@@ -246,6 +252,11 @@ impl ChatwootSource {
         if self.attachment_max_bytes == 0 {
             bad("attachment_max_bytes", "must be greater than zero");
         }
+        for host in &self.attachment_hosts {
+            if let Err(message) = AttachmentHost::parse(host) {
+                bad("attachment_hosts", &message);
+            }
+        }
     }
 
     /// One line for `config check`, with no secret in it.
@@ -277,6 +288,64 @@ impl ChatwootSource {
             humantime_serde::re::humantime::format_duration(self.poll_interval),
             humantime_serde::re::humantime::format_duration(self.reconcile_interval),
         )
+    }
+}
+
+/// One `attachment_hosts` entry, read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachmentHost {
+    /// Lowercase host name or IP address (IPv6 without brackets).
+    pub host: String,
+    /// `None`: the scheme's default port.
+    pub port: Option<u16>,
+    /// `*.domain`: any name under `host`.
+    pub subdomains: bool,
+}
+
+impl AttachmentHost {
+    /// Reads `host`, `host:port`, `[v6]:port` or `*.domain` (no scheme, no path).
+    pub fn parse(entry: &str) -> Result<Self, String> {
+        let entry = entry.trim();
+        if entry.is_empty() {
+            return Err("a host must not be empty".to_owned());
+        }
+        if entry.contains("://") || entry.contains('/') || entry.contains('@') {
+            return Err(format!("{entry:?}: give a host or host:port, not a URL"));
+        }
+        let (host, port) = if let Some(rest) = entry.strip_prefix('[') {
+            let (host, after) = rest
+                .split_once(']')
+                .ok_or_else(|| format!("{entry:?}: a '[' without its ']'"))?;
+            (host, after.strip_prefix(':'))
+        } else {
+            match entry.split_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (entry, None),
+            }
+        };
+        let port = match port {
+            None => None,
+            Some(port) => match port.parse::<u16>() {
+                Ok(p) if p > 0 => Some(p),
+                _ => {
+                    return Err(format!(
+                        "{entry:?}: the port must be a number from 1 to 65535"
+                    ));
+                }
+            },
+        };
+        let (name, subdomains) = match host.strip_prefix("*.") {
+            Some(name) => (name, true),
+            None => (host, false),
+        };
+        if name.is_empty() || name.contains('*') {
+            return Err(format!("{entry:?}: only a leading \"*.\" is allowed"));
+        }
+        Ok(Self {
+            host: name.to_ascii_lowercase(),
+            port,
+            subdomains,
+        })
     }
 }
 
@@ -324,5 +393,29 @@ mod tests {
         assert!(check_title_template("{message:0}").is_err());
         assert!(check_title_template("{message").is_err());
         assert!(check_title_template(" ").is_err());
+    }
+
+    #[test]
+    fn attachment_hosts() {
+        for good in [
+            "files.example.com",
+            "minio:9000",
+            "*.s3.amazonaws.com",
+            "127.0.0.1:8080",
+            "[::1]:9000",
+        ] {
+            assert!(AttachmentHost::parse(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "https://s3.example.com",
+            "host/path",
+            "host:0",
+            "host:x",
+            "a*.b",
+            "*.",
+        ] {
+            assert!(AttachmentHost::parse(bad).is_err(), "{bad}");
+        }
     }
 }

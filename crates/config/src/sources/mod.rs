@@ -6,8 +6,8 @@ mod itop;
 mod messaging;
 
 pub use chatwoot::{
-    CategorySetting, ChatwootSource, ClosedTicketPolicy, RepliesAs, TITLE_PLACEHOLDERS,
-    check_title_template,
+    AttachmentHost, CategorySetting, ChatwootSource, ClosedTicketPolicy, RepliesAs,
+    TITLE_PLACEHOLDERS, check_title_template,
 };
 pub use intake::{IntakeSource, ReadScope, UnknownTaxIdPolicy};
 pub use itop::{ExternalDefaults, ITOP_STATES, InternalDefaults, ItopSource, default_status_map};

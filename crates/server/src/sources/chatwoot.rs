@@ -4,8 +4,9 @@
 //! (a secret URL token for older Chatwoot that does not sign, compared in
 //! constant time).
 //!
-//! Verify → persist → acknowledge: the body is parsed, deduplicated by
-//! `X-Chatwoot-Delivery` (else by a key derived from the event) and stored
+//! Verify → persist → acknowledge: the body is parsed, deduplicated (signed
+//! deliveries by what the signature covers, timestamp and body; others by
+//! `X-Chatwoot-Delivery`, else by a key derived from the event) and stored
 //! with its job in one transaction before the 200. Events the flow does not
 //! handle, and events of inboxes outside the source's filter, get a 200 and
 //! are not stored. Chatwoot waits 5 s at most and never retries, so nothing
@@ -109,15 +110,21 @@ async fn receive(
         .get(&source)
         .ok_or_else(|| ApiError::NotFound(format!("no chatwoot source named {source:?}")))?;
     let delivery = WebhookHeaders::from_header_map(&headers);
+    // Whether the signature (over timestamp and body) was checked.
+    let mut signed = false;
     match (&token, &endpoint.verifier) {
         (Some(token), _) => {
             check_url_token(&endpoint.url_tokens, token)?;
             // A signed delivery on the token URL must still be right.
             if let (Some(verifier), Some(_)) = (&endpoint.verifier, &delivery.signature) {
                 verify(verifier, &delivery, &body)?;
+                signed = true;
             }
         }
-        (None, Some(verifier)) => verify(verifier, &delivery, &body)?,
+        (None, Some(verifier)) => {
+            verify(verifier, &delivery, &body)?;
+            signed = true;
+        }
         (None, None) => {
             return Err(ApiError::Unauthorized(
                 "this source takes deliveries on its URL-token address".to_owned(),
@@ -147,8 +154,12 @@ async fn receive(
     if !inbox_allowed {
         return Ok(ignored(event.name(), "inbox not synchronised"));
     }
-    let dedupe_key = match &delivery.delivery_id {
-        Some(id) if id.len() <= 255 => format!("delivery:{id}"),
+    let dedupe_key = match (&delivery.delivery_id, &delivery.timestamp) {
+        // `X-Chatwoot-Delivery` is not signed: a captured request replayed
+        // with a fresh delivery id would pass as new. What the signature
+        // covers (timestamp and body) is the key: a replay is a duplicate.
+        (_, Some(timestamp)) if signed => signed_key(timestamp, &body),
+        (Some(id), _) if id.len() <= 255 => format!("delivery:{id}"),
         _ => chatwoot_sync::jobs::derived_dedupe_key(&event, &raw),
     };
     let job = chatwoot_sync::jobs::event_job(
@@ -175,6 +186,16 @@ async fn receive(
         "duplicate": outcome.is_duplicate(),
     });
     Ok((StatusCode::OK, Json(answer)).into_response())
+}
+
+/// The dedupe key of a signed delivery: a hash of what the signature covers.
+fn signed_key(timestamp: &str, body: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    hash.update(timestamp.as_bytes());
+    hash.update(b".");
+    hash.update(body);
+    format!("signed:{}", hex::encode(&hash.finalize()[..16]))
 }
 
 fn verify(
