@@ -166,6 +166,36 @@ impl SourceSync {
         Ok(())
     }
 
+    /// Posts `text` to the conversation as an outgoing reply, or as a private
+    /// note carrying `marker` when replies go as notes, the channel cannot
+    /// reply, or Chatwoot refuses the reply for that reason.
+    async fn post_to_conversation(
+        &self,
+        conversation_id: u64,
+        text: &str,
+        marker: String,
+        can_reply: bool,
+    ) -> SyncResult<chatwoot::Message> {
+        let as_note = self.settings.glpi_replies_as == RepliesAs::PrivateNote || !can_reply;
+        let message = if as_note {
+            NewMessage::private_note(text).with_source_id(marker.clone())
+        } else {
+            NewMessage::outgoing(text)
+        };
+        match self
+            .chatwoot
+            .create_message(conversation_id, &message)
+            .await
+        {
+            Ok(posted) => Ok(posted),
+            Err(error) if error.is_channel_cannot_reply() => {
+                let note = NewMessage::private_note(text).with_source_id(marker);
+                Ok(self.chatwoot.create_message(conversation_id, &note).await?)
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
     /// Posts a solution written in the target to the conversation, once
     /// (a record per solution), as a reply the customer sees (a private note
     /// when replies go as notes or the channel cannot reply). The bridge's
@@ -212,24 +242,9 @@ impl SourceSync {
             .await?;
         self.remember_message_text(conversation_id, &text).await?;
         let marker = format!("{SOURCE_ID_PREFIX}solution:{ticket_id}:{}", solution.id);
-        let as_note = self.settings.glpi_replies_as == RepliesAs::PrivateNote || !can_reply;
-        let message = if as_note {
-            NewMessage::private_note(text.clone()).with_source_id(marker.clone())
-        } else {
-            NewMessage::outgoing(text.clone())
-        };
-        let posted = match self
-            .chatwoot
-            .create_message(conversation_id, &message)
-            .await
-        {
-            Ok(posted) => posted,
-            Err(error) if error.is_channel_cannot_reply() => {
-                let note = NewMessage::private_note(text.clone()).with_source_id(marker);
-                self.chatwoot.create_message(conversation_id, &note).await?
-            }
-            Err(error) => return Err(error.into()),
-        };
+        let posted = self
+            .post_to_conversation(conversation_id, &text, marker, can_reply)
+            .await?;
         self.remember_message(posted.id).await?;
         self.forget_message_text(conversation_id, &text).await?;
         self.store
@@ -334,7 +349,6 @@ impl SourceSync {
         text: &str,
         can_reply: bool,
     ) -> SyncResult<()> {
-        let as_note = self.settings.glpi_replies_as == RepliesAs::PrivateNote || !can_reply;
         // An earlier attempt may have posted it before the crash: adopt it.
         if interrupted {
             let posted = self.unclaimed_copy(conversation_id, text).await?;
@@ -355,23 +369,9 @@ impl SourceSync {
             .await?;
         self.remember_message_text(conversation_id, text).await?;
         let marker = format!("{SOURCE_ID_PREFIX}followup:{followup}");
-        let message = if as_note {
-            NewMessage::private_note(text).with_source_id(marker.clone())
-        } else {
-            NewMessage::outgoing(text)
-        };
-        let posted = match self
-            .chatwoot
-            .create_message(conversation_id, &message)
-            .await
-        {
-            Ok(posted) => posted,
-            Err(error) if error.is_channel_cannot_reply() => {
-                let note = NewMessage::private_note(text).with_source_id(marker);
-                self.chatwoot.create_message(conversation_id, &note).await?
-            }
-            Err(error) => return Err(error.into()),
-        };
+        let posted = self
+            .post_to_conversation(conversation_id, text, marker, can_reply)
+            .await?;
         self.remember_message(posted.id).await?;
         self.forget_message_text(conversation_id, text).await?;
         self.links

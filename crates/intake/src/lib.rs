@@ -225,6 +225,15 @@ impl Intake {
         let Some(configured) = self.source(source) else {
             return Ok(None);
         };
+        // A ticket this process created is known here before its link is
+        // written (a waiting caller is answered first): a status read right
+        // after that answer must not say "queued".
+        if let Some(outcome) = self.waiters.finished(id)
+            && outcome.source() == source
+            && outcome.is_final()
+        {
+            return Ok(Some(outcome));
+        }
         if let Some(outcome) = self.final_outcome(configured, id).await? {
             return Ok(Some(outcome));
         }
