@@ -507,19 +507,17 @@ impl Messaging {
                 channel.name
             ))
         );
-        let body = json!({
-            "type": "ticket.updated",
-            "timestamp": time::OffsetDateTime::now_utc()
-                .format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_default(),
-            "data": {
-                "source": channel.name,
-                "conversation_id": conversation,
-                "ticket": {"id": ticket, "url": channel.helpdesk.ticket_url(ticket)},
-                "message_ids": [message_id],
-                "reason": "followup",
-            }
-        });
+        let reference = linked_reference(channel, ticket, &Value::Null)
+            .await
+            .map_err(MessagingError::from)?;
+        let body = callback_body(
+            "ticket.updated",
+            &channel.name,
+            conversation,
+            json!({"id": ticket, "ref": reference, "url": channel.helpdesk.ticket_url(ticket)}),
+            &[message_id],
+            "followup",
+        );
         self.enqueue_callback(&channel.name, conversation, &webhook_id, &body)
             .await?;
         store.kv_delete(UNNAMED_NAMESPACE, &key).await?;
@@ -1056,19 +1054,14 @@ impl Messaging {
                 "msg_{}",
                 short_hash(&format!("{}/{conversation}#{generation}", source))
             );
-            let body = json!({
-                "type": "ticket.created",
-                "timestamp": time::OffsetDateTime::now_utc()
-                    .format(&time::format_description::well_known::Rfc3339)
-                    .unwrap_or_default(),
-                "data": {
-                    "source": source,
-                    "conversation_id": conversation,
-                    "ticket": {"id": ticket.id, "ref": ticket.reference, "url": ticket.url},
-                    "message_ids": message_ids,
-                    "reason": reason,
-                }
-            });
+            let body = callback_body(
+                "ticket.created",
+                source,
+                conversation,
+                json!({"id": ticket.id, "ref": ticket.reference, "url": ticket.url}),
+                &message_ids,
+                reason,
+            );
             self.enqueue_callback(source, conversation, &webhook_id, &body)
                 .await?;
             waker.wake();
@@ -1408,6 +1401,30 @@ fn drop_stale_session(
     );
     state.buffer.clear();
     true
+}
+
+/// A callback's body: the same shape for every kind, so a bot reads them alike.
+fn callback_body(
+    kind: &str,
+    source: &str,
+    conversation: &str,
+    ticket: Value,
+    message_ids: &[&str],
+    reason: &str,
+) -> Value {
+    json!({
+        "type": kind,
+        "timestamp": time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+        "data": {
+            "source": source,
+            "conversation_id": conversation,
+            "ticket": ticket,
+            "message_ids": message_ids,
+            "reason": reason,
+        }
+    })
 }
 
 /// The reference of a linked ticket: stored in the link (`ref`), else as

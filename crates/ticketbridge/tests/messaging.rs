@@ -1397,6 +1397,8 @@ async fn a_followup_whose_answer_named_no_ticket_gets_a_callback() {
     .await
     .unwrap();
     assert_eq!(payload["data"]["ticket"]["id"].as_u64(), Some(ticket));
+    // The same shape as ticket.created: the reference too (GLPI: the id).
+    assert_eq!(payload["data"]["ticket"]["ref"], json!(ticket.to_string()));
     assert_eq!(payload["data"]["message_ids"], json!(["u2"]));
     assert_eq!(payload["data"]["conversation_id"], "conv-u");
     assert!(
