@@ -120,7 +120,17 @@ async fn two_engines_keep_per_key_order(db: Database) {
     let overlaps = Arc::new(AtomicUsize::new(0));
     let shutdown = CancellationToken::new();
     let mut runs = Vec::new();
-    for name in ["engine-a", "engine-b"] {
+    // Each engine's jobs wait until the other engine has started one, so
+    // neither can drain the queue alone however the scheduler runs them. An
+    // engine holds at most 4 keys per queue of the 10 each queue has, so the
+    // other always finds a key it may take.
+    let (a_started, _) = tokio::sync::watch::channel(false);
+    let (b_started, _) = tokio::sync::watch::channel(false);
+    let engines = [
+        ("engine-a", a_started.clone(), b_started.clone()),
+        ("engine-b", b_started, a_started),
+    ];
+    for (name, mine, other) in engines {
         let mut engine = Engine::new(open(&db).await, config(name));
         let (executed, running, overlaps) = (executed.clone(), running.clone(), overlaps.clone());
         engine.register(
@@ -128,12 +138,19 @@ async fn two_engines_keep_per_key_order(db: Database) {
             handler_fn(move |job| {
                 let (executed, running, overlaps) =
                     (executed.clone(), running.clone(), overlaps.clone());
+                let (mine, mut other) = (mine.clone(), other.subscribe());
                 async move {
                     if !running.lock().unwrap().insert(job.ordering_key.clone()) {
                         overlaps.fetch_add(1, Ordering::SeqCst);
                     }
-                    // Long enough that one engine cannot drain the queue alone
-                    // while the other waits for the database.
+                    mine.send_replace(true);
+                    let both = tokio::time::timeout(
+                        Duration::from_secs(20),
+                        other.wait_for(|started| *started),
+                    )
+                    .await
+                    .is_ok_and(|seen| seen.is_ok());
+                    assert!(both, "the other engine never started a job");
                     tokio::time::sleep(Duration::from_millis(2)).await;
                     executed
                         .lock()
