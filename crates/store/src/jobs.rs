@@ -61,11 +61,24 @@ pub(crate) const CLAIM_STORED: &str = concat!(
 );
 const CLAIM_POSTGRES: &str = claim_sql!("FOR UPDATE OF j SKIP LOCKED");
 
-const OUTSTANDING_SQL: &str = concat!(
-    "SELECT COUNT(*) FROM jobs j WHERE j.status = 'running' OR (",
-    claimable_predicate!("$1"),
-    ")"
-);
+/// `now` for [`Store::outstanding`]: the later of the caller's clock and the
+/// database's clock as the statement reads. The caller's `now` is taken before
+/// a pooled connection is free; a job committed in between with a `run_at`
+/// after it would otherwise be neither due nor running, and a busy machine
+/// read "idle" while a job a handler had just enqueued was about to run.
+macro_rules! outstanding_sql {
+    ($now:literal) => {
+        concat!(
+            "SELECT COUNT(*) FROM jobs j WHERE j.status = 'running' OR (",
+            claimable_predicate!($now),
+            ")"
+        )
+    };
+}
+const OUTSTANDING_SQLITE: &str =
+    outstanding_sql!("MAX($1, CAST(unixepoch('subsec') * 1000 AS INTEGER))");
+const OUTSTANDING_POSTGRES: &str =
+    outstanding_sql!("GREATEST($1, (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT)");
 
 macro_rules! insert_job {
     () => {
@@ -542,10 +555,20 @@ impl Store {
     /// left to do until a scheduled or backed-off job falls due.
     pub async fn outstanding(&self) -> Result<i64, StoreError> {
         let now = now_ms();
-        let count: i64 = on_pool!(self, pool => sqlx::query_scalar(OUTSTANDING_SQL)
-            .bind(now)
-            .fetch_one(pool)
-            .await?);
+        let count: i64 = match &self.pool {
+            Pool::Sqlite(pool) => {
+                sqlx::query_scalar(OUTSTANDING_SQLITE)
+                    .bind(now)
+                    .fetch_one(pool)
+                    .await?
+            }
+            Pool::Postgres(pool) => {
+                sqlx::query_scalar(OUTSTANDING_POSTGRES)
+                    .bind(now)
+                    .fetch_one(pool)
+                    .await?
+            }
+        };
         Ok(count)
     }
 
@@ -570,7 +593,9 @@ impl Store {
 mod tests {
     use rusqlite::Connection;
 
-    use super::{CLAIM_SQLITE, CLAIM_STORED, PURGE_SUCCEEDED, SUCCESSOR_PENDING};
+    use super::{
+        CLAIM_SQLITE, CLAIM_STORED, OUTSTANDING_SQLITE, PURGE_SUCCEEDED, SUCCESSOR_PENDING,
+    };
 
     /// The SQLite schema as the migrations leave it.
     fn migrated() -> Connection {
@@ -630,5 +655,31 @@ mod tests {
             "retention does not walk jobs_status:\n{plan}"
         );
         assert!(!plan.contains("TEMP B-TREE"), "retention sorts:\n{plan}");
+    }
+
+    /// A job that fell due after the caller read its clock, but before the
+    /// database answered, still counts: the caller's `now` stands in for a
+    /// reading that waited for a pooled connection.
+    #[test]
+    fn outstanding_counts_jobs_due_by_the_time_the_database_reads() {
+        let conn = migrated();
+        let now = crate::now_ms();
+        conn.execute(
+            "INSERT INTO jobs (queue, kind, ordering_key, payload, status, attempts, \
+             max_attempts, run_at, created_at, updated_at) \
+             VALUES ('q', 'k', 'key', '{}', 'pending', 0, 5, ?1, ?1, ?1)",
+            [now - 1],
+        )
+        .expect("job inserted");
+        let count = |caller_now: i64| -> i64 {
+            conn.query_row(
+                &OUTSTANDING_SQLITE.replace("$1", "?1"),
+                [caller_now],
+                |row| row.get(0),
+            )
+            .expect("outstanding runs")
+        };
+        assert_eq!(count(now), 1);
+        assert_eq!(count(now - 10_000), 1, "a late reading missed a due job");
     }
 }
