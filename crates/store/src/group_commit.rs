@@ -383,10 +383,9 @@ fn write_groups(
 /// fails, each caller's work is tried again on its own, so one bad request
 /// cannot fail the others.
 fn commit_group(conn: &mut Connection, group: &mut Vec<(Work, Reply)>) {
-    let now = now_ms();
     let works: Vec<&Work> = group.iter().map(|(work, _)| work).collect();
     let mut orphans = Vec::new();
-    match store_in_transaction(conn, &works, now) {
+    match store_in_transaction(conn, &works) {
         Ok(outcomes) => {
             for ((work, reply), outcome) in group.drain(..).zip(outcomes) {
                 answer(reply, Ok(outcome), work, &mut orphans);
@@ -400,7 +399,7 @@ fn commit_group(conn: &mut Connection, group: &mut Vec<(Work, Reply)>) {
         Err(error) => {
             tracing::debug!(%error, "group commit failed, storing each request alone");
             for (work, reply) in group.drain(..) {
-                let result = store_in_transaction(conn, &[&work], now).and_then(|mut done| {
+                let result = store_in_transaction(conn, &[&work]).and_then(|mut done| {
                     done.pop()
                         .ok_or_else(|| StoreError::Writer("no outcome".into()))
                 });
@@ -471,13 +470,12 @@ fn release_unstarted(conn: &mut Connection, jobs: &[Job]) {
     }
 }
 
-/// One transaction for `works`; one outcome per work.
-fn store_in_transaction(
-    conn: &mut Connection,
-    works: &[&Work],
-    now: i64,
-) -> Result<Vec<Done>, StoreError> {
+/// One transaction for `works`; one outcome per work. `now` is read once the
+/// write lock is held: read before, a claim's lease would lose however long
+/// the lock was waited for.
+fn store_in_transaction(conn: &mut Connection, works: &[&Work]) -> Result<Vec<Done>, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let now = now_ms();
     let mut outcomes = Vec::with_capacity(works.len());
     {
         // Inbox rows stored by this transaction: a repeat inside the group is a

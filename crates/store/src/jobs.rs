@@ -258,9 +258,9 @@ impl Store {
             jobs.sort_by_key(|job| job.id);
             return Ok(jobs);
         }
-        let now = now_ms();
         let rows: Vec<JobRow> = match &self.pool {
             Pool::Sqlite(pool) => {
+                let now = now_ms();
                 // One statement: SQLite takes the write lock before reading, so the
                 // ordering check and the update see the same state.
                 sqlx::query_as(CLAIM_SQLITE)
@@ -283,6 +283,8 @@ impl Store {
                     .bind(CLAIM_LOCK_KEY)
                     .execute(&mut *tx)
                     .await?;
+                // Read after the lock: the lease is not shortened by the wait.
+                let now = now_ms();
                 let rows = sqlx::query_as(CLAIM_POSTGRES)
                     .bind(worker)
                     .bind(now.saturating_add(lease_ms))
