@@ -81,6 +81,12 @@ pub fn normalize_phone(raw: &str, default_country: Option<&str>) -> Result<Strin
     Err(fail("not a valid number for its country"))
 }
 
+/// Loads the phone numbering plans the first phone reading needs (they are
+/// read once per process, slowly); later calls cost one parse.
+pub fn load_phone_data() {
+    let _ = phonenumber::parse(None, "+12015550123");
+}
+
 /// The phone forms a target may have stored for an E.164 number: the E.164
 /// text, its digits, and the national significant number. Adapters search
 /// with these and compare digits.

@@ -23,6 +23,10 @@ pub fn install(
     if flow.is_empty() {
         return Ok(deps);
     }
+    // Every message's phone is read: load the numbering plans now, not on
+    // the first message (a second in a debug build), whose answer and
+    // merge window would wait for it.
+    flows::identity::load_phone_data();
     flow.register(engine);
     Ok(deps.with_source(move |state: &AppState| {
         server::sources::messaging::router(&state.config, flow.clone())
