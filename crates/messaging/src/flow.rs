@@ -60,10 +60,6 @@ pub const MAX_BURST: usize = 50;
 /// its messages wait in the buffer meanwhile, so a long help desk outage only
 /// delays them.
 const FLUSH_ATTEMPTS: i32 = 60;
-/// How long the message routes may wait for a ticket's status to name the
-/// ticket a message goes to.
-const STATUS_READ_BUDGET: Duration = Duration::from_secs(1);
-
 /// Timeout of every outgoing HTTP call of the flow (attachments, callbacks).
 const HTTP_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -292,11 +288,14 @@ impl Messaging {
             // gone) since would send the message to a new ticket, so naming
             // the old one would be wrong; when the target does not answer in
             // time, no ticket is named (the callback carries the number).
-            None => tokio::time::timeout(STATUS_READ_BUDGET, channel.ticket_status(ticket.id))
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .flatten(),
+            None => tokio::time::timeout(
+                channel.settings.status_wait,
+                channel.ticket_status(ticket.id),
+            )
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten(),
         };
         // A solved ticket takes the message too (it reopens).
         Ok(status

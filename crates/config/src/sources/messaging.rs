@@ -90,6 +90,10 @@ pub struct MessagingSource {
     /// How long a ticket's status read from the target is trusted.
     #[serde(default = "default_status_ttl", deserialize_with = "millis_or_text")]
     pub status_ttl: Duration,
+    /// How long a message's answer may wait for the target to tell whether
+    /// the conversation's ticket is still open (no ticket is named after it).
+    #[serde(default = "default_status_wait", deserialize_with = "millis_or_text")]
+    pub status_wait: Duration,
 }
 
 fn yes() -> bool {
@@ -112,6 +116,9 @@ fn default_handoff_session() -> Duration {
 }
 fn default_status_ttl() -> Duration {
     Duration::from_secs(5)
+}
+fn default_status_wait() -> Duration {
+    Duration::from_secs(1)
 }
 
 /// A duration written as milliseconds (`15000`, `"15000"`) or humantime (`"15s"`).
