@@ -293,7 +293,7 @@ async fn a_failed_login_is_shared_with_the_callers_waiting_for_it(mode: GlpiVers
     let glpi =
         GlpiClient::new(common::config_for(&sim, "glpi").with_timeout(Duration::from_millis(400)))
             .unwrap();
-    let started = std::time::Instant::now();
+    // Callers trying their own logins one after the other would make 20.
     let calls = (0..20).map(|_| {
         let glpi = glpi.clone();
         async move { glpi.get_ticket(1).await }
@@ -307,11 +307,6 @@ async fn a_failed_login_is_shared_with_the_callers_waiting_for_it(mode: GlpiVers
         sim.calls_to("GET /initSession") <= 2,
         "{} logins",
         sim.calls_to("GET /initSession")
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        started.elapsed()
     );
     // Once GLPI is back, the next call logs in.
     sim.faults().clear();

@@ -53,6 +53,8 @@ pub(crate) struct EmitterState {
     bodies: Mutex<HashMap<String, (String, Vec<u8>)>>,
     /// The timestamp each signed delivery was first signed with.
     stamps: Mutex<HashMap<String, i64>>,
+    /// Deliveries queued for sending and not yet logged (held ones excluded).
+    in_flight: std::sync::atomic::AtomicUsize,
 }
 
 #[derive(Clone)]
@@ -80,6 +82,9 @@ impl Emitter {
                 .unwrap_or_default();
             while let Some(outgoing) = rx.recv().await {
                 deliver(&http, &worker_state, &outgoing).await;
+                worker_state
+                    .in_flight
+                    .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
                 if let Some(ack) = outgoing.ack {
                     let _ = ack.send(());
                 }
@@ -94,6 +99,13 @@ impl Emitter {
 
     pub fn deliveries(&self) -> Vec<Delivery> {
         self.state.log.lock().clone()
+    }
+
+    /// Deliveries queued or being sent, not yet in [`deliveries`](Self::deliveries).
+    pub fn in_flight(&self) -> usize {
+        self.state
+            .in_flight
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Queues one body under a delivery id; returns a receiver that fires
@@ -141,9 +153,16 @@ impl Emitter {
             let _ = ack_tx.send(());
         } else {
             outgoing.ack = Some(ack_tx);
+            self.state
+                .in_flight
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             // The worker lives as long as the runtime; if it is gone the
             // receiver just resolves with an error.
-            let _ = self.tx.send(outgoing);
+            if self.tx.send(outgoing).is_err() {
+                self.state
+                    .in_flight
+                    .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            }
         }
         ack_rx
     }

@@ -354,6 +354,12 @@ impl RunningChatwoot {
         self.shared.emitter.deliveries()
     }
 
+    /// Webhooks queued or being delivered (held ones not counted): zero means
+    /// every webhook so far is in [`deliveries`](Self::deliveries).
+    pub fn webhooks_in_flight(&self) -> usize {
+        self.shared.emitter.in_flight()
+    }
+
     // ---- set-up ----------------------------------------------------------
 
     /// Adds an inbox. `can_reply=false`: conversations say `can_reply:

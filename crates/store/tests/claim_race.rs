@@ -48,7 +48,12 @@ async fn never_runs_two_jobs_of_a_key(url: &str) {
         };
         stores.push(Store::connect_with(url, &options).await.unwrap());
     }
-    for round in 0..ROUNDS {
+    // A round whose jobs took too long to store (a busy machine) fell due
+    // before the claimers ran and provoked nothing: it is run again.
+    let (mut round, mut provoked) = (0, 0);
+    while provoked < ROUNDS {
+        round += 1;
+        assert!(round <= ROUNDS * 4, "storing the jobs kept taking too long");
         let queue = format!("q{round}");
         // All jobs in one transaction (one multi-row insert), so the first key
         // falls due only after every job is stored and the claimers are running.
@@ -67,10 +72,10 @@ async fn never_runs_two_jobs_of_a_key(url: &str) {
             headers: json!({}),
         };
         stores[0].accept(inbound, jobs).await.unwrap();
-        assert!(
-            now_ms() < start,
-            "enqueueing took too long for the schedule"
-        );
+        if now_ms() >= start {
+            continue;
+        }
+        provoked += 1;
         let last_due = start + KEYS;
         let taken = Arc::new(AtomicUsize::new(0));
         let deadline = Instant::now() + Duration::from_secs(60);

@@ -677,8 +677,10 @@ async fn scheduled_future_job_does_not_block(store: Store) {
 
 async fn running_later_job_blocks_earlier_one_falling_due(store: Store) {
     // A scheduled job falling due while a later job of its key runs must wait.
+    // Due far enough ahead that the enqueue and claim below come first on a
+    // busy machine.
     let scheduled = store
-        .enqueue(job("q", "k", 1).run_at(now_ms() + 50))
+        .enqueue(job("q", "k", 1).run_at(now_ms() + 2_000))
         .await
         .unwrap();
     let now = store.enqueue(job("q", "k", 2)).await.unwrap();
@@ -687,7 +689,7 @@ async fn running_later_job_blocks_earlier_one_falling_due(store: Store) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while store.job(scheduled).await.unwrap().unwrap().run_at > now_ms() {
         assert!(Instant::now() < deadline);
-        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(claim_ids(&store, "q", "w", 10).await.is_empty());
     assert!(store.complete(&running).await.unwrap());

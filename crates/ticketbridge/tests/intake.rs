@@ -70,7 +70,7 @@ kind = "intake"
 target = "glpi"
 api_keys = ["${{KEY}}", "{OLD_KEY}"]
 default_entity = 0
-wait = "5s"
+wait = "8s"
 max_attachment_bytes = 64
 cache_ttl = "1m"
 
@@ -532,7 +532,7 @@ kind = "intake"
 target = "glpi"
 api_keys = ["{KEY}"]
 default_entity = 0
-wait = "3s"
+wait = "8s"
 "#,
         url = sim.base_url()
     );

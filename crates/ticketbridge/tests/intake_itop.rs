@@ -63,7 +63,7 @@ target = "itop"
 api_keys = ["{KEY}"]
 default_entity = {fallback}
 default_country = "BR"
-wait = "5s"
+wait = "8s"
 "#,
         url = itop.base_url(),
         user = itop.rest_user(),

@@ -189,26 +189,30 @@ async fn world() -> World {
 }
 
 impl World {
-    /// Waits until no job is running or due.
-    /// Wait until no job is running, due, or waiting to be retried (a job
+    /// Waits until no job is running, due, or waiting to be retried (a job
     /// on its backoff is not due, yet its work is not done).
     async fn settle(&self) {
         let store = self.app.store.clone();
         wait_for("jobs to settle", DEADLINE, || {
             let store = store.clone();
             async move {
-                if store.outstanding().await.ok()? != 0 {
-                    return None;
-                }
-                let pending = store
+                // One read, so a job moving from pending to running between
+                // two reads cannot go unseen; "due" by the clock after it.
+                let jobs = store
                     .jobs(&store::JobFilter {
-                        status: Some(store::JobStatus::Pending),
-                        limit: Some(1_000),
+                        limit: Some(100_000),
                         ..Default::default()
                     })
                     .await
                     .ok()?;
-                pending.iter().all(|job| job.attempts == 0).then_some(())
+                let now = store::now_ms();
+                jobs.iter()
+                    .all(|job| match job.status {
+                        store::JobStatus::Running => false,
+                        store::JobStatus::Pending => job.attempts == 0 && job.run_at > now,
+                        _ => true,
+                    })
+                    .then_some(())
             }
         })
         .await
