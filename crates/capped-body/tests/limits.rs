@@ -1,6 +1,7 @@
 //! `read` and `excerpt` against a loopback server: bodies with and without a
 //! `Content-Length`, exactly at the limit and one byte over, and an endless
 //! one (which only a reader that stops can return from).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::convert::Infallible;
 use std::sync::Arc;
