@@ -34,6 +34,7 @@ fn client_for(sim: &RunningChatwoot, token: &str) -> ChatwootClient {
         api_access_token: SecretString::from(token),
         account_id: sim.account_id(),
         timeout: Duration::from_secs(5),
+        max_response_bytes: chatwoot::DEFAULT_MAX_RESPONSE_BYTES,
     })
     .unwrap()
 }
@@ -312,6 +313,7 @@ async fn error_classes() {
         api_access_token: SecretString::from(sim.api_token()),
         account_id: sim.account_id(),
         timeout: Duration::from_millis(100),
+        max_response_bytes: chatwoot::DEFAULT_MAX_RESPONSE_BYTES,
     })
     .unwrap();
     sim.set_latency(Duration::from_millis(1500));
@@ -360,6 +362,7 @@ async fn redirects_are_not_followed_with_the_token() {
         api_access_token: SecretString::from("secret-token"),
         account_id: 1,
         timeout: Duration::from_secs(5),
+        max_response_bytes: chatwoot::DEFAULT_MAX_RESPONSE_BYTES,
     })
     .unwrap();
     let answer = client.get_conversation(7).await;
