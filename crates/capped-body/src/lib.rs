@@ -15,6 +15,9 @@
 
 use bytes::{Bytes, BytesMut};
 
+#[cfg(feature = "testing")]
+pub mod testing;
+
 /// How much of an error answer is kept for its message: error bodies are a
 /// JSON error or an HTML page, and a message longer than this says nothing
 /// more.

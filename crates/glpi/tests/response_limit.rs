@@ -6,13 +6,8 @@
 
 mod common;
 
-use std::convert::Infallible;
-
-use axum::Router;
-use axum::body::{Body, Bytes};
-use axum::http::StatusCode;
-use axum::routing::any;
-use futures::stream;
+use bytes::Bytes;
+use capped_body::testing::endless;
 use glpi::{Auth, GlpiClient, GlpiConfig, GlpiError, ItemLink, NewTicket, Upload};
 use secrecy::SecretString;
 use sim_glpi::GlpiVersion;
@@ -71,21 +66,9 @@ async fn a_download_at_the_limit_works_and_one_byte_more_does_not(mode: GlpiVers
     );
 }
 
-/// A loopback "GLPI" whose every answer is `status` with a body that never ends.
-async fn endless(status: StatusCode) -> String {
-    let app = Router::new().fallback(any(move || async move {
-        let body = Body::from_stream(stream::repeat_with(|| {
-            Ok::<_, Infallible>(Bytes::from_static(&[b' '; 8192]))
-        }));
-        (status, body)
-    }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}/apirest.php")
-}
-
-fn client(base_url: String, limit: u64) -> GlpiClient {
+/// A client of the "GLPI" at `server` (a loopback server of `capped_body::testing`).
+fn client(server: String, limit: u64) -> GlpiClient {
+    let base_url = format!("{server}/apirest.php");
     let mut config = GlpiConfig::new(base_url, Auth::UserToken(SecretString::from("t")));
     config.max_response_bytes = limit;
     GlpiClient::new(config).unwrap()
@@ -93,7 +76,7 @@ fn client(base_url: String, limit: u64) -> GlpiClient {
 
 #[tokio::test]
 async fn an_endless_answer_is_a_typed_error_not_an_allocation() {
-    let glpi = client(endless(StatusCode::OK).await, 1024 * 1024);
+    let glpi = client(endless(200).await.unwrap(), 1024 * 1024);
     let error = glpi.login().await.unwrap_err();
     assert!(
         matches!(error, GlpiError::ResponseTooLarge { limit: 1_048_576 }),
@@ -105,7 +88,7 @@ async fn an_endless_answer_is_a_typed_error_not_an_allocation() {
 #[tokio::test]
 async fn an_endless_error_answer_still_gives_its_error() {
     // Only the start of an error answer is read, whatever the limit.
-    let glpi = client(endless(StatusCode::BAD_GATEWAY).await, u64::MAX);
+    let glpi = client(endless(502).await.unwrap(), u64::MAX);
     let error = glpi.login().await.unwrap_err();
     assert!(
         matches!(error, GlpiError::Server { status: 502, .. }),

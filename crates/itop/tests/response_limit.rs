@@ -3,12 +3,7 @@
 //! typed error, and an endless answer ends the call instead of the memory.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::convert::Infallible;
-
-use axum::Router;
-use axum::body::{Body, Bytes};
-use axum::routing::any;
-use futures::stream;
+use capped_body::testing::{answering, endless};
 use itop::{ItopAuth, ItopClient, ItopConfig, ItopError, Key, NewAttachment, NewUserRequest};
 use secrecy::SecretString;
 use sim_itop::{ItopSim, ItopSimConfig};
@@ -86,26 +81,12 @@ async fn an_attachment_is_read_only_when_its_base64_fits() {
     );
 }
 
-/// A loopback "iTop" that answers every call with `body`.
-async fn serving(body: impl Fn() -> Body + Clone + Send + Sync + 'static) -> String {
-    let app = Router::new().fallback(any(move || {
-        let body = body.clone();
-        async move { body() }
-    }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}/webservices/rest.php")
-}
-
 #[tokio::test]
 async fn an_answer_of_exactly_the_limit_is_read() {
     let limit = 64 * 1024;
-    let url = serving(move || {
-        let json = r#"{"code":0,"message":"","operations":[{"verb":"core/get"}]}"#;
-        Body::from(format!("{json}{}", " ".repeat(limit - json.len())))
-    })
-    .await;
+    let json = r#"{"code":0,"message":"","operations":[{"verb":"core/get"}]}"#;
+    let padded = format!("{json}{}", " ".repeat(limit - json.len()));
+    let url = answering(padded.into()).await.unwrap();
     let operations = client(&url, token(), limit as u64)
         .list_operations()
         .await
@@ -123,12 +104,7 @@ async fn an_answer_of_exactly_the_limit_is_read() {
 
 #[tokio::test]
 async fn an_endless_answer_is_a_typed_error_not_an_allocation() {
-    let url = serving(|| {
-        Body::from_stream(stream::repeat_with(|| {
-            Ok::<_, Infallible>(Bytes::from_static(&[b' '; 8192]))
-        }))
-    })
-    .await;
+    let url = endless(200).await.unwrap();
     let error = client(&url, token(), 1024 * 1024)
         .list_operations()
         .await
