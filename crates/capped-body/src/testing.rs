@@ -8,15 +8,17 @@ use axum::body::Body;
 use axum::http::StatusCode;
 use axum::routing::any;
 use bytes::Bytes;
-use futures::stream;
+use futures::{StreamExt, stream};
 
-/// `http://127.0.0.1:PORT`, answering `status` with a body of spaces that
-/// never ends: only a reader that stops returns.
-pub async fn endless(status: u16) -> std::io::Result<String> {
+/// `http://127.0.0.1:PORT`, answering `status` with a body that is `start`
+/// and then spaces that never end: only a reader that stops returns.
+pub async fn endless(status: u16, start: &'static str) -> std::io::Result<String> {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
     serve(Router::new().fallback(any(move || async move {
         let spaces = stream::repeat_with(|| Ok::<_, Infallible>(Bytes::from_static(&[b' '; 8192])));
-        (status, Body::from_stream(spaces))
+        let body =
+            stream::once(async move { Ok(Bytes::from_static(start.as_bytes())) }).chain(spaces);
+        (status, Body::from_stream(body))
     })))
     .await
 }

@@ -23,7 +23,7 @@ fn client(base_url: &str, token: &str, account_id: u64, limit: u64) -> ChatwootC
 
 #[tokio::test]
 async fn an_endless_answer_is_a_typed_error_not_an_allocation() {
-    let url = endless(200).await.unwrap();
+    let url = endless(200, "").await.unwrap();
     let error = client(&url, "t", 1, 1024 * 1024)
         .get_conversation(7)
         .await
@@ -37,14 +37,16 @@ async fn an_endless_answer_is_a_typed_error_not_an_allocation() {
 
 #[tokio::test]
 async fn an_endless_error_answer_still_gives_its_error() {
-    // Only the start of an error answer is read, whatever the limit.
-    let url = endless(503).await.unwrap();
+    // Only the start of an error answer is read, whatever the limit, and
+    // it gives the message.
+    let url = endless(503, "<html>Bad Gateway</html>").await.unwrap();
     let error = client(&url, "t", 1, u64::MAX)
         .get_conversation(7)
         .await
         .unwrap_err();
     assert!(
-        matches!(error, ChatwootError::Server { status: 503, .. }),
+        matches!(&error, ChatwootError::Server { status: 503, message }
+            if message.starts_with("<html>Bad Gateway</html>")),
         "{error:?}"
     );
     assert!(error.is_retryable());

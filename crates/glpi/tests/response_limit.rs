@@ -76,7 +76,7 @@ fn client(server: String, limit: u64) -> GlpiClient {
 
 #[tokio::test]
 async fn an_endless_answer_is_a_typed_error_not_an_allocation() {
-    let glpi = client(endless(200).await.unwrap(), 1024 * 1024);
+    let glpi = client(endless(200, "").await.unwrap(), 1024 * 1024);
     let error = glpi.login().await.unwrap_err();
     assert!(
         matches!(error, GlpiError::ResponseTooLarge { limit: 1_048_576 }),
@@ -88,7 +88,7 @@ async fn an_endless_answer_is_a_typed_error_not_an_allocation() {
 #[tokio::test]
 async fn an_endless_error_answer_still_gives_its_error() {
     // Only the start of an error answer is read, whatever the limit.
-    let glpi = client(endless(502).await.unwrap(), u64::MAX);
+    let glpi = client(endless(502, "").await.unwrap(), u64::MAX);
     let error = glpi.login().await.unwrap_err();
     assert!(
         matches!(error, GlpiError::Server { status: 502, .. }),

@@ -104,7 +104,7 @@ async fn an_answer_of_exactly_the_limit_is_read() {
 
 #[tokio::test]
 async fn an_endless_answer_is_a_typed_error_not_an_allocation() {
-    let url = endless(200).await.unwrap();
+    let url = endless(200, "").await.unwrap();
     let error = client(&url, token(), 1024 * 1024)
         .list_operations()
         .await
