@@ -73,9 +73,11 @@ pub struct GlpiConfig {
     pub max_response_bytes: u64,
 }
 
-/// Room for the JSON answers: a search page (at most 1000 rows, GLPI's default
-/// range) or a ticket's whole timeline stays far below it.
-const JSON_ANSWERS: u64 = 16 * 1024 * 1024;
+/// The least room: a document a technician attached in GLPI came through
+/// GLPI's own upload limit, which no setting of ours knows, and is
+/// downloaded raw. JSON answers (a search page of at most 1000 rows, a
+/// ticket's whole timeline) stay far below it.
+const JSON_ANSWERS: u64 = 64 * 1024 * 1024;
 
 /// The answer limit for a GLPI target that takes attachments of at most
 /// `largest_attachment` bytes: a document download is the file itself, raw,

@@ -38,9 +38,11 @@ pub struct ItopConfig {
     pub max_response_bytes: u64,
 }
 
-/// Room for the JSON answers without attachments: a page of tickets with
-/// their case logs stays far below it.
-const JSON_ANSWERS: u64 = 16 * 1024 * 1024;
+/// The least room: the iTop bridge reads every attachment of a ticket in one
+/// answer, base64, and those files came through iTop's own upload limit,
+/// which no setting of ours knows; a ticket holding a few large files must
+/// still be read. Answers without attachments stay far below it.
+const JSON_ANSWERS: u64 = 256 * 1024 * 1024;
 
 /// The answer limit for an iTop target that takes attachments of at most
 /// `largest_attachment` bytes: an `Attachment` comes back inline, its file
