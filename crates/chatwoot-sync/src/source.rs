@@ -109,6 +109,7 @@ impl SourceSync {
             api_access_token: settings.api_access_token.clone(),
             account_id: settings.account_id,
             timeout: settings.timeout,
+            max_response_bytes: chatwoot::DEFAULT_MAX_RESPONSE_BYTES,
         })?;
         let allowed_hosts = Arc::new(AllowedHosts::new(&settings.url, &settings.attachment_hosts));
         let http = download_client(allowed_hosts.clone(), settings.timeout)?;

@@ -5,7 +5,7 @@ mod client;
 mod error;
 mod types;
 
-pub use client::{ChatwootClient, ChatwootConfig};
+pub use client::{ChatwootClient, ChatwootConfig, DEFAULT_MAX_RESPONSE_BYTES};
 pub use error::ChatwootError;
 pub use types::{
     ContactSearchPage, ContactUpdate, ConversationPage, ConversationQuery, NewMessage, SearchMeta,

@@ -14,7 +14,7 @@ pub mod webhook;
 
 pub use api::{
     ChatwootClient, ChatwootConfig, ChatwootError, ContactSearchPage, ContactUpdate,
-    ConversationPage, ConversationQuery, NewMessage, StatusChange,
+    ConversationPage, ConversationQuery, DEFAULT_MAX_RESPONSE_BYTES, NewMessage, StatusChange,
 };
 pub use model::{
     AccountRef, Attachment, Contact, ContactInbox, Conversation, ConversationMeta,

@@ -29,11 +29,16 @@ async fn setup() -> (RunningChatwoot, ChatwootClient, u64) {
 }
 
 fn client_for(sim: &RunningChatwoot, token: &str) -> ChatwootClient {
+    limited_client(sim, token, chatwoot::DEFAULT_MAX_RESPONSE_BYTES)
+}
+
+fn limited_client(sim: &RunningChatwoot, token: &str, limit: u64) -> ChatwootClient {
     ChatwootClient::new(ChatwootConfig {
         base_url: sim.base_url().parse().unwrap(),
         api_access_token: SecretString::from(token),
         account_id: sim.account_id(),
         timeout: Duration::from_secs(5),
+        max_response_bytes: limit,
     })
     .unwrap()
 }
@@ -312,6 +317,7 @@ async fn error_classes() {
         api_access_token: SecretString::from(sim.api_token()),
         account_id: sim.account_id(),
         timeout: Duration::from_millis(100),
+        max_response_bytes: chatwoot::DEFAULT_MAX_RESPONSE_BYTES,
     })
     .unwrap();
     sim.set_latency(Duration::from_millis(1500));
@@ -360,9 +366,48 @@ async fn redirects_are_not_followed_with_the_token() {
         api_access_token: SecretString::from("secret-token"),
         account_id: 1,
         timeout: Duration::from_secs(5),
+        max_response_bytes: chatwoot::DEFAULT_MAX_RESPONSE_BYTES,
     })
     .unwrap();
     let answer = client.get_conversation(7).await;
     assert!(answer.is_err(), "{answer:?}");
     assert_eq!(seen.load(Ordering::SeqCst), 0, "the redirect was followed");
+}
+
+#[tokio::test]
+async fn an_answer_of_exactly_the_limit_is_read_and_one_byte_less_is_not() {
+    let (sim, _, conversation) = setup().await;
+    // The answer's size, as the server sends it.
+    let size = reqwest::Client::new()
+        .get(format!(
+            "{}/api/v1/accounts/{}/conversations/{conversation}",
+            sim.base_url(),
+            sim.account_id()
+        ))
+        .header("api-access-token", sim.api_token())
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .len() as u64;
+
+    let at = |limit| limited_client(&sim, &sim.api_token(), limit);
+    let read = at(size).get_conversation(conversation).await.unwrap();
+    assert_eq!(read.id, conversation);
+
+    let error = at(size - 1)
+        .get_conversation(conversation)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, ChatwootError::ResponseTooLarge { limit } if limit == size - 1),
+        "{error:?}"
+    );
+    assert!(!error.is_retryable());
+    assert_eq!(
+        error.to_string(),
+        format!("Chatwoot answered more than {} bytes; not read", size - 1)
+    );
 }

@@ -253,6 +253,7 @@ async fn api_writes_echo_as_webhooks() {
         api_access_token: SecretString::from(sim.api_token()),
         account_id: sim.account_id(),
         timeout: Duration::from_secs(5),
+        max_response_bytes: chatwoot::DEFAULT_MAX_RESPONSE_BYTES,
     })
     .unwrap();
     let note = client

@@ -22,6 +22,24 @@ pub struct Config {
     pub sources: BTreeMap<String, SourceConfig>,
 }
 
+impl Config {
+    /// The largest attachment, in bytes, that a source writing to `target`
+    /// accepts (intake, messaging and Chatwoot sources have a limit; None when
+    /// no such source writes there). Targets size their answer limits on it.
+    pub fn largest_attachment_bytes(&self, target: &str) -> Option<u64> {
+        self.sources
+            .values()
+            .filter(|source| source.target() == target)
+            .filter_map(|source| match source {
+                SourceConfig::Intake(s) => u64::try_from(s.max_attachment_bytes).ok(),
+                SourceConfig::Messaging(s) => Some(s.max_attachment_bytes),
+                SourceConfig::Chatwoot(s) => Some(s.attachment_max_bytes),
+                SourceConfig::Events(_) | SourceConfig::Itop(_) => None,
+            })
+            .max()
+    }
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -210,6 +228,10 @@ pub struct GlpiTarget {
     pub request_type: Option<i64>,
     /// Profile id given to users the bridge creates (1 = Self-Service).
     pub new_user_profile: Option<i64>,
+    /// Largest GLPI answer read, in bytes; a longer one fails the call
+    /// without being read. Default: derived from the largest attachment the
+    /// sources writing here take ([`Config::largest_attachment_bytes`]).
+    pub max_response_bytes: Option<u64>,
 }
 
 /// An iTop instance (REST/JSON `webservices/rest.php`).
@@ -235,6 +257,10 @@ pub struct ItopTarget {
     /// Organization id of the requesters (Persons) the flows create when
     /// nothing else names one: iTop refuses a Person without organisation.
     pub default_org: Option<u64>,
+    /// Largest iTop answer read, in bytes (attachments come inline, in
+    /// base64); a longer one fails the call without being read. Default:
+    /// derived from the largest attachment the sources writing here take.
+    pub max_response_bytes: Option<u64>,
 }
 
 /// `[sources.<name>]`: an inbound channel. Every kind names its `target`.

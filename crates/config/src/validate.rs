@@ -109,6 +109,12 @@ pub(crate) fn validate(config: &Config, unreadable_targets: &[String]) -> Vec<Pr
                 if t.timeout == Duration::ZERO {
                     problem(format!("{prefix}.timeout"), "must be greater than 0".into());
                 }
+                if t.max_response_bytes == Some(0) {
+                    problem(
+                        format!("{prefix}.max_response_bytes"),
+                        "must be greater than 0".into(),
+                    );
+                }
             }
             TargetConfig::Itop(t) => {
                 if t.token.is_none() && !(t.user.is_some() && t.password.is_some()) {
@@ -122,6 +128,12 @@ pub(crate) fn validate(config: &Config, unreadable_targets: &[String]) -> Vec<Pr
                 }
                 if t.timeout == Duration::ZERO {
                     problem(format!("{prefix}.timeout"), "must be greater than 0".into());
+                }
+                if t.max_response_bytes == Some(0) {
+                    problem(
+                        format!("{prefix}.max_response_bytes"),
+                        "must be greater than 0".into(),
+                    );
                 }
             }
         }

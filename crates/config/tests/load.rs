@@ -513,3 +513,68 @@ fn invalid_toml_is_located_without_quoting_the_line() {
     assert!(!message.contains("s3cr3t"), "{message}");
     assert_eq!(message.lines().count(), 1, "{message}");
 }
+
+#[test]
+fn targets_take_an_answer_limit_and_know_their_largest_attachment() {
+    let text = r#"
+[targets.glpi]
+kind = "glpi"
+url = "https://glpi.example.test/apirest.php"
+user_token = "t"
+max_response_bytes = 50000000
+
+[targets.itop]
+kind = "itop"
+url = "https://itop.example.test/"
+token = "t"
+
+[targets.quiet]
+kind = "itop"
+url = "https://itop2.example.test/"
+token = "t"
+
+[sources.bot]
+kind = "messaging"
+target = "glpi"
+api_keys = ["k"]
+max_attachment_bytes = 3000000
+
+[sources.chat]
+kind = "chatwoot"
+target = "glpi"
+url = "https://chat.example.com/"
+api_access_token = "x"
+account_id = 1
+url_token = "UrlTokenSecret3abcdef"
+attachment_max_bytes = 4000000
+
+[sources.web]
+kind = "events"
+target = "quiet"
+api_keys = ["k2"]
+"#;
+    let config = load_str(text, env(&[])).unwrap();
+    let TargetConfig::Glpi(glpi) = &config.targets["glpi"] else {
+        panic!("not a GLPI target");
+    };
+    assert_eq!(glpi.max_response_bytes, Some(50_000_000));
+    let TargetConfig::Itop(itop) = &config.targets["itop"] else {
+        panic!("not an iTop target");
+    };
+    assert_eq!(itop.max_response_bytes, None);
+    // The larger of the two sources writing to the target.
+    assert_eq!(config.largest_attachment_bytes("glpi"), Some(4_000_000));
+    // No source with attachments writes there.
+    assert_eq!(config.largest_attachment_bytes("quiet"), None);
+    assert_eq!(config.largest_attachment_bytes("itop"), None);
+
+    let zero = text.replace("max_response_bytes = 50000000", "max_response_bytes = 0");
+    let err = load_str(&zero, env(&[])).unwrap_err();
+    assert!(
+        err.0
+            .iter()
+            .any(|p| p.path == "targets.glpi.max_response_bytes"
+                && p.message == "must be greater than 0"),
+        "{err}"
+    );
+}

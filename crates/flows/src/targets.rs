@@ -40,6 +40,9 @@ pub fn glpi_client_config(t: &GlpiTarget) -> Result<glpi::GlpiConfig, String> {
     glpi_config.app_token = t.app_token.clone();
     glpi_config.timeout = t.timeout;
     glpi_config.default_entity = t.default_entity;
+    if let Some(limit) = t.max_response_bytes {
+        glpi_config.max_response_bytes = limit;
+    }
     Ok(glpi_config)
 }
 
@@ -55,6 +58,9 @@ pub fn itop_client_config(t: &ItopTarget) -> Result<itop::ItopConfig, String> {
     };
     let mut itop_config = itop::ItopConfig::new(t.url.clone(), auth);
     itop_config.timeout = t.timeout;
+    if let Some(limit) = t.max_response_bytes {
+        itop_config.max_response_bytes = limit;
+    }
     Ok(itop_config)
 }
 
@@ -70,7 +76,12 @@ impl Targets {
             };
             match target {
                 TargetConfig::Glpi(t) => {
-                    let glpi_config = glpi_client_config(t).map_err(fail)?;
+                    let mut glpi_config = glpi_client_config(t).map_err(fail)?;
+                    if t.max_response_bytes.is_none()
+                        && let Some(largest) = config.largest_attachment_bytes(name)
+                    {
+                        glpi_config.max_response_bytes = glpi::response_limit_for(largest);
+                    }
                     let client =
                         glpi::GlpiClient::new(glpi_config).map_err(|e| fail(e.to_string()))?;
                     let helpdesk = GlpiHelpdesk::new(
@@ -86,7 +97,12 @@ impl Targets {
                     targets.add_glpi(name, helpdesk);
                 }
                 TargetConfig::Itop(t) => {
-                    let itop_config = itop_client_config(t).map_err(fail)?;
+                    let mut itop_config = itop_client_config(t).map_err(fail)?;
+                    if t.max_response_bytes.is_none()
+                        && let Some(largest) = config.largest_attachment_bytes(name)
+                    {
+                        itop_config.max_response_bytes = itop::response_limit_for(largest);
+                    }
                     let client =
                         itop::ItopClient::new(itop_config).map_err(|e| fail(e.to_string()))?;
                     let helpdesk = ItopHelpdesk::new(

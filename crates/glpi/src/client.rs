@@ -39,6 +39,7 @@ struct Inner {
     text_encoding: TextEncoding,
     /// 0 = not decided yet, 1 = encoded (decode on read), 2 = raw.
     detected_encoding: AtomicU8,
+    max_response_bytes: u64,
     session: Mutex<SessionState>,
     logins: AtomicU64,
     /// Login attempts finished (succeeded or failed), so a caller can tell whether one
@@ -160,6 +161,7 @@ impl GlpiClient {
                 default_entity: config.default_entity,
                 text_encoding: config.text_encoding,
                 detected_encoding: AtomicU8::new(detected),
+                max_response_bytes: config.max_response_bytes,
                 session: Mutex::new(SessionState {
                     token: None,
                     generation: 0,
@@ -547,7 +549,15 @@ impl GlpiClient {
         };
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let body = response.bytes().await.map_err(GlpiError::from_reqwest)?;
+        // An error answer is read only for its message: its start is enough, and a
+        // long one must not turn the error into another.
+        let body = if response.status().is_client_error() || response.status().is_server_error() {
+            capped_body::excerpt(response, capped_body::ERROR_BODY_LIMIT).await
+        } else {
+            capped_body::read(response, self.inner.max_response_bytes)
+                .await
+                .map_err(GlpiError::from_read)?
+        };
         tracing::debug!(
             method = %call.method,
             path = %call.path,

@@ -67,11 +67,38 @@ pub struct GlpiConfig {
     pub default_entity: Option<i64>,
     /// How text fields are decoded.
     pub text_encoding: TextEncoding,
+    /// Largest answer read, in bytes; a longer one fails the call with
+    /// [`GlpiError::ResponseTooLarge`](crate::GlpiError::ResponseTooLarge)
+    /// instead of being read into memory. See [`response_limit_for`].
+    pub max_response_bytes: u64,
 }
+
+/// The least room: a document a technician attached in GLPI came through
+/// GLPI's own upload limit, which no setting of ours knows, and is
+/// downloaded raw. JSON answers (a search page of at most 1000 rows, a
+/// ticket's whole timeline) stay far below it.
+const JSON_ANSWERS: u64 = 64 * 1024 * 1024;
+
+/// The answer limit for a GLPI target that takes attachments of at most
+/// `largest_attachment` bytes: a document download is the file itself, raw,
+/// so twice the largest file leaves room for one that reached GLPI another
+/// way; never below the room the JSON answers need.
+pub const fn response_limit_for(largest_attachment: u64) -> u64 {
+    let files = largest_attachment.saturating_mul(2);
+    if files > JSON_ANSWERS {
+        files
+    } else {
+        JSON_ANSWERS
+    }
+}
+
+/// The answer limit when nothing says otherwise: [`response_limit_for`] the
+/// 10 MiB attachments the messaging and Chatwoot sources take by default.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = response_limit_for(10 * 1024 * 1024);
 
 impl GlpiConfig {
     /// A configuration with the usual defaults: 30 s timeout, 10 s connect timeout,
-    /// automatic text decoding, no custom CA.
+    /// automatic text decoding, no custom CA, [`DEFAULT_MAX_RESPONSE_BYTES`].
     pub fn new(base_url: impl Into<String>, auth: Auth) -> Self {
         GlpiConfig {
             base_url: base_url.into(),
@@ -83,6 +110,7 @@ impl GlpiConfig {
             accept_invalid_certs: false,
             default_entity: None,
             text_encoding: TextEncoding::Auto,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 

@@ -30,6 +30,10 @@ pub enum GlpiError {
     /// GLPI answered something that is not the documented JSON (HTML error page, proxy page...).
     #[error("unexpected GLPI response (HTTP {status}): {detail}")]
     InvalidResponse { status: u16, detail: String },
+    /// The answer was longer than the client's `max_response_bytes`; it was not read
+    /// further. Not retryable: the same call reads the same answer.
+    #[error("GLPI answered more than {limit} bytes (the target's max_response_bytes); not read")]
+    ResponseTooLarge { limit: u64 },
     /// 5xx without a GLPI error body.
     #[error("GLPI server error HTTP {status}")]
     Server {
@@ -266,6 +270,14 @@ impl GlpiError {
         }
     }
 
+    /// A body read that failed or passed the limit.
+    pub(crate) fn from_read(err: capped_body::ReadError) -> GlpiError {
+        match err {
+            capped_body::ReadError::TooLarge { limit } => GlpiError::ResponseTooLarge { limit },
+            capped_body::ReadError::Transport(err) => GlpiError::from_reqwest(err),
+        }
+    }
+
     pub(crate) fn from_reqwest(err: reqwest::Error) -> GlpiError {
         let err = err.without_url();
         if err.is_timeout() {
@@ -400,5 +412,7 @@ mod tests {
         );
         assert!(matches!(sql, GlpiError::Sql { .. }));
         assert!(!sql.is_retryable());
+        // The same call reads the same oversized answer.
+        assert!(!GlpiError::ResponseTooLarge { limit: 1 }.is_retryable());
     }
 }

@@ -10,7 +10,7 @@ mod lenient;
 mod text;
 
 pub use client::GlpiClient;
-pub use config::{Auth, GlpiConfig, TextEncoding};
+pub use config::{Auth, DEFAULT_MAX_RESPONSE_BYTES, GlpiConfig, TextEncoding, response_limit_for};
 pub use error::GlpiError;
 pub use text::{PhoneMatch, decode_text, digits_only, phone_match, same_phone};
 mod items;

@@ -75,8 +75,8 @@ impl ItopClient {
         if status != 200 {
             return Err(ItopError::Http { status });
         }
-        let text = resp.text().await?;
-        RestResponse::parse(&text)
+        let body = capped_body::read(resp, self.config.max_response_bytes).await?;
+        RestResponse::parse(&String::from_utf8_lossy(&body))
     }
 
     /// `list_operations`: the verbs the server offers.

@@ -32,7 +32,38 @@ pub struct ItopConfig {
     pub version: String,
     /// Timeout of one HTTP exchange.
     pub timeout: Duration,
+    /// Largest answer read, in bytes; a longer one fails the call with
+    /// [`ItopError::ResponseTooLarge`](crate::ItopError::ResponseTooLarge)
+    /// instead of being read into memory. See [`response_limit_for`].
+    pub max_response_bytes: u64,
 }
+
+/// The least room: the iTop bridge reads every attachment of a ticket in one
+/// answer, base64, and those files came through iTop's own upload limit,
+/// which no setting of ours knows; a ticket holding a few large files must
+/// still be read. Answers without attachments stay far below it.
+const JSON_ANSWERS: u64 = 256 * 1024 * 1024;
+
+/// The answer limit for an iTop target that takes attachments of at most
+/// `largest_attachment` bytes: an `Attachment` comes back inline, its file
+/// base64-encoded (4/3 of its size), and a ticket's attachments are listed in
+/// one answer, so room for two of the largest; never below the room the JSON
+/// answers need.
+pub const fn response_limit_for(largest_attachment: u64) -> u64 {
+    let files = largest_attachment
+        .div_ceil(3)
+        .saturating_mul(4)
+        .saturating_mul(2);
+    if files > JSON_ANSWERS {
+        files
+    } else {
+        JSON_ANSWERS
+    }
+}
+
+/// The answer limit when nothing says otherwise: [`response_limit_for`] the
+/// 10 MiB attachments the messaging and Chatwoot sources take by default.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = response_limit_for(10 * 1024 * 1024);
 
 impl ItopConfig {
     pub fn new(base_url: Url, auth: ItopAuth) -> ItopConfig {
@@ -41,6 +72,7 @@ impl ItopConfig {
             auth,
             version: "1.3".into(),
             timeout: Duration::from_secs(30),
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 

@@ -60,6 +60,10 @@ pub enum ItopError {
     /// An HTTP status other than 200 (iTop itself always answers 200).
     #[error("iTop answered HTTP {status}")]
     Http { status: u16 },
+    /// The answer was longer than the client's `max_response_bytes`; it was not
+    /// read further. Not retryable: the same call reads the same answer.
+    #[error("iTop answered more than {limit} bytes (the target's max_response_bytes); not read")]
+    ResponseTooLarge { limit: u64 },
     /// The body is not the JSON iTop sends (e.g. a PHP error page).
     #[error("unexpected response from iTop: {0}")]
     InvalidResponse(String),
@@ -161,6 +165,15 @@ pub fn is_database_trouble(message: &str) -> bool {
     DATABASE_TROUBLE.iter().any(|m| message.contains(m))
 }
 
+impl From<capped_body::ReadError> for ItopError {
+    fn from(e: capped_body::ReadError) -> Self {
+        match e {
+            capped_body::ReadError::TooLarge { limit } => ItopError::ResponseTooLarge { limit },
+            capped_body::ReadError::Transport(e) => e.into(),
+        }
+    }
+}
+
 impl From<reqwest::Error> for ItopError {
     fn from(e: reqwest::Error) -> Self {
         if e.is_timeout() {
@@ -200,5 +213,7 @@ mod tests {
         ));
         assert!(ItopError::Http { status: 503 }.is_retryable());
         assert!(!ItopError::Http { status: 404 }.is_retryable());
+        // The same call reads the same oversized answer.
+        assert!(!ItopError::ResponseTooLarge { limit: 1 }.is_retryable());
     }
 }

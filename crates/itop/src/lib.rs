@@ -17,7 +17,7 @@ mod user_request;
 pub use attachment::{Attachment, NewAttachment};
 pub use case_log::{CaseLog, CaseLogEntry, LogFormat, NewLogEntry};
 pub use client::ItopClient;
-pub use config::{ItopAuth, ItopConfig};
+pub use config::{DEFAULT_MAX_RESPONSE_BYTES, ItopAuth, ItopConfig, response_limit_for};
 pub use contacts::{NewPerson, Organization, Person};
 pub use error::{ItopError, is_database_trouble};
 pub use response::{ItopObject, Key, RestResponse, lenient_text, lenient_u64, oql_quote};

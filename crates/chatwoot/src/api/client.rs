@@ -25,7 +25,18 @@ pub struct ChatwootConfig {
     pub account_id: u64,
     /// Whole-request timeout of every call.
     pub timeout: Duration,
+    /// Largest answer read, in bytes; a longer one fails the call with
+    /// [`ChatwootError::ResponseTooLarge`] instead of being read into memory.
+    /// Usually [`DEFAULT_MAX_RESPONSE_BYTES`].
+    pub max_response_bytes: u64,
 }
+
+/// The answer limit the bridge uses. Chatwoot's API answers carry attachments
+/// as links, never inline, so the largest answer is a page of 100 messages
+/// (`list_messages`): at Chatwoot's limit of 150,000 characters a message,
+/// about 15 MB of ASCII; 32 MiB leaves room for multibyte text and the JSON
+/// around it. No setting: nothing an operator configures changes that size.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 32 * 1024 * 1024;
 
 /// Chatwoot REST client for one account.
 #[derive(Debug, Clone)]
@@ -286,7 +297,14 @@ impl ChatwootClient {
     ) -> Result<T, ChatwootError> {
         let response = request.send().await.map_err(ChatwootError::Transport)?;
         let response = check_status(response).await?;
-        let bytes = response.bytes().await.map_err(ChatwootError::Transport)?;
+        let bytes = capped_body::read(response, self.config.max_response_bytes)
+            .await
+            .map_err(|e| match e {
+                capped_body::ReadError::TooLarge { limit } => {
+                    ChatwootError::ResponseTooLarge { limit }
+                }
+                capped_body::ReadError::Transport(e) => ChatwootError::Transport(e),
+            })?;
         serde_json::from_slice(&bytes).map_err(|e| {
             ChatwootError::Decode(format!("{e}; body starts with: {}", snippet(&bytes)))
         })
@@ -311,8 +329,9 @@ async fn check_status(response: Response) -> Result<Response, ChatwootError> {
                     .unwrap_or_default()
             }),
         });
-    // A failed body read on an error answer still says what happened.
-    let body = response.bytes().await.unwrap_or_default();
+    // Read only for its message: the start of the answer is enough, and a body
+    // that is long or breaks off must not turn the error into another.
+    let body = capped_body::excerpt(response, capped_body::ERROR_BODY_LIMIT).await;
     let message = error_message(&body);
     Err(classify(status, retry_after, message))
 }

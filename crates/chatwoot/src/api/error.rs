@@ -27,6 +27,10 @@ pub enum ChatwootError {
     /// Other 4xx (validation, uniqueness clash …): permanent.
     #[error("Chatwoot rejected the request ({status}): {message}")]
     Rejected { status: u16, message: String },
+    /// The answer was longer than the client's `max_response_bytes` and was
+    /// not read further: permanent, the same call reads the same answer.
+    #[error("Chatwoot answered more than {limit} bytes; not read")]
+    ResponseTooLarge { limit: u64 },
     /// The answer was not the JSON we expect: permanent.
     #[error("unexpected Chatwoot response: {0}")]
     Decode(String),
@@ -64,7 +68,7 @@ impl ChatwootError {
             Self::NotFound { .. } => Some(404),
             Self::ChannelCannotReply { .. } => Some(422),
             Self::Transport(e) => e.status().map(|s| s.as_u16()),
-            Self::InvalidConfig(_) | Self::Decode(_) => None,
+            Self::InvalidConfig(_) | Self::Decode(_) | Self::ResponseTooLarge { .. } => None,
         }
     }
 }
