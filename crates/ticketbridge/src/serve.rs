@@ -75,7 +75,9 @@ pub async fn serve(config: Config, config_path: &std::path::Path) -> anyhow::Res
         .context("cannot start the HTTP server")?;
 
     let shutdown = CancellationToken::new();
-    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    // Installed before the server says it listens: a SIGTERM sent as soon as
+    // it does is a graceful shutdown, not the default death by signal.
+    tokio::spawn(ShutdownSignals::install().cancel_on_signal(shutdown.clone()));
 
     let engine_task = {
         let token = shutdown.clone();
@@ -93,34 +95,65 @@ pub async fn serve(config: Config, config_path: &std::path::Path) -> anyhow::Res
     Ok(())
 }
 
-async fn cancel_on_signal(token: CancellationToken) {
-    let ctrl_c = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::error!(%error, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
+/// The signals that stop `serve`: Ctrl-C and, on Unix, SIGTERM. Their
+/// handlers are in place from [`ShutdownSignals::install`] on.
+struct ShutdownSignals {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    interrupt: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl ShutdownSignals {
+    fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let listen = |kind: SignalKind, name: &str| match signal(kind) {
+                Ok(stream) => Some(stream),
+                Err(error) => {
+                    tracing::error!(%error, "cannot listen for {name}");
+                    None
+                }
+            };
+            Self {
+                interrupt: listen(SignalKind::interrupt(), "Ctrl-C"),
+                terminate: listen(SignalKind::terminate(), "SIGTERM"),
             }
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM");
+        }
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    /// Waits for a signal, then cancels `token`.
+    async fn cancel_on_signal(self, token: CancellationToken) {
+        #[cfg(unix)]
+        let signal = {
+            async fn next(stream: Option<tokio::signal::unix::Signal>) {
+                match stream {
+                    Some(mut stream) => {
+                        stream.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+            tokio::select! {
+                () = next(self.interrupt) => "Ctrl-C",
+                () = next(self.terminate) => "SIGTERM",
+            }
+        };
+        #[cfg(not(unix))]
+        let signal = {
+            if let Err(error) = tokio::signal::ctrl_c().await {
+                tracing::error!(%error, "cannot listen for Ctrl-C");
                 std::future::pending::<()>().await;
             }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    let signal = tokio::select! {
-        () = ctrl_c => "Ctrl-C",
-        () = terminate => "SIGTERM",
-    };
-    // Cancel first: nothing after the signal may keep the process from stopping.
-    token.cancel();
-    tracing::info!("{signal} received, shutting down");
+            "Ctrl-C"
+        };
+        // Cancel first: nothing after the signal may keep the process from stopping.
+        token.cancel();
+        tracing::info!("{signal} received, shutting down");
+    }
 }
 
 #[cfg(test)]
