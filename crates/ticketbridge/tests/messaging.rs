@@ -1503,3 +1503,34 @@ async fn a_full_burst_becomes_its_ticket_at_once() {
     assert_eq!(sim.tickets().len(), 1);
     app.stop().await;
 }
+
+/// The help desk down while a bot asks for a customer's open tickets: 503
+/// with Retry-After, in plain words; the help desk's address and error page
+/// stay in the logs.
+#[tokio::test]
+async fn open_tickets_with_the_help_desk_down_is_a_plain_503() {
+    let (sim, app, _dir) = start("").await;
+    sim.faults().fail_next(1_000_000, 503);
+    let response = app
+        .http
+        .get(app.url("/api/v1/channels/whats/tickets?phone=%2B5511912345678"))
+        .header("X-API-Key", KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()["retry-after"], "5");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "target_unavailable", "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("not answering"), "{message}");
+    let address = sim.base_url();
+    let host = address
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap();
+    assert!(!message.contains(host), "{message}");
+    assert!(!message.contains("503"), "{message}");
+    app.stop().await;
+}

@@ -115,10 +115,13 @@ fn flow_error(error: MessagingError) -> Response {
         }
         MessagingError::Store(e) => ApiError::from(e).into_response(),
         e if e.is_retryable() => {
+            // The details (addresses, the help desk's error pages) are for
+            // the operator's logs, not for whoever holds a bot's key.
+            tracing::warn!(error = %e, "messaging: the help desk is unavailable");
             let mut response = error_body(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "target_unavailable",
-                &e.to_string(),
+                "the help desk is not answering right now; try again later",
             );
             response.headers_mut().insert(
                 header::RETRY_AFTER,
