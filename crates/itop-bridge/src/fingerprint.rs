@@ -128,13 +128,20 @@ pub fn push_source(ticket: &itop::UserRequest) -> String {
     ])
 }
 
+/// How every [`ticket_state`] fingerprint starts.
+pub const TICKET_STATE: &str = "state:";
+
+/// How long a [`ticket_state`] marker is kept: it is only looked up in its
+/// own minute and the next, so after this it can match nothing.
+pub const TICKET_STATE_KEPT_MS: i64 = 10 * 60_000;
+
 /// What the bridge changes on a ticket: its status, given its private log,
 /// within a minute `bucket` (an echo comes back within seconds; the same
 /// state reached again by a person later is not mistaken for an echo).
 pub fn ticket_state(status: &str, private_log: &[itop::CaseLogEntry], bucket: i64) -> String {
     let entries: Vec<String> = private_log.iter().map(entry_hash).collect();
     format!(
-        "state:{bucket}:{}",
+        "{TICKET_STATE}{bucket}:{}",
         hex_sha256(&[status.as_bytes(), entries.join(",").as_bytes()])
     )
 }

@@ -14,7 +14,9 @@ use store::{Job, LinkFilter, LinkState, NewAudit, NewJob, Store};
 use crate::context::{Bridge, Bridges, TICKET_LINK};
 use crate::cursor;
 use crate::error::BridgeError;
-use crate::fingerprint::{DELETED, attachment_hash, bucket_of, ticket_state};
+use crate::fingerprint::{
+    DELETED, TICKET_STATE, TICKET_STATE_KEPT_MS, attachment_hash, bucket_of, ticket_state,
+};
 use crate::pair::{PairOutcome, PairState, PairSync};
 use crate::side::Side;
 use crate::webhook::{Webhook, next_generation};
@@ -291,7 +293,20 @@ impl ReconcileHandler {
                 .enqueue(sync_job(bridge, external_id, None))
                 .await?;
         }
-        self.discover(job, bridge, &known, &closed).await
+        self.discover(job, bridge, &known, &closed).await?;
+        // Ticket-state markers past their minute can match no echo: without
+        // this they would pile up, one per status the bridge ever wrote.
+        let forgotten = self
+            .store
+            .forget_writes_starting_before(
+                TICKET_STATE,
+                store::now_ms().saturating_sub(TICKET_STATE_KEPT_MS),
+            )
+            .await?;
+        if forgotten > 0 {
+            tracing::debug!(forgotten, "old ticket-state markers forgotten");
+        }
+        Ok(())
     }
 
     /// External tickets changed since the cursor that have no link (their

@@ -68,6 +68,33 @@ impl Store {
         Ok(done > 0)
     }
 
+    /// Forget the own-write markers whose fingerprint starts with
+    /// `fingerprint_prefix`, recorded before `before` (unix ms): for markers
+    /// that only matter for a while (an echo comes back within seconds).
+    /// Returns how many.
+    pub async fn forget_writes_starting_before(
+        &self,
+        fingerprint_prefix: &str,
+        before: i64,
+    ) -> Result<u64, StoreError> {
+        let pattern = format!(
+            "{}%",
+            fingerprint_prefix
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        let _turn = self.write_turn().await;
+        let done = on_pool!(self, pool => sqlx::query(
+            "DELETE FROM own_writes WHERE created_at < $1 AND fingerprint LIKE $2 ESCAPE '\\'")
+            .bind(before)
+            .bind(&pattern)
+            .execute(pool)
+            .await?
+            .rows_affected());
+        Ok(done)
+    }
+
     /// Forget own-write markers recorded before `before` (unix ms). Returns how many.
     pub async fn forget_writes_before(&self, before: i64) -> Result<u64, StoreError> {
         let _turn = self.write_turn().await;

@@ -1001,7 +1001,49 @@ async fn own_writes_are_recognised(store: Store) {
             .await
             .unwrap()
     );
-    assert_eq!(store.forget_writes_before(now_ms() + 1).await.unwrap(), 1);
+    // Markers of one kind only, by their fingerprint's start (taken
+    // literally: `_` and `%` are not wildcards).
+    for marker in ["state:1:x", "state:2:y", "stateX1:z", "st_te:1:w"] {
+        store
+            .remember_write("itop", "Ticket/6", marker)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store
+            .forget_writes_starting_before("state:", now_ms() - 60_000)
+            .await
+            .unwrap(),
+        0,
+        "recent markers are kept"
+    );
+    assert_eq!(
+        store
+            .forget_writes_starting_before("state:", now_ms() + 1)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        store
+            .forget_writes_starting_before("st_te:", now_ms() + 1)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(
+        store
+            .is_own_write("itop", "Ticket/6", "stateX1:z")
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .is_own_write("glpi", "Ticket/5", "sha:abc")
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.forget_writes_before(now_ms() + 1).await.unwrap(), 2);
     assert!(
         !store
             .is_own_write("glpi", "Ticket/5", "sha:abc")

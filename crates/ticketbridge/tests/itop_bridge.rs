@@ -1208,3 +1208,54 @@ async fn mirrors_on_postgres() {
     assert_eq!(field(&w.ext, "UserRequest", e, "status"), "assigned");
     w.stop().await;
 }
+
+/// The markers by which the bridge knows its own status writes come back
+/// match only within their minute: the reconciler forgets old ones, and
+/// only those (an attachment's marker is kept).
+#[tokio::test]
+async fn old_ticket_state_markers_are_forgotten_by_the_reconciler() {
+    let w = world().await;
+    let store = &w.app.store;
+    store
+        .remember_write("itop:int", "UserRequest::1", "state:1:old")
+        .await
+        .unwrap();
+    store
+        .remember_write("itop:int", "Attachment::1", "sha:old")
+        .await
+        .unwrap();
+    store
+        .remember_write("itop:int", "UserRequest::2", "state:2:recent")
+        .await
+        .unwrap();
+    // Written an hour ago.
+    let path = w._dir.as_ref().unwrap().path().join("store.db");
+    let db = rusqlite::Connection::open(path).unwrap();
+    let hour_ago = store::now_ms() - 3_600_000;
+    db.execute(
+        "UPDATE own_writes SET created_at = ?1 WHERE fingerprint IN ('state:1:old', 'sha:old')",
+        [hour_ago],
+    )
+    .unwrap();
+    drop(db);
+    w.reconcile_now().await;
+    assert!(
+        !store
+            .is_own_write("itop:int", "UserRequest::1", "state:1:old")
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .is_own_write("itop:int", "UserRequest::2", "state:2:recent")
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .is_own_write("itop:int", "Attachment::1", "sha:old")
+            .await
+            .unwrap()
+    );
+    w.stop().await;
+}
