@@ -215,7 +215,45 @@ pub(crate) fn validate(config: &Config, unreadable_targets: &[String]) -> Vec<Pr
         }
     }
     keys_identify_their_source(config, &mut problem);
+    new_people_have_an_organisation(config, &mut problem);
     problems
+}
+
+/// An iTop Person cannot exist without an organisation: a source that makes
+/// people in an iTop target must be able to name one, or every new person
+/// (and the message or conversation waiting for it) is refused.
+fn new_people_have_an_organisation(config: &Config, problem: &mut impl FnMut(String, String)) {
+    for (name, source) in &config.sources {
+        let Some(TargetConfig::Itop(target)) = config.targets.get(source.target()) else {
+            continue;
+        };
+        if target.default_org.is_some() {
+            continue;
+        }
+        let (field, names_one) = match source {
+            SourceConfig::Messaging(s) if s.create_requesters => (
+                "create_requesters",
+                s.entity.is_some() || s.tax_id.is_some(),
+            ),
+            SourceConfig::Chatwoot(s) => ("entity", s.entity.is_some()),
+            _ => continue,
+        };
+        if !names_one {
+            let how = match source {
+                SourceConfig::Messaging(_) => {
+                    "set entity or tax_id here, default_org on the target, or create_requesters = false"
+                }
+                _ => "set entity (an organization id) here, or default_org on the target",
+            };
+            problem(
+                format!("sources.{name}.{field}"),
+                format!(
+                    "people this source creates in iTop target \"{}\" need an organization, and none is configured: {how}",
+                    source.target()
+                ),
+            );
+        }
+    }
 }
 
 /// The intake API and the iTop webhooks find a request's source by its key

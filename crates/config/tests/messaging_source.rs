@@ -94,3 +94,61 @@ fn a_country_must_be_one_phone_numbers_know() {
         }
     }
 }
+
+/// An iTop Person needs an organisation: a source that would create people
+/// in an iTop target without being able to name one is refused, with the
+/// ways out; naming one anywhere (source or target), or not creating
+/// people, passes. GLPI users need none.
+#[test]
+fn sources_creating_itop_people_must_name_an_organisation() {
+    let itop = |extra: &str| {
+        format!(
+            "[targets.itop]\nkind = \"itop\"\nurl = \"http://127.0.0.1:9/\"\nuser = \"u\"\npassword = \"p\"\n{extra}\n"
+        )
+    };
+    let messaging = |extra: &str| {
+        format!(
+            "\n[sources.whats]\nkind = \"messaging\"\ntarget = \"itop\"\napi_keys = [\"k\"]\n{extra}\n"
+        )
+    };
+    let chatwoot = |extra: &str| {
+        format!(
+            "\n[sources.cw]\nkind = \"chatwoot\"\ntarget = \"itop\"\nurl = \"http://127.0.0.1:9\"\n\
+             api_access_token = \"t\"\naccount_id = 1\nurl_token = \"secret-token-of-32-characters-xx\"\n{extra}\n"
+        )
+    };
+    let errors =
+        config::load_str(&(itop("") + &messaging("") + &chatwoot("")), Vec::new()).unwrap_err();
+    let found: Vec<(&str, &str)> = errors
+        .0
+        .iter()
+        .map(|p| (p.path.as_str(), p.message.as_str()))
+        .collect();
+    let messaging_problem = found
+        .iter()
+        .find(|(path, _)| *path == "sources.whats.create_requesters")
+        .unwrap_or_else(|| panic!("no messaging problem in {found:?}"));
+    assert!(
+        messaging_problem.1.contains("default_org"),
+        "{messaging_problem:?}"
+    );
+    assert!(
+        found.iter().any(|(path, _)| *path == "sources.cw.entity"),
+        "{found:?}"
+    );
+
+    for fine in [
+        itop("default_org = 3") + &messaging("") + &chatwoot(""),
+        itop("") + &messaging("entity = 3") + &chatwoot("entity = 3"),
+        itop("") + &messaging("tax_id = \"11.222.333/0001-81\"\ncreate_requesters = false"),
+        itop("") + &messaging("create_requesters = false"),
+    ] {
+        if let Err(errors) = config::load_str(&fine, Vec::new()) {
+            panic!("{fine}\n{:?}", errors.0);
+        }
+    }
+    let glpi = format!(
+        "{TARGET}\n[sources.whats]\nkind = \"messaging\"\ntarget = \"glpi\"\napi_keys = [\"k\"]\n"
+    );
+    config::load_str(&glpi, Vec::new()).unwrap();
+}
