@@ -25,6 +25,9 @@ pub fn install(
     if intake.is_empty() {
         return Ok(deps);
     }
+    // A caller's phone is read on the request path: load the numbering
+    // plans beside start-up, so the first caller does not wait for them.
+    std::thread::spawn(flows::identity::load_phone_data);
     let intake = Arc::new(intake);
     engine.register(
         intake::JOB_KIND,
