@@ -293,19 +293,18 @@ async fn a_ticket_is_created_with_every_field_in_glpi() {
         .find(|d| d.linked_to.contains(&("Ticket".to_string(), t.id)))
         .expect("document linked to the ticket");
     assert_eq!(doc.content.as_deref(), Some(&b"hello world"[..]));
-    // The link and the outcome are in the store.
-    let link = w
-        .app
-        .store
-        .link(
-            "intake.ticket",
-            "intake:web",
-            &answer["request_id"].to_string(),
-            "glpi",
-        )
-        .await
-        .unwrap()
-        .unwrap();
+    // The link and the outcome are in the store (the answer may come first:
+    // the ticket exists once GLPI has created it, the link is stored next).
+    let request_id = answer["request_id"].to_string();
+    let link = wait_for("the request's link", Duration::from_secs(20), || async {
+        w.app
+            .store
+            .link("intake.ticket", "intake:web", &request_id, "glpi")
+            .await
+            .unwrap()
+    })
+    .await
+    .unwrap();
     assert_eq!(link.target_id.as_deref(), Some(id.to_string().as_str()));
     w.app.stop().await;
 }
