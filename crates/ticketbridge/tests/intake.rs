@@ -806,15 +806,22 @@ async fn refusals_are_answered_with_their_codes() {
     assert_eq!(st["status"], "failed");
     assert_eq!(st["code"], "category_not_found");
     assert!(w.sim.tickets().iter().all(|t| t.name != "Beam me up"));
-    let dead = w
-        .app
-        .store
-        .jobs(&store::JobFilter {
-            status: Some(store::JobStatus::Dead),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    // The caller's answer comes as the failure is recorded; the job is
+    // marked dead just after.
+    let dead = wait_for("the dead letter", Duration::from_secs(20), || async {
+        let dead = w
+            .app
+            .store
+            .jobs(&store::JobFilter {
+                status: Some(store::JobStatus::Dead),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        (!dead.is_empty()).then_some(dead)
+    })
+    .await
+    .unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].attempts, 1, "no retry storm");
     w.app.stop().await;
