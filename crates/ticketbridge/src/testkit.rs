@@ -126,3 +126,26 @@ where
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// `Some` when no job is running or due, and, with `retries_count`, none is
+/// waiting on a retry either (its work is not done, yet it is not due): what
+/// a test waits for before it reads the end state. One read of the jobs
+/// table, so a job moving from pending to running between two reads cannot
+/// go unseen; "due" is judged by the clock after the read.
+pub async fn jobs_settled(store: &Store, retries_count: bool) -> Option<()> {
+    let jobs = store
+        .jobs(&store::JobFilter {
+            limit: Some(100_000),
+            ..store::JobFilter::default()
+        })
+        .await
+        .ok()?;
+    let now = store::now_ms();
+    jobs.iter()
+        .all(|job| match job.status {
+            store::JobStatus::Running => false,
+            store::JobStatus::Pending => job.run_at > now && !(retries_count && job.attempts > 0),
+            _ => true,
+        })
+        .then_some(())
+}

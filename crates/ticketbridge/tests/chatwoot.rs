@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use sim::chatwoot::{ChatwootSim, NewContact, ReleaseOrder, RunningChatwoot};
 use sim::glpi::{GlpiSim, NewUser, RunningSim, SimConfig};
 use store::{JobFilter, JobStatus};
-use ticketbridge::testkit::{TestApp, wait_for};
+use ticketbridge::testkit::{TestApp, jobs_settled, wait_for};
 
 const SECRET: &str = "cw-webhook-secret";
 const URL_TOKEN: &str = "tok-0123456789abcdef";
@@ -203,7 +203,7 @@ impl World {
             if self.cw.webhooks_in_flight() != 0 {
                 return None;
             }
-            settled_jobs(&self.app.store).await
+            jobs_settled(&self.app.store, false).await
         })
         .await
         .unwrap();
@@ -1495,25 +1495,4 @@ async fn a_ticket_purged_in_glpi_is_replaced_by_a_new_one() {
     assert_eq!(w.glpi.tickets().len(), 1);
     assert!(w.dead_jobs().await.is_empty(), "{:?}", w.dead_jobs().await);
     w.app.stop().await;
-}
-
-/// `Some` when no job is running or due: one read, so a job cannot move from
-/// pending to running between two reads unseen, and "due" judged by the
-/// clock after the read.
-async fn settled_jobs(store: &store::Store) -> Option<()> {
-    let jobs = store
-        .jobs(&JobFilter {
-            limit: Some(100_000),
-            ..JobFilter::default()
-        })
-        .await
-        .ok()?;
-    let now = store::now_ms();
-    jobs.iter()
-        .all(|j| match j.status {
-            JobStatus::Running => false,
-            JobStatus::Pending => j.run_at > now,
-            _ => true,
-        })
-        .then_some(())
 }

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use sim::chatwoot::{ChatwootSim, NewContact, RunningChatwoot};
 use sim::itop::{ItopSim, ItopSimConfig, RunningItop};
 use store::{JobFilter, JobStatus};
-use ticketbridge::testkit::{TestApp, wait_for};
+use ticketbridge::testkit::{TestApp, jobs_settled, wait_for};
 
 const SECRET: &str = "cw-webhook-secret";
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -182,26 +182,9 @@ async fn a_closed_itop_ticket_that_cannot_reopen_hands_over_to_a_new_one() {
         "{ticket}"
     );
     assert_eq!(w.status(first), "closed");
-    // No job running or due (one read; "due" by the clock after it): a job
-    // that is still to fail shows as a dead letter below.
-    wait_for("no job left to run", DEADLINE, || async {
-        let jobs = w
-            .app
-            .store
-            .jobs(&JobFilter {
-                limit: Some(100_000),
-                ..JobFilter::default()
-            })
-            .await
-            .unwrap();
-        let now = store::now_ms();
-        jobs.iter()
-            .all(|j| match j.status {
-                JobStatus::Running => false,
-                JobStatus::Pending => j.run_at > now,
-                _ => true,
-            })
-            .then_some(())
+    // A job that is still to fail shows as a dead letter below.
+    wait_for("no job left to run", DEADLINE, || {
+        jobs_settled(&w.app.store, false)
     })
     .await
     .unwrap();

@@ -16,7 +16,7 @@ use axum::routing::post;
 use serde_json::{Value, json};
 use sim::itop::{Fault, ItopSim, ItopSimConfig, RunningItop, WebhookSink};
 use store::{LinkFilter, Store};
-use ticketbridge::testkit::{TestApp, wait_for};
+use ticketbridge::testkit::{TestApp, jobs_settled, wait_for};
 use tokio::sync::OnceCell;
 
 const KEY: &str = "key-current";
@@ -192,28 +192,8 @@ impl World {
     /// Waits until no job is running, due, or waiting to be retried (a job
     /// on its backoff is not due, yet its work is not done).
     async fn settle(&self) {
-        let store = self.app.store.clone();
         wait_for("jobs to settle", DEADLINE, || {
-            let store = store.clone();
-            async move {
-                // One read, so a job moving from pending to running between
-                // two reads cannot go unseen; "due" by the clock after it.
-                let jobs = store
-                    .jobs(&store::JobFilter {
-                        limit: Some(100_000),
-                        ..Default::default()
-                    })
-                    .await
-                    .ok()?;
-                let now = store::now_ms();
-                jobs.iter()
-                    .all(|job| match job.status {
-                        store::JobStatus::Running => false,
-                        store::JobStatus::Pending => job.attempts == 0 && job.run_at > now,
-                        _ => true,
-                    })
-                    .then_some(())
-            }
+            jobs_settled(&self.app.store, true)
         })
         .await
         .unwrap();
