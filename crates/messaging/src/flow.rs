@@ -311,10 +311,10 @@ impl Messaging {
         conversation: &str,
     ) -> Result<bool, MessagingError> {
         self.require(source)?;
-        let state = state::load(&self.inner.store, source, conversation).await?;
-        if state.ticket.is_some() || !state.buffer.is_empty() {
-            return Ok(true);
-        }
+        // The message's buffer job first, then the state: a job that moves
+        // on between these reads (pending, running, done) has stored the
+        // message in the state by the time the state is read. Read the other
+        // way round, a job finishing in between was seen nowhere.
         for status in [store::JobStatus::Pending, store::JobStatus::Running] {
             let waiting = self
                 .inner
@@ -331,7 +331,8 @@ impl Messaging {
                 return Ok(true);
             }
         }
-        Ok(false)
+        let state = state::load(&self.inner.store, source, conversation).await?;
+        Ok(state.ticket.is_some() || !state.buffer.is_empty())
     }
 
     /// The ticket a handoff leaves: the one it created (the conversation's
