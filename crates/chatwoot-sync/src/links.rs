@@ -167,6 +167,17 @@ impl Links {
         Ok(link.map(|l| (l.target_id, l.state == LinkState::Linked, l.data)))
     }
 
+    /// Records a message handled without a copy (it must not be taken later
+    /// for one still to copy), against the conversation's `ticket`.
+    pub async fn put_message_not_copied(&self, message_id: u64, ticket: i64) -> SyncResult<()> {
+        self.put_message(
+            message_id,
+            Some(NOT_COPIED.into()),
+            serde_json::json!({"ticket": ticket}),
+        )
+        .await
+    }
+
     pub async fn put_message(
         &self,
         message_id: u64,

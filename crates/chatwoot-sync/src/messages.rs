@@ -10,7 +10,7 @@ use flows::helpdesk::{HelpdeskError, NewFollowup, PersonKind, TicketStatus};
 use serde_json::json;
 
 use crate::error::{SyncError, SyncResult};
-use crate::links::{IN_DESCRIPTION, NOT_COPIED, TicketLink};
+use crate::links::{IN_DESCRIPTION, TicketLink};
 use crate::source::SourceSync;
 use crate::text::fingerprint;
 
@@ -367,11 +367,7 @@ impl SourceSync {
                 }
                 ClosedTicketPolicy::Ignore => {
                     self.links
-                        .put_message(
-                            message.id,
-                            Some(NOT_COPIED.into()),
-                            json!({"ticket": ticket}),
-                        )
+                        .put_message_not_copied(message.id, ticket)
                         .await?;
                     return Ok(());
                 }
@@ -381,11 +377,7 @@ impl SourceSync {
             // Handled, though not copied: a later sweep must not take it for
             // a message still to copy (and make a ticket of it).
             self.links
-                .put_message(
-                    message.id,
-                    Some(NOT_COPIED.into()),
-                    json!({"ticket": ticket}),
-                )
+                .put_message_not_copied(message.id, ticket)
                 .await?;
             return Ok(());
         }
@@ -464,11 +456,7 @@ impl SourceSync {
                     "the ticket is gone from the target; the message is not copied");
                 self.forget_followup_text(ticket, &content).await?;
                 self.links
-                    .put_message(
-                        message.id,
-                        Some(NOT_COPIED.into()),
-                        json!({"ticket": ticket}),
-                    )
+                    .put_message_not_copied(message.id, ticket)
                     .await?;
                 return Ok(());
             }
