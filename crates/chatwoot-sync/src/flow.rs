@@ -115,24 +115,25 @@ impl ChatwootFlow {
                 source.on_event(raw).await
             }
             jobs::POLL => {
+                self.schedule_next(source, &job.kind, source.settings().poll_interval)
+                    .await?;
                 let outcome = source.poll_once().await;
-                self.reschedule(source, &job.kind, outcome, source.settings().poll_interval)
-                    .await
+                self.store_found(source, &job.kind, outcome).await
             }
             jobs::RECONCILE => {
-                let outcome = source.sweep_once().await;
-                self.reschedule(
-                    source,
-                    &job.kind,
-                    outcome,
-                    source.settings().reconcile_interval,
-                )
-                .await
+                self.schedule_next(source, &job.kind, source.settings().reconcile_interval)
+                    .await?;
+                let outcome = source.sweep_once().await.map(|jobs| Cycle {
+                    jobs,
+                    cursor: None,
+                });
+                self.store_found(source, &job.kind, outcome).await
             }
             jobs::TICKET_CHANGED => {
                 let ticket = job.payload.get("ticket_id").and_then(Value::as_i64);
+                let settled = job.payload.get("settled_before").and_then(Value::as_str);
                 match (conversation, ticket) {
-                    (Some(c), Some(t)) => source.on_ticket_changed(c, t).await,
+                    (Some(c), Some(t)) => source.on_ticket_changed(c, t, settled).await,
                     _ => Err(SyncError::Invalid("ticket_changed job without ids".into())),
                 }
             }
@@ -146,28 +147,17 @@ impl ChatwootFlow {
         }
     }
 
-    /// Enqueues the jobs a periodic cycle found and its own next run. A
-    /// failed cycle is logged and tried again at the next run.
-    async fn reschedule(
+    /// Enqueues the next run of a periodic cycle, before the cycle runs: a
+    /// cycle that then fails for good (a dead letter) does not end the chain.
+    async fn schedule_next(
         &self,
         source: &SourceSync,
         kind: &str,
-        outcome: SyncResult<Vec<NewJob>>,
         interval: Duration,
     ) -> SyncResult<()> {
         let Some(store) = &self.store else {
             return Ok(());
         };
-        match outcome {
-            Ok(found) => {
-                for job in found {
-                    store.enqueue(job).await?;
-                }
-            }
-            Err(error) => {
-                tracing::warn!(source = %source.name(), kind, %error, "periodic cycle failed; next run will try again");
-            }
-        }
         let run_at = store::now_ms() + millis(interval);
         let next = if kind == jobs::POLL {
             jobs::poll_job(source.name(), source.target(), run_at)
@@ -177,6 +167,44 @@ impl ChatwootFlow {
         store.enqueue(next).await?;
         Ok(())
     }
+
+    /// Enqueues the jobs a periodic cycle found, then moves its cursor. A
+    /// cycle that could not ask the remote system is logged and tried again
+    /// at the next run.
+    async fn store_found(
+        &self,
+        source: &SourceSync,
+        kind: &str,
+        outcome: SyncResult<Cycle>,
+    ) -> SyncResult<()> {
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
+        match outcome {
+            Ok(found) => {
+                for job in found.jobs {
+                    store.enqueue(job).await?;
+                }
+                // Only now: if a job above could not be stored, the cursor
+                // stays, and the next run finds the same tickets again.
+                if let Some((name, value)) = found.cursor {
+                    store.set_cursor(&name, &value).await?;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(source = %source.name(), kind, %error, "periodic cycle failed; next run will try again");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What one periodic cycle found: the jobs to store, then the cursor
+/// position (name, value) to record once they are all stored.
+#[derive(Debug, Default)]
+pub(crate) struct Cycle {
+    pub(crate) jobs: Vec<NewJob>,
+    pub(crate) cursor: Option<(String, String)>,
 }
 
 fn millis(duration: Duration) -> i64 {

@@ -141,17 +141,27 @@ pub fn repair_job(source: &str, target: &str, conversation_id: u64) -> NewJob {
 }
 
 /// A linked ticket changed: copy it back, in the conversation's order.
+///
+/// `settled_before`: the newest change time the poll saw. The target's clock
+/// had passed every earlier second when the poll ran, so a ticket last
+/// changed before it can change no more within that second.
 pub fn ticket_changed_job(
     source: &str,
     target: &str,
     conversation_id: u64,
     ticket_id: i64,
+    settled_before: &str,
 ) -> NewJob {
     NewJob::new(
         target,
         TICKET_CHANGED,
         conversation_key(source, conversation_id),
-        json!({"source": source, "conversation_id": conversation_id, "ticket_id": ticket_id}),
+        json!({
+            "source": source,
+            "conversation_id": conversation_id,
+            "ticket_id": ticket_id,
+            "settled_before": settled_before,
+        }),
     )
     .unique_key(format!("chatwoot:{source}:ticket_changed:{ticket_id}"))
 }

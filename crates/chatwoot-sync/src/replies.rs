@@ -10,21 +10,24 @@ use chatwoot::{ConversationStatus, NewMessage, SenderKind};
 use config::sources::RepliesAs;
 use flows::helpdesk::{Followup, PersonKind, TicketStatus};
 use serde_json::json;
-use store::NewJob;
 
 use crate::error::SyncResult;
+use crate::flow::Cycle;
 use crate::jobs::ticket_changed_job;
 use crate::messages::ChatMessage;
 use crate::source::{SOURCE_ID_PREFIX, SourceSync};
 use crate::text::{fingerprint, html_to_text};
 
 impl SourceSync {
-    /// One poll: the jobs to enqueue for linked tickets that changed.
-    pub(crate) async fn poll_once(&self) -> SyncResult<Vec<NewJob>> {
+    /// One poll: the jobs to enqueue for linked tickets that changed, and
+    /// where the cursor moves once they are stored. The cursor is not moved
+    /// here: a cursor moved before its jobs were stored would skip, for good,
+    /// the tickets of a job that then failed to be stored.
+    pub(crate) async fn poll_once(&self) -> SyncResult<Cycle> {
         let name = self.cursor_name();
         let Some(cursor) = self.store.cursor(&name).await? else {
             // No ticket created yet: nothing to look at.
-            return Ok(Vec::new());
+            return Ok(Cycle::default());
         };
         let changed = self.helpdesk.changed_since(&cursor).await?;
         let mut jobs = Vec::new();
@@ -51,19 +54,20 @@ impl SourceSync {
                 self.target(),
                 conversation,
                 ticket.id,
+                &newest,
             ));
         }
-        if newest != cursor {
-            self.store.set_cursor(&name, &newest).await?;
-        }
-        Ok(jobs)
+        let cursor = (newest != cursor).then_some((name, newest));
+        Ok(Cycle { jobs, cursor })
     }
 
     /// A linked ticket changed: copy its new replies and its solved state.
+    /// `settled_before`: see [`ticket_changed_job`].
     pub(crate) async fn on_ticket_changed(
         &self,
         conversation_id: u64,
         ticket_id: i64,
+        settled_before: Option<&str>,
     ) -> SyncResult<()> {
         let Some(link) = self.links.ticket(conversation_id).await? else {
             return Ok(());
@@ -159,7 +163,12 @@ impl SourceSync {
         }
         state.mirrored_ticket_status = Some(ticket.status);
         state.ticket_status = Some(ticket.status);
-        state.seen_updated_at = Some(ticket.updated_at.clone());
+        // The poller skips a ticket whose change time it has seen handled,
+        // which is only safe once that second is over: a reply written later
+        // in the same second as this run would carry the same time.
+        if settled_before.is_some_and(|settled| ticket.updated_at.as_str() < settled) {
+            state.seen_updated_at = Some(ticket.updated_at.clone());
+        }
         self.links
             .put_ticket(conversation_id, Some(ticket_id), &state)
             .await?;

@@ -1496,3 +1496,75 @@ async fn a_ticket_purged_in_glpi_is_replaced_by_a_new_one() {
     assert!(w.dead_jobs().await.is_empty(), "{:?}", w.dead_jobs().await);
     w.app.stop().await;
 }
+
+/// A poll finds replies on two tickets changed in different seconds, and the
+/// store refuses the first job it enqueues (a deadlock on PostgreSQL, a full
+/// disk). The poll fails and runs again; its cursor must not have moved past
+/// the older ticket meanwhile, or that reply would never reach Chatwoot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poll_whose_jobs_were_not_stored_does_not_move_its_cursor() {
+    let (store, dir) = store::testing::fresh_sqlite().await;
+    let db = dir.path().join("store.db");
+    let w = world_on(store, Some(dir), Options::default()).await;
+    let (first_conv, first) = w.maria_opens("Impressora sem toner").await;
+    let (second_conv, second) = w.maria_opens("Monitor piscando").await;
+    w.settled().await;
+    let cursor_before = w.app.store.cursor("chatwoot:cw:poll").await.unwrap();
+
+    // The store refuses every ticket_changed job until the trigger goes.
+    let sql = rusqlite::Connection::open(&db).unwrap();
+    sql.execute_batch(
+        "CREATE TRIGGER refuse_ticket_changed BEFORE INSERT ON jobs
+         WHEN NEW.kind = 'chatwoot.ticket_changed'
+         BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
+    )
+    .unwrap();
+    w.glpi
+        .add_followup_as(first, w.tech, "Toner a caminho", false)
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    w.glpi
+        .add_followup_as(second, w.tech, "Troque o cabo, por favor", false)
+        .unwrap();
+    wait_for("a poll that could not store its jobs", DEADLINE, || async {
+        let polls = w
+            .app
+            .store
+            .jobs(&JobFilter {
+                kind: Some("chatwoot.poll".into()),
+                limit: Some(1000),
+                ..JobFilter::default()
+            })
+            .await
+            .unwrap();
+        polls
+            .iter()
+            .any(|j| {
+                j.last_error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("refused by the test"))
+            })
+            .then_some(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        w.app.store.cursor("chatwoot:cw:poll").await.unwrap(),
+        cursor_before,
+        "the cursor stays where it was while the poll's jobs are not stored"
+    );
+    sql.execute_batch("DROP TRIGGER refuse_ticket_changed").unwrap();
+
+    // Later polls (the chain goes on) find both tickets again.
+    for (conv, text) in [
+        (first_conv, "Toner a caminho"),
+        (second_conv, "Troque o cabo, por favor"),
+    ] {
+        wait_for("the technician's reply in Chatwoot", DEADLINE, || async {
+            w.messages_with(conv, text).into_iter().next()
+        })
+        .await
+        .unwrap();
+    }
+    w.app.stop().await;
+}
