@@ -68,7 +68,8 @@ impl ChatwootFlow {
 
     /// The first poll of every source (now) and its first sweep (after one
     /// `reconcile_interval`, so webhooks arriving at start-up are applied
-    /// from their own bodies first). A pending one is moved, not doubled.
+    /// from their own bodies first). A pending poll is moved, not doubled; a
+    /// pending sweep is only ever moved earlier.
     pub fn first_jobs(&self) -> Vec<NewJob> {
         let now = store::now_ms();
         self.sources
@@ -77,7 +78,9 @@ impl ChatwootFlow {
                 let sweep = now + millis(s.settings().reconcile_interval);
                 [
                     jobs::poll_job(s.name(), s.target(), now),
-                    jobs::reconcile_job(s.name(), s.target(), sweep),
+                    // Each instance start schedules one: the earliest stands, so
+                    // instances restarting often cannot put the sweep off.
+                    jobs::reconcile_job(s.name(), s.target(), sweep).keep_earlier(),
                 ]
             })
             .collect()
@@ -123,10 +126,10 @@ impl ChatwootFlow {
             jobs::RECONCILE => {
                 self.schedule_next(source, &job.kind, source.settings().reconcile_interval)
                     .await?;
-                let outcome = source.sweep_once().await.map(|jobs| Cycle {
-                    jobs,
-                    cursor: None,
-                });
+                let outcome = source
+                    .sweep_once()
+                    .await
+                    .map(|jobs| Cycle { jobs, cursor: None });
                 self.store_found(source, &job.kind, outcome).await
             }
             jobs::TICKET_CHANGED => {

@@ -49,8 +49,8 @@ use tokio::sync::oneshot;
 
 use crate::batch::{FIND_INBOX, INSERT_INBOX};
 use crate::jobs::{
-    CLAIM_SQLITE, CLAIM_STORED, COMPLETE, DEBOUNCE_JOB, INSERT_JOB_PLAIN, RELEASE_UNSTARTED,
-    SUCCESSOR_PENDING,
+    CLAIM_SQLITE, CLAIM_STORED, COMPLETE, INSERT_JOB_PLAIN, RELEASE_UNSTARTED, SUCCESSOR_PENDING,
+    debounce_statement,
 };
 use crate::links::PUT_LINK;
 use crate::model::{Acceptance, ClaimNow, Completion, Job, Link, NewInbound, NewJob, NewLink};
@@ -583,7 +583,7 @@ fn insert_job_in(
 ) -> Result<i64, StoreError> {
     let run_at = job.run_at.unwrap_or(now);
     if let Some(key) = &job.unique_key {
-        let mut debounce_job = tx.prepare_cached(DEBOUNCE_JOB)?;
+        let mut debounce_job = tx.prepare_cached(debounce_statement(job))?;
         if let Some(id) = debounce_job
             .query_row(params![run_at, payload, now, key], |row| row.get(0))
             .optional()?
@@ -808,6 +808,7 @@ fn checkpoint_and_restart(
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use crate::jobs::{DEBOUNCE_JOB, DEBOUNCE_JOB_KEEP_EARLIER};
     use std::sync::atomic::AtomicI64;
 
     /// The writer binds these statements by position, and SQLite numbers `$N`
@@ -819,6 +820,7 @@ mod tests {
             FIND_INBOX,
             INSERT_JOB_PLAIN,
             DEBOUNCE_JOB,
+            DEBOUNCE_JOB_KEEP_EARLIER,
             PUT_LINK,
         ] {
             let mut order: Vec<u32> = Vec::new();

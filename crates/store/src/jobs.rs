@@ -105,6 +105,23 @@ pub(crate) const DEBOUNCE_JOB: &str = "UPDATE jobs SET \
      WHERE id = (SELECT MAX(id) FROM jobs WHERE unique_key = $4 AND status = 'pending') \
      AND status = 'pending' \
      RETURNING id";
+/// [`DEBOUNCE_JOB`] for [`NewJob::keep_earlier`]: `run_at` never moves later,
+/// and a job waiting on a retry does not move at all.
+pub(crate) const DEBOUNCE_JOB_KEEP_EARLIER: &str = "UPDATE jobs SET \
+     run_at = CASE WHEN attempts > 0 OR run_at < $1 THEN run_at ELSE $1 END, \
+     payload = $2, updated_at = $3 \
+     WHERE id = (SELECT MAX(id) FROM jobs WHERE unique_key = $4 AND status = 'pending') \
+     AND status = 'pending' \
+     RETURNING id";
+
+/// The debounce statement for `job`.
+pub(crate) fn debounce_statement(job: &NewJob) -> &'static str {
+    if job.keep_earlier {
+        DEBOUNCE_JOB_KEEP_EARLIER
+    } else {
+        DEBOUNCE_JOB
+    }
+}
 
 /// Fence shared by every state change of a claimed job: the row is still running
 /// under this worker's lease for this attempt.
@@ -176,7 +193,7 @@ macro_rules! insert_job_fn {
                         .execute(&mut *conn)
                         .await?;
                 }
-                let updated: Option<i64> = sqlx::query_scalar(DEBOUNCE_JOB)
+                let updated: Option<i64> = sqlx::query_scalar(debounce_statement(job))
                     .bind(run_at)
                     .bind(&payload)
                     .bind(now)

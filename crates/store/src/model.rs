@@ -63,6 +63,9 @@ pub struct NewJob {
     /// Debounce key: while a pending job with this key exists, enqueueing again
     /// updates that job's `run_at` and `payload` instead of adding a job.
     pub unique_key: Option<String>,
+    /// With `unique_key`: a debounce never moves the pending job later (see
+    /// [`NewJob::keep_earlier`]).
+    pub keep_earlier: bool,
     /// Claim the job as it is stored (see [`NewJob::claim_now`]).
     pub claim: Option<ClaimNow>,
 }
@@ -93,6 +96,7 @@ impl NewJob {
             run_at: None,
             max_attempts: None,
             unique_key: None,
+            keep_earlier: false,
             claim: None,
         }
     }
@@ -110,6 +114,15 @@ impl NewJob {
 
     pub fn unique_key(mut self, unique_key: impl Into<String>) -> Self {
         self.unique_key = Some(unique_key.into());
+        self
+    }
+
+    /// With a `unique_key`, a pending job is moved earlier but never later:
+    /// it runs at the earlier of its own time and `run_at`. For periodic work
+    /// scheduled at start-up, so that instances starting one after another
+    /// do not push it back each time. A job waiting on a retry keeps its time.
+    pub fn keep_earlier(mut self) -> Self {
+        self.keep_earlier = true;
         self
     }
 

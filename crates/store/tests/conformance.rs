@@ -62,6 +62,7 @@ conformance!(
     release_does_not_count_the_attempt,
     unique_key_debounces_pending_job,
     debounce_keeps_a_retry_waiting,
+    keep_earlier_debounce_never_moves_a_job_later,
     dead_revive_purge,
     job_listing_and_counts,
     links_upsert_and_lookup,
@@ -767,6 +768,48 @@ async fn unique_key_debounces_pending_job(store: Store) {
         .map(|r| r.unwrap())
         .collect();
     assert_eq!(ids.len(), 1);
+}
+
+/// A periodic job scheduled at each start-up (`keep_earlier`): a later
+/// start moves it earlier, never later, through `enqueue` and `accept` alike.
+async fn keep_earlier_debounce_never_moves_a_job_later(store: Store) {
+    let t = now_ms() + 60_000;
+    let sweep = |n, at| {
+        job("q", "sweep", n)
+            .run_at(at)
+            .unique_key("sweep")
+            .keep_earlier()
+    };
+    let first = store.enqueue(sweep(1, t)).await.unwrap();
+    let later = store.enqueue(sweep(2, t + 30_000)).await.unwrap();
+    assert_eq!(later, first, "debounced, not added");
+    let stored = store.job(first).await.unwrap().unwrap();
+    assert_eq!(stored.run_at, t, "not moved later");
+    assert_eq!(stored.payload, json!({"n": 2}));
+
+    let Acceptance::Accepted { job_ids, .. } = store
+        .accept(inbound("src", "d-1"), vec![sweep(3, t + 90_000)])
+        .await
+        .unwrap()
+    else {
+        panic!("a new delivery");
+    };
+    assert_eq!(job_ids, vec![first]);
+    assert_eq!(store.job(first).await.unwrap().unwrap().run_at, t);
+
+    store.enqueue(sweep(4, t - 20_000)).await.unwrap();
+    assert_eq!(
+        store.job(first).await.unwrap().unwrap().run_at,
+        t - 20_000,
+        "moved earlier"
+    );
+    // Without keep_earlier the same key moves later, as before.
+    store
+        .enqueue(job("q", "sweep", 5).run_at(t).unique_key("sweep"))
+        .await
+        .unwrap();
+    assert_eq!(store.job(first).await.unwrap().unwrap().run_at, t);
+    assert_eq!(store.jobs(&JobFilter::default()).await.unwrap().len(), 1);
 }
 
 /// A job waiting on a retry (backoff or `Retry-After`) keeps its retry time when

@@ -26,6 +26,7 @@ struct World {
     category: u64,
     carlos: u64,
     tech: u64,
+    config: config::Config,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -110,7 +111,7 @@ timeout = "5s"
         ("CW_SECRET".to_string(), SECRET.to_string()),
     ];
     let config = config::load_str(&toml, env).unwrap();
-    let app = TestApp::spawn(config, store).await.unwrap();
+    let app = TestApp::spawn(config.clone(), store).await.unwrap();
     cw.webhook_target(app.url("/hooks/chatwoot/cw"), Some(SECRET.into()));
     World {
         glpi,
@@ -120,6 +121,7 @@ timeout = "5s"
         category,
         carlos,
         tech,
+        config,
         _dir: dir,
     }
 }
@@ -1553,7 +1555,8 @@ async fn a_poll_whose_jobs_were_not_stored_does_not_move_its_cursor() {
         cursor_before,
         "the cursor stays where it was while the poll's jobs are not stored"
     );
-    sql.execute_batch("DROP TRIGGER refuse_ticket_changed").unwrap();
+    sql.execute_batch("DROP TRIGGER refuse_ticket_changed")
+        .unwrap();
 
     // Later polls (the chain goes on) find both tickets again.
     for (conv, text) in [
@@ -1566,5 +1569,42 @@ async fn a_poll_whose_jobs_were_not_stored_does_not_move_its_cursor() {
         .await
         .unwrap();
     }
+    w.app.stop().await;
+}
+
+/// Every instance schedules the sweep as it starts. Instances started one
+/// after another (a rolling deploy, a crash loop) must not push it back:
+/// the earliest time stands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_instance_does_not_put_off_the_sweep() {
+    let (store, dir) = store::testing::fresh_sqlite().await;
+    let w = world_on(store.clone(), Some(dir), Options::default()).await;
+    let sweep = || async {
+        let pending = store
+            .jobs(&JobFilter {
+                status: Some(JobStatus::Pending),
+                kind: Some("chatwoot.reconcile".into()),
+                ..JobFilter::default()
+            })
+            .await
+            .unwrap();
+        assert!(pending.len() <= 1, "one sweep pending: {pending:?}");
+        pending.first().map(|job| (job.run_at, job.updated_at))
+    };
+    // Each instance schedules it as its start-up completes.
+    let (first, stamped) = wait_for("the first instance's sweep", DEADLINE, sweep)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let second = TestApp::spawn(w.config.clone(), store.clone())
+        .await
+        .unwrap();
+    let (run_at, _) = wait_for("the second instance's sweep", DEADLINE, || async {
+        sweep().await.filter(|(_, updated)| *updated > stamped)
+    })
+    .await
+    .unwrap();
+    assert_eq!(run_at, first, "the sweep keeps its time");
+    second.stop().await;
     w.app.stop().await;
 }
