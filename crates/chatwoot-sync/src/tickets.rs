@@ -179,8 +179,7 @@ impl SourceSync {
             .or(contact.phone.clone())
             .unwrap_or_default();
         let inbox = conversation
-            .channel
-            .clone()
+            .channel()
             .map(|c| c.trim_start_matches("Channel::").to_owned())
             .or_else(|| conversation.inbox_id.map(|i| i.to_string()))
             .unwrap_or_default();

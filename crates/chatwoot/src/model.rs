@@ -310,8 +310,16 @@ pub struct ConversationMeta {
     pub sender: Option<Sender>,
     #[serde(default)]
     pub assignee: Option<Sender>,
+    /// `User` or `AgentBot` (Chatwoot ≥ 4.x: `meta.assignee` is whichever is
+    /// assigned, a bot included); absent in older versions.
+    #[serde(default)]
+    pub assignee_type: Option<String>,
     #[serde(default)]
     pub team: Option<Value>,
+    /// The inbox's channel type in API answers (`_conversation` partial);
+    /// webhook bodies carry it at the top level instead.
+    #[serde(default)]
+    pub channel: Option<String>,
 }
 
 /// A message in the nested / API format (`Message#push_event_data`,
@@ -404,9 +412,29 @@ impl Conversation {
         self.meta.sender.as_ref()
     }
 
-    /// The assigned agent (`meta.assignee`).
+    /// The inbox's channel type (`Channel::Whatsapp`): top-level `channel` in
+    /// webhook bodies, `meta.channel` in API answers.
+    pub fn channel(&self) -> Option<&str> {
+        self.channel
+            .as_deref()
+            .or(self.meta.channel.as_deref())
+            .filter(|c| !c.is_empty())
+    }
+
+    /// The assigned human agent (`meta.assignee`). A bot assignee is none:
+    /// bot and user ids are counted apart, so bot 1 is not agent 1. Newer
+    /// Chatwoot says which in `meta.assignee_type`; webhook bodies also type
+    /// the assignee itself (`agent_bot`), API answers do not.
     pub fn assignee(&self) -> Option<&Sender> {
-        self.meta.assignee.as_ref()
+        let assignee = self.meta.assignee.as_ref()?;
+        let human = match self.meta.assignee_type.as_deref() {
+            Some(kind) => kind.eq_ignore_ascii_case("user"),
+            None => !matches!(
+                assignee.kind(),
+                SenderKind::AgentBot | SenderKind::CaptainAssistant
+            ),
+        };
+        human.then_some(assignee)
     }
 
     /// Contact id from `meta.sender` or `contact_inbox.contact_id`.
@@ -465,6 +493,7 @@ pub struct Contact {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn message_type_accepts_int_and_string() {
@@ -496,6 +525,44 @@ mod tests {
         assert!((secs - 1_773_150_312.345).abs() < 1e-3, "{secs}");
         assert_eq!(Timestamp::Epoch(1.5).unix_seconds(), Some(1.5));
         assert_eq!(Timestamp::Text("yesterday".into()).unix_seconds(), None);
+    }
+
+    #[test]
+    fn a_bot_assignee_is_no_agent() {
+        let conversation = |meta: Value| -> Conversation {
+            serde_json::from_value(json!({"id": 5, "meta": meta})).unwrap()
+        };
+        // Webhook body: the bot is typed, and newer versions name the kind.
+        let bot = conversation(json!({
+            "assignee": {"id": 1, "name": "Triage bot", "type": "agent_bot"},
+            "assignee_type": "AgentBot"
+        }));
+        assert_eq!(bot.assignee(), None);
+        let old_bot = conversation(json!({"assignee": {"id": 1, "type": "agent_bot"}}));
+        assert_eq!(old_bot.assignee(), None);
+        // API answer: the agent partial has no `type`.
+        let api_bot = conversation(json!({
+            "assignee": {"id": 1, "name": "Triage bot"},
+            "assignee_type": "AgentBot"
+        }));
+        assert_eq!(api_bot.assignee(), None);
+        let agent = conversation(json!({
+            "assignee": {"id": 7, "name": "Carlos"},
+            "assignee_type": "User"
+        }));
+        assert_eq!(agent.assignee().map(|a| a.id), Some(7));
+        let older_agent = conversation(json!({"assignee": {"id": 7, "type": "user"}}));
+        assert_eq!(older_agent.assignee().map(|a| a.id), Some(7));
+    }
+
+    #[test]
+    fn channel_from_the_body_or_the_api_meta() {
+        let webhook: Conversation =
+            serde_json::from_value(json!({"id": 5, "channel": "Channel::Whatsapp"})).unwrap();
+        let api: Conversation =
+            serde_json::from_value(json!({"id": 5, "meta": {"channel": "Channel::Api"}})).unwrap();
+        assert_eq!(webhook.channel(), Some("Channel::Whatsapp"));
+        assert_eq!(api.channel(), Some("Channel::Api"));
     }
 
     #[test]

@@ -253,6 +253,7 @@ pub(crate) fn conversation_push(account: &Account, conversation: &Conversation) 
         "labels": conversation.labels,
         "meta": {
             "sender": contact.map(contact_push),
+            "assignee_type": assignee.as_ref().map(|_| "User"),
             "assignee": assignee,
             "team": null,
             "hmac_verified": false
@@ -277,6 +278,11 @@ pub(crate) fn conversation_push(account: &Account, conversation: &Conversation) 
 pub(crate) fn conversation_api(account: &Account, conversation: &Conversation) -> Value {
     let mut value = conversation_push(account, conversation);
     if let Value::Object(map) = &mut value {
+        // The API partial names the channel under `meta`, not at the top.
+        let channel = map.remove("channel").unwrap_or(Value::Null);
+        if let Some(Value::Object(meta)) = map.get_mut("meta") {
+            meta.insert("channel".into(), channel);
+        }
         map.insert("account_id".into(), json!(account.id));
         map.insert("muted".into(), json!(false));
         map.insert(
