@@ -9,5 +9,5 @@ pub use client::{ChatwootClient, ChatwootConfig, DEFAULT_MAX_RESPONSE_BYTES};
 pub use error::ChatwootError;
 pub use types::{
     ContactSearchPage, ContactUpdate, ConversationPage, ConversationQuery, NewMessage, SearchMeta,
-    StatusChange,
+    StatusChange, ZERO_WIDTH_SPACE, inert_liquid,
 };

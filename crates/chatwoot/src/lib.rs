@@ -15,6 +15,7 @@ pub mod webhook;
 pub use api::{
     ChatwootClient, ChatwootConfig, ChatwootError, ContactSearchPage, ContactUpdate,
     ConversationPage, ConversationQuery, DEFAULT_MAX_RESPONSE_BYTES, NewMessage, StatusChange,
+    ZERO_WIDTH_SPACE, inert_liquid,
 };
 pub use model::{
     AccountRef, Attachment, Contact, ContactInbox, Conversation, ConversationMeta,

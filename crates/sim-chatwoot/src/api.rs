@@ -268,6 +268,12 @@ async fn create_message(
             .filter(|(k, _)| matches!(k.as_str(), "items" | "in_reply_to" | "automation_rule_id"))
             .collect();
         let owner = account.token_user.id;
+        // Liquidable: outgoing messages (notes too) are rendered first.
+        let content = if message_type == 1 {
+            crate::state::render_liquid(&content, account.contacts.get(&conversation.contact_id))
+        } else {
+            content
+        };
         let message_id = account.add_message(
             id,
             &content,

@@ -354,3 +354,88 @@ impl Account {
                 .is_some_and(|i| i.can_reply)
     }
 }
+
+/// What Chatwoot's `Liquidable` concern does to an outgoing message (private
+/// notes included) before storing it: `{{ … }}` outputs are rendered from
+/// the conversation's drops and `{% … %}` tags are run, except inside
+/// backtick spans. Only the contact drops are known here; an unknown
+/// variable renders as nothing, as in Liquid. Text with an unclosed
+/// delimiter is a syntax error, which Chatwoot answers by storing the
+/// content as it came.
+pub(crate) fn render_liquid(content: &str, contact: Option<&Contact>) -> String {
+    let mut out = String::with_capacity(content.len());
+    for (n, part) in content.split('`').enumerate() {
+        if n > 0 {
+            out.push('`');
+        }
+        // Odd parts sit between backticks: kept as they are.
+        if n % 2 == 1 {
+            out.push_str(part);
+            continue;
+        }
+        match render_part(part, contact) {
+            Some(rendered) => out.push_str(&rendered),
+            None => return content.to_owned(),
+        }
+    }
+    out
+}
+
+fn render_part(text: &str, contact: Option<&Contact>) -> Option<String> {
+    let mut out = String::new();
+    let mut rest = text;
+    loop {
+        let next = [rest.find("{{"), rest.find("{%")]
+            .into_iter()
+            .flatten()
+            .min();
+        let Some(at) = next else {
+            out.push_str(rest);
+            return Some(out);
+        };
+        out.push_str(&rest[..at]);
+        let tag = rest[at..].starts_with("{%");
+        let close = if tag { "%}" } else { "}}" };
+        let end = rest[at + 2..].find(close)? + at + 2;
+        if !tag {
+            let name = rest[at + 2..end].trim();
+            let value = match (name, contact) {
+                ("contact.name", Some(c)) => c.name.clone(),
+                ("contact.email", Some(c)) => c.email.clone().unwrap_or_default(),
+                ("contact.phone_number", Some(c)) => c.phone_number.clone().unwrap_or_default(),
+                _ => String::new(),
+            };
+            out.push_str(&value);
+        }
+        rest = &rest[end + 2..];
+    }
+}
+
+#[cfg(test)]
+mod liquid_tests {
+    use super::*;
+
+    #[test]
+    fn outputs_tags_and_code_spans() {
+        let contact = Contact {
+            id: 1,
+            name: "Maria".into(),
+            email: None,
+            phone_number: None,
+            identifier: None,
+            custom_attributes: Map::new(),
+            additional_attributes: Map::new(),
+            blocked: false,
+            created_at: 0,
+            last_activity_at: 0,
+            updated_at: 0.0,
+        };
+        let render = |s: &str| render_liquid(s, Some(&contact));
+        assert_eq!(render("Oi {{ contact.name }}!"), "Oi Maria!");
+        assert_eq!(render("a {{ x.y }}b"), "a b");
+        assert_eq!(render("a {% if x %}b"), "a b");
+        assert_eq!(render("use `{{ raw }}` here"), "use `{{ raw }}` here");
+        assert_eq!(render("broken {{ here"), "broken {{ here");
+        assert_eq!(render("{\u{200B}{ inert }}"), "{\u{200B}{ inert }}");
+    }
+}

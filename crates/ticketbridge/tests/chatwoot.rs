@@ -1608,3 +1608,48 @@ async fn a_second_instance_does_not_put_off_the_sweep() {
     second.stop().await;
     w.app.stop().await;
 }
+
+/// Chatwoot renders outgoing messages as Liquid templates. A technician's
+/// reply holding `{{ … }}` and `{% … %}` reaches the customer as written (the
+/// customer's name is not put in, nothing blanked), and when Chatwoot's
+/// answer is lost the retry still recognises the reply it posted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_with_template_braces_reaches_the_customer_as_written() {
+    let w = world(Options::default()).await;
+    let (conv, ticket) = w.maria_opens("Como acesso o portal?").await;
+    let reply = "No campo usuário digite {{ contact.name }} e depois {% senha %}";
+    let as_seen = |w: &World| -> Vec<sim::chatwoot::Message> {
+        w.cw.messages(conv)
+            .into_iter()
+            .filter(|m| m.content.replace('\u{200B}', "") == reply)
+            .collect()
+    };
+    w.cw.lose_answers("POST", "/messages", 1);
+    w.glpi
+        .add_followup_as(ticket, w.tech, reply, false)
+        .unwrap();
+    wait_for("the reply in Chatwoot", DEADLINE, || async {
+        as_seen(&w).into_iter().next()
+    })
+    .await
+    .unwrap();
+    w.polls(2).await;
+    w.settled().await;
+    let copies = as_seen(&w);
+    assert_eq!(copies.len(), 1, "posted once: {copies:?}");
+    assert!(!copies[0].private);
+    assert!(
+        w.cw.messages(conv)
+            .iter()
+            .all(|m| !m.content.contains("Maria")),
+        "nothing rendered into the conversation"
+    );
+    let followups = w
+        .glpi
+        .followups(ticket)
+        .into_iter()
+        .filter(|f| f.content.contains("No campo usu"))
+        .count();
+    assert_eq!(followups, 1, "nothing copied back to GLPI");
+    w.app.stop().await;
+}

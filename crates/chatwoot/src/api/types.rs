@@ -24,11 +24,32 @@ pub struct NewMessage {
     pub echo_id: Option<String>,
 }
 
+/// Chatwoot renders every outgoing message (notes too) as a Liquid template
+/// before storing it (`Liquidable`): a `{{ … }}` or `{% … %}` written by a
+/// technician would reach the customer rendered, or blank. A zero-width
+/// space after the brace keeps both from being read as delimiters; the text
+/// looks the same. Compare stored contents with it removed.
+pub fn inert_liquid(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == '{' && matches!(chars.peek(), Some('{' | '%')) {
+            out.push(ZERO_WIDTH_SPACE);
+        }
+    }
+    out
+}
+
+/// Inserted by [`inert_liquid`].
+pub const ZERO_WIDTH_SPACE: char = '\u{200B}';
+
 impl NewMessage {
-    /// A public reply to the customer.
+    /// A public reply to the customer. The text arrives as written: see
+    /// [`inert_liquid`].
     pub fn outgoing(content: impl Into<String>) -> Self {
         Self {
-            content: content.into(),
+            content: inert_liquid(&content.into()),
             message_type: MessageType::Outgoing,
             private: false,
             content_type: None,
