@@ -83,7 +83,10 @@ pub(crate) async fn insert_inbox_sqlite(
 /// [`insert_inbox_sqlite`] for PostgreSQL, in two statements: insert with `ON CONFLICT DO NOTHING`,
 /// then look up the rows that were there. A conflicting row of a concurrent
 /// transaction makes the insert wait for it; the lookup (a new snapshot under
-/// READ COMMITTED) then sees it.
+/// READ COMMITTED) then sees it. Rows go in sorted by identity, not in
+/// arrival order: two batches holding the same new deliveries in opposite
+/// orders (two instances, a gateway's retries) would otherwise each wait for
+/// the other's row, a deadlock PostgreSQL ends by refusing one batch.
 pub(crate) async fn insert_inbox_postgres(
     conn: &mut PgConnection,
     rows: &[InboxInsert<'_>],
@@ -97,8 +100,8 @@ pub(crate) async fn insert_inbox_postgres(
         "INSERT INTO inbox (source, dedupe_key, body, headers, received_at) \
          SELECT source, dedupe_key, body, headers, $5 \
          FROM UNNEST($1::text[], $2::text[], $3::bytea[], $4::text[]) \
-              WITH ORDINALITY AS t(source, dedupe_key, body, headers, n) \
-         ORDER BY n \
+              AS t(source, dedupe_key, body, headers) \
+         ORDER BY source, dedupe_key \
          ON CONFLICT (source, dedupe_key) DO NOTHING RETURNING id, source, dedupe_key",
     )
     .bind(&sources)

@@ -120,6 +120,25 @@ async fn accept_postgres(
     now: i64,
 ) -> Result<Vec<Acceptance>, StoreError> {
     let mut tx = pool.begin().await?;
+    // Each debounce takes its key's lock as it comes; two batches meeting the
+    // same keys in opposite orders would each hold one the other waits for.
+    // Taken here first, in one order, the later per-job takes are re-entrant.
+    let mut unique: Vec<&str> = batch
+        .iter()
+        .flat_map(|(_, jobs)| jobs.iter().filter_map(|j| j.unique_key.as_deref()))
+        .collect();
+    if unique.len() > 1 {
+        unique.sort_unstable();
+        unique.dedup();
+        sqlx::query(
+            "SELECT pg_advisory_xact_lock($1, hashtext(k)) \
+             FROM UNNEST($2::text[]) WITH ORDINALITY AS t(k, n) ORDER BY n",
+        )
+        .bind(crate::jobs::UNIQUE_KEY_LOCK_NAMESPACE)
+        .bind(&unique)
+        .execute(&mut *tx)
+        .await?;
+    }
     Ok(accept_in_transaction!(
         tx,
         insert_inbox_postgres,

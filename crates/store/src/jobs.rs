@@ -9,7 +9,7 @@ use crate::{DEFAULT_MAX_ATTEMPTS, Pool, Store, StoreError, now_ms};
 /// statement, so two claimers never evaluate the per-key ordering rule at once.
 const CLAIM_LOCK_KEY: i64 = 0x7462_6a6f_6273; // "tbjobs"
 /// PostgreSQL advisory lock namespace (two-int key space) for debounce keys.
-const UNIQUE_KEY_LOCK_NAMESPACE: i32 = 7301;
+pub(crate) const UNIQUE_KEY_LOCK_NAMESPACE: i32 = 7301;
 
 /// The ordering rule, shared by `claim` and `outstanding`: `j` may run when no other
 /// job of its ordering key is running, and no earlier job of its key is pending and

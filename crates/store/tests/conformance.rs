@@ -50,6 +50,7 @@ conformance!(
     accept_batch_each_keeps_the_requests_beside_a_refused_one,
     accept_debounces_jobs_with_a_unique_key,
     concurrent_accepts_store_each_request_once,
+    crossed_batches_of_the_same_keys_both_succeed,
     claim_takes_one_job_per_key_in_order,
     different_keys_run_in_parallel,
     concurrent_claimers_keep_per_key_order,
@@ -84,6 +85,57 @@ fn inbound(source: &str, key: &str) -> NewInbound {
         dedupe_key: key.into(),
         body: format!("{{\"event\":\"{key}\"}}").into_bytes(),
         headers: json!({"x-delivery": key}),
+    }
+}
+
+/// Two writers (two instances behind a load balancer) store batches holding
+/// the same new deliveries in opposite orders, as a gateway's retries make
+/// them. Each batch must succeed on its own: none may be refused as a
+/// deadlock victim.
+async fn crossed_batches_of_the_same_keys_both_succeed(store: Store) {
+    for round in 0..60 {
+        let keys: Vec<String> = (0..8).map(|n| format!("r{round}-k{n}")).collect();
+        let batch = |reversed: bool| {
+            let mut keys = keys.clone();
+            if reversed {
+                keys.reverse();
+            }
+            keys.iter()
+                .map(|k| (inbound("gw", k), vec![job("q", k, 0)]))
+                .collect::<Vec<_>>()
+        };
+        let (a, b) = tokio::join!(
+            store.accept_batch(batch(false)),
+            store.accept_batch(batch(true))
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        let new = a
+            .iter()
+            .chain(&b)
+            .filter(|o| matches!(o, Acceptance::Accepted { .. }))
+            .count();
+        assert_eq!(new, keys.len(), "each delivery stored once (round {round})");
+
+        // Different deliveries whose jobs debounce onto the same keys (one
+        // merge window per conversation), met in opposite orders.
+        let crossed = |side: &str, reversed: bool| {
+            let mut keys = keys.clone();
+            if reversed {
+                keys.reverse();
+            }
+            keys.iter()
+                .map(|k| {
+                    let flush = job("q", k, 1).unique_key(format!("flush:{k}"));
+                    (inbound("gw", &format!("{side}-{k}")), vec![flush])
+                })
+                .collect::<Vec<_>>()
+        };
+        let (a, b) = tokio::join!(
+            store.accept_batch(crossed("a", false)),
+            store.accept_batch(crossed("b", true))
+        );
+        a.unwrap();
+        b.unwrap();
     }
 }
 
