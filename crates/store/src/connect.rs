@@ -223,6 +223,7 @@ impl Store {
             write_turns,
             url: Arc::from(redacted),
             enqueued: Arc::default(),
+            clock_skew_ms: 0,
         })
     }
 }

@@ -224,7 +224,40 @@ macro_rules! insert_job_fn {
 insert_job_fn!(insert_job_sqlite, sqlx::SqliteConnection, false);
 insert_job_fn!(insert_job_postgres, sqlx::PgConnection, true);
 
+/// The database server's clock, unix ms.
+async fn database_now<'c, E>(conn: E) -> Result<i64, StoreError>
+where
+    E: sqlx::PgExecutor<'c>,
+{
+    Ok(
+        sqlx::query_scalar("SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT")
+            .fetch_one(conn)
+            .await?,
+    )
+}
+
 impl Store {
+    /// The clock leases are timed by: on PostgreSQL, shared by several
+    /// instances, the database's (hosts' clocks drift apart, and one running
+    /// ahead by a tenth of a lease would reclaim live jobs of the others); on
+    /// SQLite, one host's, this process's.
+    async fn lease_clock(&self) -> Result<i64, StoreError> {
+        match &self.pool {
+            Pool::Sqlite(_) => Ok(now_ms().saturating_add(self.clock_skew_ms)),
+            Pool::Postgres(pool) => database_now(pool).await,
+        }
+    }
+
+    /// A handle on the same store whose own clock reads `skew_ms` off, as a
+    /// host's clock may. For tests of what is timed by which clock.
+    #[cfg(feature = "testing")]
+    pub fn with_clock_skew(&self, skew_ms: i64) -> Store {
+        Store {
+            clock_skew_ms: skew_ms,
+            ..self.clone()
+        }
+    }
+
     /// Add a job. With a `unique_key`, a pending job with the same key is updated
     /// (new `run_at` and `payload`) instead, and its id returned: a debounce.
     pub async fn enqueue(&self, job: NewJob) -> Result<i64, StoreError> {
@@ -301,7 +334,9 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
                 // Read after the lock: the lease is not shortened by the wait.
-                let now = now_ms();
+                // The database's clock: every instance times and reclaims
+                // leases by the same clock, whatever its host's says.
+                let now = database_now(&mut *tx).await?;
                 let rows = sqlx::query_as(CLAIM_POSTGRES)
                     .bind(worker)
                     .bind(now.saturating_add(lease_ms))
@@ -323,7 +358,7 @@ impl Store {
     /// lease was lost (reclaimed, or the job already finished).
     pub async fn extend_lease(&self, job: &Job, lease_ms: i64) -> Result<bool, StoreError> {
         let _turn = self.write_turn().await;
-        let now = now_ms();
+        let now = self.lease_clock().await?;
         let done = on_pool!(self, pool => self.fenced(EXTEND_LEASE, job)
             .bind(now.saturating_add(lease_ms))
             .bind(now)
@@ -426,7 +461,7 @@ impl Store {
     /// The attempt stays counted. Returns how many were reclaimed.
     pub async fn reclaim_expired(&self) -> Result<u64, StoreError> {
         let _turn = self.write_turn().await;
-        let now = now_ms();
+        let now = self.lease_clock().await?;
         let done = on_pool!(self, pool => sqlx::query(
             "UPDATE jobs SET status = 'pending', \
              last_error = 'lease expired: worker ' || COALESCE(locked_by, '?') || ' lost the job', \

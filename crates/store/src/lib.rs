@@ -58,6 +58,10 @@ pub struct Store {
     /// far: the engine compares it around a job's run to learn whether the
     /// handler (or anyone in this process) enqueued work nobody woke it for.
     enqueued: Arc<std::sync::atomic::AtomicU64>,
+    /// Added to this process's clock where leases are timed on SQLite (a
+    /// test's stand-in for a host whose clock is off; always 0 otherwise).
+    /// PostgreSQL leases use the database's clock.
+    clock_skew_ms: i64,
 }
 
 #[derive(Clone)]

@@ -56,6 +56,7 @@ conformance!(
     concurrent_claimers_keep_per_key_order,
     concurrent_claimers_never_start_a_job_falling_due_beside_a_running_one,
     lease_expiry_reclaims_job,
+    leases_are_timed_by_the_shared_clock,
     stale_worker_is_fenced_off,
     retry_backoff_blocks_later_jobs_of_its_key,
     scheduled_future_job_does_not_block,
@@ -654,6 +655,33 @@ async fn lease_expiry_reclaims_job(store: Store) {
     assert_eq!(again.attempts, 2);
     assert!(store.complete(&again).await.unwrap());
     assert_eq!(claim_ids(&store, "q", "w2", 5).await, vec![later]);
+}
+
+/// Instances sharing a PostgreSQL store time leases by the database's clock:
+/// one whose host clock runs 35 s ahead does not take a 30 s lease from a
+/// live worker, nor hand out leases that end early for the others. (A SQLite
+/// store has one host, and its process's clock.)
+async fn leases_are_timed_by_the_shared_clock(store: Store) {
+    let id = store.enqueue(job("q", "k", 1)).await.unwrap();
+    let running = store.claim("q", "live", 30_000, 1).await.unwrap().remove(0);
+    assert_eq!(running.id, id);
+    let ahead = store.with_clock_skew(35_000);
+    let reclaimed = ahead.reclaim_expired().await.unwrap();
+    let job = store.job(id).await.unwrap().unwrap();
+    if store.backend() == store::Backend::Postgres {
+        assert_eq!(reclaimed, 0, "a live lease is kept");
+        assert_eq!(job.status, JobStatus::Running);
+        // A heartbeat from the fast host leases by the database's clock too.
+        assert!(ahead.extend_lease(&running, 30_000).await.unwrap());
+        let leased = store.job(id).await.unwrap().unwrap().locked_until.unwrap();
+        assert!(
+            leased < now_ms() + 31_000,
+            "the lease ends 30 s after the database's now, not the host's"
+        );
+    } else {
+        assert_eq!(reclaimed, 1, "one host, one clock");
+        assert_eq!(job.status, JobStatus::Pending);
+    }
 }
 
 async fn stale_worker_is_fenced_off(store: Store) {
