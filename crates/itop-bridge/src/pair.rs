@@ -147,6 +147,11 @@ fn parse_id(text: Option<&str>) -> Option<u64> {
     text.and_then(|t| t.parse().ok())
 }
 
+/// The content hash an attachment link last synchronised.
+fn link_hash(link: &Link) -> &str {
+    link.data.get("hash").and_then(Value::as_str).unwrap_or("")
+}
+
 impl PairSync<'_> {
     async fn audit(&self, side: Side, action: &str, object_key: String, detail: Value) {
         let entry = NewAudit {
@@ -438,12 +443,78 @@ impl PairSync<'_> {
         .unwrap_or(0)
     }
 
-    async fn attachments(&self, side: Side, ticket: u64) -> Result<Vec<Attachment>, BridgeError> {
+    /// Ids of a ticket's attachments, ascending (no contents: one small
+    /// answer whatever the files weigh).
+    async fn attachment_ids(&self, side: Side, ticket: u64) -> Result<Vec<u64>, BridgeError> {
         self.bridge
             .client(side)
-            .attachments_of(self.bridge.class(), ticket)
+            .attachment_ids_of(self.bridge.class(), ticket)
             .await
             .map_err(BridgeError::itop(side))
+    }
+
+    /// One attachment of `ticket` with its contents, alone in its answer;
+    /// `None` when it is gone since it was listed (deleted, or moved to
+    /// another object).
+    async fn attachment(
+        &self,
+        side: Side,
+        ticket: u64,
+        id: u64,
+    ) -> Result<Option<Attachment>, BridgeError> {
+        let found = self
+            .bridge
+            .client(side)
+            .attachment(id)
+            .await
+            .map_err(BridgeError::itop(side))?;
+        Ok(found.filter(|a| a.item_id == ticket && a.item_class == self.bridge.class()))
+    }
+
+    /// Ids of the attachments at either end of this pair's attachment links.
+    async fn linked_attachments(
+        &self,
+        external_id: u64,
+    ) -> Result<(Vec<Link>, HashSet<(Side, u64)>), BridgeError> {
+        let links = self
+            .store
+            .links(&LinkFilter {
+                kind: Some(ATTACHMENT_LINK.into()),
+                source_system: Some(self.bridge.pair_system(external_id)),
+                limit: Some(ALL_LINKS),
+                ..LinkFilter::default()
+            })
+            .await?;
+        let ends = links
+            .iter()
+            .flat_map(|l| {
+                let e = parse_id(Some(&l.source_id)).map(|id| (Side::External, id));
+                let i = parse_id(l.target_id.as_deref()).map(|id| (Side::Internal, id));
+                e.into_iter().chain(i)
+            })
+            .collect();
+        Ok((links, ends))
+    }
+
+    /// Id and filename of each attachment of `ticket` not in `skip`, read
+    /// one at a time (iTop has no filename apart from the contents); the
+    /// contents are dropped as soon as the name is taken.
+    async fn filenames(
+        &self,
+        side: Side,
+        ticket: u64,
+        skip: impl Fn(u64) -> bool,
+    ) -> Result<Vec<(u64, String)>, BridgeError> {
+        let mut names = Vec::new();
+        for id in self.attachment_ids(side, ticket).await? {
+            if skip(id) {
+                continue;
+            }
+            if let Some(file) = self.attachment(side, ticket, id).await? {
+                names.push((id, file.filename));
+            }
+        }
+        Ok(names)
     }
 
     async fn create_attachment(
@@ -518,7 +589,9 @@ impl PairSync<'_> {
         }
         for (side, ticket) in [(Side::External, external), (Side::Internal, internal)] {
             let other = side.other();
-            let mut other_files: Option<Vec<Attachment>> = None;
+            // Unlinked files of the other ticket by name, read when first
+            // needed: a file of an entry is found there by its name.
+            let mut other_files: Option<Vec<(u64, String)>> = None;
             for entry in &ticket.private_log {
                 let hash = entry_hash(entry);
                 let source_id = format!("{side}:{hash}");
@@ -553,14 +626,20 @@ impl PairSync<'_> {
                 let filename = entry_filename(entry, &hash);
                 let other_ticket = self.ticket_of(other, external, internal);
                 if other_files.is_none() {
-                    other_files = Some(self.attachments(other, other_ticket).await?);
+                    // A file left by an attempt that crashed before linking
+                    // is linked to nothing: files filed for other entries
+                    // and attachments linked to their twin are not read.
+                    let (_, linked) = self.linked_attachments(external.id).await?;
+                    let made = generated.get(&other).cloned().unwrap_or_default();
+                    let skip = |id: u64| made.contains(&id) || linked.contains(&(other, id));
+                    other_files = Some(self.filenames(other, other_ticket, skip).await?);
                 }
                 let adopted = other_files
                     .as_deref()
                     .unwrap_or_default()
                     .iter()
-                    .find(|a| a.filename == filename)
-                    .map(|a| a.id);
+                    .find(|(_, name)| *name == filename)
+                    .map(|(id, _)| *id);
                 let file_id = match adopted {
                     Some(id) => id,
                     None => {
@@ -613,29 +692,23 @@ impl PairSync<'_> {
     async fn copy_content(
         &self,
         side: Side,
-        target: &Attachment,
+        target: u64,
         from: &Attachment,
         hash: &str,
     ) -> Result<(), BridgeError> {
         let system = self.bridge.system(side);
         self.store
-            .remember_write(&system, &format!("Attachment::{}", target.id), hash)
+            .remember_write(&system, &format!("Attachment::{target}"), hash)
             .await?;
         self.bridge
             .client(side)
-            .update_attachment(
-                target.id,
-                &from.filename,
-                &from.mimetype,
-                &from.data,
-                COMMENT,
-            )
+            .update_attachment(target, &from.filename, &from.mimetype, &from.data, COMMENT)
             .await
             .map_err(BridgeError::itop(side))?;
         self.audit(
             side,
             "attachment_updated",
-            format!("Attachment::{}", target.id),
+            format!("Attachment::{target}"),
             json!({"from": from.id, "filename": from.filename}),
         )
         .await;
@@ -688,68 +761,47 @@ impl PairSync<'_> {
         Ok(())
     }
 
+    /// Links a file of `from` to its copy (or twin) on the other side.
+    async fn link_files(
+        &self,
+        external_ticket: u64,
+        from: Side,
+        from_id: u64,
+        to_id: u64,
+        hash: &str,
+    ) -> Result<(), BridgeError> {
+        let (external_att, internal_att) = match from {
+            Side::External => (from_id, to_id),
+            Side::Internal => (to_id, from_id),
+        };
+        self.put_attachment_link(external_ticket, external_att, internal_att, hash, from)
+            .await
+    }
+
     /// Attachments one by one, by identity (the link) and content hash.
+    /// Each side's files are listed without their contents, then read one
+    /// per answer: no answer holds more than one file, and memory no more
+    /// than the two files of one linked pair or the one file being copied.
     async fn sync_attachments(
         &self,
         external: &UserRequest,
         internal: &UserRequest,
         generated: &HashMap<Side, BTreeSet<u64>>,
     ) -> Result<(), BridgeError> {
-        let links = self
-            .store
-            .links(&LinkFilter {
-                kind: Some(ATTACHMENT_LINK.into()),
-                source_system: Some(self.bridge.pair_system(external.id)),
-                limit: Some(ALL_LINKS),
-                ..LinkFilter::default()
-            })
-            .await?;
-        let empty = BTreeSet::new();
-        let gen_ext = generated.get(&Side::External).unwrap_or(&empty);
-        let gen_int = generated.get(&Side::Internal).unwrap_or(&empty);
-        let (ext_ids, ext_list, int_ids, int_list) = if self.origin.is_none() {
-            // A reconciler run: ids only, contents of the unlinked files
-            // (those to copy) only. Changed contents of linked files come
-            // with their attachment webhook.
-            let ends: HashSet<(Side, u64)> = links
-                .iter()
-                .flat_map(|l| {
-                    let e = parse_id(Some(&l.source_id)).map(|id| (Side::External, id));
-                    let i = parse_id(l.target_id.as_deref()).map(|id| (Side::Internal, id));
-                    e.into_iter().chain(i)
-                })
-                .collect();
-            let mut lists = Vec::new();
-            for (side, ticket, made) in [
-                (Side::External, external.id, gen_ext),
-                (Side::Internal, internal.id, gen_int),
-            ] {
-                let client = self.bridge.client(side);
-                let ids = client
-                    .attachment_ids_of(self.bridge.class(), ticket)
-                    .await
-                    .map_err(BridgeError::itop(side))?;
-                let free: Vec<u64> = ids
-                    .iter()
-                    .copied()
-                    .filter(|id| !ends.contains(&(side, *id)) && !made.contains(id))
-                    .collect();
-                let files = client
-                    .attachments_by_id(&free)
-                    .await
-                    .map_err(BridgeError::itop(side))?;
-                lists.push((ids.into_iter().collect::<BTreeSet<u64>>(), files));
-            }
-            let (int_ids, int_list) = lists.pop().unwrap_or_default();
-            let (ext_ids, ext_list) = lists.pop().unwrap_or_default();
-            (ext_ids, ext_list, int_ids, int_list)
-        } else {
-            let ext_list = self.attachments(Side::External, external.id).await?;
-            let int_list = self.attachments(Side::Internal, internal.id).await?;
-            let ids = |list: &[Attachment]| list.iter().map(|a| a.id).collect::<BTreeSet<u64>>();
-            (ids(&ext_list), ext_list, ids(&int_list), int_list)
-        };
-        let hash = |a: &Attachment| attachment_hash(&a.filename, &a.data);
+        let (links, _) = self.linked_attachments(external.id).await?;
+        let ext_ids: BTreeSet<u64> = self
+            .attachment_ids(Side::External, external.id)
+            .await?
+            .into_iter()
+            .collect();
+        let int_ids: BTreeSet<u64> = self
+            .attachment_ids(Side::Internal, internal.id)
+            .await?
+            .into_iter()
+            .collect();
+        // A reconciler run does not read linked files: their changed
+        // contents come with their attachment webhook.
+        let compare = self.origin.is_some();
         let pair = self.bridge.pair_system(external.id);
         let mut linked_ext = BTreeSet::new();
         let mut linked_int = BTreeSet::new();
@@ -762,179 +814,265 @@ impl PairSync<'_> {
             };
             linked_ext.insert(e_id);
             linked_int.insert(i_id);
-            let known = link.data.get("hash").and_then(Value::as_str).unwrap_or("");
-            let origin = link
-                .data
-                .get("origin")
-                .and_then(Value::as_str)
-                .and_then(Side::parse)
-                .unwrap_or(Side::External);
-            match (ext_ids.contains(&e_id), int_ids.contains(&i_id)) {
-                (true, true) => {
-                    let e = ext_list.iter().find(|a| a.id == e_id);
-                    let i = int_list.iter().find(|a| a.id == i_id);
-                    let (Some(e), Some(i)) = (e, i) else {
-                        // Contents not read (a reconciler run).
-                        continue;
-                    };
-                    let (he, hi) = (hash(e), hash(i));
-                    if he == hi {
-                        if he != known {
-                            self.put_attachment_link(external.id, e_id, i_id, &he, origin)
-                                .await?;
+            let mut e_there = ext_ids.contains(&e_id);
+            let mut i_there = int_ids.contains(&i_id);
+            if e_there && i_there {
+                if !compare {
+                    continue;
+                }
+                // A file gone since the listing counts as deleted.
+                match self.attachment(Side::External, external.id, e_id).await? {
+                    None => e_there = false,
+                    Some(e) => {
+                        let he = attachment_hash(&e.filename, &e.data);
+                        // Unchanged contents are not the ones to copy: not
+                        // held while the other file is read.
+                        let e = (he != link_hash(link)).then_some(e);
+                        match self.attachment(Side::Internal, internal.id, i_id).await? {
+                            None => i_there = false,
+                            Some(i) => {
+                                self.sync_linked(link, external.id, &he, e.as_ref(), &i)
+                                    .await?;
+                                continue;
+                            }
                         }
-                        continue;
-                    }
-                    let ext_changed = he != known;
-                    let int_changed = hi != known;
-                    let (to, target, from, new_hash) =
-                        if ext_changed && (!int_changed || self.origin != Some(Side::Internal)) {
-                            (Side::Internal, i, e, he)
-                        } else {
-                            (Side::External, e, i, hi)
-                        };
-                    let note = format!("{pair}/copy/{to}:{}:{new_hash}", target.id);
-                    if self.refused_recently(&note).await? {
-                        continue;
-                    }
-                    let copied = self
-                        .attempt(
-                            &note,
-                            to,
-                            format!("Attachment::{}", target.id),
-                            "copy an attachment's contents",
-                            self.copy_content(to, target, from, &new_hash),
-                        )
-                        .await?;
-                    if copied.is_some() {
-                        self.put_attachment_link(external.id, e_id, i_id, &new_hash, origin)
-                            .await?;
                     }
                 }
-                (false, true) | (true, false) => {
-                    let (side, id) = if !ext_ids.contains(&e_id) {
-                        (Side::Internal, i_id)
-                    } else {
-                        (Side::External, e_id)
-                    };
-                    let note = format!("{pair}/delete/{side}:{id}");
-                    if self.refused_recently(&note).await? {
-                        continue;
-                    }
-                    let deleted = self
-                        .attempt(
-                            &note,
-                            side,
-                            format!("Attachment::{id}"),
-                            "delete an attachment",
-                            self.delete_attachment(side, id),
-                        )
-                        .await?;
-                    if deleted.is_some() {
-                        self.store.delete_link(link.id).await?;
-                    }
-                }
-                (false, false) => self.store.delete_link(link.id).await?,
+            }
+            if e_there == i_there {
+                // Both gone (both there was handled above).
+                self.store.delete_link(link.id).await?;
+                continue;
+            }
+            // One gone: the other is deleted.
+            let (side, id) = if e_there {
+                (Side::External, e_id)
+            } else {
+                (Side::Internal, i_id)
+            };
+            let note = format!("{pair}/delete/{side}:{id}");
+            if self.refused_recently(&note).await? {
+                continue;
+            }
+            let deleted = self
+                .attempt(
+                    &note,
+                    side,
+                    format!("Attachment::{id}"),
+                    "delete an attachment",
+                    self.delete_attachment(side, id),
+                )
+                .await?;
+            if deleted.is_some() {
+                self.store.delete_link(link.id).await?;
             }
         }
-        let free_ext: Vec<&Attachment> = ext_list
-            .iter()
-            .filter(|a| !linked_ext.contains(&a.id) && !gen_ext.contains(&a.id))
-            .collect();
-        let free_int: Vec<&Attachment> = int_list
-            .iter()
-            .filter(|a| !linked_int.contains(&a.id) && !gen_int.contains(&a.id))
-            .collect();
-        let mut adopted_int = BTreeSet::new();
-        let mut adopted_ext = BTreeSet::new();
-        for e in &free_ext {
-            let he = hash(e);
-            // A copy left by an attempt that crashed before linking.
-            let twin = free_int
-                .iter()
-                .find(|i| !adopted_int.contains(&i.id) && hash(i) == he);
-            let i_id = match twin {
-                Some(i) => i.id,
-                None => {
-                    let note = format!("{pair}/create/internal:{}:{he}", e.id);
-                    if self.refused_recently(&note).await? {
-                        continue;
-                    }
-                    let made = self
-                        .attempt(
-                            &note,
-                            Side::Internal,
-                            format!("{}::{}", self.bridge.class(), internal.id),
-                            "copy an attachment",
-                            self.create_attachment(
-                                Side::Internal,
-                                internal.id,
-                                internal.org_id.unwrap_or(0),
-                                &e.filename,
-                                &e.mimetype,
-                                &e.data,
-                            ),
-                        )
-                        .await?;
-                    let Some(id) = made else { continue };
-                    self.audit(
-                        Side::Internal,
-                        "attachment_created",
-                        format!("Attachment::{id}"),
-                        json!({"from": e.id, "filename": e.filename}),
-                    )
-                    .await;
-                    id
-                }
-            };
-            adopted_int.insert(i_id);
-            self.put_attachment_link(external.id, e.id, i_id, &he, Side::External)
-                .await?;
+        let empty = BTreeSet::new();
+        let free = |ids: &BTreeSet<u64>, linked: &BTreeSet<u64>, side: Side| -> Vec<u64> {
+            let made = generated.get(&side).unwrap_or(&empty);
+            ids.iter()
+                .copied()
+                .filter(|id| !linked.contains(id) && !made.contains(id))
+                .collect()
+        };
+        let free_ext = free(&ext_ids, &linked_ext, Side::External);
+        let free_int = free(&int_ids, &linked_int, Side::Internal);
+        self.sync_unlinked(external, internal, free_ext, free_int)
+            .await
+    }
+
+    /// A linked pair whose two files were read (`e`: the external file's
+    /// contents, kept only when its hash `he` differs from the link's):
+    /// the side whose contents changed is copied to the other (the
+    /// webhook's side if both changed).
+    async fn sync_linked(
+        &self,
+        link: &Link,
+        external_ticket: u64,
+        he: &str,
+        e: Option<&Attachment>,
+        i: &Attachment,
+    ) -> Result<(), BridgeError> {
+        let known = link_hash(link);
+        let origin = link
+            .data
+            .get("origin")
+            .and_then(Value::as_str)
+            .and_then(Side::parse)
+            .unwrap_or(Side::External);
+        let (Some(e_id), i_id) = (parse_id(Some(&link.source_id)), i.id) else {
+            return Ok(());
+        };
+        let hi = attachment_hash(&i.filename, &i.data);
+        if he == hi {
+            if he != known {
+                self.put_attachment_link(external_ticket, e_id, i_id, he, origin)
+                    .await?;
+            }
+            return Ok(());
         }
-        for i in free_int.iter().filter(|i| !adopted_int.contains(&i.id)) {
-            let hi = hash(i);
-            let twin = free_ext
-                .iter()
-                .find(|e| !adopted_ext.contains(&e.id) && hash(e) == hi);
-            let e_id = match twin {
-                Some(e) => e.id,
-                None => {
-                    let note = format!("{pair}/create/external:{}:{hi}", i.id);
-                    if self.refused_recently(&note).await? {
-                        continue;
-                    }
-                    let made = self
-                        .attempt(
-                            &note,
-                            Side::External,
-                            format!("{}::{}", self.bridge.class(), external.id),
-                            "copy an attachment",
-                            self.create_attachment(
-                                Side::External,
-                                external.id,
-                                external.org_id.unwrap_or(0),
-                                &i.filename,
-                                &i.mimetype,
-                                &i.data,
-                            ),
-                        )
-                        .await?;
-                    let Some(id) = made else { continue };
-                    self.audit(
-                        Side::External,
-                        "attachment_created",
-                        format!("Attachment::{id}"),
-                        json!({"from": i.id, "filename": i.filename}),
-                    )
-                    .await;
-                    id
-                }
+        let ext_changed = he != known;
+        let int_changed = hi != known;
+        let (to, target, from, new_hash) =
+            if ext_changed && (!int_changed || self.origin != Some(Side::Internal)) {
+                // Changed, so its contents were kept.
+                let Some(e) = e else { return Ok(()) };
+                (Side::Internal, i_id, e, he)
+            } else {
+                (Side::External, e_id, i, hi.as_str())
             };
-            adopted_ext.insert(e_id);
-            self.put_attachment_link(external.id, e_id, i.id, &hi, Side::Internal)
+        let pair = self.bridge.pair_system(external_ticket);
+        let note = format!("{pair}/copy/{to}:{target}:{new_hash}");
+        if self.refused_recently(&note).await? {
+            return Ok(());
+        }
+        let copied = self
+            .attempt(
+                &note,
+                to,
+                format!("Attachment::{target}"),
+                "copy an attachment's contents",
+                self.copy_content(to, target, from, new_hash),
+            )
+            .await?;
+        if copied.is_some() {
+            self.put_attachment_link(external_ticket, e_id, i_id, new_hash, origin)
                 .await?;
         }
         Ok(())
+    }
+
+    /// Unlinked files: each is copied to the other side, or linked to an
+    /// identical unlinked file there (a copy left by an attempt that crashed
+    /// before linking). Read one at a time: the files of the side with fewer
+    /// unlinked ones first, for their hashes only (not at all when the other
+    /// side has none, as nothing there can be their twin); then each file of
+    /// the other side, linked to its twin or copied with the contents just
+    /// read; then the first side's files left without a twin, read again to
+    /// be copied.
+    async fn sync_unlinked(
+        &self,
+        external: &UserRequest,
+        internal: &UserRequest,
+        free_ext: Vec<u64>,
+        free_int: Vec<u64>,
+    ) -> Result<(), BridgeError> {
+        let (hashed_side, hashed_ids, read_side, read_ids) = if free_int.len() < free_ext.len() {
+            (Side::Internal, free_int, Side::External, free_ext)
+        } else {
+            (Side::External, free_ext, Side::Internal, free_int)
+        };
+        let ticket = |side| self.ticket_of(side, external, internal);
+        // Each file's hash, its contents dropped once hashed; a file gone
+        // since the listing is left out (nothing of it to copy).
+        let mut hashed: Vec<(u64, Option<String>)> = Vec::new();
+        for id in hashed_ids {
+            if read_ids.is_empty() {
+                hashed.push((id, None));
+            } else if let Some(file) = self
+                .attachment(hashed_side, ticket(hashed_side), id)
+                .await?
+            {
+                hashed.push((id, Some(attachment_hash(&file.filename, &file.data))));
+            }
+        }
+        let mut adopted = BTreeSet::new();
+        for id in read_ids {
+            let Some(file) = self.attachment(read_side, ticket(read_side), id).await? else {
+                continue;
+            };
+            let hash = attachment_hash(&file.filename, &file.data);
+            let twin = hashed
+                .iter()
+                .find(|(t, h)| !adopted.contains(t) && h.as_deref() == Some(hash.as_str()))
+                .map(|(t, _)| *t);
+            let other = match twin {
+                Some(twin) => {
+                    adopted.insert(twin);
+                    twin
+                }
+                None => match self
+                    .copy_file(read_side, &file, &hash, external, internal)
+                    .await?
+                {
+                    Some(copy) => copy,
+                    None => continue,
+                },
+            };
+            self.link_files(external.id, read_side, id, other, &hash)
+                .await?;
+        }
+        let pair = self.bridge.pair_system(external.id);
+        let to = hashed_side.other();
+        for (id, known) in hashed.into_iter().filter(|(id, _)| !adopted.contains(id)) {
+            // A file refused with these contents is not read again.
+            if let Some(hash) = known
+                && self
+                    .refused_recently(&format!("{pair}/create/{to}:{id}:{hash}"))
+                    .await?
+            {
+                continue;
+            }
+            let Some(file) = self
+                .attachment(hashed_side, ticket(hashed_side), id)
+                .await?
+            else {
+                continue;
+            };
+            let hash = attachment_hash(&file.filename, &file.data);
+            if let Some(copy) = self
+                .copy_file(hashed_side, &file, &hash, external, internal)
+                .await?
+            {
+                self.link_files(external.id, hashed_side, id, copy, &hash)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies a file of side `from` to the other side's ticket; its id
+    /// there, or `None` when that side refused it (or did recently).
+    async fn copy_file(
+        &self,
+        from: Side,
+        file: &Attachment,
+        hash: &str,
+        external: &UserRequest,
+        internal: &UserRequest,
+    ) -> Result<Option<u64>, BridgeError> {
+        let to = from.other();
+        let pair = self.bridge.pair_system(external.id);
+        let note = format!("{pair}/create/{to}:{}:{hash}", file.id);
+        if self.refused_recently(&note).await? {
+            return Ok(None);
+        }
+        let ticket = self.ticket_of(to, external, internal);
+        let made = self
+            .attempt(
+                &note,
+                to,
+                format!("{}::{ticket}", self.bridge.class()),
+                "copy an attachment",
+                self.create_attachment(
+                    to,
+                    ticket,
+                    Self::org_of(to, external, internal),
+                    &file.filename,
+                    &file.mimetype,
+                    &file.data,
+                ),
+            )
+            .await?;
+        let Some(id) = made else { return Ok(None) };
+        self.audit(
+            to,
+            "attachment_created",
+            format!("Attachment::{id}"),
+            json!({"from": file.id, "filename": file.filename}),
+        )
+        .await;
+        Ok(Some(id))
     }
 
     /// Pushes the status of the side that changed since the last run. A

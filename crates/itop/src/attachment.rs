@@ -91,28 +91,9 @@ impl ItopClient {
         Ok(self.create("Attachment", fields, comment, "id").await?.key)
     }
 
-    /// All attachments of one object, with contents, ordered by id.
-    pub async fn attachments_of(
-        &self,
-        item_class: &str,
-        item_id: u64,
-    ) -> Result<Vec<Attachment>, ItopError> {
-        let oql = format!(
-            "SELECT Attachment WHERE item_class = {} AND item_id = {item_id}",
-            oql_quote(item_class)
-        );
-        let mut list = self
-            .get("Attachment", crate::Key::Oql(oql), FIELDS)
-            .await?
-            .iter()
-            .map(Attachment::from_object)
-            .collect::<Result<Vec<_>, _>>()?;
-        list.sort_by_key(|a| a.id);
-        Ok(list)
-    }
-
     /// Ids of the attachments of one object, ascending, without reading
-    /// their contents.
+    /// their contents (read each with [`attachment`](Self::attachment), so
+    /// that no answer holds more than one file).
     pub async fn attachment_ids_of(
         &self,
         item_class: &str,
@@ -132,25 +113,8 @@ impl ItopClient {
         Ok(ids)
     }
 
-    /// The attachments with these ids, with contents, ordered by id (one
-    /// call; none for an empty list). Ids that no longer exist are absent.
-    pub async fn attachments_by_id(&self, ids: &[u64]) -> Result<Vec<Attachment>, ItopError> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let list: Vec<String> = ids.iter().map(u64::to_string).collect();
-        let oql = format!("SELECT Attachment WHERE id IN ({})", list.join(", "));
-        let mut found = self
-            .get("Attachment", crate::Key::Oql(oql), FIELDS)
-            .await?
-            .iter()
-            .map(Attachment::from_object)
-            .collect::<Result<Vec<_>, _>>()?;
-        found.sort_by_key(|a| a.id);
-        Ok(found)
-    }
-
-    /// One attachment with contents; None if it does not exist.
+    /// One attachment with contents (the only file in its answer); None if
+    /// it does not exist.
     pub async fn attachment(&self, id: u64) -> Result<Option<Attachment>, ItopError> {
         self.get_one("Attachment", id, FIELDS)
             .await?

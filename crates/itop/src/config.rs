@@ -38,17 +38,17 @@ pub struct ItopConfig {
     pub max_response_bytes: u64,
 }
 
-/// The least room: the iTop bridge reads every attachment of a ticket in one
-/// answer, base64, and those files came through iTop's own upload limit,
-/// which no setting of ours knows; a ticket holding a few large files must
-/// still be read. Answers without attachments stay far below it.
+/// The least room: the iTop bridge reads attachments people attached in
+/// iTop (one per answer, base64), and those files came through iTop's own
+/// upload limit, which no setting of ours knows. Answers without
+/// attachments stay far below it.
 const JSON_ANSWERS: u64 = 256 * 1024 * 1024;
 
 /// The answer limit for an iTop target that takes attachments of at most
 /// `largest_attachment` bytes: an `Attachment` comes back inline, its file
-/// base64-encoded (4/3 of its size), and a ticket's attachments are listed in
-/// one answer, so room for two of the largest; never below the room the JSON
-/// answers need.
+/// base64-encoded (4/3 of its size), one per answer (attachments are listed
+/// without contents and read one at a time); room for two of the largest,
+/// the second to spare; never below the room the JSON answers need.
 pub const fn response_limit_for(largest_attachment: u64) -> u64 {
     let files = largest_attachment
         .div_ceil(3)

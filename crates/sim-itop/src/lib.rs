@@ -311,6 +311,7 @@ impl RunningItop {
         let actor = self.shared.actor_for(&user);
         let (body, hooks) = self.shared.execute(&actor, "1.3", &request);
         self.shared.send_webhooks(hooks).await;
+        self.shared.apply_removals(&Value::Object(request));
         body.to_value()
     }
 
@@ -374,6 +375,23 @@ impl RunningItop {
         for _ in 0..n {
             f.queue.push_back(fault.clone());
         }
+    }
+
+    /// Removes object `class`::`id`, without webhooks, right after the next
+    /// request whose `json_data` satisfies `matches` is answered: a change
+    /// someone else makes between two reads of a client (e.g. an attachment
+    /// deleted after a listing named it, before it is read).
+    pub fn remove_after(
+        &self,
+        matches: impl Fn(&Value) -> bool + Send + Sync + 'static,
+        class: &str,
+        id: u64,
+    ) {
+        self.shared.faults.lock().removals.push(server::Removal {
+            matches: Box::new(matches),
+            class: class.to_string(),
+            id,
+        });
     }
 
     /// Adds `latency` before every answer (zero to remove).

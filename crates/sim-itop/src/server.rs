@@ -28,6 +28,17 @@ pub struct Faults {
     pub latency: Duration,
     pub queue: VecDeque<Fault>,
     pub down: bool,
+    /// Objects to remove once a matching request is answered.
+    pub removals: Vec<Removal>,
+}
+
+/// An object removed (without webhooks) right after the first request whose
+/// `json_data` matches is answered: another user's change landing between
+/// two reads of the client.
+pub struct Removal {
+    pub matches: Box<dyn Fn(&Value) -> bool + Send + Sync>,
+    pub class: String,
+    pub id: u64,
 }
 
 pub struct Shared {
@@ -116,6 +127,22 @@ impl Shared {
         match result {
             Ok(body) => (body, outbox),
             Err(e) => (error_body(&e), Vec::new()),
+        }
+    }
+
+    /// Removes the objects whose removal waited for a request like this one.
+    pub fn apply_removals(&self, request: &Value) {
+        let due: Vec<Removal> = {
+            let mut faults = self.faults.lock();
+            let (due, waiting) = std::mem::take(&mut faults.removals)
+                .into_iter()
+                .partition(|r| (r.matches)(request));
+            faults.removals = waiting;
+            due
+        };
+        let mut db = self.db.lock();
+        for removal in due {
+            db.remove(&removal.class, removal.id);
         }
     }
 
@@ -384,6 +411,7 @@ pub async fn rest(
     let actor = shared.actor_for(&user);
     let (body, hooks) = shared.execute(&actor, &version, &request);
     shared.send_webhooks(hooks).await;
+    shared.apply_removals(&Value::Object(request));
     let text = body.encode();
     shared.add(
         "response_bytes",

@@ -100,6 +100,18 @@ async fn world_with(
     configure: impl Fn(&str, &mut ItopSimConfig),
     source_extra: &str,
 ) -> World {
+    world_with_targets(store, dir, reconcile, configure, source_extra, "").await
+}
+
+/// `world_with`, both iTop targets having the keys `target_extra` too.
+async fn world_with_targets(
+    store: Store,
+    dir: Option<tempfile::TempDir>,
+    reconcile: &str,
+    configure: impl Fn(&str, &mut ItopSimConfig),
+    source_extra: &str,
+    target_extra: &str,
+) -> World {
     let (relay, relay_url) = start_relay().await;
     let sim_config = |side: &str, sinks| {
         let mut config = ItopSimConfig {
@@ -130,6 +142,7 @@ url = "{ext_url}"
 user = "rest"
 password = "${{ITOP_PASSWORD}}"
 timeout = "5s"
+{target_extra}
 
 [targets.int]
 kind = "itop"
@@ -137,6 +150,7 @@ url = "{int_url}"
 user = "rest"
 password = "${{ITOP_PASSWORD}}"
 timeout = "5s"
+{target_extra}
 
 [sources.bridge]
 kind = "itop"
@@ -262,6 +276,21 @@ impl World {
             })
             .await
             .unwrap()
+    }
+
+    /// Jobs that failed at least once (dead or retried since).
+    async fn failed_jobs(&self) -> Vec<store::Job> {
+        self.app
+            .store
+            .jobs(&store::JobFilter {
+                limit: Some(1000),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|j| j.last_error.is_some())
+            .collect()
     }
 
     /// UI-style attachment upload: create, then the form save updates it
@@ -1103,6 +1132,163 @@ async fn the_reconciler_copies_a_missed_file_without_downloading_linked_ones() {
         bytes(&w.int) - int_before < 100 * 1024,
         "{}",
         bytes(&w.int) - int_before
+    );
+    w.stop().await;
+}
+
+/// UI-style in-place change of an attachment's contents (fires its webhook).
+async fn replace_contents(w: &World, sim: &RunningItop, id: u64, name: &str, data: &[u8]) {
+    use base64::Engine;
+    w.act(sim, json!({"operation":"core/update","class":"Attachment","key":id,"comment":"ui",
+        "fields":{"contents":{"data":base64::engine::general_purpose::STANDARD.encode(data),"filename":name,"mimetype":"text/plain","downloads_count":0}},
+        "output_fields":"id"})).await;
+}
+
+/// (filename, contents) of a ticket's attachments, by id.
+fn files_of(sim: &RunningItop, ticket: u64) -> Vec<(String, Vec<u8>)> {
+    sim.attachments("UserRequest", ticket)
+        .into_iter()
+        .map(|f| (f.filename, f.data))
+        .collect()
+}
+
+#[tokio::test]
+async fn files_that_together_exceed_one_answer_are_mirrored_one_by_one() {
+    let (store, dir) = store::testing::fresh_sqlite().await;
+    // Answers of at most ~293 KiB: one 100 KiB file (base64) fits, three do not.
+    const CAP: usize = 300_000;
+    let w = world_with_targets(
+        store,
+        Some(dir),
+        "1h",
+        |_, _| {},
+        "",
+        &format!("max_response_bytes = {CAP}"),
+    )
+    .await;
+    let (e, i) = w.mirrored("Many files").await;
+    let file = |n: u8| vec![b'a' + n; 100 * 1024];
+    let mut ext_ids = Vec::new();
+    for n in 0..3 {
+        let name = format!("scan-{n}.txt");
+        ext_ids.push(w.upload(&w.ext, e, &name, &file(n)).await);
+    }
+    w.upload(&w.int, i, "report.txt", &file(5)).await;
+    assert!(
+        w.failed_jobs().await.is_empty(),
+        "{:?}",
+        w.failed_jobs().await
+    );
+    let names = |sim: &RunningItop, ticket| {
+        let mut names: Vec<String> = files_of(sim, ticket).into_iter().map(|f| f.0).collect();
+        names.sort();
+        names
+    };
+    assert_eq!(
+        names(&w.int, i),
+        vec!["report.txt", "scan-0.txt", "scan-1.txt", "scan-2.txt"]
+    );
+    let mut ext_files = files_of(&w.ext, e);
+    let mut int_files = files_of(&w.int, i);
+    ext_files.sort();
+    int_files.sort();
+    assert_eq!(ext_files, int_files);
+    let total: usize = ext_files.iter().map(|f| f.1.len() * 4 / 3).sum();
+    assert!(total > CAP, "the files together must not fit in one answer");
+
+    // A changed file of the full ticket is compared and copied too.
+    replace_contents(&w, &w.ext, ext_ids[1], "scan-1.txt", &file(7)).await;
+    let copy = files_of(&w.int, i)
+        .into_iter()
+        .find(|f| f.0 == "scan-1.txt")
+        .unwrap();
+    assert_eq!(copy.1, file(7));
+
+    // Every kind of run finds nothing left to do, and nothing failed.
+    w.post(
+        "/api/v1/update-ticket",
+        KEY,
+        json!({"class":"UserRequest","id":e.to_string()}),
+    )
+    .await;
+    w.settle().await;
+    w.reconcile_now().await;
+    assert_eq!(w.ext.attachments("UserRequest", e).len(), 4);
+    assert_eq!(w.int.attachments("UserRequest", i).len(), 4);
+    assert!(
+        w.failed_jobs().await.is_empty(),
+        "{:?}",
+        w.failed_jobs().await
+    );
+    let audit = w.app.store.audit_entries(500).await.unwrap();
+    assert!(
+        !audit.iter().any(|a| a.action == "item_refused"),
+        "{audit:?}"
+    );
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn a_file_deleted_between_listing_and_reading_counts_as_deleted() {
+    let w = world().await;
+    let (e, i) = w.mirrored("Vanishing files").await;
+    let a = w.upload(&w.ext, e, "a.txt", b"first").await;
+    let b = w.upload(&w.ext, e, "b.txt", b"second").await;
+    let int_files = w.int.attachments("UserRequest", i);
+    assert_eq!(int_files.len(), 2);
+    let kept = int_files[1].id;
+    // A file whose webhook is lost: unlinked.
+    w.relay.dropping.store(true, Ordering::SeqCst);
+    let x = w.upload(&w.ext, e, "x.txt", b"unlinked").await;
+    w.relay.dropping.store(false, Ordering::SeqCst);
+    // Someone deletes a (linked) and x (unlinked) right after the bridge
+    // listed the external ticket's files, before it reads them.
+    let listing = format!("item_id = {e}");
+    for id in [a, x] {
+        let listing = listing.clone();
+        w.ext.remove_after(
+            move |r| {
+                r["class"] == "Attachment"
+                    && r["key"].as_str().is_some_and(|k| k.ends_with(&listing))
+            },
+            "Attachment",
+            id,
+        );
+    }
+    w.post(
+        "/api/v1/update-ticket",
+        KEY,
+        json!({"class":"UserRequest","id":e.to_string()}),
+    )
+    .await;
+    w.settle().await;
+    assert_eq!(
+        w.ext
+            .attachments("UserRequest", e)
+            .iter()
+            .map(|f| f.id)
+            .collect::<Vec<_>>(),
+        vec![b]
+    );
+    // a's copy went with it; x was not copied; the run did not fail.
+    assert_eq!(
+        w.int
+            .attachments("UserRequest", i)
+            .iter()
+            .map(|f| f.id)
+            .collect::<Vec<_>>(),
+        vec![kept]
+    );
+    assert!(
+        w.failed_jobs().await.is_empty(),
+        "{:?}",
+        w.failed_jobs().await
+    );
+    let audit = w.app.store.audit_entries(500).await.unwrap();
+    assert!(
+        audit.iter().any(|l| l.action == "attachment_deleted"
+            && l.object_key == format!("Attachment::{}", int_files[0].id)),
+        "{audit:?}"
     );
     w.stop().await;
 }
