@@ -10,6 +10,14 @@ pub fn html_to_text(html: &str) -> String {
     let mut rest = html;
     while let Some(start) = rest.find('<') {
         text.push_str(&rest[..start]);
+        // A comment is one unit: a `>` inside it does not end it.
+        if rest[start..].starts_with("<!--") {
+            rest = match rest[start + 4..].find("-->") {
+                Some(end) => &rest[start + 4 + end + 3..],
+                None => "",
+            };
+            continue;
+        }
         let Some(end) = rest[start..].find('>') else {
             text.push_str(&rest[start..]);
             rest = "";
@@ -25,6 +33,14 @@ pub fn html_to_text(html: &str) -> String {
             text.push('\n');
         }
         rest = &rest[start + end + 1..];
+        // What these hold is not text a reader sees (an email's CSS, scripts,
+        // its head and title): skipped up to the closing tag.
+        if !tag.starts_with('/')
+            && !tag.ends_with('/')
+            && matches!(name, "style" | "script" | "head" | "title")
+        {
+            rest = skip_past_closing(rest, name);
+        }
     }
     text.push_str(rest);
     let decoded = html_escape::decode_html_entities(&text).replace('\u{a0}', " ");
@@ -35,6 +51,20 @@ pub fn html_to_text(html: &str) -> String {
         .join("\n")
         .trim()
         .to_owned()
+}
+
+/// `rest` after the closing tag `</name…>` (ASCII case ignored); empty when
+/// there is none.
+fn skip_past_closing<'a>(rest: &'a str, name: &str) -> &'a str {
+    let closing = format!("</{name}");
+    let lower = rest.to_ascii_lowercase();
+    let Some(at) = lower.find(&closing) else {
+        return "";
+    };
+    match rest[at..].find('>') {
+        Some(end) => &rest[at + end + 1..],
+        None => "",
+    }
 }
 
 #[cfg(test)]
@@ -50,5 +80,22 @@ mod tests {
         assert_eq!(html_to_text("a &lt; b"), "a < b");
         assert_eq!(html_to_text("<p>caf&#233;&nbsp;&eacute;</p>"), "café é");
         assert_eq!(html_to_text("plain text"), "plain text");
+    }
+
+    #[test]
+    fn what_a_reader_does_not_see_is_dropped() {
+        assert_eq!(
+            html_to_text("<style><!-- p{x:1} --></style><p>Oi</p>"),
+            "Oi"
+        );
+        assert_eq!(
+            html_to_text(
+                "<html><head><title>Re: ticket</title><STYLE type=\"text/css\">p {margin:0}</Style></head>\
+                 <body><!-- a > b --><p>Trocamos o toner</p><script>alert(1)</script></body></html>"
+            ),
+            "Trocamos o toner"
+        );
+        assert_eq!(html_to_text("antes <!-- sem fim"), "antes");
+        assert_eq!(html_to_text("a <style>b"), "a");
     }
 }
