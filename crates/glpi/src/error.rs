@@ -140,6 +140,20 @@ pub enum GlpiError {
     },
 }
 
+/// A database error text that names a fault of the query itself (MySQL and
+/// MariaDB wording), which no retry mends.
+fn is_query_fault(message: &str) -> bool {
+    const FAULTS: [&str; 5] = [
+        "unknown column",
+        "sql syntax",
+        "doesn't exist",
+        "unknown table",
+        "incorrect parameter count",
+    ];
+    let message = message.to_ascii_lowercase();
+    FAULTS.iter().any(|fault| message.contains(fault))
+}
+
 impl GlpiError {
     /// Whether trying the same call again later can succeed.
     pub fn is_retryable(&self) -> bool {
@@ -150,8 +164,12 @@ impl GlpiError {
             | GlpiError::Server { .. }
             | GlpiError::RateLimited { .. }
             | GlpiError::SessionInvalid { .. } => true,
-            // `ERROR_SQL`: the search engine built a query the database refuses; the same
-            // query fails the same way (an outage answers 5xx without it, or no answer).
+            // `ERROR_SQL` is GLPI's answer whenever a search got no result set: a query
+            // the database refuses (the same query fails the same way) or a database
+            // that went away, timed out a lock or chose a deadlock victim (the next try
+            // may pass). GLPI 11 hides the database's text, so only a recognisable
+            // query fault is final.
+            GlpiError::Sql { message } => !is_query_fault(message),
             GlpiError::InvalidResponse { status, .. } => *status >= 500 || *status == 0,
             GlpiError::Other { status, .. } => *status >= 500 || *status == 429,
             _ => false,
@@ -412,6 +430,16 @@ mod tests {
         );
         assert!(matches!(sql, GlpiError::Sql { .. }));
         assert!(!sql.is_retryable());
+        // A database that went away, a deadlock, GLPI 11's hidden text: try again.
+        for text in [
+            "Unexpected SQL Error : MySQL server has gone away",
+            "Unexpected SQL Error : Deadlock found when trying to get lock; try restarting transaction",
+            "Unexpected SQL Error : Lock wait timeout exceeded",
+            "An SQL error occurred.",
+        ] {
+            let sql = GlpiError::from_api(500, "ERROR_SQL", &serde_json::json!(text), None);
+            assert!(sql.is_retryable(), "{text}");
+        }
         // The same call reads the same oversized answer.
         assert!(!GlpiError::ResponseTooLarge { limit: 1 }.is_retryable());
     }
