@@ -75,7 +75,7 @@ fn login_failure(err: &GlpiError, lines: &mut Vec<CheckLine>) {
             err.to_string(),
             "fix the GLPI target settings",
         )),
-        E::InvalidResponse { status, .. } => {
+        E::InvalidResponse { status, .. } | E::NotApiAnswer { status, .. } => {
             reached(lines);
             lines.push(CheckLine::fail(
                 "API enabled",

@@ -722,9 +722,20 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 }
 
 pub(crate) fn parse_json(reply: &Reply) -> Result<Value, GlpiError> {
-    serde_json::from_slice(&reply.body).map_err(|_| GlpiError::InvalidResponse {
-        status: reply.status,
-        detail: format!("not JSON: {}", excerpt(&reply.body)),
+    serde_json::from_slice(&reply.body).map_err(|_| {
+        let text = String::from_utf8_lossy(&reply.body);
+        let page_or_nothing = text.trim().is_empty() || text.trim_start().starts_with('<');
+        if page_or_nothing && (200..300).contains(&reply.status) {
+            GlpiError::NotApiAnswer {
+                status: reply.status,
+                detail: excerpt(&reply.body),
+            }
+        } else {
+            GlpiError::InvalidResponse {
+                status: reply.status,
+                detail: format!("not JSON: {}", excerpt(&reply.body)),
+            }
+        }
     })
 }
 
@@ -823,6 +834,26 @@ mod tests {
             check(reply(400, "<html>oops</html>")),
             Err(GlpiError::InvalidResponse { status: 400, .. })
         ));
+    }
+
+    /// GLPI in maintenance mode, waiting for an upgrade, or (10.0) without
+    /// its database prints a page with status 200; an answer PHP could not
+    /// encode is empty. Both pass: retry. JSON of an unexpected shape is no
+    /// such page.
+    #[test]
+    fn a_page_or_nothing_with_200_is_retried() {
+        let maintenance = reply(
+            200,
+            "<!DOCTYPE html><html><body>Service is down for maintenance</body></html>",
+        );
+        let err = parse_json(&maintenance).err().unwrap();
+        assert!(matches!(err, GlpiError::NotApiAnswer { status: 200, .. }));
+        assert!(err.is_retryable());
+        let empty = parse_json(&reply(200, "  ")).err().unwrap();
+        assert!(empty.is_retryable());
+        let garbled = parse_json(&reply(200, "{\"id\": ")).err().unwrap();
+        assert!(matches!(garbled, GlpiError::InvalidResponse { .. }));
+        assert!(!garbled.is_retryable());
     }
 
     #[test]

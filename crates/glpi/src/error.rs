@@ -30,6 +30,13 @@ pub enum GlpiError {
     /// GLPI answered something that is not the documented JSON (HTML error page, proxy page...).
     #[error("unexpected GLPI response (HTTP {status}): {detail}")]
     InvalidResponse { status: u16, detail: String },
+    /// A 2xx answer that is a web page or nothing where the API answers JSON.
+    /// GLPI itself answers so in maintenance mode, while an upgrade is
+    /// pending, and (GLPI 10) when its database is unreachable: it prints its
+    /// page and exits without setting a status. Retryable: those pass. A
+    /// `base_url` that is not the API answers so as well, and `check` says so.
+    #[error("GLPI answered a web page or nothing, not its API (HTTP {status}): {detail}")]
+    NotApiAnswer { status: u16, detail: String },
     /// The answer was longer than the client's `max_response_bytes`; it was not read
     /// further. Not retryable: the same call reads the same answer.
     #[error("GLPI answered more than {limit} bytes (the target's max_response_bytes); not read")]
@@ -163,7 +170,8 @@ impl GlpiError {
             | GlpiError::Transport(_)
             | GlpiError::Server { .. }
             | GlpiError::RateLimited { .. }
-            | GlpiError::SessionInvalid { .. } => true,
+            | GlpiError::SessionInvalid { .. }
+            | GlpiError::NotApiAnswer { .. } => true,
             // `ERROR_SQL` is GLPI's answer whenever a search got no result set: a query
             // the database refuses (the same query fails the same way) or a database
             // that went away, timed out a lock or chose a deadlock victim (the next try
