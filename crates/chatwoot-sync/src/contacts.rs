@@ -4,6 +4,7 @@
 //! the person's id mirrored into the contact's custom attributes.
 
 use chatwoot::{Contact, Sender};
+use flows::claims::{self, HeldClaim};
 use flows::helpdesk::{NewPerson, PersonKind, PersonQuery};
 use flows::identity::normalize_phone;
 use serde_json::{Map, Value, json};
@@ -75,40 +76,101 @@ impl SourceSync {
 
     /// The person of a contact: the link when there is one (and still
     /// right), else found by email then phone, else created.
+    ///
+    /// Creating holds claims in the store on the contact and on its email and
+    /// phone (see [`flows::claims`]): a second job creating the same person
+    /// at the same moment, in this process or another instance, through this
+    /// contact or another contact with the same phone, gets a retryable
+    /// `Claim(Busy)` and finds the person when it tries again.
     pub(crate) async fn ensure_person(&self, contact: &ContactInfo) -> SyncResult<PersonRef> {
         let _guard = self.lock_contact(contact.id).await;
         let email = Self::clean_email(contact);
-        if let Some((id, kind)) = self.links.contact(contact.id).await? {
-            // A phone-only contact that gained an email becomes a user.
-            if kind == PersonKind::User || email.is_none() {
-                let person = PersonRef { id, kind };
-                if contact.custom_attributes.is_some() {
-                    self.mirror_person(contact, person).await;
-                }
-                return Ok(person);
+        if let Some(person) = self.linked_person(contact, email.as_deref()).await? {
+            if contact.custom_attributes.is_some() {
+                self.mirror_person(contact, person).await;
             }
+            return Ok(person);
         }
         let phone = self.clean_phone(contact);
         let person = match self.find_person(email.as_deref(), phone.as_deref()).await? {
+            Some(person) => {
+                self.links
+                    .put_contact(contact.id, person.id, person.kind)
+                    .await?;
+                person
+            }
+            None => {
+                let target = self.helpdesk.name();
+                let mut keys = claims::identity_keys(target, email.as_deref(), phone.as_deref());
+                keys.push(format!(
+                    "{target}:chatwoot:{}:contact:{}",
+                    self.name, contact.id
+                ));
+                let claim = self
+                    .claims
+                    .claim(keys, claims::lease_for(self.helpdesk.as_ref()))
+                    .await?;
+                let outcome = self
+                    .create_claimed(contact, email.clone(), phone.clone(), &claim)
+                    .await;
+                claim.release().await;
+                outcome?
+            }
+        };
+        self.mirror_person(contact, person).await;
+        Ok(person)
+    }
+
+    /// The linked person, unless a phone-only contact has gained an email
+    /// since (it becomes a user).
+    async fn linked_person(
+        &self,
+        contact: &ContactInfo,
+        email: Option<&str>,
+    ) -> SyncResult<Option<PersonRef>> {
+        Ok(self
+            .links
+            .contact(contact.id)
+            .await?
+            .filter(|(_, kind)| *kind == PersonKind::User || email.is_none())
+            .map(|(id, kind)| PersonRef { id, kind }))
+    }
+
+    /// Holding the person's claims: looks again (the job that held them
+    /// before may have just created and linked the person), creates only
+    /// when still missing, and links the contact before the claims go.
+    async fn create_claimed(
+        &self,
+        contact: &ContactInfo,
+        email: Option<String>,
+        phone: Option<String>,
+        claim: &HeldClaim,
+    ) -> SyncResult<PersonRef> {
+        if let Some(person) = self.linked_person(contact, email.as_deref()).await? {
+            return Ok(person);
+        }
+        let person = match self.find_person(email.as_deref(), phone.as_deref()).await? {
             Some(person) => person,
-            None => match self
-                .create_person(contact, email.clone(), phone.clone())
-                .await
-            {
-                Ok(person) => person,
-                Err(error) => {
-                    // Someone else may have created it meanwhile (unique login).
-                    match self.find_person(email.as_deref(), phone.as_deref()).await? {
-                        Some(person) => person,
-                        None => return Err(error),
+            None => {
+                claim.confirm().await?;
+                match self
+                    .create_person(contact, email.clone(), phone.clone())
+                    .await
+                {
+                    Ok(person) => person,
+                    Err(error) => {
+                        // Someone else may have created it meanwhile (unique login).
+                        match self.find_person(email.as_deref(), phone.as_deref()).await? {
+                            Some(person) => person,
+                            None => return Err(error),
+                        }
                     }
                 }
-            },
+            }
         };
         self.links
             .put_contact(contact.id, person.id, person.kind)
             .await?;
-        self.mirror_person(contact, person).await;
         Ok(person)
     }
 

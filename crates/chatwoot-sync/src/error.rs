@@ -18,6 +18,10 @@ pub enum SyncError {
     /// The store failed.
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// The contact's person is being created by another job (or the store
+    /// could not say whether it is).
+    #[error(transparent)]
+    Claim(#[from] flows::claims::ClaimError),
     /// A job payload or webhook body we cannot use (never retryable).
     #[error("invalid job: {0}")]
     Invalid(String),
@@ -32,6 +36,7 @@ impl SyncError {
             SyncError::Helpdesk(e) => e.is_retryable(),
             SyncError::Chatwoot(e) => e.is_retryable(),
             SyncError::Store(e) => e.is_retryable(),
+            SyncError::Claim(e) => e.is_retryable(),
             SyncError::Invalid(_) | SyncError::UnknownSource(_) => false,
         }
     }
@@ -40,6 +45,7 @@ impl SyncError {
         match self {
             SyncError::Helpdesk(e) => e.retry_after(),
             SyncError::Chatwoot(e) => e.retry_after(),
+            SyncError::Claim(e) => e.retry_after(),
             _ => None,
         }
     }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use chatwoot::{ChatwootClient, ChatwootConfig, SenderKind};
 use config::sources::ChatwootSource;
 use flows::Helpdesk;
+use flows::claims::PersonClaims;
 use serde_json::Value;
 use store::Store;
 
@@ -47,6 +48,8 @@ pub struct SourceSync {
     pub(crate) allowed_hosts: Arc<AllowedHosts>,
     category: tokio::sync::OnceCell<Option<i64>>,
     contact_locks: KeyedLocks,
+    /// Who is creating which person, across every instance on the store.
+    pub(crate) claims: PersonClaims,
 }
 
 /// Async locks by id; an entry lives only while someone holds or waits for
@@ -114,6 +117,7 @@ impl SourceSync {
         let allowed_hosts = Arc::new(AllowedHosts::new(&settings.url, &settings.attachment_hosts));
         let http = download_client(allowed_hosts.clone(), settings.timeout)?;
         let links = Links::new(store.clone(), name, helpdesk.name());
+        let claims = PersonClaims::new(store.clone());
         Ok(Self {
             name: name.to_owned(),
             settings,
@@ -125,6 +129,7 @@ impl SourceSync {
             allowed_hosts,
             category: tokio::sync::OnceCell::new(),
             contact_locks: KeyedLocks::default(),
+            claims,
         })
     }
 

@@ -287,6 +287,10 @@ impl Helpdesk for GlpiHelpdesk {
         "glpi"
     }
 
+    fn call_timeout(&self) -> std::time::Duration {
+        self.client.timeout()
+    }
+
     fn ticket_url(&self, id: i64) -> String {
         format!("{}/front/ticket.form.php?id={id}", self.web_root)
     }

@@ -326,6 +326,12 @@ pub trait Helpdesk: Send + Sync + 'static {
     /// The system kind: `"glpi"` or `"itop"`.
     fn system(&self) -> &'static str;
 
+    /// The longest one call to the target may take before it fails (its
+    /// client's request timeout): what a claim held across a call must outlive.
+    fn call_timeout(&self) -> Duration {
+        Duration::from_secs(30)
+    }
+
     /// A link a person can open to see the ticket.
     fn ticket_url(&self, id: i64) -> String;
 

@@ -1,8 +1,10 @@
 //! Finding who asks and for which organisation: shared by the intake API,
 //! the messaging channels and the Chatwoot sync so the rules live once.
 
+use crate::claims::{self, ClaimError, HeldClaim, PersonClaims};
 use crate::helpdesk::{
-    Helpdesk, HelpdeskResult, NewPerson, Organisation, Person, PersonKind, PersonQuery, Requester,
+    Helpdesk, HelpdeskError, HelpdeskResult, NewPerson, Organisation, Person, PersonKind,
+    PersonQuery, Requester,
 };
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -253,16 +255,58 @@ pub enum LookupOrder {
     PhoneFirst,
 }
 
+/// Why the requester could not be resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error(transparent)]
+    Helpdesk(#[from] HelpdeskError),
+    /// The person is being created by another job, or the store could not
+    /// say whether it is.
+    #[error(transparent)]
+    Claim(#[from] ClaimError),
+}
+
+impl ResolveError {
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ResolveError::Helpdesk(e) => e.is_retryable(),
+            ResolveError::Claim(e) => e.is_retryable(),
+        }
+    }
+
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ResolveError::Helpdesk(e) => e.retry_after(),
+            ResolveError::Claim(e) => e.retry_after(),
+        }
+    }
+}
+
+impl From<ResolveError> for engine::JobError {
+    fn from(error: ResolveError) -> Self {
+        match error {
+            ResolveError::Helpdesk(e) => e.into(),
+            ResolveError::Claim(e) => e.into(),
+        }
+    }
+}
+
 /// Finds the requester: by email, then phone; else creates one when allowed;
 /// else an email-only requester. Fails only when nothing identifies the caller.
+/// A creation holds the caller's email and phone in `claims` (see
+/// [`crate::claims`]): a second job creating the same caller at the same
+/// moment, in this process or another, gets the retryable
+/// [`ClaimError::Busy`] and finds the person when it tries again.
 pub async fn resolve_requester(
     helpdesk: &dyn Helpdesk,
+    claims: &PersonClaims,
     caller: &Caller,
     organisation: Option<i64>,
     policy: RequesterPolicy,
-) -> HelpdeskResult<Option<ResolvedRequester>> {
+) -> Result<Option<ResolvedRequester>, ResolveError> {
     resolve_requester_in_order(
         helpdesk,
+        claims,
         caller,
         organisation,
         policy,
@@ -274,11 +318,42 @@ pub async fn resolve_requester(
 /// [`resolve_requester`] with the lookup order chosen by the caller.
 pub async fn resolve_requester_in_order(
     helpdesk: &dyn Helpdesk,
+    claims: &PersonClaims,
     caller: &Caller,
     organisation: Option<i64>,
     policy: RequesterPolicy,
     order: LookupOrder,
-) -> HelpdeskResult<Option<ResolvedRequester>> {
+) -> Result<Option<ResolvedRequester>, ResolveError> {
+    if let Some(person) = find_requester(helpdesk, caller, order).await? {
+        return Ok(Some(found(person)));
+    }
+    if policy.create_missing && (caller.email.is_some() || caller.phone.is_some()) {
+        let keys = claims::identity_keys(
+            helpdesk.name(),
+            caller.email.as_deref(),
+            caller.phone.as_deref(),
+        );
+        let claim = claims.claim(keys, claims::lease_for(helpdesk)).await?;
+        let outcome = create_claimed(helpdesk, &claim, caller, organisation, policy, order).await;
+        claim.release().await;
+        return outcome.map(Some);
+    }
+    Ok(caller.email.as_ref().map(|email| ResolvedRequester {
+        requester: Requester::EmailOnly {
+            email: email.clone(),
+            name: caller.name.clone(),
+        },
+        person: None,
+        created: false,
+    }))
+}
+
+/// The person with the caller's email or phone, in `order`.
+async fn find_requester(
+    helpdesk: &dyn Helpdesk,
+    caller: &Caller,
+    order: LookupOrder,
+) -> HelpdeskResult<Option<Person>> {
     let by_email = caller.email.as_ref().map(|email| PersonQuery {
         email: Some(email.clone()),
         phone: None,
@@ -293,47 +368,54 @@ pub async fn resolve_requester_in_order(
     };
     for query in queries.iter().flatten() {
         if let Some(person) = helpdesk.find_person(query).await? {
-            return Ok(Some(found(person)));
+            return Ok(Some(person));
         }
     }
-    if policy.create_missing && (caller.email.is_some() || caller.phone.is_some()) {
-        let kind = if caller.email.is_none() && policy.contact_when_phone_only {
-            PersonKind::Contact
-        } else {
-            PersonKind::User
-        };
-        let name = caller
-            .name
-            .clone()
-            .or_else(|| caller.email.clone())
-            .or_else(|| caller.phone.clone())
-            .unwrap_or_default();
-        let person = helpdesk
-            .create_person(&NewPerson {
-                kind,
-                name,
-                email: caller.email.clone(),
-                phone: caller.phone.clone(),
-                organisation,
-            })
-            .await?;
-        return Ok(Some(ResolvedRequester {
-            requester: Requester::Person {
-                id: person.id,
-                kind: person.kind,
-            },
-            person: Some(person),
-            created: true,
-        }));
+    Ok(None)
+}
+
+/// Holding the caller's claim: searches again (the job that held it before
+/// may have just created the person), and creates only when still missing.
+async fn create_claimed(
+    helpdesk: &dyn Helpdesk,
+    claim: &HeldClaim,
+    caller: &Caller,
+    organisation: Option<i64>,
+    policy: RequesterPolicy,
+    order: LookupOrder,
+) -> Result<ResolvedRequester, ResolveError> {
+    if let Some(person) = find_requester(helpdesk, caller, order).await? {
+        return Ok(found(person));
     }
-    Ok(caller.email.as_ref().map(|email| ResolvedRequester {
-        requester: Requester::EmailOnly {
-            email: email.clone(),
-            name: caller.name.clone(),
+    let kind = if caller.email.is_none() && policy.contact_when_phone_only {
+        PersonKind::Contact
+    } else {
+        PersonKind::User
+    };
+    let name = caller
+        .name
+        .clone()
+        .or_else(|| caller.email.clone())
+        .or_else(|| caller.phone.clone())
+        .unwrap_or_default();
+    claim.confirm().await?;
+    let person = helpdesk
+        .create_person(&NewPerson {
+            kind,
+            name,
+            email: caller.email.clone(),
+            phone: caller.phone.clone(),
+            organisation,
+        })
+        .await?;
+    Ok(ResolvedRequester {
+        requester: Requester::Person {
+            id: person.id,
+            kind: person.kind,
         },
-        person: None,
-        created: false,
-    }))
+        person: Some(person),
+        created: true,
+    })
 }
 
 fn found(person: Person) -> ResolvedRequester {

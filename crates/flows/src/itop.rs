@@ -365,6 +365,10 @@ impl Helpdesk for ItopHelpdesk {
         "itop"
     }
 
+    fn call_timeout(&self) -> std::time::Duration {
+        self.client.config().timeout
+    }
+
     fn ticket_url(&self, id: i64) -> String {
         format!(
             "{}/pages/UI.php?operation=details&class=UserRequest&id={id}",

@@ -5,6 +5,7 @@
 //! A flow crate (intake, messaging, chatwoot-sync, itop-bridge) depends on
 //! this one and on the store and engine; none of them knows HTTP.
 
+pub mod claims;
 pub mod files;
 pub mod glpi;
 pub mod helpdesk;

@@ -40,6 +40,8 @@ struct Inner {
     /// 0 = not decided yet, 1 = encoded (decode on read), 2 = raw.
     detected_encoding: AtomicU8,
     max_response_bytes: u64,
+    /// The whole-request timeout every call has.
+    timeout: std::time::Duration,
     session: Mutex<SessionState>,
     logins: AtomicU64,
     /// Login attempts finished (succeeded or failed), so a caller can tell whether one
@@ -162,6 +164,7 @@ impl GlpiClient {
                 text_encoding: config.text_encoding,
                 detected_encoding: AtomicU8::new(detected),
                 max_response_bytes: config.max_response_bytes,
+                timeout: config.timeout,
                 session: Mutex::new(SessionState {
                     token: None,
                     generation: 0,
@@ -172,6 +175,12 @@ impl GlpiClient {
                 logins_done: AtomicU64::new(0),
             }),
         })
+    }
+
+    /// The whole-request timeout of every call (a call that logs in again
+    /// first can take two).
+    pub fn timeout(&self) -> std::time::Duration {
+        self.inner.timeout
     }
 
     /// The API root all paths are joined to (ends with `apirest.php/` or `api.php/v1/`).

@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use engine::{Handler, JobError};
+use flows::claims::ClaimError;
 use flows::helpdesk::{HelpdeskError, NewTicket};
-use flows::identity::OrganisationChoice;
+use flows::identity::{OrganisationChoice, ResolveError};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use store::{Job, LinkState, NewLink};
@@ -60,6 +61,18 @@ impl From<HelpdeskError> for Trouble {
             Trouble::Retry(error.into())
         } else {
             Trouble::Final(failed(FailureCode::Refused, error.to_string()))
+        }
+    }
+}
+
+impl From<ResolveError> for Trouble {
+    fn from(error: ResolveError) -> Self {
+        match error {
+            ResolveError::Helpdesk(error) => error.into(),
+            // Someone else is creating the requester: the retry, in a second
+            // or two, finds the person. The caller keeps waiting meanwhile.
+            ResolveError::Claim(ClaimError::Busy) => Trouble::Retry(ClaimError::Busy.into()),
+            ResolveError::Claim(ClaimError::Store(error)) => error.into(),
         }
     }
 }

@@ -31,6 +31,7 @@ use std::time::Duration;
 
 use config::{Config, SourceConfig};
 use flows::Targets;
+use flows::claims::PersonClaims;
 use flows::helpdesk::HelpdeskError;
 use store::{JobFilter, JobStatus, LinkState, Store, StoreError};
 
@@ -95,7 +96,12 @@ impl Intake {
                 })?;
                 sources.insert(
                     name.clone(),
-                    Arc::new(Source::new(name, settings.clone(), helpdesk)),
+                    Arc::new(Source::new(
+                        name,
+                        settings.clone(),
+                        helpdesk,
+                        PersonClaims::new(store.clone()),
+                    )),
                 );
             }
         }

@@ -5,10 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use config::sources::{IntakeSource, UnknownTaxIdPolicy};
+use flows::claims::PersonClaims;
 use flows::helpdesk::{Category, Helpdesk, HelpdeskResult};
 use flows::identity::{
     Caller, OrganisationChoice, OrganisationHint, OrganisationResolver, RequesterPolicy,
-    ResolvedRequester, UnknownTaxId, resolve_requester,
+    ResolveError, ResolvedRequester, UnknownTaxId, resolve_requester,
 };
 
 use crate::request::{CategoryRef, Rules, ValidRequest};
@@ -19,6 +20,8 @@ pub struct Source {
     pub settings: IntakeSource,
     pub helpdesk: Arc<dyn Helpdesk>,
     organisations: OrganisationResolver,
+    /// Who is creating which requester, across processes.
+    claims: PersonClaims,
     requesters: moka::future::Cache<String, ResolvedRequester>,
     categories: moka::future::Cache<String, Option<Category>>,
 }
@@ -36,11 +39,17 @@ pub enum Precheck {
 }
 
 impl Source {
-    pub fn new(name: &str, settings: IntakeSource, helpdesk: Arc<dyn Helpdesk>) -> Self {
+    pub fn new(
+        name: &str,
+        settings: IntakeSource,
+        helpdesk: Arc<dyn Helpdesk>,
+        claims: PersonClaims,
+    ) -> Self {
         let ttl = settings.cache_ttl;
         Source {
             name: name.to_string(),
             organisations: OrganisationResolver::new(helpdesk.clone(), ttl),
+            claims,
             requesters: moka::future::Cache::builder()
                 .max_capacity(50_000)
                 .time_to_live(ttl)
@@ -118,12 +127,14 @@ impl Source {
             .await
     }
 
-    /// The requester, cached by email and phone.
+    /// The requester, cached by email and phone. A requester another job is
+    /// creating at this moment is a retryable error (`Claim(Busy)`): the
+    /// retry finds the person that job made.
     pub async fn requester(
         &self,
         request: &ValidRequest,
         organisation: Option<i64>,
-    ) -> HelpdeskResult<Option<ResolvedRequester>> {
+    ) -> Result<Option<ResolvedRequester>, ResolveError> {
         let key = format!(
             "{}|{}",
             request.email.as_deref().unwrap_or(""),
@@ -141,8 +152,14 @@ impl Source {
             create_missing: self.settings.create_requesters,
             contact_when_phone_only: false,
         };
-        let resolved =
-            resolve_requester(self.helpdesk.as_ref(), &caller, organisation, policy).await?;
+        let resolved = resolve_requester(
+            self.helpdesk.as_ref(),
+            &self.claims,
+            &caller,
+            organisation,
+            policy,
+        )
+        .await?;
         if let Some(found) = &resolved {
             let mut found = found.clone();
             found.created = false;

@@ -24,6 +24,10 @@ pub enum MessagingError {
     Helpdesk(#[from] HelpdeskError),
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    /// The requester is being created by another job (or the store could not
+    /// say whether it is).
+    #[error(transparent)]
+    Claim(#[from] flows::claims::ClaimError),
     /// Stored state that does not decode (a bug or a manual edit).
     #[error("stored {what} is unreadable: {reason}")]
     Corrupt { what: &'static str, reason: String },
@@ -34,6 +38,7 @@ impl MessagingError {
         match self {
             MessagingError::Helpdesk(e) => e.is_retryable(),
             MessagingError::Store(e) => e.is_retryable(),
+            MessagingError::Claim(e) => e.is_retryable(),
             _ => false,
         }
     }
@@ -43,8 +48,18 @@ impl From<MessagingError> for engine::JobError {
     fn from(err: MessagingError) -> Self {
         match err {
             MessagingError::Helpdesk(e) => e.into(),
+            MessagingError::Claim(e) => e.into(),
             other if other.is_retryable() => engine::JobError::transient(other.to_string()),
             other => engine::JobError::permanent(other.to_string()),
+        }
+    }
+}
+
+impl From<flows::identity::ResolveError> for MessagingError {
+    fn from(err: flows::identity::ResolveError) -> Self {
+        match err {
+            flows::identity::ResolveError::Helpdesk(e) => e.into(),
+            flows::identity::ResolveError::Claim(e) => e.into(),
         }
     }
 }

@@ -12,6 +12,7 @@ use crate::state::{self, ConversationState, PreviousTicket, TicketRef};
 use config::{Config, SourceConfig};
 use engine::{Engine, Handler, JobError, Waker};
 use flows::Targets;
+use flows::claims::PersonClaims;
 use flows::helpdesk::{
     Attachment, NewFollowup, NewTicket, Requester, Ticket, TicketKind, TicketStatus,
 };
@@ -1207,6 +1208,7 @@ impl Messaging {
             None => {
                 let resolved = resolve_requester_in_order(
                     channel.helpdesk.as_ref(),
+                    &PersonClaims::new(self.inner.store.clone()),
                     &caller,
                     organisation,
                     policy,

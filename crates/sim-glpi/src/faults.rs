@@ -13,6 +13,8 @@ pub struct Faults {
 #[derive(Debug, Default, Clone)]
 pub(crate) struct FaultState {
     pub(crate) latency: Duration,
+    /// Extra delay of one endpoint's answers (`"POST /Contact"`), before it is carried out.
+    pub(crate) endpoint_latency: Option<(String, Duration)>,
     pub(crate) init_session_delay: Duration,
     pub(crate) fail_next: u64,
     pub(crate) fail_status: u16,
@@ -36,6 +38,15 @@ impl Faults {
     /// Delay every response by `latency` (0 turns it off).
     pub fn set_latency(&self, latency: Duration) {
         self.inner.lock().latency = latency;
+    }
+
+    /// Delay requests to `endpoint` (a key such as `"POST /Contact"`, as in the
+    /// call counters) by `latency` before they are carried out, on top of any
+    /// [`set_latency`](Self::set_latency); zero turns it off. A slow create
+    /// leaves the window in which a concurrent search still finds nothing.
+    pub fn set_endpoint_latency(&self, endpoint: &str, latency: Duration) {
+        self.inner.lock().endpoint_latency =
+            (!latency.is_zero()).then(|| (endpoint.to_owned(), latency));
     }
 
     /// Answer the next `n` requests with HTTP `status` (e.g. 500, 502, 503) and a JSON error body.

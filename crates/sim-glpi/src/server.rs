@@ -153,6 +153,11 @@ async fn serve(shared: Arc<Shared>, kill: CancellationToken, req: Request<Body>)
     if !faults.latency.is_zero() {
         tokio::time::sleep(faults.latency).await;
     }
+    if let Some((slow, latency)) = &faults.endpoint_latency
+        && *slow == endpoint
+    {
+        tokio::time::sleep(*latency).await;
+    }
     if let Verdict::Fail(status) = verdict {
         let mut r = Response::new(Body::from(r#"["ERROR","Injected fault (simulator)"]"#));
         *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

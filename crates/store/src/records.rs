@@ -1,10 +1,11 @@
-//! Small tables: own-write markers (loop prevention), audit, poll cursors and
-//! namespaced key/value state.
+//! Small tables: own-write markers (loop prevention), audit, poll cursors,
+//! namespaced key/value state and claims on kv keys.
 
 use crate::model::{AuditEntry, NewAudit};
 use crate::rows::{AuditRow, convert_all, parse_json, to_json_text};
 use crate::{Store, StoreError, now_ms};
-use serde_json::Value;
+use serde_json::{Value, json};
+use std::time::Duration;
 
 impl Store {
     /// Remember that the bridge itself wrote `fingerprint` (content hash, author…)
@@ -247,5 +248,91 @@ impl Store {
         rows.into_iter()
             .map(|(key, text)| Ok((key, parse_json("kv value", &text)?)))
             .collect()
+    }
+
+    /// Claims `key` of namespace `ns` for `owner` until `lease` from now, in one
+    /// statement: true when the key was free, its holder's lease had run out, or
+    /// `owner` already held it (which extends the lease); false while another
+    /// owner holds it. Every process sharing the store sees the same answer, so
+    /// at most one owner holds a key at any time (by the clocks of the processes,
+    /// which must agree to well within a lease). The claim is a kv row
+    /// (`{"owner": …, "until": unix ms}`): keep claims in namespaces of their own.
+    pub async fn claim_key(
+        &self,
+        ns: &str,
+        key: &str,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 4);
+        let until = now.saturating_add(lease_ms);
+        let text = to_json_text("claim", &json!({"owner": owner, "until": until}))?;
+        let _turn = self.write_turn().await;
+        // The upsert's condition reads the row it conflicts with: SQLite under
+        // its write lock, PostgreSQL under the row's lock (a concurrent insert
+        // of the same key waits for the first to commit, then re-checks it).
+        let claimed = match &self.pool {
+            crate::Pool::Sqlite(pool) => sqlx::query(
+                "INSERT INTO kv (namespace, key, value, updated_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, \
+                 updated_at = excluded.updated_at \
+                 WHERE json_extract(kv.value, '$.until') <= $4 \
+                 OR json_extract(kv.value, '$.owner') = $5",
+            )
+            .bind(ns)
+            .bind(key)
+            .bind(&text)
+            .bind(now)
+            .bind(owner)
+            .execute(pool)
+            .await?
+            .rows_affected(),
+            crate::Pool::Postgres(pool) => sqlx::query(
+                "INSERT INTO kv (namespace, key, value, updated_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, \
+                 updated_at = excluded.updated_at \
+                 WHERE (kv.value::jsonb ->> 'until')::bigint <= $4 \
+                 OR kv.value::jsonb ->> 'owner' = $5",
+            )
+            .bind(ns)
+            .bind(key)
+            .bind(&text)
+            .bind(now)
+            .bind(owner)
+            .execute(pool)
+            .await?
+            .rows_affected(),
+        };
+        Ok(claimed == 1)
+    }
+
+    /// Gives a claim back: true when `owner` held it (a claim taken over after
+    /// its lease ran out belongs to its new owner and stays).
+    pub async fn release_key(&self, ns: &str, key: &str, owner: &str) -> Result<bool, StoreError> {
+        let _turn = self.write_turn().await;
+        let released = match &self.pool {
+            crate::Pool::Sqlite(pool) => sqlx::query(
+                "DELETE FROM kv WHERE namespace = $1 AND key = $2 \
+                 AND json_extract(value, '$.owner') = $3",
+            )
+            .bind(ns)
+            .bind(key)
+            .bind(owner)
+            .execute(pool)
+            .await?
+            .rows_affected(),
+            crate::Pool::Postgres(pool) => sqlx::query(
+                "DELETE FROM kv WHERE namespace = $1 AND key = $2 \
+                 AND value::jsonb ->> 'owner' = $3",
+            )
+            .bind(ns)
+            .bind(key)
+            .bind(owner)
+            .execute(pool)
+            .await?
+            .rows_affected(),
+        };
+        Ok(released == 1)
     }
 }

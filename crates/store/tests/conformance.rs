@@ -70,6 +70,8 @@ conformance!(
     links_upsert_and_lookup,
     own_writes_are_recognised,
     cursors_and_kv,
+    claims_are_held_by_one_owner_until_released_or_expired,
+    concurrent_claims_have_one_winner,
     audit_entries_newest_first,
     audit_once_records_a_key_once,
     accept_claims_a_job_when_its_key_is_free,
@@ -1241,6 +1243,140 @@ async fn cursors_and_kv(store: Store) {
         store.kv_get("status", "chat:1").await.unwrap(),
         Some(json!("x"))
     );
+}
+
+async fn claims_are_held_by_one_owner_until_released_or_expired(store: Store) {
+    let long = Duration::from_secs(60);
+    assert!(
+        store
+            .claim_key("claim.person", "glpi:phone:+551", "a", long)
+            .await
+            .unwrap()
+    );
+    // Another owner is refused while the lease runs; the holder may claim again.
+    assert!(
+        !store
+            .claim_key("claim.person", "glpi:phone:+551", "b", long)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .claim_key("claim.person", "glpi:phone:+551", "a", long)
+            .await
+            .unwrap()
+    );
+    // Other keys and namespaces are independent.
+    assert!(
+        store
+            .claim_key("claim.person", "glpi:phone:+552", "b", long)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .claim_key("claim.other", "glpi:phone:+551", "b", long)
+            .await
+            .unwrap()
+    );
+    // Only the holder releases; then anyone may claim.
+    assert!(
+        !store
+            .release_key("claim.person", "glpi:phone:+551", "b")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .claim_key("claim.person", "glpi:phone:+551", "b", long)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .release_key("claim.person", "glpi:phone:+551", "a")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .release_key("claim.person", "glpi:phone:+551", "a")
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .claim_key("claim.person", "glpi:phone:+551", "b", long)
+            .await
+            .unwrap()
+    );
+
+    // A holder whose lease ran out (a crashed process) is taken over.
+    assert!(
+        store
+            .claim_key("claim.person", "k", "crashed", Duration::from_millis(50))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .claim_key("claim.person", "k", "c", long)
+            .await
+            .unwrap()
+    );
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    assert!(
+        store
+            .claim_key("claim.person", "k", "c", long)
+            .await
+            .unwrap()
+    );
+    // The old holder can neither release nor renew what it lost.
+    assert!(
+        !store
+            .release_key("claim.person", "k", "crashed")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .claim_key("claim.person", "k", "crashed", long)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .claim_key("claim.person", "k", "d", long)
+            .await
+            .unwrap()
+    );
+}
+
+async fn concurrent_claims_have_one_winner(store: Store) {
+    for round in 0..10 {
+        let key = format!("phone:{round}");
+        let attempts = (0..8).map(|owner| {
+            let store = store.clone();
+            let key = key.clone();
+            tokio::spawn(async move {
+                store
+                    .claim_key(
+                        "claim.person",
+                        &key,
+                        &format!("owner-{owner}"),
+                        Duration::from_secs(60),
+                    )
+                    .await
+                    .unwrap()
+            })
+        });
+        let won = futures::future::join_all(attempts)
+            .await
+            .into_iter()
+            .filter(|won| *won.as_ref().unwrap())
+            .count();
+        assert_eq!(won, 1, "round {round}");
+    }
 }
 
 async fn audit_entries_newest_first(store: Store) {

@@ -370,3 +370,44 @@ async fn the_answer_names_the_ticket_by_its_itop_ref() {
         json!(format!("Ticket {reference} created"))
     );
 }
+
+/// Two requests of one new caller at the same moment (two problems, two
+/// tickets) while iTop is slow: both jobs find nobody, yet one Person is
+/// created (iTop Persons have no unique key). The job that finds the
+/// creation under way tries again a moment later and finds the Person; both
+/// callers still get their ticket (201), both naming that Person.
+async fn a_new_caller_asking_twice_at_once_becomes_one_person(w: &World) {
+    w.itop.set_latency(std::time::Duration::from_millis(300));
+    let requester = json!({"name": "Bruno Dias", "email": "bruno@acme.com.br"});
+    let first = json!({"requester": requester, "organisation": {"tax_id": CNPJ},
+                       "description": "Monitor flickers"});
+    let second = json!({"requester": requester, "organisation": {"tax_id": CNPJ},
+                        "description": "Keyboard misses keys"});
+    let ((s1, a1), (s2, a2)) = tokio::join!(w.post(&first, None), w.post(&second, None));
+    assert_eq!(s1, StatusCode::CREATED, "{a1}");
+    assert_eq!(s2, StatusCode::CREATED, "{a2}");
+    assert_ne!(a1["ticket_id"], a2["ticket_id"]);
+    let people = w.itop.find("Person", "email", "bruno@acme.com.br");
+    assert_eq!(people.len(), 1, "one Person per caller: {people:?}");
+    for answer in [&a1, &a2] {
+        let ticket = w.user_request(answer);
+        assert_eq!(id_of(&ticket["caller_id"]), people[0], "{ticket}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_caller_asking_twice_at_once_is_created_once() {
+    let w = world().await;
+    a_new_caller_asking_twice_at_once_becomes_one_person(&w).await;
+    w.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_caller_asking_twice_at_once_is_created_once_on_postgres() {
+    let Some(store) = store::testing::fresh_postgres().await else {
+        return;
+    };
+    let w = world_on(store, None).await;
+    a_new_caller_asking_twice_at_once_becomes_one_person(&w).await;
+    w.app.stop().await;
+}
