@@ -1143,3 +1143,76 @@ async fn tickets_are_created_on_postgres_too() {
     assert_eq!(w.sim.tickets().len(), 1);
     w.app.stop().await;
 }
+
+/// Waits until the store holds `n` dead jobs.
+async fn dead_letters(app: &TestApp, n: usize) {
+    wait_for("the dead letters", Duration::from_secs(20), || async {
+        let dead = app
+            .store
+            .jobs(&store::JobFilter {
+                status: Some(store::JobStatus::Dead),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        (dead.len() >= n).then_some(())
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_login_glpi_refuses_is_a_target_error_and_a_resend_after_the_fix_creates_the_ticket() {
+    let w = world().await;
+    let token = w.sim.user_token("glpi").unwrap();
+    // An administrator regenerated the API user's token: every login is refused
+    // with ERROR_GLPI_LOGIN_USER_TOKEN. Not the caller's fault: a 5xx, which
+    // n8n and voice platforms retry, never a 422.
+    assert!(w.sim.set_user_token("glpi", Some("regenerated")));
+    w.sim.expire_all_sessions();
+    let body = json!({"requester": {"email": "maria@acme.com.br"}, "description": "Token rotated"});
+    let (status, first) = w.post(KEY, &body, Some("rot-1")).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{first}");
+    assert_eq!(first["error"]["code"], "target_error");
+    let request_id = first["error"]["request_id"].as_i64().unwrap();
+    let (_, st) = w
+        .get(&format!("/api/v1/tickets/requests/{request_id}"), KEY)
+        .await;
+    assert_eq!(
+        (&st["status"], &st["code"]),
+        (&json!("failed"), &json!("target_error")),
+        "{st}"
+    );
+    dead_letters(&w.app, 1).await;
+
+    // The operator puts the new token in the configuration (here: the old one
+    // back); the caller sends the same request again and gets its ticket.
+    assert!(w.sim.set_user_token("glpi", Some(&token)));
+    let (status, second) = w.post(KEY, &body, Some("rot-1")).await;
+    assert_eq!(status, StatusCode::CREATED, "{second}");
+    assert_eq!(second["request_id"], json!(request_id), "the same request");
+    let same: Vec<_> = w
+        .sim
+        .tickets()
+        .into_iter()
+        .filter(|t| t.name == "Token rotated")
+        .collect();
+    assert_eq!(same.len(), 1, "{same:?}");
+    assert_eq!(second["ticket_id"].as_u64(), Some(same[0].id));
+
+    // A proxy's HTML page (4xx) is the target's trouble too, not a refusal.
+    w.sim
+        .faults()
+        .answer_next(1_000, 403, "text/html", "<h1>403 Forbidden</h1>");
+    let (status, answer) = w
+        .post(
+            KEY,
+            &json!({"requester": {"email": "maria@acme.com.br"}, "description": "Behind a proxy"}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{answer}");
+    assert_eq!(answer["error"]["code"], "target_error");
+    w.sim.faults().clear();
+    w.app.stop().await;
+}

@@ -157,12 +157,33 @@ impl From<ApiError> for Failure {
 /// and in `ticketbridge jobs show`.
 const UNAVAILABLE: &str = "the help desk is not answering right now";
 
+/// The HTTP status a waiting caller gets for a request that ended without a
+/// ticket: 4xx for what the request asked (the caller must change it), 5xx
+/// for the target's own trouble (the same request may succeed later, and
+/// sending it again starts it again).
+fn failure_status(code: FailureCode) -> StatusCode {
+    match code {
+        FailureCode::EntityNotFound => StatusCode::NOT_FOUND,
+        FailureCode::CategoryNotFound
+        | FailureCode::Refused
+        | FailureCode::RequesterUnknown
+        | FailureCode::InvalidRequest => StatusCode::UNPROCESSABLE_ENTITY,
+        FailureCode::TargetError => StatusCode::BAD_GATEWAY,
+        FailureCode::TargetUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+/// What callers are told of a help desk that failed for reasons of its own
+/// (the bridge's credentials or access refused, an answer it cannot read).
+const TARGET_ERROR: &str = "the help desk could not take the request (its settings or the bridge's access to it); the operator can see why; send the request again once it is fixed";
+
 /// A failure's reason as callers see it (see [`UNAVAILABLE`]).
 fn public_reason(code: FailureCode, reason: String) -> String {
     match code {
         FailureCode::TargetUnavailable => {
             format!("{UNAVAILABLE}: every attempt failed; send the request again to try once more")
         }
+        FailureCode::TargetError => TARGET_ERROR.to_owned(),
         _ => reason,
     }
 }
@@ -279,7 +300,7 @@ pub struct RequestStatus {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// When failed: entity_not_found, category_not_found, refused, requester_unknown,
-    /// invalid_request or target_unavailable.
+    /// invalid_request, target_error or target_unavailable.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -534,7 +555,7 @@ async fn create(
     }
     // A repeat of a request that failed only because the target stayed down
     // is a new try, answered like a new request.
-    if replayed && api.intake.restart_if_unavailable(&source, id).await? {
+    if replayed && api.intake.restart_if_target_failed(&source, id).await? {
         state.wake.wake();
         replayed = false;
     }
@@ -580,8 +601,7 @@ async fn create(
             .into_response(),
         RequestOutcome::Failed { code, reason, .. } => {
             return Err(Failure::Outcome {
-                status: StatusCode::from_u16(code.http_status())
-                    .unwrap_or(StatusCode::UNPROCESSABLE_ENTITY),
+                status: failure_status(code),
                 code: code.as_str().into(),
                 message: public_reason(code, reason),
                 request_id: Some(id),
