@@ -1216,3 +1216,40 @@ async fn a_login_glpi_refuses_is_a_target_error_and_a_resend_after_the_fix_creat
     w.sim.faults().clear();
     w.app.stop().await;
 }
+
+#[tokio::test]
+async fn what_failed_inside_the_help_desk_is_not_told_to_callers() {
+    let w = world().await;
+    // A proxy in front of GLPI answers its own page, naming an inside address.
+    let page = "<html><body><h1>nginx 10.0.0.5</h1><p>403 Forbidden</p></body></html>";
+    w.sim.faults().answer_next(1_000, 403, "text/html", page);
+    let (status, answer) = w
+        .post(
+            KEY,
+            &json!({"requester": {"email": "maria@acme.com.br"}, "description": "Behind nginx"}),
+            Some("proxy-1"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{answer}");
+    assert_eq!(answer["error"]["code"], "target_error");
+    assert!(!answer.to_string().contains("10.0.0.5"), "{answer}");
+    assert!(!answer.to_string().contains("nginx"), "{answer}");
+    let request_id = answer["error"]["request_id"].as_i64().unwrap();
+    let (_, st) = w
+        .get(&format!("/api/v1/tickets/requests/{request_id}"), KEY)
+        .await;
+    assert_eq!(st["code"], "target_error", "{st}");
+    assert!(!st.to_string().contains("10.0.0.5"), "{st}");
+    // The reads too.
+    for path in [
+        "/api/v1/tickets?requester_email=maria@acme.com.br",
+        "/api/v1/tickets/1",
+    ] {
+        let (status, read) = w.get(path, KEY).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{path}: {read}");
+        assert_eq!(read["error"]["code"], "target_error", "{path}: {read}");
+        assert!(!read.to_string().contains("10.0.0.5"), "{path}: {read}");
+    }
+    w.sim.faults().clear();
+    w.app.stop().await;
+}

@@ -177,14 +177,30 @@ fn failure_status(code: FailureCode) -> StatusCode {
 /// (the bridge's credentials or access refused, an answer it cannot read).
 const TARGET_ERROR: &str = "the help desk could not take the request (its settings or the bridge's access to it); the operator can see why; send the request again once it is fixed";
 
-/// A failure's reason as callers see it (see [`UNAVAILABLE`]).
+/// What callers are told of a ticket the help desk refused: its own words
+/// (which may quote its pages or settings) stay in the logs.
+const REFUSED: &str = "the help desk refused the ticket (a category, request type or field it does not accept); the operator can see its reason";
+
+/// What callers of a read are told of a help desk that failed for reasons of
+/// its own.
+const TARGET_ERROR_NOW: &str = "the help desk could not answer (its settings or the bridge's access to it); the operator can see why";
+
+/// A failure's reason as callers see it: the bridge's own words about the
+/// request (a category or tax id that matches nothing, an invalid field), a
+/// fixed text for anything the target said (see [`UNAVAILABLE`]). The code
+/// is what a program reads; the target's words are in the logs and in
+/// `ticketbridge jobs show`.
 fn public_reason(code: FailureCode, reason: String) -> String {
     match code {
         FailureCode::TargetUnavailable => {
             format!("{UNAVAILABLE}: every attempt failed; send the request again to try once more")
         }
         FailureCode::TargetError => TARGET_ERROR.to_owned(),
-        _ => reason,
+        FailureCode::Refused => REFUSED.to_owned(),
+        FailureCode::EntityNotFound
+        | FailureCode::CategoryNotFound
+        | FailureCode::RequesterUnknown
+        | FailureCode::InvalidRequest => reason,
     }
 }
 
@@ -203,12 +219,15 @@ impl From<IntakeError> for Failure {
                     request_id: None,
                 }
             }
-            other => Failure::Outcome {
-                status: StatusCode::BAD_GATEWAY,
-                code: "target_error".into(),
-                message: other.to_string(),
-                request_id: None,
-            },
+            other => {
+                tracing::warn!(error = %other, "intake: the target failed");
+                Failure::Outcome {
+                    status: StatusCode::BAD_GATEWAY,
+                    code: "target_error".into(),
+                    message: TARGET_ERROR_NOW.to_owned(),
+                    request_id: None,
+                }
+            }
         }
     }
 }
