@@ -455,6 +455,8 @@ pub fn validate_value(value: &Value, rules: &Rules) -> Result<ValidRequest, Reje
     }
 
     if !p.invalid.is_empty() {
+        // One answer names every problem, an attachment too large included.
+        p.invalid.extend(p.too_large);
         return Err(Rejection::Invalid(p.invalid));
     }
     if !p.too_large.is_empty() {
@@ -861,6 +863,20 @@ mod tests {
         }))
         .unwrap_err();
         assert!(matches!(err, Rejection::TooLarge(_)), "{err:?}");
+    }
+
+    #[test]
+    fn an_oversized_attachment_is_listed_beside_other_invalid_fields() {
+        let err = check(json!({
+            "requester": {"email": "a@b.co"},
+            "description": "",
+            "attachments": [{"filename": "a.bin", "mime": "application/octet-stream",
+                "content_base64": "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFB"}]
+        }))
+        .unwrap_err();
+        assert!(matches!(err, Rejection::Invalid(_)), "{err:?}");
+        let fields: Vec<&str> = err.fields().iter().map(|f| f.field.as_str()).collect();
+        assert_eq!(fields, ["description", "attachments[0].content_base64"]);
     }
 
     #[test]

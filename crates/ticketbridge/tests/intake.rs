@@ -1253,3 +1253,104 @@ async fn what_failed_inside_the_help_desk_is_not_told_to_callers() {
     w.sim.faults().clear();
     w.app.stop().await;
 }
+
+#[tokio::test]
+async fn one_bad_request_answer_names_every_problem() {
+    let w = world().await;
+    let send = |path: &str, key: Option<&str>, idem: Option<String>, body: Value| {
+        let mut req = w.app.http.post(w.app.url(path)).json(&body);
+        if let Some(key) = key {
+            req = req.header("x-api-key", key);
+        }
+        if let Some(idem) = idem {
+            req = req.header("idempotency-key", idem);
+        }
+        async move {
+            let resp = req.send().await.unwrap();
+            (resp.status(), resp.json::<Value>().await.unwrap())
+        }
+    };
+    let fields = |answer: &Value| -> Vec<String> {
+        answer["error"]["fields"]
+            .as_array()
+            .unwrap_or(&Vec::new())
+            .iter()
+            .map(|f| f["field"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let bad = json!({"requester": {"email": "maria@acme.com.br"}, "description": ""});
+    let (status, answer) = send(
+        "/api/v1/tickets?mode=x",
+        Some(KEY),
+        Some("k".repeat(300)),
+        bad.clone(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["error"]["code"], "invalid_request");
+    let named = fields(&answer);
+    for field in ["mode", "Idempotency-Key", "description"] {
+        assert!(
+            named.iter().any(|f| f == field),
+            "{field} missing: {answer}"
+        );
+    }
+    // A bad key alone is an invalid field like the others.
+    let good = json!({"requester": {"email": "maria@acme.com.br"}, "description": "Fine"});
+    let (status, answer) = send("/api/v1/tickets", Some(KEY), Some(" ".into()), good).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["error"]["code"], "invalid_request");
+    assert_eq!(fields(&answer), ["Idempotency-Key"]);
+    // An oversized attachment is named beside another invalid field.
+    let (status, answer) = send(
+        "/api/v1/tickets",
+        Some(KEY),
+        None,
+        json!({"requester": {"email": "maria@acme.com.br"}, "description": "",
+               "attachments": [{"filename": "a.bin", "mime": "application/octet-stream",
+                                "content_base64": "QUFB".repeat(40)}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(
+        fields(&answer),
+        ["description", "attachments[0].content_base64"]
+    );
+    // The key is checked before the query: without one, 401 whatever the query.
+    let (status, _) = send("/api/v1/tickets?mode=x&mode=y", None, None, bad).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // The list route names every bad parameter too, after the key.
+    let resp = w
+        .app
+        .http
+        .get(
+            w.app
+                .url("/api/v1/tickets?status=bogus&requester_email=nope&requester_phone=12"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let (status, answer) = w
+        .get(
+            "/api/v1/tickets?status=bogus&requester_email=nope&requester_phone=12",
+            KEY,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["error"]["code"], "invalid_request");
+    assert_eq!(
+        fields(&answer),
+        ["status", "requester_email", "requester_phone"]
+    );
+    let (status, answer) = w
+        .get(
+            "/api/v1/tickets?requester_email=maria@acme.com.br&status=open&status=all",
+            KEY,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(fields(&answer), ["status"]);
+    w.app.stop().await;
+}

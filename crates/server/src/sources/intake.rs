@@ -25,7 +25,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -62,15 +62,15 @@ pub fn routes(intake: Arc<Intake>) -> impl Fn(&AppState) -> Router<AppState> + S
         Router::new()
             .route(
                 "/api/v1/tickets",
-                post(move |state, query, headers, body| {
+                post(move |state, RawQuery(query), headers, body| {
                     create(a.clone(), state, None, query, headers, body)
                 })
-                .get(move |query, headers| list(b.clone(), query, headers)),
+                .get(move |RawQuery(query), headers| list(b.clone(), query, headers)),
             )
             .route(
                 "/api/v1/sources/{source}/tickets",
                 post(
-                    move |state, Path(source): Path<String>, query, headers, body| {
+                    move |state, Path(source): Path<String>, RawQuery(query), headers, body| {
                         create(c.clone(), state, Some(source), query, headers, body)
                     },
                 ),
@@ -262,8 +262,52 @@ impl IntoResponse for Failure {
     }
 }
 
+/// 400 `invalid_request` listing `fields`.
+fn invalid_fields(fields: Vec<FieldError>) -> Failure {
+    Failure::Fields {
+        status: StatusCode::BAD_REQUEST,
+        code: "invalid_request",
+        message: Rejection::Invalid(fields.clone()).to_string(),
+        fields,
+    }
+}
+
+/// The query string read into `T` (after the key was checked, so a caller
+/// without a key learns nothing of it). A parameter given twice is a
+/// problem named by the parameter; unknown parameters are ignored.
+fn query_params<T: serde::de::DeserializeOwned + Default>(
+    query: Option<&str>,
+    problems: &mut Vec<FieldError>,
+) -> T {
+    let Some(query) = query else {
+        return T::default();
+    };
+    let pairs: Vec<(String, String)> = match serde_urlencoded::from_str(query) {
+        Ok(pairs) => pairs,
+        Err(_) => {
+            problems.push(FieldError {
+                field: "query".into(),
+                message: "is not a valid query string".into(),
+            });
+            return T::default();
+        }
+    };
+    let mut seen = serde_json::Map::new();
+    for (name, value) in pairs {
+        if seen.contains_key(&name) {
+            problems.push(FieldError {
+                field: name,
+                message: "is given more than once".into(),
+            });
+        } else {
+            seen.insert(name, serde_json::Value::String(value));
+        }
+    }
+    serde_json::from_value(serde_json::Value::Object(seen)).unwrap_or_default()
+}
+
 /// `?mode=`
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct CreateParams {
     /// `async`: answer 202 at once; `wait` (default): wait up to the source's `wait`.
@@ -380,7 +424,7 @@ impl RequestStatus {
 }
 
 /// `GET /api/v1/tickets` query.
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Any spelling; read in the source's default country without a +code.
@@ -442,7 +486,7 @@ async fn create(
     api: Arc<IntakeApi>,
     State(state): State<AppState>,
     named: Option<String>,
-    Query(params): Query<CreateParams>,
+    query: Option<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Failure> {
@@ -452,47 +496,59 @@ async fn create(
     let started = tokio::time::Instant::now();
     let source = api.authenticate(&headers, named.as_deref())?;
     ingest::require_json(&headers, "the ticket")?;
+    // Every problem of the request in one answer: the query, the
+    // Idempotency-Key and each field of the body.
+    let mut problems = Vec::new();
+    let params: CreateParams = query_params(query.as_deref(), &mut problems);
     let wait_mode = match params.mode.as_deref() {
         None | Some("wait") | Some("sync") => true,
         Some("async") => false,
-        Some(other) => {
-            return Err(Failure::Fields {
-                status: StatusCode::BAD_REQUEST,
-                code: "invalid_request",
-                message: format!("unknown mode {other:?}"),
-                fields: vec![FieldError {
-                    field: "mode".into(),
-                    message: "must be wait or async".into(),
-                }],
+        Some(_) => {
+            problems.push(FieldError {
+                field: "mode".into(),
+                message: "must be wait or async".into(),
             });
+            true
         }
     };
-    let request = validate(&body, &source.rules()).map_err(|rejection| {
-        let (status, code) = match rejection {
-            Rejection::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
-            Rejection::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-        };
-        Failure::Fields {
-            status,
-            code,
-            message: rejection.to_string(),
-            fields: rejection.fields().to_vec(),
-        }
-    })?;
-    let dedupe_key = match headers.get("idempotency-key") {
-        Some(value) => {
-            let key = value
-                .to_str()
-                .map_err(|_| ApiError::BadRequest("Idempotency-Key must be ASCII".to_owned()))?
-                .trim();
-            if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY {
-                return Err(ApiError::BadRequest(format!(
-                    "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters"
-                ))
-                .into());
+    let idempotency_key = match headers.get("idempotency-key") {
+        None => None,
+        Some(value) => match value.to_str().map(str::trim) {
+            Ok(key) if !key.is_empty() && key.len() <= MAX_IDEMPOTENCY_KEY => Some(key.to_owned()),
+            Ok(_) => {
+                problems.push(FieldError {
+                    field: "Idempotency-Key".into(),
+                    message: format!("must be 1 to {MAX_IDEMPOTENCY_KEY} characters"),
+                });
+                None
             }
-            format!("key:{key}")
+            Err(_) => {
+                problems.push(FieldError {
+                    field: "Idempotency-Key".into(),
+                    message: "must be printable ASCII".into(),
+                });
+                None
+            }
+        },
+    };
+    let request = match validate(&body, &source.rules()) {
+        Ok(request) if problems.is_empty() => request,
+        Ok(_) => return Err(invalid_fields(problems)),
+        Err(Rejection::TooLarge(fields)) if problems.is_empty() => {
+            return Err(Failure::Fields {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                code: "payload_too_large",
+                message: Rejection::TooLarge(Vec::new()).to_string(),
+                fields,
+            });
         }
+        Err(Rejection::Invalid(fields) | Rejection::TooLarge(fields)) => {
+            problems.extend(fields);
+            return Err(invalid_fields(problems));
+        }
+    };
+    let dedupe_key = match &idempotency_key {
+        Some(key) => format!("key:{key}"),
         None => format!("sha256:{}", hex::encode(Sha256::digest(&body))),
     };
     // With an Idempotency-Key, what the request says is kept beside it, so a
@@ -768,39 +824,39 @@ async fn request_status(
 )]
 async fn list(
     api: Arc<IntakeApi>,
-    Query(params): Query<ListParams>,
+    query: Option<String>,
     headers: HeaderMap,
 ) -> Result<Response, Failure> {
     let source = api.authenticate(&headers, None)?;
     refuse_if_no_reads(&source)?;
+    let mut problems = Vec::new();
+    let params: ListParams = query_params(query.as_deref(), &mut problems);
     let open_only = match params.status.as_deref() {
         None | Some("open") => true,
         Some("all") => false,
         Some(_) => {
-            return Err(Failure::Fields {
-                status: StatusCode::BAD_REQUEST,
-                code: "invalid_request",
-                message: "status must be open or all".into(),
-                fields: vec![FieldError {
-                    field: "status".into(),
-                    message: "must be open or all".into(),
-                }],
+            problems.push(FieldError {
+                field: "status".into(),
+                message: "must be open or all".into(),
             });
+            true
         }
     };
     let lookup = RequesterLookup {
         email: params.requester_email,
         phone: params.requester_phone,
     };
-    let query = lookup.normalised(&source).map_err(|e| Failure::Fields {
-        status: StatusCode::BAD_REQUEST,
-        code: "invalid_request",
-        message: e.to_string(),
-        fields: vec![FieldError {
-            field: e.field.into(),
-            message: e.message.clone(),
-        }],
-    })?;
+    let query = match lookup.normalised(&source) {
+        Ok(query) if problems.is_empty() => query,
+        Ok(_) => return Err(invalid_fields(problems)),
+        Err(errors) => {
+            problems.extend(errors.into_iter().map(|e| FieldError {
+                field: e.field.into(),
+                message: e.message,
+            }));
+            return Err(invalid_fields(problems));
+        }
+    };
     let mut tickets = Vec::new();
     for ticket in source.tickets_of(&query, open_only).await? {
         if api.intake.may_read(&source, ticket.id).await? {
