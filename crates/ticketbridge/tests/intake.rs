@@ -1354,3 +1354,74 @@ async fn one_bad_request_answer_names_every_problem() {
     assert_eq!(fields(&answer), ["status"]);
     w.app.stop().await;
 }
+
+#[tokio::test]
+async fn a_slow_upload_still_gets_its_answer_before_the_server_times_out() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sim = GlpiSim::start(SimConfig::default()).await.unwrap();
+    let (store, _dir) = store::testing::fresh_sqlite().await;
+    // Scaled down: request_timeout 3 s, wait 2 s, an upload of 1.5 s.
+    let toml = format!(
+        r#"
+[server]
+request_timeout = "3s"
+
+[engine]
+max_attempts = 1000
+
+[targets.glpi]
+kind = "glpi"
+url = "{url}"
+app_token = "${{APP}}"
+user_token = "${{USER}}"
+timeout = "5s"
+
+[sources.web]
+kind = "intake"
+target = "glpi"
+api_keys = ["{KEY}"]
+default_entity = 0
+wait = "2s"
+"#,
+        url = sim.base_url()
+    );
+    let env = vec![
+        ("APP".to_string(), sim.app_token()),
+        ("USER".to_string(), sim.user_token("glpi").unwrap()),
+    ];
+    let app = TestApp::spawn(config::load_str(&toml, env).unwrap(), store)
+        .await
+        .unwrap();
+    // GLPI is down: the request waits its whole budget.
+    sim.faults().fail_next(1_000, 503);
+    let body = json!({"requester": {"email": "maria@acme.com.br"}, "description": "Slow upload"})
+        .to_string();
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let head = format!(
+        "POST /api/v1/tickets HTTP/1.1\r\nHost: {}\r\nX-API-Key: {KEY}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        app.addr,
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let started = std::time::Instant::now();
+    let bytes = body.as_bytes();
+    let pieces = 6;
+    let step = bytes.len().div_ceil(pieces);
+    for piece in bytes.chunks(step) {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        stream.write_all(piece).await.unwrap();
+        stream.flush().await.unwrap();
+    }
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    let status_line = answer.lines().next().unwrap_or_default().to_owned();
+    assert!(
+        status_line.contains(" 202 ") || status_line.contains(" 201 "),
+        "{status_line} after {:?}: {answer}",
+        started.elapsed()
+    );
+    assert!(answer.contains("request_id"), "{answer}");
+    sim.faults().clear();
+    app.stop().await;
+}

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -42,8 +42,11 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use crate::auth::ApiKeys;
 use crate::error::ApiError;
 use crate::ingest::{self, Inbound, IngestOutcome};
-use crate::state::AppState;
+use crate::state::{AppState, Arrival};
 
+/// Time kept between the end of a waiting `POST`'s budget and the server's
+/// request timeout, for the answer to be written.
+const ANSWER_MARGIN: std::time::Duration = std::time::Duration::from_millis(500);
 /// Longest accepted `Idempotency-Key`.
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 /// Headers kept with the inbox row.
@@ -62,16 +65,29 @@ pub fn routes(intake: Arc<Intake>) -> impl Fn(&AppState) -> Router<AppState> + S
         Router::new()
             .route(
                 "/api/v1/tickets",
-                post(move |state, RawQuery(query), headers, body| {
-                    create(a.clone(), state, None, query, headers, body)
+                post(move |state, arrival, RawQuery(query), headers, body| {
+                    create(a.clone(), state, arrival, None, query, headers, body)
                 })
                 .get(move |RawQuery(query), headers| list(b.clone(), query, headers)),
             )
             .route(
                 "/api/v1/sources/{source}/tickets",
                 post(
-                    move |state, Path(source): Path<String>, RawQuery(query), headers, body| {
-                        create(c.clone(), state, Some(source), query, headers, body)
+                    move |state,
+                          arrival,
+                          Path(source): Path<String>,
+                          RawQuery(query),
+                          headers,
+                          body| {
+                        create(
+                            c.clone(),
+                            state,
+                            arrival,
+                            Some(source),
+                            query,
+                            headers,
+                            body,
+                        )
                     },
                 ),
             )
@@ -485,16 +501,25 @@ pub struct ErrorDetail {
 async fn create(
     api: Arc<IntakeApi>,
     State(state): State<AppState>,
+    arrival: Option<Extension<Arrival>>,
     named: Option<String>,
     query: Option<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Failure> {
-    // One budget of `wait` for the whole request: the pre-check and the wait
-    // for the ticket share it, so the answer (201, or 202 with the request id)
-    // always comes before the server's own timeout.
-    let started = tokio::time::Instant::now();
+    // One budget of `wait` for the whole request, counted from its arrival
+    // (as the server's timeout is: a slow upload spends it too): the
+    // pre-check and the wait for the ticket share it, so the answer (201, or
+    // 202 with the request id) always comes before the server's own timeout.
+    let started = arrival.map_or_else(tokio::time::Instant::now, |Extension(Arrival(at))| at);
     let source = api.authenticate(&headers, named.as_deref())?;
+    let budget = source.settings.wait.min(
+        state
+            .config
+            .server
+            .request_timeout
+            .saturating_sub(ANSWER_MARGIN),
+    );
     ingest::require_json(&headers, "the ticket")?;
     // Every problem of the request in one answer: the query, the
     // Idempotency-Key and each field of the body.
@@ -571,7 +596,11 @@ async fn create(
             .await
             .map_err(ApiError::from)?;
         match known {
-            None => source.precheck(&request, source.settings.wait).await,
+            None => {
+                source
+                    .precheck(&request, budget.saturating_sub(started.elapsed()))
+                    .await
+            }
             Some(_) => Precheck::NotNeeded,
         }
     };
@@ -635,7 +664,7 @@ async fn create(
         replayed = false;
     }
     let current = if wait_mode {
-        let left = source.settings.wait.saturating_sub(started.elapsed());
+        let left = budget.saturating_sub(started.elapsed());
         api.intake
             .wait_outcome(&source, id, left, !replayed)
             .await?
