@@ -1104,6 +1104,7 @@ async fn the_openapi_document_describes_the_api() {
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     for path in [
         "/api/v1/tickets",
+        "/api/v1/sources/{source}/tickets",
         "/api/v1/tickets/requests/{id}",
         "/api/v1/tickets/{id}",
         "/ping",

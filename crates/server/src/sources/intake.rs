@@ -73,21 +73,8 @@ pub fn routes(intake: Arc<Intake>) -> impl Fn(&AppState) -> Router<AppState> + S
             .route(
                 "/api/v1/sources/{source}/tickets",
                 post(
-                    move |state,
-                          arrival,
-                          Path(source): Path<String>,
-                          RawQuery(query),
-                          headers,
-                          body| {
-                        create(
-                            c.clone(),
-                            state,
-                            arrival,
-                            Some(source),
-                            query,
-                            headers,
-                            body,
-                        )
+                    move |state, arrival, path, RawQuery(query), headers, body| {
+                        create_in_source(c.clone(), state, arrival, path, query, headers, body)
                     },
                 ),
             )
@@ -326,8 +313,25 @@ fn query_params<T: serde::de::DeserializeOwned + Default>(
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct CreateParams {
-    /// `async`: answer 202 at once; `wait` (default): wait up to the source's `wait`.
+    /// `async`: answer 202 at once; `wait` (default, `sync` too): wait up to the source's `wait`.
+    #[param(schema_with = mode_schema)]
     pub mode: Option<String>,
+}
+
+fn mode_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(["wait", "sync", "async"]))
+        .default(Some(json!("wait")))
+        .build()
+}
+
+fn status_filter_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(["open", "all"]))
+        .default(Some(json!("open")))
+        .build()
 }
 
 /// 201: the ticket exists.
@@ -447,12 +451,13 @@ pub struct ListParams {
     pub requester_phone: Option<String>,
     pub requester_email: Option<String>,
     /// `open` (default) or `all`.
+    #[param(schema_with = status_filter_schema)]
     pub status: Option<String>,
 }
 
 /// A requester's tickets, newest first.
 #[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({"tickets": [{"id": 1234, "title": "Printer jammed", "status": "assigned", "updated_at": "2025-05-02 10:11:12", "url": "https://glpi.example.com/front/ticket.form.php?id=1234"}]}))]
+#[schema(example = json!({"tickets": [{"id": 1234, "reference": "1234", "title": "Printer jammed", "status": "assigned", "updated_at": "2025-05-02 10:11:12", "url": "https://glpi.example.com/front/ticket.form.php?id=1234"}]}))]
 pub struct TicketList {
     pub tickets: Vec<intake::TicketSummary>,
 }
@@ -466,8 +471,10 @@ pub struct ErrorAnswer {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
-    /// invalid_request, unauthorized, entity_not_found, category_not_found,
-    /// refused, payload_too_large, unsupported_media_type, not_found, ...
+    /// invalid_request, unauthorized, reads_disabled, not_found,
+    /// entity_not_found, payload_too_large, unsupported_media_type,
+    /// category_not_found, refused, requester_unknown, idempotency_key_reused,
+    /// target_error, target_unavailable, unavailable, timeout, internal.
     pub code: String,
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -483,18 +490,26 @@ pub struct ErrorDetail {
     tag = "tickets",
     params(
         CreateParams,
-        ("Idempotency-Key" = Option<String>, Header, description = "A repeat with the same key returns the same ticket, never a second one (default: the SHA-256 of the body)"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 characters. A repeat with the same key returns the same ticket, never a second one (default: the SHA-256 of the body)"),
     ),
     request_body(content = intake::request::TicketRequest, content_type = "application/json"),
     responses(
-        (status = 201, description = "The ticket was created within the wait", body = CreatedAnswer),
-        (status = 202, description = "Accepted (durable); poll status_url", body = AcceptedAnswer),
-        (status = 400, description = "Every invalid field listed", body = ErrorAnswer),
+        (status = 201, description = "The ticket was created within the wait", body = CreatedAnswer,
+            headers(("Idempotent-Replayed" = String, description = "`true` when this answers a repeat of an earlier request"))),
+        (status = 202, description = "Accepted (durable); poll status_url", body = AcceptedAnswer,
+            headers(
+                ("Location" = String, description = "The status URL (as status_url)"),
+                ("Idempotent-Replayed" = String, description = "`true` when this answers a repeat of an earlier request"),
+            )),
+        (status = 400, description = "invalid_request: every invalid field listed (body fields, `mode`, `Idempotency-Key`)", body = ErrorAnswer),
         (status = 401, description = "Missing or unknown API key", body = ErrorAnswer),
         (status = 404, description = "entity_not_found: the tax id matches no organisation (policy reject)", body = ErrorAnswer),
         (status = 413, description = "Body or an attachment too large", body = ErrorAnswer),
         (status = 415, description = "Not JSON", body = ErrorAnswer),
-        (status = 422, description = "A category or request type the target refuses, or an Idempotency-Key already used for a different request (`idempotency_key_reused`)", body = ErrorAnswer),
+        (status = 422, description = "The target refused the ticket's content (category_not_found, refused, requester_unknown, invalid_request), or an Idempotency-Key already used for a different request (idempotency_key_reused)", body = ErrorAnswer),
+        (status = 502, description = "target_error: the target failed for reasons of its own (credentials, access, an unreadable answer); send again once it is fixed", body = ErrorAnswer),
+        (status = 503, description = "target_unavailable: the target stayed down through every attempt; unavailable: the request could not be stored. Send again after Retry-After", body = ErrorAnswer,
+            headers(("Retry-After" = String, description = "Seconds to wait before sending again"))),
     ),
     security(("api_key" = []), ("bearer" = []))
 )]
@@ -756,6 +771,50 @@ async fn create(
     Ok(response)
 }
 
+/// Create a ticket through the intake source named in the path (the key must
+/// be one of its).
+#[utoipa::path(
+    post,
+    path = "/api/v1/sources/{source}/tickets",
+    tag = "tickets",
+    params(
+        ("source" = String, Path, description = "The intake source's name in the configuration"),
+        CreateParams,
+        ("Idempotency-Key" = Option<String>, Header, description = "As on POST /api/v1/tickets"),
+    ),
+    request_body(content = intake::request::TicketRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The ticket was created within the wait", body = CreatedAnswer,
+            headers(("Idempotent-Replayed" = String, description = "`true` when this answers a repeat of an earlier request"))),
+        (status = 202, description = "Accepted (durable); poll status_url", body = AcceptedAnswer,
+            headers(
+                ("Location" = String, description = "The status URL (as status_url)"),
+                ("Idempotent-Replayed" = String, description = "`true` when this answers a repeat of an earlier request"),
+            )),
+        (status = 400, description = "invalid_request: every invalid field listed", body = ErrorAnswer),
+        (status = 401, description = "Missing or unknown API key, or a key of another source", body = ErrorAnswer),
+        (status = 404, description = "not_found: no intake source has this name (after the key was checked); entity_not_found: the tax id matches no organisation", body = ErrorAnswer),
+        (status = 413, description = "Body or an attachment too large", body = ErrorAnswer),
+        (status = 415, description = "Not JSON", body = ErrorAnswer),
+        (status = 422, description = "As on POST /api/v1/tickets", body = ErrorAnswer),
+        (status = 502, description = "target_error", body = ErrorAnswer),
+        (status = 503, description = "target_unavailable or unavailable; send again after Retry-After", body = ErrorAnswer,
+            headers(("Retry-After" = String, description = "Seconds to wait before sending again"))),
+    ),
+    security(("api_key" = []), ("bearer" = []))
+)]
+async fn create_in_source(
+    api: Arc<IntakeApi>,
+    state: State<AppState>,
+    arrival: Option<Extension<Arrival>>,
+    Path(source): Path<String>,
+    query: Option<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Failure> {
+    create(api, state, arrival, Some(source), query, headers, body).await
+}
+
 /// Inbox header entry holding [`request_fingerprint`] of a keyed request.
 const FINGERPRINT_HEADER: &str = "ticketbridge-request-sha256";
 
@@ -817,6 +876,7 @@ async fn refuse_reused_key(state: &AppState, id: i64, fingerprint: &str) -> Resu
         (status = 200, description = "queued, created or failed", body = RequestStatus),
         (status = 401, body = ErrorAnswer),
         (status = 404, description = "No such request for this source", body = ErrorAnswer),
+        (status = 503, description = "unavailable: the store cannot be read; send again after Retry-After", body = ErrorAnswer),
     ),
     security(("api_key" = []), ("bearer" = []))
 )]
@@ -844,10 +904,12 @@ async fn request_status(
     params(ListParams),
     responses(
         (status = 200, body = TicketList),
-        (status = 400, description = "Neither requester_phone nor requester_email, or invalid", body = ErrorAnswer),
+        (status = 400, description = "invalid_request: neither requester_phone nor requester_email, or every invalid parameter listed", body = ErrorAnswer),
         (status = 401, body = ErrorAnswer),
         (status = 403, description = "reads_disabled: the source has reads = \"none\"", body = ErrorAnswer),
-        (status = 503, description = "The target is unavailable", body = ErrorAnswer),
+        (status = 502, description = "target_error: the target failed for reasons of its own", body = ErrorAnswer),
+        (status = 503, description = "target_unavailable: the target is not answering; send again after Retry-After", body = ErrorAnswer,
+            headers(("Retry-After" = String, description = "Seconds to wait before sending again"))),
     ),
     security(("api_key" = []), ("bearer" = []))
 )]
@@ -906,6 +968,9 @@ async fn list(
         (status = 401, body = ErrorAnswer),
         (status = 403, description = "reads_disabled: the source has reads = \"none\"", body = ErrorAnswer),
         (status = 404, description = "No such ticket, or not one this source may read (reads = \"own\")", body = ErrorAnswer),
+        (status = 502, description = "target_error: the target failed for reasons of its own", body = ErrorAnswer),
+        (status = 503, description = "target_unavailable: the target is not answering; send again after Retry-After", body = ErrorAnswer,
+            headers(("Retry-After" = String, description = "Seconds to wait before sending again"))),
     ),
     security(("api_key" = []), ("bearer" = []))
 )]
@@ -978,7 +1043,7 @@ impl utoipa::Modify for Security {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "ticketbridge intake API", description = "Tickets from web forms, voice agents and automation tools."),
-    paths(create, request_status, list, one_ticket, ping),
+    paths(create, create_in_source, request_status, list, one_ticket, ping),
     components(schemas(
         intake::request::TicketRequest,
         intake::request::RequesterInput,
