@@ -1426,3 +1426,23 @@ wait = "2s"
     sim.faults().clear();
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_key_is_checked_before_the_source_named_in_the_path() {
+    let w = world().await;
+    let body = json!({"requester": {"email": "maria@acme.com.br"}, "description": "x"});
+    // Without a valid key nothing tells which sources exist.
+    for path in [
+        "/api/v1/sources/nope/tickets",
+        "/api/v1/sources/web/tickets",
+    ] {
+        let (status, answer) = w.post_to(path, "no-such-key", &body, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}: {answer}");
+    }
+    // With one, an unknown source is a 404.
+    let (status, answer) = w
+        .post_to("/api/v1/sources/nope/tickets", KEY, &body, None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
+    w.app.stop().await;
+}

@@ -105,30 +105,37 @@ impl IntakeApi {
         IntakeApi { intake, keys }
     }
 
-    /// The source whose key the request carries (401 otherwise).
+    /// The source whose key the request carries (401 otherwise). With a
+    /// source `named` in the path, the key must be one of its; the key is
+    /// checked first, so a caller without a valid key learns nothing of which
+    /// sources exist (401, never 404).
     fn authenticate(
         &self,
         headers: &HeaderMap,
         named: Option<&str>,
     ) -> Result<Arc<Source>, ApiError> {
-        if let Some(name) = named
-            && self.intake.source(name).is_none()
-        {
-            return Err(ApiError::NotFound(format!(
-                "no intake source named {name:?}"
-            )));
-        }
         let mut last = ApiError::Unauthorized("invalid API key".to_owned());
+        let mut found = None;
+        // Every source's keys are tried, so timing does not tell which matched.
         for (source, keys) in &self.keys {
-            if named.is_some_and(|n| n != source.name) {
-                continue;
-            }
             match keys.check(headers) {
-                Ok(()) => return Ok(source.clone()),
+                Ok(()) => {
+                    found.get_or_insert_with(|| source.clone());
+                }
                 Err(e) => last = e,
             }
         }
-        Err(last)
+        let Some(source) = found else {
+            return Err(last);
+        };
+        match named {
+            None => Ok(source),
+            Some(name) if name == source.name => Ok(source),
+            Some(name) if self.intake.source(name).is_none() => Err(ApiError::NotFound(format!(
+                "no intake source named {name:?}"
+            ))),
+            Some(_) => Err(ApiError::Unauthorized("invalid API key".to_owned())),
+        }
     }
 }
 
