@@ -554,14 +554,18 @@ wait = "8s"
             .await
             .unwrap();
         let status = resp.status();
-        (status, resp.json::<Value>().await.unwrap())
+        let headers = resp.headers().clone();
+        (status, resp.json::<Value>().await.unwrap(), headers)
     };
 
-    // Down through both attempts: the request fails as unavailable.
+    // Down through both attempts: the request fails as unavailable, and the
+    // answer says when to try again.
     sim.faults().fail_next(1_000, 503);
-    let (status, first) = send().await;
+    let (status, first, headers) = send().await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{first}");
     assert_eq!(first["error"]["code"], "target_unavailable");
+    assert_eq!(headers["retry-after"], "30");
+    assert!(headers.get("idempotent-replayed").is_none());
     // What failed inside (addresses, GLPI's error page) is not told.
     assert_eq!(
         first["error"]["message"],
@@ -571,9 +575,13 @@ wait = "8s"
 
     // GLPI is back; the caller tries again, as a 503 invites it to.
     sim.faults().clear();
-    let (status, second) = send().await;
+    let (status, second, headers) = send().await;
     assert_eq!(status, StatusCode::CREATED, "{second}");
     assert_eq!(second["request_id"], request_id, "the same request");
+    assert_eq!(
+        headers["idempotent-replayed"], "true",
+        "a repeat, restarted"
+    );
     let tickets: Vec<_> = sim
         .tickets()
         .into_iter()
@@ -582,7 +590,7 @@ wait = "8s"
     assert_eq!(tickets.len(), 1);
     assert_eq!(second["ticket_id"].as_u64(), Some(tickets[0].id));
     // And from then on it is a plain repeat.
-    let (status, third) = send().await;
+    let (status, third, _) = send().await;
     assert_eq!(status, StatusCode::CREATED, "{third}");
     assert_eq!(third["ticket_id"], second["ticket_id"]);
     app.stop().await;

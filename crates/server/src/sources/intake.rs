@@ -47,6 +47,8 @@ use crate::state::{AppState, Arrival};
 /// Time kept between the end of a waiting `POST`'s budget and the server's
 /// request timeout, for the answer to be written.
 const ANSWER_MARGIN: std::time::Duration = std::time::Duration::from_millis(500);
+/// `Retry-After` (seconds) of a 503 `target_unavailable`.
+const TARGET_RETRY_AFTER: &str = "30";
 /// Longest accepted `Idempotency-Key`.
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 /// Headers kept with the inbox row.
@@ -266,7 +268,15 @@ impl IntoResponse for Failure {
                 if let Some(id) = request_id {
                     error["request_id"] = json!(id);
                 }
-                (status, Json(json!({ "error": error }))).into_response()
+                let mut response = (status, Json(json!({ "error": error }))).into_response();
+                if status == StatusCode::SERVICE_UNAVAILABLE {
+                    // The help desk is down: say when trying again is worth it.
+                    response.headers_mut().insert(
+                        header::RETRY_AFTER,
+                        HeaderValue::from_static(TARGET_RETRY_AFTER),
+                    );
+                }
+                response
             }
         }
     }
@@ -675,12 +685,14 @@ async fn create(
     }
     let outcome = accepted?;
     let id = outcome.inbox_id();
-    let mut replayed = outcome.is_duplicate();
+    // A repeat is answered with `Idempotent-Replayed`, a restarted one too.
+    let repeat = outcome.is_duplicate();
+    let mut replayed = repeat;
     if replayed && let Some(fingerprint) = &fingerprint {
         refuse_reused_key(&state, id, fingerprint).await?;
     }
-    // A repeat of a request that failed only because the target stayed down
-    // is a new try, answered like a new request.
+    // A repeat of a request that failed because of the target is a new try,
+    // waited for like a new request.
     if replayed && api.intake.restart_if_target_failed(&source, id).await? {
         state.wake.wake();
         replayed = false;
@@ -726,12 +738,19 @@ async fn create(
         )
             .into_response(),
         RequestOutcome::Failed { code, reason, .. } => {
-            return Err(Failure::Outcome {
+            let mut failed = Failure::Outcome {
                 status: failure_status(code),
                 code: code.as_str().into(),
                 message: public_reason(code, reason),
                 request_id: Some(id),
-            });
+            }
+            .into_response();
+            if repeat {
+                failed
+                    .headers_mut()
+                    .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            }
+            return Ok(failed);
         }
         other => {
             let (ticket_id, ticket_ref) = match other {
@@ -770,7 +789,7 @@ async fn create(
             accepted
         }
     };
-    if replayed {
+    if repeat {
         response
             .headers_mut()
             .insert("idempotent-replayed", HeaderValue::from_static("true"));
