@@ -1454,3 +1454,107 @@ async fn the_key_is_checked_before_the_source_named_in_the_path() {
     assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
     w.app.stop().await;
 }
+
+#[tokio::test]
+async fn async_mode_calls_nothing_on_the_request_path_and_its_202_has_a_location() {
+    let w = world().await;
+    // GLPI answers slowly: a route that called it would take over a second.
+    w.sim.faults().set_latency(Duration::from_millis(1_500));
+    w.sim.reset_counters();
+    let started = std::time::Instant::now();
+    // An unknown CNPJ under policy reject: a waiting POST checks it on the
+    // request path (404); an async one does not call GLPI and answers 202.
+    let resp = w
+        .app
+        .http
+        .post(w.app.url("/api/v1/tickets?mode=async"))
+        .header("x-api-key", KEY)
+        .json(&json!({"requester": {"email": "maria@acme.com.br"},
+                      "organisation": {"tax_id": "11.111.111/0001-11"},
+                      "description": "Async, unknown CNPJ"}))
+        .send()
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    let searches: u64 = w
+        .sim
+        .calls_by_endpoint()
+        .iter()
+        .filter(|(endpoint, _)| endpoint.contains("search"))
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    assert_eq!(searches, 0, "{:?}", w.sim.calls_by_endpoint());
+    let location = resp.headers()["location"].to_str().unwrap().to_owned();
+    let answer: Value = resp.json().await.unwrap();
+    assert_eq!(answer["status_url"], json!(location));
+    assert!(location.ends_with(&format!(
+        "/api/v1/tickets/requests/{}",
+        answer["request_id"]
+    )));
+    // The job decides instead.
+    w.sim.faults().clear();
+    let id = answer["request_id"].as_i64().unwrap();
+    let failed = wait_for("the job's verdict", Duration::from_secs(20), || async {
+        let (_, st) = w.get(&format!("/api/v1/tickets/requests/{id}"), KEY).await;
+        (st["status"] == "failed").then_some(st)
+    })
+    .await
+    .unwrap();
+    assert_eq!(failed["code"], "entity_not_found");
+    w.app.stop().await;
+}
+
+#[tokio::test]
+async fn documented_details_hold() {
+    let w = world().await;
+    // JSON with a charset is JSON.
+    let resp = w
+        .app
+        .http
+        .post(w.app.url("/api/v1/tickets"))
+        .header("x-api-key", KEY)
+        .header("content-type", "application/json; charset=utf-8")
+        .body(
+            json!({"requester": {"email": "maria@acme.com.br"}, "description": "With charset"})
+                .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+
+    // A phone that matches nobody, no email, creating requesters off.
+    let (status, answer) = w
+        .post(
+            STRICT_KEY,
+            &json!({"requester": {"phone": "+55 21 90000-0000"}, "description": "Who am I"}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert_eq!(answer["error"]["code"], "requester_unknown");
+    assert!(w.sim.tickets().iter().all(|t| t.name != "Who am I"));
+
+    // More files than max_attachments (10 by default).
+    let files: Vec<Value> = (0..11)
+        .map(|i| json!({"filename": format!("f{i}.txt"), "mime": "text/plain", "content_base64": "aGk="}))
+        .collect();
+    let (status, answer) = w
+        .post(
+            KEY,
+            &json!({"requester": {"email": "maria@acme.com.br"}, "description": "Many files",
+                    "attachments": files}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["error"]["fields"][0]["field"], "attachments");
+
+    // /ping for the callers that expect it.
+    let resp = w.app.http.get(w.app.url("/ping")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.text().await.unwrap(), "pong");
+    w.app.stop().await;
+}
