@@ -252,10 +252,42 @@ pub fn glpi_error(target: &str, err: GlpiError) -> HelpdeskError {
             target: target.to_string(),
             what: message,
         },
+        other if is_target_side(&other) => HelpdeskError::Failed {
+            target: target.to_string(),
+            reason: other.to_string(),
+        },
         other => HelpdeskError::Refused {
             target: target.to_string(),
             reason: other.to_string(),
         },
+    }
+}
+
+/// A non-retryable GLPI failure that is about GLPI or the bridge's access to
+/// it (credentials, API client, rights of the API user, an unreadable or
+/// oversized answer, settings), not about what was asked: the same request
+/// may succeed once an operator has fixed it.
+fn is_target_side(err: &GlpiError) -> bool {
+    match err {
+        GlpiError::Config(_)
+        | GlpiError::InvalidResponse { .. }
+        | GlpiError::ResponseTooLarge { .. }
+        | GlpiError::Generic { .. }
+        | GlpiError::NotAllowedIp { .. }
+        | GlpiError::AppTokenMissing { .. }
+        | GlpiError::WrongAppToken { .. }
+        | GlpiError::LoginParametersMissing { .. }
+        | GlpiError::CredentialsLoginDisabled { .. }
+        | GlpiError::UserTokenRejected { .. }
+        | GlpiError::LoginRejected { .. }
+        | GlpiError::SessionMissing { .. }
+        | GlpiError::RightMissing { .. }
+        | GlpiError::MethodNotAllowed { .. }
+        | GlpiError::UnknownItemtype { .. }
+        | GlpiError::Sql { .. }
+        | GlpiError::SwitchRefused { .. } => true,
+        GlpiError::Other { status, .. } => matches!(status, 401 | 403 | 405 | 407),
+        _ => false,
     }
 }
 

@@ -279,6 +279,14 @@ pub enum HelpdeskError {
     /// category): retrying the same call cannot help.
     #[error("{target} refused: {reason}")]
     Refused { target: String, reason: String },
+    /// The target failed for reasons of its own, not because of what was
+    /// asked: credentials or API access refused (a rotated token, an IP not
+    /// allowed, the API disabled), an answer that cannot be read (a proxy's
+    /// error page, an answer over the size limit), a setting that cannot
+    /// work. Retrying at once cannot help; the same call may succeed once an
+    /// operator has fixed the target or the bridge's settings.
+    #[error("{target} failed: {reason}")]
+    Failed { target: String, reason: String },
     /// The object asked for does not exist (or is not visible).
     #[error("{target}: {what} not found")]
     NotFound { target: String, what: String },
@@ -305,9 +313,9 @@ impl From<HelpdeskError> for engine::JobError {
                 reason,
                 retry_after,
             },
-            HelpdeskError::Refused { .. } | HelpdeskError::NotFound { .. } => {
-                engine::JobError::Permanent { reason }
-            }
+            HelpdeskError::Refused { .. }
+            | HelpdeskError::Failed { .. }
+            | HelpdeskError::NotFound { .. } => engine::JobError::Permanent { reason },
         }
     }
 }

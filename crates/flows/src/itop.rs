@@ -94,12 +94,38 @@ pub fn itop_error(target: &str, err: ItopError) -> HelpdeskError {
             reason: err.to_string(),
             retry_after: None,
         }
+    } else if is_target_side(&err) {
+        HelpdeskError::Failed {
+            target: target.to_string(),
+            reason: err.to_string(),
+        }
     } else {
         HelpdeskError::Refused {
             target: target.to_string(),
             reason: err.to_string(),
         }
     }
+}
+
+/// A non-retryable iTop failure that is about iTop or the bridge's access to
+/// it (credentials, REST profile, API version, an unreadable or oversized
+/// answer, settings), not about what was asked.
+fn is_target_side(err: &ItopError) -> bool {
+    matches!(
+        err,
+        ItopError::Unauthorized { .. }
+            | ItopError::MissingVersion { .. }
+            | ItopError::MissingJson { .. }
+            | ItopError::InvalidJson { .. }
+            | ItopError::MissingAuthUser { .. }
+            | ItopError::MissingAuthPwd { .. }
+            | ItopError::UnsupportedVersion { .. }
+            | ItopError::UnknownOperation { .. }
+            | ItopError::Http { .. }
+            | ItopError::ResponseTooLarge { .. }
+            | ItopError::InvalidResponse(_)
+            | ItopError::Config(_)
+    )
 }
 
 /// 1 (very low) .. 5 (very high) → iTop urgency 4 (low) .. 1 (critical).

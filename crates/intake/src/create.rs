@@ -57,10 +57,17 @@ enum Trouble {
 
 impl From<HelpdeskError> for Trouble {
     fn from(error: HelpdeskError) -> Self {
-        if error.is_retryable() {
-            Trouble::Retry(error.into())
-        } else {
-            Trouble::Final(failed(FailureCode::Refused, error.to_string()))
+        match error {
+            HelpdeskError::Unavailable { .. } => Trouble::Retry(error.into()),
+            // Credentials, access, an unreadable answer: the target's fault, not
+            // the request's. Final for this attempt (an operator must act), and
+            // the caller's resend starts the request again.
+            HelpdeskError::Failed { .. } => {
+                Trouble::Final(failed(FailureCode::TargetError, error.to_string()))
+            }
+            HelpdeskError::Refused { .. } | HelpdeskError::NotFound { .. } => {
+                Trouble::Final(failed(FailureCode::Refused, error.to_string()))
+            }
         }
     }
 }

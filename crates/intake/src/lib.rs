@@ -355,24 +355,27 @@ impl Intake {
         }
     }
 
-    /// Start request `id` of `source` again when it failed only because the
-    /// target stayed unavailable through every attempt: the caller sent it
-    /// again, and a 503 that stays a 503 for ever would make retrying useless.
-    /// Its dead job is revived (a revived job looks for a ticket an earlier
-    /// attempt may have made before creating one) and the failure forgotten.
-    /// True when the request was started again.
-    pub async fn restart_if_unavailable(
+    /// Start request `id` of `source` again when it failed because of the
+    /// target, not of what it asked ([`FailureCode::is_target_side`]: the
+    /// target stayed unavailable through every attempt, or refused the
+    /// bridge's credentials or answered something unreadable): the caller
+    /// sent it again, and a 5xx that stays a 5xx for ever would make retrying
+    /// useless once the target is fixed. Its dead job is revived (a revived
+    /// job looks for a ticket an earlier attempt may have made before
+    /// creating one) and the failure forgotten. True when the request was
+    /// started again.
+    pub async fn restart_if_target_failed(
         &self,
         source: &Source,
         id: i64,
     ) -> Result<bool, IntakeError> {
-        let Some(RequestOutcome::Failed {
-            code: FailureCode::TargetUnavailable,
-            ..
-        }) = self.final_outcome(source, id).await?
+        let Some(RequestOutcome::Failed { code, .. }) = self.final_outcome(source, id).await?
         else {
             return Ok(false);
         };
+        if !code.is_target_side() {
+            return Ok(false);
+        }
         let Some(inbox) = self.store.inbox(id).await? else {
             return Ok(false);
         };
@@ -395,7 +398,7 @@ impl Intake {
         }
         self.store.kv_delete(NAMESPACE, &id.to_string()).await?;
         self.waiters.forget(id);
-        tracing::info!(source = %source.name, request = id, "request sent again after the target stayed unavailable: started again");
+        tracing::info!(source = %source.name, request = id, code = code.as_str(), "request sent again after the target failed: started again");
         Ok(true)
     }
 

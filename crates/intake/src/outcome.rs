@@ -15,7 +15,8 @@ pub enum FailureCode {
     EntityNotFound,
     /// The category name matched no category.
     CategoryNotFound,
-    /// The target refused the ticket (unknown category or request type, rights...).
+    /// The target refused the ticket's content (unknown category or request
+    /// type, a field it finds invalid...).
     Refused,
     /// Only a phone was given, it matched nobody and creating requesters is off.
     RequesterUnknown,
@@ -23,21 +24,13 @@ pub enum FailureCode {
     InvalidRequest,
     /// The target stayed unavailable through every attempt.
     TargetUnavailable,
+    /// The target failed for reasons of its own (credentials or API access
+    /// refused, an unreadable answer, its settings), not because of the
+    /// request: an operator must act, then the request can be sent again.
+    TargetError,
 }
 
 impl FailureCode {
-    /// The HTTP status a waiting caller gets for this failure.
-    pub fn http_status(self) -> u16 {
-        match self {
-            FailureCode::EntityNotFound => 404,
-            FailureCode::CategoryNotFound
-            | FailureCode::Refused
-            | FailureCode::RequesterUnknown
-            | FailureCode::InvalidRequest => 422,
-            FailureCode::TargetUnavailable => 503,
-        }
-    }
-
     pub fn as_str(self) -> &'static str {
         match self {
             FailureCode::EntityNotFound => "entity_not_found",
@@ -46,7 +39,18 @@ impl FailureCode {
             FailureCode::RequesterUnknown => "requester_unknown",
             FailureCode::InvalidRequest => "invalid_request",
             FailureCode::TargetUnavailable => "target_unavailable",
+            FailureCode::TargetError => "target_error",
         }
+    }
+
+    /// The request failed because of the target, not of what it asked: the
+    /// caller sending it again starts it again
+    /// ([`crate::Intake::restart_if_target_failed`]).
+    pub fn is_target_side(self) -> bool {
+        matches!(
+            self,
+            FailureCode::TargetUnavailable | FailureCode::TargetError
+        )
     }
 }
 

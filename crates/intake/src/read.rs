@@ -61,8 +61,9 @@ pub struct LookupError {
 }
 
 impl RequesterLookup {
-    /// Checks and normalises (phone to E.164 in the source's default country).
-    pub fn normalised(&self, source: &Source) -> Result<PersonQuery, LookupError> {
+    /// Checks and normalises (phone to E.164 in the source's default country);
+    /// every problem at once.
+    pub fn normalised(&self, source: &Source) -> Result<PersonQuery, Vec<LookupError>> {
         let email = self
             .email
             .as_deref()
@@ -74,33 +75,41 @@ impl RequesterLookup {
             .map(str::trim)
             .filter(|p| !p.is_empty());
         if email.is_none() && phone.is_none() {
-            return Err(LookupError {
+            return Err(vec![LookupError {
                 field: "requester_phone",
                 message: "give requester_phone or requester_email".into(),
-            });
+            }]);
         }
+        let mut problems = Vec::new();
         let email = match email {
             Some(e) if valid_email(e) => Some(e.to_lowercase()),
             Some(_) => {
-                return Err(LookupError {
+                problems.push(LookupError {
                     field: "requester_email",
                     message: "is not a valid email address".into(),
                 });
+                None
             }
             None => None,
         };
         let phone = match phone {
-            Some(p) => Some(
-                normalize_phone(p, Some(&source.settings.default_country)).map_err(|e| {
-                    LookupError {
+            Some(p) => match normalize_phone(p, Some(&source.settings.default_country)) {
+                Ok(phone) => Some(phone),
+                Err(e) => {
+                    problems.push(LookupError {
                         field: "requester_phone",
                         message: e.to_string(),
-                    }
-                })?,
-            ),
+                    });
+                    None
+                }
+            },
             None => None,
         };
-        Ok(PersonQuery { email, phone })
+        if problems.is_empty() {
+            Ok(PersonQuery { email, phone })
+        } else {
+            Err(problems)
+        }
     }
 }
 

@@ -12,8 +12,9 @@ use base64::Engine as _;
 use flows::helpdesk::{Attachment, TicketKind};
 use flows::identity::{normalize_phone, tax_id_digits};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Value, json};
 use utoipa::ToSchema;
+use utoipa::openapi::schema::{Object, ObjectBuilder, SchemaType, Type};
 
 /// Longest title GLPI keeps comfortably in lists.
 pub const MAX_TITLE: usize = 255;
@@ -23,8 +24,9 @@ pub const DERIVED_TITLE: usize = 70;
 pub const MAX_DESCRIPTION: usize = 65_000;
 /// Most `extra` fields.
 pub const MAX_EXTRA_FIELDS: usize = 50;
-
-/// A request to open a ticket.
+/// A request to open a ticket. A field sent as `null` or a blank string
+/// counts as left out. Unknown fields are refused (400, by name): put custom
+/// ones under `extra`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({
     "requester": {"name": "Maria Souza", "email": "maria@acme.com.br", "phone": "(11) 98765-4321"},
@@ -39,38 +41,45 @@ pub struct TicketRequest {
     pub requester: RequesterInput,
     /// Which organisation (GLPI entity) the ticket is for; default: the
     /// source's `default_entity`.
-    #[serde(default, alias = "organization")]
+    #[serde(default)]
     pub organisation: Option<OrganisationInput>,
+    /// The same as `organisation` (either spelling; not both).
+    #[serde(default)]
+    pub organization: Option<OrganisationInput>,
     /// Optional: derived from the description's first line (≤ 70 characters).
     #[serde(default)]
+    #[schema(max_length = 255)]
     pub title: Option<String>,
-    /// Plain text; lines are kept.
+    /// Plain text; lines are kept. Required (not blank).
+    #[schema(max_length = 65000)]
     pub description: String,
     #[serde(default)]
     pub category: Option<CategoryInput>,
     #[serde(default)]
+    #[schema(schema_with = urgency_schema)]
     pub urgency: Option<UrgencyInput>,
-    /// `incident` (default) or `request`.
     #[serde(default, rename = "type")]
+    #[schema(schema_with = kind_schema)]
     pub kind: Option<String>,
     /// Free-form fields shown in the ticket as a table (e.g. a remote-access id).
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = extra_schema)]
     pub extra: Option<BTreeMap<String, Value>>,
     #[serde(default)]
-    pub attachments: Vec<AttachmentInput>,
+    pub attachments: Option<Vec<AttachmentInput>>,
 }
 
 /// Who asks. At least an email or a phone.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct RequesterInput {
     #[serde(default)]
+    #[schema(max_length = 255)]
     pub name: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 254)]
     pub email: Option<String>,
-    /// Any common spelling; read in the source's `default_country` when it
-    /// has no country code.
     #[serde(default)]
+    #[schema(schema_with = phone_schema)]
     pub phone: Option<String>,
 }
 
@@ -79,8 +88,10 @@ pub struct RequesterInput {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct OrganisationInput {
     #[serde(default)]
+    #[schema(schema_with = tax_id_schema)]
     pub tax_id: Option<String>,
     #[serde(default)]
+    #[schema(schema_with = entity_id_schema)]
     pub entity_id: Option<i64>,
 }
 
@@ -103,11 +114,91 @@ pub enum UrgencyInput {
 /// A file, base64-encoded.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct AttachmentInput {
+    /// A plain file name (no path).
+    #[schema(max_length = 255)]
     pub filename: String,
-    /// MIME type, e.g. `image/png`.
-    pub mime: String,
-    /// Standard base64 (padding optional).
+    /// MIME type, e.g. `image/png`. May be left out when `content_base64` is
+    /// a data URI (`data:image/png;base64,…`), which names the type.
+    #[serde(default)]
+    pub mime: Option<String>,
+    /// Standard base64 (padding optional, line breaks ignored) or a data URI.
     pub content_base64: String,
+}
+
+/// OpenAPI: what the validator takes where several JSON types are read.
+fn any_of(types: &[Type]) -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(types.iter().cloned().collect::<SchemaType>())
+}
+
+fn urgency_schema() -> Object {
+    any_of(&[Type::Integer, Type::String, Type::Null])
+        .minimum(Some(1))
+        .maximum(Some(5))
+        .description(Some(
+            "1 (very low) to 5 (very high), as a number or in a string, or one of very_low, \
+             low, medium, high, very_high (any case; `normal` and `critical` too)",
+        ))
+        .examples([json!(4), json!("high")])
+        .build()
+}
+
+fn kind_schema() -> Object {
+    any_of(&[Type::String, Type::Integer, Type::Null])
+        .pattern(Some(
+            r"^\s*([Ii][Nn][Cc][Ii][Dd][Ee][Nn][Tt]|[Rr][Ee][Qq][Uu][Ee][Ss][Tt]|1|2)?\s*$",
+        ))
+        .minimum(Some(1))
+        .maximum(Some(2))
+        .description(Some(
+            "`incident` (default) or `request` (any case), or GLPI's numbers 1 (incident) and 2 (request)",
+        ))
+        .examples([json!("incident"), json!(2)])
+        .build()
+}
+
+fn phone_schema() -> Object {
+    any_of(&[Type::String, Type::Number, Type::Null])
+        .max_length(Some(64))
+        .description(Some(
+            "Any common spelling, or digits as a number; read in the source's `default_country` \
+             without a +code",
+        ))
+        .examples([json!("(11) 98765-4321"), json!("+5511987654321")])
+        .build()
+}
+
+fn tax_id_schema() -> Object {
+    any_of(&[Type::String, Type::Number, Type::Null])
+        .max_length(Some(64))
+        .description(Some(
+            "5 to 20 digits, any punctuation (a CNPJ such as 12.345.678/0001-90). Send it as a \
+             string: a JSON number loses a leading zero",
+        ))
+        .examples([json!("12.345.678/0001-90")])
+        .build()
+}
+
+fn extra_schema() -> Object {
+    any_of(&[Type::Object, Type::String, Type::Null])
+        .pattern(Some(r"^\s*$"))
+        .max_properties(Some(MAX_EXTRA_FIELDS))
+        .description(Some(
+            "Free-form fields shown in the ticket as a table (e.g. a remote-access id): name → \
+             text, number or yes/no. A blank string counts as none",
+        ))
+        .examples([json!({"AnyDesk ID": "123 456 789", "Floor": 2})])
+        .build()
+}
+
+fn entity_id_schema() -> Object {
+    any_of(&[Type::Integer, Type::String, Type::Null])
+        .minimum(Some(0))
+        .pattern(Some(r"^\s*[0-9]*\s*$"))
+        .description(Some(
+            "An entity id (0 or more), as a number or digits in a string",
+        ))
+        .examples([json!(3)])
+        .build()
 }
 
 /// One invalid field.
@@ -189,6 +280,59 @@ impl Problems {
             message: message.into(),
         });
     }
+}
+
+/// Bodies the validator accepts (with at most 16 bytes per attachment), the
+/// spellings its tests try: the OpenAPI document's schema must take each of
+/// them too, which the server's tests check.
+#[doc(hidden)]
+pub fn accepted_examples() -> Vec<Value> {
+    vec![
+        json!({
+            "requester": {"name": "Maria", "email": "Maria@Acme.com", "phone": "(11) 98765-4321"},
+            "organization": {"tax_id": "12.345.678/0001-90"},
+            "description": "Printer jammed\nerror E-203",
+            "category": "Printers",
+            "urgency": "very_high",
+            "type": "request",
+            "extra": {"AnyDesk": "1 2 3", "Floor": 2, "VIP": true},
+            "attachments": [{"filename": "a.txt", "mime": "text/plain", "content_base64": "aGVsbG8"}]
+        }),
+        json!({
+            "requester": {"name": "", "email": "", "phone": "11987654321"},
+            "organisation": {"tax_id": "", "entity_id": "3"},
+            "title": " ",
+            "description": "Printer jammed",
+            "category": "",
+            "urgency": "",
+            "type": 2,
+            "extra": "",
+            "attachments": [{"filename": "a.png", "content_base64": "data:image/png;base64,aGVsbG8="}]
+        }),
+        json!({
+            "requester": {"email": "a@b.co"},
+            "description": "x",
+            "attachments": [{"filename": "a.txt", "mime": "text/plain", "content_base64": "data:application/octet-stream;base64,aGk="}]
+        }),
+        json!({
+            "requester": {"name": null, "phone": 11987654321_i64},
+            "organisation": {"tax_id": 12345678000190_i64, "entity_id": 0},
+            "title": null,
+            "description": "Numbers where strings are usual",
+            "category": 7,
+            "urgency": 5,
+            "type": "Incident",
+            "extra": null,
+            "attachments": null
+        }),
+        json!({
+            "requester": {"email": "a@b.co"},
+            "organisation": null,
+            "description": "Wrapped base64",
+            "urgency": "3",
+            "type": "1"
+        }),
+    ]
 }
 
 /// Validates a JSON body; lists every invalid field.
@@ -455,6 +599,8 @@ pub fn validate_value(value: &Value, rules: &Rules) -> Result<ValidRequest, Reje
     }
 
     if !p.invalid.is_empty() {
+        // One answer names every problem, an attachment too large included.
+        p.invalid.extend(p.too_large);
         return Err(Rejection::Invalid(p.invalid));
     }
     if !p.too_large.is_empty() {
@@ -556,8 +702,10 @@ fn attachment(p: &mut Problems, i: usize, item: &Value, rules: &Rules) -> Option
         Some(Value::String(_)) => {
             let s = encoded.unwrap_or_default();
             // Worst-case decoded size from the text length, checked before
-            // decoding so a huge string costs nothing.
-            let estimate = s.len() / 4 * 3;
+            // decoding so a huge string costs nothing. Line breaks and spaces
+            // (base64 wrapped at 76 columns, CRLF) carry no data.
+            let significant = s.bytes().filter(|b| !b.is_ascii_whitespace()).count();
+            let estimate = significant / 4 * 3;
             if estimate > rules.max_attachment_bytes + 3 {
                 p.too_large.push(FieldError {
                     field: at("content_base64"),
@@ -861,6 +1009,42 @@ mod tests {
         }))
         .unwrap_err();
         assert!(matches!(err, Rejection::TooLarge(_)), "{err:?}");
+    }
+
+    #[test]
+    fn an_oversized_attachment_is_listed_beside_other_invalid_fields() {
+        let err = check(json!({
+            "requester": {"email": "a@b.co"},
+            "description": "",
+            "attachments": [{"filename": "a.bin", "mime": "application/octet-stream",
+                "content_base64": "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFB"}]
+        }))
+        .unwrap_err();
+        assert!(matches!(err, Rejection::Invalid(_)), "{err:?}");
+        let fields: Vec<&str> = err.fields().iter().map(|f| f.field.as_str()).collect();
+        assert_eq!(fields, ["description", "attachments[0].content_base64"]);
+    }
+
+    #[test]
+    fn the_accepted_examples_are_accepted() {
+        for example in accepted_examples() {
+            assert!(check(example.clone()).is_ok(), "{example}");
+        }
+    }
+
+    #[test]
+    fn wrapped_base64_is_measured_without_its_line_breaks() {
+        // 16 bytes (the limit here) in base64, wrapped every 4 characters with
+        // CRLF as mail tools and `base64 -b` do: 36 characters, 24 of them data.
+        let wrapped = "QUFB\r\nQUFB\r\nQUFB\r\nQUFB\r\nQUFB\r\nQQ==";
+        let r = check(json!({
+            "requester": {"email": "a@b.co"},
+            "description": "x",
+            "attachments": [{"filename": "a.bin", "mime": "application/octet-stream",
+                "content_base64": wrapped}]
+        }))
+        .unwrap();
+        assert_eq!(r.attachments[0].bytes, b"AAAAAAAAAAAAAAAA");
     }
 
     #[test]

@@ -34,7 +34,7 @@ use crate::ingest::Writer;
 use crate::metrics;
 use crate::routes;
 use crate::sources;
-use crate::state::{AppState, Wake};
+use crate::state::{AppState, Arrival, Wake};
 
 /// Headers never written to logs.
 const SENSITIVE_HEADERS: [&str; 7] = [
@@ -261,6 +261,8 @@ pub fn router(config: Config, deps: Dependencies) -> (Router, AppState) {
             StatusCode::REQUEST_TIMEOUT,
             server.request_timeout,
         ))
+        // Outside the timeout: the moment its clock starts, before the body.
+        .layer(middleware::from_fn(stamp_arrival))
         .layer(CatchPanicLayer::custom(error::panic_response))
         .layer(middleware::from_fn_with_state(
             server.body_limit,
@@ -277,6 +279,14 @@ pub fn router(config: Config, deps: Dependencies) -> (Router, AppState) {
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state.clone());
     (app, state)
+}
+
+/// Records when the request arrived ([`Arrival`]).
+async fn stamp_arrival(mut request: Request, next: middleware::Next) -> axum::response::Response {
+    request
+        .extensions_mut()
+        .insert(Arrival(tokio::time::Instant::now()));
+    next.run(request).await
 }
 
 async fn method_not_allowed() -> ApiError {

@@ -9,7 +9,7 @@
 use axum::http::{HeaderMap, header};
 use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
@@ -40,7 +40,7 @@ impl ApiKeys {
         // Compare against every key so timing does not reveal which one matched.
         let mut matched = subtle::Choice::from(0u8);
         for key in &self.0 {
-            matched |= key.expose_secret().as_bytes().ct_eq(presented.as_bytes());
+            matched |= same_secret(key.expose_secret(), presented);
         }
         if bool::from(matched) && !self.0.is_empty() {
             Ok(())
@@ -48,6 +48,16 @@ impl ApiKeys {
             Err(ApiError::Unauthorized("invalid API key".to_owned()))
         }
     }
+}
+
+/// Whether two secrets are equal, in time that depends on neither: their
+/// SHA-256 digests (always 32 bytes) are compared in constant time, so not
+/// even the expected secret's length shows (comparing the texts themselves
+/// stops at once when the lengths differ).
+fn same_secret(expected: &str, presented: &str) -> subtle::Choice {
+    let expected = Sha256::digest(expected.as_bytes());
+    let presented = Sha256::digest(presented.as_bytes());
+    expected.as_slice().ct_eq(presented.as_slice())
 }
 
 fn presented_key(headers: &HeaderMap) -> Option<&str> {
@@ -83,7 +93,7 @@ pub fn verify_hmac_sha256(
 pub fn check_url_token(expected: &[SecretString], presented: &str) -> Result<(), ApiError> {
     let mut matched = subtle::Choice::from(0u8);
     for token in expected {
-        matched |= token.expose_secret().as_bytes().ct_eq(presented.as_bytes());
+        matched |= same_secret(token.expose_secret(), presented);
     }
     if bool::from(matched) && !expected.is_empty() {
         Ok(())
@@ -145,6 +155,14 @@ mod tests {
         );
         assert!(verify_hmac_sha256(&secret, b"what do ya want for nothing!", sig).is_err());
         assert!(verify_hmac_sha256(&secret, b"x", "zz").is_err());
+    }
+
+    #[test]
+    fn secrets_are_compared_whole_whatever_their_lengths() {
+        assert!(bool::from(same_secret("new-key", "new-key")));
+        for other in ["", "n", "new-ke", "new-key ", "new-key-but-much-longer"] {
+            assert!(!bool::from(same_secret("new-key", other)), "{other}");
+        }
     }
 
     #[test]

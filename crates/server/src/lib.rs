@@ -79,4 +79,4 @@ mod state;
 pub use ::config;
 pub use app::{Application, Dependencies, ServerError, SourceRoutes, router};
 pub use error::ApiError;
-pub use state::{AppState, Wake};
+pub use state::{AppState, Arrival, Wake};

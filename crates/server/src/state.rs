@@ -45,3 +45,9 @@ pub struct AppState {
     /// When `/metrics` last counted jobs in the store (see `routes::health`).
     pub(crate) jobs_counted: Arc<tokio::sync::Mutex<Option<std::time::Instant>>>,
 }
+
+/// When the request reached the server, before its body was read: set by a
+/// layer around the request timeout, so a handler that promises an answer
+/// before that timeout (the intake API's `wait`) counts the upload too.
+#[derive(Clone, Copy, Debug)]
+pub struct Arrival(pub tokio::time::Instant);

@@ -24,13 +24,19 @@ pub(crate) struct FaultState {
     pub(crate) lose_answers: Option<(String, u64)>,
     /// Endpoint key (`"GET /Ticket/:id"`) and how many of its calls to refuse with 403.
     pub(crate) refuse: Option<(String, u64)>,
+    /// How many requests get [`FaultState::raw_answer`] instead of being served.
+    pub(crate) raw_next: u64,
+    /// Status, content type and body answered by [`Faults::answer_next`].
+    pub(crate) raw_answer: Option<(u16, String, String)>,
 }
 
 /// What the server must do with one incoming request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Verdict {
     Serve,
     Fail(u16),
+    /// Answer this status, content type and body without serving the request.
+    Raw(u16, String, String),
     Drop,
 }
 
@@ -54,6 +60,15 @@ impl Faults {
         let mut s = self.inner.lock();
         s.fail_next = n;
         s.fail_status = status;
+    }
+
+    /// Answer the next `n` requests with `status`, `content_type` and `body` as
+    /// they are, without carrying them out: what a proxy or web server in front
+    /// of GLPI answers (an HTML error page, an empty 403...).
+    pub fn answer_next(&self, n: u64, status: u16, content_type: &str, body: &str) {
+        let mut s = self.inner.lock();
+        s.raw_next = n;
+        s.raw_answer = Some((status, content_type.to_owned(), body.to_owned()));
     }
 
     /// Close the connection of the next `n` requests without sending any response.
@@ -133,6 +148,12 @@ impl Faults {
         if s.fail_next > 0 {
             s.fail_next -= 1;
             return Verdict::Fail(s.fail_status);
+        }
+        if s.raw_next > 0
+            && let Some((status, content_type, body)) = s.raw_answer.clone()
+        {
+            s.raw_next -= 1;
+            return Verdict::Raw(status, content_type, body);
         }
         Verdict::Serve
     }

@@ -158,6 +158,15 @@ async fn serve(shared: Arc<Shared>, kill: CancellationToken, req: Request<Body>)
     {
         tokio::time::sleep(*latency).await;
     }
+    if let Verdict::Raw(status, content_type, body) = &verdict {
+        let mut r = Response::new(Body::from(body.clone()));
+        *r.status_mut() =
+            StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if let Ok(value) = HeaderValue::from_str(content_type) {
+            r.headers_mut().insert("content-type", value);
+        }
+        return r;
+    }
     if let Verdict::Fail(status) = verdict {
         let mut r = Response::new(Body::from(r#"["ERROR","Injected fault (simulator)"]"#));
         *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -345,6 +354,19 @@ impl RunningSim {
         let st = self.shared.state.lock();
         let id = st.user_by_login(login)?.int("id");
         st.api_tokens.get(&id).cloned()
+    }
+
+    /// Give the user `login` a new API token (`None`: a fresh random one), as an
+    /// administrator revoking or regenerating it does: logins with the old one
+    /// are refused with `ERROR_GLPI_LOGIN_USER_TOKEN`. False when no such user.
+    pub fn set_user_token(&self, login: &str, token: Option<&str>) -> bool {
+        let mut st = self.shared.state.lock();
+        let Some(id) = st.user_by_login(login).map(|u| u.int("id")) else {
+            return false;
+        };
+        let token = token.map_or_else(|| crate::config::random_hex(40), str::to_owned);
+        st.api_tokens.insert(id, token);
+        true
     }
 
     pub fn faults(&self) -> &Faults {

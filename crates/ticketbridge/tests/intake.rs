@@ -554,14 +554,18 @@ wait = "8s"
             .await
             .unwrap();
         let status = resp.status();
-        (status, resp.json::<Value>().await.unwrap())
+        let headers = resp.headers().clone();
+        (status, resp.json::<Value>().await.unwrap(), headers)
     };
 
-    // Down through both attempts: the request fails as unavailable.
+    // Down through both attempts: the request fails as unavailable, and the
+    // answer says when to try again.
     sim.faults().fail_next(1_000, 503);
-    let (status, first) = send().await;
+    let (status, first, headers) = send().await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{first}");
     assert_eq!(first["error"]["code"], "target_unavailable");
+    assert_eq!(headers["retry-after"], "30");
+    assert!(headers.get("idempotent-replayed").is_none());
     // What failed inside (addresses, GLPI's error page) is not told.
     assert_eq!(
         first["error"]["message"],
@@ -571,9 +575,13 @@ wait = "8s"
 
     // GLPI is back; the caller tries again, as a 503 invites it to.
     sim.faults().clear();
-    let (status, second) = send().await;
+    let (status, second, headers) = send().await;
     assert_eq!(status, StatusCode::CREATED, "{second}");
     assert_eq!(second["request_id"], request_id, "the same request");
+    assert_eq!(
+        headers["idempotent-replayed"], "true",
+        "a repeat, restarted"
+    );
     let tickets: Vec<_> = sim
         .tickets()
         .into_iter()
@@ -582,7 +590,7 @@ wait = "8s"
     assert_eq!(tickets.len(), 1);
     assert_eq!(second["ticket_id"].as_u64(), Some(tickets[0].id));
     // And from then on it is a plain repeat.
-    let (status, third) = send().await;
+    let (status, third, _) = send().await;
     assert_eq!(status, StatusCode::CREATED, "{third}");
     assert_eq!(third["ticket_id"], second["ticket_id"]);
     app.stop().await;
@@ -1104,6 +1112,7 @@ async fn the_openapi_document_describes_the_api() {
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     for path in [
         "/api/v1/tickets",
+        "/api/v1/sources/{source}/tickets",
         "/api/v1/tickets/requests/{id}",
         "/api/v1/tickets/{id}",
         "/ping",
@@ -1141,5 +1150,411 @@ async fn tickets_are_created_on_postgres_too() {
     let t = w.ticket(&a1);
     assert_eq!(t.entities_id, w.entity);
     assert_eq!(w.sim.tickets().len(), 1);
+    w.app.stop().await;
+}
+
+/// Waits until the store holds `n` dead jobs.
+async fn dead_letters(app: &TestApp, n: usize) {
+    wait_for("the dead letters", Duration::from_secs(20), || async {
+        let dead = app
+            .store
+            .jobs(&store::JobFilter {
+                status: Some(store::JobStatus::Dead),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        (dead.len() >= n).then_some(())
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_login_glpi_refuses_is_a_target_error_and_a_resend_after_the_fix_creates_the_ticket() {
+    let w = world().await;
+    let token = w.sim.user_token("glpi").unwrap();
+    // An administrator regenerated the API user's token: every login is refused
+    // with ERROR_GLPI_LOGIN_USER_TOKEN. Not the caller's fault: a 5xx, which
+    // n8n and voice platforms retry, never a 422.
+    assert!(w.sim.set_user_token("glpi", Some("regenerated")));
+    w.sim.expire_all_sessions();
+    let body = json!({"requester": {"email": "maria@acme.com.br"}, "description": "Token rotated"});
+    let (status, first) = w.post(KEY, &body, Some("rot-1")).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{first}");
+    assert_eq!(first["error"]["code"], "target_error");
+    let request_id = first["error"]["request_id"].as_i64().unwrap();
+    let (_, st) = w
+        .get(&format!("/api/v1/tickets/requests/{request_id}"), KEY)
+        .await;
+    assert_eq!(
+        (&st["status"], &st["code"]),
+        (&json!("failed"), &json!("target_error")),
+        "{st}"
+    );
+    dead_letters(&w.app, 1).await;
+
+    // The operator puts the new token in the configuration (here: the old one
+    // back); the caller sends the same request again and gets its ticket.
+    assert!(w.sim.set_user_token("glpi", Some(&token)));
+    let (status, second) = w.post(KEY, &body, Some("rot-1")).await;
+    assert_eq!(status, StatusCode::CREATED, "{second}");
+    assert_eq!(second["request_id"], json!(request_id), "the same request");
+    let same: Vec<_> = w
+        .sim
+        .tickets()
+        .into_iter()
+        .filter(|t| t.name == "Token rotated")
+        .collect();
+    assert_eq!(same.len(), 1, "{same:?}");
+    assert_eq!(second["ticket_id"].as_u64(), Some(same[0].id));
+
+    // A proxy's HTML page (4xx) is the target's trouble too, not a refusal.
+    w.sim
+        .faults()
+        .answer_next(1_000, 403, "text/html", "<h1>403 Forbidden</h1>");
+    let (status, answer) = w
+        .post(
+            KEY,
+            &json!({"requester": {"email": "maria@acme.com.br"}, "description": "Behind a proxy"}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{answer}");
+    assert_eq!(answer["error"]["code"], "target_error");
+    w.sim.faults().clear();
+    w.app.stop().await;
+}
+
+#[tokio::test]
+async fn what_failed_inside_the_help_desk_is_not_told_to_callers() {
+    let w = world().await;
+    // A proxy in front of GLPI answers its own page, naming an inside address.
+    let page = "<html><body><h1>nginx 10.0.0.5</h1><p>403 Forbidden</p></body></html>";
+    w.sim.faults().answer_next(1_000, 403, "text/html", page);
+    let (status, answer) = w
+        .post(
+            KEY,
+            &json!({"requester": {"email": "maria@acme.com.br"}, "description": "Behind nginx"}),
+            Some("proxy-1"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{answer}");
+    assert_eq!(answer["error"]["code"], "target_error");
+    assert!(!answer.to_string().contains("10.0.0.5"), "{answer}");
+    assert!(!answer.to_string().contains("nginx"), "{answer}");
+    let request_id = answer["error"]["request_id"].as_i64().unwrap();
+    let (_, st) = w
+        .get(&format!("/api/v1/tickets/requests/{request_id}"), KEY)
+        .await;
+    assert_eq!(st["code"], "target_error", "{st}");
+    assert!(!st.to_string().contains("10.0.0.5"), "{st}");
+    // The reads too.
+    for path in [
+        "/api/v1/tickets?requester_email=maria@acme.com.br",
+        "/api/v1/tickets/1",
+    ] {
+        let (status, read) = w.get(path, KEY).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{path}: {read}");
+        assert_eq!(read["error"]["code"], "target_error", "{path}: {read}");
+        assert!(!read.to_string().contains("10.0.0.5"), "{path}: {read}");
+    }
+    w.sim.faults().clear();
+    w.app.stop().await;
+}
+
+#[tokio::test]
+async fn one_bad_request_answer_names_every_problem() {
+    let w = world().await;
+    let send = |path: &str, key: Option<&str>, idem: Option<String>, body: Value| {
+        let mut req = w.app.http.post(w.app.url(path)).json(&body);
+        if let Some(key) = key {
+            req = req.header("x-api-key", key);
+        }
+        if let Some(idem) = idem {
+            req = req.header("idempotency-key", idem);
+        }
+        async move {
+            let resp = req.send().await.unwrap();
+            (resp.status(), resp.json::<Value>().await.unwrap())
+        }
+    };
+    let fields = |answer: &Value| -> Vec<String> {
+        answer["error"]["fields"]
+            .as_array()
+            .unwrap_or(&Vec::new())
+            .iter()
+            .map(|f| f["field"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let bad = json!({"requester": {"email": "maria@acme.com.br"}, "description": ""});
+    let (status, answer) = send(
+        "/api/v1/tickets?mode=x",
+        Some(KEY),
+        Some("k".repeat(300)),
+        bad.clone(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["error"]["code"], "invalid_request");
+    let named = fields(&answer);
+    for field in ["mode", "Idempotency-Key", "description"] {
+        assert!(
+            named.iter().any(|f| f == field),
+            "{field} missing: {answer}"
+        );
+    }
+    // A bad key alone is an invalid field like the others.
+    let good = json!({"requester": {"email": "maria@acme.com.br"}, "description": "Fine"});
+    let (status, answer) = send("/api/v1/tickets", Some(KEY), Some(" ".into()), good).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["error"]["code"], "invalid_request");
+    assert_eq!(fields(&answer), ["Idempotency-Key"]);
+    // An oversized attachment is named beside another invalid field.
+    let (status, answer) = send(
+        "/api/v1/tickets",
+        Some(KEY),
+        None,
+        json!({"requester": {"email": "maria@acme.com.br"}, "description": "",
+               "attachments": [{"filename": "a.bin", "mime": "application/octet-stream",
+                                "content_base64": "QUFB".repeat(40)}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(
+        fields(&answer),
+        ["description", "attachments[0].content_base64"]
+    );
+    // The key is checked before the query: without one, 401 whatever the query.
+    let (status, _) = send("/api/v1/tickets?mode=x&mode=y", None, None, bad).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // The list route names every bad parameter too, after the key.
+    let resp = w
+        .app
+        .http
+        .get(
+            w.app
+                .url("/api/v1/tickets?status=bogus&requester_email=nope&requester_phone=12"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let (status, answer) = w
+        .get(
+            "/api/v1/tickets?status=bogus&requester_email=nope&requester_phone=12",
+            KEY,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["error"]["code"], "invalid_request");
+    assert_eq!(
+        fields(&answer),
+        ["status", "requester_email", "requester_phone"]
+    );
+    let (status, answer) = w
+        .get(
+            "/api/v1/tickets?requester_email=maria@acme.com.br&status=open&status=all",
+            KEY,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(fields(&answer), ["status"]);
+    w.app.stop().await;
+}
+
+#[tokio::test]
+async fn a_slow_upload_still_gets_its_answer_before_the_server_times_out() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sim = GlpiSim::start(SimConfig::default()).await.unwrap();
+    let (store, _dir) = store::testing::fresh_sqlite().await;
+    // Scaled down: request_timeout 3 s, wait 2 s, an upload of 1.5 s.
+    let toml = format!(
+        r#"
+[server]
+request_timeout = "3s"
+
+[engine]
+max_attempts = 1000
+
+[targets.glpi]
+kind = "glpi"
+url = "{url}"
+app_token = "${{APP}}"
+user_token = "${{USER}}"
+timeout = "5s"
+
+[sources.web]
+kind = "intake"
+target = "glpi"
+api_keys = ["{KEY}"]
+default_entity = 0
+wait = "2s"
+"#,
+        url = sim.base_url()
+    );
+    let env = vec![
+        ("APP".to_string(), sim.app_token()),
+        ("USER".to_string(), sim.user_token("glpi").unwrap()),
+    ];
+    let app = TestApp::spawn(config::load_str(&toml, env).unwrap(), store)
+        .await
+        .unwrap();
+    // GLPI is down: the request waits its whole budget.
+    sim.faults().fail_next(1_000, 503);
+    let body = json!({"requester": {"email": "maria@acme.com.br"}, "description": "Slow upload"})
+        .to_string();
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let head = format!(
+        "POST /api/v1/tickets HTTP/1.1\r\nHost: {}\r\nX-API-Key: {KEY}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        app.addr,
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let started = std::time::Instant::now();
+    let bytes = body.as_bytes();
+    let pieces = 6;
+    let step = bytes.len().div_ceil(pieces);
+    for piece in bytes.chunks(step) {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        stream.write_all(piece).await.unwrap();
+        stream.flush().await.unwrap();
+    }
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    let status_line = answer.lines().next().unwrap_or_default().to_owned();
+    assert!(
+        status_line.contains(" 202 ") || status_line.contains(" 201 "),
+        "{status_line} after {:?}: {answer}",
+        started.elapsed()
+    );
+    assert!(answer.contains("request_id"), "{answer}");
+    sim.faults().clear();
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_key_is_checked_before_the_source_named_in_the_path() {
+    let w = world().await;
+    let body = json!({"requester": {"email": "maria@acme.com.br"}, "description": "x"});
+    // Without a valid key nothing tells which sources exist.
+    for path in [
+        "/api/v1/sources/nope/tickets",
+        "/api/v1/sources/web/tickets",
+    ] {
+        let (status, answer) = w.post_to(path, "no-such-key", &body, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}: {answer}");
+    }
+    // With one, an unknown source is a 404.
+    let (status, answer) = w
+        .post_to("/api/v1/sources/nope/tickets", KEY, &body, None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
+    w.app.stop().await;
+}
+
+#[tokio::test]
+async fn async_mode_calls_nothing_on_the_request_path_and_its_202_has_a_location() {
+    let w = world().await;
+    // GLPI answers slowly: a route that called it would take over a second.
+    w.sim.faults().set_latency(Duration::from_millis(1_500));
+    w.sim.reset_counters();
+    let started = std::time::Instant::now();
+    // An unknown CNPJ under policy reject: a waiting POST checks it on the
+    // request path (404); an async one does not call GLPI and answers 202.
+    let resp = w
+        .app
+        .http
+        .post(w.app.url("/api/v1/tickets?mode=async"))
+        .header("x-api-key", KEY)
+        .json(&json!({"requester": {"email": "maria@acme.com.br"},
+                      "organisation": {"tax_id": "11.111.111/0001-11"},
+                      "description": "Async, unknown CNPJ"}))
+        .send()
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    let searches: u64 = w
+        .sim
+        .calls_by_endpoint()
+        .iter()
+        .filter(|(endpoint, _)| endpoint.contains("search"))
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    assert_eq!(searches, 0, "{:?}", w.sim.calls_by_endpoint());
+    let location = resp.headers()["location"].to_str().unwrap().to_owned();
+    let answer: Value = resp.json().await.unwrap();
+    assert_eq!(answer["status_url"], json!(location));
+    assert!(location.ends_with(&format!(
+        "/api/v1/tickets/requests/{}",
+        answer["request_id"]
+    )));
+    // The job decides instead.
+    w.sim.faults().clear();
+    let id = answer["request_id"].as_i64().unwrap();
+    let failed = wait_for("the job's verdict", Duration::from_secs(20), || async {
+        let (_, st) = w.get(&format!("/api/v1/tickets/requests/{id}"), KEY).await;
+        (st["status"] == "failed").then_some(st)
+    })
+    .await
+    .unwrap();
+    assert_eq!(failed["code"], "entity_not_found");
+    w.app.stop().await;
+}
+
+#[tokio::test]
+async fn documented_details_hold() {
+    let w = world().await;
+    // JSON with a charset is JSON.
+    let resp = w
+        .app
+        .http
+        .post(w.app.url("/api/v1/tickets"))
+        .header("x-api-key", KEY)
+        .header("content-type", "application/json; charset=utf-8")
+        .body(
+            json!({"requester": {"email": "maria@acme.com.br"}, "description": "With charset"})
+                .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+
+    // A phone that matches nobody, no email, creating requesters off.
+    let (status, answer) = w
+        .post(
+            STRICT_KEY,
+            &json!({"requester": {"phone": "+55 21 90000-0000"}, "description": "Who am I"}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert_eq!(answer["error"]["code"], "requester_unknown");
+    assert!(w.sim.tickets().iter().all(|t| t.name != "Who am I"));
+
+    // More files than max_attachments (10 by default).
+    let files: Vec<Value> = (0..11)
+        .map(|i| json!({"filename": format!("f{i}.txt"), "mime": "text/plain", "content_base64": "aGk="}))
+        .collect();
+    let (status, answer) = w
+        .post(
+            KEY,
+            &json!({"requester": {"email": "maria@acme.com.br"}, "description": "Many files",
+                    "attachments": files}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["error"]["fields"][0]["field"], "attachments");
+
+    // /ping for the callers that expect it.
+    let resp = w.app.http.get(w.app.url("/ping")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.text().await.unwrap(), "pong");
     w.app.stop().await;
 }

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -42,8 +42,13 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use crate::auth::ApiKeys;
 use crate::error::ApiError;
 use crate::ingest::{self, Inbound, IngestOutcome};
-use crate::state::AppState;
+use crate::state::{AppState, Arrival};
 
+/// Time kept between the end of a waiting `POST`'s budget and the server's
+/// request timeout, for the answer to be written.
+const ANSWER_MARGIN: std::time::Duration = std::time::Duration::from_millis(500);
+/// `Retry-After` (seconds) of a 503 `target_unavailable`.
+const TARGET_RETRY_AFTER: &str = "30";
 /// Longest accepted `Idempotency-Key`.
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 /// Headers kept with the inbox row.
@@ -62,16 +67,16 @@ pub fn routes(intake: Arc<Intake>) -> impl Fn(&AppState) -> Router<AppState> + S
         Router::new()
             .route(
                 "/api/v1/tickets",
-                post(move |state, query, headers, body| {
-                    create(a.clone(), state, None, query, headers, body)
+                post(move |state, arrival, RawQuery(query), headers, body| {
+                    create(a.clone(), state, arrival, None, query, headers, body)
                 })
-                .get(move |query, headers| list(b.clone(), query, headers)),
+                .get(move |RawQuery(query), headers| list(b.clone(), query, headers)),
             )
             .route(
                 "/api/v1/sources/{source}/tickets",
                 post(
-                    move |state, Path(source): Path<String>, query, headers, body| {
-                        create(c.clone(), state, Some(source), query, headers, body)
+                    move |state, arrival, path, RawQuery(query), headers, body| {
+                        create_in_source(c.clone(), state, arrival, path, query, headers, body)
                     },
                 ),
             )
@@ -102,30 +107,37 @@ impl IntakeApi {
         IntakeApi { intake, keys }
     }
 
-    /// The source whose key the request carries (401 otherwise).
+    /// The source whose key the request carries (401 otherwise). With a
+    /// source `named` in the path, the key must be one of its; the key is
+    /// checked first, so a caller without a valid key learns nothing of which
+    /// sources exist (401, never 404).
     fn authenticate(
         &self,
         headers: &HeaderMap,
         named: Option<&str>,
     ) -> Result<Arc<Source>, ApiError> {
-        if let Some(name) = named
-            && self.intake.source(name).is_none()
-        {
-            return Err(ApiError::NotFound(format!(
-                "no intake source named {name:?}"
-            )));
-        }
         let mut last = ApiError::Unauthorized("invalid API key".to_owned());
+        let mut found = None;
+        // Every source's keys are tried, so timing does not tell which matched.
         for (source, keys) in &self.keys {
-            if named.is_some_and(|n| n != source.name) {
-                continue;
-            }
             match keys.check(headers) {
-                Ok(()) => return Ok(source.clone()),
+                Ok(()) => {
+                    found.get_or_insert_with(|| source.clone());
+                }
                 Err(e) => last = e,
             }
         }
-        Err(last)
+        let Some(source) = found else {
+            return Err(last);
+        };
+        match named {
+            None => Ok(source),
+            Some(name) if name == source.name => Ok(source),
+            Some(name) if self.intake.source(name).is_none() => Err(ApiError::NotFound(format!(
+                "no intake source named {name:?}"
+            ))),
+            Some(_) => Err(ApiError::Unauthorized("invalid API key".to_owned())),
+        }
     }
 }
 
@@ -157,13 +169,50 @@ impl From<ApiError> for Failure {
 /// and in `ticketbridge jobs show`.
 const UNAVAILABLE: &str = "the help desk is not answering right now";
 
-/// A failure's reason as callers see it (see [`UNAVAILABLE`]).
+/// The HTTP status a waiting caller gets for a request that ended without a
+/// ticket: 4xx for what the request asked (the caller must change it), 5xx
+/// for the target's own trouble (the same request may succeed later, and
+/// sending it again starts it again).
+fn failure_status(code: FailureCode) -> StatusCode {
+    match code {
+        FailureCode::EntityNotFound => StatusCode::NOT_FOUND,
+        FailureCode::CategoryNotFound
+        | FailureCode::Refused
+        | FailureCode::RequesterUnknown
+        | FailureCode::InvalidRequest => StatusCode::UNPROCESSABLE_ENTITY,
+        FailureCode::TargetError => StatusCode::BAD_GATEWAY,
+        FailureCode::TargetUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+/// What callers are told of a help desk that failed for reasons of its own
+/// (the bridge's credentials or access refused, an answer it cannot read).
+const TARGET_ERROR: &str = "the help desk could not take the request (its settings or the bridge's access to it); the operator can see why; send the request again once it is fixed";
+
+/// What callers are told of a ticket the help desk refused: its own words
+/// (which may quote its pages or settings) stay in the logs.
+const REFUSED: &str = "the help desk refused the ticket (a category, request type or field it does not accept); the operator can see its reason";
+
+/// What callers of a read are told of a help desk that failed for reasons of
+/// its own.
+const TARGET_ERROR_NOW: &str = "the help desk could not answer (its settings or the bridge's access to it); the operator can see why";
+
+/// A failure's reason as callers see it: the bridge's own words about the
+/// request (a category or tax id that matches nothing, an invalid field), a
+/// fixed text for anything the target said (see [`UNAVAILABLE`]). The code
+/// is what a program reads; the target's words are in the logs and in
+/// `ticketbridge jobs show`.
 fn public_reason(code: FailureCode, reason: String) -> String {
     match code {
         FailureCode::TargetUnavailable => {
             format!("{UNAVAILABLE}: every attempt failed; send the request again to try once more")
         }
-        _ => reason,
+        FailureCode::TargetError => TARGET_ERROR.to_owned(),
+        FailureCode::Refused => REFUSED.to_owned(),
+        FailureCode::EntityNotFound
+        | FailureCode::CategoryNotFound
+        | FailureCode::RequesterUnknown
+        | FailureCode::InvalidRequest => reason,
     }
 }
 
@@ -182,12 +231,15 @@ impl From<IntakeError> for Failure {
                     request_id: None,
                 }
             }
-            other => Failure::Outcome {
-                status: StatusCode::BAD_GATEWAY,
-                code: "target_error".into(),
-                message: other.to_string(),
-                request_id: None,
-            },
+            other => {
+                tracing::warn!(error = %other, "intake: the target failed");
+                Failure::Outcome {
+                    status: StatusCode::BAD_GATEWAY,
+                    code: "target_error".into(),
+                    message: TARGET_ERROR_NOW.to_owned(),
+                    request_id: None,
+                }
+            }
         }
     }
 }
@@ -216,18 +268,87 @@ impl IntoResponse for Failure {
                 if let Some(id) = request_id {
                     error["request_id"] = json!(id);
                 }
-                (status, Json(json!({ "error": error }))).into_response()
+                let mut response = (status, Json(json!({ "error": error }))).into_response();
+                if status == StatusCode::SERVICE_UNAVAILABLE {
+                    // The help desk is down: say when trying again is worth it.
+                    response.headers_mut().insert(
+                        header::RETRY_AFTER,
+                        HeaderValue::from_static(TARGET_RETRY_AFTER),
+                    );
+                }
+                response
             }
         }
     }
 }
 
+/// 400 `invalid_request` listing `fields`.
+fn invalid_fields(fields: Vec<FieldError>) -> Failure {
+    Failure::Fields {
+        status: StatusCode::BAD_REQUEST,
+        code: "invalid_request",
+        message: Rejection::Invalid(fields.clone()).to_string(),
+        fields,
+    }
+}
+
+/// The query string read into `T` (after the key was checked, so a caller
+/// without a key learns nothing of it). A parameter given twice is a
+/// problem named by the parameter; unknown parameters are ignored.
+fn query_params<T: serde::de::DeserializeOwned + Default>(
+    query: Option<&str>,
+    problems: &mut Vec<FieldError>,
+) -> T {
+    let Some(query) = query else {
+        return T::default();
+    };
+    let pairs: Vec<(String, String)> = match serde_urlencoded::from_str(query) {
+        Ok(pairs) => pairs,
+        Err(_) => {
+            problems.push(FieldError {
+                field: "query".into(),
+                message: "is not a valid query string".into(),
+            });
+            return T::default();
+        }
+    };
+    let mut seen = serde_json::Map::new();
+    for (name, value) in pairs {
+        if seen.contains_key(&name) {
+            problems.push(FieldError {
+                field: name,
+                message: "is given more than once".into(),
+            });
+        } else {
+            seen.insert(name, serde_json::Value::String(value));
+        }
+    }
+    serde_json::from_value(serde_json::Value::Object(seen)).unwrap_or_default()
+}
+
 /// `?mode=`
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct CreateParams {
-    /// `async`: answer 202 at once; `wait` (default): wait up to the source's `wait`.
+    /// `async`: answer 202 at once; `wait` (default, `sync` too): wait up to the source's `wait`.
+    #[param(schema_with = mode_schema)]
     pub mode: Option<String>,
+}
+
+fn mode_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(["wait", "sync", "async"]))
+        .default(Some(json!("wait")))
+        .build()
+}
+
+fn status_filter_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(["open", "all"]))
+        .default(Some(json!("open")))
+        .build()
 }
 
 /// 201: the ticket exists.
@@ -279,7 +400,7 @@ pub struct RequestStatus {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// When failed: entity_not_found, category_not_found, refused, requester_unknown,
-    /// invalid_request or target_unavailable.
+    /// invalid_request, target_error or target_unavailable.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -340,19 +461,20 @@ impl RequestStatus {
 }
 
 /// `GET /api/v1/tickets` query.
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Any spelling; read in the source's default country without a +code.
     pub requester_phone: Option<String>,
     pub requester_email: Option<String>,
     /// `open` (default) or `all`.
+    #[param(schema_with = status_filter_schema)]
     pub status: Option<String>,
 }
 
 /// A requester's tickets, newest first.
 #[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({"tickets": [{"id": 1234, "title": "Printer jammed", "status": "assigned", "updated_at": "2025-05-02 10:11:12", "url": "https://glpi.example.com/front/ticket.form.php?id=1234"}]}))]
+#[schema(example = json!({"tickets": [{"id": 1234, "reference": "1234", "title": "Printer jammed", "status": "assigned", "updated_at": "2025-05-02 10:11:12", "url": "https://glpi.example.com/front/ticket.form.php?id=1234"}]}))]
 pub struct TicketList {
     pub tickets: Vec<intake::TicketSummary>,
 }
@@ -366,8 +488,10 @@ pub struct ErrorAnswer {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
-    /// invalid_request, unauthorized, entity_not_found, category_not_found,
-    /// refused, payload_too_large, unsupported_media_type, not_found, ...
+    /// invalid_request, unauthorized, reads_disabled, not_found,
+    /// entity_not_found, payload_too_large, unsupported_media_type,
+    /// category_not_found, refused, requester_unknown, idempotency_key_reused,
+    /// target_error, target_unavailable, unavailable, timeout, internal.
     pub code: String,
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -383,76 +507,105 @@ pub struct ErrorDetail {
     tag = "tickets",
     params(
         CreateParams,
-        ("Idempotency-Key" = Option<String>, Header, description = "A repeat with the same key returns the same ticket, never a second one (default: the SHA-256 of the body)"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 characters. A repeat with the same key returns the same ticket, never a second one (default: the SHA-256 of the body)"),
     ),
     request_body(content = intake::request::TicketRequest, content_type = "application/json"),
     responses(
-        (status = 201, description = "The ticket was created within the wait", body = CreatedAnswer),
-        (status = 202, description = "Accepted (durable); poll status_url", body = AcceptedAnswer),
-        (status = 400, description = "Every invalid field listed", body = ErrorAnswer),
+        (status = 201, description = "The ticket was created within the wait", body = CreatedAnswer,
+            headers(("Idempotent-Replayed" = String, description = "`true` when this answers a repeat of an earlier request"))),
+        (status = 202, description = "Accepted (durable); poll status_url", body = AcceptedAnswer,
+            headers(
+                ("Location" = String, description = "The status URL (as status_url)"),
+                ("Idempotent-Replayed" = String, description = "`true` when this answers a repeat of an earlier request"),
+            )),
+        (status = 400, description = "invalid_request: every invalid field listed (body fields, `mode`, `Idempotency-Key`)", body = ErrorAnswer),
         (status = 401, description = "Missing or unknown API key", body = ErrorAnswer),
         (status = 404, description = "entity_not_found: the tax id matches no organisation (policy reject)", body = ErrorAnswer),
         (status = 413, description = "Body or an attachment too large", body = ErrorAnswer),
         (status = 415, description = "Not JSON", body = ErrorAnswer),
-        (status = 422, description = "A category or request type the target refuses, or an Idempotency-Key already used for a different request (`idempotency_key_reused`)", body = ErrorAnswer),
+        (status = 422, description = "The target refused the ticket's content (category_not_found, refused, requester_unknown, invalid_request), or an Idempotency-Key already used for a different request (idempotency_key_reused)", body = ErrorAnswer),
+        (status = 502, description = "target_error: the target failed for reasons of its own (credentials, access, an unreadable answer); send again once it is fixed", body = ErrorAnswer),
+        (status = 503, description = "target_unavailable: the target stayed down through every attempt; unavailable: the request could not be stored. Send again after Retry-After", body = ErrorAnswer,
+            headers(("Retry-After" = String, description = "Seconds to wait before sending again"))),
     ),
     security(("api_key" = []), ("bearer" = []))
 )]
 async fn create(
     api: Arc<IntakeApi>,
     State(state): State<AppState>,
+    arrival: Option<Extension<Arrival>>,
     named: Option<String>,
-    Query(params): Query<CreateParams>,
+    query: Option<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Failure> {
-    // One budget of `wait` for the whole request: the pre-check and the wait
-    // for the ticket share it, so the answer (201, or 202 with the request id)
-    // always comes before the server's own timeout.
-    let started = tokio::time::Instant::now();
+    // One budget of `wait` for the whole request, counted from its arrival
+    // (as the server's timeout is: a slow upload spends it too): the
+    // pre-check and the wait for the ticket share it, so the answer (201, or
+    // 202 with the request id) always comes before the server's own timeout.
+    let started = arrival.map_or_else(tokio::time::Instant::now, |Extension(Arrival(at))| at);
     let source = api.authenticate(&headers, named.as_deref())?;
+    let budget = source.settings.wait.min(
+        state
+            .config
+            .server
+            .request_timeout
+            .saturating_sub(ANSWER_MARGIN),
+    );
     ingest::require_json(&headers, "the ticket")?;
+    // Every problem of the request in one answer: the query, the
+    // Idempotency-Key and each field of the body.
+    let mut problems = Vec::new();
+    let params: CreateParams = query_params(query.as_deref(), &mut problems);
     let wait_mode = match params.mode.as_deref() {
         None | Some("wait") | Some("sync") => true,
         Some("async") => false,
-        Some(other) => {
-            return Err(Failure::Fields {
-                status: StatusCode::BAD_REQUEST,
-                code: "invalid_request",
-                message: format!("unknown mode {other:?}"),
-                fields: vec![FieldError {
-                    field: "mode".into(),
-                    message: "must be wait or async".into(),
-                }],
+        Some(_) => {
+            problems.push(FieldError {
+                field: "mode".into(),
+                message: "must be wait or async".into(),
             });
+            true
         }
     };
-    let request = validate(&body, &source.rules()).map_err(|rejection| {
-        let (status, code) = match rejection {
-            Rejection::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
-            Rejection::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-        };
-        Failure::Fields {
-            status,
-            code,
-            message: rejection.to_string(),
-            fields: rejection.fields().to_vec(),
-        }
-    })?;
-    let dedupe_key = match headers.get("idempotency-key") {
-        Some(value) => {
-            let key = value
-                .to_str()
-                .map_err(|_| ApiError::BadRequest("Idempotency-Key must be ASCII".to_owned()))?
-                .trim();
-            if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY {
-                return Err(ApiError::BadRequest(format!(
-                    "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters"
-                ))
-                .into());
+    let idempotency_key = match headers.get("idempotency-key") {
+        None => None,
+        Some(value) => match value.to_str().map(str::trim) {
+            Ok(key) if !key.is_empty() && key.len() <= MAX_IDEMPOTENCY_KEY => Some(key.to_owned()),
+            Ok(_) => {
+                problems.push(FieldError {
+                    field: "Idempotency-Key".into(),
+                    message: format!("must be 1 to {MAX_IDEMPOTENCY_KEY} characters"),
+                });
+                None
             }
-            format!("key:{key}")
+            Err(_) => {
+                problems.push(FieldError {
+                    field: "Idempotency-Key".into(),
+                    message: "must be printable ASCII".into(),
+                });
+                None
+            }
+        },
+    };
+    let request = match validate(&body, &source.rules()) {
+        Ok(request) if problems.is_empty() => request,
+        Ok(_) => return Err(invalid_fields(problems)),
+        Err(Rejection::TooLarge(fields)) if problems.is_empty() => {
+            return Err(Failure::Fields {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                code: "payload_too_large",
+                message: Rejection::TooLarge(Vec::new()).to_string(),
+                fields,
+            });
         }
+        Err(Rejection::Invalid(fields) | Rejection::TooLarge(fields)) => {
+            problems.extend(fields);
+            return Err(invalid_fields(problems));
+        }
+    };
+    let dedupe_key = match &idempotency_key {
+        Some(key) => format!("key:{key}"),
         None => format!("sha256:{}", hex::encode(Sha256::digest(&body))),
     };
     // With an Idempotency-Key, what the request says is kept beside it, so a
@@ -475,7 +628,11 @@ async fn create(
             .await
             .map_err(ApiError::from)?;
         match known {
-            None => source.precheck(&request, source.settings.wait).await,
+            None => {
+                source
+                    .precheck(&request, budget.saturating_sub(started.elapsed()))
+                    .await
+            }
             Some(_) => Precheck::NotNeeded,
         }
     };
@@ -528,18 +685,20 @@ async fn create(
     }
     let outcome = accepted?;
     let id = outcome.inbox_id();
-    let mut replayed = outcome.is_duplicate();
+    // A repeat is answered with `Idempotent-Replayed`, a restarted one too.
+    let repeat = outcome.is_duplicate();
+    let mut replayed = repeat;
     if replayed && let Some(fingerprint) = &fingerprint {
         refuse_reused_key(&state, id, fingerprint).await?;
     }
-    // A repeat of a request that failed only because the target stayed down
-    // is a new try, answered like a new request.
-    if replayed && api.intake.restart_if_unavailable(&source, id).await? {
+    // A repeat of a request that failed because of the target is a new try,
+    // waited for like a new request.
+    if replayed && api.intake.restart_if_target_failed(&source, id).await? {
         state.wake.wake();
         replayed = false;
     }
     let current = if wait_mode {
-        let left = source.settings.wait.saturating_sub(started.elapsed());
+        let left = budget.saturating_sub(started.elapsed());
         api.intake
             .wait_outcome(&source, id, left, !replayed)
             .await?
@@ -579,13 +738,19 @@ async fn create(
         )
             .into_response(),
         RequestOutcome::Failed { code, reason, .. } => {
-            return Err(Failure::Outcome {
-                status: StatusCode::from_u16(code.http_status())
-                    .unwrap_or(StatusCode::UNPROCESSABLE_ENTITY),
+            let mut failed = Failure::Outcome {
+                status: failure_status(code),
                 code: code.as_str().into(),
                 message: public_reason(code, reason),
                 request_id: Some(id),
-            });
+            }
+            .into_response();
+            if repeat {
+                failed
+                    .headers_mut()
+                    .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            }
+            return Ok(failed);
         }
         other => {
             let (ticket_id, ticket_ref) = match other {
@@ -624,12 +789,56 @@ async fn create(
             accepted
         }
     };
-    if replayed {
+    if repeat {
         response
             .headers_mut()
             .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     Ok(response)
+}
+
+/// Create a ticket through the intake source named in the path (the key must
+/// be one of its).
+#[utoipa::path(
+    post,
+    path = "/api/v1/sources/{source}/tickets",
+    tag = "tickets",
+    params(
+        ("source" = String, Path, description = "The intake source's name in the configuration"),
+        CreateParams,
+        ("Idempotency-Key" = Option<String>, Header, description = "As on POST /api/v1/tickets"),
+    ),
+    request_body(content = intake::request::TicketRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The ticket was created within the wait", body = CreatedAnswer,
+            headers(("Idempotent-Replayed" = String, description = "`true` when this answers a repeat of an earlier request"))),
+        (status = 202, description = "Accepted (durable); poll status_url", body = AcceptedAnswer,
+            headers(
+                ("Location" = String, description = "The status URL (as status_url)"),
+                ("Idempotent-Replayed" = String, description = "`true` when this answers a repeat of an earlier request"),
+            )),
+        (status = 400, description = "invalid_request: every invalid field listed", body = ErrorAnswer),
+        (status = 401, description = "Missing or unknown API key, or a key of another source", body = ErrorAnswer),
+        (status = 404, description = "not_found: no intake source has this name (after the key was checked); entity_not_found: the tax id matches no organisation", body = ErrorAnswer),
+        (status = 413, description = "Body or an attachment too large", body = ErrorAnswer),
+        (status = 415, description = "Not JSON", body = ErrorAnswer),
+        (status = 422, description = "As on POST /api/v1/tickets", body = ErrorAnswer),
+        (status = 502, description = "target_error", body = ErrorAnswer),
+        (status = 503, description = "target_unavailable or unavailable; send again after Retry-After", body = ErrorAnswer,
+            headers(("Retry-After" = String, description = "Seconds to wait before sending again"))),
+    ),
+    security(("api_key" = []), ("bearer" = []))
+)]
+async fn create_in_source(
+    api: Arc<IntakeApi>,
+    state: State<AppState>,
+    arrival: Option<Extension<Arrival>>,
+    Path(source): Path<String>,
+    query: Option<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Failure> {
+    create(api, state, arrival, Some(source), query, headers, body).await
 }
 
 /// Inbox header entry holding [`request_fingerprint`] of a keyed request.
@@ -693,6 +902,7 @@ async fn refuse_reused_key(state: &AppState, id: i64, fingerprint: &str) -> Resu
         (status = 200, description = "queued, created or failed", body = RequestStatus),
         (status = 401, body = ErrorAnswer),
         (status = 404, description = "No such request for this source", body = ErrorAnswer),
+        (status = 503, description = "unavailable: the store cannot be read; send again after Retry-After", body = ErrorAnswer),
     ),
     security(("api_key" = []), ("bearer" = []))
 )]
@@ -720,48 +930,50 @@ async fn request_status(
     params(ListParams),
     responses(
         (status = 200, body = TicketList),
-        (status = 400, description = "Neither requester_phone nor requester_email, or invalid", body = ErrorAnswer),
+        (status = 400, description = "invalid_request: neither requester_phone nor requester_email, or every invalid parameter listed", body = ErrorAnswer),
         (status = 401, body = ErrorAnswer),
         (status = 403, description = "reads_disabled: the source has reads = \"none\"", body = ErrorAnswer),
-        (status = 503, description = "The target is unavailable", body = ErrorAnswer),
+        (status = 502, description = "target_error: the target failed for reasons of its own", body = ErrorAnswer),
+        (status = 503, description = "target_unavailable: the target is not answering; send again after Retry-After", body = ErrorAnswer,
+            headers(("Retry-After" = String, description = "Seconds to wait before sending again"))),
     ),
     security(("api_key" = []), ("bearer" = []))
 )]
 async fn list(
     api: Arc<IntakeApi>,
-    Query(params): Query<ListParams>,
+    query: Option<String>,
     headers: HeaderMap,
 ) -> Result<Response, Failure> {
     let source = api.authenticate(&headers, None)?;
     refuse_if_no_reads(&source)?;
+    let mut problems = Vec::new();
+    let params: ListParams = query_params(query.as_deref(), &mut problems);
     let open_only = match params.status.as_deref() {
         None | Some("open") => true,
         Some("all") => false,
         Some(_) => {
-            return Err(Failure::Fields {
-                status: StatusCode::BAD_REQUEST,
-                code: "invalid_request",
-                message: "status must be open or all".into(),
-                fields: vec![FieldError {
-                    field: "status".into(),
-                    message: "must be open or all".into(),
-                }],
+            problems.push(FieldError {
+                field: "status".into(),
+                message: "must be open or all".into(),
             });
+            true
         }
     };
     let lookup = RequesterLookup {
         email: params.requester_email,
         phone: params.requester_phone,
     };
-    let query = lookup.normalised(&source).map_err(|e| Failure::Fields {
-        status: StatusCode::BAD_REQUEST,
-        code: "invalid_request",
-        message: e.to_string(),
-        fields: vec![FieldError {
-            field: e.field.into(),
-            message: e.message.clone(),
-        }],
-    })?;
+    let query = match lookup.normalised(&source) {
+        Ok(query) if problems.is_empty() => query,
+        Ok(_) => return Err(invalid_fields(problems)),
+        Err(errors) => {
+            problems.extend(errors.into_iter().map(|e| FieldError {
+                field: e.field.into(),
+                message: e.message,
+            }));
+            return Err(invalid_fields(problems));
+        }
+    };
     let mut tickets = Vec::new();
     for ticket in source.tickets_of(&query, open_only).await? {
         if api.intake.may_read(&source, ticket.id).await? {
@@ -782,6 +994,9 @@ async fn list(
         (status = 401, body = ErrorAnswer),
         (status = 403, description = "reads_disabled: the source has reads = \"none\"", body = ErrorAnswer),
         (status = 404, description = "No such ticket, or not one this source may read (reads = \"own\")", body = ErrorAnswer),
+        (status = 502, description = "target_error: the target failed for reasons of its own", body = ErrorAnswer),
+        (status = 503, description = "target_unavailable: the target is not answering; send again after Retry-After", body = ErrorAnswer,
+            headers(("Retry-After" = String, description = "Seconds to wait before sending again"))),
     ),
     security(("api_key" = []), ("bearer" = []))
 )]
@@ -854,7 +1069,7 @@ impl utoipa::Modify for Security {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "ticketbridge intake API", description = "Tickets from web forms, voice agents and automation tools."),
-    paths(create, request_status, list, one_ticket, ping),
+    paths(create, create_in_source, request_status, list, one_ticket, ping),
     components(schemas(
         intake::request::TicketRequest,
         intake::request::RequesterInput,
