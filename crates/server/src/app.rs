@@ -256,7 +256,14 @@ pub fn router(config: Config, deps: Dependencies) -> (Router, AppState) {
         .fallback(error::not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(server.body_limit))
-        .layer(RequestBodyLimitLayer::new(server.body_limit))
+        // The transport's cap: routes with a larger limit of their own (the
+        // Chatwoot webhooks) apply theirs; every other route reads at most
+        // `server.body_limit` (`DefaultBodyLimit` above).
+        .layer(RequestBodyLimitLayer::new(
+            server
+                .body_limit
+                .max(sources::chatwoot::largest_body_limit(&state.config)),
+        ))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             server.request_timeout,
@@ -265,7 +272,10 @@ pub fn router(config: Config, deps: Dependencies) -> (Router, AppState) {
         .layer(middleware::from_fn(stamp_arrival))
         .layer(CatchPanicLayer::custom(error::panic_response))
         .layer(middleware::from_fn_with_state(
-            server.body_limit,
+            error::BodyLimits {
+                default: server.body_limit,
+                routes: sources::chatwoot::body_limits(&state.config).into(),
+            },
             error::uniform_errors,
         ))
         .layer(middleware::from_fn(metrics::track_requests))

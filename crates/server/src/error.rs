@@ -13,6 +13,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use std::sync::Arc;
 
 /// An error answered to an HTTP client.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +30,10 @@ pub enum ApiError {
     /// No such resource (404).
     #[error("{0}")]
     NotFound(String),
+    /// The body is larger than the route accepts (413); the message names
+    /// the limit and the setting.
+    #[error("{0}")]
+    PayloadTooLarge(String),
     /// The path exists but not for this method (405).
     #[error("method not allowed on this path")]
     MethodNotAllowed,
@@ -48,6 +53,7 @@ impl ApiError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -65,6 +71,7 @@ impl ApiError {
             Self::BadRequest(_) => "bad_request",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::NotFound(_) => "not_found",
+            Self::PayloadTooLarge(_) => "payload_too_large",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal",
@@ -133,15 +140,40 @@ fn describe(status: StatusCode) -> (&'static str, &'static str) {
     }
 }
 
+/// The body limits a 413 names: the server's, and routes with their own.
+#[derive(Clone, Debug)]
+pub struct BodyLimits {
+    /// `server.body_limit`.
+    pub default: usize,
+    /// Path prefix, limit, and the setting that sets it.
+    pub routes: Arc<[(String, usize, String)]>,
+}
+
+impl BodyLimits {
+    fn for_path(&self, path: &str) -> (usize, &str) {
+        self.routes
+            .iter()
+            .find(|(prefix, _, _)| {
+                path.strip_prefix(prefix.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+            })
+            .map_or(
+                (self.default, "server.body_limit"),
+                |(_, limit, setting)| (*limit, setting.as_str()),
+            )
+    }
+}
+
 /// Middleware: rewrites every 4xx/5xx answer that is not already JSON into
 /// the uniform error body (keeps status and headers such as `Allow`).
 /// `body_limit` is named in a 413's message, so a caller knows how far off
 /// it is (attachments in base64 count at 4/3 of their size).
 pub async fn uniform_errors(
-    axum::extract::State(body_limit): axum::extract::State<usize>,
+    axum::extract::State(limits): axum::extract::State<BodyLimits>,
     request: Request,
     next: Next,
 ) -> Response {
+    let limit = limits.for_path(request.uri().path());
     let response = next.run(request).await;
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
@@ -158,7 +190,8 @@ pub async fn uniform_errors(
     let (code, message) = describe(status);
     let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
         format!(
-            "the request body is larger than the server accepts ({body_limit} bytes, server.body_limit)"
+            "the request body is larger than this route accepts ({} bytes, {})",
+            limit.0, limit.1
         )
     } else {
         message.to_owned()

@@ -1653,3 +1653,59 @@ async fn a_reply_with_template_braces_reaches_the_customer_as_written() {
     assert_eq!(followups, 1, "nothing copied back to GLPI");
     w.app.stop().await;
 }
+
+/// Chatwoot repeats a message's content up to three times in its webhook,
+/// escaped: an HTML email of a few hundred kilobytes makes a body larger than
+/// the server's 1 MiB default. The Chatwoot route takes up to its source's
+/// `body_limit`, and refuses more with a 413 that names that setting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_email_webhook_is_taken_up_to_the_sources_limit() {
+    let w = world(Options {
+        extra: "body_limit = 2097152".into(),
+        ..Options::default()
+    })
+    .await;
+    let fixture: Value = serde_json::from_slice(
+        &std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/fixtures/chatwoot/contact_created.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let send = |size: usize, delivery: &'static str| {
+        let mut event = fixture.clone();
+        event["additional_attributes"] = json!({"signature_html": "<p>x</p>".repeat(size / 8)});
+        let body = serde_json::to_vec(&event).unwrap();
+        let now = time_now();
+        w.app
+            .http
+            .post(w.app.url("/hooks/chatwoot/cw"))
+            .header("content-type", "application/json")
+            .header("x-chatwoot-signature", sign(SECRET, now, &body))
+            .header("x-chatwoot-timestamp", now.to_string())
+            .header("x-chatwoot-delivery", delivery)
+            .body(body)
+            .send()
+    };
+    let taken = send(1_500_000, "large-1").await.unwrap();
+    assert_eq!(taken.status(), 200, "{:?}", taken.text().await);
+    let refused = send(2_500_000, "large-2").await.unwrap();
+    assert_eq!(refused.status(), 413);
+    let answer: Value = refused.json().await.unwrap();
+    assert_eq!(answer["error"]["code"], "payload_too_large");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(message.contains("sources.cw.body_limit"), "{message}");
+    // Other routes keep the server's limit.
+    let other = w
+        .app
+        .http
+        .post(w.app.url("/api/v1/events/none"))
+        .header("content-type", "application/json")
+        .body(vec![b' '; 1_500_000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 413);
+    w.app.stop().await;
+}

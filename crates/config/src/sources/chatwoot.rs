@@ -33,6 +33,13 @@ pub struct ChatwootSource {
     /// How old a signed delivery may be.
     #[serde(default = "default_signature_tolerance", with = "humantime_serde")]
     pub signature_tolerance: Duration,
+    /// Largest webhook body in bytes (413 above it). Chatwoot repeats a
+    /// message's content in the body up to three times (the message, the
+    /// conversation's `messages`, its last message), escaped: an HTML email
+    /// of a few hundred kilobytes makes a body of megabytes, more than
+    /// `server.body_limit` allows other routes. Default 8 MiB.
+    #[serde(default = "default_webhook_body_limit")]
+    pub body_limit: usize,
     /// Only these inbox ids are synchronised (empty: every inbox).
     #[serde(default)]
     pub inboxes: Vec<u64>,
@@ -136,6 +143,9 @@ fn default_title_template() -> String {
 fn default_solution_text() -> String {
     "Resolved in Chatwoot.".to_owned()
 }
+fn default_webhook_body_limit() -> usize {
+    8 * 1024 * 1024
+}
 fn default_signature_tolerance() -> Duration {
     Duration::from_secs(300)
 }
@@ -175,6 +185,9 @@ impl ChatwootSource {
         }
         if self.account_id == 0 {
             bad("account_id", "must be a Chatwoot account id (> 0)");
+        }
+        if self.body_limit == 0 {
+            bad("body_limit", "must be greater than 0 (bytes)");
         }
         let secret = self
             .webhook_secret

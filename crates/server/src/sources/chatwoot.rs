@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -51,6 +51,7 @@ struct Endpoint {
     inboxes: Vec<u64>,
     account_id: u64,
     max_attempts: i32,
+    body_limit: usize,
 }
 
 type Endpoints = Arc<HashMap<String, Endpoint>>;
@@ -74,6 +75,7 @@ pub fn router(config: &Config) -> Router<AppState> {
                         inboxes: s.inboxes.clone(),
                         account_id: s.account_id,
                         max_attempts,
+                        body_limit: s.body_limit,
                     },
                 )),
                 _ => None,
@@ -98,17 +100,54 @@ pub fn router(config: &Config) -> Router<AppState> {
         )
 }
 
+/// The largest `body_limit` of the Chatwoot sources in `config` (0: none).
+/// The server's transport limit must let such a body through to the route,
+/// which then applies each source's own limit.
+pub fn largest_body_limit(config: &Config) -> usize {
+    body_limits(config)
+        .iter()
+        .map(|(_, limit, _)| *limit)
+        .max()
+        .unwrap_or(0)
+}
+
+/// Per Chatwoot source: its path prefix, `body_limit`, and that setting's name.
+pub fn body_limits(config: &Config) -> Vec<(String, usize, String)> {
+    config
+        .sources
+        .iter()
+        .filter_map(|(name, source)| match source {
+            SourceConfig::Chatwoot(s) => Some((
+                format!("/hooks/chatwoot/{name}"),
+                s.body_limit,
+                format!("sources.{name}.body_limit"),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
 async fn receive(
     endpoints: Endpoints,
     State(state): State<AppState>,
     source: String,
     token: Option<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let endpoint = endpoints
         .get(&source)
         .ok_or_else(|| ApiError::NotFound(format!("no chatwoot source named {source:?}")))?;
+    // Read here, with this source's own limit rather than the server's: an
+    // email conversation's webhook can be megabytes (see the setting).
+    let body: Bytes = axum::body::to_bytes(body, endpoint.body_limit)
+        .await
+        .map_err(|_| {
+            ApiError::PayloadTooLarge(format!(
+                "the webhook body is larger than this source accepts ({} bytes, sources.{source}.body_limit)",
+                endpoint.body_limit
+            ))
+        })?;
     let delivery = WebhookHeaders::from_header_map(&headers);
     // Whether the signature (over timestamp and body) was checked.
     let mut signed = false;
