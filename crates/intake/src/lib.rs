@@ -233,10 +233,12 @@ impl Intake {
         };
         // A ticket this process created is known here before its link is
         // written (a waiting caller is answered first): a status read right
-        // after that answer must not say "queued".
+        // after that answer must not say "queued". Only a ticket, which no
+        // later event changes: a failure remembered here may have been
+        // started again through another instance since, so the store says.
         if let Some(outcome) = self.waiters.finished(id)
             && outcome.source() == source
-            && outcome.is_final()
+            && matches!(outcome, RequestOutcome::Created { .. })
         {
             return Ok(Some(outcome));
         }
@@ -299,10 +301,15 @@ impl Intake {
             let notified = waiting.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if let Some(outcome) = self.waiters.finished(id)
-                && outcome.source() == source.name
-            {
-                return Ok(outcome);
+            match self.waiters.finished(id) {
+                Some(outcome @ RequestOutcome::Created { .. })
+                    if outcome.source() == source.name =>
+                {
+                    return Ok(outcome);
+                }
+                // A failure is read back from the store (see `outcome`).
+                Some(_) => read = true,
+                None => {}
             }
             if read && let Some(outcome) = self.final_outcome(source, id).await? {
                 return Ok(outcome);

@@ -24,6 +24,7 @@ struct World {
     maria: u64,
     joao: u64,
     printers: u64,
+    config: config::Config,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -108,7 +109,7 @@ reads = "none"
         ("KEY".to_string(), KEY.to_string()),
     ];
     let config = config::load_str(&toml, env).unwrap();
-    let app = TestApp::spawn(config, store).await.unwrap();
+    let app = TestApp::spawn(config.clone(), store).await.unwrap();
     World {
         sim,
         app,
@@ -116,6 +117,7 @@ reads = "none"
         maria,
         joao,
         printers,
+        config,
         _dir: dir,
     }
 }
@@ -1223,6 +1225,49 @@ async fn a_login_glpi_refuses_is_a_target_error_and_a_resend_after_the_fix_creat
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{answer}");
     assert_eq!(answer["error"]["code"], "target_error");
     w.sim.faults().clear();
+    w.app.stop().await;
+}
+
+/// Two instances behind a load balancer. A request fails on the first (the
+/// target refused the bridge's login) and the caller's resend, after the
+/// fix, reaches the second, which starts it again and creates the ticket.
+/// The first instance, asked for the request's status, must say created:
+/// what it remembered of the failure is no longer true.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_that_saw_a_request_fail_reports_it_created_elsewhere() {
+    let w = world().await;
+    let token = w.sim.user_token("glpi").unwrap();
+    assert!(w.sim.set_user_token("glpi", Some("regenerated")));
+    w.sim.expire_all_sessions();
+    let body = json!({"requester": {"email": "maria@acme.com.br"}, "description": "Two instances"});
+    let (status, first) = w.post(KEY, &body, Some("lb-1")).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{first}");
+    let request_id = first["error"]["request_id"].as_i64().unwrap();
+    dead_letters(&w.app, 1).await;
+
+    assert!(w.sim.set_user_token("glpi", Some(&token)));
+    let other = TestApp::spawn(w.config.clone(), w.app.store.clone())
+        .await
+        .unwrap();
+    let resent = other
+        .http
+        .post(other.url("/api/v1/tickets"))
+        .header("x-api-key", KEY)
+        .header("idempotency-key", "lb-1")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resent.status(), StatusCode::CREATED);
+    let resent: Value = resent.json().await.unwrap();
+    assert_eq!(resent["request_id"], json!(request_id));
+
+    let (_, st) = w
+        .get(&format!("/api/v1/tickets/requests/{request_id}"), KEY)
+        .await;
+    assert_eq!(st["status"], json!("created"), "{st}");
+    assert_eq!(st["ticket_id"], resent["ticket_id"], "{st}");
+    other.stop().await;
     w.app.stop().await;
 }
 
