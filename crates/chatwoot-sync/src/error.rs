@@ -53,6 +53,11 @@ impl SyncError {
 
 impl From<SyncError> for engine::JobError {
     fn from(error: SyncError) -> Self {
+        if let SyncError::Helpdesk(error) = error {
+            // The help desk's own view of what a retry can do (its failure
+            // of its own waits and retries: see flows' mapping).
+            return error.into();
+        }
         let reason = error.to_string();
         match (error.is_retryable(), error.retry_after()) {
             (true, Some(after)) => engine::JobError::transient_after(reason, after),

@@ -305,7 +305,16 @@ impl HelpdeskError {
     }
 }
 
+/// How long a background job waits after the target failed for reasons of
+/// its own ([`HelpdeskError::Failed`]) before it tries again.
+pub const TARGET_FAILED_RETRY: Duration = Duration::from_secs(300);
+
 impl From<HelpdeskError> for engine::JobError {
+    /// A job's view: the target's own failure (a rotated token, a proxy page)
+    /// waits [`TARGET_FAILED_RETRY`] and tries again within the job's attempt
+    /// limit, so background work queued meanwhile survives until an operator
+    /// has fixed the target or the settings. (Intake answers its waiting
+    /// caller at once instead: see its own mapping.)
     fn from(err: HelpdeskError) -> Self {
         let reason = err.to_string();
         match err {
@@ -313,9 +322,13 @@ impl From<HelpdeskError> for engine::JobError {
                 reason,
                 retry_after,
             },
-            HelpdeskError::Refused { .. }
-            | HelpdeskError::Failed { .. }
-            | HelpdeskError::NotFound { .. } => engine::JobError::Permanent { reason },
+            HelpdeskError::Failed { .. } => engine::JobError::Transient {
+                reason,
+                retry_after: Some(TARGET_FAILED_RETRY),
+            },
+            HelpdeskError::Refused { .. } | HelpdeskError::NotFound { .. } => {
+                engine::JobError::Permanent { reason }
+            }
         }
     }
 }

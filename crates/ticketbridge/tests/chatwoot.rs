@@ -1709,3 +1709,67 @@ async fn a_large_email_webhook_is_taken_up_to_the_sources_limit() {
     assert_eq!(other.status(), 413);
     w.app.stop().await;
 }
+
+/// The help desk refuses the bridge's own login (an administrator
+/// regenerated the API user's token). That is no fault of the conversation:
+/// its job waits and tries again rather than becoming a dead letter, and
+/// once the operator has fixed the token the ticket is made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_waits_out_a_rotated_help_desk_token() {
+    let (store, dir) = store::testing::fresh_sqlite().await;
+    let db = dir.path().join("store.db");
+    let w = world_on(store, Some(dir), Options::default()).await;
+    let token = w.glpi.user_token("glpi").unwrap();
+    assert!(w.glpi.set_user_token("glpi", Some("regenerated")));
+    w.glpi.expire_all_sessions();
+    let maria = w.maria().await;
+    let conv =
+        w.cw.customer_starts_conversation(maria, w.cw.default_inbox(), "Sem acesso ao sistema")
+            .await
+            .unwrap()
+            .conversation_id;
+    let waiting = wait_for("the refused job to wait", DEADLINE, || async {
+        let jobs = w
+            .app
+            .store
+            .jobs(&JobFilter {
+                status: Some(JobStatus::Pending),
+                kind: Some("chatwoot.event".into()),
+                ..JobFilter::default()
+            })
+            .await
+            .unwrap();
+        jobs.into_iter()
+            .find(|j| j.attempts >= 1 && j.last_error.is_some())
+    })
+    .await
+    .unwrap();
+    assert!(
+        waiting.run_at >= store::now_ms() + 200_000,
+        "it waits minutes, not seconds: {waiting:?}"
+    );
+    let dead = w
+        .app
+        .store
+        .jobs(&JobFilter {
+            status: Some(JobStatus::Dead),
+            ..JobFilter::default()
+        })
+        .await
+        .unwrap();
+    assert!(dead.is_empty(), "no dead letter: {dead:?}");
+
+    // The operator fixes the token; the wait is cut short here by hand.
+    assert!(w.glpi.set_user_token("glpi", Some(&token)));
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute(
+            "UPDATE jobs SET run_at = 0 WHERE status = 'pending' AND attempts > 0",
+            [],
+        )
+        .unwrap();
+    w.app.engine.waker().wake();
+    let ticket = w.ticket_of(conv).await;
+    assert!(w.glpi.ticket(ticket).is_some());
+    w.app.stop().await;
+}
