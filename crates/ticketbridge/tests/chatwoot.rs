@@ -1759,16 +1759,23 @@ async fn a_conversation_waits_out_a_rotated_help_desk_token() {
         .unwrap();
     assert!(dead.is_empty(), "no dead letter: {dead:?}");
 
-    // The operator fixes the token; the wait is cut short here by hand.
+    // The operator fixes the token; the waits (of every job refused before
+    // the fix) are cut short here by hand.
     assert!(w.glpi.set_user_token("glpi", Some(&token)));
-    rusqlite::Connection::open(&db)
-        .unwrap()
-        .execute(
+    let sql = rusqlite::Connection::open(&db).unwrap();
+    wait_for("the ticket in the conversation", DEADLINE, || async {
+        sql.execute(
             "UPDATE jobs SET run_at = 0 WHERE status = 'pending' AND attempts > 0",
             [],
         )
         .unwrap();
-    w.app.engine.waker().wake();
+        w.app.engine.waker().wake();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        w.cw.conversation(conv)
+            .and_then(|c| c.custom_attributes.get("glpi_ticket_id").cloned())
+    })
+    .await
+    .unwrap();
     let ticket = w.ticket_of(conv).await;
     assert!(w.glpi.ticket(ticket).is_some());
     w.app.stop().await;

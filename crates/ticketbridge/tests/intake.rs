@@ -1228,6 +1228,8 @@ async fn a_login_glpi_refuses_is_a_target_error_and_a_resend_after_the_fix_creat
     w.app.stop().await;
 }
 
+const DEADLINE_20S: Duration = Duration::from_secs(20);
+
 /// Two instances behind a load balancer. A request fails on the first (the
 /// target refused the bridge's login) and the caller's resend, after the
 /// fix, reaches the second, which starts it again and creates the ticket.
@@ -1262,10 +1264,21 @@ async fn an_instance_that_saw_a_request_fail_reports_it_created_elsewhere() {
     let resent: Value = resent.json().await.unwrap();
     assert_eq!(resent["request_id"], json!(request_id));
 
-    let (_, st) = w
-        .get(&format!("/api/v1/tickets/requests/{request_id}"), KEY)
-        .await;
-    assert_eq!(st["status"], json!("created"), "{st}");
+    // The answer comes before the ticket's link is stored: the first
+    // instance may say "queued" for a moment, never "failed" again.
+    let st = wait_for(
+        "the first instance to report the ticket",
+        DEADLINE_20S,
+        || async {
+            let (_, st) = w
+                .get(&format!("/api/v1/tickets/requests/{request_id}"), KEY)
+                .await;
+            assert_ne!(st["status"], json!("failed"), "{st}");
+            (st["status"] == json!("created")).then_some(st)
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(st["ticket_id"], resent["ticket_id"], "{st}");
     other.stop().await;
     w.app.stop().await;
