@@ -7,6 +7,29 @@ use crate::{Store, StoreError, now_ms};
 use serde_json::{Value, json};
 use std::time::Duration;
 
+/// Take a kv key as a claim: insert it, or take it over when its holder's
+/// lease has run out (`$4` is now) or `$5` already holds it. The upsert's
+/// condition reads the row it conflicts with: SQLite under its write lock,
+/// PostgreSQL under the row's lock (a concurrent insert of the same key waits
+/// for the first to commit, then re-checks it).
+const CLAIM_KEY_SQLITE: &str = "INSERT INTO kv (namespace, key, value, updated_at) \
+     VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, \
+     updated_at = excluded.updated_at \
+     WHERE json_extract(kv.value, '$.until') <= $4 \
+     OR json_extract(kv.value, '$.owner') = $5";
+const CLAIM_KEY_POSTGRES: &str = "INSERT INTO kv (namespace, key, value, updated_at) \
+     VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, \
+     updated_at = excluded.updated_at \
+     WHERE (kv.value::jsonb ->> 'until')::bigint <= $4 \
+     OR kv.value::jsonb ->> 'owner' = $5";
+/// Give a claim back, only when `$3` holds it.
+const RELEASE_KEY_SQLITE: &str = "DELETE FROM kv WHERE namespace = $1 AND key = $2 \
+     AND json_extract(value, '$.owner') = $3";
+const RELEASE_KEY_POSTGRES: &str = "DELETE FROM kv WHERE namespace = $1 AND key = $2 \
+     AND value::jsonb ->> 'owner' = $3";
+
 impl Store {
     /// Remember that the bridge itself wrote `fingerprint` (content hash, author…)
     /// to `object_key` in `system`, so the echo of that write can be recognised.
@@ -269,41 +292,19 @@ impl Store {
         let until = now.saturating_add(lease_ms);
         let text = to_json_text("claim", &json!({"owner": owner, "until": until}))?;
         let _turn = self.write_turn().await;
-        // The upsert's condition reads the row it conflicts with: SQLite under
-        // its write lock, PostgreSQL under the row's lock (a concurrent insert
-        // of the same key waits for the first to commit, then re-checks it).
-        let claimed = match &self.pool {
-            crate::Pool::Sqlite(pool) => sqlx::query(
-                "INSERT INTO kv (namespace, key, value, updated_at) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, \
-                 updated_at = excluded.updated_at \
-                 WHERE json_extract(kv.value, '$.until') <= $4 \
-                 OR json_extract(kv.value, '$.owner') = $5",
-            )
-            .bind(ns)
-            .bind(key)
-            .bind(&text)
-            .bind(now)
-            .bind(owner)
-            .execute(pool)
-            .await?
-            .rows_affected(),
-            crate::Pool::Postgres(pool) => sqlx::query(
-                "INSERT INTO kv (namespace, key, value, updated_at) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, \
-                 updated_at = excluded.updated_at \
-                 WHERE (kv.value::jsonb ->> 'until')::bigint <= $4 \
-                 OR kv.value::jsonb ->> 'owner' = $5",
-            )
-            .bind(ns)
-            .bind(key)
-            .bind(&text)
-            .bind(now)
-            .bind(owner)
-            .execute(pool)
-            .await?
-            .rows_affected(),
+        let sql = match &self.pool {
+            crate::Pool::Sqlite(_) => CLAIM_KEY_SQLITE,
+            crate::Pool::Postgres(_) => CLAIM_KEY_POSTGRES,
         };
+        let claimed = on_pool!(self, pool => sqlx::query(sql)
+            .bind(ns)
+            .bind(key)
+            .bind(&text)
+            .bind(now)
+            .bind(owner)
+            .execute(pool)
+            .await?
+            .rows_affected());
         Ok(claimed == 1)
     }
 
@@ -311,28 +312,17 @@ impl Store {
     /// its lease ran out belongs to its new owner and stays).
     pub async fn release_key(&self, ns: &str, key: &str, owner: &str) -> Result<bool, StoreError> {
         let _turn = self.write_turn().await;
-        let released = match &self.pool {
-            crate::Pool::Sqlite(pool) => sqlx::query(
-                "DELETE FROM kv WHERE namespace = $1 AND key = $2 \
-                 AND json_extract(value, '$.owner') = $3",
-            )
-            .bind(ns)
-            .bind(key)
-            .bind(owner)
-            .execute(pool)
-            .await?
-            .rows_affected(),
-            crate::Pool::Postgres(pool) => sqlx::query(
-                "DELETE FROM kv WHERE namespace = $1 AND key = $2 \
-                 AND value::jsonb ->> 'owner' = $3",
-            )
-            .bind(ns)
-            .bind(key)
-            .bind(owner)
-            .execute(pool)
-            .await?
-            .rows_affected(),
+        let sql = match &self.pool {
+            crate::Pool::Sqlite(_) => RELEASE_KEY_SQLITE,
+            crate::Pool::Postgres(_) => RELEASE_KEY_POSTGRES,
         };
+        let released = on_pool!(self, pool => sqlx::query(sql)
+            .bind(ns)
+            .bind(key)
+            .bind(owner)
+            .execute(pool)
+            .await?
+            .rows_affected());
         Ok(released == 1)
     }
 }
