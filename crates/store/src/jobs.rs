@@ -241,7 +241,7 @@ impl Store {
     /// instances, the database's (hosts' clocks drift apart, and one running
     /// ahead by a tenth of a lease would reclaim live jobs of the others); on
     /// SQLite, one host's, this process's.
-    async fn lease_clock(&self) -> Result<i64, StoreError> {
+    pub(crate) async fn lease_clock(&self) -> Result<i64, StoreError> {
         match &self.pool {
             Pool::Sqlite(_) => Ok(now_ms().saturating_add(self.clock_skew_ms)),
             Pool::Postgres(pool) => database_now(pool).await,

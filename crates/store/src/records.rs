@@ -277,8 +277,8 @@ impl Store {
     /// statement: true when the key was free, its holder's lease had run out, or
     /// `owner` already held it (which extends the lease); false while another
     /// owner holds it. Every process sharing the store sees the same answer, so
-    /// at most one owner holds a key at any time (by the clocks of the processes,
-    /// which must agree to well within a lease). The claim is a kv row
+    /// at most one owner holds a key at any time; leases are timed by the same
+    /// clock as job leases (PostgreSQL's, shared by every instance). The claim is a kv row
     /// (`{"owner": …, "until": unix ms}`): keep claims in namespaces of their own.
     pub async fn claim_key(
         &self,
@@ -287,7 +287,7 @@ impl Store {
         owner: &str,
         lease: Duration,
     ) -> Result<bool, StoreError> {
-        let now = now_ms();
+        let now = self.lease_clock().await?;
         let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 4);
         let until = now.saturating_add(lease_ms);
         let text = to_json_text("claim", &json!({"owner": owner, "until": until}))?;
