@@ -118,7 +118,7 @@ pub fn body_limits(config: &Config) -> Vec<(String, usize, String)> {
         .iter()
         .filter_map(|(name, source)| match source {
             SourceConfig::Chatwoot(s) => Some((
-                format!("/hooks/chatwoot/{name}"),
+                ROUTE.replace("{source}", name),
                 s.body_limit,
                 format!("sources.{name}.body_limit"),
             )),
