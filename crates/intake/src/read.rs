@@ -116,7 +116,8 @@ impl RequesterLookup {
 impl Source {
     /// The tickets of the person found by email, else phone, and those whose
     /// requester is the email address alone (GLPI's email-only requesters:
-    /// `create_requesters = false`, a contact); empty when nothing matches.
+    /// `create_requesters = false`, a contact), newest (last changed) first;
+    /// empty when nothing matches.
     pub async fn tickets_of(
         &self,
         query: &PersonQuery,
@@ -135,6 +136,13 @@ impl Source {
                 }
             }
         }
+        // Newest first across both lists: the last changed, then the highest
+        // id. Both targets write `YYYY-MM-DD HH:MM:SS`, which sorts as text.
+        tickets.sort_by(|a, b| {
+            b.updated_at
+                .cmp(&a.updated_at)
+                .then_with(|| b.id.cmp(&a.id))
+        });
         Ok(tickets
             .into_iter()
             .map(|t| TicketSummary {

@@ -697,6 +697,20 @@ impl RunningSim {
         true
     }
 
+    /// Set a ticket's `date_mod` as a database edit would (no other field
+    /// changes), for tests of what reads "last changed"; `false` if the ticket
+    /// does not exist.
+    pub fn set_ticket_date_mod(&self, id: u64, date_mod: &str) -> bool {
+        let mut st = self.shared.state.lock();
+        match st.get_mut("Ticket", to_i(id)) {
+            Some(row) => {
+                row.set("date_mod", date_mod);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Disable (or enable again) a user, as an administrator does in GLPI's UI
     /// (`is_active`); `false` if the user does not exist.
     pub fn set_user_active(&self, id: u64, active: bool) -> bool {

@@ -960,6 +960,55 @@ async fn email_only_requesters_read_their_tickets_too() {
 }
 
 #[tokio::test]
+async fn a_requesters_list_is_newest_first_across_accounts_and_bare_addresses() {
+    let w = world().await;
+    let body = |d: &str| json!({"requester": {"email": "pat@example.org"}, "description": d});
+    // No account yet and a source that creates none: the address alone.
+    let (_, bare) = w.post(STRICT_KEY, &body("Filed by address"), None).await;
+    // A source that creates accounts: now Pat is a user, for this ticket and the next.
+    let (_, first) = w.post(KEY, &body("First as a user"), None).await;
+    let (_, second) = w.post(KEY, &body("Second as a user"), None).await;
+    let id = |answer: &Value| answer["ticket_id"].as_u64().unwrap();
+    let (bare, first, second) = (id(&bare), id(&first), id(&second));
+    assert_eq!(
+        requester_of(&w.sim.ticket(bare).unwrap()),
+        [(0, "pat@example.org".to_string())]
+    );
+    assert_ne!(requester_of(&w.sim.ticket(second).unwrap())[0].0, 0);
+    // The address-only ticket changed last, the first user ticket long ago.
+    assert!(w.sim.set_ticket_date_mod(bare, "2099-01-01 00:00:00"));
+    assert!(w.sim.set_ticket_date_mod(first, "2001-01-01 00:00:00"));
+
+    let ids = |list: &Value| -> Vec<u64> {
+        list["tickets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["id"].as_u64().unwrap())
+            .collect()
+    };
+    let path = "/api/v1/tickets?requester_email=pat%40example.org";
+    let (status, list) = w.get(path, KEY).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    assert_eq!(ids(&list), [bare, second, first], "{list}");
+
+    let (status, list) = w.get(&format!("{path}&limit=2"), KEY).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    assert_eq!(ids(&list), [bare, second], "{list}");
+
+    for bad in ["0", "201", "two", "-1"] {
+        let (status, answer) = w.get(&format!("{path}&limit={bad}"), KEY).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "limit={bad}: {answer}");
+        assert_eq!(
+            answer["error"]["fields"][0]["field"], "limit",
+            "limit={bad}"
+        );
+        assert_eq!(answer["error"]["fields"].as_array().map(Vec::len), Some(1));
+    }
+    w.app.stop().await;
+}
+
+#[tokio::test]
 async fn a_source_reads_only_what_its_reads_setting_allows() {
     let w = world().await;
     let body = |d: &str| json!({"requester": {"email": "maria@acme.com.br"}, "description": d});
@@ -1401,7 +1450,7 @@ async fn one_bad_request_answer_names_every_problem() {
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     let (status, answer) = w
         .get(
-            "/api/v1/tickets?status=bogus&requester_email=nope&requester_phone=12",
+            "/api/v1/tickets?status=bogus&limit=0&requester_email=nope&requester_phone=12",
             KEY,
         )
         .await;
@@ -1409,7 +1458,7 @@ async fn one_bad_request_answer_names_every_problem() {
     assert_eq!(answer["error"]["code"], "invalid_request");
     assert_eq!(
         fields(&answer),
-        ["status", "requester_email", "requester_phone"]
+        ["status", "limit", "requester_email", "requester_phone"]
     );
     let (status, answer) = w
         .get(

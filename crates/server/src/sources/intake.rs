@@ -470,6 +470,37 @@ pub struct ListParams {
     /// `open` (default) or `all`.
     #[param(schema_with = status_filter_schema)]
     pub status: Option<String>,
+    /// At most this many tickets, the newest (last changed) first; every one
+    /// when absent.
+    #[param(schema_with = list_limit_schema)]
+    pub limit: Option<String>,
+}
+
+/// Largest `limit` of `GET /api/v1/tickets`.
+pub const MAX_LIST_LIMIT: usize = 200;
+
+fn list_limit_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::Integer)
+        .minimum(Some(1))
+        .maximum(Some(MAX_LIST_LIMIT as i32))
+        .build()
+}
+
+/// The `limit` parameter: `None` when absent; a problem when it is not a
+/// whole number from 1 to [`MAX_LIST_LIMIT`].
+fn list_limit(limit: Option<&str>, problems: &mut Vec<FieldError>) -> Option<usize> {
+    let text = limit?;
+    match text.trim().parse::<usize>() {
+        Ok(n) if (1..=MAX_LIST_LIMIT).contains(&n) => Some(n),
+        _ => {
+            problems.push(FieldError {
+                field: "limit".into(),
+                message: format!("must be a whole number from 1 to {MAX_LIST_LIMIT}"),
+            });
+            None
+        }
+    }
 }
 
 /// A requester's tickets, newest first.
@@ -959,6 +990,7 @@ async fn list(
             true
         }
     };
+    let limit = list_limit(params.limit.as_deref(), &mut problems);
     let lookup = RequesterLookup {
         email: params.requester_email,
         phone: params.requester_phone,
@@ -975,7 +1007,11 @@ async fn list(
         }
     };
     let mut tickets = Vec::new();
+    // Newest first: the first `limit` readable ones are the ones kept.
     for ticket in source.tickets_of(&query, open_only).await? {
+        if limit.is_some_and(|limit| tickets.len() >= limit) {
+            break;
+        }
         if api.intake.may_read(&source, ticket.id).await? {
             tickets.push(ticket);
         }
