@@ -247,6 +247,18 @@ pub struct Ticket {
     pub url: String,
 }
 
+/// Sorts `tickets` newest first: the last changed, then the highest id. Both
+/// targets write `updated_at` as `YYYY-MM-DD HH:MM:SS`, which sorts as text.
+/// For lists merged from several searches (a person's tickets and an email
+/// address's), each sorted on its own.
+pub fn sort_newest_first(tickets: &mut [Ticket]) {
+    tickets.sort_by(|a, b| {
+        b.updated_at
+            .cmp(&a.updated_at)
+            .then_with(|| b.id.cmp(&a.id))
+    });
+}
+
 /// A ticket just created: its id and its reference (see [`Ticket::reference`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CreatedTicket {
@@ -442,4 +454,35 @@ pub trait Helpdesk: Send + Sync + 'static {
     /// Tickets changed at or after `since` (target time format), in one
     /// request, oldest change first.
     async fn changed_since(&self, since: &str) -> HelpdeskResult<Vec<Ticket>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ticket(id: i64, updated_at: &str) -> Ticket {
+        Ticket {
+            id,
+            reference: id.to_string(),
+            title: String::new(),
+            status: TicketStatus::New,
+            organisation: None,
+            updated_at: updated_at.to_owned(),
+            url: String::new(),
+        }
+    }
+
+    #[test]
+    fn merged_lists_sort_by_last_change_then_id() {
+        let mut tickets = vec![
+            ticket(3, "2026-01-02 10:00:00"),
+            ticket(9, "2025-12-31 23:59:59"),
+            ticket(1, "2026-01-02 10:00:01"),
+            ticket(7, "2026-01-02 10:00:00"),
+            ticket(5, ""),
+        ];
+        sort_newest_first(&mut tickets);
+        let ids: Vec<i64> = tickets.iter().map(|t| t.id).collect();
+        assert_eq!(ids, [1, 7, 3, 9, 5]);
+    }
 }

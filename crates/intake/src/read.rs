@@ -136,13 +136,7 @@ impl Source {
                 }
             }
         }
-        // Newest first across both lists: the last changed, then the highest
-        // id. Both targets write `YYYY-MM-DD HH:MM:SS`, which sorts as text.
-        tickets.sort_by(|a, b| {
-            b.updated_at
-                .cmp(&a.updated_at)
-                .then_with(|| b.id.cmp(&a.id))
-        });
+        flows::helpdesk::sort_newest_first(&mut tickets);
         Ok(tickets
             .into_iter()
             .map(|t| TicketSummary {

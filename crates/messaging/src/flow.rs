@@ -359,7 +359,7 @@ impl Messaging {
     /// (target calls). A phone the help desk does not know still finds the
     /// requester the bridge last resolved for it (found by email, or an
     /// email-only requester); an email also finds the tickets it asked for
-    /// without an account.
+    /// without an account. Newest (last changed) first.
     pub async fn open_tickets(
         &self,
         source: &str,
@@ -417,6 +417,7 @@ impl Messaging {
                 }
             }
         }
+        flows::helpdesk::sort_newest_first(&mut tickets);
         Ok(tickets)
     }
 
