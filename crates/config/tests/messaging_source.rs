@@ -29,6 +29,24 @@ fn defaults_and_duration_forms() {
     assert!(s.create_requesters);
     assert!(!s.entity_from_requester);
     assert!(!config.summary().contains("whsec_"));
+    // Room for one 10 MiB file in base64 and 1 MiB more.
+    assert_eq!(s.body_limit(1024 * 1024), 13_981_014 + 1024 * 1024);
+    // Never less than the server's limit; an explicit one is taken as it is.
+    assert_eq!(s.body_limit(64 * 1024 * 1024), 64 * 1024 * 1024);
+}
+
+#[test]
+fn an_explicit_body_limit_is_kept() {
+    let text = format!(
+        "{TARGET}\n[sources.whats]\nkind = \"messaging\"\ntarget = \"glpi\"\napi_keys = [\"k\"]\n\
+         body_limit = 4096\n"
+    );
+    let config = config::load_str(&text, Vec::new()).unwrap();
+    let SourceConfig::Messaging(s) = &config.sources["whats"] else {
+        panic!("not a messaging source");
+    };
+    assert_eq!(s.body_limit(1024 * 1024), 4096);
+    assert!(config.summary().contains("body_limit=4096"));
 }
 
 #[test]
@@ -37,7 +55,7 @@ fn every_bad_field_is_reported_with_its_path() {
         "{TARGET}\n[sources.whats]\nkind = \"messaging\"\ntarget = \"glpi\"\n\
          merge_window = 0\nmax_wait = 0\ndefault_country = \"Brazil\"\nentity = -1\n\
          tax_id = \"none\"\ncallback_url = \"ftp://x\"\ncallback_secret = \"whsec_x\"\n\
-         max_attachment_bytes = 0\n"
+         max_attachment_bytes = 0\nbody_limit = 0\n"
     );
     let errors = config::load_str(&text, Vec::new()).unwrap_err();
     let paths: Vec<&str> = errors.0.iter().map(|p| p.path.as_str()).collect();
@@ -50,6 +68,7 @@ fn every_bad_field_is_reported_with_its_path() {
         "callback_url",
         "callback_secret",
         "max_attachment_bytes",
+        "body_limit",
     ] {
         let path = format!("sources.whats.{field}");
         assert!(

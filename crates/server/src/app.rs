@@ -29,6 +29,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
+use crate::body_limits;
 use crate::error::{self, ApiError};
 use crate::ingest::Writer;
 use crate::metrics;
@@ -257,13 +258,12 @@ pub fn router(config: Config, deps: Dependencies) -> (Router, AppState) {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(server.body_limit))
         // The transport's cap: routes with a larger limit of their own (the
-        // Chatwoot webhooks) apply theirs; every other route reads at most
-        // `server.body_limit` (`DefaultBodyLimit` above).
-        .layer(RequestBodyLimitLayer::new(
-            server
-                .body_limit
-                .max(sources::chatwoot::largest_body_limit(&state.config)),
-        ))
+        // sources that take files, see `body_limits`) apply theirs; every
+        // other route reads at most `server.body_limit` (`DefaultBodyLimit`
+        // above).
+        .layer(RequestBodyLimitLayer::new(body_limits::transport_cap(
+            &state.config,
+        )))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             server.request_timeout,
@@ -274,7 +274,7 @@ pub fn router(config: Config, deps: Dependencies) -> (Router, AppState) {
         .layer(middleware::from_fn_with_state(
             error::BodyLimits {
                 default: server.body_limit,
-                routes: sources::chatwoot::body_limits(&state.config).into(),
+                routes: body_limits::route_limits(&state.config).into(),
             },
             error::uniform_errors,
         ))

@@ -68,6 +68,7 @@
 
 mod app;
 pub mod auth;
+pub mod body_limits;
 pub mod error;
 pub mod ingest;
 pub mod links;

@@ -277,7 +277,17 @@ async fn parse_multipart(
         builder = builder.header(k, v);
     }
     let req = builder.body(Body::from(bytes)).ok()?;
-    let mut mp = Multipart::from_request(req, &()).await.ok()?;
+    // The whole request is already within `MAX_BODY`; without this, axum's
+    // default limit (2 MB) would cut larger files short.
+    let read = tower::service_fn(|req: Request<Body>| async move {
+        Ok::<_, std::convert::Infallible>(Multipart::from_request(req, &()).await.ok())
+    });
+    let mut mp = tower::ServiceExt::oneshot(
+        tower::Layer::layer(&axum::extract::DefaultBodyLimit::max(MAX_BODY), read),
+        req,
+    )
+    .await
+    .ok()??;
     let mut upload = Upload::default();
     while let Ok(Some(field)) = mp.next_field().await {
         let name = field.name().unwrap_or_default().to_string();

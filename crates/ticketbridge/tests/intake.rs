@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use base64::Engine as _;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sim::glpi::{ActorKind, GlpiSim, NewUser, RunningSim, SimConfig, SimTicket};
@@ -1469,6 +1470,113 @@ async fn one_bad_request_answer_names_every_problem() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
     assert_eq!(fields(&answer), ["status"]);
     w.app.stop().await;
+}
+
+/// An attachment up to `max_attachment_bytes` fits although its base64 is
+/// larger than `server.body_limit` (1 MiB by default), on the shared route
+/// and on the source's own; more than the source's limit is a 413 naming
+/// `sources.<name>.body_limit`; without a key, 401 before the body is read.
+#[tokio::test]
+async fn an_attachment_of_the_documented_size_fits_in_a_ticket() {
+    let sim = GlpiSim::start(SimConfig::default()).await.unwrap();
+    let (store, _dir) = store::testing::fresh_sqlite().await;
+    let toml = format!(
+        r#"
+[targets.glpi]
+kind = "glpi"
+url = "{url}"
+app_token = "${{APP}}"
+user_token = "${{USER}}"
+
+[sources.forms]
+kind = "intake"
+target = "glpi"
+api_keys = ["{KEY}"]
+default_entity = 0
+max_attachment_bytes = 2097152
+
+[sources.small]
+kind = "intake"
+target = "glpi"
+api_keys = ["{OLD_KEY}"]
+default_entity = 0
+body_limit = 4096
+"#,
+        url = sim.base_url()
+    );
+    let env = vec![
+        ("APP".to_string(), sim.app_token()),
+        ("USER".to_string(), sim.user_token("glpi").unwrap()),
+    ];
+    let config = config::load_str(&toml, env).unwrap();
+    assert_eq!(config.server.body_limit, 1024 * 1024);
+    let app = TestApp::spawn(config, store).await.unwrap();
+    let file: Vec<u8> = (0..2 * 1024 * 1024).map(|i| (i % 253) as u8).collect();
+    let data = base64::engine::general_purpose::STANDARD.encode(&file);
+    let ticket = |description: &str| {
+        json!({"requester": {"email": "maria@acme.com.br"}, "description": description,
+            "attachments": [{"filename": "scan.pdf", "mime": "application/pdf",
+                "content_base64": data}]})
+        .to_string()
+    };
+    let post = |path: &str, key: Option<&str>, body: String| {
+        let mut request = app
+            .http
+            .post(app.url(path))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(key) = key {
+            request = request.header("x-api-key", key);
+        }
+        request.send()
+    };
+    for (path, description) in [
+        ("/api/v1/tickets", "Shared route"),
+        ("/api/v1/sources/forms/tickets", "Own route"),
+    ] {
+        let response = post(path, Some(KEY), ticket(description)).await.unwrap();
+        let status = response.status();
+        let answer: Value = response.json().await.unwrap_or(Value::Null);
+        assert_eq!(status, StatusCode::CREATED, "{path}: {answer}");
+        let id = answer["ticket_id"].as_u64().unwrap();
+        wait_for(
+            "the file on the ticket",
+            Duration::from_secs(20),
+            || async {
+                sim.documents()
+                    .iter()
+                    .any(|d| {
+                        d.linked_to.contains(&("Ticket".to_owned(), id))
+                            && d.content.as_deref() == Some(file.as_slice())
+                    })
+                    .then_some(())
+            },
+        )
+        .await
+        .unwrap();
+    }
+
+    // A source with a small limit of its own: 413 naming it.
+    let response = post(
+        "/api/v1/tickets",
+        Some(OLD_KEY),
+        json!({"requester": {"email": "maria@acme.com.br"}, "description": "x".repeat(5000)})
+            .to_string(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let answer: Value = response.json().await.unwrap();
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("sources.small.body_limit"), "{message}");
+
+    // No key: 401 (the body is larger than server.body_limit).
+    let response = post("/api/v1/tickets", None, ticket("No key"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(sim.tickets().len(), 2);
+    app.stop().await;
 }
 
 #[tokio::test]

@@ -813,6 +813,59 @@ async fn attachments_by_url_and_inline_reach_the_ticket() {
     app.stop().await;
 }
 
+/// An inline file up to `max_attachment_bytes` fits in a message although
+/// its base64 is larger than `server.body_limit` (1 MiB by default): the
+/// source's own limit has room for it. Past that limit the 413 names the
+/// setting, and a caller without a key gets 401 whatever it sends.
+#[tokio::test]
+async fn an_inline_file_of_the_documented_size_reaches_the_ticket() {
+    let (sim, app, _dir) = start("max_attachment_bytes = 3145728").await;
+    let file: Vec<u8> = (0..3 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+    let data = base64::engine::general_purpose::STANDARD.encode(&file);
+    let (status, answer) = send(
+        &app,
+        json!({"conversation_id": "conv-big", "message_id": "b1", "phone": "+5511987654321",
+            "text": "the scan", "attachments": [
+                {"filename": "scan.pdf", "mime": "application/pdf", "data": data}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    tickets_count(&sim, 1).await;
+    settled(&app, "conv-big").await;
+    let ticket = sim.tickets()[0].id;
+    let docs = sim.documents();
+    assert!(
+        docs.iter()
+            .any(|d| d.linked_to.contains(&("Ticket".to_owned(), ticket))
+                && d.content.as_deref() == Some(file.as_slice())),
+        "the file is on the ticket"
+    );
+
+    // Two such files are more than the source takes by default.
+    let (status, answer) = send(
+        &app,
+        json!({"conversation_id": "conv-big", "message_id": "b2", "phone": "+5511987654321",
+            "text": "two scans", "attachments": [
+                {"filename": "a.pdf", "data": data}, {"filename": "b.pdf", "data": data}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("sources.whats.body_limit"), "{message}");
+
+    // Without a key: 401, not a read of the body up to the source's limit.
+    let response = app
+        .http
+        .post(app.url("/api/v1/channels/whats/messages"))
+        .header("content-type", "application/json")
+        .body(format!(r#"{{"text":"{data}"}}"#))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    app.stop().await;
+}
+
 /// A burst that cannot become a ticket (nobody has the phone, requesters
 /// are not created) does not take the conversation's later messages down
 /// with it: the next message joins it, and with the email it brings the

@@ -127,6 +127,10 @@ pub struct IntakeSource {
     /// Most attachments in one request.
     #[serde(default = "default_max_attachments")]
     pub max_attachments: usize,
+    /// Largest request body this source's keys may send, in bytes; see
+    /// [`IntakeSource::body_limit`] for the default.
+    #[serde(default)]
+    pub body_limit: Option<usize>,
     /// How long organisation, requester and category lookups are cached.
     #[serde(default = "default_cache_ttl", with = "humantime_serde")]
     pub cache_ttl: Duration,
@@ -204,6 +208,12 @@ impl IntakeSource {
                 "must be greater than 0".into(),
             );
         }
+        if self.body_limit == Some(0) {
+            problem(
+                format!("{prefix}.body_limit"),
+                "must be greater than 0 (bytes)".into(),
+            );
+        }
         if self.cache_ttl == Duration::ZERO {
             problem(
                 format!("{prefix}.cache_ttl"),
@@ -212,12 +222,21 @@ impl IntakeSource {
         }
     }
 
+    /// The largest request body this source takes: `body_limit` when set,
+    /// else room for one attachment of `max_attachment_bytes` in base64 and
+    /// 1 MiB more, and never less than `server_body_limit`.
+    pub fn body_limit(&self, server_body_limit: usize) -> usize {
+        self.body_limit.unwrap_or_else(|| {
+            super::attachment_body_limit(self.max_attachment_bytes as u64, server_body_limit)
+        })
+    }
+
     /// One line for `config check`, with no secret in it.
     pub fn summary(&self) -> String {
         format!(
             "api_keys={} default_entity={} unknown_tax_id={} create_requesters={} \
              default_country={} default_category={} wait={:?} max_attachment_bytes={} cache_ttl={:?} \
-             reads={}",
+             reads={} body_limit={}",
             self.api_keys.len(),
             self.default_entity
                 .map_or_else(|| "-".to_owned(), |e| e.to_string()),
@@ -228,7 +247,9 @@ impl IntakeSource {
             self.wait,
             self.max_attachment_bytes,
             self.cache_ttl,
-            self.reads.as_str()
+            self.reads.as_str(),
+            self.body_limit
+                .map_or_else(|| "default".to_owned(), |n| n.to_string()),
         )
     }
 }

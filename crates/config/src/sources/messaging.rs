@@ -71,6 +71,10 @@ pub struct MessagingSource {
     /// Largest attachment accepted (bytes, after base64 decoding).
     #[serde(default = "default_max_attachment_bytes")]
     pub max_attachment_bytes: u64,
+    /// Largest message body, in bytes; see [`MessagingSource::body_limit`]
+    /// for the default.
+    #[serde(default)]
+    pub body_limit: Option<usize>,
     /// Fetch attachment URLs on loopback, private and link-local addresses
     /// (a gateway on the LAN). Off: only public addresses, so a caller with
     /// a key cannot make the service read internal services.
@@ -215,6 +219,18 @@ impl MessagingSource {
         if self.max_attachment_bytes == 0 {
             bad("max_attachment_bytes", "must be greater than 0");
         }
+        if self.body_limit == Some(0) {
+            bad("body_limit", "must be greater than 0 (bytes)");
+        }
+    }
+
+    /// The largest message body this source takes: `body_limit` when set,
+    /// else room for one inline attachment of `max_attachment_bytes` in
+    /// base64 and 1 MiB more, and never less than `server_body_limit`.
+    pub fn body_limit(&self, server_body_limit: usize) -> usize {
+        self.body_limit.unwrap_or_else(|| {
+            super::attachment_body_limit(self.max_attachment_bytes, server_body_limit)
+        })
     }
 
     /// One line for `config check`, with no secret in it.
@@ -222,7 +238,8 @@ impl MessagingSource {
         format!(
             "api_keys={} open_on={} merge_window={}ms max_wait={}ms followups={} \
              default_country={} entity={} tax_id={} entity_from_requester={} \
-             create_requesters={} callback_url={} callback_secret={} max_attachment_bytes={}",
+             create_requesters={} callback_url={} callback_secret={} max_attachment_bytes={} \
+             body_limit={}",
             self.api_keys.len(),
             self.open_on.as_str(),
             self.merge_window.as_millis(),
@@ -242,6 +259,8 @@ impl MessagingSource {
                 "unset"
             },
             self.max_attachment_bytes,
+            self.body_limit
+                .map_or_else(|| "default".to_owned(), |n| n.to_string()),
         )
     }
 }

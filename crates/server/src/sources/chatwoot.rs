@@ -28,6 +28,7 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 
 use crate::auth::check_url_token;
+use crate::body_limits;
 use crate::error::ApiError;
 use crate::ingest::{self, Inbound};
 use crate::state::AppState;
@@ -100,33 +101,6 @@ pub fn router(config: &Config) -> Router<AppState> {
         )
 }
 
-/// The largest `body_limit` of the Chatwoot sources in `config` (0: none).
-/// The server's transport limit must let such a body through to the route,
-/// which then applies each source's own limit.
-pub fn largest_body_limit(config: &Config) -> usize {
-    body_limits(config)
-        .iter()
-        .map(|(_, limit, _)| *limit)
-        .max()
-        .unwrap_or(0)
-}
-
-/// Per Chatwoot source: its path prefix, `body_limit`, and that setting's name.
-pub fn body_limits(config: &Config) -> Vec<(String, usize, String)> {
-    config
-        .sources
-        .iter()
-        .filter_map(|(name, source)| match source {
-            SourceConfig::Chatwoot(s) => Some((
-                ROUTE.replace("{source}", name),
-                s.body_limit,
-                format!("sources.{name}.body_limit"),
-            )),
-            _ => None,
-        })
-        .collect()
-}
-
 async fn receive(
     endpoints: Endpoints,
     State(state): State<AppState>,
@@ -138,22 +112,25 @@ async fn receive(
     let endpoint = endpoints
         .get(&source)
         .ok_or_else(|| ApiError::NotFound(format!("no chatwoot source named {source:?}")))?;
+    // A URL token is checked before the body is read: without it nobody
+    // makes the service buffer up to the source's limit. A signature covers
+    // the body, so it is checked once the body is read.
+    if let Some(token) = &token {
+        check_url_token(&endpoint.url_tokens, token)?;
+    } else if endpoint.verifier.is_none() {
+        return Err(ApiError::Unauthorized(
+            "this source takes deliveries on its URL-token address".to_owned(),
+        ));
+    }
     // Read here, with this source's own limit rather than the server's: an
     // email conversation's webhook can be megabytes (see the setting).
-    let body: Bytes = axum::body::to_bytes(body, endpoint.body_limit)
-        .await
-        .map_err(|_| {
-            ApiError::PayloadTooLarge(format!(
-                "the webhook body is larger than this source accepts ({} bytes, sources.{source}.body_limit)",
-                endpoint.body_limit
-            ))
-        })?;
+    let body: Bytes =
+        body_limits::read(body, endpoint.body_limit, &body_limits::setting(&source)).await?;
     let delivery = WebhookHeaders::from_header_map(&headers);
     // Whether the signature (over timestamp and body) was checked.
     let mut signed = false;
     match (&token, &endpoint.verifier) {
-        (Some(token), _) => {
-            check_url_token(&endpoint.url_tokens, token)?;
+        (Some(_), _) => {
             // A signed delivery on the token URL must still be right.
             if let (Some(verifier), Some(_)) = (&endpoint.verifier, &delivery.signature) {
                 verify(verifier, &delivery, &body)?;

@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -40,6 +40,7 @@ use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::auth::ApiKeys;
+use crate::body_limits;
 use crate::error::ApiError;
 use crate::ingest::{self, Inbound, IngestOutcome};
 use crate::state::{AppState, Arrival};
@@ -568,7 +569,7 @@ async fn create(
     named: Option<String>,
     query: Option<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, Failure> {
     // One budget of `wait` for the whole request, counted from its arrival
     // (as the server's timeout is: a slow upload spends it too): the
@@ -584,6 +585,14 @@ async fn create(
             .saturating_sub(ANSWER_MARGIN),
     );
     ingest::require_json(&headers, "the ticket")?;
+    // Read once the key is checked, with the source's own limit (attachments
+    // in base64 make tickets larger than other requests).
+    let body = body_limits::read(
+        body,
+        source.settings.body_limit(state.config.server.body_limit),
+        &body_limits::setting(&source.name),
+    )
+    .await?;
     // Every problem of the request in one answer: the query, the
     // Idempotency-Key and each field of the body.
     let mut problems = Vec::new();
@@ -867,7 +876,7 @@ async fn create_in_source(
     Path(source): Path<String>,
     query: Option<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, Failure> {
     create(api, state, arrival, Some(source), query, headers, body).await
 }

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -33,6 +33,7 @@ use serde_json::{Value, json};
 use store::JobStatus;
 
 use crate::auth::ApiKeys;
+use crate::body_limits;
 use crate::error::{ApiError, error_body};
 use crate::ingest::{self, Inbound};
 use crate::state::AppState;
@@ -51,6 +52,8 @@ const KEPT_HEADERS: [&str; 4] = [
 
 struct Channels {
     keys: HashMap<String, ApiKeys>,
+    /// Each source's message body limit (see `crate::body_limits`).
+    body_limits: HashMap<String, usize>,
     flow: Messaging,
 }
 
@@ -64,7 +67,21 @@ pub fn router(config: &Config, flow: Messaging) -> Router<AppState> {
             _ => None,
         })
         .collect();
-    let channels = Arc::new(Channels { keys, flow });
+    let body_limits = config
+        .sources
+        .iter()
+        .filter_map(|(name, source)| match source {
+            SourceConfig::Messaging(s) => {
+                Some((name.clone(), s.body_limit(config.server.body_limit)))
+            }
+            _ => None,
+        })
+        .collect();
+    let channels = Arc::new(Channels {
+        keys,
+        body_limits,
+        flow,
+    });
     let for_messages = channels.clone();
     let for_handoff = channels.clone();
     Router::new()
@@ -161,10 +178,18 @@ async fn receive_message(
     State(state): State<AppState>,
     Path(source): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, ApiError> {
     channels.authorise(&source, &headers)?;
     ingest::require_json(&headers, "the message")?;
+    // Read once the key is checked, with the source's own limit: inline
+    // files make messages larger than other requests.
+    let limit = channels
+        .body_limits
+        .get(&source)
+        .copied()
+        .unwrap_or(state.config.server.body_limit);
+    let body = body_limits::read(body, limit, &body_limits::setting(&source)).await?;
     let value: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("body is not valid JSON: {e}")))?;
     let message = match channels
