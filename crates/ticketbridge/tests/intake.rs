@@ -1472,6 +1472,72 @@ async fn one_bad_request_answer_names_every_problem() {
     w.app.stop().await;
 }
 
+/// The same body without an Idempotency-Key is a repeat within the source's
+/// `dedupe_window` only: after it, the same words are a new ticket, and
+/// repeats of that one (concurrent ones too) find it, not a third.
+#[tokio::test]
+async fn the_same_words_after_the_dedupe_window_are_a_new_ticket() {
+    let sim = GlpiSim::start(SimConfig::default()).await.unwrap();
+    let (store, _dir) = store::testing::fresh_sqlite().await;
+    let toml = format!(
+        r#"
+[targets.glpi]
+kind = "glpi"
+url = "{url}"
+app_token = "${{APP}}"
+user_token = "${{USER}}"
+
+[sources.web]
+kind = "intake"
+target = "glpi"
+api_keys = ["{KEY}"]
+default_entity = 0
+dedupe_window = "4s"
+"#,
+        url = sim.base_url()
+    );
+    let env = vec![
+        ("APP".to_string(), sim.app_token()),
+        ("USER".to_string(), sim.user_token("glpi").unwrap()),
+    ];
+    let app = TestApp::spawn(config::load_str(&toml, env).unwrap(), store)
+        .await
+        .unwrap();
+    let body = json!({"requester": {"email": "maria@acme.com.br"},
+        "description": "The printer on floor 2 is jammed"});
+    let post = || async {
+        let response = app
+            .http
+            .post(app.url("/api/v1/tickets"))
+            .header("x-api-key", KEY)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let answer: Value = response.json().await.unwrap();
+        assert!(status.is_success(), "{status}: {answer}");
+        answer["ticket_id"].as_u64().unwrap()
+    };
+    let first = post().await;
+    assert_eq!(post().await, first, "a retry within the window");
+    assert_eq!(sim.tickets().len(), 1);
+
+    // The window is long enough for a busy machine's retries to fall in it.
+    tokio::time::sleep(Duration::from_millis(4_200)).await;
+    let (a, b) = tokio::join!(post(), post());
+    assert_eq!(a, b, "two repeats at once meet on one new request");
+    assert_ne!(a, first, "after the window: a new ticket");
+    assert_eq!(post().await, a, "a retry of the new one finds it");
+    assert_eq!(sim.tickets().len(), 2);
+
+    tokio::time::sleep(Duration::from_millis(4_200)).await;
+    let third = post().await;
+    assert!(third != first && third != a);
+    assert_eq!(sim.tickets().len(), 3);
+    app.stop().await;
+}
+
 /// An attachment up to `max_attachment_bytes` fits although its base64 is
 /// larger than `server.body_limit` (1 MiB by default), on the shared route
 /// and on the source's own; more than the source's limit is a 413 naming

@@ -72,6 +72,10 @@ fn default_max_attachments() -> usize {
     10
 }
 
+fn default_dedupe_window() -> Duration {
+    Duration::from_secs(60 * 60)
+}
+
 fn default_cache_ttl() -> Duration {
     Duration::from_secs(300)
 }
@@ -131,6 +135,11 @@ pub struct IntakeSource {
     /// [`IntakeSource::body_limit`] for the default.
     #[serde(default)]
     pub body_limit: Option<usize>,
+    /// How long the same body sent without an `Idempotency-Key` counts as a
+    /// repeat of the first (answered with its ticket); after it, it is a new
+    /// request. A key is a repeat for ever.
+    #[serde(default = "default_dedupe_window", with = "humantime_serde")]
+    pub dedupe_window: Duration,
     /// How long organisation, requester and category lookups are cached.
     #[serde(default = "default_cache_ttl", with = "humantime_serde")]
     pub cache_ttl: Duration,
@@ -214,6 +223,12 @@ impl IntakeSource {
                 "must be greater than 0 (bytes)".into(),
             );
         }
+        if self.dedupe_window == Duration::ZERO {
+            problem(
+                format!("{prefix}.dedupe_window"),
+                "must be greater than 0 (a retry must find its first request)".into(),
+            );
+        }
         if self.cache_ttl == Duration::ZERO {
             problem(
                 format!("{prefix}.cache_ttl"),
@@ -236,7 +251,7 @@ impl IntakeSource {
         format!(
             "api_keys={} default_entity={} unknown_tax_id={} create_requesters={} \
              default_country={} default_category={} wait={:?} max_attachment_bytes={} cache_ttl={:?} \
-             reads={} body_limit={}",
+             reads={} body_limit={} dedupe_window={:?}",
             self.api_keys.len(),
             self.default_entity
                 .map_or_else(|| "-".to_owned(), |e| e.to_string()),
@@ -250,6 +265,7 @@ impl IntakeSource {
             self.reads.as_str(),
             self.body_limit
                 .map_or_else(|| "default".to_owned(), |n| n.to_string()),
+            self.dedupe_window,
         )
     }
 }

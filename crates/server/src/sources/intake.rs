@@ -539,7 +539,7 @@ pub struct ErrorDetail {
     tag = "tickets",
     params(
         CreateParams,
-        ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 characters. A repeat with the same key returns the same ticket, never a second one (default: the SHA-256 of the body)"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 characters. A repeat with the same key returns the same ticket, never a second one (default: the SHA-256 of the body, a repeat within the source's dedupe_window)"),
     ),
     request_body(content = intake::request::TicketRequest, content_type = "application/json"),
     responses(
@@ -687,43 +687,63 @@ async fn create(
             request_id: None,
         });
     }
-    let mut job = api.intake.job(&source, &dedupe_key, &precheck);
-    let reservation = api.intake.reserve(&mut job);
-    let ordering_key = job.ordering_key.clone();
-    // Before accepting: the job may start as soon as it is stored.
-    api.intake.hand_over(
-        &job,
-        HandedRequest {
-            dedupe_key: dedupe_key.clone(),
-            body: body.to_vec(),
-        },
-    );
-    let accepted = ingest::accept(
-        &state,
-        Inbound {
-            source: source.name.clone(),
-            dedupe_key,
-            body: body.to_vec(),
-            headers: kept_headers(&headers, fingerprint.as_deref()),
-            jobs: vec![job],
-        },
-    )
-    .await;
-    match (&accepted, reservation) {
-        (Ok(IngestOutcome::Accepted { claimed, .. }), Some(reservation)) => {
-            // Claimed as it was stored: run it now. Not claimed (its ordering key
-            // is busy): the engine's runners take it, and the slot goes back.
-            if let Some(job) = claimed.first() {
-                reservation.start(job.clone());
+    let body_key = dedupe_key.clone();
+    let mut dedupe_key = dedupe_key;
+    let mut walked = 0;
+    let outcome = loop {
+        let mut job = api.intake.job(&source, &dedupe_key, &precheck);
+        let reservation = api.intake.reserve(&mut job);
+        let ordering_key = job.ordering_key.clone();
+        // Before accepting: the job may start as soon as it is stored.
+        api.intake.hand_over(
+            &job,
+            HandedRequest {
+                dedupe_key: dedupe_key.clone(),
+                body: body.to_vec(),
+            },
+        );
+        let accepted = ingest::accept(
+            &state,
+            Inbound {
+                source: source.name.clone(),
+                dedupe_key,
+                body: body.to_vec(),
+                headers: kept_headers(&headers, fingerprint.as_deref()),
+                jobs: vec![job],
+            },
+        )
+        .await;
+        match (&accepted, reservation) {
+            (Ok(IngestOutcome::Accepted { claimed, .. }), Some(reservation)) => {
+                // Claimed as it was stored: run it now. Not claimed (its ordering key
+                // is busy): the engine's runners take it, and the slot goes back.
+                if let Some(job) = claimed.first() {
+                    reservation.start(job.clone());
+                }
+            }
+            (Ok(IngestOutcome::Accepted { .. }), None) => {}
+            _ => {
+                // A repeat (its first delivery's job reads the store) or not stored.
+                api.intake.withdraw(&ordering_key);
             }
         }
-        (Ok(IngestOutcome::Accepted { .. }), None) => {}
-        _ => {
-            // A repeat (its first delivery's job reads the store) or not stored.
-            api.intake.withdraw(&ordering_key);
+        let outcome = accepted?;
+        // A body seen before, sent without an Idempotency-Key, is a repeat
+        // only within the source's dedupe window; past it the same words are
+        // a new request (the printer jammed again). The new request's key
+        // names the row it follows: concurrent repeats still meet on one
+        // key, and later ones walk the same chain.
+        if let IngestOutcome::Duplicate { inbox_id, .. } = &outcome
+            && fingerprint.is_none()
+            && walked < MAX_REPEAT_CHAIN
+            && repeat_window_passed(&state, *inbox_id, source.settings.dedupe_window).await?
+        {
+            dedupe_key = format!("{body_key}~{inbox_id}");
+            walked += 1;
+            continue;
         }
-    }
-    let outcome = accepted?;
+        break outcome;
+    };
     let id = outcome.inbox_id();
     // A repeat is answered with `Idempotent-Replayed`, a restarted one too.
     let repeat = outcome.is_duplicate();
@@ -879,6 +899,21 @@ async fn create_in_source(
     body: Body,
 ) -> Result<Response, Failure> {
     create(api, state, arrival, Some(source), query, headers, body).await
+}
+
+/// Most rows one body's chain of repeats is followed through (see `create`):
+/// past it the last one answers.
+const MAX_REPEAT_CHAIN: usize = 64;
+
+/// Whether inbox row `id` was received longer than `window` ago.
+async fn repeat_window_passed(
+    state: &AppState,
+    id: i64,
+    window: std::time::Duration,
+) -> Result<bool, ApiError> {
+    let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+    let first = state.store.inbox(id).await?;
+    Ok(first.is_some_and(|row| row.received_at < store::now_ms().saturating_sub(window_ms)))
 }
 
 /// Inbox header entry holding [`request_fingerprint`] of a keyed request.
