@@ -197,6 +197,31 @@ impl World {
     }
 }
 
+/// The service in process on a fresh SQLite store, against `sim`'s GLPI:
+/// `sections` (TOML: `[server]`, `[engine]`, the sources) beside the target.
+async fn app_with(sim: &RunningSim, sections: &str) -> (TestApp, tempfile::TempDir) {
+    let (store, dir) = store::testing::fresh_sqlite().await;
+    let toml = format!(
+        r#"{sections}
+[targets.glpi]
+kind = "glpi"
+url = "{url}"
+app_token = "${{APP}}"
+user_token = "${{USER}}"
+timeout = "5s"
+"#,
+        url = sim.base_url()
+    );
+    let env = vec![
+        ("APP".to_string(), sim.app_token()),
+        ("USER".to_string(), sim.user_token("glpi").unwrap()),
+    ];
+    let app = TestApp::spawn(config::load_str(&toml, env).unwrap(), store)
+        .await
+        .unwrap();
+    (app, dir)
+}
+
 fn requester_of(t: &SimTicket) -> Vec<(u64, String)> {
     t.actors
         .iter()
@@ -513,21 +538,16 @@ async fn a_requester_whose_login_is_taken_is_that_account() {
 #[tokio::test]
 async fn a_request_sent_again_after_glpi_stayed_down_is_tried_again() {
     let sim = GlpiSim::start(SimConfig::default()).await.unwrap();
-    let (store, _dir) = store::testing::fresh_sqlite().await;
-    let toml = format!(
-        r#"
+    let (app, _dir) = app_with(
+        &sim,
+        &format!(
+            r#"
 [engine]
 max_attempts = 2
 backoff_base = "10ms"
 backoff_max = "20ms"
 poll = "50ms"
 
-[targets.glpi]
-kind = "glpi"
-url = "{url}"
-app_token = "${{APP}}"
-user_token = "${{USER}}"
-timeout = "5s"
 
 [sources.web]
 kind = "intake"
@@ -535,16 +555,10 @@ target = "glpi"
 api_keys = ["{KEY}"]
 default_entity = 0
 wait = "8s"
-"#,
-        url = sim.base_url()
-    );
-    let env = vec![
-        ("APP".to_string(), sim.app_token()),
-        ("USER".to_string(), sim.user_token("glpi").unwrap()),
-    ];
-    let app = TestApp::spawn(config::load_str(&toml, env).unwrap(), store)
-        .await
-        .unwrap();
+"#
+        ),
+    )
+    .await;
     let body = json!({"requester": {"email": "maria@acme.com.br"}, "description": "Down twice"});
     let send = || async {
         let resp = app
@@ -1478,31 +1492,20 @@ async fn one_bad_request_answer_names_every_problem() {
 #[tokio::test]
 async fn the_same_words_after_the_dedupe_window_are_a_new_ticket() {
     let sim = GlpiSim::start(SimConfig::default()).await.unwrap();
-    let (store, _dir) = store::testing::fresh_sqlite().await;
-    let toml = format!(
-        r#"
-[targets.glpi]
-kind = "glpi"
-url = "{url}"
-app_token = "${{APP}}"
-user_token = "${{USER}}"
-
+    let (app, _dir) = app_with(
+        &sim,
+        &format!(
+            r#"
 [sources.web]
 kind = "intake"
 target = "glpi"
 api_keys = ["{KEY}"]
 default_entity = 0
 dedupe_window = "4s"
-"#,
-        url = sim.base_url()
-    );
-    let env = vec![
-        ("APP".to_string(), sim.app_token()),
-        ("USER".to_string(), sim.user_token("glpi").unwrap()),
-    ];
-    let app = TestApp::spawn(config::load_str(&toml, env).unwrap(), store)
-        .await
-        .unwrap();
+"#
+        ),
+    )
+    .await;
     let body = json!({"requester": {"email": "maria@acme.com.br"},
         "description": "The printer on floor 2 is jammed"});
     let post = || async {
@@ -1545,15 +1548,10 @@ dedupe_window = "4s"
 #[tokio::test]
 async fn an_attachment_of_the_documented_size_fits_in_a_ticket() {
     let sim = GlpiSim::start(SimConfig::default()).await.unwrap();
-    let (store, _dir) = store::testing::fresh_sqlite().await;
-    let toml = format!(
-        r#"
-[targets.glpi]
-kind = "glpi"
-url = "{url}"
-app_token = "${{APP}}"
-user_token = "${{USER}}"
-
+    let (app, _dir) = app_with(
+        &sim,
+        &format!(
+            r#"
 [sources.forms]
 kind = "intake"
 target = "glpi"
@@ -1567,16 +1565,10 @@ target = "glpi"
 api_keys = ["{OLD_KEY}"]
 default_entity = 0
 body_limit = 4096
-"#,
-        url = sim.base_url()
-    );
-    let env = vec![
-        ("APP".to_string(), sim.app_token()),
-        ("USER".to_string(), sim.user_token("glpi").unwrap()),
-    ];
-    let config = config::load_str(&toml, env).unwrap();
-    assert_eq!(config.server.body_limit, 1024 * 1024);
-    let app = TestApp::spawn(config, store).await.unwrap();
+"#
+        ),
+    )
+    .await;
     let file: Vec<u8> = (0..2 * 1024 * 1024).map(|i| (i % 253) as u8).collect();
     let data = base64::engine::general_purpose::STANDARD.encode(&file);
     let ticket = |description: &str| {
@@ -1649,22 +1641,17 @@ body_limit = 4096
 async fn a_slow_upload_still_gets_its_answer_before_the_server_times_out() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let sim = GlpiSim::start(SimConfig::default()).await.unwrap();
-    let (store, _dir) = store::testing::fresh_sqlite().await;
     // Scaled down: request_timeout 3 s, wait 2 s, an upload of 1.5 s.
-    let toml = format!(
-        r#"
+    let (app, _dir) = app_with(
+        &sim,
+        &format!(
+            r#"
 [server]
 request_timeout = "3s"
 
 [engine]
 max_attempts = 1000
 
-[targets.glpi]
-kind = "glpi"
-url = "{url}"
-app_token = "${{APP}}"
-user_token = "${{USER}}"
-timeout = "5s"
 
 [sources.web]
 kind = "intake"
@@ -1672,16 +1659,10 @@ target = "glpi"
 api_keys = ["{KEY}"]
 default_entity = 0
 wait = "2s"
-"#,
-        url = sim.base_url()
-    );
-    let env = vec![
-        ("APP".to_string(), sim.app_token()),
-        ("USER".to_string(), sim.user_token("glpi").unwrap()),
-    ];
-    let app = TestApp::spawn(config::load_str(&toml, env).unwrap(), store)
-        .await
-        .unwrap();
+"#
+        ),
+    )
+    .await;
     // GLPI is down: the request waits its whole budget.
     sim.faults().fail_next(1_000, 503);
     let body = json!({"requester": {"email": "maria@acme.com.br"}, "description": "Slow upload"})
