@@ -27,20 +27,27 @@ pub struct PhoneError {
 /// leading `+` or international prefix are read in `default_country`
 /// (ISO 3166 alpha-2, e.g. `BR`). WhatsApp ids such as
 /// `5511987654321@s.whatsapp.net` (and `…@c.us`, `…:12@s.whatsapp.net`) are
-/// accepted as their number; a LID (`…@lid`, WhatsApp's id for a hidden
+/// accepted as their number, read as international (a JID always carries
+/// its country code: `4520123456@s.whatsapp.net` is Danish whatever
+/// `default_country` says); a LID (`…@lid`, WhatsApp's id for a hidden
 /// number) or a group id is refused, never read as a number.
 pub fn normalize_phone(raw: &str, default_country: Option<&str>) -> Result<String, PhoneError> {
     let fail = |reason: &str| PhoneError {
         raw: raw.to_string(),
         reason: reason.to_string(),
     };
+    // A person's JID names an international number, whatever the country.
+    let mut jid = false;
     let head = match raw.split_once('@') {
         None => raw.trim(),
         Some((user, domain)) => {
             let domain = domain.trim().to_ascii_lowercase();
             match domain.as_str() {
                 // A person's JID; `:12` names one of their devices.
-                "s.whatsapp.net" | "c.us" => user.split(':').next().unwrap_or(user).trim(),
+                "s.whatsapp.net" | "c.us" => {
+                    jid = true;
+                    user.split(':').next().unwrap_or(user).trim()
+                }
                 "lid" => {
                     return Err(fail(
                         "a WhatsApp LID (…@lid) hides the number: it is not a phone number",
@@ -60,19 +67,33 @@ pub fn normalize_phone(raw: &str, default_country: Option<&str>) -> Result<Strin
         .map(|c| c.trim().to_ascii_uppercase())
         .and_then(|c| c.parse::<phonenumber::country::Id>().ok());
     let digits: String = head.chars().filter(char::is_ascii_digit).collect();
-    // Try as written first, then as an international number without its `+`
-    // (bots often send `5511987654321`).
-    let mut attempts = vec![head.to_string(), format!("+{digits}")];
+    let international = format!("+{digits}");
     // Brazilian mobiles gained a leading 9 in 2012–2016; WhatsApp still
     // names many older accounts without it (`553188776655@s.whatsapp.net`).
+    // Ten digits are a national number only when nothing says they are
+    // international.
     let brazilian = digits.starts_with("55") && digits.len() == 12
-        || country == Some(phonenumber::country::Id::BR) && digits.len() == 10;
-    if brazilian {
-        let national = &digits[digits.len() - 10..];
-        if national[2..].starts_with(['6', '7', '8', '9']) {
-            attempts.push(format!("+55{}9{}", &national[..2], &national[2..]));
-        }
-    }
+        || !jid && country == Some(phonenumber::country::Id::BR) && digits.len() == 10;
+    let with_ninth = brazilian
+        .then(|| &digits[digits.len() - 10..])
+        .filter(|national| national[2..].starts_with(['6', '7', '8', '9']))
+        .map(|national| format!("+55{}9{}", &national[..2], &national[2..]));
+    let attempts: Vec<String> = if jid {
+        // A JID's digits are the number with its country code: read in
+        // `default_country` first, `4520123456@s.whatsapp.net` (Danish) would
+        // become a Brazilian `+554520123456`. As written only as a last resort.
+        [Some(international), with_ninth, Some(head.to_string())]
+            .into_iter()
+            .flatten()
+            .collect()
+    } else {
+        // As written first (it may be national), then as an international
+        // number without its `+` (bots often send `5511987654321`).
+        [Some(head.to_string()), Some(international), with_ninth]
+            .into_iter()
+            .flatten()
+            .collect()
+    };
     for candidate in attempts.iter() {
         if let Ok(number) = phonenumber::parse(country, candidate)
             && phonenumber::is_valid(&number)
@@ -477,6 +498,38 @@ mod tests {
         assert_eq!(
             normalize_phone("5511987654321:12@s.whatsapp.net", None).as_deref(),
             Ok("+5511987654321")
+        );
+    }
+
+    #[test]
+    fn a_whatsapp_id_is_an_international_number_whatever_the_default_country() {
+        // Danish: read in the default country first, it became +55 45 2012-3456.
+        assert_eq!(
+            normalize_phone("4520123456@s.whatsapp.net", Some("BR")).as_deref(),
+            Ok("+4520123456")
+        );
+        assert_eq!(
+            normalize_phone("4520123456@c.us", Some("BR")).as_deref(),
+            Ok("+4520123456")
+        );
+        assert_eq!(
+            normalize_phone("4520123456:3@s.whatsapp.net", Some("BR")).as_deref(),
+            Ok("+4520123456")
+        );
+        // Brazilian JIDs, with and without the ninth digit, stay Brazilian.
+        assert_eq!(
+            normalize_phone("5511987654321@s.whatsapp.net", Some("BR")).as_deref(),
+            Ok("+5511987654321")
+        );
+        assert_eq!(
+            normalize_phone("553188776655@s.whatsapp.net", Some("BR")).as_deref(),
+            Ok("+5531988776655")
+        );
+        // The same ten digits without a JID may be national: read in the
+        // default country, as before.
+        assert_eq!(
+            normalize_phone("4520123456", Some("BR")).as_deref(),
+            Ok("+554520123456")
         );
     }
 
