@@ -6,7 +6,7 @@ use crate::helpdesk::{
     NewFollowup, NewPerson, NewTicket, Organisation, Person, PersonKind, PersonQuery, Requester,
     Ticket, TicketKind, TicketStatus,
 };
-use crate::identity::tax_id_digits;
+use crate::identity::{PhoneChoice, best_phone_match, choose_by_phone, tax_id_digits};
 use async_trait::async_trait;
 use glpi::{FieldMatch, GlpiClient, GlpiError};
 
@@ -398,7 +398,12 @@ impl Helpdesk for GlpiHelpdesk {
             let ranked = users.iter().filter(|u| u.is_active).filter_map(|u| {
                 Some((
                     u.id,
-                    best_phone_match(&[&u.phone, &u.phone2, &u.mobile], phone)?,
+                    best_phone_match(
+                        [&u.phone, &u.phone2, &u.mobile]
+                            .into_iter()
+                            .filter_map(Option::as_deref),
+                        phone,
+                    )?,
                 ))
             });
             match choose_by_phone(ranked) {
@@ -429,7 +434,12 @@ impl Helpdesk for GlpiHelpdesk {
             let ranked = contacts.iter().filter_map(|c| {
                 Some((
                     c.id,
-                    best_phone_match(&[&c.phone, &c.phone2, &c.mobile], phone)?,
+                    best_phone_match(
+                        [&c.phone, &c.phone2, &c.mobile]
+                            .into_iter()
+                            .filter_map(Option::as_deref),
+                        phone,
+                    )?,
                 ))
             });
             match choose_by_phone(ranked) {
@@ -780,46 +790,6 @@ impl Helpdesk for GlpiHelpdesk {
     }
 }
 
-/// How well the best of a person's phone cells matches `phone`.
-fn best_phone_match(cells: &[&Option<String>], phone: &str) -> Option<glpi::PhoneMatch> {
-    cells
-        .iter()
-        .filter_map(|cell| glpi::phone_match(cell.as_deref()?, phone))
-        .max()
-}
-
-/// Who a phone designates among the people whose phone matches it.
-#[derive(Debug, PartialEq, Eq)]
-enum PhoneChoice {
-    One(i64),
-    /// Only partial matches (a number stored without its area or country
-    /// code), on several people: which one wrote cannot be told.
-    Ambiguous(Vec<i64>),
-    None,
-}
-
-/// The person with the best match: a full match wins (the oldest record
-/// among several, as they are the same number); else the longest partial
-/// match, when only one person has it.
-fn choose_by_phone(ranked: impl Iterator<Item = (i64, glpi::PhoneMatch)>) -> PhoneChoice {
-    let ranked: Vec<(i64, glpi::PhoneMatch)> = ranked.collect();
-    let Some(best) = ranked.iter().map(|(_, m)| *m).max() else {
-        return PhoneChoice::None;
-    };
-    let mut at_best: Vec<i64> = ranked
-        .iter()
-        .filter(|(_, m)| *m == best)
-        .map(|(id, _)| *id)
-        .collect();
-    at_best.sort_unstable();
-    at_best.dedup();
-    match at_best.as_slice() {
-        [one] => PhoneChoice::One(*one),
-        [first, ..] if best.full => PhoneChoice::One(*first),
-        _ => PhoneChoice::Ambiguous(at_best),
-    }
-}
-
 fn contact_person(hit: &glpi::ContactHit) -> Person {
     let name = [hit.firstname.as_deref().unwrap_or(""), hit.name.as_str()]
         .iter()
@@ -876,38 +846,6 @@ fn split_name(full: &str) -> (Option<String>, Option<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_phone_names_the_best_match_and_never_guesses_between_partial_ones() {
-        let sender = "+5531988776655";
-        let rank = |people: &[(i64, &str)]| {
-            choose_by_phone(
-                people
-                    .iter()
-                    .filter_map(|(id, p)| Some((*id, glpi::phone_match(p, sender)?))),
-            )
-        };
-        // The full number wins over an older record without the area code.
-        assert_eq!(
-            rank(&[(1, "98877-6655"), (2, "+55 31 98877-6655")]),
-            PhoneChoice::One(2)
-        );
-        assert_eq!(
-            rank(&[(1, "98877-6655"), (2, "(31) 98877-6655")]),
-            PhoneChoice::One(2)
-        );
-        // Two people with the same partial number: nobody.
-        assert_eq!(
-            rank(&[(3, "98877-6655"), (1, "9 8877 6655")]),
-            PhoneChoice::Ambiguous(vec![1, 3])
-        );
-        // The same full number twice: the oldest record, as before.
-        assert_eq!(
-            rank(&[(5, "+5531988776655"), (4, "+55 31 98877 6655")]),
-            PhoneChoice::One(4)
-        );
-        assert_eq!(rank(&[(1, "+55 21 98877-6655")]), PhoneChoice::None);
-    }
 
     #[test]
     fn web_root_drops_the_api_suffix() {

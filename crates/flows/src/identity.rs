@@ -134,6 +134,52 @@ pub fn phone_search_forms(e164: &str) -> Vec<String> {
 /// already apply, for every target.
 pub use glpi::same_phone;
 
+/// How well the best of a person's phone cells matches `phone` (`None`:
+/// none is the same number). Empty cells match nothing.
+pub fn best_phone_match<'a>(
+    cells: impl IntoIterator<Item = &'a str>,
+    phone: &str,
+) -> Option<glpi::PhoneMatch> {
+    cells
+        .into_iter()
+        .filter_map(|cell| glpi::phone_match(cell, phone))
+        .max()
+}
+
+/// Who a phone designates among the people whose phone matches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PhoneChoice {
+    One(i64),
+    /// Only partial matches (a number stored without its area or country
+    /// code), on several people: which one wrote cannot be told.
+    Ambiguous(Vec<i64>),
+    None,
+}
+
+/// The rule every adapter names a person by phone with, given each active
+/// candidate's id and how well it matches ([`best_phone_match`]; disabled
+/// people are left out by the caller): a full match wins (the oldest record,
+/// the lowest id, among several, as they are the same number); else the
+/// longest partial match, when only one person has it; else nobody.
+pub fn choose_by_phone(ranked: impl IntoIterator<Item = (i64, glpi::PhoneMatch)>) -> PhoneChoice {
+    let ranked: Vec<(i64, glpi::PhoneMatch)> = ranked.into_iter().collect();
+    let Some(best) = ranked.iter().map(|(_, m)| *m).max() else {
+        return PhoneChoice::None;
+    };
+    let mut at_best: Vec<i64> = ranked
+        .iter()
+        .filter(|(_, m)| *m == best)
+        .map(|(id, _)| *id)
+        .collect();
+    at_best.sort_unstable();
+    at_best.dedup();
+    match at_best.as_slice() {
+        [one] => PhoneChoice::One(*one),
+        [first, ..] if best.full => PhoneChoice::One(*first),
+        _ => PhoneChoice::Ambiguous(at_best),
+    }
+}
+
 /// What to do when a tax id matches no organisation.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -541,6 +587,49 @@ mod tests {
         assert!(lid.is_err_and(|e| e.to_string().contains("LID")));
         assert!(normalize_phone("120363041234567890@g.us", None).is_err());
         assert!(normalize_phone("5511987654321@g.us", None).is_err());
+    }
+
+    #[test]
+    fn a_phone_names_the_best_match_and_never_guesses_between_partial_ones() {
+        let sender = "+5531988776655";
+        let rank = |people: &[(i64, &str)]| {
+            choose_by_phone(
+                people
+                    .iter()
+                    .filter_map(|(id, p)| Some((*id, best_phone_match([*p], sender)?))),
+            )
+        };
+        // The full number wins over an older record without the area code.
+        assert_eq!(
+            rank(&[(1, "98877-6655"), (2, "+55 31 98877-6655")]),
+            PhoneChoice::One(2)
+        );
+        assert_eq!(
+            rank(&[(1, "98877-6655"), (2, "(31) 98877-6655")]),
+            PhoneChoice::One(2)
+        );
+        // A mobile stored without its ninth digit nor its area code.
+        assert_eq!(
+            rank(&[(5, "8877-6655"), (9, "+55 31 98877-6655")]),
+            PhoneChoice::One(9)
+        );
+        // Two people with the same partial number: nobody.
+        assert_eq!(
+            rank(&[(3, "98877-6655"), (1, "9 8877 6655")]),
+            PhoneChoice::Ambiguous(vec![1, 3])
+        );
+        // The same full number twice: the oldest record, as before.
+        assert_eq!(
+            rank(&[(5, "+5531988776655"), (4, "+55 31 98877 6655")]),
+            PhoneChoice::One(4)
+        );
+        assert_eq!(rank(&[(1, "+55 21 98877-6655")]), PhoneChoice::None);
+        // The best of a person's cells counts; an empty cell matches nothing.
+        assert_eq!(
+            best_phone_match(["", "98877-6655", "+55 31 98877-6655"], sender),
+            glpi::phone_match("+55 31 98877-6655", sender)
+        );
+        assert_eq!(best_phone_match(["", ""], sender), None);
     }
 
     #[test]
