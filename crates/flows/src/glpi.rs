@@ -462,45 +462,68 @@ impl Helpdesk for GlpiHelpdesk {
         let (firstname, realname) = split_name(&person.name);
         match person.kind {
             PersonKind::User => {
-                let login = new_user_login(person);
-                let created = self
-                    .client
-                    .create_user(&glpi::NewUser {
-                        login: login.clone(),
-                        realname: realname.clone(),
-                        firstname: firstname.clone(),
-                        mobile: person.phone.clone(),
-                        emails: person.email.iter().cloned().collect(),
-                        profile_id: self.options.new_user_profile,
-                        entity_id: person.organisation,
-                        ..Default::default()
-                    })
-                    .await;
-                let id = match created {
-                    Ok(id) => id,
-                    // The login is taken: an account without this email or phone
-                    // (SSO, LDAP, made by hand), or one a concurrent request made
-                    // a moment ago. GLPI's answer is translated, so the login is
-                    // looked up rather than the message read.
-                    Err(error) if !error.is_retryable() => {
-                        match self
-                            .client
-                            .find_user_by_login(&login)
-                            .await
-                            .map_err(|e| self.error(e))?
-                        {
-                            Some(existing) => existing.id,
-                            None => return Err(self.error(error)),
+                let base = new_user_login(person);
+                let mut disabled = Vec::new();
+                for login in user_logins(&base) {
+                    let created = self
+                        .client
+                        .create_user(&glpi::NewUser {
+                            login: login.clone(),
+                            realname: realname.clone(),
+                            firstname: firstname.clone(),
+                            mobile: person.phone.clone(),
+                            emails: person.email.iter().cloned().collect(),
+                            profile_id: self.options.new_user_profile,
+                            entity_id: person.organisation,
+                            ..Default::default()
+                        })
+                        .await;
+                    let id = match created {
+                        Ok(id) => id,
+                        // The login is taken: an account without this email or
+                        // phone (SSO, LDAP, made by hand), or one a concurrent
+                        // request made a moment ago, or a disabled one. GLPI's
+                        // answer is translated, so the login is looked up
+                        // rather than the message read.
+                        Err(error) if !error.is_retryable() => {
+                            match self
+                                .client
+                                .find_user_by_login(&login)
+                                .await
+                                .map_err(|e| self.error(e))?
+                            {
+                                Some(existing) if existing.is_active => existing.id,
+                                // Disabled users are never requesters: a new
+                                // account under the next login.
+                                Some(existing) => {
+                                    tracing::info!(target_name = %self.name, %login,
+                                        user = existing.id,
+                                        "this login belongs to a disabled GLPI user: the requester gets an account of its own under another login");
+                                    disabled.push(login);
+                                    continue;
+                                }
+                                None => return Err(self.error(error)),
+                            }
                         }
-                    }
-                    Err(error) => return Err(self.error(error)),
-                };
-                Ok(Person {
-                    id,
-                    kind: PersonKind::User,
-                    name: person.name.clone(),
-                    email: person.email.clone(),
-                    organisation: person.organisation,
+                        Err(error) => return Err(self.error(error)),
+                    };
+                    return Ok(Person {
+                        id,
+                        kind: PersonKind::User,
+                        name: person.name.clone(),
+                        email: person.email.clone(),
+                        organisation: person.organisation,
+                    });
+                }
+                // GLPI's state, not the request, is at fault, and only an
+                // administrator can mend it: a job waits and tries again
+                // (messages are kept), an intake caller gets `target_error`.
+                Err(HelpdeskError::Failed {
+                    target: self.name.clone(),
+                    reason: format!(
+                        "no GLPI account can be made for the requester: the logins {} belong to disabled users (enable one of them, or rename it)",
+                        disabled.join(", ")
+                    ),
                 })
             }
             PersonKind::Contact => {
@@ -833,6 +856,24 @@ fn new_user_login(person: &NewPerson) -> String {
     }
 }
 
+/// How many logins a new user is tried under (`base`, then `base-2` …) when
+/// the ones before belong to disabled users.
+const USER_LOGINS: u32 = 10;
+
+/// The logins a new user is tried under, in order: `base`, then `base-2`,
+/// `base-3`, … up to [`USER_LOGINS`]. The suffix goes at the end, so an
+/// address login never turns into another real address (`ana-2@…` could be
+/// someone's), and the suffixed ones keep only the characters a plain login
+/// may have: `ana+ti@acme.com.br-2` is neither a valid address nor a valid
+/// plain login for GLPI, `anati@acme.com.br-2` is.
+fn user_logins(base: &str) -> impl Iterator<Item = String> {
+    let plain: String = base
+        .chars()
+        .filter(|c| c.is_alphanumeric() || "'@.-_ ".contains(*c))
+        .collect();
+    std::iter::once(base.to_string()).chain((2..=USER_LOGINS).map(move |n| format!("{plain}-{n}")))
+}
+
 /// "Maria da Silva" → (Some("Maria"), Some("da Silva")).
 fn split_name(full: &str) -> (Option<String>, Option<String>) {
     let full = full.trim();
@@ -846,6 +887,25 @@ fn split_name(full: &str) -> (Option<String>, Option<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_login_held_by_a_disabled_user_is_followed_by_suffixed_ones() {
+        let logins: Vec<String> = user_logins("ana@acme.com.br").collect();
+        assert_eq!(logins.len(), USER_LOGINS as usize);
+        assert_eq!(
+            logins[..3],
+            ["ana@acme.com.br", "ana@acme.com.br-2", "ana@acme.com.br-3"]
+        );
+        assert_eq!(
+            logins.last().map(String::as_str),
+            Some("ana@acme.com.br-10")
+        );
+        // Characters only an address may have are left out of the others.
+        let logins: Vec<String> = user_logins("ana+ti@acme.com.br").take(2).collect();
+        assert_eq!(logins, ["ana+ti@acme.com.br", "anati@acme.com.br-2"]);
+        let logins: Vec<String> = user_logins("5531988776655").take(2).collect();
+        assert_eq!(logins, ["5531988776655", "5531988776655-2"]);
+    }
 
     #[test]
     fn web_root_drops_the_api_suffix() {
