@@ -6,7 +6,7 @@ use crate::helpdesk::{
     NewFollowup, NewPerson, NewTicket, Organisation, Person, PersonKind, PersonQuery, Requester,
     Ticket, TicketKind, TicketStatus,
 };
-use crate::identity::tax_id_digits;
+use crate::identity::{PhoneChoice, best_phone_match, choose_by_phone, tax_id_digits};
 use async_trait::async_trait;
 use glpi::{FieldMatch, GlpiClient, GlpiError};
 
@@ -398,7 +398,12 @@ impl Helpdesk for GlpiHelpdesk {
             let ranked = users.iter().filter(|u| u.is_active).filter_map(|u| {
                 Some((
                     u.id,
-                    best_phone_match(&[&u.phone, &u.phone2, &u.mobile], phone)?,
+                    best_phone_match(
+                        [&u.phone, &u.phone2, &u.mobile]
+                            .into_iter()
+                            .filter_map(Option::as_deref),
+                        phone,
+                    )?,
                 ))
             });
             match choose_by_phone(ranked) {
@@ -429,7 +434,12 @@ impl Helpdesk for GlpiHelpdesk {
             let ranked = contacts.iter().filter_map(|c| {
                 Some((
                     c.id,
-                    best_phone_match(&[&c.phone, &c.phone2, &c.mobile], phone)?,
+                    best_phone_match(
+                        [&c.phone, &c.phone2, &c.mobile]
+                            .into_iter()
+                            .filter_map(Option::as_deref),
+                        phone,
+                    )?,
                 ))
             });
             match choose_by_phone(ranked) {
@@ -452,45 +462,68 @@ impl Helpdesk for GlpiHelpdesk {
         let (firstname, realname) = split_name(&person.name);
         match person.kind {
             PersonKind::User => {
-                let login = new_user_login(person);
-                let created = self
-                    .client
-                    .create_user(&glpi::NewUser {
-                        login: login.clone(),
-                        realname: realname.clone(),
-                        firstname: firstname.clone(),
-                        mobile: person.phone.clone(),
-                        emails: person.email.iter().cloned().collect(),
-                        profile_id: self.options.new_user_profile,
-                        entity_id: person.organisation,
-                        ..Default::default()
-                    })
-                    .await;
-                let id = match created {
-                    Ok(id) => id,
-                    // The login is taken: an account without this email or phone
-                    // (SSO, LDAP, made by hand), or one a concurrent request made
-                    // a moment ago. GLPI's answer is translated, so the login is
-                    // looked up rather than the message read.
-                    Err(error) if !error.is_retryable() => {
-                        match self
-                            .client
-                            .find_user_by_login(&login)
-                            .await
-                            .map_err(|e| self.error(e))?
-                        {
-                            Some(existing) => existing.id,
-                            None => return Err(self.error(error)),
+                let base = new_user_login(person);
+                let mut disabled = Vec::new();
+                for login in user_logins(&base) {
+                    let created = self
+                        .client
+                        .create_user(&glpi::NewUser {
+                            login: login.clone(),
+                            realname: realname.clone(),
+                            firstname: firstname.clone(),
+                            mobile: person.phone.clone(),
+                            emails: person.email.iter().cloned().collect(),
+                            profile_id: self.options.new_user_profile,
+                            entity_id: person.organisation,
+                            ..Default::default()
+                        })
+                        .await;
+                    let id = match created {
+                        Ok(id) => id,
+                        // The login is taken: an account without this email or
+                        // phone (SSO, LDAP, made by hand), or one a concurrent
+                        // request made a moment ago, or a disabled one. GLPI's
+                        // answer is translated, so the login is looked up
+                        // rather than the message read.
+                        Err(error) if !error.is_retryable() => {
+                            match self
+                                .client
+                                .find_user_by_login(&login)
+                                .await
+                                .map_err(|e| self.error(e))?
+                            {
+                                Some(existing) if existing.is_active => existing.id,
+                                // Disabled users are never requesters: a new
+                                // account under the next login.
+                                Some(existing) => {
+                                    tracing::info!(target_name = %self.name, %login,
+                                        user = existing.id,
+                                        "this login belongs to a disabled GLPI user: the requester gets an account of its own under another login");
+                                    disabled.push(login);
+                                    continue;
+                                }
+                                None => return Err(self.error(error)),
+                            }
                         }
-                    }
-                    Err(error) => return Err(self.error(error)),
-                };
-                Ok(Person {
-                    id,
-                    kind: PersonKind::User,
-                    name: person.name.clone(),
-                    email: person.email.clone(),
-                    organisation: person.organisation,
+                        Err(error) => return Err(self.error(error)),
+                    };
+                    return Ok(Person {
+                        id,
+                        kind: PersonKind::User,
+                        name: person.name.clone(),
+                        email: person.email.clone(),
+                        organisation: person.organisation,
+                    });
+                }
+                // GLPI's state, not the request, is at fault, and only an
+                // administrator can mend it: a job waits and tries again
+                // (messages are kept), an intake caller gets `target_error`.
+                Err(HelpdeskError::Failed {
+                    target: self.name.clone(),
+                    reason: format!(
+                        "no GLPI account can be made for the requester: the logins {} belong to disabled users (enable one of them, or rename it)",
+                        disabled.join(", ")
+                    ),
                 })
             }
             PersonKind::Contact => {
@@ -780,46 +813,6 @@ impl Helpdesk for GlpiHelpdesk {
     }
 }
 
-/// How well the best of a person's phone cells matches `phone`.
-fn best_phone_match(cells: &[&Option<String>], phone: &str) -> Option<glpi::PhoneMatch> {
-    cells
-        .iter()
-        .filter_map(|cell| glpi::phone_match(cell.as_deref()?, phone))
-        .max()
-}
-
-/// Who a phone designates among the people whose phone matches it.
-#[derive(Debug, PartialEq, Eq)]
-enum PhoneChoice {
-    One(i64),
-    /// Only partial matches (a number stored without its area or country
-    /// code), on several people: which one wrote cannot be told.
-    Ambiguous(Vec<i64>),
-    None,
-}
-
-/// The person with the best match: a full match wins (the oldest record
-/// among several, as they are the same number); else the longest partial
-/// match, when only one person has it.
-fn choose_by_phone(ranked: impl Iterator<Item = (i64, glpi::PhoneMatch)>) -> PhoneChoice {
-    let ranked: Vec<(i64, glpi::PhoneMatch)> = ranked.collect();
-    let Some(best) = ranked.iter().map(|(_, m)| *m).max() else {
-        return PhoneChoice::None;
-    };
-    let mut at_best: Vec<i64> = ranked
-        .iter()
-        .filter(|(_, m)| *m == best)
-        .map(|(id, _)| *id)
-        .collect();
-    at_best.sort_unstable();
-    at_best.dedup();
-    match at_best.as_slice() {
-        [one] => PhoneChoice::One(*one),
-        [first, ..] if best.full => PhoneChoice::One(*first),
-        _ => PhoneChoice::Ambiguous(at_best),
-    }
-}
-
 fn contact_person(hit: &glpi::ContactHit) -> Person {
     let name = [hit.firstname.as_deref().unwrap_or(""), hit.name.as_str()]
         .iter()
@@ -863,6 +856,24 @@ fn new_user_login(person: &NewPerson) -> String {
     }
 }
 
+/// How many logins a new user is tried under (`base`, then `base-2` …) when
+/// the ones before belong to disabled users.
+const USER_LOGINS: u32 = 10;
+
+/// The logins a new user is tried under, in order: `base`, then `base-2`,
+/// `base-3`, … up to [`USER_LOGINS`]. The suffix goes at the end, so an
+/// address login never turns into another real address (`ana-2@…` could be
+/// someone's), and the suffixed ones keep only the characters a plain login
+/// may have: `ana+ti@acme.com.br-2` is neither a valid address nor a valid
+/// plain login for GLPI, `anati@acme.com.br-2` is.
+fn user_logins(base: &str) -> impl Iterator<Item = String> {
+    let plain: String = base
+        .chars()
+        .filter(|c| c.is_alphanumeric() || "'@.-_ ".contains(*c))
+        .collect();
+    std::iter::once(base.to_string()).chain((2..=USER_LOGINS).map(move |n| format!("{plain}-{n}")))
+}
+
 /// "Maria da Silva" → (Some("Maria"), Some("da Silva")).
 fn split_name(full: &str) -> (Option<String>, Option<String>) {
     let full = full.trim();
@@ -878,35 +889,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_phone_names_the_best_match_and_never_guesses_between_partial_ones() {
-        let sender = "+5531988776655";
-        let rank = |people: &[(i64, &str)]| {
-            choose_by_phone(
-                people
-                    .iter()
-                    .filter_map(|(id, p)| Some((*id, glpi::phone_match(p, sender)?))),
-            )
-        };
-        // The full number wins over an older record without the area code.
+    fn a_login_held_by_a_disabled_user_is_followed_by_suffixed_ones() {
+        let logins: Vec<String> = user_logins("ana@acme.com.br").collect();
+        assert_eq!(logins.len(), USER_LOGINS as usize);
         assert_eq!(
-            rank(&[(1, "98877-6655"), (2, "+55 31 98877-6655")]),
-            PhoneChoice::One(2)
+            logins[..3],
+            ["ana@acme.com.br", "ana@acme.com.br-2", "ana@acme.com.br-3"]
         );
         assert_eq!(
-            rank(&[(1, "98877-6655"), (2, "(31) 98877-6655")]),
-            PhoneChoice::One(2)
+            logins.last().map(String::as_str),
+            Some("ana@acme.com.br-10")
         );
-        // Two people with the same partial number: nobody.
-        assert_eq!(
-            rank(&[(3, "98877-6655"), (1, "9 8877 6655")]),
-            PhoneChoice::Ambiguous(vec![1, 3])
-        );
-        // The same full number twice: the oldest record, as before.
-        assert_eq!(
-            rank(&[(5, "+5531988776655"), (4, "+55 31 98877 6655")]),
-            PhoneChoice::One(4)
-        );
-        assert_eq!(rank(&[(1, "+55 21 98877-6655")]), PhoneChoice::None);
+        // Characters only an address may have are left out of the others.
+        let logins: Vec<String> = user_logins("ana+ti@acme.com.br").take(2).collect();
+        assert_eq!(logins, ["ana+ti@acme.com.br", "anati@acme.com.br-2"]);
+        let logins: Vec<String> = user_logins("5531988776655").take(2).collect();
+        assert_eq!(logins, ["5531988776655", "5531988776655-2"]);
     }
 
     #[test]

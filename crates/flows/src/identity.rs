@@ -27,20 +27,27 @@ pub struct PhoneError {
 /// leading `+` or international prefix are read in `default_country`
 /// (ISO 3166 alpha-2, e.g. `BR`). WhatsApp ids such as
 /// `5511987654321@s.whatsapp.net` (and `…@c.us`, `…:12@s.whatsapp.net`) are
-/// accepted as their number; a LID (`…@lid`, WhatsApp's id for a hidden
+/// accepted as their number, read as international (a JID always carries
+/// its country code: `4520123456@s.whatsapp.net` is Danish whatever
+/// `default_country` says); a LID (`…@lid`, WhatsApp's id for a hidden
 /// number) or a group id is refused, never read as a number.
 pub fn normalize_phone(raw: &str, default_country: Option<&str>) -> Result<String, PhoneError> {
     let fail = |reason: &str| PhoneError {
         raw: raw.to_string(),
         reason: reason.to_string(),
     };
+    // A person's JID names an international number, whatever the country.
+    let mut jid = false;
     let head = match raw.split_once('@') {
         None => raw.trim(),
         Some((user, domain)) => {
             let domain = domain.trim().to_ascii_lowercase();
             match domain.as_str() {
                 // A person's JID; `:12` names one of their devices.
-                "s.whatsapp.net" | "c.us" => user.split(':').next().unwrap_or(user).trim(),
+                "s.whatsapp.net" | "c.us" => {
+                    jid = true;
+                    user.split(':').next().unwrap_or(user).trim()
+                }
                 "lid" => {
                     return Err(fail(
                         "a WhatsApp LID (…@lid) hides the number: it is not a phone number",
@@ -60,19 +67,33 @@ pub fn normalize_phone(raw: &str, default_country: Option<&str>) -> Result<Strin
         .map(|c| c.trim().to_ascii_uppercase())
         .and_then(|c| c.parse::<phonenumber::country::Id>().ok());
     let digits: String = head.chars().filter(char::is_ascii_digit).collect();
-    // Try as written first, then as an international number without its `+`
-    // (bots often send `5511987654321`).
-    let mut attempts = vec![head.to_string(), format!("+{digits}")];
+    let international = format!("+{digits}");
     // Brazilian mobiles gained a leading 9 in 2012–2016; WhatsApp still
     // names many older accounts without it (`553188776655@s.whatsapp.net`).
+    // Ten digits are a national number only when nothing says they are
+    // international.
     let brazilian = digits.starts_with("55") && digits.len() == 12
-        || country == Some(phonenumber::country::Id::BR) && digits.len() == 10;
-    if brazilian {
-        let national = &digits[digits.len() - 10..];
-        if national[2..].starts_with(['6', '7', '8', '9']) {
-            attempts.push(format!("+55{}9{}", &national[..2], &national[2..]));
-        }
-    }
+        || !jid && country == Some(phonenumber::country::Id::BR) && digits.len() == 10;
+    let with_ninth = brazilian
+        .then(|| &digits[digits.len() - 10..])
+        .filter(|national| national[2..].starts_with(['6', '7', '8', '9']))
+        .map(|national| format!("+55{}9{}", &national[..2], &national[2..]));
+    let attempts: Vec<String> = if jid {
+        // A JID's digits are the number with its country code: read in
+        // `default_country` first, `4520123456@s.whatsapp.net` (Danish) would
+        // become a Brazilian `+554520123456`. As written only as a last resort.
+        [Some(international), with_ninth, Some(head.to_string())]
+            .into_iter()
+            .flatten()
+            .collect()
+    } else {
+        // As written first (it may be national), then as an international
+        // number without its `+` (bots often send `5511987654321`).
+        [Some(head.to_string()), Some(international), with_ninth]
+            .into_iter()
+            .flatten()
+            .collect()
+    };
     for candidate in attempts.iter() {
         if let Ok(number) = phonenumber::parse(country, candidate)
             && phonenumber::is_valid(&number)
@@ -112,6 +133,52 @@ pub fn phone_search_forms(e164: &str) -> Vec<String> {
 /// missing ninth digit): the GLPI client's comparison, which its searches
 /// already apply, for every target.
 pub use glpi::same_phone;
+
+/// How well the best of a person's phone cells matches `phone` (`None`:
+/// none is the same number). Empty cells match nothing.
+pub fn best_phone_match<'a>(
+    cells: impl IntoIterator<Item = &'a str>,
+    phone: &str,
+) -> Option<glpi::PhoneMatch> {
+    cells
+        .into_iter()
+        .filter_map(|cell| glpi::phone_match(cell, phone))
+        .max()
+}
+
+/// Who a phone designates among the people whose phone matches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PhoneChoice {
+    One(i64),
+    /// Only partial matches (a number stored without its area or country
+    /// code), on several people: which one wrote cannot be told.
+    Ambiguous(Vec<i64>),
+    None,
+}
+
+/// The rule every adapter names a person by phone with, given each active
+/// candidate's id and how well it matches ([`best_phone_match`]; disabled
+/// people are left out by the caller): a full match wins (the oldest record,
+/// the lowest id, among several, as they are the same number); else the
+/// longest partial match, when only one person has it; else nobody.
+pub fn choose_by_phone(ranked: impl IntoIterator<Item = (i64, glpi::PhoneMatch)>) -> PhoneChoice {
+    let ranked: Vec<(i64, glpi::PhoneMatch)> = ranked.into_iter().collect();
+    let Some(best) = ranked.iter().map(|(_, m)| *m).max() else {
+        return PhoneChoice::None;
+    };
+    let mut at_best: Vec<i64> = ranked
+        .iter()
+        .filter(|(_, m)| *m == best)
+        .map(|(id, _)| *id)
+        .collect();
+    at_best.sort_unstable();
+    at_best.dedup();
+    match at_best.as_slice() {
+        [one] => PhoneChoice::One(*one),
+        [first, ..] if best.full => PhoneChoice::One(*first),
+        _ => PhoneChoice::Ambiguous(at_best),
+    }
+}
 
 /// What to do when a tax id matches no organisation.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -481,6 +548,38 @@ mod tests {
     }
 
     #[test]
+    fn a_whatsapp_id_is_an_international_number_whatever_the_default_country() {
+        // Danish: read in the default country first, it became +55 45 2012-3456.
+        assert_eq!(
+            normalize_phone("4520123456@s.whatsapp.net", Some("BR")).as_deref(),
+            Ok("+4520123456")
+        );
+        assert_eq!(
+            normalize_phone("4520123456@c.us", Some("BR")).as_deref(),
+            Ok("+4520123456")
+        );
+        assert_eq!(
+            normalize_phone("4520123456:3@s.whatsapp.net", Some("BR")).as_deref(),
+            Ok("+4520123456")
+        );
+        // Brazilian JIDs, with and without the ninth digit, stay Brazilian.
+        assert_eq!(
+            normalize_phone("5511987654321@s.whatsapp.net", Some("BR")).as_deref(),
+            Ok("+5511987654321")
+        );
+        assert_eq!(
+            normalize_phone("553188776655@s.whatsapp.net", Some("BR")).as_deref(),
+            Ok("+5531988776655")
+        );
+        // The same ten digits without a JID may be national: read in the
+        // default country, as before.
+        assert_eq!(
+            normalize_phone("4520123456", Some("BR")).as_deref(),
+            Ok("+554520123456")
+        );
+    }
+
+    #[test]
     fn whatsapp_ids_that_are_not_numbers_are_refused() {
         // A LID's digits are an account id: read as a number it would name
         // whoever has that phone.
@@ -488,6 +587,49 @@ mod tests {
         assert!(lid.is_err_and(|e| e.to_string().contains("LID")));
         assert!(normalize_phone("120363041234567890@g.us", None).is_err());
         assert!(normalize_phone("5511987654321@g.us", None).is_err());
+    }
+
+    #[test]
+    fn a_phone_names_the_best_match_and_never_guesses_between_partial_ones() {
+        let sender = "+5531988776655";
+        let rank = |people: &[(i64, &str)]| {
+            choose_by_phone(
+                people
+                    .iter()
+                    .filter_map(|(id, p)| Some((*id, best_phone_match([*p], sender)?))),
+            )
+        };
+        // The full number wins over an older record without the area code.
+        assert_eq!(
+            rank(&[(1, "98877-6655"), (2, "+55 31 98877-6655")]),
+            PhoneChoice::One(2)
+        );
+        assert_eq!(
+            rank(&[(1, "98877-6655"), (2, "(31) 98877-6655")]),
+            PhoneChoice::One(2)
+        );
+        // A mobile stored without its ninth digit nor its area code.
+        assert_eq!(
+            rank(&[(5, "8877-6655"), (9, "+55 31 98877-6655")]),
+            PhoneChoice::One(9)
+        );
+        // Two people with the same partial number: nobody.
+        assert_eq!(
+            rank(&[(3, "98877-6655"), (1, "9 8877 6655")]),
+            PhoneChoice::Ambiguous(vec![1, 3])
+        );
+        // The same full number twice: the oldest record, as before.
+        assert_eq!(
+            rank(&[(5, "+5531988776655"), (4, "+55 31 98877 6655")]),
+            PhoneChoice::One(4)
+        );
+        assert_eq!(rank(&[(1, "+55 21 98877-6655")]), PhoneChoice::None);
+        // The best of a person's cells counts; an empty cell matches nothing.
+        assert_eq!(
+            best_phone_match(["", "98877-6655", "+55 31 98877-6655"], sender),
+            glpi::phone_match("+55 31 98877-6655", sender)
+        );
+        assert_eq!(best_phone_match(["", ""], sender), None);
     }
 
     #[test]

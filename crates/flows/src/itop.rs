@@ -13,7 +13,7 @@ use crate::helpdesk::{
     NewPerson, NewTicket, Organisation, Person, PersonKind, PersonQuery, Requester, Ticket,
     TicketStatus,
 };
-use crate::identity::{same_phone, tax_id_digits};
+use crate::identity::{PhoneChoice, best_phone_match, choose_by_phone, tax_id_digits};
 use async_trait::async_trait;
 use itop::{
     CaseLog, CaseLogEntry, ItopClient, ItopError, Key, NewAttachment, NewLogEntry, NewUserRequest,
@@ -449,11 +449,12 @@ impl Helpdesk for ItopHelpdesk {
         if let Some(email) = query.email.as_deref().filter(|e| e.contains('@')) {
             let found = self
                 .client
-                .find_person_by_email(email)
+                .find_persons_by_email(email)
                 .await
                 .map_err(|e| self.error(e))?;
-            if let Some(p) = found {
-                return Ok(Some(Self::person_from(&p)));
+            // By id already: the oldest active Person with the address.
+            if let Some(p) = found.iter().find(|p| p.active) {
+                return Ok(Some(Self::person_from(p)));
             }
         }
         if let Some(phone) = query.phone.as_deref().filter(|p| !p.trim().is_empty()) {
@@ -466,11 +467,34 @@ impl Helpdesk for ItopHelpdesk {
                     .find_persons_by_phone(tail)
                     .await
                     .map_err(|e| self.error(e))?;
-                if let Some(p) = found
+                let matching = |p: &&itop::Person| {
+                    best_phone_match([p.phone.as_str(), p.mobile_phone.as_str()], phone)
+                        .map(|m| (to_i64(p.id), m))
+                };
+                let inactive = found
                     .iter()
-                    .find(|p| same_phone(&p.phone, phone) || same_phone(&p.mobile_phone, phone))
-                {
-                    return Ok(Some(Self::person_from(p)));
+                    .filter(|p| !p.active)
+                    .filter(|p| matching(p).is_some())
+                    .count();
+                let ranked = found
+                    .iter()
+                    .filter(|p| p.active)
+                    .filter_map(|p| matching(&p));
+                match choose_by_phone(ranked) {
+                    PhoneChoice::One(id) => {
+                        if let Some(p) = found.iter().find(|p| to_i64(p.id) == id) {
+                            return Ok(Some(Self::person_from(p)));
+                        }
+                    }
+                    PhoneChoice::Ambiguous(ids) => {
+                        tracing::warn!(target_name = %self.name, persons = ?ids,
+                            "several iTop persons have this phone only in part (no area or country code): none is chosen");
+                    }
+                    PhoneChoice::None if inactive > 0 => {
+                        tracing::info!(target_name = %self.name, inactive,
+                            "only inactive iTop persons have this phone: none is chosen");
+                    }
+                    PhoneChoice::None => {}
                 }
             }
         }

@@ -160,3 +160,43 @@ async fn a_user_without_a_default_entity_has_no_organisation() {
     assert_eq!(rui.id, without as i64);
     assert_eq!(rui.organisation, None);
 }
+
+/// A disabled user is never the requester, not even through its login: when
+/// the login and every suffixed one belong to disabled users, creating the
+/// requester fails as GLPI's own failure (an administrator must enable or
+/// rename one; retrying at once cannot help), naming them, and no account is
+/// taken or made.
+#[tokio::test]
+async fn a_requester_whose_logins_all_belong_to_disabled_users_is_refused() {
+    let (sim, hd) = helpdesk(GlpiVersion::V10).await;
+    let logins: Vec<String> = std::iter::once("ana@acme.com.br".to_owned())
+        .chain((2..=10).map(|n| format!("ana@acme.com.br-{n}")))
+        .collect();
+    for login in &logins {
+        let id = sim.add_user(sim_glpi::NewUser::new(login));
+        assert!(sim.set_user_active(id, false));
+    }
+    let users_before = sim.users().len();
+    let error = hd
+        .create_person(&flows::helpdesk::NewPerson {
+            kind: flows::helpdesk::PersonKind::User,
+            name: "Ana".into(),
+            email: Some("ana@acme.com.br".into()),
+            phone: None,
+            organisation: None,
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, flows::helpdesk::HelpdeskError::Failed { .. }),
+        "{error}"
+    );
+    assert!(!error.is_retryable());
+    let message = error.to_string();
+    assert!(
+        message.contains("ana@acme.com.br,") && message.contains("ana@acme.com.br-10"),
+        "{message}"
+    );
+    assert!(message.contains("disabled"), "{message}");
+    assert_eq!(sim.users().len(), users_before);
+}

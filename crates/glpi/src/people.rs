@@ -247,9 +247,10 @@ impl GlpiClient {
     }
 
     /// The user whose login is `login` (compared without case, as GLPI's
-    /// unique-login check does), if the session can see one. Logins are
-    /// reserved even for users without an email, so this is how to find the
-    /// account a refused "the user already exists" creation meant.
+    /// unique-login check does), if the session can see one, disabled or not
+    /// (`is_active` says). Logins are reserved even for users without an
+    /// email, and for disabled users, so this is how to find the account a
+    /// refused "the user already exists" creation meant.
     pub async fn find_user_by_login(&self, login: &str) -> Result<Option<UserHit>, GlpiError> {
         let login = login.trim();
         if login.is_empty() {
@@ -257,7 +258,7 @@ impl GlpiClient {
         }
         let query = SearchQuery::new("User")
             .and(user_field::LOGIN, SearchType::Contains, login.to_owned())
-            .display(&[user_field::LOGIN, user_field::EMAIL]);
+            .display(&[user_field::LOGIN, user_field::EMAIL, user_field::IS_ACTIVE]);
         let rows = self.search_rows(&query, PHONE_ROWS).await?;
         Ok(rows
             .iter()

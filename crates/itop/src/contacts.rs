@@ -6,7 +6,8 @@ use crate::client::ItopClient;
 use crate::error::ItopError;
 use crate::response::{ItopObject, Key, oql_quote};
 
-const PERSON_FIELDS: &str = "id,name,first_name,org_id,email,phone,mobile_phone,friendlyname";
+const PERSON_FIELDS: &str =
+    "id,name,first_name,org_id,email,phone,mobile_phone,friendlyname,status";
 
 /// A Person (`name` is the last name).
 #[derive(Debug, Clone, PartialEq)]
@@ -20,6 +21,9 @@ pub struct Person {
     pub mobile_phone: String,
     /// "First Last".
     pub friendly_name: String,
+    /// `status` is not `inactive` (a Contact's status: `active` or
+    /// `inactive`; an answer without the field counts as active).
+    pub active: bool,
 }
 
 impl Person {
@@ -33,6 +37,7 @@ impl Person {
             phone: o.text("phone"),
             mobile_phone: o.text("mobile_phone"),
             friendly_name: o.text("friendlyname"),
+            active: o.text("status") != "inactive",
         }
     }
 }
@@ -57,8 +62,14 @@ pub struct Organization {
 }
 
 impl ItopClient {
-    /// The person with this email (the lowest id if several share it).
+    /// The person with this email (the lowest id if several share it, active
+    /// or not: see [`Self::find_persons_by_email`]).
     pub async fn find_person_by_email(&self, email: &str) -> Result<Option<Person>, ItopError> {
+        Ok(self.find_persons_by_email(email).await?.into_iter().next())
+    }
+
+    /// Every Person with this email, active or not, by id.
+    pub async fn find_persons_by_email(&self, email: &str) -> Result<Vec<Person>, ItopError> {
         let mut found: Vec<Person> = self
             .get("Person", Key::criteria([("email", email)]), PERSON_FIELDS)
             .await?
@@ -66,11 +77,12 @@ impl ItopClient {
             .map(Person::from_object)
             .collect();
         found.sort_by_key(|p| p.id);
-        Ok(found.into_iter().next())
+        Ok(found)
     }
 
     /// Persons whose phone or mobile phone contains `phone` as typed (iTop does
-    /// not normalise numbers: search with the stored formatting).
+    /// not normalise numbers: search with the stored formatting), active or not,
+    /// by id.
     pub async fn find_persons_by_phone(&self, phone: &str) -> Result<Vec<Person>, ItopError> {
         let pattern = oql_quote(&format!("%{phone}%"));
         let oql =

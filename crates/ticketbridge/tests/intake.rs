@@ -535,6 +535,53 @@ async fn a_requester_whose_login_is_taken_is_that_account() {
     w.app.stop().await;
 }
 
+/// An account the bridge made for a requester, disabled since by an
+/// administrator, still holds its login (the address): the requester's next
+/// request is filed under a new account of its own (`…-2`), never under the
+/// disabled one, and the request after that finds the new account.
+#[tokio::test]
+async fn a_disabled_account_holding_the_login_is_never_the_requester() {
+    let w = world().await;
+    let disabled = w.sim.add_user(NewUser {
+        login: "ana@acme.com.br".into(),
+        emails: vec!["ana@acme.com.br".into()],
+        entities_id: w.entity,
+        ..NewUser::default()
+    });
+    assert!(w.sim.set_user_active(disabled, false));
+    let users_before = w.sim.users().len();
+    let (status, answer) = w
+        .post(
+            KEY,
+            &json!({"requester": {"name": "Ana", "email": "ana@acme.com.br"}, "description": "VPN down"}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let requester = requester_of(&w.ticket(&answer));
+    assert_eq!(requester.len(), 1, "{requester:?}");
+    let (account, _) = &requester[0];
+    assert_ne!(*account, disabled, "the disabled account is the requester");
+    let account = w.sim.user(*account).unwrap();
+    assert_eq!(account.login, "ana@acme.com.br-2");
+    assert!(account.is_active);
+    assert_eq!(account.emails, ["ana@acme.com.br"]);
+    assert_eq!(w.sim.users().len(), users_before + 1);
+
+    // The next request finds the new account by its address.
+    let (status, again) = w
+        .post(
+            KEY,
+            &json!({"requester": {"email": "ana@acme.com.br"}, "description": "VPN down again"}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{again}");
+    assert_eq!(requester_of(&w.ticket(&again)), requester);
+    assert_eq!(w.sim.users().len(), users_before + 1);
+    w.app.stop().await;
+}
+
 #[tokio::test]
 async fn a_request_sent_again_after_glpi_stayed_down_is_tried_again() {
     let sim = GlpiSim::start(SimConfig::default()).await.unwrap();

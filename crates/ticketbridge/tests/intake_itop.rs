@@ -186,6 +186,111 @@ async fn a_caller_is_found_by_phone_and_the_default_organisation_is_used() {
     w.app.stop().await;
 }
 
+/// A Person in ACME with these fields besides its names.
+fn person(w: &World, first: &str, last: &str, fields: Value) -> u64 {
+    let mut all = json!({"first_name": first, "name": last, "org_id": w.acme});
+    if let (Some(all), Value::Object(fields)) = (all.as_object_mut(), fields) {
+        all.extend(fields);
+    }
+    w.itop.seed("Person", all).unwrap()
+}
+
+/// A Person whose mobile was stored without its area code and ninth digit
+/// matches the end of every number with those digits: it must not take the
+/// request of the Person who has the whole number, though it is older.
+#[tokio::test]
+async fn the_whole_number_wins_over_an_older_person_with_part_of_it() {
+    let w = world().await;
+    let partial = person(&w, "Sem", "DDD", json!({"phone": "8877-6655"}));
+    let whole = person(
+        &w,
+        "Número",
+        "Completo",
+        json!({"mobile_phone": "+55 31 98877-6655"}),
+    );
+    assert!(partial < whole);
+    let (status, answer) = w
+        .post(
+            &json!({"requester": {"phone": "+5531988776655"}, "description": "Sem sinal"}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    assert_eq!(id_of(&w.user_request(&answer)["caller_id"]), whole);
+    w.app.stop().await;
+}
+
+/// Only partial numbers, on two Persons: which one asks cannot be told, so
+/// neither is the caller; a new Person is (create_requesters' default).
+#[tokio::test]
+async fn a_phone_that_only_partly_matches_two_persons_names_neither() {
+    let w = world().await;
+    let first = person(&w, "Parcial", "Um", json!({"phone": "98877-6655"}));
+    let second = person(
+        &w,
+        "Parcial",
+        "Dois",
+        json!({"mobile_phone": "9 8877 6655"}),
+    );
+    let before = w.itop.ids("Person").len();
+    let (status, answer) = w
+        .post(
+            &json!({"requester": {"name": "Rita Alves", "phone": "+55 31 98877-6655"},
+                    "description": "Sem sinal"}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let caller = id_of(&w.user_request(&answer)["caller_id"]);
+    assert!(![first, second].contains(&caller), "{caller} is a guess");
+    assert_eq!(w.itop.ids("Person").len(), before + 1);
+    assert_eq!(w.itop.object("Person", caller).unwrap()["name"], "Alves");
+    w.app.stop().await;
+}
+
+/// A Person made inactive in iTop is never the caller, though its phone (or
+/// email) is the caller's exactly: a new Person is.
+#[tokio::test]
+async fn an_inactive_person_is_never_the_caller() {
+    let w = world().await;
+    let gone = person(
+        &w,
+        "Desativado",
+        "Antigo",
+        json!({"email": "antigo@acme.com.br", "mobile_phone": "+55 31 98877-6655",
+               "status": "inactive"}),
+    );
+    let (status, answer) = w
+        .post(
+            &json!({"requester": {"name": "Rita Alves", "phone": "+5531988776655"},
+                    "description": "Sem sinal"}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let caller = id_of(&w.user_request(&answer)["caller_id"]);
+    assert_ne!(caller, gone);
+    assert_eq!(w.itop.object("Person", caller).unwrap()["name"], "Alves");
+
+    // By email: the inactive Person is skipped too, and a new one made.
+    let (status, answer) = w
+        .post(
+            &json!({"requester": {"name": "Novo Antigo", "email": "antigo@acme.com.br"},
+                    "description": "Sem rede"}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let caller = id_of(&w.user_request(&answer)["caller_id"]);
+    assert_ne!(caller, gone);
+    assert_eq!(
+        w.itop.find("Person", "email", "antigo@acme.com.br").len(),
+        2,
+        "a new, active Person"
+    );
+    w.app.stop().await;
+}
+
 #[tokio::test]
 async fn an_unknown_caller_is_created_in_the_organisation() {
     let w = world().await;

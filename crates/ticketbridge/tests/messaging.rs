@@ -1169,6 +1169,35 @@ async fn a_phone_that_only_partly_matches_several_people_names_none_of_them() {
     app.stop().await;
 }
 
+/// The account the bridge made for a phone, disabled since by an
+/// administrator, keeps its login (the phone's digits): the next message
+/// from that phone is filed under a new account of its own, never under the
+/// disabled one.
+#[tokio::test]
+async fn a_disabled_account_holding_the_phones_login_is_never_the_requester() {
+    let (sim, app, _dir) = start("").await;
+    let mut old = NewUser::new("5531988776655");
+    old.mobile = Some("+5531988776655".to_owned());
+    let old = sim.add_user(old);
+    assert!(sim.set_user_active(old, false));
+    let users_before = sim.users().len();
+    send(
+        &app,
+        json!({"conversation_id": "conv-d1", "message_id": "d1",
+        "phone": "5531988776655@s.whatsapp.net", "name": "Rita Alves", "text": "sem sinal"}),
+    )
+    .await;
+    tickets_count(&sim, 1).await;
+    let requesters = requester_ids(&sim.tickets()[0]);
+    assert_eq!(requesters.len(), 1);
+    assert_ne!(requesters[0], old, "the disabled account is the requester");
+    let account = sim.user(requesters[0]).unwrap();
+    assert_eq!(account.login, "5531988776655-2");
+    assert!(account.is_active);
+    assert_eq!(sim.users().len(), users_before + 1);
+    app.stop().await;
+}
+
 /// Every followup of `ticket` holding one of `texts`, in the help desk's
 /// order (by id).
 fn followup_positions(sim: &RunningSim, ticket: u64, texts: &[&str]) -> Vec<Option<u64>> {
