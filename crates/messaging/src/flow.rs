@@ -617,10 +617,14 @@ impl Messaging {
         if state.buffer.is_empty() {
             return Ok(());
         }
-        let run_at = if state.ticket.is_some() && channel.settings.followups {
-            store::now_ms()
+        let (run_at, reason) = if state.ticket.is_some() && channel.settings.followups {
+            (store::now_ms(), "window")
         } else if channel.opens_on_first_message() || state.buffer.len() >= MAX_BURST {
-            first_burst(channel, &state.buffer).1
+            (first_burst(channel, &state.buffer).1, "window")
+        } else if state.handed_off() {
+            // A handoff whose job gave up: the bot handed these messages
+            // over already, so they (and this one) go now.
+            (store::now_ms(), "handoff")
         } else {
             return Ok(());
         };
@@ -628,7 +632,7 @@ impl Messaging {
             channel.target(),
             FLUSH_JOB,
             ordering_key(source, conversation),
-            json!({"source": source, "conversation_id": conversation, "reason": "window"}),
+            json!({"source": source, "conversation_id": conversation, "reason": reason}),
         )
         .run_at(run_at)
         .max_attempts(self.flush_attempts())
@@ -846,10 +850,23 @@ impl Messaging {
     ) -> Result<(), JobError> {
         let store = &self.inner.store;
         let mut state = state::load(store, source, conversation).await?;
-        if reason == "handoff"
-            && drop_stale_session(channel, source, conversation, &mut state, store::now_ms())
-        {
-            state::save(store, source, conversation, &state).await?;
+        if reason == "handoff" {
+            // The silence before a handoff ends when the handoff is accepted
+            // (its job's creation), whenever its job gets to run: a help desk
+            // outage, or `jobs retry` of the dead job a day later, must not
+            // turn the messages it covers into a stale bot session.
+            let accepted = job.created_at;
+            let mut changed =
+                drop_stale_session(channel, source, conversation, &mut state, accepted);
+            // Noted before any help desk call: should this job give up, the
+            // messages stay the help desk's (the next message flushes them).
+            if !state.buffer.is_empty() && state.handoff_at.is_none_or(|at| at < accepted) {
+                state.handoff_at = Some(accepted);
+                changed = true;
+            }
+            if changed {
+                state::save(store, source, conversation, &state).await?;
+            }
         }
         loop {
             if state.buffer.is_empty() {
@@ -1093,6 +1110,9 @@ impl Messaging {
             .await
             .map_err(MessagingError::from)?;
         state.buffer.drain(..burst.len());
+        if !state.handed_off() {
+            state.handoff_at = None;
+        }
         state.ticket = Some(ticket);
         state.previous = None;
         state.generation = generation.saturating_add(1);
@@ -1371,9 +1391,10 @@ fn first_burst(channel: &Channel, buffer: &[ChannelMessage]) -> (usize, i64) {
 }
 
 /// `open_on = "handoff"`: when the buffered messages were followed by more than
-/// `handoff_session` of silence before `now` (the next message, or a handoff),
-/// the bot handled that conversation alone and it never came to the help desk:
-/// its messages are dropped so they do not open a ticket weeks later. True
+/// `handoff_session` of silence before `now` (the next message's arrival, or
+/// a handoff's acceptance), the bot handled that conversation alone and it
+/// never came to the help desk: its messages are dropped so they do not open
+/// a ticket weeks later. Messages a handoff covered are never dropped. True
 /// when something was dropped.
 fn drop_stale_session(
     channel: &Channel,
@@ -1387,6 +1408,10 @@ fn drop_stale_session(
     }
     if state.ticket.is_some() && channel.settings.followups {
         // Followups waiting for the help desk, not a bot's session.
+        return false;
+    }
+    if state.handed_off() {
+        // The bot handed them over: they wait for the help desk, however long.
         return false;
     }
     let session = i64::try_from(channel.settings.handoff_session.as_millis()).unwrap_or(i64::MAX);

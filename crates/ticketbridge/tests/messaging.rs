@@ -1534,3 +1534,127 @@ async fn open_tickets_with_the_help_desk_down_is_a_plain_503() {
     assert!(!message.contains("503"), "{message}");
     app.stop().await;
 }
+
+/// POSTs a handoff of `conversation`, with an `Idempotency-Key` when given.
+async fn handoff(app: &TestApp, conversation: &str, key: Option<&str>) -> (StatusCode, Value) {
+    let mut request = app
+        .http
+        .post(app.url(&format!(
+            "/api/v1/channels/whats/conversations/{conversation}/handoff"
+        )))
+        .header("X-API-Key", KEY);
+    if let Some(key) = key {
+        request = request.header("Idempotency-Key", key);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// The help desk is down for longer than `handoff_session` when the bot
+/// hands the chat over: the handoff's job, retried until it is back, still
+/// makes the ticket of the messages it was given (their silence is measured
+/// up to the handoff, not up to the retry that reaches the help desk).
+#[tokio::test]
+async fn a_handoff_retried_past_the_session_still_makes_its_ticket() {
+    let sim = GlpiSim::start(SimConfig::default()).await.unwrap();
+    let (store, _dir) = store::testing::fresh_sqlite().await;
+    let cfg = config_with_engine(
+        &sim,
+        "backoff_base = \"20ms\"\nbackoff_max = \"200ms\"",
+        "open_on = \"handoff\"\nhandoff_wait = \"1s\"\nhandoff_session = \"2s\"",
+    );
+    let app = TestApp::spawn(cfg, store).await.unwrap();
+    sim.faults().fail_next(1_000_000, 503);
+    send(&app, message("conv-x", "x1", "the screen is blank")).await;
+    let sent = std::time::Instant::now();
+    let (status, body) = handoff(&app, "conv-x", None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    // Retried well past the session while the help desk refuses every call.
+    tokio::time::sleep(Duration::from_millis(3000).saturating_sub(sent.elapsed())).await;
+    let attempts_then = conversation_jobs(&app, "conv-x")
+        .await
+        .iter()
+        .find(|j| j.kind == messaging::FLUSH_JOB)
+        .map(|j| j.attempts)
+        .unwrap();
+    wait_for("a retry past the session", DEADLINE, || async {
+        let jobs = conversation_jobs(&app, "conv-x").await;
+        jobs.iter()
+            .any(|j| {
+                j.kind == messaging::FLUSH_JOB
+                    && (j.attempts > attempts_then || j.status != JobStatus::Pending)
+            })
+            .then_some(())
+    })
+    .await
+    .unwrap();
+    assert!(sim.tickets().is_empty());
+    sim.faults().clear();
+    settled(&app, "conv-x").await;
+    let tickets = sim.tickets();
+    assert_eq!(tickets.len(), 1, "the handed-off message makes its ticket");
+    assert!(tickets[0].content.contains("the screen is blank"));
+    app.stop().await;
+}
+
+/// A handoff whose job gave up (the help desk down through every attempt)
+/// keeps its messages however long it stays dead: `ticketbridge jobs retry`
+/// makes their ticket, and so does the conversation's next message (with
+/// it), without a second handoff.
+#[tokio::test]
+async fn a_dead_handoff_keeps_its_messages_for_a_retry_or_the_next_message() {
+    let sim = GlpiSim::start(SimConfig::default()).await.unwrap();
+    let (store, _dir) = store::testing::fresh_sqlite().await;
+    let cfg = config_with_engine(
+        &sim,
+        "backoff_base = \"10ms\"\nbackoff_max = \"50ms\"",
+        "open_on = \"handoff\"\nhandoff_wait = \"1s\"\nhandoff_session = \"3s\"",
+    );
+    let app = TestApp::spawn(cfg, store).await.unwrap();
+    sim.faults().fail_next(1_000_000, 503);
+    send(&app, message("conv-y", "y1", "the fax is broken")).await;
+    send(&app, message("conv-z", "z1", "the phone is dead")).await;
+    let (status, body) = handoff(&app, "conv-y", None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let (status, body) = handoff(&app, "conv-z", None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let handed = std::time::Instant::now();
+    wait_for(
+        "both handoffs to give up",
+        Duration::from_secs(60),
+        || async {
+            let mut jobs = conversation_jobs(&app, "conv-y").await;
+            jobs.extend(conversation_jobs(&app, "conv-z").await);
+            jobs.iter()
+                .all(|j| !matches!(j.status, JobStatus::Pending | JobStatus::Running))
+                .then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    // Later than the session after the messages (and the handoffs).
+    tokio::time::sleep(Duration::from_millis(3500).saturating_sub(handed.elapsed())).await;
+    sim.faults().clear();
+    // `ticketbridge jobs retry <id>`.
+    for job in conversation_jobs(&app, "conv-y").await {
+        if job.status == JobStatus::Dead {
+            app.store.revive_dead(Some(job.id)).await.unwrap();
+        }
+    }
+    settled(&app, "conv-y").await;
+    let tickets = sim.tickets();
+    assert_eq!(tickets.len(), 1, "the retried handoff makes its ticket");
+    assert!(tickets[0].content.contains("the fax is broken"));
+
+    send(&app, message("conv-z", "z2", "still dead")).await;
+    tickets_count(&sim, 2).await;
+    let ticket = sim.tickets().into_iter().max_by_key(|t| t.id).unwrap();
+    assert!(
+        ticket.content.contains("the phone is dead"),
+        "{}",
+        ticket.content
+    );
+    assert!(ticket.content.contains("still dead"), "{}", ticket.content);
+    app.stop().await;
+}
