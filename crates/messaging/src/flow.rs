@@ -477,11 +477,24 @@ impl Messaging {
             && link.state == LinkState::Linked
             && let Some(ticket) = link.data.get("ticket").and_then(Value::as_i64)
         {
+            // The reference the link keeps, else the conversation's (links
+            // stored by earlier versions have none).
+            let reference = link
+                .data
+                .get("ref")
+                .and_then(Value::as_str)
+                .or(state
+                    .ticket
+                    .as_ref()
+                    .filter(|t| t.id == ticket)
+                    .map(|t| t.reference.as_str()))
+                .unwrap_or_default();
             self.followup_callback(
                 channel,
                 &message.conversation_id,
                 &message.message_id,
                 ticket,
+                reference,
             )
             .await?;
         }
@@ -490,12 +503,15 @@ impl Messaging {
 
     /// Enqueues the `ticket.updated` callback of a followup whose message's
     /// answer named no ticket (and forgets that it did); nothing otherwise.
+    /// `reference` is the ticket's as the bridge knows it; only when it is
+    /// empty (a state stored by an earlier version) is the target asked.
     async fn followup_callback(
         &self,
         channel: &Channel,
         conversation: &str,
         message_id: &str,
         ticket: i64,
+        reference: &str,
     ) -> Result<bool, MessagingError> {
         let store = &self.inner.store;
         let key = unnamed_key(&channel.name, conversation, message_id);
@@ -509,9 +525,13 @@ impl Messaging {
                 channel.name
             ))
         );
-        let reference = linked_reference(channel, ticket, &Value::Null)
-            .await
-            .map_err(MessagingError::from)?;
+        let reference = if reference.is_empty() {
+            linked_reference(channel, ticket, &Value::Null)
+                .await
+                .map_err(MessagingError::from)?
+        } else {
+            reference.to_owned()
+        };
         let body = callback_body(
             "ticket.updated",
             &channel.name,
@@ -674,15 +694,23 @@ impl Messaging {
         }
         while let Some(message) = state.buffer.first().cloned() {
             self.add_followup(channel, job, ticket, &message).await?;
-            state.buffer.remove(0);
-            state::save(store, source, conversation, state).await?;
+            // The callback before the message leaves the buffer: should this
+            // fail, the retry finds the followup linked and enqueues it then.
             if has_callback(channel)
                 && self
-                    .followup_callback(channel, conversation, &message.message_id, ticket.id)
+                    .followup_callback(
+                        channel,
+                        conversation,
+                        &message.message_id,
+                        ticket.id,
+                        &ticket.reference,
+                    )
                     .await?
             {
                 waker.wake();
             }
+            state.buffer.remove(0);
+            state::save(store, source, conversation, state).await?;
         }
         Ok(())
     }
@@ -715,7 +743,7 @@ impl Messaging {
                     .map_err(MessagingError::from)?;
                 if let Some(found) = existing.iter().find(|f| f.content.contains(&marker)) {
                     return self
-                        .link_followup(channel, &system, &source_id, ticket.id, found.id)
+                        .link_followup(channel, &system, &source_id, ticket, found.id)
                         .await;
                 }
             }
@@ -754,7 +782,7 @@ impl Messaging {
             )
             .await
             .map_err(MessagingError::from)?;
-        self.link_followup(channel, &system, &source_id, ticket.id, id)
+        self.link_followup(channel, &system, &source_id, ticket, id)
             .await
     }
 
@@ -763,10 +791,14 @@ impl Messaging {
         channel: &Channel,
         system: &str,
         source_id: &str,
-        ticket: i64,
+        ticket: &TicketRef,
         followup: i64,
     ) -> Result<(), JobError> {
         let store = &self.inner.store;
+        let mut data = json!({"ticket": ticket.id});
+        if !ticket.reference.is_empty() {
+            data["ref"] = json!(ticket.reference);
+        }
         store
             .put_link(&NewLink {
                 kind: FOLLOWUP_LINK.to_owned(),
@@ -775,7 +807,7 @@ impl Messaging {
                 target_system: channel.target().to_owned(),
                 target_id: Some(followup.to_string()),
                 state: LinkState::Linked,
-                data: json!({"ticket": ticket}),
+                data,
             })
             .await
             .map_err(MessagingError::from)?;

@@ -1658,3 +1658,115 @@ async fn a_dead_handoff_keeps_its_messages_for_a_retry_or_the_next_message() {
     assert!(ticket.content.contains("still dead"), "{}", ticket.content);
     app.stop().await;
 }
+
+/// iTop: the followup of a message whose answer named no ticket is written,
+/// and the help desk fails the very next call. The `ticket.updated`
+/// callback still names the ticket by its `ref`, which the bridge knows
+/// without asking iTop: a failure after the followup cannot lose it.
+#[tokio::test]
+async fn a_followup_callback_survives_a_help_desk_failure_after_the_followup() {
+    use sim::itop::{Fault, ItopSim, ItopSimConfig};
+    let itop = ItopSim::start(ItopSimConfig {
+        demo_data: false,
+        ..ItopSimConfig::default()
+    })
+    .await
+    .unwrap();
+    let org = itop.seed_organization("Customers").unwrap();
+    itop.seed_person("Ana", "Souza", org, "", "+55 11 98765-4321")
+        .unwrap();
+    let addr = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap()
+    };
+    let received = Received::default();
+    let receiver = start_receiver(addr, received.clone()).await;
+    let text = format!(
+        r#"
+[engine]
+backoff_base = "20ms"
+backoff_max = "200ms"
+
+[targets.itop]
+kind = "itop"
+url = "{url}"
+user = "{user}"
+password = "${{ITOP_PASSWORD}}"
+timeout = "5s"
+
+[sources.whats]
+kind = "messaging"
+target = "itop"
+api_keys = ["{KEY}"]
+default_country = "BR"
+entity = {org}
+merge_window = 300
+status_ttl = 1
+status_wait = "2s"
+callback_url = "http://{addr}/hook"
+callback_secret = "{SECRET}"
+"#,
+        url = itop.base_url(),
+        user = itop.rest_user(),
+    );
+    let env = vec![("ITOP_PASSWORD".to_string(), itop.rest_password())];
+    let (store, _dir) = store::testing::fresh_sqlite().await;
+    let app = TestApp::spawn(config::load_str(&text, env).unwrap(), store)
+        .await
+        .unwrap();
+    let bodies = || -> Vec<Value> {
+        received
+            .0
+            .lock()
+            .iter()
+            .map(|(_, body)| serde_json::from_slice(body).unwrap())
+            .collect()
+    };
+    send(&app, message("conv-w", "w1", "the scanner jams")).await;
+    let created = wait_for("the ticket.created callback", DEADLINE, || async {
+        bodies().into_iter().find(|b| b["type"] == "ticket.created")
+    })
+    .await
+    .unwrap();
+    settled(&app, "conv-w").await;
+    let id = created["data"]["ticket"]["id"].as_u64().unwrap();
+    let reference = created["data"]["ticket"]["ref"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(reference.starts_with("R-"), "{created}");
+
+    // iTop down while the bot forwards the next message: its answer names no ticket.
+    itop.set_down(true);
+    let (_, answer) = send(&app, message("conv-w", "w2", "and now it smokes")).await;
+    assert_eq!(answer["ticket"], Value::Null, "{answer}");
+    // Back, but the call after the followup's write fails.
+    itop.fail_after(
+        |request| request["operation"] == "core/update",
+        Fault::HttpStatus(503),
+    );
+    itop.set_down(false);
+    let updated = wait_for("the ticket.updated callback", DEADLINE, || async {
+        bodies().into_iter().find(|b| b["type"] == "ticket.updated")
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        updated["data"]["ticket"]["id"].as_u64(),
+        Some(id),
+        "{updated}"
+    );
+    assert_eq!(
+        updated["data"]["ticket"]["ref"],
+        json!(reference),
+        "{updated}"
+    );
+    assert_eq!(updated["data"]["message_ids"], json!(["w2"]));
+    let log = itop.case_log("UserRequest", id, "public_log");
+    assert!(
+        log.iter().any(|e| e.message.contains("and now it smokes")),
+        "{log:?}"
+    );
+    receiver.abort();
+    app.stop().await;
+}
