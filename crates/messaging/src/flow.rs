@@ -78,6 +78,19 @@ struct FlushPayload {
     reason: String,
 }
 
+/// The requester last resolved for a phone (kv, [`REQUESTER_NAMESPACE`]):
+/// the ticket's requester and the email of the person behind it. A GLPI
+/// contact cannot be a requester, so its tickets ask in its email: the
+/// email is what finds them again.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct RememberedRequester {
+    #[serde(flatten)]
+    requester: Requester,
+    /// Absent in entries stored by earlier versions (a bare [`Requester`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    person_email: Option<String>,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct CallbackPayload {
     source: String,
@@ -381,16 +394,22 @@ impl Messaging {
             person = channel.helpdesk.find_person(&query).await?;
             if person.is_none() {
                 match self.remembered_requester(source, &e164).await? {
-                    Some(Requester::Person { id, kind }) => {
+                    Some(RememberedRequester {
+                        requester: Requester::Person { id, kind },
+                        person_email,
+                    }) => {
                         person = Some(flows::helpdesk::Person {
                             id,
                             kind,
                             name: String::new(),
-                            email: None,
+                            email: person_email,
                             organisation: None,
                         });
                     }
-                    Some(Requester::EmailOnly { email, .. }) => emails.push(email),
+                    Some(RememberedRequester {
+                        requester: Requester::EmailOnly { email, .. },
+                        ..
+                    }) => emails.push(email),
                     None => {}
                 }
             }
@@ -408,6 +427,10 @@ impl Messaging {
             Some(person) => channel.helpdesk.tickets_of(person, true).await?,
             None => Vec::new(),
         };
+        // The person's address asks for what it asked without an account:
+        // a GLPI contact's tickets all do (GLPI takes no contact as a
+        // requester), as the intake API lists them.
+        emails.extend(person.and_then(|p| p.email));
         emails.sort_unstable_by_key(|e| e.to_ascii_lowercase());
         emails.dedup_by_key(|e| e.to_ascii_lowercase());
         for email in emails {
@@ -426,7 +449,7 @@ impl Messaging {
         &self,
         source: &str,
         phone: &str,
-    ) -> Result<Option<Requester>, MessagingError> {
+    ) -> Result<Option<RememberedRequester>, MessagingError> {
         let stored = self
             .inner
             .store
@@ -1305,11 +1328,14 @@ impl Messaging {
         }
         let requester: Requester = resolved.requester;
         if let Some(phone) = caller.phone.as_deref() {
-            let remembered =
-                serde_json::to_value(&requester).map_err(|e| MessagingError::Corrupt {
-                    what: "requester",
-                    reason: e.to_string(),
-                })?;
+            let remembered = serde_json::to_value(RememberedRequester {
+                requester: requester.clone(),
+                person_email: resolved.person.and_then(|p| p.email),
+            })
+            .map_err(|e| MessagingError::Corrupt {
+                what: "requester",
+                reason: e.to_string(),
+            })?;
             self.inner
                 .store
                 .kv_put(
@@ -1512,4 +1538,47 @@ async fn linked_reference(
         .map(|t| t.reference)
         .filter(|r| !r.is_empty())
         .unwrap_or_else(|| id.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flows::helpdesk::PersonKind;
+
+    #[test]
+    fn a_remembered_requester_reads_entries_of_earlier_versions_and_they_read_it() {
+        let contact = Requester::Person {
+            id: 7,
+            kind: PersonKind::Contact,
+        };
+        let old = serde_json::to_value(&contact).unwrap();
+        let read: RememberedRequester = serde_json::from_value(old).unwrap();
+        assert_eq!(
+            read,
+            RememberedRequester {
+                requester: contact.clone(),
+                person_email: None
+            }
+        );
+        let new = serde_json::to_value(RememberedRequester {
+            requester: contact.clone(),
+            person_email: Some("elis@costa.com.br".into()),
+        })
+        .unwrap();
+        assert_eq!(new["person_email"], "elis@costa.com.br");
+        let back: RememberedRequester = serde_json::from_value(new.clone()).unwrap();
+        assert_eq!(back.person_email.as_deref(), Some("elis@costa.com.br"));
+        // A rolled-back version still reads the requester.
+        assert_eq!(serde_json::from_value::<Requester>(new).unwrap(), contact);
+        let email_only = Requester::EmailOnly {
+            email: "ana@example.com".into(),
+            name: None,
+        };
+        let stored = serde_json::to_value(RememberedRequester {
+            requester: email_only.clone(),
+            person_email: None,
+        })
+        .unwrap();
+        assert_eq!(stored, serde_json::to_value(&email_only).unwrap());
+    }
 }

@@ -1770,3 +1770,87 @@ callback_secret = "{SECRET}"
     receiver.abort();
     app.stop().await;
 }
+
+/// The ids of the tickets `GET /tickets?{query}` lists.
+async fn listed(app: &TestApp, query: &str) -> Vec<u64> {
+    let response = app
+        .http
+        .get(app.url(&format!("/api/v1/channels/whats/tickets?{query}")))
+        .header("X-API-Key", KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "{query}");
+    let body: Value = response.json().await.unwrap();
+    body["tickets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_u64().unwrap())
+        .collect()
+}
+
+/// The requester is a GLPI contact (found by phone): GLPI takes no contact
+/// as a requester, so the ticket asks in the contact's email. The phone
+/// still lists it, and so does the requester the bridge remembers for the
+/// phone once GLPI no longer has the number on the contact.
+#[tokio::test]
+async fn open_tickets_of_a_contact_are_listed_by_phone() {
+    let (sim, app, _dir) = start("followups = false\nmerge_window = 300").await;
+    let contact = sim.add_contact(sim::glpi::NewContact {
+        name: "Costa".into(),
+        firstname: Some("Elis".into()),
+        email: Some("elis@costa.com.br".into()),
+        mobile: Some("+55 31 98877-6655".into()),
+        ..Default::default()
+    });
+    let mut first = message("conv-c", "c1", "the lift is stuck");
+    first["phone"] = json!("5531988776655");
+    send(&app, first).await;
+    tickets_count(&sim, 1).await;
+    settled(&app, "conv-c").await;
+    let ticket = sim.tickets()[0].clone();
+    assert!(
+        requester_ids(&ticket).iter().all(|id| *id == 0),
+        "{ticket:?}"
+    );
+    assert_eq!(
+        listed(&app, "phone=%2B5531988776655").await,
+        vec![ticket.id]
+    );
+
+    // The contact's number changes in GLPI: the requester the bridge
+    // resolved for the phone still names the contact's tickets.
+    let http = reqwest::Client::new();
+    let session: Value = http
+        .get(format!("{}/initSession", sim.base_url()))
+        .header("App-Token", sim.app_token())
+        .header(
+            "Authorization",
+            format!("user_token {}", sim.user_token("glpi").unwrap()),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let updated = http
+        .put(format!("{}/Contact/{contact}", sim.base_url()))
+        .header("App-Token", sim.app_token())
+        .header("Session-Token", session["session_token"].as_str().unwrap())
+        .json(&json!({"input": {"mobile": "+55 31 90000-0000"}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(updated.status().is_success(), "{}", updated.status());
+    assert_eq!(
+        sim.contacts()[0].mobile.as_deref(),
+        Some("+55 31 90000-0000")
+    );
+    assert_eq!(
+        listed(&app, "phone=%2B5531988776655").await,
+        vec![ticket.id]
+    );
+    app.stop().await;
+}
