@@ -64,6 +64,25 @@ const FLUSH_ATTEMPTS: i32 = 60;
 /// Timeout of every outgoing HTTP call of the flow (attachments, callbacks).
 const HTTP_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// What a handoff came to ([`Messaging::handoff_outcome`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HandoffOutcome {
+    /// The ticket the handoff made of the messages.
+    Created(TicketRef),
+    /// Nothing needed a new ticket (nothing was waiting, or the messages
+    /// are followups): the conversation's ticket.
+    Existing(TicketRef),
+    /// Its job is still on its way to the help desk, with no ticket yet:
+    /// the `ticket.created` callback names it.
+    Pending,
+    /// Its job gave up; the messages wait in the buffer for the
+    /// conversation's next message or a retry of the job.
+    Failed { job_id: i64, reason: String },
+    /// Nothing was handed off (the messages were a bot's stale session) and
+    /// the conversation has no ticket.
+    Nothing,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct BufferPayload {
     source: String,
@@ -349,23 +368,83 @@ impl Messaging {
         Ok(state.ticket.is_some() || !state.buffer.is_empty())
     }
 
-    /// The ticket a handoff leaves: the one it created (the conversation's
-    /// generation was `since` before it), whether or not later messages go
-    /// to it; else, with followups on, the conversation's open ticket.
-    pub async fn handoff_ticket(
+    /// The handoff job accepted with inbox row `inbox_id`, if the store still
+    /// has it (succeeded jobs are purged after a while).
+    pub async fn handoff_job_of(
+        &self,
+        source: &str,
+        conversation: &str,
+        inbox_id: i64,
+    ) -> Result<Option<Job>, MessagingError> {
+        self.require(source)?;
+        let jobs = self
+            .inner
+            .store
+            .jobs(&store::JobFilter {
+                status: None,
+                kind: Some(FLUSH_JOB.to_owned()),
+                ordering_key: Some(ordering_key(source, conversation)),
+                queue: None,
+                limit: Some(1000),
+            })
+            .await?;
+        Ok(jobs.into_iter().find(|j| j.inbox_id == Some(inbox_id)))
+    }
+
+    /// What a handoff came to: the conversation's generation was `since`
+    /// when it was accepted, and `job` is its job as it stands now (`None`
+    /// when the store no longer has it: it finished).
+    pub async fn handoff_outcome(
         &self,
         source: &str,
         conversation: &str,
         since: u64,
-    ) -> Result<Option<TicketRef>, MessagingError> {
+        job: Option<&Job>,
+    ) -> Result<HandoffOutcome, MessagingError> {
         self.require(source)?;
         let state = state::load(&self.inner.store, source, conversation).await?;
-        if let Some(ticket) = state.ticket
-            && ticket.generation >= since
-        {
-            return Ok(Some(ticket));
+        match state.ticket {
+            // The ticket it made (whether or not later messages go to it).
+            Some(ticket) if ticket.generation >= since => {
+                return Ok(HandoffOutcome::Created(ticket));
+            }
+            _ => {}
         }
-        self.current_ticket(source, conversation).await
+        match job {
+            Some(job) if job.status == store::JobStatus::Dead => {
+                // Died before its attempts ran out: an error no retry mends
+                // (its words are the flow's). Else the help desk failed
+                // through every attempt, whose details are for the logs.
+                let reason = match &job.last_error {
+                    Some(error) if job.attempts < job.max_attempts => error.clone(),
+                    _ => "the help desk did not answer through every attempt".to_owned(),
+                };
+                Ok(HandoffOutcome::Failed {
+                    job_id: job.id,
+                    reason,
+                })
+            }
+            Some(job)
+                if matches!(
+                    job.status,
+                    store::JobStatus::Pending | store::JobStatus::Running
+                ) =>
+            {
+                // On its way: with followups on, the messages go to the open
+                // ticket; else the ticket.created callback names the new one.
+                Ok(match self.current_ticket(source, conversation).await? {
+                    Some(ticket) => HandoffOutcome::Existing(ticket),
+                    None => HandoffOutcome::Pending,
+                })
+            }
+            // Done without a ticket of its own: nothing needed one (nothing
+            // was waiting, the messages followed the ticket, or they were a
+            // stale bot session).
+            _ => Ok(match state.ticket {
+                Some(ticket) => HandoffOutcome::Existing(ticket),
+                None => HandoffOutcome::Nothing,
+            }),
+        }
     }
 
     /// The open tickets of the person with this phone number and/or email

@@ -483,7 +483,9 @@ async fn messages_the_bot_handled_alone_do_not_join_a_later_handoff() {
         .send()
         .await
         .unwrap();
-    assert!(response.status().is_success(), "{}", response.status());
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "nothing_to_hand_off", "{body}");
     settled(&app, "conv-t").await;
     assert_eq!(sim.tickets().len(), 1, "no ticket from the stale session");
     app.stop().await;
@@ -1852,5 +1854,82 @@ async fn open_tickets_of_a_contact_are_listed_by_phone() {
         listed(&app, "phone=%2B5531988776655").await,
         vec![ticket.id]
     );
+    app.stop().await;
+}
+
+/// A handoff sent again with its `Idempotency-Key` (the bot's request timed
+/// out) gets the ticket the first one made, with `followups = false` too;
+/// the key sent for another conversation is refused rather than swallowed;
+/// a handoff with nothing left to hand off names the conversation's ticket.
+#[tokio::test]
+async fn a_repeated_handoff_gets_the_ticket_the_first_one_made() {
+    let sim = GlpiSim::start(SimConfig::default()).await.unwrap();
+    let (store, _dir) = store::testing::fresh_sqlite().await;
+    let cfg = config_with_engine(
+        &sim,
+        "backoff_base = \"20ms\"\nbackoff_max = \"100ms\"",
+        "open_on = \"handoff\"\nhandoff_wait = \"2s\"\nfollowups = false",
+    );
+    let app = TestApp::spawn(cfg, store).await.unwrap();
+    send(&app, message("conv-h1", "h1", "my password expired")).await;
+    sim.faults().fail_next(1_000_000, 503);
+    let (status, body) = handoff(&app, "conv-h1", Some("hand-1")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["ticket"], Value::Null, "{body}");
+    sim.faults().clear();
+    tickets_count(&sim, 1).await;
+    settled(&app, "conv-h1").await;
+    let ticket = sim.tickets()[0].id;
+    for _ in 0..2 {
+        let (status, body) = handoff(&app, "conv-h1", Some("hand-1")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["ticket"]["id"].as_u64(), Some(ticket), "{body}");
+        assert_eq!(body["conversation"], "conv-h1");
+    }
+    // Nothing left to hand off: the conversation's ticket.
+    let (status, body) = handoff(&app, "conv-h1", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["ticket"]["id"].as_u64(), Some(ticket), "{body}");
+
+    // The same key for another conversation.
+    send(&app, message("conv-h2", "h2", "my mouse is gone")).await;
+    let (status, body) = handoff(&app, "conv-h2", Some("hand-1")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["code"], "idempotency_key_reused", "{body}");
+    settled(&app, "conv-h2").await;
+    assert_eq!(
+        sim.tickets().len(),
+        1,
+        "the refused handoff hands nothing over"
+    );
+    let (status, body) = handoff(&app, "conv-h2", Some("hand-2")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let tickets = sim.tickets();
+    assert_eq!(tickets.len(), 2);
+    let second = tickets.iter().find(|t| t.id != ticket).unwrap();
+    assert_eq!(body["ticket"]["id"].as_u64(), Some(second.id), "{body}");
+    assert!(second.content.contains("my mouse is gone"));
+    app.stop().await;
+}
+
+/// A handoff whose job gave up answers why, and not `"ticket": null` (no
+/// callback would ever come); its messages are kept.
+#[tokio::test]
+async fn a_handoff_that_failed_says_why() {
+    let (sim, app, _dir) =
+        start("open_on = \"handoff\"\nhandoff_wait = \"8s\"\ncreate_requesters = false").await;
+    send(&app, message("conv-d", "d1", "who am I")).await;
+    let (status, body) = handoff(&app, "conv-d", None).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(body["error"]["code"], "handoff_failed", "{body}");
+    let why = body["error"]["message"].as_str().unwrap();
+    assert!(why.contains("create_requesters"), "{why}");
+    assert!(sim.tickets().is_empty());
+    let state = app_state(&app, "conv-d").await;
+    assert_eq!(state["buffer"][0]["message_id"], "d1", "kept: {state}");
+
+    let (status, body) = handoff(&app, "conv-d", Some(&"k".repeat(300))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_fields", "{body}");
     app.stop().await;
 }
