@@ -64,6 +64,25 @@ const FLUSH_ATTEMPTS: i32 = 60;
 /// Timeout of every outgoing HTTP call of the flow (attachments, callbacks).
 const HTTP_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// What a handoff came to ([`Messaging::handoff_outcome`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HandoffOutcome {
+    /// The ticket the handoff made of the messages.
+    Created(TicketRef),
+    /// Nothing needed a new ticket (nothing was waiting, or the messages
+    /// are followups): the conversation's ticket.
+    Existing(TicketRef),
+    /// Its job is still on its way to the help desk, with no ticket yet:
+    /// the `ticket.created` callback names it.
+    Pending,
+    /// Its job gave up; the messages wait in the buffer for the
+    /// conversation's next message or a retry of the job.
+    Failed { job_id: i64, reason: String },
+    /// Nothing was handed off (the messages were a bot's stale session) and
+    /// the conversation has no ticket.
+    Nothing,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct BufferPayload {
     source: String,
@@ -76,6 +95,19 @@ struct FlushPayload {
     conversation_id: String,
     /// `window` or `handoff`.
     reason: String,
+}
+
+/// The requester last resolved for a phone (kv, [`REQUESTER_NAMESPACE`]):
+/// the ticket's requester and the email of the person behind it. A GLPI
+/// contact cannot be a requester, so its tickets ask in its email: the
+/// email is what finds them again.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct RememberedRequester {
+    #[serde(flatten)]
+    requester: Requester,
+    /// Absent in entries stored by earlier versions (a bare [`Requester`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    person_email: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -336,23 +368,83 @@ impl Messaging {
         Ok(state.ticket.is_some() || !state.buffer.is_empty())
     }
 
-    /// The ticket a handoff leaves: the one it created (the conversation's
-    /// generation was `since` before it), whether or not later messages go
-    /// to it; else, with followups on, the conversation's open ticket.
-    pub async fn handoff_ticket(
+    /// The handoff job accepted with inbox row `inbox_id`, if the store still
+    /// has it (succeeded jobs are purged after a while).
+    pub async fn handoff_job_of(
+        &self,
+        source: &str,
+        conversation: &str,
+        inbox_id: i64,
+    ) -> Result<Option<Job>, MessagingError> {
+        self.require(source)?;
+        let jobs = self
+            .inner
+            .store
+            .jobs(&store::JobFilter {
+                status: None,
+                kind: Some(FLUSH_JOB.to_owned()),
+                ordering_key: Some(ordering_key(source, conversation)),
+                queue: None,
+                limit: Some(1000),
+            })
+            .await?;
+        Ok(jobs.into_iter().find(|j| j.inbox_id == Some(inbox_id)))
+    }
+
+    /// What a handoff came to: the conversation's generation was `since`
+    /// when it was accepted, and `job` is its job as it stands now (`None`
+    /// when the store no longer has it: it finished).
+    pub async fn handoff_outcome(
         &self,
         source: &str,
         conversation: &str,
         since: u64,
-    ) -> Result<Option<TicketRef>, MessagingError> {
+        job: Option<&Job>,
+    ) -> Result<HandoffOutcome, MessagingError> {
         self.require(source)?;
         let state = state::load(&self.inner.store, source, conversation).await?;
-        if let Some(ticket) = state.ticket
-            && ticket.generation >= since
-        {
-            return Ok(Some(ticket));
+        match state.ticket {
+            // The ticket it made (whether or not later messages go to it).
+            Some(ticket) if ticket.generation >= since => {
+                return Ok(HandoffOutcome::Created(ticket));
+            }
+            _ => {}
         }
-        self.current_ticket(source, conversation).await
+        match job {
+            Some(job) if job.status == store::JobStatus::Dead => {
+                // Died before its attempts ran out: an error no retry mends
+                // (its words are the flow's). Else the help desk failed
+                // through every attempt, whose details are for the logs.
+                let reason = match &job.last_error {
+                    Some(error) if job.attempts < job.max_attempts => error.clone(),
+                    _ => "the help desk did not answer through every attempt".to_owned(),
+                };
+                Ok(HandoffOutcome::Failed {
+                    job_id: job.id,
+                    reason,
+                })
+            }
+            Some(job)
+                if matches!(
+                    job.status,
+                    store::JobStatus::Pending | store::JobStatus::Running
+                ) =>
+            {
+                // On its way: with followups on, the messages go to the open
+                // ticket; else the ticket.created callback names the new one.
+                Ok(match self.current_ticket(source, conversation).await? {
+                    Some(ticket) => HandoffOutcome::Existing(ticket),
+                    None => HandoffOutcome::Pending,
+                })
+            }
+            // Done without a ticket of its own: nothing needed one (nothing
+            // was waiting, the messages followed the ticket, or they were a
+            // stale bot session).
+            _ => Ok(match state.ticket {
+                Some(ticket) => HandoffOutcome::Existing(ticket),
+                None => HandoffOutcome::Nothing,
+            }),
+        }
     }
 
     /// The open tickets of the person with this phone number and/or email
@@ -381,16 +473,22 @@ impl Messaging {
             person = channel.helpdesk.find_person(&query).await?;
             if person.is_none() {
                 match self.remembered_requester(source, &e164).await? {
-                    Some(Requester::Person { id, kind }) => {
+                    Some(RememberedRequester {
+                        requester: Requester::Person { id, kind },
+                        person_email,
+                    }) => {
                         person = Some(flows::helpdesk::Person {
                             id,
                             kind,
                             name: String::new(),
-                            email: None,
+                            email: person_email,
                             organisation: None,
                         });
                     }
-                    Some(Requester::EmailOnly { email, .. }) => emails.push(email),
+                    Some(RememberedRequester {
+                        requester: Requester::EmailOnly { email, .. },
+                        ..
+                    }) => emails.push(email),
                     None => {}
                 }
             }
@@ -408,6 +506,10 @@ impl Messaging {
             Some(person) => channel.helpdesk.tickets_of(person, true).await?,
             None => Vec::new(),
         };
+        // The person's address asks for what it asked without an account:
+        // a GLPI contact's tickets all do (GLPI takes no contact as a
+        // requester), as the intake API lists them.
+        emails.extend(person.and_then(|p| p.email));
         emails.sort_unstable_by_key(|e| e.to_ascii_lowercase());
         emails.dedup_by_key(|e| e.to_ascii_lowercase());
         for email in emails {
@@ -426,7 +528,7 @@ impl Messaging {
         &self,
         source: &str,
         phone: &str,
-    ) -> Result<Option<Requester>, MessagingError> {
+    ) -> Result<Option<RememberedRequester>, MessagingError> {
         let stored = self
             .inner
             .store
@@ -477,11 +579,24 @@ impl Messaging {
             && link.state == LinkState::Linked
             && let Some(ticket) = link.data.get("ticket").and_then(Value::as_i64)
         {
+            // The reference the link keeps, else the conversation's (links
+            // stored by earlier versions have none).
+            let reference = link
+                .data
+                .get("ref")
+                .and_then(Value::as_str)
+                .or(state
+                    .ticket
+                    .as_ref()
+                    .filter(|t| t.id == ticket)
+                    .map(|t| t.reference.as_str()))
+                .unwrap_or_default();
             self.followup_callback(
                 channel,
                 &message.conversation_id,
                 &message.message_id,
                 ticket,
+                reference,
             )
             .await?;
         }
@@ -490,12 +605,15 @@ impl Messaging {
 
     /// Enqueues the `ticket.updated` callback of a followup whose message's
     /// answer named no ticket (and forgets that it did); nothing otherwise.
+    /// `reference` is the ticket's as the bridge knows it; only when it is
+    /// empty (a state stored by an earlier version) is the target asked.
     async fn followup_callback(
         &self,
         channel: &Channel,
         conversation: &str,
         message_id: &str,
         ticket: i64,
+        reference: &str,
     ) -> Result<bool, MessagingError> {
         let store = &self.inner.store;
         let key = unnamed_key(&channel.name, conversation, message_id);
@@ -509,9 +627,13 @@ impl Messaging {
                 channel.name
             ))
         );
-        let reference = linked_reference(channel, ticket, &Value::Null)
-            .await
-            .map_err(MessagingError::from)?;
+        let reference = if reference.is_empty() {
+            linked_reference(channel, ticket, &Value::Null)
+                .await
+                .map_err(MessagingError::from)?
+        } else {
+            reference.to_owned()
+        };
         let body = callback_body(
             "ticket.updated",
             &channel.name,
@@ -617,10 +739,14 @@ impl Messaging {
         if state.buffer.is_empty() {
             return Ok(());
         }
-        let run_at = if state.ticket.is_some() && channel.settings.followups {
-            store::now_ms()
+        let (run_at, reason) = if state.ticket.is_some() && channel.settings.followups {
+            (store::now_ms(), "window")
         } else if channel.opens_on_first_message() || state.buffer.len() >= MAX_BURST {
-            first_burst(channel, &state.buffer).1
+            (first_burst(channel, &state.buffer).1, "window")
+        } else if state.handed_off() {
+            // A handoff whose job gave up: the bot handed these messages
+            // over already, so they (and this one) go now.
+            (store::now_ms(), "handoff")
         } else {
             return Ok(());
         };
@@ -628,7 +754,7 @@ impl Messaging {
             channel.target(),
             FLUSH_JOB,
             ordering_key(source, conversation),
-            json!({"source": source, "conversation_id": conversation, "reason": "window"}),
+            json!({"source": source, "conversation_id": conversation, "reason": reason}),
         )
         .run_at(run_at)
         .max_attempts(self.flush_attempts())
@@ -670,15 +796,23 @@ impl Messaging {
         }
         while let Some(message) = state.buffer.first().cloned() {
             self.add_followup(channel, job, ticket, &message).await?;
-            state.buffer.remove(0);
-            state::save(store, source, conversation, state).await?;
+            // The callback before the message leaves the buffer: should this
+            // fail, the retry finds the followup linked and enqueues it then.
             if has_callback(channel)
                 && self
-                    .followup_callback(channel, conversation, &message.message_id, ticket.id)
+                    .followup_callback(
+                        channel,
+                        conversation,
+                        &message.message_id,
+                        ticket.id,
+                        &ticket.reference,
+                    )
                     .await?
             {
                 waker.wake();
             }
+            state.buffer.remove(0);
+            state::save(store, source, conversation, state).await?;
         }
         Ok(())
     }
@@ -711,7 +845,7 @@ impl Messaging {
                     .map_err(MessagingError::from)?;
                 if let Some(found) = existing.iter().find(|f| f.content.contains(&marker)) {
                     return self
-                        .link_followup(channel, &system, &source_id, ticket.id, found.id)
+                        .link_followup(channel, &system, &source_id, ticket, found.id)
                         .await;
                 }
             }
@@ -750,7 +884,7 @@ impl Messaging {
             )
             .await
             .map_err(MessagingError::from)?;
-        self.link_followup(channel, &system, &source_id, ticket.id, id)
+        self.link_followup(channel, &system, &source_id, ticket, id)
             .await
     }
 
@@ -759,10 +893,14 @@ impl Messaging {
         channel: &Channel,
         system: &str,
         source_id: &str,
-        ticket: i64,
+        ticket: &TicketRef,
         followup: i64,
     ) -> Result<(), JobError> {
         let store = &self.inner.store;
+        let mut data = json!({"ticket": ticket.id});
+        if !ticket.reference.is_empty() {
+            data["ref"] = json!(ticket.reference);
+        }
         store
             .put_link(&NewLink {
                 kind: FOLLOWUP_LINK.to_owned(),
@@ -771,7 +909,7 @@ impl Messaging {
                 target_system: channel.target().to_owned(),
                 target_id: Some(followup.to_string()),
                 state: LinkState::Linked,
-                data: json!({"ticket": ticket}),
+                data,
             })
             .await
             .map_err(MessagingError::from)?;
@@ -846,10 +984,23 @@ impl Messaging {
     ) -> Result<(), JobError> {
         let store = &self.inner.store;
         let mut state = state::load(store, source, conversation).await?;
-        if reason == "handoff"
-            && drop_stale_session(channel, source, conversation, &mut state, store::now_ms())
-        {
-            state::save(store, source, conversation, &state).await?;
+        if reason == "handoff" {
+            // The silence before a handoff ends when the handoff is accepted
+            // (its job's creation), whenever its job gets to run: a help desk
+            // outage, or `jobs retry` of the dead job a day later, must not
+            // turn the messages it covers into a stale bot session.
+            let accepted = job.created_at;
+            let mut changed =
+                drop_stale_session(channel, source, conversation, &mut state, accepted);
+            // Noted before any help desk call: should this job give up, the
+            // messages stay the help desk's (the next message flushes them).
+            if !state.buffer.is_empty() && state.handoff_at.is_none_or(|at| at < accepted) {
+                state.handoff_at = Some(accepted);
+                changed = true;
+            }
+            if changed {
+                state::save(store, source, conversation, &state).await?;
+            }
         }
         loop {
             if state.buffer.is_empty() {
@@ -1093,6 +1244,9 @@ impl Messaging {
             .await
             .map_err(MessagingError::from)?;
         state.buffer.drain(..burst.len());
+        if !state.handed_off() {
+            state.handoff_at = None;
+        }
         state.ticket = Some(ticket);
         state.previous = None;
         state.generation = generation.saturating_add(1);
@@ -1253,11 +1407,14 @@ impl Messaging {
         }
         let requester: Requester = resolved.requester;
         if let Some(phone) = caller.phone.as_deref() {
-            let remembered =
-                serde_json::to_value(&requester).map_err(|e| MessagingError::Corrupt {
-                    what: "requester",
-                    reason: e.to_string(),
-                })?;
+            let remembered = serde_json::to_value(RememberedRequester {
+                requester: requester.clone(),
+                person_email: resolved.person.and_then(|p| p.email),
+            })
+            .map_err(|e| MessagingError::Corrupt {
+                what: "requester",
+                reason: e.to_string(),
+            })?;
             self.inner
                 .store
                 .kv_put(
@@ -1371,9 +1528,10 @@ fn first_burst(channel: &Channel, buffer: &[ChannelMessage]) -> (usize, i64) {
 }
 
 /// `open_on = "handoff"`: when the buffered messages were followed by more than
-/// `handoff_session` of silence before `now` (the next message, or a handoff),
-/// the bot handled that conversation alone and it never came to the help desk:
-/// its messages are dropped so they do not open a ticket weeks later. True
+/// `handoff_session` of silence before `now` (the next message's arrival, or
+/// a handoff's acceptance), the bot handled that conversation alone and it
+/// never came to the help desk: its messages are dropped so they do not open
+/// a ticket weeks later. Messages a handoff covered are never dropped. True
 /// when something was dropped.
 fn drop_stale_session(
     channel: &Channel,
@@ -1387,6 +1545,10 @@ fn drop_stale_session(
     }
     if state.ticket.is_some() && channel.settings.followups {
         // Followups waiting for the help desk, not a bot's session.
+        return false;
+    }
+    if state.handed_off() {
+        // The bot handed them over: they wait for the help desk, however long.
         return false;
     }
     let session = i64::try_from(channel.settings.handoff_session.as_millis()).unwrap_or(i64::MAX);
@@ -1455,4 +1617,47 @@ async fn linked_reference(
         .map(|t| t.reference)
         .filter(|r| !r.is_empty())
         .unwrap_or_else(|| id.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flows::helpdesk::PersonKind;
+
+    #[test]
+    fn a_remembered_requester_reads_entries_of_earlier_versions_and_they_read_it() {
+        let contact = Requester::Person {
+            id: 7,
+            kind: PersonKind::Contact,
+        };
+        let old = serde_json::to_value(&contact).unwrap();
+        let read: RememberedRequester = serde_json::from_value(old).unwrap();
+        assert_eq!(
+            read,
+            RememberedRequester {
+                requester: contact.clone(),
+                person_email: None
+            }
+        );
+        let new = serde_json::to_value(RememberedRequester {
+            requester: contact.clone(),
+            person_email: Some("elis@costa.com.br".into()),
+        })
+        .unwrap();
+        assert_eq!(new["person_email"], "elis@costa.com.br");
+        let back: RememberedRequester = serde_json::from_value(new.clone()).unwrap();
+        assert_eq!(back.person_email.as_deref(), Some("elis@costa.com.br"));
+        // A rolled-back version still reads the requester.
+        assert_eq!(serde_json::from_value::<Requester>(new).unwrap(), contact);
+        let email_only = Requester::EmailOnly {
+            email: "ana@example.com".into(),
+            name: None,
+        };
+        let stored = serde_json::to_value(RememberedRequester {
+            requester: email_only.clone(),
+            person_email: None,
+        })
+        .unwrap();
+        assert_eq!(stored, serde_json::to_value(&email_only).unwrap());
+    }
 }

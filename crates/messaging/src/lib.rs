@@ -23,8 +23,8 @@ pub mod state;
 
 pub use error::MessagingError;
 pub use flow::{
-    BUFFER_JOB, CALLBACK_JOB, CALLBACK_QUEUE, FLUSH_JOB, FOLLOWUP_LINK, MAX_BURST, Messaging,
-    TICKET_LINK, ordering_key,
+    BUFFER_JOB, CALLBACK_JOB, CALLBACK_QUEUE, FLUSH_JOB, FOLLOWUP_LINK, HandoffOutcome, MAX_BURST,
+    Messaging, TICKET_LINK, ordering_key,
 };
 pub use message::{AttachmentInput, ChannelMessage, Rejection};
 pub use state::{ConversationState, TicketRef};

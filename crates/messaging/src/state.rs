@@ -47,6 +47,12 @@ pub struct ConversationState {
     /// The ticket the next one follows, when it stopped taking messages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous: Option<PreviousTicket>,
+    /// When (unix ms) the handoff whose job is taking the buffered messages
+    /// to the help desk was accepted: the messages received up to then are
+    /// the help desk's, never a bot's stale session, even when that job gives
+    /// up (they wait for the next message or a retry of the job).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handoff_at: Option<i64>,
 }
 
 impl ConversationState {
@@ -58,6 +64,13 @@ impl ConversationState {
     /// When the last buffered message arrived (unix ms).
     pub fn last_at(&self) -> Option<i64> {
         self.buffer.iter().map(|m| m.received_at).max()
+    }
+
+    /// Whether a handoff covers buffered messages (see
+    /// [`ConversationState::handoff_at`]).
+    pub fn handed_off(&self) -> bool {
+        self.handoff_at
+            .is_some_and(|at| self.buffer.iter().any(|m| m.received_at <= at))
     }
 
     pub fn has_message(&self, message_id: &str) -> bool {

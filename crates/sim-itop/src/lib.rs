@@ -394,6 +394,21 @@ impl RunningItop {
         });
     }
 
+    /// Injects `fault` into the request that follows the next one whose
+    /// `json_data` satisfies `matches` (that one is carried out and answered):
+    /// trouble that starts right after a given call, e.g. the read a client
+    /// makes after its write.
+    pub fn fail_after(
+        &self,
+        matches: impl Fn(&Value) -> bool + Send + Sync + 'static,
+        fault: Fault,
+    ) {
+        self.shared.faults.lock().after.push(server::FaultAfter {
+            matches: Box::new(matches),
+            fault,
+        });
+    }
+
     /// Adds `latency` before every answer (zero to remove).
     pub fn set_latency(&self, latency: Duration) {
         self.shared.faults.lock().latency = latency;

@@ -30,6 +30,16 @@ pub struct Faults {
     pub down: bool,
     /// Objects to remove once a matching request is answered.
     pub removals: Vec<Removal>,
+    /// Faults queued for the next request once a matching request is answered.
+    pub after: Vec<FaultAfter>,
+}
+
+/// A fault for the request that follows the first one whose `json_data`
+/// matches: trouble that starts right after a given write (the write itself
+/// is carried out and answered).
+pub struct FaultAfter {
+    pub matches: Box<dyn Fn(&Value) -> bool + Send + Sync>,
+    pub fault: Fault,
 }
 
 /// An object removed (without webhooks) right after the first request whose
@@ -144,6 +154,16 @@ impl Shared {
         for removal in due {
             db.remove(&removal.class, removal.id);
         }
+    }
+
+    /// Queues the faults that waited for a request like this one.
+    pub fn apply_faults_after(&self, request: &Value) {
+        let mut faults = self.faults.lock();
+        let (due, waiting): (Vec<FaultAfter>, Vec<FaultAfter>) = std::mem::take(&mut faults.after)
+            .into_iter()
+            .partition(|f| (f.matches)(request));
+        faults.after = waiting;
+        faults.queue.extend(due.into_iter().map(|f| f.fault));
     }
 
     pub async fn send_webhooks(self: &Arc<Self>, hooks: Vec<Outgoing>) {
@@ -411,7 +431,9 @@ pub async fn rest(
     let actor = shared.actor_for(&user);
     let (body, hooks) = shared.execute(&actor, &version, &request);
     shared.send_webhooks(hooks).await;
-    shared.apply_removals(&Value::Object(request));
+    let request = Value::Object(request);
+    shared.apply_removals(&request);
+    shared.apply_faults_after(&request);
     let text = body.encode();
     shared.add(
         "response_bytes",

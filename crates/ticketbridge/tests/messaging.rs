@@ -483,7 +483,9 @@ async fn messages_the_bot_handled_alone_do_not_join_a_later_handoff() {
         .send()
         .await
         .unwrap();
-    assert!(response.status().is_success(), "{}", response.status());
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "nothing_to_hand_off", "{body}");
     settled(&app, "conv-t").await;
     assert_eq!(sim.tickets().len(), 1, "no ticket from the stale session");
     app.stop().await;
@@ -1614,5 +1616,402 @@ async fn open_tickets_with_the_help_desk_down_is_a_plain_503() {
         .unwrap();
     assert!(!message.contains(host), "{message}");
     assert!(!message.contains("503"), "{message}");
+    app.stop().await;
+}
+
+/// POSTs a handoff of `conversation`, with an `Idempotency-Key` when given.
+async fn handoff(app: &TestApp, conversation: &str, key: Option<&str>) -> (StatusCode, Value) {
+    let mut request = app
+        .http
+        .post(app.url(&format!(
+            "/api/v1/channels/whats/conversations/{conversation}/handoff"
+        )))
+        .header("X-API-Key", KEY);
+    if let Some(key) = key {
+        request = request.header("Idempotency-Key", key);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// The help desk is down for longer than `handoff_session` when the bot
+/// hands the chat over: the handoff's job, retried until it is back, still
+/// makes the ticket of the messages it was given (their silence is measured
+/// up to the handoff, not up to the retry that reaches the help desk).
+#[tokio::test]
+async fn a_handoff_retried_past_the_session_still_makes_its_ticket() {
+    let sim = GlpiSim::start(SimConfig::default()).await.unwrap();
+    let (store, _dir) = store::testing::fresh_sqlite().await;
+    let cfg = config_with_engine(
+        &sim,
+        "backoff_base = \"20ms\"\nbackoff_max = \"200ms\"",
+        "open_on = \"handoff\"\nhandoff_wait = \"1s\"\nhandoff_session = \"2s\"",
+    );
+    let app = TestApp::spawn(cfg, store).await.unwrap();
+    sim.faults().fail_next(1_000_000, 503);
+    send(&app, message("conv-x", "x1", "the screen is blank")).await;
+    let sent = std::time::Instant::now();
+    let (status, body) = handoff(&app, "conv-x", None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    // Retried well past the session while the help desk refuses every call.
+    tokio::time::sleep(Duration::from_millis(3000).saturating_sub(sent.elapsed())).await;
+    let attempts_then = conversation_jobs(&app, "conv-x")
+        .await
+        .iter()
+        .find(|j| j.kind == messaging::FLUSH_JOB)
+        .map(|j| j.attempts)
+        .unwrap();
+    wait_for("a retry past the session", DEADLINE, || async {
+        let jobs = conversation_jobs(&app, "conv-x").await;
+        jobs.iter()
+            .any(|j| {
+                j.kind == messaging::FLUSH_JOB
+                    && (j.attempts > attempts_then || j.status != JobStatus::Pending)
+            })
+            .then_some(())
+    })
+    .await
+    .unwrap();
+    assert!(sim.tickets().is_empty());
+    sim.faults().clear();
+    settled(&app, "conv-x").await;
+    let tickets = sim.tickets();
+    assert_eq!(tickets.len(), 1, "the handed-off message makes its ticket");
+    assert!(tickets[0].content.contains("the screen is blank"));
+    app.stop().await;
+}
+
+/// A handoff whose job gave up (the help desk down through every attempt)
+/// keeps its messages however long it stays dead: `ticketbridge jobs retry`
+/// makes their ticket, and so does the conversation's next message (with
+/// it), without a second handoff.
+#[tokio::test]
+async fn a_dead_handoff_keeps_its_messages_for_a_retry_or_the_next_message() {
+    let sim = GlpiSim::start(SimConfig::default()).await.unwrap();
+    let (store, _dir) = store::testing::fresh_sqlite().await;
+    let cfg = config_with_engine(
+        &sim,
+        "backoff_base = \"10ms\"\nbackoff_max = \"50ms\"",
+        "open_on = \"handoff\"\nhandoff_wait = \"1s\"\nhandoff_session = \"3s\"",
+    );
+    let app = TestApp::spawn(cfg, store).await.unwrap();
+    sim.faults().fail_next(1_000_000, 503);
+    send(&app, message("conv-y", "y1", "the fax is broken")).await;
+    send(&app, message("conv-z", "z1", "the phone is dead")).await;
+    let (status, body) = handoff(&app, "conv-y", None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let (status, body) = handoff(&app, "conv-z", None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let handed = std::time::Instant::now();
+    wait_for(
+        "both handoffs to give up",
+        Duration::from_secs(60),
+        || async {
+            let mut jobs = conversation_jobs(&app, "conv-y").await;
+            jobs.extend(conversation_jobs(&app, "conv-z").await);
+            jobs.iter()
+                .all(|j| !matches!(j.status, JobStatus::Pending | JobStatus::Running))
+                .then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    // Later than the session after the messages (and the handoffs).
+    tokio::time::sleep(Duration::from_millis(3500).saturating_sub(handed.elapsed())).await;
+    sim.faults().clear();
+    // `ticketbridge jobs retry <id>`.
+    for job in conversation_jobs(&app, "conv-y").await {
+        if job.status == JobStatus::Dead {
+            app.store.revive_dead(Some(job.id)).await.unwrap();
+        }
+    }
+    settled(&app, "conv-y").await;
+    let tickets = sim.tickets();
+    assert_eq!(tickets.len(), 1, "the retried handoff makes its ticket");
+    assert!(tickets[0].content.contains("the fax is broken"));
+
+    send(&app, message("conv-z", "z2", "still dead")).await;
+    tickets_count(&sim, 2).await;
+    let ticket = sim.tickets().into_iter().max_by_key(|t| t.id).unwrap();
+    assert!(
+        ticket.content.contains("the phone is dead"),
+        "{}",
+        ticket.content
+    );
+    assert!(ticket.content.contains("still dead"), "{}", ticket.content);
+    app.stop().await;
+}
+
+/// iTop: the followup of a message whose answer named no ticket is written,
+/// and the help desk fails the very next call. The `ticket.updated`
+/// callback still names the ticket by its `ref`, which the bridge knows
+/// without asking iTop: a failure after the followup cannot lose it.
+#[tokio::test]
+async fn a_followup_callback_survives_a_help_desk_failure_after_the_followup() {
+    use sim::itop::{Fault, ItopSim, ItopSimConfig};
+    let itop = ItopSim::start(ItopSimConfig {
+        demo_data: false,
+        ..ItopSimConfig::default()
+    })
+    .await
+    .unwrap();
+    let org = itop.seed_organization("Customers").unwrap();
+    itop.seed_person("Ana", "Souza", org, "", "+55 11 98765-4321")
+        .unwrap();
+    let addr = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap()
+    };
+    let received = Received::default();
+    let receiver = start_receiver(addr, received.clone()).await;
+    let text = format!(
+        r#"
+[engine]
+backoff_base = "20ms"
+backoff_max = "200ms"
+
+[targets.itop]
+kind = "itop"
+url = "{url}"
+user = "{user}"
+password = "${{ITOP_PASSWORD}}"
+timeout = "5s"
+
+[sources.whats]
+kind = "messaging"
+target = "itop"
+api_keys = ["{KEY}"]
+default_country = "BR"
+entity = {org}
+merge_window = 300
+status_ttl = 1
+status_wait = "2s"
+callback_url = "http://{addr}/hook"
+callback_secret = "{SECRET}"
+"#,
+        url = itop.base_url(),
+        user = itop.rest_user(),
+    );
+    let env = vec![("ITOP_PASSWORD".to_string(), itop.rest_password())];
+    let (store, _dir) = store::testing::fresh_sqlite().await;
+    let app = TestApp::spawn(config::load_str(&text, env).unwrap(), store)
+        .await
+        .unwrap();
+    let bodies = || -> Vec<Value> {
+        received
+            .0
+            .lock()
+            .iter()
+            .map(|(_, body)| serde_json::from_slice(body).unwrap())
+            .collect()
+    };
+    send(&app, message("conv-w", "w1", "the scanner jams")).await;
+    let created = wait_for("the ticket.created callback", DEADLINE, || async {
+        bodies().into_iter().find(|b| b["type"] == "ticket.created")
+    })
+    .await
+    .unwrap();
+    settled(&app, "conv-w").await;
+    let id = created["data"]["ticket"]["id"].as_u64().unwrap();
+    let reference = created["data"]["ticket"]["ref"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(reference.starts_with("R-"), "{created}");
+
+    // iTop down while the bot forwards the next message: its answer names no ticket.
+    itop.set_down(true);
+    let (_, answer) = send(&app, message("conv-w", "w2", "and now it smokes")).await;
+    assert_eq!(answer["ticket"], Value::Null, "{answer}");
+    // Back, but the call after the followup's write fails.
+    itop.fail_after(
+        |request| request["operation"] == "core/update",
+        Fault::HttpStatus(503),
+    );
+    itop.set_down(false);
+    let updated = wait_for("the ticket.updated callback", DEADLINE, || async {
+        bodies().into_iter().find(|b| b["type"] == "ticket.updated")
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        updated["data"]["ticket"]["id"].as_u64(),
+        Some(id),
+        "{updated}"
+    );
+    assert_eq!(
+        updated["data"]["ticket"]["ref"],
+        json!(reference),
+        "{updated}"
+    );
+    assert_eq!(updated["data"]["message_ids"], json!(["w2"]));
+    let log = itop.case_log("UserRequest", id, "public_log");
+    assert!(
+        log.iter().any(|e| e.message.contains("and now it smokes")),
+        "{log:?}"
+    );
+    receiver.abort();
+    app.stop().await;
+}
+
+/// The ids of the tickets `GET /tickets?{query}` lists.
+async fn listed(app: &TestApp, query: &str) -> Vec<u64> {
+    let response = app
+        .http
+        .get(app.url(&format!("/api/v1/channels/whats/tickets?{query}")))
+        .header("X-API-Key", KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "{query}");
+    let body: Value = response.json().await.unwrap();
+    body["tickets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_u64().unwrap())
+        .collect()
+}
+
+/// The requester is a GLPI contact (found by phone): GLPI takes no contact
+/// as a requester, so the ticket asks in the contact's email. The phone
+/// still lists it, and so does the requester the bridge remembers for the
+/// phone once GLPI no longer has the number on the contact.
+#[tokio::test]
+async fn open_tickets_of_a_contact_are_listed_by_phone() {
+    let (sim, app, _dir) = start("followups = false\nmerge_window = 300").await;
+    let contact = sim.add_contact(sim::glpi::NewContact {
+        name: "Costa".into(),
+        firstname: Some("Elis".into()),
+        email: Some("elis@costa.com.br".into()),
+        mobile: Some("+55 31 98877-6655".into()),
+        ..Default::default()
+    });
+    let mut first = message("conv-c", "c1", "the lift is stuck");
+    first["phone"] = json!("5531988776655");
+    send(&app, first).await;
+    tickets_count(&sim, 1).await;
+    settled(&app, "conv-c").await;
+    let ticket = sim.tickets()[0].clone();
+    assert!(
+        requester_ids(&ticket).iter().all(|id| *id == 0),
+        "{ticket:?}"
+    );
+    assert_eq!(
+        listed(&app, "phone=%2B5531988776655").await,
+        vec![ticket.id]
+    );
+
+    // The contact's number changes in GLPI: the requester the bridge
+    // resolved for the phone still names the contact's tickets.
+    let http = reqwest::Client::new();
+    let session: Value = http
+        .get(format!("{}/initSession", sim.base_url()))
+        .header("App-Token", sim.app_token())
+        .header(
+            "Authorization",
+            format!("user_token {}", sim.user_token("glpi").unwrap()),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let updated = http
+        .put(format!("{}/Contact/{contact}", sim.base_url()))
+        .header("App-Token", sim.app_token())
+        .header("Session-Token", session["session_token"].as_str().unwrap())
+        .json(&json!({"input": {"mobile": "+55 31 90000-0000"}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(updated.status().is_success(), "{}", updated.status());
+    assert_eq!(
+        sim.contacts()[0].mobile.as_deref(),
+        Some("+55 31 90000-0000")
+    );
+    assert_eq!(
+        listed(&app, "phone=%2B5531988776655").await,
+        vec![ticket.id]
+    );
+    app.stop().await;
+}
+
+/// A handoff sent again with its `Idempotency-Key` (the bot's request timed
+/// out) gets the ticket the first one made, with `followups = false` too;
+/// the key sent for another conversation is refused rather than swallowed;
+/// a handoff with nothing left to hand off names the conversation's ticket.
+#[tokio::test]
+async fn a_repeated_handoff_gets_the_ticket_the_first_one_made() {
+    let sim = GlpiSim::start(SimConfig::default()).await.unwrap();
+    let (store, _dir) = store::testing::fresh_sqlite().await;
+    let cfg = config_with_engine(
+        &sim,
+        "backoff_base = \"20ms\"\nbackoff_max = \"100ms\"",
+        "open_on = \"handoff\"\nhandoff_wait = \"2s\"\nfollowups = false",
+    );
+    let app = TestApp::spawn(cfg, store).await.unwrap();
+    send(&app, message("conv-h1", "h1", "my password expired")).await;
+    sim.faults().fail_next(1_000_000, 503);
+    let (status, body) = handoff(&app, "conv-h1", Some("hand-1")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["ticket"], Value::Null, "{body}");
+    sim.faults().clear();
+    tickets_count(&sim, 1).await;
+    settled(&app, "conv-h1").await;
+    let ticket = sim.tickets()[0].id;
+    for _ in 0..2 {
+        let (status, body) = handoff(&app, "conv-h1", Some("hand-1")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["ticket"]["id"].as_u64(), Some(ticket), "{body}");
+        assert_eq!(body["conversation"], "conv-h1");
+    }
+    // Nothing left to hand off: the conversation's ticket.
+    let (status, body) = handoff(&app, "conv-h1", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["ticket"]["id"].as_u64(), Some(ticket), "{body}");
+
+    // The same key for another conversation.
+    send(&app, message("conv-h2", "h2", "my mouse is gone")).await;
+    let (status, body) = handoff(&app, "conv-h2", Some("hand-1")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["code"], "idempotency_key_reused", "{body}");
+    settled(&app, "conv-h2").await;
+    assert_eq!(
+        sim.tickets().len(),
+        1,
+        "the refused handoff hands nothing over"
+    );
+    let (status, body) = handoff(&app, "conv-h2", Some("hand-2")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let tickets = sim.tickets();
+    assert_eq!(tickets.len(), 2);
+    let second = tickets.iter().find(|t| t.id != ticket).unwrap();
+    assert_eq!(body["ticket"]["id"].as_u64(), Some(second.id), "{body}");
+    assert!(second.content.contains("my mouse is gone"));
+    app.stop().await;
+}
+
+/// A handoff whose job gave up answers why, and not `"ticket": null` (no
+/// callback would ever come); its messages are kept.
+#[tokio::test]
+async fn a_handoff_that_failed_says_why() {
+    let (sim, app, _dir) =
+        start("open_on = \"handoff\"\nhandoff_wait = \"8s\"\ncreate_requesters = false").await;
+    send(&app, message("conv-d", "d1", "who am I")).await;
+    let (status, body) = handoff(&app, "conv-d", None).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(body["error"]["code"], "handoff_failed", "{body}");
+    let why = body["error"]["message"].as_str().unwrap();
+    assert!(why.contains("create_requesters"), "{why}");
+    assert!(sim.tickets().is_empty());
+    let state = app_state(&app, "conv-d").await;
+    assert_eq!(state["buffer"][0]["message_id"], "d1", "kept: {state}");
+
+    let (status, body) = handoff(&app, "conv-d", Some(&"k".repeat(300))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_fields", "{body}");
     app.stop().await;
 }

@@ -6,10 +6,15 @@
 //!   202 `{"accepted":true,"duplicate":false,"conversation":"…","ticket":{"id","ref","url"}|null}`.
 //! - `POST /api/v1/channels/{source}/conversations/{id}/handoff`: the bot
 //!   hands the chat over; the buffered messages become a ticket now. Answers
-//!   200 with the ticket when it exists within the source's `handoff_wait`,
-//!   else 202 with `"ticket": null` (the callback will carry it); 404
-//!   `unknown_conversation` when nothing of the conversation is waiting and
-//!   it has no ticket. A WhatsApp JID and its number are one conversation.
+//!   what the handoff's job came to within the source's `handoff_wait`: 200
+//!   with the ticket it made (or, nothing needing one, the conversation's
+//!   ticket); 202 with `"ticket": null` while the job is on its way (the
+//!   callback will carry it); 502 `handoff_failed` with the reason when the
+//!   job gave up; 404 `unknown_conversation` when nothing of the
+//!   conversation is waiting and it has no ticket, `nothing_to_hand_off`
+//!   when its messages were a stale bot session. An `Idempotency-Key` sent
+//!   again gets the first answer (422 `idempotency_key_reused` for another
+//!   conversation). A WhatsApp JID and its number are one conversation.
 //! - `GET /api/v1/channels/{source}/tickets?phone=…&email=…`: the sender's
 //!   open tickets (by phone, the requester last resolved for it, and/or email).
 //!
@@ -28,7 +33,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use config::{Config, SourceConfig};
-use messaging::{Messaging, MessagingError, Rejection, TicketRef};
+use messaging::{HandoffOutcome, Messaging, MessagingError, Rejection, TicketRef};
 use serde_json::{Value, json};
 use store::JobStatus;
 
@@ -242,6 +247,14 @@ async fn receive_message(
     Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
 }
 
+/// Longest accepted `Idempotency-Key` (as on the intake API).
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+/// Inbox header entries of a handoff: the conversation it hands over (a key
+/// sent again for another one is refused) and the conversation's generation
+/// when it was accepted (a repeat names the ticket the first one made).
+const CONVERSATION_HEADER: &str = "ticketbridge-conversation";
+const GENERATION_HEADER: &str = "ticketbridge-generation";
+
 async fn handoff(
     channels: Arc<Channels>,
     State(state): State<AppState>,
@@ -255,9 +268,38 @@ async fn handoff(
             messaging::message::MAX_ID_LEN
         )));
     }
+    let key = match headers.get("idempotency-key").map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(key)) if !key.trim().is_empty() && key.trim().len() <= MAX_IDEMPOTENCY_KEY => {
+            Some(key.trim().to_owned())
+        }
+        Some(Ok(_)) => {
+            return Ok(rejection(Rejection::Invalid(vec![(
+                "Idempotency-Key".to_owned(),
+                format!("must be 1 to {MAX_IDEMPOTENCY_KEY} characters"),
+            )])));
+        }
+        Some(Err(_)) => {
+            return Ok(rejection(Rejection::Invalid(vec![(
+                "Idempotency-Key".to_owned(),
+                "must be printable ASCII".to_owned(),
+            )])));
+        }
+    };
     // The number a bot names the chat by and the gateway's JIDs are one
     // conversation.
     let conversation = messaging::message::conversation_key(&conversation);
+    // Source-wide, as the intake API's keys: a key sent again for another
+    // conversation is refused, not taken for a repeat.
+    let dedupe_key = match &key {
+        Some(key) => format!("handoff:{key}"),
+        None => format!("handoff:{conversation}:{}", uuid::Uuid::new_v4().simple()),
+    };
+    if key.is_some()
+        && let Some(first) = state.store.inbox_by_dedupe(&source, &dedupe_key).await?
+    {
+        return repeated_handoff(&channels, &state, &source, &conversation, &first).await;
+    }
     let before = match channels.flow.conversation(&source, &conversation).await {
         Ok(state) => state,
         Err(e) => return Ok(flow_error(e)),
@@ -284,31 +326,181 @@ async fn handoff(
         Ok(job) => job,
         Err(e) => return Ok(flow_error(e)),
     };
-    let dedupe_key = match headers.get("idempotency-key").and_then(|v| v.to_str().ok()) {
-        Some(key) if !key.trim().is_empty() && key.len() <= 255 => {
-            format!("handoff:{}", key.trim())
-        }
-        _ => format!("handoff:{conversation}:{}", uuid::Uuid::new_v4().simple()),
-    };
+    let mut kept = ingest::kept_headers(&headers, &KEPT_HEADERS);
+    if let Some(map) = kept.as_object_mut() {
+        map.insert(CONVERSATION_HEADER.to_owned(), json!(conversation));
+        map.insert(GENERATION_HEADER.to_owned(), json!(before.generation));
+    }
     let inbound = Inbound {
         source: source.clone(),
         dedupe_key,
         body: Vec::new(),
-        headers: ingest::kept_headers(&headers, &KEPT_HEADERS),
+        headers: kept,
         jobs: vec![job],
     };
-    let outcome = ingest::accept(&state, inbound).await?;
-    // Wait (briefly) for the handoff job itself: it runs after every message
-    // accepted before it, so the ticket it leaves is the one for this burst.
-    let deadline = tokio::time::Instant::now() + channels.flow.handoff_wait(&source);
-    if let ingest::IngestOutcome::Accepted { job_ids, .. } = &outcome
-        && let Some(job_id) = job_ids.first()
+    let (inbox_id, job_id) = match ingest::accept(&state, inbound).await? {
+        ingest::IngestOutcome::Accepted {
+            inbox_id, job_ids, ..
+        } => (inbox_id, job_ids.first().copied()),
+        // The same key sent twice at once: the other request stored it.
+        ingest::IngestOutcome::Duplicate { inbox_id, .. } => {
+            return match state.store.inbox(inbox_id).await? {
+                Some(first) => {
+                    repeated_handoff(&channels, &state, &source, &conversation, &first).await
+                }
+                None => Err(ApiError::Internal(format!(
+                    "inbox row {inbox_id} of a repeated handoff is gone"
+                ))),
+            };
+        }
+    };
+    let answer = match handoff_answer(
+        &channels,
+        &state,
+        &source,
+        &conversation,
+        before.generation,
+        job_id,
+    )
+    .await
     {
+        Ok(answer) => answer,
+        Err(response) => return Ok(response),
+    };
+    if key.is_some() {
+        record_final(&state, inbox_id, &answer).await;
+    }
+    Ok(answer.into_response())
+}
+
+/// A handoff sent again with the `Idempotency-Key` of `first`: the first
+/// answer when it was final, else (the first answered 202, or had not
+/// answered yet) the wait for the first one's job, and what it came to. A key
+/// first sent for another conversation is refused (422
+/// `idempotency_key_reused`).
+async fn repeated_handoff(
+    channels: &Channels,
+    state: &AppState,
+    source: &str,
+    conversation: &str,
+    first: &store::InboxRecord,
+) -> Result<Response, ApiError> {
+    if let Some(other) = first
+        .headers
+        .get(CONVERSATION_HEADER)
+        .and_then(Value::as_str)
+        .filter(|c| *c != conversation)
+    {
+        return Ok(error_body(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            &format!(
+                "this Idempotency-Key was already used for the handoff of another conversation \
+                 ({other:?}); send each handoff with a key of its own"
+            ),
+        ));
+    }
+    if let Some(answer) = first.response.as_ref().and_then(HandoffAnswer::from_record) {
+        return Ok(answer.into_response());
+    }
+    let since = match first.headers.get(GENERATION_HEADER).and_then(Value::as_u64) {
+        Some(since) => since,
+        // Stored by an earlier version: the generation as it is now.
+        None => match channels.flow.conversation(source, conversation).await {
+            Ok(state) => state.generation,
+            Err(e) => return Ok(flow_error(e)),
+        },
+    };
+    let job_id = match channels
+        .flow
+        .handoff_job_of(source, conversation, first.id)
+        .await
+    {
+        Ok(job) => job.map(|j| j.id),
+        Err(e) => return Ok(flow_error(e)),
+    };
+    let answer = match handoff_answer(channels, state, source, conversation, since, job_id).await {
+        Ok(answer) => answer,
+        Err(response) => return Ok(response),
+    };
+    record_final(state, first.id, &answer).await;
+    Ok(answer.into_response())
+}
+
+/// One handoff answer: its status and body.
+struct HandoffAnswer {
+    status: StatusCode,
+    body: Value,
+    /// A repeat of the handoff gets this same answer: it will not change
+    /// (a 202, or a job that gave up and may be retried, can).
+    is_final: bool,
+}
+
+impl HandoffAnswer {
+    fn from_record(record: &Value) -> Option<HandoffAnswer> {
+        let status = record
+            .get("status")
+            .and_then(Value::as_u64)
+            .and_then(|s| u16::try_from(s).ok())
+            .and_then(|s| StatusCode::from_u16(s).ok())?;
+        Some(HandoffAnswer {
+            status,
+            body: record.get("body")?.clone(),
+            is_final: true,
+        })
+    }
+
+    fn error(status: StatusCode, code: &str, message: &str, is_final: bool) -> HandoffAnswer {
+        HandoffAnswer {
+            status,
+            body: json!({"error": {"code": code, "message": message}}),
+            is_final,
+        }
+    }
+
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}
+
+/// Records a final answer for the repeats of the handoff (inbox row
+/// `inbox_id`); a repeat that finds none works the answer out again.
+async fn record_final(state: &AppState, inbox_id: i64, answer: &HandoffAnswer) {
+    if !answer.is_final {
+        return;
+    }
+    let record = json!({"status": answer.status.as_u16(), "body": answer.body});
+    if let Err(error) = ingest::record_response(state, inbox_id, &record).await {
+        tracing::warn!(
+            ?error,
+            inbox_id,
+            "the handoff's answer was not recorded for its repeats"
+        );
+    }
+}
+
+/// Waits (at most the source's `handoff_wait`) for the handoff's job, then
+/// answers with what it came to. The job runs after every message accepted
+/// before it, so the ticket it leaves is the one for this burst.
+async fn handoff_answer(
+    channels: &Channels,
+    state: &AppState,
+    source: &str,
+    conversation: &str,
+    since: u64,
+    job_id: Option<i64>,
+) -> Result<HandoffAnswer, Response> {
+    let deadline = tokio::time::Instant::now() + channels.flow.handoff_wait(source);
+    let mut job = None;
+    if let Some(job_id) = job_id {
         loop {
-            let done = state
+            job = state
                 .store
-                .job(*job_id)
-                .await?
+                .job(job_id)
+                .await
+                .map_err(|e| ApiError::from(e).into_response())?;
+            let done = job
+                .as_ref()
                 .is_none_or(|job| matches!(job.status, JobStatus::Succeeded | JobStatus::Dead));
             if done || tokio::time::Instant::now() >= deadline {
                 break;
@@ -316,25 +508,45 @@ async fn handoff(
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    let ticket = match channels
+    let outcome = channels
         .flow
-        .handoff_ticket(&source, &conversation, before.generation)
+        .handoff_outcome(source, conversation, since, job.as_ref())
         .await
-    {
-        Ok(ticket) => ticket,
-        Err(e) => return Ok(flow_error(e)),
+        .map_err(flow_error)?;
+    let ticket = |ticket: &TicketRef| HandoffAnswer {
+        status: StatusCode::OK,
+        body: json!({"accepted": true, "conversation": conversation,
+            "ticket": ticket_json(Some(ticket))}),
+        is_final: true,
     };
-    let status = if ticket.is_some() {
-        StatusCode::OK
-    } else {
-        StatusCode::ACCEPTED
-    };
-    let answer = json!({
-        "accepted": true,
-        "conversation": conversation,
-        "ticket": ticket_json(ticket.as_ref()),
-    });
-    Ok((status, Json(answer)).into_response())
+    Ok(match outcome {
+        HandoffOutcome::Created(t) | HandoffOutcome::Existing(t) => ticket(&t),
+        HandoffOutcome::Pending => HandoffAnswer {
+            status: StatusCode::ACCEPTED,
+            body: json!({"accepted": true, "conversation": conversation, "ticket": null}),
+            is_final: false,
+        },
+        HandoffOutcome::Failed { job_id, reason } => HandoffAnswer::error(
+            StatusCode::BAD_GATEWAY,
+            "handoff_failed",
+            &format!(
+                "the handed-off messages could not become a ticket: {reason}. They are kept: \
+                 the conversation's next message takes them to a ticket, as does a retry of \
+                 job {job_id} (ticketbridge jobs retry {job_id})"
+            ),
+            false,
+        ),
+        HandoffOutcome::Nothing => HandoffAnswer::error(
+            StatusCode::NOT_FOUND,
+            "nothing_to_hand_off",
+            &format!(
+                "conversation {conversation:?} had nothing to hand off: its messages were \
+                 followed by more than handoff_session of silence (a conversation the bot \
+                 handled alone), and it has no ticket"
+            ),
+            true,
+        ),
+    })
 }
 
 async fn open_tickets(
