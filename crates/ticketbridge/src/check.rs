@@ -40,10 +40,12 @@ pub async fn run(config: &Config) -> ExitCode {
     }
 }
 
-fn target_url(target: &TargetConfig) -> &str {
+/// The target's address as it may be shown: a password or a query secret
+/// (`?app_token=`, `?auth_token=`) in it is masked, as `config check` does.
+fn target_url(target: &TargetConfig) -> String {
     match target {
-        TargetConfig::Glpi(t) => t.url.as_str(),
-        TargetConfig::Itop(t) => t.url.as_str(),
+        TargetConfig::Glpi(t) => config::redacted(&t.url),
+        TargetConfig::Itop(t) => config::redacted(&t.url),
     }
 }
 

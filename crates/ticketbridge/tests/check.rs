@@ -102,3 +102,39 @@ async fn a_wrong_app_token_is_one_failure_with_its_fix() {
         "{failed:?}"
     );
 }
+
+/// A password or a query secret in a target's URL is masked in what
+/// `check` prints, as `config check` masks it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_in_the_target_url_is_not_printed() {
+    let world = world().await;
+    let url = world
+        .sim
+        .base_url()
+        .replacen("http://", "http://bridge:pw-not-shown@", 1);
+    let output = Command::new(BIN)
+        .arg("check")
+        .arg("--config")
+        .arg(world.dir.path().join("ticketbridge.toml"))
+        .env("CHECK_APP", world.sim.app_token())
+        .env("CHECK_USER", world.sim.user_token("glpi").unwrap())
+        .env(
+            "TICKETBRIDGE_TARGETS__HELPDESK__URL",
+            format!("{url}?app_token=token-not-shown"),
+        )
+        .env_remove("TICKETBRIDGE_CONFIG")
+        .output()
+        .await
+        .unwrap();
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        printed.contains("target helpdesk (glpi, http://bridge:***@"),
+        "{printed}"
+    );
+    assert!(!printed.contains("pw-not-shown"), "{printed}");
+    assert!(!printed.contains("token-not-shown"), "{printed}");
+}
