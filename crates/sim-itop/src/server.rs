@@ -30,6 +30,16 @@ pub struct Faults {
     pub down: bool,
     /// Objects to remove once a matching request is answered.
     pub removals: Vec<Removal>,
+    /// Faults for requests whose `json_data` matches, whatever comes before.
+    pub rules: Vec<FaultRule>,
+}
+
+/// A fault injected into the next `times` requests whose `json_data`
+/// matches (e.g. the second stimulus of a walk, every create of a class).
+pub struct FaultRule {
+    pub matches: Box<dyn Fn(&Value) -> bool + Send + Sync>,
+    pub fault: Fault,
+    pub times: usize,
 }
 
 /// An object removed (without webhooks) right after the first request whose
@@ -128,6 +138,33 @@ impl Shared {
             Ok(body) => (body, outbox),
             Err(e) => (error_body(&e), Vec::new()),
         }
+    }
+
+    /// Runs one operation and sends the webhooks it caused (with synchronous
+    /// webhooks the answer waits for them).
+    pub async fn perform(
+        self: &Arc<Self>,
+        actor: &Actor,
+        version: &str,
+        request: &Map<String, Value>,
+    ) -> Pj {
+        let (body, hooks) = self.execute(actor, version, request);
+        self.send_webhooks(hooks).await;
+        self.apply_removals(&Value::Object(request.clone()));
+        body
+    }
+
+    /// The fault of the first rule matching `request`, if any (used up once).
+    pub fn rule_fault(&self, request: &Value) -> Option<Fault> {
+        let mut faults = self.faults.lock();
+        let rule = faults
+            .rules
+            .iter_mut()
+            .find(|r| r.times > 0 && (r.matches)(request))?;
+        rule.times -= 1;
+        let fault = rule.fault.clone();
+        faults.rules.retain(|r| r.times > 0);
+        Some(fault)
     }
 
     /// Removes the objects whose removal waited for a request like this one.
@@ -314,6 +351,33 @@ fn authenticate(
     Ok(user.clone())
 }
 
+/// The answer a fault gives instead of the operation's (`None`: a delay,
+/// after which the request is served).
+async fn fault_response(fault: Fault) -> Option<Response> {
+    match fault {
+        Fault::HttpStatus(code) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            Some(
+                (
+                    status,
+                    "<html><body><h1>Internal Server Error</h1></body></html>",
+                )
+                    .into_response(),
+            )
+        }
+        Fault::DropConnection => Some(dropped_connection()),
+        Fault::Latency(d) => {
+            tokio::time::sleep(d).await;
+            None
+        }
+        Fault::ResultCode { code, message } => Some(json_response(&error_body(&OpError {
+            code,
+            message,
+            objects_null: false,
+        }))),
+    }
+}
+
 pub async fn rest(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
@@ -328,25 +392,10 @@ pub async fn rest(
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    match fault {
-        Some(Fault::HttpStatus(code)) => {
-            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            return (
-                status,
-                "<html><body><h1>Internal Server Error</h1></body></html>",
-            )
-                .into_response();
-        }
-        Some(Fault::DropConnection) => return dropped_connection(),
-        Some(Fault::Latency(d)) => tokio::time::sleep(d).await,
-        Some(Fault::ResultCode { code, message }) => {
-            return json_response(&error_body(&OpError {
-                code,
-                message,
-                objects_null: false,
-            }));
-        }
-        None => {}
+    if let Some(fault) = fault
+        && let Some(response) = fault_response(fault).await
+    {
+        return response;
     }
     if down {
         return (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable").into_response();
@@ -408,10 +457,13 @@ pub async fn rest(
             objects_null: false,
         }));
     }
+    if let Some(fault) = shared.rule_fault(&Value::Object(request.clone()))
+        && let Some(response) = fault_response(fault).await
+    {
+        return response;
+    }
     let actor = shared.actor_for(&user);
-    let (body, hooks) = shared.execute(&actor, &version, &request);
-    shared.send_webhooks(hooks).await;
-    shared.apply_removals(&Value::Object(request));
+    let body = shared.perform(&actor, &version, &request).await;
     let text = body.encode();
     shared.add(
         "response_bytes",
