@@ -39,6 +39,25 @@ pub fn sync_job(bridge: &Bridge, external_id: u64, origin: Option<Side>) -> NewJ
     .max_attempts(bridge.max_attempts)
 }
 
+/// How long after an attachment webhook whose file is still there, with
+/// the contents the bridge last wrote or synchronised, its pair is compared:
+/// iTop sends the webhook of a deletion before the file is gone.
+pub const ATTACHMENT_GONE_DELAY_MS: i64 = 5_000;
+
+/// The `itop.sync` of a pair `delay_ms` from now, on a debounce key of its
+/// own (it neither postpones nor replaces a run due now).
+pub fn later_sync_job(bridge: &Bridge, external_id: u64, origin: Side, delay_ms: i64) -> NewJob {
+    NewJob::new(
+        bridge.queue(),
+        SYNC_JOB,
+        bridge.pair_key(external_id),
+        json!({"source": bridge.source, "external_id": external_id, "origin": origin}),
+    )
+    .unique_key(format!("{SYNC_JOB}:{}:{external_id}:later", bridge.source))
+    .run_at(store::now_ms().saturating_add(delay_ms))
+    .max_attempts(bridge.max_attempts)
+}
+
 /// The next `itop.reconcile` run of a bridge (one pending per bridge).
 pub fn reconcile_job(bridge: &Bridge, run_at: i64) -> NewJob {
     NewJob::new(
@@ -111,6 +130,11 @@ impl WebhookHandler {
             return Ok(());
         }
         let client = bridge.client(side);
+        // iTop sends an attachment's deletion webhook (the same payload as an
+        // update's) before the file is gone: a file still there with the
+        // contents the bridge wrote may be on its way out. Its pair is
+        // compared a little later rather than the webhook dropped as an echo.
+        let mut later = false;
         let ticket_id = match webhook.attachment_id {
             Some(att) => {
                 let found = client
@@ -122,9 +146,13 @@ impl WebhookHandler {
                     .map(|a| attachment_hash(&a.filename, &a.data))
                     .unwrap_or_else(|| DELETED.to_string());
                 let key = format!("Attachment::{att}");
-                if self.store.is_own_write(&system, &key, &fingerprint).await? {
-                    echo("attachment content written by the bridge", key).await;
+                // Deleted by the bridge (gone, or still going: its own call).
+                if self.store.is_own_write(&system, &key, DELETED).await? {
+                    echo("attachment deleted by the bridge", key).await;
                     return Ok(());
+                }
+                if self.store.is_own_write(&system, &key, &fingerprint).await? {
+                    later = true;
                 }
                 found
                     .map(|a| a.item_id)
@@ -186,9 +214,12 @@ impl WebhookHandler {
                 external
             }
         };
-        self.store
-            .enqueue(sync_job(bridge, external_id, Some(side)))
-            .await?;
+        let job = if later {
+            later_sync_job(bridge, external_id, side, ATTACHMENT_GONE_DELAY_MS)
+        } else {
+            sync_job(bridge, external_id, Some(side))
+        };
+        self.store.enqueue(job).await?;
         Ok(())
     }
 }

@@ -140,16 +140,32 @@ impl Shared {
         }
     }
 
-    /// Runs one operation and sends the webhooks it caused (with synchronous
-    /// webhooks the answer waits for them).
+    /// Runs one operation and sends the webhooks it caused, as iTop does: a
+    /// deletion's webhooks go out before the objects are removed (the
+    /// receiver can still read them back), every other change's after it is
+    /// written. With synchronous webhooks the answer waits for them.
     pub async fn perform(
         self: &Arc<Self>,
         actor: &Actor,
         version: &str,
         request: &Map<String, Value>,
     ) -> Pj {
+        let deleting = request.get("operation").and_then(Value::as_str) == Some("core/delete");
+        if deleting {
+            let mut before = Vec::new();
+            {
+                let db = self.db.lock();
+                let sinks = &self.config.webhooks;
+                ops::deleting(&db, request, &mut |db: &Db, change: &Change| {
+                    before.extend(webhook::payloads(db, sinks, change, &actor.login))
+                });
+            }
+            self.send_webhooks(before).await;
+        }
         let (body, hooks) = self.execute(actor, version, request);
-        self.send_webhooks(hooks).await;
+        if !deleting {
+            self.send_webhooks(hooks).await;
+        }
         self.apply_removals(&Value::Object(request.clone()));
         body
     }

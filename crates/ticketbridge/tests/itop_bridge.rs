@@ -1425,3 +1425,43 @@ async fn old_ticket_state_markers_are_forgotten_by_the_reconciler() {
     );
     w.stop().await;
 }
+
+/// iTop sends an attachment's deletion webhook before the file is gone (the
+/// simulator too): deleting the bridge's copy on either side deletes the
+/// original on the other, by that webhook alone (the sweep is an hour away).
+#[tokio::test]
+async fn a_deleted_copy_deletes_its_original_without_a_sweep() {
+    let w = world().await;
+    let (e, i) = w.mirrored("Delete the copy").await;
+    let a = w.upload(&w.ext, e, "a.txt", b"first").await;
+    let copies = w.int.attachments("UserRequest", i);
+    assert_eq!(copies.len(), 1);
+    w.act(
+        &w.int,
+        json!({"operation":"core/delete","class":"Attachment","key":copies[0].id,"comment":"ui"}),
+    )
+    .await;
+    wait_for("external original deleted", DEADLINE, || async {
+        w.ext.object("Attachment", a).is_none().then_some(())
+    })
+    .await
+    .unwrap();
+
+    let b = w.upload(&w.int, i, "b.txt", b"second").await;
+    let copies = w.ext.attachments("UserRequest", e);
+    assert_eq!(copies.len(), 1);
+    w.act(
+        &w.ext,
+        json!({"operation":"core/delete","class":"Attachment","key":copies[0].id,"comment":"ui"}),
+    )
+    .await;
+    wait_for("internal original deleted", DEADLINE, || async {
+        w.int.object("Attachment", b).is_none().then_some(())
+    })
+    .await
+    .unwrap();
+    w.settle().await;
+    assert!(w.int.attachments("UserRequest", i).is_empty());
+    assert!(w.ext.attachments("UserRequest", e).is_empty());
+    w.stop().await;
+}
