@@ -317,7 +317,9 @@ impl PairSync<'_> {
                     });
                 }
             }
-            // The states stay as last seen, so the next run pushes again.
+            // The source side's state stays as last seen, so the next run
+            // pushes again; the states a stimulus reached on the driven side
+            // are recorded already (`drive`), so they are not pushed back.
             Err(error) => failure.add(error),
         }
         self.put_ticket_link(external_id, Some(internal_id), LinkState::Linked, &state)
@@ -1075,22 +1077,23 @@ impl PairSync<'_> {
         Ok(Some(id))
     }
 
-    /// Pushes the status of the side that changed since the last run. A
-    /// push refused earlier counts as a change of its source side again once
-    /// either ticket has changed since the refusal.
-    async fn sync_status(
+    /// Which side to drive to which state: the side whose state differs
+    /// from the last one seen is pushed to the other. A push refused earlier
+    /// counts as a change of its source side again once either ticket has
+    /// changed since the refusal (the refusal is then forgotten).
+    fn plan(
         &self,
         state: &mut PairState,
-        external: UserRequest,
-        internal: UserRequest,
-    ) -> Result<StatusOutcome, BridgeError> {
+        external: &UserRequest,
+        internal: &UserRequest,
+    ) -> Option<(Side, String)> {
         let retry = state
             .refused
             .as_ref()
             .filter(|r| {
                 let source = match r.side {
-                    Side::External => &internal,
-                    Side::Internal => &external,
+                    Side::External => internal,
+                    Side::Internal => external,
                 };
                 r.external_last_update != external.last_update
                     || r.internal_last_update != internal.last_update
@@ -1115,37 +1118,122 @@ impl PairSync<'_> {
             .status_to_external
             .get(&internal.status)
             .filter(|_| int_changed);
-        let (side, wanted) = match (to_internal, to_external) {
-            (Some(wanted), other) if other.is_none() || self.origin != Some(Side::Internal) => {
-                (Side::Internal, wanted)
+        // Nor does a change that cannot reach the other ticket (nothing goes
+        // back to new, closed is final) when the other side's can.
+        let reachable =
+            |current: &UserRequest, wanted: &String| next_step(&current.status, wanted).is_ok();
+        match (to_internal, to_external) {
+            (Some(i), Some(e)) if !reachable(internal, i) && reachable(external, e) => {
+                Some((Side::External, e.clone()))
             }
-            (_, Some(wanted)) => (Side::External, wanted),
-            _ => {
+            (Some(i), Some(e)) if reachable(internal, i) && !reachable(external, e) => {
+                Some((Side::Internal, i.clone()))
+            }
+            (Some(wanted), other) if other.is_none() || self.origin != Some(Side::Internal) => {
+                Some((Side::Internal, wanted.clone()))
+            }
+            (_, Some(wanted)) => Some((Side::External, wanted.clone())),
+            _ => None,
+        }
+    }
+
+    /// Pushes the status of the side that changed since the last run (see
+    /// [`Self::plan`]). The ticket to drive is read again just before: the
+    /// file steps before this one may have taken long, and a person may have
+    /// moved it meanwhile; when they did, the push is planned again from what
+    /// is there now. A stimulus the iTop calls invalid for the ticket's state
+    /// (it moved between that read and the call) makes it read and plan once
+    /// more too.
+    async fn sync_status(
+        &self,
+        state: &mut PairState,
+        mut external: UserRequest,
+        mut internal: UserRequest,
+    ) -> Result<StatusOutcome, BridgeError> {
+        let mut replanned = false;
+        loop {
+            let Some((side, wanted)) = self.plan(state, &external, &internal) else {
                 return Ok(StatusOutcome {
                     external,
                     internal,
                     refused: None,
                 });
+            };
+            let planned = match side {
+                Side::External => &external,
+                Side::Internal => &internal,
+            };
+            let Some(fresh) = self.read_ticket(side, planned.id).await? else {
+                // Gone since the run began: nothing to drive.
+                return Ok(StatusOutcome {
+                    external,
+                    internal,
+                    refused: None,
+                });
+            };
+            let moved = fresh.status != planned.status;
+            match side {
+                Side::External => external = fresh,
+                Side::Internal => internal = fresh,
+            }
+            if moved && !replanned {
+                replanned = true;
+                continue;
+            }
+            let refusal = match side {
+                Side::Internal => {
+                    let (now, refusal) = self
+                        .drive(state, side, internal, &wanted, &external)
+                        .await?;
+                    internal = now;
+                    refusal
+                }
+                Side::External => {
+                    let (now, refusal) = self
+                        .drive(state, side, external, &wanted, &internal)
+                        .await?;
+                    external = now;
+                    refusal
+                }
+            };
+            if let Some(refusal) = &refusal
+                && refusal.reason.contains("Invalid stimulus")
+                && !replanned
+            {
+                replanned = true;
+                continue;
+            }
+            return Ok(StatusOutcome {
+                external,
+                internal,
+                refused: refusal.map(|r| (side, wanted, r)),
+            });
+        }
+    }
+
+    /// Records the state a stimulus brought `current` (on `side`) to as
+    /// seen, on the ticket link too, so that it holds whatever happens to the
+    /// rest of the run.
+    async fn record_driven(
+        &self,
+        state: &mut PairState,
+        side: Side,
+        current: &UserRequest,
+        source: &UserRequest,
+    ) -> Result<(), BridgeError> {
+        let (external_id, internal_id) = match side {
+            Side::External => {
+                state.external_status = Some(current.status.clone());
+                state.external_last_update = current.last_update.clone();
+                (current.id, source.id)
+            }
+            Side::Internal => {
+                state.internal_status = Some(current.status.clone());
+                (source.id, current.id)
             }
         };
-        Ok(match side {
-            Side::Internal => {
-                let (internal, refusal) = self.drive(side, internal, wanted, &external).await?;
-                StatusOutcome {
-                    external,
-                    internal,
-                    refused: refusal.map(|r| (side, wanted.clone(), r)),
-                }
-            }
-            Side::External => {
-                let (external, refusal) = self.drive(side, external, wanted, &internal).await?;
-                StatusOutcome {
-                    external,
-                    internal,
-                    refused: refusal.map(|r| (side, wanted.clone(), r)),
-                }
-            }
-        })
+        self.put_ticket_link(external_id, Some(internal_id), LinkState::Linked, state)
+            .await
     }
 
     fn stimulus_fields(
@@ -1216,9 +1304,14 @@ impl PairSync<'_> {
 
     /// Applies stimuli on `side` until `current` is in state `wanted`.
     /// A stimulus the iTop refuses for good stops the walk and is returned
-    /// with the ticket as it is.
+    /// with the ticket as it is. Each state a stimulus reaches is recorded
+    /// as seen at once (in `state` and on the ticket link): when a later
+    /// stimulus fails and the run is retried, the driven side's new state is
+    /// known as the bridge's own write, not taken for a person's change to
+    /// push back.
     async fn drive(
         &self,
+        state: &mut PairState,
         side: Side,
         mut current: UserRequest,
         wanted: &str,
@@ -1287,6 +1380,7 @@ impl PairSync<'_> {
             match result {
                 Ok(object) => {
                     current = UserRequest::from_object(&object);
+                    self.record_driven(state, side, &current, source).await?;
                     self.audit(
                         side,
                         "stimulus_applied",

@@ -1426,6 +1426,55 @@ async fn old_ticket_state_markers_are_forgotten_by_the_reconciler() {
     w.stop().await;
 }
 
+/// Provider resolved → (reopened, on hold) while webhooks were lost; the
+/// sweep walks the external ticket resolved → assigned → pending, and the
+/// second stimulus fails once (HTTP 503). The retry must finish the walk:
+/// the external `assigned` it finds is the bridge's own half-way write, not
+/// a customer's change to push back over the agent's `pending`.
+#[tokio::test]
+async fn a_status_walk_that_fails_halfway_is_finished_not_pushed_back() {
+    let w = world().await;
+    let (e, i) = w.mirrored("Halfway").await;
+    w.act(
+        &w.ext,
+        stimulus(e, "ev_assign", json!({"team_id":37,"agent_id":7})),
+    )
+    .await;
+    w.act(
+        &w.ext,
+        stimulus(e, "ev_resolve", json!({"solution":"done"})),
+    )
+    .await;
+    assert_eq!(field(&w.int, "UserRequest", i, "status"), "resolved");
+    w.relay.dropping.store(true, Ordering::SeqCst);
+    w.act(&w.int, stimulus(i, "ev_reopen", json!({}))).await;
+    w.act(
+        &w.int,
+        stimulus(
+            i,
+            "ev_pending",
+            json!({"pending_reason":"waiting for parts"}),
+        ),
+    )
+    .await;
+    w.relay.dropping.store(false, Ordering::SeqCst);
+    w.ext.fail_when(
+        |r| r["operation"] == "core/apply_stimulus" && r["stimulus"] == "ev_pending",
+        Fault::HttpStatus(503),
+        1,
+    );
+    w.reconcile_now().await;
+    assert!(!w.failed_jobs().await.is_empty(), "the fault was not hit");
+    assert_eq!(field(&w.int, "UserRequest", i, "status"), "pending");
+    assert_eq!(
+        field(&w.int, "UserRequest", i, "pending_reason"),
+        "waiting for parts"
+    );
+    assert_eq!(field(&w.ext, "UserRequest", e, "status"), "pending");
+    assert!(w.dead_letters().await.is_empty());
+    w.stop().await;
+}
+
 /// iTop sends an attachment's deletion webhook before the file is gone (the
 /// simulator too): deleting the bridge's copy on either side deletes the
 /// original on the other, by that webhook alone (the sweep is an hour away).
@@ -1463,5 +1512,65 @@ async fn a_deleted_copy_deletes_its_original_without_a_sweep() {
     w.settle().await;
     assert!(w.int.attachments("UserRequest", i).is_empty());
     assert!(w.ext.attachments("UserRequest", e).is_empty());
+    w.stop().await;
+}
+
+/// While the bridge reads the files of a run caused by the customer's
+/// `pending`, a provider agent puts the internal ticket on hold too: the
+/// bridge reads it again before driving it, finds nothing left to do, and
+/// neither dead-letters an invalid stimulus nor overwrites the agent's
+/// reason.
+#[tokio::test]
+async fn a_state_reached_meanwhile_on_the_driven_side_is_not_a_dead_letter() {
+    let w = world().await;
+    let (e, i) = w.mirrored("Both on hold").await;
+    w.act(
+        &w.ext,
+        stimulus(e, "ev_assign", json!({"team_id":37,"agent_id":7})),
+    )
+    .await;
+    w.upload(&w.ext, e, "a.txt", b"first").await;
+    w.upload(&w.ext, e, "b.txt", b"second").await;
+    assert_eq!(field(&w.int, "UserRequest", i, "status"), "assigned");
+    assert_eq!(w.int.attachments("UserRequest", i).len(), 2);
+    w.int.set_latency(Duration::from_millis(500));
+    let r = w
+        .ext
+        .perform_as(
+            "admin",
+            stimulus(e, "ev_pending", json!({"pending_reason":"customer away"})),
+        )
+        .await;
+    assert_eq!(r["code"], 0, "{r}");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let r = w
+        .int
+        .perform_as(
+            "admin",
+            stimulus(
+                i,
+                "ev_pending",
+                json!({"pending_reason":"agent's own reason"}),
+            ),
+        )
+        .await;
+    assert_eq!(r["code"], 0, "{r}");
+    w.settle().await;
+    w.int.set_latency(Duration::ZERO);
+    assert!(
+        w.dead_letters().await.is_empty(),
+        "{:?}",
+        w.dead_letters().await
+    );
+    assert_eq!(field(&w.int, "UserRequest", i, "status"), "pending");
+    assert_eq!(
+        field(&w.int, "UserRequest", i, "pending_reason"),
+        "agent's own reason"
+    );
+    assert_eq!(field(&w.ext, "UserRequest", e, "status"), "pending");
+    assert_eq!(
+        field(&w.ext, "UserRequest", e, "pending_reason"),
+        "customer away"
+    );
     w.stop().await;
 }
