@@ -242,12 +242,19 @@ impl PairSync<'_> {
                 })?;
                 (id, serde_json::from_value(data).unwrap_or_default(), false)
             }
+            // Created by a run that did not finish (its files, its status):
+            // the ticket is known, this run finishes the pair.
+            Some(Link {
+                state: LinkState::Pending,
+                target_id: Some(target),
+                data,
+                ..
+            }) if parse_id(Some(&target)).is_some() => {
+                let id = parse_id(Some(&target)).unwrap_or_default();
+                (id, serde_json::from_value(data).unwrap_or_default(), true)
+            }
             pending => {
-                let id = self.create_internal(&external, pending.is_some()).await?;
-                let state = PairState {
-                    external_ref: external.reference.clone(),
-                    ..PairState::default()
-                };
+                let (id, state) = self.create_internal(&external, pending.is_some()).await?;
                 (id, state, true)
             }
         };
@@ -356,26 +363,22 @@ impl PairSync<'_> {
     }
 
     /// Two-phase create: pending link, then (unless a previous attempt left
-    /// a ticket with our marker) create, then the caller links.
+    /// a ticket with our marker) create, then the internal id is stored on
+    /// the pending link at once, so that the internal ticket's webhooks find
+    /// their pair while this first run copies files; the caller links.
     async fn create_internal(
         &self,
         external: &UserRequest,
         was_pending: bool,
-    ) -> Result<u64, BridgeError> {
+    ) -> Result<(u64, PairState), BridgeError> {
         let bridge = self.bridge;
         let marker = bridge.marker(external.id);
+        let mut state = PairState {
+            external_ref: external.reference.clone(),
+            ..PairState::default()
+        };
         if was_pending {
-            let oql = format!(
-                "SELECT {} WHERE description LIKE {}",
-                bridge.class(),
-                oql_quote(&format!("%{marker}%"))
-            );
-            let found = bridge
-                .internal
-                .get(bridge.class(), Key::Oql(oql), "id")
-                .await
-                .map_err(BridgeError::itop(Side::Internal))?;
-            if let Some(id) = found.iter().map(|o| o.key).min() {
+            if let Some(id) = self.find_own_create(external).await? {
                 self.audit(
                     Side::Internal,
                     "ticket_adopted",
@@ -383,26 +386,19 @@ impl PairSync<'_> {
                     json!({"external_id": external.id, "marker": marker}),
                 )
                 .await;
-                return Ok(id);
+                self.put_ticket_link(external.id, Some(id), LinkState::Pending, &state)
+                    .await?;
+                return Ok((id, state));
             }
         } else {
-            self.put_ticket_link(
-                external.id,
-                None,
-                LinkState::Pending,
-                &PairState {
-                    external_ref: external.reference.clone(),
-                    ..PairState::default()
-                },
-            )
-            .await?;
+            self.put_ticket_link(external.id, None, LinkState::Pending, &state)
+                .await?;
         }
         let defaults = &bridge.settings.internal;
         let description = format!(
-            "{}<p>{} {}</p>",
+            "{}{}",
             external.description,
-            html_escape::encode_text(&marker),
-            html_escape::encode_text(&external.reference)
+            self.marker_paragraph(external)
         );
         let mut new = NewUserRequest::new(
             Key::Id(defaults.org_id),
@@ -417,7 +413,7 @@ impl PairSync<'_> {
         new.urgency = Some(external.urgency.clone()).filter(|s| !s.is_empty());
         let created = bridge
             .internal
-            .create(bridge.class(), new.to_fields(), COMMENT, "id")
+            .create(bridge.class(), new.to_fields(), COMMENT, "id,status")
             .await
             .map_err(BridgeError::itop(Side::Internal))?;
         self.audit(
@@ -427,7 +423,67 @@ impl PairSync<'_> {
             json!({"external_id": external.id, "external_ref": external.reference}),
         )
         .await;
-        Ok(created.key)
+        let status = created.text("status");
+        state.internal_status = Some(status).filter(|s| !s.is_empty());
+        self.put_ticket_link(external.id, Some(created.key), LinkState::Pending, &state)
+            .await?;
+        Ok((created.key, state))
+    }
+
+    /// The last paragraph of a mirrored ticket's description: the marker and
+    /// the external ref, as the bridge writes it.
+    fn marker_paragraph(&self, external: &UserRequest) -> String {
+        format!(
+            "<p>{} {}</p>",
+            html_escape::encode_text(&self.bridge.marker(external.id)),
+            html_escape::encode_text(&external.reference)
+        )
+    }
+
+    /// The internal ticket an earlier attempt created for `external` (its
+    /// answer lost): the lowest id whose description holds the bridge's own
+    /// marker paragraph (marker and external ref; a customer quoting the bare
+    /// marker is not it), searched with LIKE's wildcards escaped, and not
+    /// linked to another external ticket.
+    async fn find_own_create(&self, external: &UserRequest) -> Result<Option<u64>, BridgeError> {
+        let bridge = self.bridge;
+        let paragraph = self.marker_paragraph(external);
+        let escaped = paragraph
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        let oql = format!(
+            "SELECT {} WHERE description LIKE {}",
+            bridge.class(),
+            oql_quote(&format!("%{escaped}%"))
+        );
+        let mut found: Vec<(u64, String)> = bridge
+            .internal
+            .get(bridge.class(), Key::Oql(oql), "id,description")
+            .await
+            .map_err(BridgeError::itop(Side::Internal))?
+            .iter()
+            .map(|o| (o.key, o.text("description")))
+            .collect();
+        found.sort_by_key(|(id, _)| *id);
+        let own = external.id.to_string();
+        for (id, description) in found {
+            if !description.contains(&paragraph) {
+                continue;
+            }
+            let links = self
+                .store
+                .links_to(
+                    TICKET_LINK,
+                    &bridge.ticket_system(Side::Internal),
+                    &id.to_string(),
+                )
+                .await?;
+            if links.iter().all(|l| l.source_id == own) {
+                return Ok(Some(id));
+            }
+        }
+        Ok(None)
     }
 
     fn ticket_of(&self, side: Side, external: &UserRequest, internal: &UserRequest) -> u64 {

@@ -1515,6 +1515,155 @@ async fn a_deleted_copy_deletes_its_original_without_a_sweep() {
     w.stop().await;
 }
 
+/// An agent takes the new internal ticket while the bridge's first run is
+/// still copying its files: the state-change webhook finds the pair (the
+/// internal id is on the link from the create on) and the external ticket
+/// follows without a sweep.
+#[tokio::test]
+async fn an_internal_change_during_the_first_run_is_not_lost() {
+    use base64::Engine;
+    let w = world().await;
+    w.relay.dropping.store(true, Ordering::SeqCst);
+    let r = w
+        .ext
+        .perform_as(
+            "admin",
+            json!({"operation":"core/create","class":"UserRequest","comment":"ui",
+               "fields":{"org_id":3,"caller_id":15,"title":"Slow first run","description":"<p>x</p>"},
+               "output_fields":"id"}),
+        )
+        .await;
+    let e: u64 = r["objects"].as_object().unwrap().values().next().unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    for n in 0..3 {
+        let contents = json!({"data": base64::engine::general_purpose::STANDARD.encode(format!("file {n}")),
+            "filename": format!("f{n}.txt"), "mimetype": "text/plain"});
+        let r = w
+            .ext
+            .perform_as(
+                "admin",
+                json!({"operation":"core/create","class":"Attachment","comment":"ui",
+                "fields":{"item_class":"UserRequest","item_id":e,"item_org_id":3,"contents":contents},"output_fields":"id"}),
+            )
+            .await;
+        assert_eq!(r["code"], 0, "{r}");
+    }
+    w.relay.dropping.store(false, Ordering::SeqCst);
+    w.int.set_latency(Duration::from_millis(400));
+    w.post(
+        "/api/v1/update-ticket",
+        KEY,
+        json!({"class":"UserRequest","id":e.to_string()}),
+    )
+    .await;
+    let i = wait_for("internal ticket created", DEADLINE, || async {
+        w.internal_of(e)
+    })
+    .await
+    .unwrap();
+    assert!(
+        w.int.attachments("UserRequest", i).len() < 3,
+        "the first run was over before the agent acted"
+    );
+    let r = w
+        .int
+        .perform_as(
+            "admin",
+            stimulus(i, "ev_assign", json!({"team_id":37,"agent_id":13})),
+        )
+        .await;
+    assert_eq!(r["code"], 0, "{r}");
+    w.settle().await;
+    w.int.set_latency(Duration::ZERO);
+    let audit = w.app.store.audit_entries(500).await.unwrap();
+    assert!(
+        !audit.iter().any(|a| a.action == "not_synchronised"),
+        "{audit:?}"
+    );
+    assert_eq!(w.int.attachments("UserRequest", i).len(), 3);
+    assert_eq!(field(&w.ext, "UserRequest", e, "status"), "assigned");
+    assert!(w.dead_letters().await.is_empty());
+    w.stop().await;
+}
+
+/// A retried create looks for the ticket an earlier attempt made by the
+/// bridge's own marker paragraph only: not a ticket whose text quotes the
+/// marker, nor one already linked to another external ticket.
+#[tokio::test]
+async fn a_retried_create_adopts_only_the_bridges_own_ticket() {
+    let w = world().await;
+    let (e1, i1) = w.mirrored("First").await;
+    // The next external ticket's id and ref.
+    let e2 = e1 + 1;
+    let ref1 = field(&w.ext, "UserRequest", e1, "ref");
+    let n: u64 = ref1.trim_start_matches("R-").parse().unwrap();
+    let ref2 = format!("R-{:06}", n + 1);
+    let marker = format!("[ticketbridge:bridge:{e2}]");
+    // A provider ticket quoting the bare marker, and the first pair's
+    // internal ticket quoting the whole paragraph.
+    let r = w
+        .int
+        .perform_as(
+            "admin",
+            json!({"operation":"core/create","class":"UserRequest","comment":"ui",
+            "fields":{"org_id":3,"caller_id":15,"title":"Quote","description":format!("<p>The customer wrote {marker}</p>")},"output_fields":"id"}),
+        )
+        .await;
+    let q: u64 = r["objects"].as_object().unwrap().values().next().unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let quoted = format!(
+        "{}<p>{marker} {ref2}</p>",
+        field(&w.int, "UserRequest", i1, "description")
+    );
+    w.act(
+        &w.int,
+        json!({"operation":"core/update","class":"UserRequest","key":i1,"comment":"ui",
+            "fields":{"description":quoted},"output_fields":"id"}),
+    )
+    .await;
+    let before = w.int.ids("UserRequest").len();
+    // The first create of the next ticket fails (its retry looks for it).
+    w.int.fail_when(
+        |r| r["operation"] == "core/create" && r["class"] == "UserRequest",
+        Fault::HttpStatus(503),
+        1,
+    );
+    let e = w.human_creates_external_ticket("Second").await;
+    assert_eq!(e, e2);
+    assert_eq!(field(&w.ext, "UserRequest", e, "ref"), ref2);
+    assert!(!w.failed_jobs().await.is_empty(), "the fault was not hit");
+    let links = w
+        .app
+        .store
+        .links(&LinkFilter {
+            kind: Some("itop.ticket".into()),
+            ..LinkFilter::default()
+        })
+        .await
+        .unwrap();
+    let target = |e: u64| {
+        links
+            .iter()
+            .find(|l| l.source_id == e.to_string())
+            .and_then(|l| l.target_id.clone())
+    };
+    assert_eq!(target(e1), Some(i1.to_string()));
+    let i2: u64 = target(e2).expect("second pair linked").parse().unwrap();
+    assert!(i2 != i1 && i2 != q, "adopted {i2}");
+    assert!(
+        field(&w.int, "UserRequest", i2, "description")
+            .ends_with(&format!("<p>{marker} {ref2}</p>"))
+    );
+    assert_eq!(w.int.ids("UserRequest").len(), before + 1);
+    w.stop().await;
+}
+
 /// While the bridge reads the files of a run caused by the customer's
 /// `pending`, a provider agent puts the internal ticket on hold too: the
 /// bridge reads it again before driving it, finds nothing left to do, and
