@@ -25,7 +25,8 @@ use store::{Link, LinkFilter, LinkState, NewAudit, NewLink, Store};
 use crate::context::{ATTACHMENT_LINK, Bridge, COMMENT, LOG_LINK, TICKET_LINK};
 use crate::error::BridgeError;
 use crate::fingerprint::{
-    DELETED, attachment_hash, bucket_of, entry_hash, legacy_entry_hash, push_source, ticket_state,
+    DELETED, attachment_hash, bucket_of, create_source, entry_hash, legacy_entry_hash, push_source,
+    ticket_state,
 };
 use crate::lifecycle::{Step, next_step};
 use crate::side::Side;
@@ -254,7 +255,22 @@ impl PairSync<'_> {
                 (id, serde_json::from_value(data).unwrap_or_default(), true)
             }
             pending => {
-                let (id, state) = self.create_internal(&external, pending.is_some()).await?;
+                let note = format!("{}/create-ticket", bridge.pair_system(external_id));
+                let noted = |refused: &Value, field: &str, now: &str| {
+                    refused.get(field).and_then(Value::as_str) == Some(now)
+                };
+                if let Some(refused) = self.store.kv_get(REFUSED_NS, &note).await?
+                    && noted(&refused, "external_last_update", &external.last_update)
+                    && noted(&refused, "source", &create_source(&external))
+                {
+                    return Ok(PairOutcome::Skipped(format!(
+                        "the internal iTop refused to create the mirror of external ticket \
+                         {external_id}; tried again when that ticket changes"
+                    )));
+                }
+                let (id, state) = self
+                    .create_internal(&external, pending.is_some(), &note)
+                    .await?;
                 (id, state, true)
             }
         };
@@ -366,10 +382,16 @@ impl PairSync<'_> {
     /// a ticket with our marker) create, then the internal id is stored on
     /// the pending link at once, so that the internal ticket's webhooks find
     /// their pair while this first run copies files; the caller links.
+    ///
+    /// A create the internal iTop refuses for good (a mandatory field of its
+    /// own, a value its model lacks) is noted under `note` with the external
+    /// ticket's `last_update`: it is not sent again (each failed create costs
+    /// a ref number there, and a dead letter here) until that ticket changes.
     async fn create_internal(
         &self,
         external: &UserRequest,
         was_pending: bool,
+        note: &str,
     ) -> Result<(u64, PairState), BridgeError> {
         let bridge = self.bridge;
         let marker = bridge.marker(external.id);
@@ -411,11 +433,38 @@ impl PairSync<'_> {
         new.service = defaults.service_id.map(Key::Id);
         new.impact = Some(external.impact.clone()).filter(|s| !s.is_empty());
         new.urgency = Some(external.urgency.clone()).filter(|s| !s.is_empty());
-        let created = bridge
+        let created = match bridge
             .internal
             .create(bridge.class(), new.to_fields(), COMMENT, "id,status")
             .await
-            .map_err(BridgeError::itop(Side::Internal))?;
+        {
+            Ok(created) => created,
+            Err(error) => {
+                let error = BridgeError::Itop {
+                    side: Side::Internal,
+                    source: error,
+                };
+                if !error.is_retryable() {
+                    let detail = json!({
+                        "what": "create the internal ticket",
+                        "error": error.to_string(),
+                        "at": store::now_ms(),
+                        "external_last_update": external.last_update,
+                        "source": create_source(external),
+                    });
+                    self.audit(
+                        Side::Internal,
+                        "ticket_refused",
+                        format!("{}::{}", bridge.class(), external.id),
+                        detail.clone(),
+                    )
+                    .await;
+                    self.store.kv_put(REFUSED_NS, note, &detail).await?;
+                }
+                return Err(error);
+            }
+        };
+        self.store.kv_delete(REFUSED_NS, note).await?;
         self.audit(
             Side::Internal,
             "ticket_created",

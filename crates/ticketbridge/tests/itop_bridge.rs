@@ -1515,6 +1515,63 @@ async fn a_deleted_copy_deletes_its_original_without_a_sweep() {
     w.stop().await;
 }
 
+/// The provider's iTop lacks an urgency the customer's has: it refuses the
+/// mirror's create for good (code 100). One dead letter and one create, not
+/// one more of each per sweep; once the customer's ticket changes, the
+/// create is sent again and succeeds.
+#[tokio::test]
+async fn a_create_refused_for_good_waits_for_the_external_ticket_to_change() {
+    let (store, dir) = store::testing::fresh_sqlite().await;
+    let w = world_with(
+        store,
+        Some(dir),
+        "1h",
+        |side, c| {
+            if side == "external" {
+                c.extra_enum_values = vec![("urgency".into(), "5".into())];
+            }
+        },
+        "",
+    )
+    .await;
+    let creates = w.int.calls("core/create");
+    let r = w
+        .ext
+        .perform_as(
+            "admin",
+            json!({"operation":"core/create","class":"UserRequest","comment":"ui",
+               "fields":{"org_id":3,"caller_id":15,"title":"Odd urgency","description":"<p>x</p>","urgency":"5"},
+               "output_fields":"id"}),
+        )
+        .await;
+    assert_eq!(r["code"], 0, "{r}");
+    let e: u64 = r["objects"].as_object().unwrap().values().next().unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    w.settle().await;
+    assert_eq!(w.int.calls("core/create"), creates + 1);
+    for _ in 0..3 {
+        w.reconcile_now().await;
+    }
+    assert_eq!(w.int.calls("core/create"), creates + 1);
+    let dead = w.dead_letters().await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(w.internal_of(e).is_none());
+    w.act(
+        &w.ext,
+        json!({"operation":"core/update","class":"UserRequest","key":e,"comment":"ui",
+            "fields":{"urgency":"2"},"output_fields":"id"}),
+    )
+    .await;
+    let i = w.internal_of(e).expect("mirrored once the ticket changed");
+    assert_eq!(field(&w.int, "UserRequest", i, "urgency"), "2");
+    assert_eq!(w.int.calls("core/create"), creates + 2);
+    assert_eq!(w.dead_letters().await.len(), 1);
+    w.stop().await;
+}
+
 /// An agent takes the new internal ticket while the bridge's first run is
 /// still copying its files: the state-change webhook finds the pair (the
 /// internal id is on the link from the create on) and the external ticket
