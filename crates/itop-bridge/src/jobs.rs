@@ -138,6 +138,8 @@ impl WebhookHandler {
         // contents the bridge wrote may be on its way out. Its pair is
         // compared a little later rather than the webhook dropped as an echo.
         let mut later = false;
+        // The contents of the attachment the webhook names, when it is there.
+        let mut contents = None;
         let ticket_id = match webhook.attachment_id {
             Some(att) => {
                 let found = client
@@ -156,6 +158,9 @@ impl WebhookHandler {
                 }
                 if self.store.is_own_write(&system, &key, &fingerprint).await? {
                     later = true;
+                }
+                if found.is_some() {
+                    contents = Some(fingerprint);
                 }
                 found
                     .map(|a| a.item_id)
@@ -217,14 +222,68 @@ impl WebhookHandler {
                 external
             }
         };
-        let job = if later {
-            later_sync_job(bridge, external_id, side, ATTACHMENT_GONE_DELAY_MS)
-        } else {
-            sync_job(bridge, external_id, Some(side))
-        };
-        self.store.enqueue(job).await?;
+        if later {
+            self.store
+                .enqueue(later_sync_job(
+                    bridge,
+                    external_id,
+                    side,
+                    ATTACHMENT_GONE_DELAY_MS,
+                ))
+                .await?;
+            return Ok(());
+        }
+        self.store
+            .enqueue(sync_job(bridge, external_id, Some(side)))
+            .await?;
+        // A person's file still there with the contents last synchronised:
+        // a deletion whose webhook came first, or a save that changed
+        // nothing. The run now normally finds it gone; a later one makes
+        // sure, should iTop still have been removing it.
+        if let (Some(att), Some(hash)) = (webhook.attachment_id, &contents)
+            && synchronised_as(&self.store, bridge, side, external_id, att, hash).await?
+        {
+            self.store
+                .enqueue(later_sync_job(
+                    bridge,
+                    external_id,
+                    side,
+                    ATTACHMENT_GONE_DELAY_MS,
+                ))
+                .await?;
+        }
         Ok(())
     }
+}
+
+/// Whether attachment `att` of `side` (pair of external ticket
+/// `external_id`) is linked with content hash `hash`: unchanged since the
+/// bridge last synchronised it.
+async fn synchronised_as(
+    store: &Store,
+    bridge: &Bridge,
+    side: Side,
+    external_id: u64,
+    att: u64,
+    hash: &str,
+) -> Result<bool, BridgeError> {
+    let pair = bridge.pair_system(external_id);
+    let internal_system = format!("{pair}/internal");
+    let links = match side {
+        Side::External => store
+            .link(ATTACHMENT_LINK, &pair, &att.to_string(), &internal_system)
+            .await?
+            .into_iter()
+            .collect(),
+        Side::Internal => {
+            store
+                .links_to(ATTACHMENT_LINK, &internal_system, &att.to_string())
+                .await?
+        }
+    };
+    Ok(links
+        .iter()
+        .any(|l| l.data.get("hash").and_then(Value::as_str) == Some(hash)))
 }
 
 #[async_trait::async_trait]

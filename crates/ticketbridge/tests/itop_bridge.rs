@@ -1580,6 +1580,45 @@ async fn a_deleted_copy_deletes_its_original_without_a_sweep() {
     w.stop().await;
 }
 
+/// A person deletes an original; iTop's webhook comes first and the run it
+/// causes still finds the file (iTop had not removed it yet): the file is
+/// unchanged since the bridge synchronised it, so its pair is compared again
+/// a little later, and the copy goes without a sweep.
+#[tokio::test]
+async fn an_original_still_there_when_its_deletion_webhook_is_handled_is_deleted_later() {
+    let w = world().await;
+    let (e, i) = w.mirrored("Slow deletion").await;
+    let a = w.upload(&w.ext, e, "a.txt", b"first").await;
+    let copy = w.int.attachments("UserRequest", i)[0].id;
+    // The deletion webhook, handled while the file is still there...
+    let r = w
+        .post(
+            "/api/v1/update-attachment",
+            KEY,
+            json!({"event":"attachment.update","source":"external","attachment_id":a.to_string(),
+                "item_class":"UserRequest","item_id":e.to_string()}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    w.settle().await;
+    assert!(w.int.object("Attachment", copy).is_some());
+    // ...then iTop removes it (its own webhook is the one above).
+    w.relay.dropping.store(true, Ordering::SeqCst);
+    w.act(
+        &w.ext,
+        json!({"operation":"core/delete","class":"Attachment","key":a,"comment":"ui"}),
+    )
+    .await;
+    w.relay.dropping.store(false, Ordering::SeqCst);
+    wait_for("internal copy deleted", DEADLINE, || async {
+        w.int.object("Attachment", copy).is_none().then_some(())
+    })
+    .await
+    .unwrap();
+    assert!(w.dead_letters().await.is_empty());
+    w.stop().await;
+}
+
 /// The provider's iTop lacks an urgency the customer's has: it refuses the
 /// mirror's create for good (code 100). One dead letter and one create, not
 /// one more of each per sweep; once the customer's ticket changes, the
