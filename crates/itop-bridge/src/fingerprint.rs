@@ -128,6 +128,18 @@ pub fn push_source(ticket: &itop::UserRequest) -> String {
     ])
 }
 
+/// What the create of a mirror copies from its external ticket: a create
+/// refused for good is sent again when it changes, even within the second
+/// `last_update` cannot tell apart.
+pub fn create_source(ticket: &itop::UserRequest) -> String {
+    hex_sha256(&[
+        ticket.title.as_bytes(),
+        ticket.description.as_bytes(),
+        ticket.impact.as_bytes(),
+        ticket.urgency.as_bytes(),
+    ])
+}
+
 /// How every [`ticket_state`] fingerprint starts.
 pub const TICKET_STATE: &str = "state:";
 

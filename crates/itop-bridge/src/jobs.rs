@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use store::{Job, LinkFilter, LinkState, NewAudit, NewJob, Store};
 
-use crate::context::{Bridge, Bridges, TICKET_LINK};
+use crate::context::{ATTACHMENT_LINK, Bridge, Bridges, LOG_LINK, TICKET_LINK};
 use crate::cursor;
 use crate::error::BridgeError;
 use crate::fingerprint::{
@@ -23,6 +23,9 @@ use crate::webhook::{Webhook, next_generation};
 
 pub const SYNC_JOB: &str = "itop.sync";
 pub const RECONCILE_JOB: &str = "itop.reconcile";
+
+/// How many closed tickets one attachment listing of the reconciler covers.
+const CLOSED_LISTING_CHUNK: usize = 200;
 
 /// The `itop.sync` job of a pair (debounced: one pending per pair and
 /// kind of run). A reconciler run (`origin` None) does not read the contents
@@ -36,6 +39,25 @@ pub fn sync_job(bridge: &Bridge, external_id: u64, origin: Option<Side>) -> NewJ
         json!({"source": bridge.source, "external_id": external_id, "origin": origin}),
     )
     .unique_key(format!("{SYNC_JOB}:{}:{external_id}{run}", bridge.source))
+    .max_attempts(bridge.max_attempts)
+}
+
+/// How long after an attachment webhook whose file is still there, with
+/// the contents the bridge last wrote or synchronised, its pair is compared:
+/// iTop sends the webhook of a deletion before the file is gone.
+pub const ATTACHMENT_GONE_DELAY_MS: i64 = 5_000;
+
+/// The `itop.sync` of a pair `delay_ms` from now, on a debounce key of its
+/// own (it neither postpones nor replaces a run due now).
+pub fn later_sync_job(bridge: &Bridge, external_id: u64, origin: Side, delay_ms: i64) -> NewJob {
+    NewJob::new(
+        bridge.queue(),
+        SYNC_JOB,
+        bridge.pair_key(external_id),
+        json!({"source": bridge.source, "external_id": external_id, "origin": origin}),
+    )
+    .unique_key(format!("{SYNC_JOB}:{}:{external_id}:later", bridge.source))
+    .run_at(store::now_ms().saturating_add(delay_ms))
     .max_attempts(bridge.max_attempts)
 }
 
@@ -111,6 +133,13 @@ impl WebhookHandler {
             return Ok(());
         }
         let client = bridge.client(side);
+        // iTop sends an attachment's deletion webhook (the same payload as an
+        // update's) before the file is gone: a file still there with the
+        // contents the bridge wrote may be on its way out. Its pair is
+        // compared a little later rather than the webhook dropped as an echo.
+        let mut later = false;
+        // The contents of the attachment the webhook names, when it is there.
+        let mut contents = None;
         let ticket_id = match webhook.attachment_id {
             Some(att) => {
                 let found = client
@@ -122,9 +151,16 @@ impl WebhookHandler {
                     .map(|a| attachment_hash(&a.filename, &a.data))
                     .unwrap_or_else(|| DELETED.to_string());
                 let key = format!("Attachment::{att}");
-                if self.store.is_own_write(&system, &key, &fingerprint).await? {
-                    echo("attachment content written by the bridge", key).await;
+                // Deleted by the bridge (gone, or still going: its own call).
+                if self.store.is_own_write(&system, &key, DELETED).await? {
+                    echo("attachment deleted by the bridge", key).await;
                     return Ok(());
+                }
+                if self.store.is_own_write(&system, &key, &fingerprint).await? {
+                    later = true;
+                }
+                if found.is_some() {
+                    contents = Some(fingerprint);
                 }
                 found
                     .map(|a| a.item_id)
@@ -186,11 +222,68 @@ impl WebhookHandler {
                 external
             }
         };
+        if later {
+            self.store
+                .enqueue(later_sync_job(
+                    bridge,
+                    external_id,
+                    side,
+                    ATTACHMENT_GONE_DELAY_MS,
+                ))
+                .await?;
+            return Ok(());
+        }
         self.store
             .enqueue(sync_job(bridge, external_id, Some(side)))
             .await?;
+        // A person's file still there with the contents last synchronised:
+        // a deletion whose webhook came first, or a save that changed
+        // nothing. The run now normally finds it gone; a later one makes
+        // sure, should iTop still have been removing it.
+        if let (Some(att), Some(hash)) = (webhook.attachment_id, &contents)
+            && synchronised_as(&self.store, bridge, side, external_id, att, hash).await?
+        {
+            self.store
+                .enqueue(later_sync_job(
+                    bridge,
+                    external_id,
+                    side,
+                    ATTACHMENT_GONE_DELAY_MS,
+                ))
+                .await?;
+        }
         Ok(())
     }
+}
+
+/// Whether attachment `att` of `side` (pair of external ticket
+/// `external_id`) is linked with content hash `hash`: unchanged since the
+/// bridge last synchronised it.
+async fn synchronised_as(
+    store: &Store,
+    bridge: &Bridge,
+    side: Side,
+    external_id: u64,
+    att: u64,
+    hash: &str,
+) -> Result<bool, BridgeError> {
+    let pair = bridge.pair_system(external_id);
+    let internal_system = format!("{pair}/internal");
+    let links = match side {
+        Side::External => store
+            .link(ATTACHMENT_LINK, &pair, &att.to_string(), &internal_system)
+            .await?
+            .into_iter()
+            .collect(),
+        Side::Internal => {
+            store
+                .links_to(ATTACHMENT_LINK, &internal_system, &att.to_string())
+                .await?
+        }
+    };
+    Ok(links
+        .iter()
+        .any(|l| l.data.get("hash").and_then(Value::as_str) == Some(hash)))
 }
 
 #[async_trait::async_trait]
@@ -272,6 +365,7 @@ impl ReconcileHandler {
             .await?;
         let mut known = BTreeSet::new();
         let mut closed = BTreeMap::new();
+        let mut closed_pairs = BTreeMap::new();
         for link in links {
             // Linked pairs are compared; pending ones finish their creation.
             let Ok(external_id) = link.source_id.parse::<u64>() else {
@@ -285,10 +379,20 @@ impl ReconcileHandler {
                 && done(&seen.internal_status)
             {
                 // Both closed when last seen: nothing is left to push, unless
-                // the external ticket changes (below) or a webhook comes.
+                // the external ticket changes (below), a file is added or
+                // removed through REST (no webhook, no `last_update`: the
+                // listings below) or a webhook comes.
+                if let Some(internal_id) = link.target_id.as_deref().and_then(|t| t.parse().ok()) {
+                    closed_pairs.insert(external_id, internal_id);
+                }
                 closed.insert(external_id, seen.external_last_update);
                 continue;
             }
+            self.store
+                .enqueue(sync_job(bridge, external_id, None))
+                .await?;
+        }
+        for external_id in self.closed_with_other_files(bridge, &closed_pairs).await? {
             self.store
                 .enqueue(sync_job(bridge, external_id, None))
                 .await?;
@@ -307,6 +411,111 @@ impl ReconcileHandler {
             tracing::debug!(forgotten, "old ticket-state markers forgotten");
         }
         Ok(())
+    }
+
+    /// The pairs closed on both sides (external id → internal id) whose
+    /// tickets' attachments are not exactly the files the bridge knows for
+    /// them (linked attachments, files made from log entries): a file added
+    /// or deleted through REST fires no webhook and leaves the ticket's
+    /// `last_update` as it was. One listing per side of ids only, for up to
+    /// [`CLOSED_LISTING_CHUNK`] tickets, whatever their files weigh.
+    async fn closed_with_other_files(
+        &self,
+        bridge: &Bridge,
+        closed: &BTreeMap<u64, u64>,
+    ) -> Result<BTreeSet<u64>, BridgeError> {
+        let mut differ = BTreeSet::new();
+        if closed.is_empty() {
+            return Ok(differ);
+        }
+        let mut expected: BTreeMap<(Side, u64), BTreeSet<u64>> = BTreeMap::new();
+        for (&external_id, &internal_id) in closed {
+            let pair = bridge.pair_system(external_id);
+            expected.entry((Side::External, external_id)).or_default();
+            expected.entry((Side::Internal, internal_id)).or_default();
+            for kind in [ATTACHMENT_LINK, LOG_LINK] {
+                let links = self
+                    .store
+                    .links(&LinkFilter {
+                        kind: Some(kind.into()),
+                        source_system: Some(pair.clone()),
+                        limit: Some(100_000),
+                        ..LinkFilter::default()
+                    })
+                    .await?;
+                for link in links {
+                    let target = link.target_id.as_deref().and_then(|t| t.parse().ok());
+                    if kind == ATTACHMENT_LINK {
+                        if let Ok(id) = link.source_id.parse::<u64>() {
+                            expected
+                                .entry((Side::External, external_id))
+                                .or_default()
+                                .insert(id);
+                        }
+                        if let Some(id) = target {
+                            expected
+                                .entry((Side::Internal, internal_id))
+                                .or_default()
+                                .insert(id);
+                        }
+                    } else if let Some(id) = target {
+                        let side = link
+                            .data
+                            .get("file_side")
+                            .and_then(Value::as_str)
+                            .and_then(Side::parse);
+                        let ticket = match side {
+                            Some(Side::External) => (Side::External, external_id),
+                            Some(Side::Internal) => (Side::Internal, internal_id),
+                            None => continue,
+                        };
+                        expected.entry(ticket).or_default().insert(id);
+                    }
+                }
+            }
+        }
+        let mut found: BTreeMap<(Side, u64), BTreeSet<u64>> = BTreeMap::new();
+        for side in [Side::External, Side::Internal] {
+            let tickets: Vec<u64> = expected
+                .keys()
+                .filter(|(s, _)| *s == side)
+                .map(|(_, t)| *t)
+                .collect();
+            for chunk in tickets.chunks(CLOSED_LISTING_CHUNK) {
+                let ids = chunk
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let oql = format!(
+                    "SELECT Attachment WHERE item_class = {} AND item_id IN ({ids})",
+                    oql_quote(bridge.class())
+                );
+                let listed = bridge
+                    .client(side)
+                    .get("Attachment", Key::Oql(oql), "id,item_id")
+                    .await
+                    .map_err(BridgeError::itop(side))?;
+                for attachment in listed {
+                    if let Ok(ticket) = attachment.text("item_id").parse::<u64>() {
+                        found
+                            .entry((side, ticket))
+                            .or_default()
+                            .insert(attachment.key);
+                    }
+                }
+            }
+        }
+        for (&external_id, &internal_id) in closed {
+            let same = |key: (Side, u64)| {
+                expected.get(&key).cloned().unwrap_or_default()
+                    == found.get(&key).cloned().unwrap_or_default()
+            };
+            if !same((Side::External, external_id)) || !same((Side::Internal, internal_id)) {
+                differ.insert(external_id);
+            }
+        }
+        Ok(differ)
     }
 
     /// External tickets changed since the cursor that have no link (their

@@ -25,7 +25,8 @@ use store::{Link, LinkFilter, LinkState, NewAudit, NewLink, Store};
 use crate::context::{ATTACHMENT_LINK, Bridge, COMMENT, LOG_LINK, TICKET_LINK};
 use crate::error::BridgeError;
 use crate::fingerprint::{
-    DELETED, attachment_hash, bucket_of, entry_hash, legacy_entry_hash, push_source, ticket_state,
+    DELETED, attachment_hash, bucket_of, create_source, entry_hash, legacy_entry_hash, push_source,
+    ticket_state,
 };
 use crate::lifecycle::{Step, next_step};
 use crate::side::Side;
@@ -242,12 +243,34 @@ impl PairSync<'_> {
                 })?;
                 (id, serde_json::from_value(data).unwrap_or_default(), false)
             }
+            // Created by a run that did not finish (its files, its status):
+            // the ticket is known, this run finishes the pair.
+            Some(Link {
+                state: LinkState::Pending,
+                target_id: Some(target),
+                data,
+                ..
+            }) if parse_id(Some(&target)).is_some() => {
+                let id = parse_id(Some(&target)).unwrap_or_default();
+                (id, serde_json::from_value(data).unwrap_or_default(), true)
+            }
             pending => {
-                let id = self.create_internal(&external, pending.is_some()).await?;
-                let state = PairState {
-                    external_ref: external.reference.clone(),
-                    ..PairState::default()
+                let note = format!("{}/create-ticket", bridge.pair_system(external_id));
+                let noted = |refused: &Value, field: &str, now: &str| {
+                    refused.get(field).and_then(Value::as_str) == Some(now)
                 };
+                if let Some(refused) = self.store.kv_get(REFUSED_NS, &note).await?
+                    && noted(&refused, "external_last_update", &external.last_update)
+                    && noted(&refused, "source", &create_source(&external))
+                {
+                    return Ok(PairOutcome::Skipped(format!(
+                        "the internal iTop refused to create the mirror of external ticket \
+                         {external_id}; tried again when that ticket changes"
+                    )));
+                }
+                let (id, state) = self
+                    .create_internal(&external, pending.is_some(), &note)
+                    .await?;
                 (id, state, true)
             }
         };
@@ -317,7 +340,9 @@ impl PairSync<'_> {
                     });
                 }
             }
-            // The states stay as last seen, so the next run pushes again.
+            // The source side's state stays as last seen, so the next run
+            // pushes again; the states a stimulus reached on the driven side
+            // are recorded already (`drive`), so they are not pushed back.
             Err(error) => failure.add(error),
         }
         self.put_ticket_link(external_id, Some(internal_id), LinkState::Linked, &state)
@@ -354,26 +379,28 @@ impl PairSync<'_> {
     }
 
     /// Two-phase create: pending link, then (unless a previous attempt left
-    /// a ticket with our marker) create, then the caller links.
+    /// a ticket with our marker) create, then the internal id is stored on
+    /// the pending link at once, so that the internal ticket's webhooks find
+    /// their pair while this first run copies files; the caller links.
+    ///
+    /// A create the internal iTop refuses for good (a mandatory field of its
+    /// own, a value its model lacks) is noted under `note` with the external
+    /// ticket's `last_update`: it is not sent again (each failed create costs
+    /// a ref number there, and a dead letter here) until that ticket changes.
     async fn create_internal(
         &self,
         external: &UserRequest,
         was_pending: bool,
-    ) -> Result<u64, BridgeError> {
+        note: &str,
+    ) -> Result<(u64, PairState), BridgeError> {
         let bridge = self.bridge;
         let marker = bridge.marker(external.id);
+        let mut state = PairState {
+            external_ref: external.reference.clone(),
+            ..PairState::default()
+        };
         if was_pending {
-            let oql = format!(
-                "SELECT {} WHERE description LIKE {}",
-                bridge.class(),
-                oql_quote(&format!("%{marker}%"))
-            );
-            let found = bridge
-                .internal
-                .get(bridge.class(), Key::Oql(oql), "id")
-                .await
-                .map_err(BridgeError::itop(Side::Internal))?;
-            if let Some(id) = found.iter().map(|o| o.key).min() {
+            if let Some(id) = self.find_own_create(external).await? {
                 self.audit(
                     Side::Internal,
                     "ticket_adopted",
@@ -381,26 +408,19 @@ impl PairSync<'_> {
                     json!({"external_id": external.id, "marker": marker}),
                 )
                 .await;
-                return Ok(id);
+                self.put_ticket_link(external.id, Some(id), LinkState::Pending, &state)
+                    .await?;
+                return Ok((id, state));
             }
         } else {
-            self.put_ticket_link(
-                external.id,
-                None,
-                LinkState::Pending,
-                &PairState {
-                    external_ref: external.reference.clone(),
-                    ..PairState::default()
-                },
-            )
-            .await?;
+            self.put_ticket_link(external.id, None, LinkState::Pending, &state)
+                .await?;
         }
         let defaults = &bridge.settings.internal;
         let description = format!(
-            "{}<p>{} {}</p>",
+            "{}{}",
             external.description,
-            html_escape::encode_text(&marker),
-            html_escape::encode_text(&external.reference)
+            self.marker_paragraph(external)
         );
         let mut new = NewUserRequest::new(
             Key::Id(defaults.org_id),
@@ -413,11 +433,38 @@ impl PairSync<'_> {
         new.service = defaults.service_id.map(Key::Id);
         new.impact = Some(external.impact.clone()).filter(|s| !s.is_empty());
         new.urgency = Some(external.urgency.clone()).filter(|s| !s.is_empty());
-        let created = bridge
+        let created = match bridge
             .internal
-            .create(bridge.class(), new.to_fields(), COMMENT, "id")
+            .create(bridge.class(), new.to_fields(), COMMENT, "id,status")
             .await
-            .map_err(BridgeError::itop(Side::Internal))?;
+        {
+            Ok(created) => created,
+            Err(error) => {
+                let error = BridgeError::Itop {
+                    side: Side::Internal,
+                    source: error,
+                };
+                if !error.is_retryable() {
+                    let detail = json!({
+                        "what": "create the internal ticket",
+                        "error": error.to_string(),
+                        "at": store::now_ms(),
+                        "external_last_update": external.last_update,
+                        "source": create_source(external),
+                    });
+                    self.audit(
+                        Side::Internal,
+                        "ticket_refused",
+                        format!("{}::{}", bridge.class(), external.id),
+                        detail.clone(),
+                    )
+                    .await;
+                    self.store.kv_put(REFUSED_NS, note, &detail).await?;
+                }
+                return Err(error);
+            }
+        };
+        self.store.kv_delete(REFUSED_NS, note).await?;
         self.audit(
             Side::Internal,
             "ticket_created",
@@ -425,7 +472,67 @@ impl PairSync<'_> {
             json!({"external_id": external.id, "external_ref": external.reference}),
         )
         .await;
-        Ok(created.key)
+        let status = created.text("status");
+        state.internal_status = Some(status).filter(|s| !s.is_empty());
+        self.put_ticket_link(external.id, Some(created.key), LinkState::Pending, &state)
+            .await?;
+        Ok((created.key, state))
+    }
+
+    /// The last paragraph of a mirrored ticket's description: the marker and
+    /// the external ref, as the bridge writes it.
+    fn marker_paragraph(&self, external: &UserRequest) -> String {
+        format!(
+            "<p>{} {}</p>",
+            html_escape::encode_text(&self.bridge.marker(external.id)),
+            html_escape::encode_text(&external.reference)
+        )
+    }
+
+    /// The internal ticket an earlier attempt created for `external` (its
+    /// answer lost): the lowest id whose description holds the bridge's own
+    /// marker paragraph (marker and external ref; a customer quoting the bare
+    /// marker is not it), searched with LIKE's wildcards escaped, and not
+    /// linked to another external ticket.
+    async fn find_own_create(&self, external: &UserRequest) -> Result<Option<u64>, BridgeError> {
+        let bridge = self.bridge;
+        let paragraph = self.marker_paragraph(external);
+        let escaped = paragraph
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        let oql = format!(
+            "SELECT {} WHERE description LIKE {}",
+            bridge.class(),
+            oql_quote(&format!("%{escaped}%"))
+        );
+        let mut found: Vec<(u64, String)> = bridge
+            .internal
+            .get(bridge.class(), Key::Oql(oql), "id,description")
+            .await
+            .map_err(BridgeError::itop(Side::Internal))?
+            .iter()
+            .map(|o| (o.key, o.text("description")))
+            .collect();
+        found.sort_by_key(|(id, _)| *id);
+        let own = external.id.to_string();
+        for (id, description) in found {
+            if !description.contains(&paragraph) {
+                continue;
+            }
+            let links = self
+                .store
+                .links_to(
+                    TICKET_LINK,
+                    &bridge.ticket_system(Side::Internal),
+                    &id.to_string(),
+                )
+                .await?;
+            if links.iter().all(|l| l.source_id == own) {
+                return Ok(Some(id));
+            }
+        }
+        Ok(None)
     }
 
     fn ticket_of(&self, side: Side, external: &UserRequest, internal: &UserRequest) -> u64 {
@@ -1075,22 +1182,23 @@ impl PairSync<'_> {
         Ok(Some(id))
     }
 
-    /// Pushes the status of the side that changed since the last run. A
-    /// push refused earlier counts as a change of its source side again once
-    /// either ticket has changed since the refusal.
-    async fn sync_status(
+    /// Which side to drive to which state: the side whose state differs
+    /// from the last one seen is pushed to the other. A push refused earlier
+    /// counts as a change of its source side again once either ticket has
+    /// changed since the refusal (the refusal is then forgotten).
+    fn plan(
         &self,
         state: &mut PairState,
-        external: UserRequest,
-        internal: UserRequest,
-    ) -> Result<StatusOutcome, BridgeError> {
+        external: &UserRequest,
+        internal: &UserRequest,
+    ) -> Option<(Side, String)> {
         let retry = state
             .refused
             .as_ref()
             .filter(|r| {
                 let source = match r.side {
-                    Side::External => &internal,
-                    Side::Internal => &external,
+                    Side::External => internal,
+                    Side::Internal => external,
                 };
                 r.external_last_update != external.last_update
                     || r.internal_last_update != internal.last_update
@@ -1115,37 +1223,122 @@ impl PairSync<'_> {
             .status_to_external
             .get(&internal.status)
             .filter(|_| int_changed);
-        let (side, wanted) = match (to_internal, to_external) {
-            (Some(wanted), other) if other.is_none() || self.origin != Some(Side::Internal) => {
-                (Side::Internal, wanted)
+        // Nor does a change that cannot reach the other ticket (nothing goes
+        // back to new, closed is final) when the other side's can.
+        let reachable =
+            |current: &UserRequest, wanted: &String| next_step(&current.status, wanted).is_ok();
+        match (to_internal, to_external) {
+            (Some(i), Some(e)) if !reachable(internal, i) && reachable(external, e) => {
+                Some((Side::External, e.clone()))
             }
-            (_, Some(wanted)) => (Side::External, wanted),
-            _ => {
+            (Some(i), Some(e)) if reachable(internal, i) && !reachable(external, e) => {
+                Some((Side::Internal, i.clone()))
+            }
+            (Some(wanted), other) if other.is_none() || self.origin != Some(Side::Internal) => {
+                Some((Side::Internal, wanted.clone()))
+            }
+            (_, Some(wanted)) => Some((Side::External, wanted.clone())),
+            _ => None,
+        }
+    }
+
+    /// Pushes the status of the side that changed since the last run (see
+    /// [`Self::plan`]). The ticket to drive is read again just before: the
+    /// file steps before this one may have taken long, and a person may have
+    /// moved it meanwhile; when they did, the push is planned again from what
+    /// is there now. A stimulus the iTop calls invalid for the ticket's state
+    /// (it moved between that read and the call) makes it read and plan once
+    /// more too.
+    async fn sync_status(
+        &self,
+        state: &mut PairState,
+        mut external: UserRequest,
+        mut internal: UserRequest,
+    ) -> Result<StatusOutcome, BridgeError> {
+        let mut replanned = false;
+        loop {
+            let Some((side, wanted)) = self.plan(state, &external, &internal) else {
                 return Ok(StatusOutcome {
                     external,
                     internal,
                     refused: None,
                 });
+            };
+            let planned = match side {
+                Side::External => &external,
+                Side::Internal => &internal,
+            };
+            let Some(fresh) = self.read_ticket(side, planned.id).await? else {
+                // Gone since the run began: nothing to drive.
+                return Ok(StatusOutcome {
+                    external,
+                    internal,
+                    refused: None,
+                });
+            };
+            let moved = fresh.status != planned.status;
+            match side {
+                Side::External => external = fresh,
+                Side::Internal => internal = fresh,
+            }
+            if moved && !replanned {
+                replanned = true;
+                continue;
+            }
+            let refusal = match side {
+                Side::Internal => {
+                    let (now, refusal) = self
+                        .drive(state, side, internal, &wanted, &external)
+                        .await?;
+                    internal = now;
+                    refusal
+                }
+                Side::External => {
+                    let (now, refusal) = self
+                        .drive(state, side, external, &wanted, &internal)
+                        .await?;
+                    external = now;
+                    refusal
+                }
+            };
+            if let Some(refusal) = &refusal
+                && refusal.reason.contains("Invalid stimulus")
+                && !replanned
+            {
+                replanned = true;
+                continue;
+            }
+            return Ok(StatusOutcome {
+                external,
+                internal,
+                refused: refusal.map(|r| (side, wanted, r)),
+            });
+        }
+    }
+
+    /// Records the state a stimulus brought `current` (on `side`) to as
+    /// seen, on the ticket link too, so that it holds whatever happens to the
+    /// rest of the run.
+    async fn record_driven(
+        &self,
+        state: &mut PairState,
+        side: Side,
+        current: &UserRequest,
+        source: &UserRequest,
+    ) -> Result<(), BridgeError> {
+        let (external_id, internal_id) = match side {
+            Side::External => {
+                state.external_status = Some(current.status.clone());
+                state.external_last_update = current.last_update.clone();
+                (current.id, source.id)
+            }
+            Side::Internal => {
+                state.internal_status = Some(current.status.clone());
+                (source.id, current.id)
             }
         };
-        Ok(match side {
-            Side::Internal => {
-                let (internal, refusal) = self.drive(side, internal, wanted, &external).await?;
-                StatusOutcome {
-                    external,
-                    internal,
-                    refused: refusal.map(|r| (side, wanted.clone(), r)),
-                }
-            }
-            Side::External => {
-                let (external, refusal) = self.drive(side, external, wanted, &internal).await?;
-                StatusOutcome {
-                    external,
-                    internal,
-                    refused: refusal.map(|r| (side, wanted.clone(), r)),
-                }
-            }
-        })
+        self.put_ticket_link(external_id, Some(internal_id), LinkState::Linked, state)
+            .await
     }
 
     fn stimulus_fields(
@@ -1216,9 +1409,14 @@ impl PairSync<'_> {
 
     /// Applies stimuli on `side` until `current` is in state `wanted`.
     /// A stimulus the iTop refuses for good stops the walk and is returned
-    /// with the ticket as it is.
+    /// with the ticket as it is. Each state a stimulus reaches is recorded
+    /// as seen at once (in `state` and on the ticket link): when a later
+    /// stimulus fails and the run is retried, the driven side's new state is
+    /// known as the bridge's own write, not taken for a person's change to
+    /// push back.
     async fn drive(
         &self,
+        state: &mut PairState,
         side: Side,
         mut current: UserRequest,
         wanted: &str,
@@ -1287,6 +1485,7 @@ impl PairSync<'_> {
             match result {
                 Ok(object) => {
                     current = UserRequest::from_object(&object);
+                    self.record_driven(state, side, &current, source).await?;
                     self.audit(
                         side,
                         "stimulus_applied",

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// Which iTop: the external (customer) one where tickets originate, or the
 /// internal (provider) one where they are mirrored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Side {
     External,

@@ -309,10 +309,10 @@ impl RunningItop {
             return serde_json::json!({"code": 4, "message": "Error: Parameter json_data is not a valid JSON structure"});
         };
         let actor = self.shared.actor_for(&user);
-        let (body, hooks) = self.shared.execute(&actor, "1.3", &request);
-        self.shared.send_webhooks(hooks).await;
-        self.shared.apply_removals(&Value::Object(request));
-        body.to_value()
+        self.shared
+            .perform(&actor, "1.3", &request)
+            .await
+            .to_value()
     }
 
     /// `perform_as` with the REST account.
@@ -406,6 +406,22 @@ impl RunningItop {
         self.shared.faults.lock().after.push(server::FaultAfter {
             matches: Box::new(matches),
             fault,
+        });
+    }
+
+    /// Injects `fault` into each of the next `times` requests whose
+    /// `json_data` satisfies `matches` (other requests are served): e.g. the
+    /// second stimulus of a walk, or every create of a class.
+    pub fn fail_when(
+        &self,
+        matches: impl Fn(&Value) -> bool + Send + Sync + 'static,
+        fault: Fault,
+        times: usize,
+    ) {
+        self.shared.faults.lock().rules.push(server::FaultRule {
+            matches: Box::new(matches),
+            fault,
+            times,
         });
     }
 

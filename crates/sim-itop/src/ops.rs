@@ -406,6 +406,39 @@ pub fn apply_stimulus(
     Ok(reply(Pj::Null, vec![result]))
 }
 
+/// The `Deleting` notifications of a `core/delete`, given while every object
+/// it names is still there: a real iTop fires its "on object deletion"
+/// triggers (and sends their webhooks, synchronously by default) before it
+/// removes the object, so a receiver reading it back still finds it. A
+/// request `delete` would refuse notifies nothing.
+pub fn deleting(db: &Db, p: &Map<String, Value>, notify: Notify<'_>) {
+    let simulate = p
+        .get("simulate")
+        .is_some_and(|v| matches!(v, Value::Bool(true)) || value_text(v) == "1");
+    if simulate || comment(p).is_err() {
+        return;
+    }
+    let (Ok(def), Ok(key)) = (class_param(p), param(p, "key")) else {
+        return;
+    };
+    let Ok((ids, _)) = db.select_key(def.name, key) else {
+        return;
+    };
+    for id in ids {
+        if let Some(obj) = db.get(def.name, id) {
+            notify(
+                db,
+                &Change::Deleting {
+                    class: obj.class,
+                    id: obj.id,
+                },
+            );
+        }
+    }
+}
+
+/// `core/delete`. Its webhooks come from [`deleting`], before the removal;
+/// `notify` hears the same `Deleting` changes again as they happen.
 pub fn delete(db: &mut Db, p: &Map<String, Value>, notify: Notify<'_>) -> Result<Pj, OpError> {
     comment(p)?;
     let def = class_param(p)?;

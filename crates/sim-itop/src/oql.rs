@@ -327,17 +327,38 @@ pub fn equal(a: &str, b: &str) -> bool {
     }
 }
 
-/// SQL LIKE with `%` and `_`, case-insensitive.
+/// SQL LIKE with `%` and `_`, case-insensitive; a backslash makes the next
+/// character literal (MySQL's default escape, which iTop keeps: the OQL
+/// literal `'a\\_b'` matches only `a_b`).
 pub fn like(value: &str, pattern: &str) -> bool {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Tok {
+        Char(char),
+        One,
+        Many,
+    }
     let v: Vec<char> = value.to_lowercase().chars().collect();
-    let p: Vec<char> = pattern.to_lowercase().chars().collect();
+    let mut p = Vec::new();
+    let mut chars = pattern
+        .to_lowercase()
+        .chars()
+        .collect::<Vec<_>>()
+        .into_iter();
+    while let Some(c) = chars.next() {
+        p.push(match c {
+            '\\' => Tok::Char(chars.next().unwrap_or('\\')),
+            '_' => Tok::One,
+            '%' => Tok::Many,
+            c => Tok::Char(c),
+        });
+    }
     let (mut vi, mut pi) = (0usize, 0usize);
     let (mut star, mut mark) = (None::<usize>, 0usize);
     while vi < v.len() {
-        if pi < p.len() && (p[pi] == '_' || p[pi] == v[vi]) {
+        if pi < p.len() && (p[pi] == Tok::One || p[pi] == Tok::Char(v[vi])) {
             vi += 1;
             pi += 1;
-        } else if pi < p.len() && p[pi] == '%' {
+        } else if pi < p.len() && p[pi] == Tok::Many {
             star = Some(pi);
             mark = vi;
             pi += 1;
@@ -349,7 +370,7 @@ pub fn like(value: &str, pattern: &str) -> bool {
             return false;
         }
     }
-    while pi < p.len() && p[pi] == '%' {
+    while pi < p.len() && p[pi] == Tok::Many {
         pi += 1;
     }
     pi == p.len()
@@ -396,6 +417,14 @@ mod tests {
         );
         assert!(parse("SELECT").is_err());
         assert!(parse("SELECT X WHERE a = ").is_err());
+    }
+
+    #[test]
+    fn like_escapes() {
+        assert!(like("a_b", "a\\_b"));
+        assert!(!like("axb", "a\\_b"));
+        assert!(like("50%", "%0\\%"));
+        assert!(!like("500", "%0\\%"));
     }
 
     #[test]

@@ -32,6 +32,8 @@ pub struct Faults {
     pub removals: Vec<Removal>,
     /// Faults queued for the next request once a matching request is answered.
     pub after: Vec<FaultAfter>,
+    /// Faults for requests whose `json_data` matches, whatever comes before.
+    pub rules: Vec<FaultRule>,
 }
 
 /// A fault for the request that follows the first one whose `json_data`
@@ -40,6 +42,14 @@ pub struct Faults {
 pub struct FaultAfter {
     pub matches: Box<dyn Fn(&Value) -> bool + Send + Sync>,
     pub fault: Fault,
+}
+
+/// A fault injected into the next `times` requests whose `json_data`
+/// matches (e.g. the second stimulus of a walk, every create of a class).
+pub struct FaultRule {
+    pub matches: Box<dyn Fn(&Value) -> bool + Send + Sync>,
+    pub fault: Fault,
+    pub times: usize,
 }
 
 /// An object removed (without webhooks) right after the first request whose
@@ -138,6 +148,49 @@ impl Shared {
             Ok(body) => (body, outbox),
             Err(e) => (error_body(&e), Vec::new()),
         }
+    }
+
+    /// Runs one operation and sends the webhooks it caused, as iTop does: a
+    /// deletion's webhooks go out before the objects are removed (the
+    /// receiver can still read them back), every other change's after it is
+    /// written. With synchronous webhooks the answer waits for them.
+    pub async fn perform(
+        self: &Arc<Self>,
+        actor: &Actor,
+        version: &str,
+        request: &Map<String, Value>,
+    ) -> Pj {
+        let deleting = request.get("operation").and_then(Value::as_str) == Some("core/delete");
+        if deleting {
+            let mut before = Vec::new();
+            {
+                let db = self.db.lock();
+                let sinks = &self.config.webhooks;
+                ops::deleting(&db, request, &mut |db: &Db, change: &Change| {
+                    before.extend(webhook::payloads(db, sinks, change, &actor.login))
+                });
+            }
+            self.send_webhooks(before).await;
+        }
+        let (body, hooks) = self.execute(actor, version, request);
+        if !deleting {
+            self.send_webhooks(hooks).await;
+        }
+        self.apply_removals(&Value::Object(request.clone()));
+        body
+    }
+
+    /// The fault of the first rule matching `request`, if any (used up once).
+    pub fn rule_fault(&self, request: &Value) -> Option<Fault> {
+        let mut faults = self.faults.lock();
+        let rule = faults
+            .rules
+            .iter_mut()
+            .find(|r| r.times > 0 && (r.matches)(request))?;
+        rule.times -= 1;
+        let fault = rule.fault.clone();
+        faults.rules.retain(|r| r.times > 0);
+        Some(fault)
     }
 
     /// Removes the objects whose removal waited for a request like this one.
@@ -334,6 +387,33 @@ fn authenticate(
     Ok(user.clone())
 }
 
+/// The answer a fault gives instead of the operation's (`None`: a delay,
+/// after which the request is served).
+async fn fault_response(fault: Fault) -> Option<Response> {
+    match fault {
+        Fault::HttpStatus(code) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            Some(
+                (
+                    status,
+                    "<html><body><h1>Internal Server Error</h1></body></html>",
+                )
+                    .into_response(),
+            )
+        }
+        Fault::DropConnection => Some(dropped_connection()),
+        Fault::Latency(d) => {
+            tokio::time::sleep(d).await;
+            None
+        }
+        Fault::ResultCode { code, message } => Some(json_response(&error_body(&OpError {
+            code,
+            message,
+            objects_null: false,
+        }))),
+    }
+}
+
 pub async fn rest(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
@@ -348,25 +428,10 @@ pub async fn rest(
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    match fault {
-        Some(Fault::HttpStatus(code)) => {
-            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            return (
-                status,
-                "<html><body><h1>Internal Server Error</h1></body></html>",
-            )
-                .into_response();
-        }
-        Some(Fault::DropConnection) => return dropped_connection(),
-        Some(Fault::Latency(d)) => tokio::time::sleep(d).await,
-        Some(Fault::ResultCode { code, message }) => {
-            return json_response(&error_body(&OpError {
-                code,
-                message,
-                objects_null: false,
-            }));
-        }
-        None => {}
+    if let Some(fault) = fault
+        && let Some(response) = fault_response(fault).await
+    {
+        return response;
     }
     if down {
         return (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable").into_response();
@@ -428,12 +493,14 @@ pub async fn rest(
             objects_null: false,
         }));
     }
+    if let Some(fault) = shared.rule_fault(&Value::Object(request.clone()))
+        && let Some(response) = fault_response(fault).await
+    {
+        return response;
+    }
     let actor = shared.actor_for(&user);
-    let (body, hooks) = shared.execute(&actor, &version, &request);
-    shared.send_webhooks(hooks).await;
-    let request = Value::Object(request);
-    shared.apply_removals(&request);
-    shared.apply_faults_after(&request);
+    let body = shared.perform(&actor, &version, &request).await;
+    shared.apply_faults_after(&Value::Object(request));
     let text = body.encode();
     shared.add(
         "response_bytes",

@@ -201,3 +201,87 @@ async fn unreachable_receiver_is_recorded_not_fatal() {
     assert!(sim.object("UserRequest", 1).is_some());
     sim.shutdown().await;
 }
+
+/// As recorded (real-webhooks.txt, step 6 and its readback): the webhook of
+/// an attachment's deletion is sent before the attachment is gone, so the
+/// receiver reading it back while answering still finds it; it is gone once
+/// the REST call answered.
+#[tokio::test]
+async fn a_deletion_webhook_is_sent_before_the_object_is_gone() {
+    type Readbacks = Arc<Mutex<Vec<Value>>>;
+    #[derive(Clone)]
+    struct Receiver {
+        rest: Arc<std::sync::OnceLock<String>>,
+        readbacks: Readbacks,
+    }
+    async fn hook(State(r): State<Receiver>, body: Bytes) -> &'static str {
+        let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let id = body["attachment_id"].as_str().unwrap_or("0").to_string();
+        let json_data =
+            json!({"operation":"core/get","class":"Attachment","key":id,"output_fields":"id"});
+        let answer: Value = reqwest::Client::new()
+            .post(r.rest.get().unwrap().as_str())
+            .form(&[
+                ("version", "1.3"),
+                ("auth_user", sim_itop::REST_LOGIN),
+                ("auth_pwd", sim_itop::REST_PASSWORD),
+                ("json_data", &json_data.to_string()),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        r.readbacks.lock().push(answer);
+        "ok"
+    }
+    let receiver = Receiver {
+        rest: Arc::default(),
+        readbacks: Arc::default(),
+    };
+    let app = Router::new()
+        .route("/{*path}", post(hook))
+        .with_state(receiver.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let sim = ItopSim::start(
+        ItopSimConfig {
+            synchronous_webhooks: true,
+            ..ItopSimConfig::default()
+        }
+        .with_webhooks(WebhookSink::seed_external(
+            &format!("http://{addr}/external"),
+            "k",
+        )),
+    )
+    .await
+    .unwrap();
+    receiver.rest.set(sim.base_url()).unwrap();
+    let ticket = sim
+        .seed(
+            "UserRequest",
+            json!({"org_id":3,"caller_id":15,"title":"t","description":"d"}),
+        )
+        .unwrap();
+    let r = sim
+        .perform(json!({"operation":"core/create","class":"Attachment","comment":"c",
+            "fields":{"item_class":"UserRequest","item_id":ticket,"item_org_id":3,
+            "contents":{"data":"eA==","filename":"x.txt","mimetype":"text/plain"}},"output_fields":"id"}))
+        .await;
+    let id: u64 = r["objects"].as_object().unwrap().values().next().unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let r = sim
+        .perform(json!({"operation":"core/delete","class":"Attachment","key":id,"comment":"c"}))
+        .await;
+    assert_eq!(r["code"], 0, "{r}");
+    let readbacks = receiver.readbacks.lock().clone();
+    assert_eq!(readbacks.len(), 1, "{readbacks:?}");
+    assert_eq!(readbacks[0]["message"], "Found: 1", "{readbacks:?}");
+    assert!(sim.object("Attachment", id).is_none());
+    sim.shutdown().await;
+}

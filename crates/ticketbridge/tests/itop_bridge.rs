@@ -1083,18 +1083,83 @@ async fn pairs_closed_on_both_sides_cost_the_reconciler_nothing() {
     let (ext_before, int_before) = (w.ext.calls("requests"), w.int.calls("requests"));
     w.reconcile_now().await;
     w.reconcile_now().await;
-    // One query per run for tickets changed since the cursor, nothing per pair.
+    // Per run: the query for tickets changed since the cursor, and one
+    // attachment listing per side for all the closed pairs; nothing per pair.
     assert!(
-        w.ext.calls("requests") - ext_before <= 2,
+        w.ext.calls("requests") - ext_before <= 4,
         "{:?}",
         w.ext.counters()
     );
-    assert_eq!(
-        w.int.calls("requests"),
-        int_before,
+    assert!(
+        w.int.calls("requests") - int_before <= 2,
         "{:?}",
         w.int.counters()
     );
+    w.stop().await;
+}
+
+/// A file added through REST to a ticket closed on both sides fires no
+/// webhook and leaves its `last_update` as it was: the reconciler's listing
+/// of the closed pairs' attachment ids finds it and it is copied; one
+/// deleted through REST has its copy deleted.
+#[tokio::test]
+async fn files_added_through_rest_to_closed_pairs_are_copied_by_the_reconciler() {
+    use base64::Engine;
+    let w = world().await;
+    let (e, i) = w.mirrored("Closed with a late file").await;
+    let kept = w.upload(&w.ext, e, "kept.txt", b"kept").await;
+    w.act(
+        &w.ext,
+        stimulus(e, "ev_assign", json!({"team_id":37,"agent_id":7})),
+    )
+    .await;
+    w.act(
+        &w.ext,
+        stimulus(e, "ev_resolve", json!({"solution":"done"})),
+    )
+    .await;
+    w.act(&w.ext, stimulus(e, "ev_close", json!({}))).await;
+    assert_eq!(field(&w.int, "UserRequest", i, "status"), "closed");
+    assert_eq!(w.int.attachments("UserRequest", i).len(), 1);
+    w.reconcile_now().await;
+    let last_update = field(&w.ext, "UserRequest", e, "last_update");
+    let contents = json!({"data": base64::engine::general_purpose::STANDARD.encode(b"late"),
+        "filename": "late.txt", "mimetype": "text/plain"});
+    let r = w
+        .ext
+        .perform_as(
+            "admin",
+            json!({"operation":"core/create","class":"Attachment","comment":"rest",
+            "fields":{"item_class":"UserRequest","item_id":e,"item_org_id":3,"contents":contents},"output_fields":"id"}),
+        )
+        .await;
+    assert_eq!(r["code"], 0, "{r}");
+    assert_eq!(field(&w.ext, "UserRequest", e, "last_update"), last_update);
+    w.reconcile_now().await;
+    let names: Vec<String> = w
+        .int
+        .attachments("UserRequest", i)
+        .into_iter()
+        .map(|f| f.filename)
+        .collect();
+    assert_eq!(names, vec!["kept.txt", "late.txt"]);
+    // Deleted through REST (its webhook lost): the copy goes at the next sweep.
+    w.relay.dropping.store(true, Ordering::SeqCst);
+    w.act(
+        &w.ext,
+        json!({"operation":"core/delete","class":"Attachment","key":kept,"comment":"rest"}),
+    )
+    .await;
+    w.relay.dropping.store(false, Ordering::SeqCst);
+    w.reconcile_now().await;
+    let names: Vec<String> = w
+        .int
+        .attachments("UserRequest", i)
+        .into_iter()
+        .map(|f| f.filename)
+        .collect();
+    assert_eq!(names, vec!["late.txt"]);
+    assert!(w.dead_letters().await.is_empty());
     w.stop().await;
 }
 
@@ -1422,6 +1487,400 @@ async fn old_ticket_state_markers_are_forgotten_by_the_reconciler() {
             .is_own_write("itop:int", "Attachment::1", "sha:old")
             .await
             .unwrap()
+    );
+    w.stop().await;
+}
+
+/// Provider resolved → (reopened, on hold) while webhooks were lost; the
+/// sweep walks the external ticket resolved → assigned → pending, and the
+/// second stimulus fails once (HTTP 503). The retry must finish the walk:
+/// the external `assigned` it finds is the bridge's own half-way write, not
+/// a customer's change to push back over the agent's `pending`.
+#[tokio::test]
+async fn a_status_walk_that_fails_halfway_is_finished_not_pushed_back() {
+    let w = world().await;
+    let (e, i) = w.mirrored("Halfway").await;
+    w.act(
+        &w.ext,
+        stimulus(e, "ev_assign", json!({"team_id":37,"agent_id":7})),
+    )
+    .await;
+    w.act(
+        &w.ext,
+        stimulus(e, "ev_resolve", json!({"solution":"done"})),
+    )
+    .await;
+    assert_eq!(field(&w.int, "UserRequest", i, "status"), "resolved");
+    w.relay.dropping.store(true, Ordering::SeqCst);
+    w.act(&w.int, stimulus(i, "ev_reopen", json!({}))).await;
+    w.act(
+        &w.int,
+        stimulus(
+            i,
+            "ev_pending",
+            json!({"pending_reason":"waiting for parts"}),
+        ),
+    )
+    .await;
+    w.relay.dropping.store(false, Ordering::SeqCst);
+    w.ext.fail_when(
+        |r| r["operation"] == "core/apply_stimulus" && r["stimulus"] == "ev_pending",
+        Fault::HttpStatus(503),
+        1,
+    );
+    w.reconcile_now().await;
+    assert!(!w.failed_jobs().await.is_empty(), "the fault was not hit");
+    assert_eq!(field(&w.int, "UserRequest", i, "status"), "pending");
+    assert_eq!(
+        field(&w.int, "UserRequest", i, "pending_reason"),
+        "waiting for parts"
+    );
+    assert_eq!(field(&w.ext, "UserRequest", e, "status"), "pending");
+    assert!(w.dead_letters().await.is_empty());
+    w.stop().await;
+}
+
+/// iTop sends an attachment's deletion webhook before the file is gone (the
+/// simulator too): deleting the bridge's copy on either side deletes the
+/// original on the other, by that webhook alone (the sweep is an hour away).
+#[tokio::test]
+async fn a_deleted_copy_deletes_its_original_without_a_sweep() {
+    let w = world().await;
+    let (e, i) = w.mirrored("Delete the copy").await;
+    let a = w.upload(&w.ext, e, "a.txt", b"first").await;
+    let copies = w.int.attachments("UserRequest", i);
+    assert_eq!(copies.len(), 1);
+    w.act(
+        &w.int,
+        json!({"operation":"core/delete","class":"Attachment","key":copies[0].id,"comment":"ui"}),
+    )
+    .await;
+    wait_for("external original deleted", DEADLINE, || async {
+        w.ext.object("Attachment", a).is_none().then_some(())
+    })
+    .await
+    .unwrap();
+
+    let b = w.upload(&w.int, i, "b.txt", b"second").await;
+    let copies = w.ext.attachments("UserRequest", e);
+    assert_eq!(copies.len(), 1);
+    w.act(
+        &w.ext,
+        json!({"operation":"core/delete","class":"Attachment","key":copies[0].id,"comment":"ui"}),
+    )
+    .await;
+    wait_for("internal original deleted", DEADLINE, || async {
+        w.int.object("Attachment", b).is_none().then_some(())
+    })
+    .await
+    .unwrap();
+    w.settle().await;
+    assert!(w.int.attachments("UserRequest", i).is_empty());
+    assert!(w.ext.attachments("UserRequest", e).is_empty());
+    w.stop().await;
+}
+
+/// A person deletes an original; iTop's webhook comes first and the run it
+/// causes still finds the file (iTop had not removed it yet): the file is
+/// unchanged since the bridge synchronised it, so its pair is compared again
+/// a little later, and the copy goes without a sweep.
+#[tokio::test]
+async fn an_original_still_there_when_its_deletion_webhook_is_handled_is_deleted_later() {
+    let w = world().await;
+    let (e, i) = w.mirrored("Slow deletion").await;
+    let a = w.upload(&w.ext, e, "a.txt", b"first").await;
+    let copy = w.int.attachments("UserRequest", i)[0].id;
+    // The deletion webhook, handled while the file is still there...
+    let r = w
+        .post(
+            "/api/v1/update-attachment",
+            KEY,
+            json!({"event":"attachment.update","source":"external","attachment_id":a.to_string(),
+                "item_class":"UserRequest","item_id":e.to_string()}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    w.settle().await;
+    assert!(w.int.object("Attachment", copy).is_some());
+    // ...then iTop removes it (its own webhook is the one above).
+    w.relay.dropping.store(true, Ordering::SeqCst);
+    w.act(
+        &w.ext,
+        json!({"operation":"core/delete","class":"Attachment","key":a,"comment":"ui"}),
+    )
+    .await;
+    w.relay.dropping.store(false, Ordering::SeqCst);
+    wait_for("internal copy deleted", DEADLINE, || async {
+        w.int.object("Attachment", copy).is_none().then_some(())
+    })
+    .await
+    .unwrap();
+    assert!(w.dead_letters().await.is_empty());
+    w.stop().await;
+}
+
+/// The provider's iTop lacks an urgency the customer's has: it refuses the
+/// mirror's create for good (code 100). One dead letter and one create, not
+/// one more of each per sweep; once the customer's ticket changes, the
+/// create is sent again and succeeds.
+#[tokio::test]
+async fn a_create_refused_for_good_waits_for_the_external_ticket_to_change() {
+    let (store, dir) = store::testing::fresh_sqlite().await;
+    let w = world_with(
+        store,
+        Some(dir),
+        "1h",
+        |side, c| {
+            if side == "external" {
+                c.extra_enum_values = vec![("urgency".into(), "5".into())];
+            }
+        },
+        "",
+    )
+    .await;
+    let creates = w.int.calls("core/create");
+    let r = w
+        .ext
+        .perform_as(
+            "admin",
+            json!({"operation":"core/create","class":"UserRequest","comment":"ui",
+               "fields":{"org_id":3,"caller_id":15,"title":"Odd urgency","description":"<p>x</p>","urgency":"5"},
+               "output_fields":"id"}),
+        )
+        .await;
+    assert_eq!(r["code"], 0, "{r}");
+    let e: u64 = r["objects"].as_object().unwrap().values().next().unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    w.settle().await;
+    assert_eq!(w.int.calls("core/create"), creates + 1);
+    for _ in 0..3 {
+        w.reconcile_now().await;
+    }
+    assert_eq!(w.int.calls("core/create"), creates + 1);
+    let dead = w.dead_letters().await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(w.internal_of(e).is_none());
+    w.act(
+        &w.ext,
+        json!({"operation":"core/update","class":"UserRequest","key":e,"comment":"ui",
+            "fields":{"urgency":"2"},"output_fields":"id"}),
+    )
+    .await;
+    let i = w.internal_of(e).expect("mirrored once the ticket changed");
+    assert_eq!(field(&w.int, "UserRequest", i, "urgency"), "2");
+    assert_eq!(w.int.calls("core/create"), creates + 2);
+    assert_eq!(w.dead_letters().await.len(), 1);
+    w.stop().await;
+}
+
+/// An agent takes the new internal ticket while the bridge's first run is
+/// still copying its files: the state-change webhook finds the pair (the
+/// internal id is on the link from the create on) and the external ticket
+/// follows without a sweep.
+#[tokio::test]
+async fn an_internal_change_during_the_first_run_is_not_lost() {
+    use base64::Engine;
+    let w = world().await;
+    w.relay.dropping.store(true, Ordering::SeqCst);
+    let r = w
+        .ext
+        .perform_as(
+            "admin",
+            json!({"operation":"core/create","class":"UserRequest","comment":"ui",
+               "fields":{"org_id":3,"caller_id":15,"title":"Slow first run","description":"<p>x</p>"},
+               "output_fields":"id"}),
+        )
+        .await;
+    let e: u64 = r["objects"].as_object().unwrap().values().next().unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    for n in 0..3 {
+        let contents = json!({"data": base64::engine::general_purpose::STANDARD.encode(format!("file {n}")),
+            "filename": format!("f{n}.txt"), "mimetype": "text/plain"});
+        let r = w
+            .ext
+            .perform_as(
+                "admin",
+                json!({"operation":"core/create","class":"Attachment","comment":"ui",
+                "fields":{"item_class":"UserRequest","item_id":e,"item_org_id":3,"contents":contents},"output_fields":"id"}),
+            )
+            .await;
+        assert_eq!(r["code"], 0, "{r}");
+    }
+    w.relay.dropping.store(false, Ordering::SeqCst);
+    w.int.set_latency(Duration::from_millis(400));
+    w.post(
+        "/api/v1/update-ticket",
+        KEY,
+        json!({"class":"UserRequest","id":e.to_string()}),
+    )
+    .await;
+    let i = wait_for("internal ticket created", DEADLINE, || async {
+        w.internal_of(e)
+    })
+    .await
+    .unwrap();
+    assert!(
+        w.int.attachments("UserRequest", i).len() < 3,
+        "the first run was over before the agent acted"
+    );
+    let r = w
+        .int
+        .perform_as(
+            "admin",
+            stimulus(i, "ev_assign", json!({"team_id":37,"agent_id":13})),
+        )
+        .await;
+    assert_eq!(r["code"], 0, "{r}");
+    w.settle().await;
+    w.int.set_latency(Duration::ZERO);
+    let audit = w.app.store.audit_entries(500).await.unwrap();
+    assert!(
+        !audit.iter().any(|a| a.action == "not_synchronised"),
+        "{audit:?}"
+    );
+    assert_eq!(w.int.attachments("UserRequest", i).len(), 3);
+    assert_eq!(field(&w.ext, "UserRequest", e, "status"), "assigned");
+    assert!(w.dead_letters().await.is_empty());
+    w.stop().await;
+}
+
+/// A retried create looks for the ticket an earlier attempt made by the
+/// bridge's own marker paragraph only: not a ticket whose text quotes the
+/// marker, nor one already linked to another external ticket.
+#[tokio::test]
+async fn a_retried_create_adopts_only_the_bridges_own_ticket() {
+    let w = world().await;
+    let (e1, i1) = w.mirrored("First").await;
+    // The next external ticket's id and ref.
+    let e2 = e1 + 1;
+    let ref1 = field(&w.ext, "UserRequest", e1, "ref");
+    let n: u64 = ref1.trim_start_matches("R-").parse().unwrap();
+    let ref2 = format!("R-{:06}", n + 1);
+    let marker = format!("[ticketbridge:bridge:{e2}]");
+    // A provider ticket quoting the bare marker, and the first pair's
+    // internal ticket quoting the whole paragraph.
+    let r = w
+        .int
+        .perform_as(
+            "admin",
+            json!({"operation":"core/create","class":"UserRequest","comment":"ui",
+            "fields":{"org_id":3,"caller_id":15,"title":"Quote","description":format!("<p>The customer wrote {marker}</p>")},"output_fields":"id"}),
+        )
+        .await;
+    let q: u64 = r["objects"].as_object().unwrap().values().next().unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let quoted = format!(
+        "{}<p>{marker} {ref2}</p>",
+        field(&w.int, "UserRequest", i1, "description")
+    );
+    w.act(
+        &w.int,
+        json!({"operation":"core/update","class":"UserRequest","key":i1,"comment":"ui",
+            "fields":{"description":quoted},"output_fields":"id"}),
+    )
+    .await;
+    let before = w.int.ids("UserRequest").len();
+    // The first create of the next ticket fails (its retry looks for it).
+    w.int.fail_when(
+        |r| r["operation"] == "core/create" && r["class"] == "UserRequest",
+        Fault::HttpStatus(503),
+        1,
+    );
+    let e = w.human_creates_external_ticket("Second").await;
+    assert_eq!(e, e2);
+    assert_eq!(field(&w.ext, "UserRequest", e, "ref"), ref2);
+    assert!(!w.failed_jobs().await.is_empty(), "the fault was not hit");
+    let links = w
+        .app
+        .store
+        .links(&LinkFilter {
+            kind: Some("itop.ticket".into()),
+            ..LinkFilter::default()
+        })
+        .await
+        .unwrap();
+    let target = |e: u64| {
+        links
+            .iter()
+            .find(|l| l.source_id == e.to_string())
+            .and_then(|l| l.target_id.clone())
+    };
+    assert_eq!(target(e1), Some(i1.to_string()));
+    let i2: u64 = target(e2).expect("second pair linked").parse().unwrap();
+    assert!(i2 != i1 && i2 != q, "adopted {i2}");
+    assert!(
+        field(&w.int, "UserRequest", i2, "description")
+            .ends_with(&format!("<p>{marker} {ref2}</p>"))
+    );
+    assert_eq!(w.int.ids("UserRequest").len(), before + 1);
+    w.stop().await;
+}
+
+/// While the bridge reads the files of a run caused by the customer's
+/// `pending`, a provider agent puts the internal ticket on hold too: the
+/// bridge reads it again before driving it, finds nothing left to do, and
+/// neither dead-letters an invalid stimulus nor overwrites the agent's
+/// reason.
+#[tokio::test]
+async fn a_state_reached_meanwhile_on_the_driven_side_is_not_a_dead_letter() {
+    let w = world().await;
+    let (e, i) = w.mirrored("Both on hold").await;
+    w.act(
+        &w.ext,
+        stimulus(e, "ev_assign", json!({"team_id":37,"agent_id":7})),
+    )
+    .await;
+    w.upload(&w.ext, e, "a.txt", b"first").await;
+    w.upload(&w.ext, e, "b.txt", b"second").await;
+    assert_eq!(field(&w.int, "UserRequest", i, "status"), "assigned");
+    assert_eq!(w.int.attachments("UserRequest", i).len(), 2);
+    w.int.set_latency(Duration::from_millis(500));
+    let r = w
+        .ext
+        .perform_as(
+            "admin",
+            stimulus(e, "ev_pending", json!({"pending_reason":"customer away"})),
+        )
+        .await;
+    assert_eq!(r["code"], 0, "{r}");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let r = w
+        .int
+        .perform_as(
+            "admin",
+            stimulus(
+                i,
+                "ev_pending",
+                json!({"pending_reason":"agent's own reason"}),
+            ),
+        )
+        .await;
+    assert_eq!(r["code"], 0, "{r}");
+    w.settle().await;
+    w.int.set_latency(Duration::ZERO);
+    assert!(
+        w.dead_letters().await.is_empty(),
+        "{:?}",
+        w.dead_letters().await
+    );
+    assert_eq!(field(&w.int, "UserRequest", i, "status"), "pending");
+    assert_eq!(
+        field(&w.int, "UserRequest", i, "pending_reason"),
+        "agent's own reason"
+    );
+    assert_eq!(field(&w.ext, "UserRequest", e, "status"), "pending");
+    assert_eq!(
+        field(&w.ext, "UserRequest", e, "pending_reason"),
+        "customer away"
     );
     w.stop().await;
 }
