@@ -930,7 +930,26 @@ impl Messaging {
     ) -> Result<(Vec<Attachment>, Vec<String>), JobError> {
         let mut files = Vec::new();
         let mut notes = Vec::new();
+        // Bytes of the files kept so far: past `max_files_bytes` the rest
+        // become notes, so a burst never holds more than that (and one file).
+        let mut kept: u64 = 0;
+        let budget = channel.settings.max_files_bytes;
         for input in messages.iter().flat_map(|m| m.attachments.iter()) {
+            let name = if input.filename.is_empty() {
+                "a file"
+            } else {
+                input.filename.as_str()
+            };
+            let over_budget = || {
+                format!(
+                    "Attachment not included: {name}: the files sent together pass \
+                     {budget} bytes (max_files_bytes)"
+                )
+            };
+            if kept >= budget {
+                notes.push(over_budget());
+                continue;
+            }
             let private_allowed = channel.settings.allow_private_attachment_hosts;
             let http = if private_allowed {
                 &self.inner.http
@@ -945,7 +964,15 @@ impl Messaging {
             )
             .await
             {
-                Ok(file) => files.push(file),
+                Ok(file) => {
+                    let size = u64::try_from(file.bytes.len()).unwrap_or(u64::MAX);
+                    if kept.saturating_add(size) > budget {
+                        notes.push(over_budget());
+                    } else {
+                        kept += size;
+                        files.push(file);
+                    }
+                }
                 Err(e) if e.is_retryable() && job.attempts < ATTACHMENT_ATTEMPTS => {
                     return Err(JobError::transient(e.to_string()));
                 }

@@ -815,6 +815,43 @@ async fn attachments_by_url_and_inline_reach_the_ticket() {
     app.stop().await;
 }
 
+/// The files of one burst are kept up to `max_files_bytes` together; the
+/// ones past it are named in the ticket as not included, not held in memory.
+#[tokio::test]
+async fn files_past_the_bursts_budget_become_notes() {
+    let (sim, app, _dir) = start("max_files_bytes = 10").await;
+    let file = |name: &str| json!({"filename": name, "mime": "text/plain", "data": "aGVsbG8="});
+    send(
+        &app,
+        json!({"conversation_id": "conv-files", "message_id": "f1", "phone": "+5511987654321",
+            "text": "three notes", "attachments": [file("a.txt"), file("b.txt")]}),
+    )
+    .await;
+    send(
+        &app,
+        json!({"conversation_id": "conv-files", "message_id": "f2", "phone": "+5511987654321",
+            "text": "and one more", "attachments": [file("c.txt")]}),
+    )
+    .await;
+    tickets_count(&sim, 1).await;
+    settled(&app, "conv-files").await;
+    let ticket = sim.tickets()[0].clone();
+    let names: Vec<String> = sim
+        .documents()
+        .iter()
+        .filter(|d| d.linked_to.contains(&("Ticket".to_owned(), ticket.id)))
+        .filter_map(|d| d.filename.clone())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(!names.iter().any(|n| n == "c.txt"), "{names:?}");
+    assert!(
+        ticket.content.contains("Attachment not included: c.txt"),
+        "{}",
+        ticket.content
+    );
+    app.stop().await;
+}
+
 /// An inline file up to `max_attachment_bytes` fits in a message although
 /// its base64 is larger than `server.body_limit` (1 MiB by default): the
 /// source's own limit has room for it. Past that limit the 413 names the

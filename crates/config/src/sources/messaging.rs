@@ -71,6 +71,11 @@ pub struct MessagingSource {
     /// Largest attachment accepted (bytes, after base64 decoding).
     #[serde(default = "default_max_attachment_bytes")]
     pub max_attachment_bytes: u64,
+    /// Most bytes of files one ticket or followup takes from a burst (the
+    /// files past it become notes): a burst of many messages with files would
+    /// otherwise hold them all in memory at once.
+    #[serde(default = "default_max_files_bytes")]
+    pub max_files_bytes: u64,
     /// Largest message body, in bytes; see [`MessagingSource::body_limit`]
     /// for the default.
     #[serde(default)]
@@ -111,6 +116,9 @@ fn default_max_wait() -> Duration {
 }
 fn default_max_attachment_bytes() -> u64 {
     10 * 1024 * 1024
+}
+fn default_max_files_bytes() -> u64 {
+    64 * 1024 * 1024
 }
 fn default_handoff_wait() -> Duration {
     Duration::from_secs(3)
@@ -222,6 +230,9 @@ impl MessagingSource {
         if self.body_limit == Some(0) {
             bad("body_limit", "must be greater than 0 (bytes)");
         }
+        if self.max_files_bytes == 0 {
+            bad("max_files_bytes", "must be greater than 0 (bytes)");
+        }
     }
 
     /// The largest message body this source takes: `body_limit` when set,
@@ -239,7 +250,7 @@ impl MessagingSource {
             "api_keys={} open_on={} merge_window={}ms max_wait={}ms followups={} \
              default_country={} entity={} tax_id={} entity_from_requester={} \
              create_requesters={} callback_url={} callback_secret={} max_attachment_bytes={} \
-             body_limit={}",
+             max_files_bytes={} body_limit={}",
             self.api_keys.len(),
             self.open_on.as_str(),
             self.merge_window.as_millis(),
@@ -259,6 +270,7 @@ impl MessagingSource {
                 "unset"
             },
             self.max_attachment_bytes,
+            self.max_files_bytes,
             self.body_limit
                 .map_or_else(|| "default".to_owned(), |n| n.to_string()),
         )
