@@ -8,11 +8,17 @@ use config::Config;
 use store::{JobFilter, JobStatus, LinkFilter, Store};
 
 use crate::cli::{
-    BenchCommand, Cli, Command, ConfigCommand, DEFAULT_CONFIG, JobsCommand, LinksCommand,
+    BenchCommand, CONFIG_ENV, Cli, Command, ConfigCommand, ConfigFile, JobsCommand, LinksCommand,
 };
 use ticketbridge::{say, say_part};
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // Chosen only by the commands that read it: `version`, `demo`, `sim` and
+    // `bench` run whatever TICKETBRIDGE_CONFIG holds.
+    let config_file = || {
+        ConfigFile::choose(cli.config.clone(), std::env::var_os(CONFIG_ENV))
+            .map_err(anyhow::Error::msg)
+    };
     match cli.command {
         Command::Demo => {
             crate::demo::run().await?;
@@ -39,20 +45,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             say!("ticketbridge {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Config(ConfigCommand::Check) => Ok(config_check(&cli.config)),
-        Command::Check => Ok(crate::check::run(&load(&cli.config)?).await),
+        Command::Config(ConfigCommand::Check) => Ok(config_check(&config_file()?)),
+        Command::Check => Ok(crate::check::run(&load(&config_file()?)?).await),
         Command::Serve => {
-            let config = load(&cli.config)?;
-            crate::serve::serve(config, &cli.config).await?;
+            let file = config_file()?;
+            let config = load(&file)?;
+            crate::serve::serve(config, &file.path).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Jobs(command) => {
-            let store = open_existing_store(&load(&cli.config)?).await?;
+            let store = open_existing_store(&load(&config_file()?)?).await?;
             jobs(&store, command).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Links(LinksCommand::List { limit }) => {
-            let store = open_existing_store(&load(&cli.config)?).await?;
+            let store = open_existing_store(&load(&config_file()?)?).await?;
             let links = store
                 .links(&LinkFilter {
                     limit: Some(limit),
@@ -89,22 +96,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Loads the configuration; a missing file is fine only at the default path.
-pub fn load(path: &Path) -> anyhow::Result<Config> {
-    let required = path != Path::new(DEFAULT_CONFIG);
-    config::load(path, required, std::env::vars()).map_err(|errors| {
+/// Loads the configuration; a missing file is fine only when none was named
+/// (`--config` or `TICKETBRIDGE_CONFIG`).
+pub fn load(file: &ConfigFile) -> anyhow::Result<Config> {
+    config::load(&file.path, file.explicit, std::env::vars()).map_err(|errors| {
         anyhow::anyhow!(
-            "invalid configuration: {} (run `ticketbridge config check` to list every problem)",
-            errors.lines().replace('\n', "; ")
+            "invalid configuration: {} (run `{}` to list every problem)",
+            errors.lines().replace('\n', "; "),
+            file.check_command()
         )
     })
 }
 
-fn config_check(path: &Path) -> ExitCode {
-    let required = path != Path::new(DEFAULT_CONFIG);
-    match config::load(path, required, std::env::vars()) {
+fn config_check(file: &ConfigFile) -> ExitCode {
+    match config::load(&file.path, file.explicit, std::env::vars()) {
         Ok(config) => {
             say!("config ok");
+            if !file.explicit && !file.path.exists() {
+                say!("no {}: built-in defaults", file.path.display());
+            }
             say_part!("{}", config.summary());
             ExitCode::SUCCESS
         }

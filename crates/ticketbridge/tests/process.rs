@@ -496,3 +496,117 @@ fn serve_stops_on_sigterm_after_its_log_reader_went_away() {
     let status = service.terminate();
     assert!(status.success(), "{status:?}");
 }
+
+/// `ticketbridge` in `dir` with `args`, no TICKETBRIDGE_CONFIG unless given:
+/// (exit code, stdout, stderr).
+fn run_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let mut command = Command::new(BIN);
+    command
+        .args(args)
+        .current_dir(dir)
+        .env_remove("TICKETBRIDGE_CONFIG");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let output = command.output().unwrap();
+    (
+        output.status.code(),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+/// The hint of an invalid configuration checks the same file: following it
+/// lists the problem instead of checking the default file and saying "ok".
+#[test]
+fn the_hint_of_an_invalid_configuration_names_the_file_given() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("t1.toml"),
+        r#"
+[targets.glpi]
+kind = "glpi"
+url = "http://127.0.0.1:9/apirest.php"
+login = "glpi"
+password = "${TB_TEST_UNSET_PW}"
+"#,
+    )
+    .unwrap();
+    let (code, _, stderr) = run_in(dir.path(), &["-c", "t1.toml", "serve"], &[]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("targets.glpi.password: environment variable TB_TEST_UNSET_PW is not set"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("(run `ticketbridge --config t1.toml config check` to list every problem)"),
+        "{stderr}"
+    );
+    // The hint, followed, reports the problem.
+    let (code, stdout, _) = run_in(dir.path(), &["--config", "t1.toml", "config", "check"], &[]);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.contains("TB_TEST_UNSET_PW"), "{stdout}");
+    // Named by TICKETBRIDGE_CONFIG: the hint names it too.
+    let (code, _, stderr) = run_in(
+        dir.path(),
+        &["jobs", "list"],
+        &[("TICKETBRIDGE_CONFIG", "t1.toml")],
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("`ticketbridge --config t1.toml config check`"),
+        "{stderr}"
+    );
+}
+
+/// A file named by --config or TICKETBRIDGE_CONFIG must exist, even when its
+/// name is the default's; without either, `config check` says it used the
+/// built-in defaults; an empty TICKETBRIDGE_CONFIG is named as the problem.
+#[test]
+fn a_config_file_named_explicitly_must_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stdout, stderr) = run_in(
+        dir.path(),
+        &["--config", "./ticketbridge.toml", "config", "check"],
+        &[],
+    );
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(
+        stdout.starts_with("cannot read config file ./ticketbridge.toml"),
+        "{stdout}"
+    );
+    let (code, stdout, _) = run_in(
+        dir.path(),
+        &["config", "check"],
+        &[("TICKETBRIDGE_CONFIG", "./ticketbridge.toml")],
+    );
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.starts_with("cannot read config file ./ticketbridge.toml"),
+        "{stdout}"
+    );
+    let (code, stdout, _) = run_in(dir.path(), &["config", "check"], &[]);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(
+        stdout.starts_with("config ok\nno ./ticketbridge.toml: built-in defaults\n"),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = run_in(
+        dir.path(),
+        &["config", "check"],
+        &[("TICKETBRIDGE_CONFIG", "")],
+    );
+    assert_eq!(code, Some(1), "{stdout}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("error: TICKETBRIDGE_CONFIG is set but empty"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("--config"), "{stderr}");
+    // With the file there, nothing is said about defaults.
+    std::fs::write(dir.path().join("ticketbridge.toml"), "").unwrap();
+    let (code, stdout, _) = run_in(dir.path(), &["config", "check"], &[]);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(!stdout.contains("built-in defaults"), "{stdout}");
+}
