@@ -27,7 +27,9 @@ mod model;
 pub mod sources;
 mod validate;
 
-pub use load::{ConfigErrors, ENV_PREFIX, Problem, load, load_str};
+pub use load::{
+    ConfigErrors, ENV_PREFIX, Handlers, Problem, load, load_str, load_str_with, load_with,
+};
 pub use model::{
     Config, EngineSettings, EventsSource, GlpiTarget, ItopTarget, LogFormat, ServerConfig,
     SourceConfig, StoreConfig, TargetConfig, redact_url, redacted,

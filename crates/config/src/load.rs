@@ -63,6 +63,14 @@ impl ConfigErrors {
     }
 }
 
+/// What the running binary can do, for the checks that depend on it (the
+/// configuration crate knows no handler). Empty lists check nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Handlers<'a> {
+    /// Job kinds an `events` source may enqueue (`job_kind`).
+    pub event_job_kinds: &'a [&'a str],
+}
+
 /// Loads the configuration from `path` (a missing file means built-in
 /// defaults unless `required`) and the given environment (pass
 /// `std::env::vars()` in the binary).
@@ -70,6 +78,17 @@ pub fn load(
     path: &Path,
     required: bool,
     env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigErrors> {
+    load_with(path, required, env, Handlers::default())
+}
+
+/// [`load`], also refusing settings the binary has no handler for (an
+/// `events` source's `job_kind` outside `handlers.event_job_kinds`).
+pub fn load_with(
+    path: &Path,
+    required: bool,
+    env: impl IntoIterator<Item = (String, String)>,
+    handlers: Handlers<'_>,
 ) -> Result<Config, ConfigErrors> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
@@ -81,7 +100,7 @@ pub fn load(
             }]));
         }
     };
-    load_named(&path.display().to_string(), &text, env)
+    load_named(&path.display().to_string(), &text, env, handlers)
 }
 
 /// Loads the configuration from TOML text and the given environment.
@@ -89,13 +108,23 @@ pub fn load_str(
     toml_text: &str,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Config, ConfigErrors> {
-    load_named("<config>", toml_text, env)
+    load_named("<config>", toml_text, env, Handlers::default())
+}
+
+/// [`load_str`] with the checks of [`load_with`].
+pub fn load_str_with(
+    toml_text: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+    handlers: Handlers<'_>,
+) -> Result<Config, ConfigErrors> {
+    load_named("<config>", toml_text, env, handlers)
 }
 
 fn load_named(
     name: &str,
     toml_text: &str,
     env: impl IntoIterator<Item = (String, String)>,
+    handlers: Handlers<'_>,
 ) -> Result<Config, ConfigErrors> {
     let env: BTreeMap<String, String> = env.into_iter().collect();
     let mut root: Dict = toml::from_str(toml_text).map_err(|e| {
@@ -123,7 +152,7 @@ fn load_named(
     // reported again by the checks that ran on its stand-in or default.
     let reported: Vec<String> = problems.iter().map(|p| p.path.clone()).collect();
     problems.extend(
-        validate::validate(&config, &unreadable_targets)
+        validate::validate(&config, &unreadable_targets, handlers)
             .into_iter()
             .filter(|problem| !reported.iter().any(|path| within(&problem.path, path))),
     );

@@ -5,10 +5,14 @@ use std::time::Duration;
 use secrecy::ExposeSecret;
 use url::Url;
 
-use crate::load::Problem;
+use crate::load::{Handlers, Problem};
 use crate::model::{Config, SourceConfig, TargetConfig};
 
-pub(crate) fn validate(config: &Config, unreadable_targets: &[String]) -> Vec<Problem> {
+pub(crate) fn validate(
+    config: &Config,
+    unreadable_targets: &[String],
+    handlers: Handlers<'_>,
+) -> Vec<Problem> {
     let mut problems = Vec::new();
     let mut problem = |path: String, message: String| problems.push(Problem { path, message });
 
@@ -183,8 +187,19 @@ pub(crate) fn validate(config: &Config, unreadable_targets: &[String]) -> Vec<Pr
                         );
                     }
                 }
+                let known = handlers.event_job_kinds;
                 if s.job_kind.trim().is_empty() {
                     problem(format!("{prefix}.job_kind"), "must not be empty".into());
+                } else if !known.is_empty() && !known.contains(&s.job_kind.as_str()) {
+                    // Every event would become a dead letter ("no handler").
+                    problem(
+                        format!("{prefix}.job_kind"),
+                        format!(
+                            "no handler for job kind \"{}\": expected one of {} (or leave job_kind out)",
+                            s.job_kind,
+                            known.join(", ")
+                        ),
+                    );
                 }
                 if let Some(pointer) = &s.ordering_key
                     && !pointer.starts_with('/')

@@ -578,3 +578,22 @@ api_keys = ["k2"]
         "{err}"
     );
 }
+
+#[test]
+fn an_event_job_kind_without_a_handler_is_refused_when_handlers_are_given() {
+    let text = GOOD.replace(
+        "ordering_key = \"/ticket/id\"",
+        "ordering_key = \"/ticket/id\"\njob_kind = \"event.recrod\"",
+    );
+    let handlers = config::Handlers {
+        event_job_kinds: &["event.record"],
+    };
+    let err = config::load_str_with(&text, good_env(), handlers).unwrap_err();
+    assert_eq!(
+        err.lines(),
+        "sources.web.job_kind: no handler for job kind \"event.recrod\": expected one of event.record (or leave job_kind out)"
+    );
+    assert!(config::load_str_with(GOOD, good_env(), handlers).is_ok());
+    // Without handlers (a library user registering its own), any kind goes.
+    assert!(load_str(&text, good_env()).is_ok());
+}

@@ -99,7 +99,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// Loads the configuration; a missing file is fine only when none was named
 /// (`--config` or `TICKETBRIDGE_CONFIG`).
 pub fn load(file: &ConfigFile) -> anyhow::Result<Config> {
-    config::load(&file.path, file.explicit, std::env::vars()).map_err(|errors| {
+    load_file(file).map_err(|errors| {
         anyhow::anyhow!(
             "invalid configuration: {} (run `{}` to list every problem)",
             errors.lines().replace('\n', "; "),
@@ -108,8 +108,16 @@ pub fn load(file: &ConfigFile) -> anyhow::Result<Config> {
     })
 }
 
+/// The configuration, checked against what this binary handles.
+fn load_file(file: &ConfigFile) -> Result<Config, config::ConfigErrors> {
+    let handlers = config::Handlers {
+        event_job_kinds: crate::serve::EVENT_JOB_KINDS,
+    };
+    config::load_with(&file.path, file.explicit, std::env::vars(), handlers)
+}
+
 fn config_check(file: &ConfigFile) -> ExitCode {
-    match config::load(&file.path, file.explicit, std::env::vars()) {
+    match load_file(file) {
         Ok(config) => {
             say!("config ok");
             if !file.explicit && !file.path.exists() {

@@ -31,6 +31,11 @@ pub fn engine_config(config: &Config) -> EngineConfig {
     }
 }
 
+/// The job kinds an `events` source may name in `job_kind`: those
+/// [`build_engine`] registers for events (checked by `config check` and at
+/// start, so a typo is not a dead letter per event).
+pub const EVENT_JOB_KINDS: &[&str] = &[event_record::KIND];
+
 /// The engine with every handler the binary knows.
 pub fn build_engine(config: &Config, store: &store::Store) -> Engine {
     let mut engine = Engine::new(store.clone(), engine_config(config));

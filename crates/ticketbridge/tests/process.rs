@@ -610,3 +610,31 @@ fn a_config_file_named_explicitly_must_exist() {
     assert_eq!(code, Some(0), "{stdout}");
     assert!(!stdout.contains("built-in defaults"), "{stdout}");
 }
+
+/// An events source's job kind this binary has no handler for is refused by
+/// `config check` (and so at start), naming the kinds it handles: otherwise
+/// every event became a dead letter.
+#[test]
+fn an_unknown_event_job_kind_is_a_configuration_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), "sqlite::memory:");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace(
+            "ordering_key = \"/customer\"",
+            "ordering_key = \"/customer\"\njob_kind = \"event.recrod\"",
+        ),
+    )
+    .unwrap();
+    let (code, stdout, _) = run_in(
+        dir.path(),
+        &["--config", path.to_str().unwrap(), "config", "check"],
+        &[("WEB_KEY", KEY)],
+    );
+    assert_eq!(code, Some(1), "{stdout}");
+    assert_eq!(
+        stdout,
+        "sources.web.job_kind: no handler for job kind \"event.recrod\": expected one of event.record (or leave job_kind out)\n"
+    );
+}
