@@ -597,3 +597,69 @@ fn an_event_job_kind_without_a_handler_is_refused_when_handlers_are_given() {
     // Without handlers (a library user registering its own), any kind goes.
     assert!(load_str(&text, good_env()).is_ok());
 }
+
+#[test]
+fn a_misspelt_override_is_reported_with_its_spelling() {
+    let mut e = good_env();
+    e.extend(env(&[
+        ("TICKETBRIDGE_SERVER_LISTEN", "0.0.0.0:9000"),
+        ("TICKETBRIDGE_TARGET__MAIN__URL", "http://other.test/"),
+        ("TICKETBRIDGE_LISTEN", "0.0.0.0:9000"),
+        // Not settings: never reported.
+        ("TICKETBRIDGE_CONFIG", "x.toml"),
+        ("TICKETBRIDGE_TEST_ANYTHING", "1"),
+    ]));
+    let err = load_str(GOOD, e).unwrap_err();
+    let rule = "overrides are spelt TICKETBRIDGE_<SECTION>__<KEY> with two underscores between parts, sections server, store, engine, targets, sources; TICKETBRIDGE_CONFIG names the file";
+    assert_eq!(
+        err.0.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        [
+            format!("TICKETBRIDGE_LISTEN: sets nothing ({rule})"),
+            format!(
+                "TICKETBRIDGE_SERVER_LISTEN: sets nothing: did you mean TICKETBRIDGE_SERVER__LISTEN? ({rule})"
+            ),
+            format!(
+                "TICKETBRIDGE_TARGET__MAIN__URL: sets nothing: did you mean TICKETBRIDGE_TARGETS__MAIN__URL? ({rule})"
+            ),
+        ]
+    );
+}
+
+#[test]
+fn a_problem_with_an_overridden_value_names_its_variable() {
+    let mut e = good_env();
+    e.extend(env(&[
+        ("TICKETBRIDGE_SERVER__BOGUS", "1"),
+        ("TICKETBRIDGE_ENGINE__CONCURRENCY", "many"),
+    ]));
+    let err = load_str(GOOD, e).unwrap_err();
+    let lines: Vec<String> = err.0.iter().map(ToString::to_string).collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines[0].starts_with("server.bogus: unknown field, expected one of ")
+            && lines[0].ends_with(" (from TICKETBRIDGE_SERVER__BOGUS)"),
+        "{lines:?}"
+    );
+    assert_eq!(
+        lines[1],
+        "engine.concurrency: expected a whole number (0 or more), found \"many\" (from TICKETBRIDGE_ENGINE__CONCURRENCY)"
+    );
+}
+
+#[test]
+fn a_string_field_takes_a_numeric_override_as_text() {
+    let text = GOOD.replace("user_token = \"${GLPI_USER}\"\n", "");
+    let mut e = good_env();
+    e.extend(env(&[
+        ("TICKETBRIDGE_TARGETS__MAIN__LOGIN", "20231"),
+        ("TICKETBRIDGE_TARGETS__MAIN__PASSWORD", "123456"),
+        ("TICKETBRIDGE_ENGINE__CONCURRENCY", "3"),
+    ]));
+    let config = load_str(&text, e).unwrap();
+    let TargetConfig::Glpi(glpi) = &config.targets["main"] else {
+        panic!("glpi expected")
+    };
+    assert_eq!(glpi.login.as_deref(), Some("20231"));
+    assert_eq!(glpi.password.as_ref().unwrap().expose_secret(), "123456");
+    assert_eq!(config.engine.concurrency, 3, "numbers stay numbers");
+}

@@ -638,3 +638,33 @@ fn an_unknown_event_job_kind_is_a_configuration_problem() {
         "sources.web.job_kind: no handler for job kind \"event.recrod\": expected one of event.record (or leave job_kind out)\n"
     );
 }
+
+/// A misspelt override is not ignored: `config check` names it and its
+/// spelling, and a problem in an overridden value names its variable.
+#[test]
+fn config_check_reports_misspelt_and_faulty_overrides() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stdout, _) = run_in(
+        dir.path(),
+        &["config", "check"],
+        &[("TICKETBRIDGE_SERVER_LISTEN", "0.0.0.0:9000")],
+    );
+    assert_eq!(code, Some(1), "{stdout}");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(
+        stdout.starts_with(
+            "TICKETBRIDGE_SERVER_LISTEN: sets nothing: did you mean TICKETBRIDGE_SERVER__LISTEN? "
+        ),
+        "{stdout}"
+    );
+    let (code, stdout, _) = run_in(
+        dir.path(),
+        &["config", "check"],
+        &[("TICKETBRIDGE_SERVER__LISTEN", "nowhere")],
+    );
+    assert_eq!(code, Some(1), "{stdout}");
+    assert_eq!(
+        stdout,
+        "server.listen: expected an address and port such as \"127.0.0.1:8080\" (from TICKETBRIDGE_SERVER__LISTEN)\n"
+    );
+}
