@@ -153,7 +153,7 @@ fn load_named(
     // reported again by the checks that ran on its stand-in or default.
     let reported: Vec<String> = problems.iter().map(|p| p.path.clone()).collect();
     problems.extend(
-        validate::validate(&config, &unreadable_targets, handlers)
+        validate::validate(&config, &unreadable_targets, handlers, &reported)
             .into_iter()
             .filter(|problem| !reported.iter().any(|path| within(&problem.path, path))),
     );
@@ -795,7 +795,7 @@ fn next_stand_in(
 }
 
 /// Whether `path` is `parent` or a field or item below it.
-fn within(path: &str, parent: &str) -> bool {
+pub(crate) fn within(path: &str, parent: &str) -> bool {
     path.strip_prefix(parent)
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('.') || rest.starts_with('['))
 }

@@ -5,14 +5,24 @@ use std::time::Duration;
 use secrecy::ExposeSecret;
 use url::Url;
 
-use crate::load::{Handlers, Problem};
+use crate::load::{Handlers, Problem, within};
 use crate::model::{Config, SourceConfig, TargetConfig};
 
 pub(crate) fn validate(
     config: &Config,
     unreadable_targets: &[String],
     handlers: Handlers<'_>,
+    reported: &[String],
 ) -> Vec<Problem> {
+    // Whether a field of `prefix` named in `fields` was already reported (a
+    // wrong type, say): the checks of the whole entry that ran without it
+    // would only add misleading problems.
+    let already_reported = |prefix: &str, fields: &[&str]| {
+        fields.iter().any(|field| {
+            let path = format!("{prefix}.{field}");
+            reported.iter().any(|done| within(done, &path))
+        })
+    };
     let mut problems = Vec::new();
     let mut problem = |path: String, message: String| problems.push(Problem { path, message });
 
@@ -101,13 +111,18 @@ pub(crate) fn validate(
         match target {
             TargetConfig::Glpi(t) => {
                 let login = t.login.is_some() && t.password.is_some();
-                if t.user_token.is_none() && !login {
+                if t.user_token.is_none()
+                    && !login
+                    && !already_reported(&prefix, &["user_token", "login", "password"])
+                {
                     problem(
                         prefix.clone(),
                         "needs user_token, or login and password".into(),
                     );
                 }
-                if t.login.is_some() != t.password.is_some() {
+                if t.login.is_some() != t.password.is_some()
+                    && !already_reported(&prefix, &["login", "password"])
+                {
                     problem(prefix.clone(), "login and password go together".into());
                 }
                 if t.timeout == Duration::ZERO {
@@ -121,7 +136,10 @@ pub(crate) fn validate(
                 }
             }
             TargetConfig::Itop(t) => {
-                if t.token.is_none() && !(t.user.is_some() && t.password.is_some()) {
+                if t.token.is_none()
+                    && !(t.user.is_some() && t.password.is_some())
+                    && !already_reported(&prefix, &["token", "user", "password"])
+                {
                     problem(prefix.clone(), "needs token, or user and password".into());
                 }
                 if t.impact.is_some_and(|i| !(1..=3).contains(&i)) {

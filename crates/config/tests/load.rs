@@ -663,3 +663,38 @@ fn a_string_field_takes_a_numeric_override_as_text() {
     assert_eq!(glpi.password.as_ref().unwrap().expose_secret(), "123456");
     assert_eq!(config.engine.concurrency, 3, "numbers stay numbers");
 }
+
+#[test]
+fn a_credential_of_the_wrong_type_is_reported_once() {
+    let text = r#"
+[targets.glpi]
+kind = "glpi"
+url = "https://glpi.example.test/apirest.php"
+login = 20231
+password = "pw"
+
+[targets.itop]
+kind = "itop"
+url = "https://itop.example.test/"
+user = 7
+password = "pw"
+"#;
+    let err = load_str(text, env(&[])).unwrap_err();
+    assert_eq!(
+        err.lines(),
+        "targets.glpi.login: expected a string, found 20231 (quote it to make it a string)\n\
+         targets.itop.user: expected a string, found 7 (quote it to make it a string)"
+    );
+    // Credentials that are really missing are still reported.
+    let text =
+        "[targets.glpi]\nkind = \"glpi\"\nurl = \"https://g.test/\"\nlogin = \"me\"\ntimeout = 5\n";
+    let lines = load_str(text, env(&[])).unwrap_err().lines();
+    assert!(
+        lines.contains("targets.glpi: needs user_token, or login and password"),
+        "{lines}"
+    );
+    assert!(
+        lines.contains("targets.glpi: login and password go together"),
+        "{lines}"
+    );
+}
