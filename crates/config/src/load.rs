@@ -685,6 +685,14 @@ fn in_plain_words(kind: &Kind, show_value: bool) -> String {
             )
         }
         Kind::InvalidLength(_, expected) => format!("invalid length, expected {expected}"),
+        Kind::UnknownVariant(found, expected) => {
+            let found = if show_value {
+                format!(", found {found:?}")
+            } else {
+                String::new()
+            };
+            format!("expected one of: {}{found}", expected.join(", "))
+        }
         Kind::Message(message) if url_problem(message).is_some() => {
             // The url crate's message quotes the text, which may carry a
             // password: only the reason is kept.

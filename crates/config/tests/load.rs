@@ -698,3 +698,40 @@ password = "pw"
         "{lines}"
     );
 }
+
+#[test]
+fn values_of_the_wrong_shape_are_described_in_plain_words() {
+    let text = r#"
+[server]
+log_format = "text"
+
+[targets.glpi]
+kind = "glpi"
+url = "http://127.0.0.1:9/apirest.php"
+user_token = "t"
+
+[sources.wa]
+kind = "messaging"
+target = "glpi"
+api_keys = ["k"]
+merge_window = true
+
+[sources.cw]
+kind = "chatwoot"
+target = "glpi"
+category = true
+"#;
+    let err = load_str(text, env(&[])).unwrap_err();
+    let lines: Vec<String> = err.0.iter().map(ToString::to_string).collect();
+    for expected in [
+        "server.log_format: expected one of: json, pretty, found \"text\"",
+        "sources.wa.merge_window: expected a number of milliseconds or a duration such as \"15s\", found true",
+        "sources.cw.category: expected a category id or name, found true",
+    ] {
+        assert!(
+            lines.iter().any(|l| l == expected),
+            "{expected}\n{lines:#?}"
+        );
+    }
+    assert!(!lines.iter().any(|l| l.contains("variant")), "{lines:#?}");
+}

@@ -99,11 +99,36 @@ pub struct ChatwootSource {
 }
 
 /// A category given by id or by name.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CategorySetting {
     Id(i64),
     Name(String),
+}
+
+/// An id (a number) or a name (a string); anything else is "expected a
+/// category id or name", not serde's words for an untagged enum.
+impl<'de> Deserialize<'de> for CategorySetting {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct IdOrName;
+        impl serde::de::Visitor<'_> for IdOrName {
+            type Value = CategorySetting;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a category id or name")
+            }
+            fn visit_i64<E: serde::de::Error>(self, id: i64) -> Result<CategorySetting, E> {
+                Ok(CategorySetting::Id(id))
+            }
+            fn visit_u64<E: serde::de::Error>(self, id: u64) -> Result<CategorySetting, E> {
+                i64::try_from(id)
+                    .map(CategorySetting::Id)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(id), &self))
+            }
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<CategorySetting, E> {
+                Ok(CategorySetting::Name(name.to_owned()))
+            }
+        }
+        deserializer.deserialize_any(IdOrName)
+    }
 }
 
 /// What a customer message on a conversation whose ticket is closed does.
