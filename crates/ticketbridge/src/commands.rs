@@ -30,15 +30,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 sim::glpi::GlpiVersion::V10
             };
-            sim::glpi::run_standalone(port, mode).await?;
+            sim::glpi::run_standalone(port, mode)
+                .await
+                .map_err(|error| match error {
+                    sim::glpi::SimError::Bind { source, .. } => port_taken(port, &source),
+                    other => anyhow::anyhow!("{other}"),
+                })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Sim(crate::cli::SimCommand::Itop { port }) => {
-            sim::itop::run_standalone(port).await?;
+            sim::itop::run_standalone(port).await.map_err(|error| {
+                use std::io::ErrorKind::{AddrInUse, AddrNotAvailable, PermissionDenied};
+                match error.kind() {
+                    AddrInUse | AddrNotAvailable | PermissionDenied => port_taken(port, &error),
+                    _ => anyhow::anyhow!("iTop simulator: {error}"),
+                }
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Sim(crate::cli::SimCommand::Chatwoot { port }) => {
-            sim::chatwoot::run_standalone(port).await?;
+            sim::chatwoot::run_standalone(port)
+                .await
+                .map_err(|error| match error {
+                    sim::chatwoot::SimError::Bind(source) => port_taken(port, &source),
+                    other => anyhow::anyhow!("{other}"),
+                })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Version => {
@@ -94,6 +110,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// A simulator that cannot listen: the address, the reason once, the fix.
+fn port_taken(port: u16, error: &std::io::Error) -> anyhow::Error {
+    anyhow::anyhow!(
+        "cannot listen on 127.0.0.1:{port}: {error} (is another process using it? choose another --port, or 0 for a free one)"
+    )
 }
 
 /// Loads the configuration; a missing file is fine only when none was named

@@ -69,15 +69,15 @@ pub async fn serve(config: Config, config_path: &std::path::Path) -> anyhow::Res
         version = env!("CARGO_PKG_VERSION"),
         "starting"
     );
+    // Bound first: a port in use stops here, before the store is created.
+    let listener = Application::bind(&config).await?;
     let store = crate::commands::store_for(&config).await?;
     let mut engine = build_engine(&config, &store);
     let waker = engine.waker();
     let deps = Dependencies::new(store.clone(), Wake::new(move || waker.wake()));
     let wired = ticketbridge::wiring::install(&config, &store, &mut engine, deps)?;
     let targets = wired.targets;
-    let app = Application::build(config, wired.deps)
-        .await
-        .context("cannot start the HTTP server")?;
+    let app = Application::build_on(listener, config, wired.deps)?;
 
     let shutdown = CancellationToken::new();
     // Installed before the server says it listens: a SIGTERM sent as soon as

@@ -668,3 +668,56 @@ fn config_check_reports_misspelt_and_faulty_overrides() {
         "server.listen: expected an address and port such as \"127.0.0.1:8080\" (from TICKETBRIDGE_SERVER__LISTEN)\n"
     );
 }
+
+/// A port in use: one line naming the address, the reason once and the fix,
+/// for `serve` (before any store is created) and the simulators.
+#[test]
+fn a_port_in_use_is_one_line_naming_the_address() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("t.toml"),
+        format!("[server]\nlisten = \"127.0.0.1:{port}\"\n[store]\nurl = \"sqlite://./tb.db\"\n"),
+    )
+    .unwrap();
+    let port_text = port.to_string();
+    let runs: [(&str, Vec<&str>, &str); 4] = [
+        (
+            "serve",
+            vec!["-c", "t.toml", "serve"],
+            "change server.listen",
+        ),
+        (
+            "sim glpi",
+            vec!["sim", "glpi", "--port", &port_text],
+            "choose another --port",
+        ),
+        (
+            "sim itop",
+            vec!["sim", "itop", "--port", &port_text],
+            "choose another --port",
+        ),
+        (
+            "sim chatwoot",
+            vec!["sim", "chatwoot", "--port", &port_text],
+            "choose another --port",
+        ),
+    ];
+    for (what, args, fix) in runs {
+        let (code, _, stderr) = run_in(dir.path(), &args, &[("RUST_LOG", "off")]);
+        assert_eq!(code, Some(1), "{what}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{what}: {stderr}");
+        assert!(
+            stderr.starts_with(&format!("error: cannot listen on 127.0.0.1:{port}: ")),
+            "{what}: {stderr}"
+        );
+        assert_eq!(stderr.matches("(os error").count(), 1, "{what}: {stderr}");
+        assert!(stderr.contains(fix), "{what}: {stderr}");
+    }
+    assert!(
+        !dir.path().join("tb.db").exists(),
+        "serve created its store before finding the port taken"
+    );
+    drop(taken);
+}
