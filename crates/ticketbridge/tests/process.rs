@@ -721,3 +721,34 @@ fn a_port_in_use_is_one_line_naming_the_address() {
     );
     drop(taken);
 }
+
+/// Standard output already closed by its reader (`… | true`): the command
+/// still exits with its own status, so a failed check is not a success.
+#[test]
+fn a_closed_standard_output_keeps_the_exit_status() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "[server]\nlisten = \"nowhere\"\n",
+    )
+    .unwrap();
+    let status_with_closed_stdout = |args: &[&str]| {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        Command::new(BIN)
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("TICKETBRIDGE_CONFIG")
+            .stdout(writer)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .code()
+    };
+    assert_eq!(
+        status_with_closed_stdout(&["-c", "bad.toml", "config", "check"]),
+        Some(1)
+    );
+    assert_eq!(status_with_closed_stdout(&["config", "check"]), Some(0));
+    assert_eq!(status_with_closed_stdout(&["version"]), Some(0));
+}
