@@ -11,7 +11,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::event_record::{self, EventRecord};
 
-/// Test knob: artificial work time of `event.record` jobs, in milliseconds.
+/// Test knob: artificial work time of `event.record` jobs, in milliseconds
+/// (documented in docs/configuration.md; the process tests need jobs that
+/// are still running when they kill or stop the service).
 pub const RECORD_DELAY_ENV: &str = "TICKETBRIDGE_TEST_RECORD_DELAY_MS";
 
 pub fn engine_config(config: &Config) -> EngineConfig {
