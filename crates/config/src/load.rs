@@ -2,7 +2,7 @@
 //! then typed extraction that collects every problem instead of stopping at
 //! the first one.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::Path;
 
@@ -138,8 +138,19 @@ fn load_named(
         }])
     })?;
     let mut problems = Vec::new();
-    let overrides = env_overrides(&env, &mut problems);
+    let overrides = env_overrides(&env);
     merge(&mut root, overrides.values.clone());
+    // A variable named in a `${...}` reference is a value, not a misspelt
+    // override (`metrics_token = "${TICKETBRIDGE_METRICS_TOKEN}"`).
+    let mut referenced = BTreeSet::new();
+    references(&Value::from(root.clone()), &mut referenced);
+    problems.extend(
+        overrides
+            .misspelt
+            .iter()
+            .filter(|problem| !referenced.contains(&problem.path))
+            .cloned(),
+    );
 
     let mut value = Value::from(root);
     resolve_references(&mut value, &mut Vec::new(), &env, &mut problems);
@@ -191,6 +202,9 @@ struct EnvOverrides {
     values: Dict,
     /// Field path (`server.listen`) → (variable, value as written).
     origins: BTreeMap<String, (String, String)>,
+    /// `TICKETBRIDGE_*` variables that set nothing, each with its problem
+    /// (reported unless a `${...}` reference names it).
+    misspelt: Vec<Problem>,
 }
 
 impl EnvOverrides {
@@ -220,13 +234,14 @@ fn not_a_setting(rest: &str) -> bool {
 
 /// `TICKETBRIDGE_A__B__C=v` becomes `a.b.c = v` (value parsed like TOML
 /// scalars/arrays: numbers, booleans, `[a, b]`; otherwise a string). Any
-/// other `TICKETBRIDGE_*` variable, except `TICKETBRIDGE_CONFIG` and
-/// `TICKETBRIDGE_TEST_*`, is a problem: a misspelt override would otherwise
-/// be ignored in silence.
-fn env_overrides(env: &BTreeMap<String, String>, problems: &mut Vec<Problem>) -> EnvOverrides {
+/// other `TICKETBRIDGE_*` variable, except `TICKETBRIDGE_CONFIG`,
+/// `TICKETBRIDGE_TEST_*` and those named by a `${...}` reference, is a
+/// problem: a misspelt override would otherwise be ignored in silence.
+fn env_overrides(env: &BTreeMap<String, String>) -> EnvOverrides {
     let mut out = EnvOverrides {
         values: Dict::new(),
         origins: BTreeMap::new(),
+        misspelt: Vec::new(),
     };
     for (key, raw) in env {
         let Some(rest) = key.strip_prefix(ENV_PREFIX) else {
@@ -240,7 +255,7 @@ fn env_overrides(env: &BTreeMap<String, String>, problems: &mut Vec<Problem>) ->
             || parts.iter().any(String::is_empty)
             || !SECTIONS.contains(&parts[0].as_str())
         {
-            problems.push(Problem {
+            out.misspelt.push(Problem {
                 path: key.clone(),
                 message: misspelt_variable(&parts),
             });
@@ -343,6 +358,24 @@ fn render_path(path: &[Segment]) -> String {
         }
     }
     out
+}
+
+/// The names of the variables `${NAME}` references in `value`'s strings.
+fn references(value: &Value, out: &mut BTreeSet<String>) {
+    match value {
+        Value::String(_, text) => {
+            let mut rest = text.as_str();
+            while let Some(start) = rest.find("${") {
+                let after = &rest[start + 2..];
+                let Some(end) = after.find('}') else { break };
+                out.insert(after[..end].to_owned());
+                rest = &after[end + 1..];
+            }
+        }
+        Value::Dict(_, dict) => dict.values().for_each(|child| references(child, out)),
+        Value::Array(_, items) => items.iter().for_each(|child| references(child, out)),
+        _ => {}
+    }
 }
 
 /// Replaces `${NAME}` in every string with the variable's value, reporting

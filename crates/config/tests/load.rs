@@ -735,3 +735,18 @@ category = true
     }
     assert!(!lines.iter().any(|l| l.contains("variant")), "{lines:#?}");
 }
+
+#[test]
+fn a_ticketbridge_variable_named_by_a_reference_is_not_a_misspelt_override() {
+    let text = GOOD.replace(
+        "request_timeout = \"5s\"",
+        "request_timeout = \"5s\"\nmetrics_token = \"${TICKETBRIDGE_METRICS_TOKEN}\"",
+    );
+    let mut e = good_env();
+    e.extend(env(&[("TICKETBRIDGE_METRICS_TOKEN", "m-secret")]));
+    let config = load_str(&text, e).unwrap();
+    assert_eq!(
+        config.server.metrics_token.unwrap().expose_secret(),
+        "m-secret"
+    );
+}
