@@ -138,6 +138,7 @@ fn load_named(
         }])
     })?;
     let mut problems = Vec::new();
+    let in_file = named_entries(&root);
     let overrides = env_overrides(&env);
     merge(&mut root, overrides.values.clone());
     // A variable named in a `${...}` reference is a value, not a misspelt
@@ -175,6 +176,18 @@ fn load_named(
         for problem in &mut problems {
             if let Some(name) = overrides.variable_behind(&problem.path) {
                 problem.message.push_str(&format!(" (from {name})"));
+            } else if let Some(entry) = named_entry(&problem.path)
+                && !in_file.contains(entry)
+            {
+                // A target or source that only variables define (its `kind`
+                // missing, say): the file has nothing to fix.
+                let names = overrides.variables_under(entry);
+                if !names.is_empty() {
+                    problem.message.push_str(&format!(
+                        " ({entry} is defined only by {})",
+                        names.join(", ")
+                    ));
+                }
             }
         }
         Err(ConfigErrors(problems))
@@ -216,6 +229,15 @@ impl EnvOverrides {
             .map(|(_, (name, _))| name.as_str())
     }
 
+    /// The variables that set something under `entry` (`targets.main`).
+    fn variables_under(&self, entry: &str) -> Vec<&str> {
+        self.origins
+            .iter()
+            .filter(|(origin, _)| within(origin, entry))
+            .map(|(_, (name, _))| name.as_str())
+            .collect()
+    }
+
     /// The text of the variable that set exactly `path`, for a string field
     /// whose value read like a number or a boolean (`12345678000199`).
     fn text_at(&self, path: &str) -> Option<&str> {
@@ -224,6 +246,28 @@ impl EnvOverrides {
             .map(|(_, raw)| raw.as_str())
             .filter(|raw| !raw.contains("${"))
     }
+}
+
+/// The targets and sources the file defines (`targets.main`).
+fn named_entries(root: &Dict) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for section in ["targets", "sources"] {
+        if let Some(Value::Dict(_, entries)) = root.get(section) {
+            out.extend(entries.keys().map(|name| format!("{section}.{name}")));
+        }
+    }
+    out
+}
+
+/// The target or source a field path is in: `targets.main` for
+/// `targets.main.kind`.
+fn named_entry(path: &str) -> Option<&str> {
+    let section = ["targets.", "sources."]
+        .into_iter()
+        .find(|section| path.starts_with(section))?;
+    let rest = &path[section.len()..];
+    let end = rest.find(['.', '[']).unwrap_or(rest.len());
+    (end > 0).then(|| &path[..section.len() + end])
 }
 
 /// `TICKETBRIDGE_*` variables that are not configuration values: the file's

@@ -750,3 +750,13 @@ fn a_ticketbridge_variable_named_by_a_reference_is_not_a_misspelt_override() {
         "m-secret"
     );
 }
+
+#[test]
+fn a_target_defined_only_by_variables_says_so() {
+    let e = env(&[("TICKETBRIDGE_TARGETS__MAIN__URL", "http://glpi.test/")]);
+    let err = load_str("", e).unwrap_err();
+    assert_eq!(
+        err.lines(),
+        "targets.main.kind: missing (required), one of glpi, itop (targets.main is defined only by TICKETBRIDGE_TARGETS__MAIN__URL)"
+    );
+}
