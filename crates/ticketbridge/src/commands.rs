@@ -123,6 +123,11 @@ fn port_taken(port: u16, error: &std::io::Error) -> anyhow::Error {
 /// (`--config` or `TICKETBRIDGE_CONFIG`).
 pub fn load(file: &ConfigFile) -> anyhow::Result<Config> {
     load_file(file).map_err(|errors| {
+        // A file that cannot be read or parsed is one problem, said as it is:
+        // `config check` would say the same.
+        if errors.0.iter().all(|problem| problem.path.is_empty()) {
+            return anyhow::anyhow!("{}", errors.lines().replace('\n', "; "));
+        }
         anyhow::anyhow!(
             "invalid configuration: {} (run `{}` to list every problem)",
             errors.lines().replace('\n', "; "),

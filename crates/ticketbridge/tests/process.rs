@@ -386,9 +386,12 @@ fn an_explicit_missing_config_file_is_a_one_line_error() {
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(
-        stderr.contains("cannot read config file /nonexistent/ticketbridge.toml"),
+        stderr.starts_with("error: cannot read config file /nonexistent/ticketbridge.toml"),
         "{stderr}"
     );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    // Nothing to list: no hint to run `config check`.
+    assert!(!stderr.contains("config check"), "{stderr}");
 }
 
 #[test]
