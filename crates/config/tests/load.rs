@@ -715,6 +715,7 @@ kind = "messaging"
 target = "glpi"
 api_keys = ["k"]
 merge_window = true
+max_wait = "soon"
 
 [sources.cw]
 kind = "chatwoot"
@@ -726,6 +727,7 @@ category = true
     for expected in [
         "server.log_format: expected one of: json, pretty, found \"text\"",
         "sources.wa.merge_window: expected a number of milliseconds or a duration such as \"15s\", found true",
+        "sources.wa.max_wait: expected a number of milliseconds or a duration such as \"15s\", found \"soon\"",
         "sources.cw.category: expected a category id or name, found true",
     ] {
         assert!(

@@ -144,7 +144,8 @@ fn millis_or_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration
                 .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(ms), &self))
         }
         fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Duration, E> {
-            parse_duration(text).map_err(E::custom)
+            parse_duration(text)
+                .map_err(|_| E::invalid_value(serde::de::Unexpected::Str(text), &self))
         }
     }
     deserializer.deserialize_any(MillisOrText)
