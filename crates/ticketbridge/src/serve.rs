@@ -45,6 +45,13 @@ pub fn build_engine(config: &Config, store: &store::Store) -> Engine {
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
         .map_or(Duration::ZERO, Duration::from_millis);
+    if !delay.is_zero() {
+        // A test knob that slows every event: never silent in a log.
+        tracing::warn!(
+            delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            "{RECORD_DELAY_ENV} is set: every event.record job waits this long (a test knob; unset it in production)"
+        );
+    }
     engine.register(
         event_record::KIND,
         Arc::new(EventRecord {

@@ -755,3 +755,44 @@ fn a_closed_standard_output_keeps_the_exit_status() {
     assert_eq!(status_with_closed_stdout(&["config", "check"]), Some(0));
     assert_eq!(status_with_closed_stdout(&["version"]), Some(0));
 }
+
+/// The test knob that slows `event.record` jobs is never silent: `serve`
+/// warns in its log before it listens.
+#[test]
+fn serve_warns_when_the_record_delay_test_knob_is_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        &store::testing::sqlite_url(&dir).replace("store.db", "knob.db"),
+    );
+    let mut child = Command::new(BIN)
+        .args(["--config", path.to_str().unwrap(), "serve"])
+        .env("WEB_KEY", KEY)
+        .env("TICKETBRIDGE_TEST_RECORD_DELAY_MS", "25")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut warned = false;
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let Ok(line) = line else { break };
+        let Ok(log) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        if log["level"] == "WARN"
+            && log["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("TICKETBRIDGE_TEST_RECORD_DELAY_MS is set"))
+        {
+            assert_eq!(log["delay_ms"], 25, "{line}");
+            warned = true;
+        }
+        if log["message"] == "HTTP server listening" {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(warned, "no warning before listening");
+}
