@@ -457,3 +457,24 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod category_tests {
+    use super::CategorySetting;
+
+    #[derive(serde::Deserialize)]
+    struct Holder {
+        category: CategorySetting,
+    }
+
+    #[test]
+    fn a_category_is_an_id_or_a_name() {
+        let read = |text: &str| toml::from_str::<Holder>(text).map(|h| h.category);
+        assert_eq!(read("category = 7").unwrap(), CategorySetting::Id(7));
+        assert_eq!(
+            read("category = \"Printers\"").unwrap(),
+            CategorySetting::Name("Printers".to_owned())
+        );
+        assert!(read("category = true").is_err());
+    }
+}
