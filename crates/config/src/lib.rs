@@ -8,7 +8,10 @@
 //! 2. the TOML file (a missing default file means "defaults only");
 //! 3. environment variables `TICKETBRIDGE_<SECTION>__<KEY>` (`__` nests,
 //!    e.g. `TICKETBRIDGE_SERVER__LISTEN=0.0.0.0:9000`,
-//!    `TICKETBRIDGE_TARGETS__MAIN__URL=...`);
+//!    `TICKETBRIDGE_TARGETS__MAIN__URL=...`); any other `TICKETBRIDGE_*`
+//!    variable (but `TICKETBRIDGE_CONFIG`, `TICKETBRIDGE_TEST_*` and those a
+//!    `${...}` reference names) is a problem, and a problem in a value a
+//!    variable set names the variable;
 //! 4. `${VAR}` references inside any string value are replaced by the
 //!    variable's value; an unset variable is an error naming the field.
 //!
@@ -27,7 +30,9 @@ mod model;
 pub mod sources;
 mod validate;
 
-pub use load::{ConfigErrors, ENV_PREFIX, Problem, load, load_str};
+pub use load::{
+    ConfigErrors, ENV_PREFIX, Handlers, Problem, load, load_str, load_str_with, load_with,
+};
 pub use model::{
     Config, EngineSettings, EventsSource, GlpiTarget, ItopTarget, LogFormat, ServerConfig,
     SourceConfig, StoreConfig, TargetConfig, redact_url, redacted,

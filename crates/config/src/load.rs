@@ -2,7 +2,7 @@
 //! then typed extraction that collects every problem instead of stopping at
 //! the first one.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::Path;
 
@@ -63,6 +63,14 @@ impl ConfigErrors {
     }
 }
 
+/// What the running binary can do, for the checks that depend on it (the
+/// configuration crate knows no handler). Empty lists check nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Handlers<'a> {
+    /// Job kinds an `events` source may enqueue (`job_kind`).
+    pub event_job_kinds: &'a [&'a str],
+}
+
 /// Loads the configuration from `path` (a missing file means built-in
 /// defaults unless `required`) and the given environment (pass
 /// `std::env::vars()` in the binary).
@@ -70,6 +78,17 @@ pub fn load(
     path: &Path,
     required: bool,
     env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigErrors> {
+    load_with(path, required, env, Handlers::default())
+}
+
+/// [`load`], also refusing settings the binary has no handler for (an
+/// `events` source's `job_kind` outside `handlers.event_job_kinds`).
+pub fn load_with(
+    path: &Path,
+    required: bool,
+    env: impl IntoIterator<Item = (String, String)>,
+    handlers: Handlers<'_>,
 ) -> Result<Config, ConfigErrors> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
@@ -81,7 +100,7 @@ pub fn load(
             }]));
         }
     };
-    load_named(&path.display().to_string(), &text, env)
+    load_named(&path.display().to_string(), &text, env, handlers)
 }
 
 /// Loads the configuration from TOML text and the given environment.
@@ -89,13 +108,23 @@ pub fn load_str(
     toml_text: &str,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Config, ConfigErrors> {
-    load_named("<config>", toml_text, env)
+    load_named("<config>", toml_text, env, Handlers::default())
+}
+
+/// [`load_str`] with the checks of [`load_with`].
+pub fn load_str_with(
+    toml_text: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+    handlers: Handlers<'_>,
+) -> Result<Config, ConfigErrors> {
+    load_named("<config>", toml_text, env, handlers)
 }
 
 fn load_named(
     name: &str,
     toml_text: &str,
     env: impl IntoIterator<Item = (String, String)>,
+    handlers: Handlers<'_>,
 ) -> Result<Config, ConfigErrors> {
     let env: BTreeMap<String, String> = env.into_iter().collect();
     let mut root: Dict = toml::from_str(toml_text).map_err(|e| {
@@ -108,9 +137,22 @@ fn load_named(
             ),
         }])
     })?;
-    merge(&mut root, env_overrides(&env));
-
     let mut problems = Vec::new();
+    let in_file = named_entries(&root);
+    let overrides = env_overrides(&env);
+    merge(&mut root, overrides.values.clone());
+    // A variable named in a `${...}` reference is a value, not a misspelt
+    // override (`metrics_token = "${TICKETBRIDGE_METRICS_TOKEN}"`).
+    let mut referenced = BTreeSet::new();
+    references(&Value::from(root.clone()), &mut referenced);
+    problems.extend(
+        overrides
+            .misspelt
+            .iter()
+            .filter(|problem| !referenced.contains(&problem.path))
+            .cloned(),
+    );
+
     let mut value = Value::from(root);
     resolve_references(&mut value, &mut Vec::new(), &env, &mut problems);
     let root = match value {
@@ -118,18 +160,36 @@ fn load_named(
         _ => Dict::new(),
     };
 
-    let (config, unreadable_targets) = extract_config(root, &mut problems);
+    let (config, unreadable_targets) = extract_config(root, &overrides, &mut problems);
     // A field already reported (missing, wrong type, unset variable) is not
     // reported again by the checks that ran on its stand-in or default.
     let reported: Vec<String> = problems.iter().map(|p| p.path.clone()).collect();
     problems.extend(
-        validate::validate(&config, &unreadable_targets)
+        validate::validate(&config, &unreadable_targets, handlers, &reported)
             .into_iter()
             .filter(|problem| !reported.iter().any(|path| within(&problem.path, path))),
     );
     if problems.is_empty() {
         Ok(config)
     } else {
+        // A value set by a variable is fixed there, not in the file.
+        for problem in &mut problems {
+            if let Some(name) = overrides.variable_behind(&problem.path) {
+                problem.message.push_str(&format!(" (from {name})"));
+            } else if let Some(entry) = named_entry(&problem.path)
+                && !in_file.contains(entry)
+            {
+                // A target or source that only variables define (its `kind`
+                // missing, say): the file has nothing to fix.
+                let names = overrides.variables_under(entry);
+                if !names.is_empty() {
+                    problem.message.push_str(&format!(
+                        " ({entry} is defined only by {})",
+                        names.join(", ")
+                    ));
+                }
+            }
+        }
         Err(ConfigErrors(problems))
     }
 }
@@ -149,21 +209,100 @@ fn toml_position(text: &str, error: &toml::de::Error) -> String {
     format!(" at line {line}, column {column}")
 }
 
+/// The configuration values set by environment variables, and where each
+/// came from.
+struct EnvOverrides {
+    values: Dict,
+    /// Field path (`server.listen`) → (variable, value as written).
+    origins: BTreeMap<String, (String, String)>,
+    /// `TICKETBRIDGE_*` variables that set nothing, each with its problem
+    /// (reported unless a `${...}` reference names it).
+    misspelt: Vec<Problem>,
+}
+
+impl EnvOverrides {
+    /// The variable that set `path` or a table or list holding it.
+    fn variable_behind(&self, path: &str) -> Option<&str> {
+        self.origins
+            .iter()
+            .find(|(origin, _)| within(path, origin))
+            .map(|(_, (name, _))| name.as_str())
+    }
+
+    /// The variables that set something under `entry` (`targets.main`).
+    fn variables_under(&self, entry: &str) -> Vec<&str> {
+        self.origins
+            .iter()
+            .filter(|(origin, _)| within(origin, entry))
+            .map(|(_, (name, _))| name.as_str())
+            .collect()
+    }
+
+    /// The text of the variable that set exactly `path`, for a string field
+    /// whose value read like a number or a boolean (`12345678000199`).
+    fn text_at(&self, path: &str) -> Option<&str> {
+        self.origins
+            .get(path)
+            .map(|(_, raw)| raw.as_str())
+            .filter(|raw| !raw.contains("${"))
+    }
+}
+
+/// The targets and sources the file defines (`targets.main`).
+fn named_entries(root: &Dict) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for section in ["targets", "sources"] {
+        if let Some(Value::Dict(_, entries)) = root.get(section) {
+            out.extend(entries.keys().map(|name| format!("{section}.{name}")));
+        }
+    }
+    out
+}
+
+/// The target or source a field path is in: `targets.main` for
+/// `targets.main.kind`.
+fn named_entry(path: &str) -> Option<&str> {
+    let section = ["targets.", "sources."]
+        .into_iter()
+        .find(|section| path.starts_with(section))?;
+    let rest = &path[section.len()..];
+    let end = rest.find(['.', '[']).unwrap_or(rest.len());
+    (end > 0).then(|| &path[..section.len() + end])
+}
+
+/// `TICKETBRIDGE_*` variables that are not configuration values: the file's
+/// name, and the knobs of the test suites.
+fn not_a_setting(rest: &str) -> bool {
+    rest == "CONFIG" || rest.starts_with("TEST_")
+}
+
 /// `TICKETBRIDGE_A__B__C=v` becomes `a.b.c = v` (value parsed like TOML
-/// scalars/arrays: numbers, booleans, `[a, b]`; otherwise a string). Only the
-/// configuration sections are taken; other `TICKETBRIDGE_*` variables (such
-/// as `TICKETBRIDGE_CONFIG`) are ignored here.
-fn env_overrides(env: &BTreeMap<String, String>) -> Dict {
-    let mut out = Dict::new();
+/// scalars/arrays: numbers, booleans, `[a, b]`; otherwise a string). Any
+/// other `TICKETBRIDGE_*` variable, except `TICKETBRIDGE_CONFIG`,
+/// `TICKETBRIDGE_TEST_*` and those named by a `${...}` reference, is a
+/// problem: a misspelt override would otherwise be ignored in silence.
+fn env_overrides(env: &BTreeMap<String, String>) -> EnvOverrides {
+    let mut out = EnvOverrides {
+        values: Dict::new(),
+        origins: BTreeMap::new(),
+        misspelt: Vec::new(),
+    };
     for (key, raw) in env {
         let Some(rest) = key.strip_prefix(ENV_PREFIX) else {
             continue;
         };
+        if not_a_setting(rest) {
+            continue;
+        }
         let parts: Vec<String> = rest.split("__").map(str::to_lowercase).collect();
         if parts.len() < 2
             || parts.iter().any(String::is_empty)
             || !SECTIONS.contains(&parts[0].as_str())
         {
+            out.misspelt.push(Problem {
+                path: key.clone(),
+                message: misspelt_variable(&parts),
+            });
             continue;
         }
         // A secret stays the text it is, digits or not ("123456" is a
@@ -173,6 +312,8 @@ fn env_overrides(env: &BTreeMap<String, String>) -> Dict {
         } else {
             raw.parse().unwrap_or_else(|_| Value::from(raw.clone()))
         };
+        out.origins
+            .insert(parts.join("."), (key.clone(), raw.clone()));
         let mut nested = value;
         for part in parts.iter().rev() {
             let mut dict = Dict::new();
@@ -180,10 +321,52 @@ fn env_overrides(env: &BTreeMap<String, String>) -> Dict {
             nested = Value::from(dict);
         }
         if let Value::Dict(_, dict) = nested {
-            merge(&mut out, dict);
+            merge(&mut out.values, dict);
         }
     }
     out
+}
+
+/// Why a `TICKETBRIDGE_*` variable sets nothing, with its likely spelling
+/// (`SERVER_LISTEN` → `SERVER__LISTEN`, `TARGET__…` → `TARGETS__…`).
+fn misspelt_variable(parts: &[String]) -> String {
+    let rule = format!(
+        "overrides are spelt TICKETBRIDGE_<SECTION>__<KEY> with two underscores between parts, sections {}; TICKETBRIDGE_CONFIG names the file",
+        SECTIONS.join(", ")
+    );
+    let first = parts.first().map(String::as_str).unwrap_or_default();
+    let singular = |section: &str| section.strip_suffix('s').map(str::to_owned);
+    let mut guess: Option<Vec<String>> = None;
+    for section in SECTIONS {
+        let spellings: Vec<String> = std::iter::once(section.to_owned())
+            .chain(singular(section).filter(|_| matches!(section, "targets" | "sources")))
+            .collect();
+        for spelling in spellings {
+            if first == spelling && section != spelling && parts.len() > 1 {
+                guess = Some(
+                    std::iter::once(section.to_owned())
+                        .chain(parts[1..].iter().cloned())
+                        .collect(),
+                );
+            } else if let Some(key) = first.strip_prefix(&format!("{spelling}_"))
+                && !key.is_empty()
+            {
+                guess = Some(
+                    [section.to_owned(), key.to_owned()]
+                        .into_iter()
+                        .chain(parts[1..].iter().cloned())
+                        .collect(),
+                );
+            }
+        }
+    }
+    match guess {
+        Some(parts) if parts.iter().all(|part| !part.is_empty()) => format!(
+            "sets nothing: did you mean {ENV_PREFIX}{}? ({rule})",
+            parts.join("__").to_uppercase()
+        ),
+        _ => format!("sets nothing ({rule})"),
+    }
 }
 
 fn merge(base: &mut Dict, overlay: Dict) {
@@ -219,6 +402,24 @@ fn render_path(path: &[Segment]) -> String {
         }
     }
     out
+}
+
+/// The names of the variables `${NAME}` references in `value`'s strings.
+fn references(value: &Value, out: &mut BTreeSet<String>) {
+    match value {
+        Value::String(_, text) => {
+            let mut rest = text.as_str();
+            while let Some(start) = rest.find("${") {
+                let after = &rest[start + 2..];
+                let Some(end) = after.find('}') else { break };
+                out.insert(after[..end].to_owned());
+                rest = &after[end + 1..];
+            }
+        }
+        Value::Dict(_, dict) => dict.values().for_each(|child| references(child, out)),
+        Value::Array(_, items) => items.iter().for_each(|child| references(child, out)),
+        _ => {}
+    }
 }
 
 /// Replaces `${NAME}` in every string with the variable's value, reporting
@@ -283,7 +484,11 @@ fn resolve_references(
 
 /// The configuration, and the names of the targets that were defined but
 /// could not be read (their problems are reported under their own path).
-fn extract_config(mut root: Dict, problems: &mut Vec<Problem>) -> (Config, Vec<String>) {
+fn extract_config(
+    mut root: Dict,
+    env: &EnvOverrides,
+    problems: &mut Vec<Problem>,
+) -> (Config, Vec<String>) {
     for key in root.keys() {
         if !SECTIONS.contains(&key.as_str()) {
             problems.push(Problem {
@@ -295,18 +500,18 @@ fn extract_config(mut root: Dict, problems: &mut Vec<Problem>) -> (Config, Vec<S
     let mut config = Config::default();
     let mut unreadable = Vec::new();
     if let Some(v) = root.remove("server") {
-        config.server = extract::<ServerConfig>("server", v, problems).unwrap_or_default();
+        config.server = extract::<ServerConfig>("server", v, env, problems).unwrap_or_default();
     }
     if let Some(v) = root.remove("store") {
-        config.store = extract::<StoreConfig>("store", v, problems).unwrap_or_default();
+        config.store = extract::<StoreConfig>("store", v, env, problems).unwrap_or_default();
     }
     if let Some(v) = root.remove("engine") {
-        config.engine = extract::<EngineSettings>("engine", v, problems).unwrap_or_default();
+        config.engine = extract::<EngineSettings>("engine", v, env, problems).unwrap_or_default();
     }
     if let Some(v) = root.remove("targets") {
         for (name, v) in table("targets", v, problems) {
             let prefix = format!("targets.{name}");
-            match extract_target(&prefix, v, problems) {
+            match extract_target(&prefix, v, env, problems) {
                 Some(target) => {
                     config.targets.insert(name, target);
                 }
@@ -317,7 +522,7 @@ fn extract_config(mut root: Dict, problems: &mut Vec<Problem>) -> (Config, Vec<S
     if let Some(v) = root.remove("sources") {
         for (name, v) in table("sources", v, problems) {
             let prefix = format!("sources.{name}");
-            if let Some(source) = extract_source(&prefix, v, problems) {
+            if let Some(source) = extract_source(&prefix, v, env, problems) {
                 config.sources.insert(name, source);
             }
         }
@@ -383,12 +588,13 @@ fn take_kind(
 fn extract_target(
     prefix: &str,
     mut value: Value,
+    env: &EnvOverrides,
     problems: &mut Vec<Problem>,
 ) -> Option<TargetConfig> {
     let kind = take_kind(prefix, &mut value, &TARGET_KINDS, problems)?;
     match kind.as_str() {
-        "glpi" => extract::<GlpiTarget>(prefix, value, problems).map(TargetConfig::Glpi),
-        "itop" => extract::<ItopTarget>(prefix, value, problems).map(TargetConfig::Itop),
+        "glpi" => extract::<GlpiTarget>(prefix, value, env, problems).map(TargetConfig::Glpi),
+        "itop" => extract::<ItopTarget>(prefix, value, env, problems).map(TargetConfig::Itop),
         _ => None,
     }
 }
@@ -397,20 +603,20 @@ fn extract_target(
 fn extract_source(
     prefix: &str,
     mut value: Value,
+    env: &EnvOverrides,
     problems: &mut Vec<Problem>,
 ) -> Option<SourceConfig> {
     let kind = take_kind(prefix, &mut value, SOURCE_KINDS, problems)?;
     match kind.as_str() {
-        "events" => extract::<EventsSource>(prefix, value, problems).map(SourceConfig::Events),
-        "chatwoot" => extract::<crate::sources::ChatwootSource>(prefix, value, problems)
+        "events" => extract::<EventsSource>(prefix, value, env, problems).map(SourceConfig::Events),
+        "chatwoot" => extract::<crate::sources::ChatwootSource>(prefix, value, env, problems)
             .map(SourceConfig::Chatwoot),
-        "intake" => extract::<crate::sources::IntakeSource>(prefix, value, problems)
+        "intake" => extract::<crate::sources::IntakeSource>(prefix, value, env, problems)
             .map(SourceConfig::Intake),
-        "messaging" => extract::<crate::sources::MessagingSource>(prefix, value, problems)
+        "messaging" => extract::<crate::sources::MessagingSource>(prefix, value, env, problems)
             .map(SourceConfig::Messaging),
-        "itop" => {
-            extract::<crate::sources::ItopSource>(prefix, value, problems).map(SourceConfig::Itop)
-        }
+        "itop" => extract::<crate::sources::ItopSource>(prefix, value, env, problems)
+            .map(SourceConfig::Itop),
         _ => None,
     }
 }
@@ -420,6 +626,7 @@ fn extract_source(
 fn extract<T: DeserializeOwned>(
     prefix: &str,
     mut value: Value,
+    env: &EnvOverrides,
     problems: &mut Vec<Problem>,
 ) -> Option<T> {
     let mut reported: Vec<String> = Vec::new();
@@ -461,6 +668,21 @@ fn extract<T: DeserializeOwned>(
                 // The stand-in was of the wrong type or refused: the next one.
                 next_stand_in(&mut stand_ins, &path, &mut value)?;
                 continue;
+            }
+            Kind::InvalidType(_, expected) if expected == "a string" => {
+                // A variable's value reads like TOML ("20231" a number), but
+                // a string field takes it as the text it is.
+                match env.text_at(&join_path(prefix, &path)) {
+                    Some(text)
+                        if !matches!(at_path(&mut value, &path), Some(Value::String(..))) =>
+                    {
+                        if insert_at(&mut value, &path, Value::from(text.to_owned())) {
+                            continue;
+                        }
+                        in_plain_words(&error.kind, !names_a_secret(&path))
+                    }
+                    _ => in_plain_words(&error.kind, !names_a_secret(&path)),
+                }
             }
             other => in_plain_words(other, !names_a_secret(&path)),
         };
@@ -540,6 +762,14 @@ fn in_plain_words(kind: &Kind, show_value: bool) -> String {
             )
         }
         Kind::InvalidLength(_, expected) => format!("invalid length, expected {expected}"),
+        Kind::UnknownVariant(found, expected) => {
+            let found = if show_value {
+                format!(", found {found:?}")
+            } else {
+                String::new()
+            };
+            format!("expected one of: {}{found}", expected.join(", "))
+        }
         Kind::Message(message) if url_problem(message).is_some() => {
             // The url crate's message quotes the text, which may carry a
             // password: only the reason is kept.
@@ -650,7 +880,7 @@ fn next_stand_in(
 }
 
 /// Whether `path` is `parent` or a field or item below it.
-fn within(path: &str, parent: &str) -> bool {
+pub(crate) fn within(path: &str, parent: &str) -> bool {
     path.strip_prefix(parent)
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('.') || rest.starts_with('['))
 }

@@ -5,10 +5,24 @@ use std::time::Duration;
 use secrecy::ExposeSecret;
 use url::Url;
 
-use crate::load::Problem;
+use crate::load::{Handlers, Problem, within};
 use crate::model::{Config, SourceConfig, TargetConfig};
 
-pub(crate) fn validate(config: &Config, unreadable_targets: &[String]) -> Vec<Problem> {
+pub(crate) fn validate(
+    config: &Config,
+    unreadable_targets: &[String],
+    handlers: Handlers<'_>,
+    reported: &[String],
+) -> Vec<Problem> {
+    // Whether a field of `prefix` named in `fields` was already reported (a
+    // wrong type, say): the checks of the whole entry that ran without it
+    // would only add misleading problems.
+    let already_reported = |prefix: &str, fields: &[&str]| {
+        fields.iter().any(|field| {
+            let path = format!("{prefix}.{field}");
+            reported.iter().any(|done| within(done, &path))
+        })
+    };
     let mut problems = Vec::new();
     let mut problem = |path: String, message: String| problems.push(Problem { path, message });
 
@@ -97,13 +111,18 @@ pub(crate) fn validate(config: &Config, unreadable_targets: &[String]) -> Vec<Pr
         match target {
             TargetConfig::Glpi(t) => {
                 let login = t.login.is_some() && t.password.is_some();
-                if t.user_token.is_none() && !login {
+                if t.user_token.is_none()
+                    && !login
+                    && !already_reported(&prefix, &["user_token", "login", "password"])
+                {
                     problem(
                         prefix.clone(),
                         "needs user_token, or login and password".into(),
                     );
                 }
-                if t.login.is_some() != t.password.is_some() {
+                if t.login.is_some() != t.password.is_some()
+                    && !already_reported(&prefix, &["login", "password"])
+                {
                     problem(prefix.clone(), "login and password go together".into());
                 }
                 if t.timeout == Duration::ZERO {
@@ -117,7 +136,10 @@ pub(crate) fn validate(config: &Config, unreadable_targets: &[String]) -> Vec<Pr
                 }
             }
             TargetConfig::Itop(t) => {
-                if t.token.is_none() && !(t.user.is_some() && t.password.is_some()) {
+                if t.token.is_none()
+                    && !(t.user.is_some() && t.password.is_some())
+                    && !already_reported(&prefix, &["token", "user", "password"])
+                {
                     problem(prefix.clone(), "needs token, or user and password".into());
                 }
                 if t.impact.is_some_and(|i| !(1..=3).contains(&i)) {
@@ -183,8 +205,19 @@ pub(crate) fn validate(config: &Config, unreadable_targets: &[String]) -> Vec<Pr
                         );
                     }
                 }
+                let known = handlers.event_job_kinds;
                 if s.job_kind.trim().is_empty() {
                     problem(format!("{prefix}.job_kind"), "must not be empty".into());
+                } else if !known.is_empty() && !known.contains(&s.job_kind.as_str()) {
+                    // Every event would become a dead letter ("no handler").
+                    problem(
+                        format!("{prefix}.job_kind"),
+                        format!(
+                            "no handler for job kind \"{}\": expected one of {} (or leave job_kind out)",
+                            s.job_kind,
+                            known.join(", ")
+                        ),
+                    );
                 }
                 if let Some(pointer) = &s.ordering_key
                     && !pointer.starts_with('/')

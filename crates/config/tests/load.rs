@@ -578,3 +578,187 @@ api_keys = ["k2"]
         "{err}"
     );
 }
+
+#[test]
+fn an_event_job_kind_without_a_handler_is_refused_when_handlers_are_given() {
+    let text = GOOD.replace(
+        "ordering_key = \"/ticket/id\"",
+        "ordering_key = \"/ticket/id\"\njob_kind = \"event.recrod\"",
+    );
+    let handlers = config::Handlers {
+        event_job_kinds: &["event.record"],
+    };
+    let err = config::load_str_with(&text, good_env(), handlers).unwrap_err();
+    assert_eq!(
+        err.lines(),
+        "sources.web.job_kind: no handler for job kind \"event.recrod\": expected one of event.record (or leave job_kind out)"
+    );
+    assert!(config::load_str_with(GOOD, good_env(), handlers).is_ok());
+    // Without handlers (a library user registering its own), any kind goes.
+    assert!(load_str(&text, good_env()).is_ok());
+}
+
+#[test]
+fn a_misspelt_override_is_reported_with_its_spelling() {
+    let mut e = good_env();
+    e.extend(env(&[
+        ("TICKETBRIDGE_SERVER_LISTEN", "0.0.0.0:9000"),
+        ("TICKETBRIDGE_TARGET__MAIN__URL", "http://other.test/"),
+        ("TICKETBRIDGE_LISTEN", "0.0.0.0:9000"),
+        // Not settings: never reported.
+        ("TICKETBRIDGE_CONFIG", "x.toml"),
+        ("TICKETBRIDGE_TEST_ANYTHING", "1"),
+    ]));
+    let err = load_str(GOOD, e).unwrap_err();
+    let rule = "overrides are spelt TICKETBRIDGE_<SECTION>__<KEY> with two underscores between parts, sections server, store, engine, targets, sources; TICKETBRIDGE_CONFIG names the file";
+    assert_eq!(
+        err.0.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        [
+            format!("TICKETBRIDGE_LISTEN: sets nothing ({rule})"),
+            format!(
+                "TICKETBRIDGE_SERVER_LISTEN: sets nothing: did you mean TICKETBRIDGE_SERVER__LISTEN? ({rule})"
+            ),
+            format!(
+                "TICKETBRIDGE_TARGET__MAIN__URL: sets nothing: did you mean TICKETBRIDGE_TARGETS__MAIN__URL? ({rule})"
+            ),
+        ]
+    );
+}
+
+#[test]
+fn a_problem_with_an_overridden_value_names_its_variable() {
+    let mut e = good_env();
+    e.extend(env(&[
+        ("TICKETBRIDGE_SERVER__BOGUS", "1"),
+        ("TICKETBRIDGE_ENGINE__CONCURRENCY", "many"),
+    ]));
+    let err = load_str(GOOD, e).unwrap_err();
+    let lines: Vec<String> = err.0.iter().map(ToString::to_string).collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines[0].starts_with("server.bogus: unknown field, expected one of ")
+            && lines[0].ends_with(" (from TICKETBRIDGE_SERVER__BOGUS)"),
+        "{lines:?}"
+    );
+    assert_eq!(
+        lines[1],
+        "engine.concurrency: expected a whole number (0 or more), found \"many\" (from TICKETBRIDGE_ENGINE__CONCURRENCY)"
+    );
+}
+
+#[test]
+fn a_string_field_takes_a_numeric_override_as_text() {
+    let text = GOOD.replace("user_token = \"${GLPI_USER}\"\n", "");
+    let mut e = good_env();
+    e.extend(env(&[
+        ("TICKETBRIDGE_TARGETS__MAIN__LOGIN", "20231"),
+        ("TICKETBRIDGE_TARGETS__MAIN__PASSWORD", "123456"),
+        ("TICKETBRIDGE_ENGINE__CONCURRENCY", "3"),
+    ]));
+    let config = load_str(&text, e).unwrap();
+    let TargetConfig::Glpi(glpi) = &config.targets["main"] else {
+        panic!("glpi expected")
+    };
+    assert_eq!(glpi.login.as_deref(), Some("20231"));
+    assert_eq!(glpi.password.as_ref().unwrap().expose_secret(), "123456");
+    assert_eq!(config.engine.concurrency, 3, "numbers stay numbers");
+}
+
+#[test]
+fn a_credential_of_the_wrong_type_is_reported_once() {
+    let text = r#"
+[targets.glpi]
+kind = "glpi"
+url = "https://glpi.example.test/apirest.php"
+login = 20231
+password = "pw"
+
+[targets.itop]
+kind = "itop"
+url = "https://itop.example.test/"
+user = 7
+password = "pw"
+"#;
+    let err = load_str(text, env(&[])).unwrap_err();
+    assert_eq!(
+        err.lines(),
+        "targets.glpi.login: expected a string, found 20231 (quote it to make it a string)\n\
+         targets.itop.user: expected a string, found 7 (quote it to make it a string)"
+    );
+    // Credentials that are really missing are still reported.
+    let text =
+        "[targets.glpi]\nkind = \"glpi\"\nurl = \"https://g.test/\"\nlogin = \"me\"\ntimeout = 5\n";
+    let lines = load_str(text, env(&[])).unwrap_err().lines();
+    assert!(
+        lines.contains("targets.glpi: needs user_token, or login and password"),
+        "{lines}"
+    );
+    assert!(
+        lines.contains("targets.glpi: login and password go together"),
+        "{lines}"
+    );
+}
+
+#[test]
+fn values_of_the_wrong_shape_are_described_in_plain_words() {
+    let text = r#"
+[server]
+log_format = "text"
+
+[targets.glpi]
+kind = "glpi"
+url = "http://127.0.0.1:9/apirest.php"
+user_token = "t"
+
+[sources.wa]
+kind = "messaging"
+target = "glpi"
+api_keys = ["k"]
+merge_window = true
+max_wait = "soon"
+
+[sources.cw]
+kind = "chatwoot"
+target = "glpi"
+category = true
+"#;
+    let err = load_str(text, env(&[])).unwrap_err();
+    let lines: Vec<String> = err.0.iter().map(ToString::to_string).collect();
+    for expected in [
+        "server.log_format: expected one of: json, pretty, found \"text\"",
+        "sources.wa.merge_window: expected a number of milliseconds or a duration such as \"15s\", found true",
+        "sources.wa.max_wait: expected a number of milliseconds or a duration such as \"15s\", found \"soon\"",
+        "sources.cw.category: expected a category id or name, found true",
+    ] {
+        assert!(
+            lines.iter().any(|l| l == expected),
+            "{expected}\n{lines:#?}"
+        );
+    }
+    assert!(!lines.iter().any(|l| l.contains("variant")), "{lines:#?}");
+}
+
+#[test]
+fn a_ticketbridge_variable_named_by_a_reference_is_not_a_misspelt_override() {
+    let text = GOOD.replace(
+        "request_timeout = \"5s\"",
+        "request_timeout = \"5s\"\nmetrics_token = \"${TICKETBRIDGE_METRICS_TOKEN}\"",
+    );
+    let mut e = good_env();
+    e.extend(env(&[("TICKETBRIDGE_METRICS_TOKEN", "m-secret")]));
+    let config = load_str(&text, e).unwrap();
+    assert_eq!(
+        config.server.metrics_token.unwrap().expose_secret(),
+        "m-secret"
+    );
+}
+
+#[test]
+fn a_target_defined_only_by_variables_says_so() {
+    let e = env(&[("TICKETBRIDGE_TARGETS__MAIN__URL", "http://glpi.test/")]);
+    let err = load_str("", e).unwrap_err();
+    assert_eq!(
+        err.lines(),
+        "targets.main.kind: missing (required), one of glpi, itop (targets.main is defined only by TICKETBRIDGE_TARGETS__MAIN__URL)"
+    );
+}

@@ -96,13 +96,12 @@ impl Dependencies {
 /// Failure to start or run the server.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error(
-        "cannot listen on {addr}: {source} (is another process using it? change server.listen)"
-    )]
+    /// The OS error is in the message and is not also the error's source: a
+    /// chain printed with `{:#}` would repeat it.
+    #[error("cannot listen on {addr}: {error} (is another process using it? change server.listen)")]
     Bind {
         addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("HTTP server failed: {0}")]
     Serve(#[source] std::io::Error),
@@ -128,13 +127,29 @@ impl Application {
     /// the router. Must run inside a Tokio runtime (it starts the ingest
     /// writer).
     pub async fn build(config: Config, deps: Dependencies) -> Result<Self, ServerError> {
+        let listener = Self::bind(&config).await?;
+        Self::build_on(listener, config, deps)
+    }
+
+    /// Binds `config.server.listen`, before anything else is opened: a port
+    /// in use is then reported before the store is created or migrated.
+    pub async fn bind(config: &Config) -> Result<TcpListener, ServerError> {
         let addr = config.server.listen;
-        let listener = TcpListener::bind(addr)
+        TcpListener::bind(addr)
             .await
-            .map_err(|source| ServerError::Bind { addr, source })?;
+            .map_err(|error| ServerError::Bind { addr, error })
+    }
+
+    /// [`Application::build`] on a listener from [`Application::bind`].
+    pub fn build_on(
+        listener: TcpListener,
+        config: Config,
+        deps: Dependencies,
+    ) -> Result<Self, ServerError> {
+        let addr = config.server.listen;
         let local_addr = listener
             .local_addr()
-            .map_err(|source| ServerError::Bind { addr, source })?;
+            .map_err(|error| ServerError::Bind { addr, error })?;
         let (router, state) = router(config, deps);
         Ok(Self {
             listener,

@@ -8,14 +8,80 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "ticketbridge", version, about)]
 pub struct Cli {
-    /// Configuration file. A missing ./ticketbridge.toml means built-in defaults.
-    #[arg(long, short, global = true, env = "TICKETBRIDGE_CONFIG", default_value = DEFAULT_CONFIG)]
-    pub config: PathBuf,
+    /// Configuration file (default: $TICKETBRIDGE_CONFIG, else ./ticketbridge.toml,
+    /// else built-in defaults). A file named here or in TICKETBRIDGE_CONFIG must exist.
+    #[arg(long, short, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
 
 pub const DEFAULT_CONFIG: &str = "./ticketbridge.toml";
+
+/// The variable naming the configuration file when `--config` is not given.
+pub const CONFIG_ENV: &str = "TICKETBRIDGE_CONFIG";
+
+/// The configuration file a command reads, and how it was chosen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigFile {
+    pub path: PathBuf,
+    /// Named by `--config` or `TICKETBRIDGE_CONFIG` (so it must exist), not
+    /// the default `./ticketbridge.toml`.
+    pub explicit: bool,
+}
+
+impl ConfigFile {
+    /// `--config` if given, else `TICKETBRIDGE_CONFIG` (`env`), else the
+    /// default path. An empty variable is refused: it names no file.
+    pub fn choose(flag: Option<PathBuf>, env: Option<std::ffi::OsString>) -> Result<Self, String> {
+        if let Some(path) = flag {
+            return Ok(Self {
+                path,
+                explicit: true,
+            });
+        }
+        match env {
+            Some(value) if value.is_empty() => Err(format!(
+                "{CONFIG_ENV} is set but empty: set it to a configuration file, or unset it to use {DEFAULT_CONFIG} (built-in defaults without it)"
+            )),
+            Some(value) => Ok(Self {
+                path: PathBuf::from(value),
+                explicit: true,
+            }),
+            None => Ok(Self {
+                path: PathBuf::from(DEFAULT_CONFIG),
+                explicit: false,
+            }),
+        }
+    }
+
+    /// The command that lists every problem of this configuration, naming
+    /// the file as it was given (the default needs no `--config`).
+    pub fn check_command(&self) -> String {
+        if self.explicit {
+            format!(
+                "ticketbridge --config {} config check",
+                shell_word(&self.path.display().to_string())
+            )
+        } else {
+            "ticketbridge config check".to_owned()
+        }
+    }
+}
+
+/// `text` as one shell word: as it is when it needs no quoting, else in
+/// single quotes.
+fn shell_word(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:,@%=".contains(c));
+    if plain {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -168,4 +234,29 @@ pub struct IngestBench {
     /// Duration of the fixed-rate run, in seconds.
     #[arg(long, default_value_t = 10)]
     pub rate_seconds: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_check_command_names_the_file_as_given() {
+        let given = ConfigFile::choose(Some("t1.toml".into()), None).unwrap();
+        assert_eq!(
+            given.check_command(),
+            "ticketbridge --config t1.toml config check"
+        );
+        let spaced = ConfigFile::choose(None, Some("my conf/it's.toml".into())).unwrap();
+        assert_eq!(
+            spaced.check_command(),
+            "ticketbridge --config 'my conf/it'\\''s.toml' config check"
+        );
+        let default = ConfigFile::choose(None, None).unwrap();
+        assert!(!default.explicit);
+        assert_eq!(default.check_command(), "ticketbridge config check");
+        let explicit_default = ConfigFile::choose(Some(DEFAULT_CONFIG.into()), None).unwrap();
+        assert!(explicit_default.explicit);
+        assert!(ConfigFile::choose(None, Some("".into())).is_err());
+    }
 }

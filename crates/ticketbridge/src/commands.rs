@@ -8,11 +8,17 @@ use config::Config;
 use store::{JobFilter, JobStatus, LinkFilter, Store};
 
 use crate::cli::{
-    BenchCommand, Cli, Command, ConfigCommand, DEFAULT_CONFIG, JobsCommand, LinksCommand,
+    BenchCommand, CONFIG_ENV, Cli, Command, ConfigCommand, ConfigFile, JobsCommand, LinksCommand,
 };
 use ticketbridge::{say, say_part};
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // Chosen only by the commands that read it: `version`, `demo`, `sim` and
+    // `bench` run whatever TICKETBRIDGE_CONFIG holds.
+    let config_file = || {
+        ConfigFile::choose(cli.config.clone(), std::env::var_os(CONFIG_ENV))
+            .map_err(anyhow::Error::msg)
+    };
     match cli.command {
         Command::Demo => {
             crate::demo::run().await?;
@@ -24,35 +30,52 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 sim::glpi::GlpiVersion::V10
             };
-            sim::glpi::run_standalone(port, mode).await?;
+            sim::glpi::run_standalone(port, mode)
+                .await
+                .map_err(|error| match error {
+                    sim::glpi::SimError::Bind { source, .. } => port_taken(port, &source),
+                    other => anyhow::anyhow!("{other}"),
+                })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Sim(crate::cli::SimCommand::Itop { port }) => {
-            sim::itop::run_standalone(port).await?;
+            sim::itop::run_standalone(port).await.map_err(|error| {
+                use std::io::ErrorKind::{AddrInUse, AddrNotAvailable, PermissionDenied};
+                match error.kind() {
+                    AddrInUse | AddrNotAvailable | PermissionDenied => port_taken(port, &error),
+                    _ => anyhow::anyhow!("iTop simulator: {error}"),
+                }
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Sim(crate::cli::SimCommand::Chatwoot { port }) => {
-            sim::chatwoot::run_standalone(port).await?;
+            sim::chatwoot::run_standalone(port)
+                .await
+                .map_err(|error| match error {
+                    sim::chatwoot::SimError::Bind(source) => port_taken(port, &source),
+                    other => anyhow::anyhow!("{other}"),
+                })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Version => {
             say!("ticketbridge {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Config(ConfigCommand::Check) => Ok(config_check(&cli.config)),
-        Command::Check => Ok(crate::check::run(&load(&cli.config)?).await),
+        Command::Config(ConfigCommand::Check) => Ok(config_check(&config_file()?)),
+        Command::Check => Ok(crate::check::run(&load(&config_file()?)?).await),
         Command::Serve => {
-            let config = load(&cli.config)?;
-            crate::serve::serve(config, &cli.config).await?;
+            let file = config_file()?;
+            let config = load(&file)?;
+            crate::serve::serve(config, &file.path).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Jobs(command) => {
-            let store = open_existing_store(&load(&cli.config)?).await?;
+            let store = open_existing_store(&load(&config_file()?)?).await?;
             jobs(&store, command).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Links(LinksCommand::List { limit }) => {
-            let store = open_existing_store(&load(&cli.config)?).await?;
+            let store = open_existing_store(&load(&config_file()?)?).await?;
             let links = store
                 .links(&LinkFilter {
                     limit: Some(limit),
@@ -89,22 +112,45 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Loads the configuration; a missing file is fine only at the default path.
-pub fn load(path: &Path) -> anyhow::Result<Config> {
-    let required = path != Path::new(DEFAULT_CONFIG);
-    config::load(path, required, std::env::vars()).map_err(|errors| {
+/// A simulator that cannot listen: the address, the reason once, the fix.
+fn port_taken(port: u16, error: &std::io::Error) -> anyhow::Error {
+    anyhow::anyhow!(
+        "cannot listen on 127.0.0.1:{port}: {error} (is another process using it? choose another --port, or 0 for a free one)"
+    )
+}
+
+/// Loads the configuration; a missing file is fine only when none was named
+/// (`--config` or `TICKETBRIDGE_CONFIG`).
+pub fn load(file: &ConfigFile) -> anyhow::Result<Config> {
+    load_file(file).map_err(|errors| {
+        // A file that cannot be read or parsed is one problem, said as it is:
+        // `config check` would say the same.
+        if errors.0.iter().all(|problem| problem.path.is_empty()) {
+            return anyhow::anyhow!("{}", errors.lines().replace('\n', "; "));
+        }
         anyhow::anyhow!(
-            "invalid configuration: {} (run `ticketbridge config check` to list every problem)",
-            errors.lines().replace('\n', "; ")
+            "invalid configuration: {} (run `{}` to list every problem)",
+            errors.lines().replace('\n', "; "),
+            file.check_command()
         )
     })
 }
 
-fn config_check(path: &Path) -> ExitCode {
-    let required = path != Path::new(DEFAULT_CONFIG);
-    match config::load(path, required, std::env::vars()) {
+/// The configuration, checked against what this binary handles.
+fn load_file(file: &ConfigFile) -> Result<Config, config::ConfigErrors> {
+    let handlers = config::Handlers {
+        event_job_kinds: crate::serve::EVENT_JOB_KINDS,
+    };
+    config::load_with(&file.path, file.explicit, std::env::vars(), handlers)
+}
+
+fn config_check(file: &ConfigFile) -> ExitCode {
+    match load_file(file) {
         Ok(config) => {
             say!("config ok");
+            if !file.explicit && !file.path.exists() {
+                say!("no {}: built-in defaults", file.path.display());
+            }
             say_part!("{}", config.summary());
             ExitCode::SUCCESS
         }

@@ -1,13 +1,23 @@
 //! Standard output of the command line. `println!` panics when the reader
 //! has gone (`ticketbridge jobs list | head -1`): here a closed pipe ends the
-//! command quietly, as it does for every Unix tool, and nothing else changes.
+//! output quietly, as it does for every Unix tool. The command itself runs
+//! to its end and exits with its own status (a failed `config check` piped
+//! into a reader that left early still exits 1, never 0).
 
-use std::fmt;
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::{fmt, process};
 
-/// Write `args` to standard output; a closed pipe exits at once (status 0:
-/// the reader got all it wanted), another write error is reported once.
+/// Set once standard output turned out to be a closed pipe.
+static CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Write `args` to standard output; once it is a closed pipe, nothing more
+/// is written (the reader got all it wanted) and the command goes on to its
+/// own exit status; another write error is reported once.
 pub fn write(args: fmt::Arguments<'_>, newline: bool) {
+    if CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
     let mut out = io::stdout().lock();
     let written = out.write_fmt(args).and_then(|()| {
         if newline {
@@ -18,10 +28,11 @@ pub fn write(args: fmt::Arguments<'_>, newline: bool) {
     });
     if let Err(error) = written {
         if error.kind() == io::ErrorKind::BrokenPipe {
-            std::process::exit(0);
+            CLOSED.store(true, Ordering::Relaxed);
+            return;
         }
         eprintln!("error: cannot write to standard output: {error}");
-        std::process::exit(1);
+        process::exit(1);
     }
 }
 

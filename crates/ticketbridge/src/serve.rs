@@ -11,7 +11,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::event_record::{self, EventRecord};
 
-/// Test knob: artificial work time of `event.record` jobs, in milliseconds.
+/// Test knob: artificial work time of `event.record` jobs, in milliseconds
+/// (documented in docs/configuration.md; the process tests need jobs that
+/// are still running when they kill or stop the service).
 pub const RECORD_DELAY_ENV: &str = "TICKETBRIDGE_TEST_RECORD_DELAY_MS";
 
 pub fn engine_config(config: &Config) -> EngineConfig {
@@ -31,6 +33,11 @@ pub fn engine_config(config: &Config) -> EngineConfig {
     }
 }
 
+/// The job kinds an `events` source may name in `job_kind`: those
+/// [`build_engine`] registers for events (checked by `config check` and at
+/// start, so a typo is not a dead letter per event).
+pub const EVENT_JOB_KINDS: &[&str] = &[event_record::KIND];
+
 /// The engine with every handler the binary knows.
 pub fn build_engine(config: &Config, store: &store::Store) -> Engine {
     let mut engine = Engine::new(store.clone(), engine_config(config));
@@ -38,6 +45,13 @@ pub fn build_engine(config: &Config, store: &store::Store) -> Engine {
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
         .map_or(Duration::ZERO, Duration::from_millis);
+    if !delay.is_zero() {
+        // A test knob that slows every event: never silent in a log.
+        tracing::warn!(
+            delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            "{RECORD_DELAY_ENV} is set: every event.record job waits this long (a test knob; unset it in production)"
+        );
+    }
     engine.register(
         event_record::KIND,
         Arc::new(EventRecord {
@@ -64,15 +78,15 @@ pub async fn serve(config: Config, config_path: &std::path::Path) -> anyhow::Res
         version = env!("CARGO_PKG_VERSION"),
         "starting"
     );
+    // Bound first: a port in use stops here, before the store is created.
+    let listener = Application::bind(&config).await?;
     let store = crate::commands::store_for(&config).await?;
     let mut engine = build_engine(&config, &store);
     let waker = engine.waker();
     let deps = Dependencies::new(store.clone(), Wake::new(move || waker.wake()));
     let wired = ticketbridge::wiring::install(&config, &store, &mut engine, deps)?;
     let targets = wired.targets;
-    let app = Application::build(config, wired.deps)
-        .await
-        .context("cannot start the HTTP server")?;
+    let app = Application::build_on(listener, config, wired.deps)?;
 
     let shutdown = CancellationToken::new();
     // Installed before the server says it listens: a SIGTERM sent as soon as

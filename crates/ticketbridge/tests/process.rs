@@ -386,9 +386,12 @@ fn an_explicit_missing_config_file_is_a_one_line_error() {
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(
-        stderr.contains("cannot read config file /nonexistent/ticketbridge.toml"),
+        stderr.starts_with("error: cannot read config file /nonexistent/ticketbridge.toml"),
         "{stderr}"
     );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    // Nothing to list: no hint to run `config check`.
+    assert!(!stderr.contains("config check"), "{stderr}");
 }
 
 #[test]
@@ -495,4 +498,301 @@ fn serve_stops_on_sigterm_after_its_log_reader_went_away() {
     };
     let status = service.terminate();
     assert!(status.success(), "{status:?}");
+}
+
+/// `ticketbridge` in `dir` with `args`, no TICKETBRIDGE_CONFIG unless given:
+/// (exit code, stdout, stderr).
+fn run_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let mut command = Command::new(BIN);
+    command
+        .args(args)
+        .current_dir(dir)
+        .env_remove("TICKETBRIDGE_CONFIG");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let output = command.output().unwrap();
+    (
+        output.status.code(),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+/// The hint of an invalid configuration checks the same file: following it
+/// lists the problem instead of checking the default file and saying "ok".
+#[test]
+fn the_hint_of_an_invalid_configuration_names_the_file_given() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("t1.toml"),
+        r#"
+[targets.glpi]
+kind = "glpi"
+url = "http://127.0.0.1:9/apirest.php"
+login = "glpi"
+password = "${TB_TEST_UNSET_PW}"
+"#,
+    )
+    .unwrap();
+    let (code, _, stderr) = run_in(dir.path(), &["-c", "t1.toml", "serve"], &[]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("targets.glpi.password: environment variable TB_TEST_UNSET_PW is not set"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("(run `ticketbridge --config t1.toml config check` to list every problem)"),
+        "{stderr}"
+    );
+    // The hint, followed, reports the problem.
+    let (code, stdout, _) = run_in(dir.path(), &["--config", "t1.toml", "config", "check"], &[]);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.contains("TB_TEST_UNSET_PW"), "{stdout}");
+    // Named by TICKETBRIDGE_CONFIG: the hint names it too.
+    let (code, _, stderr) = run_in(
+        dir.path(),
+        &["jobs", "list"],
+        &[("TICKETBRIDGE_CONFIG", "t1.toml")],
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("`ticketbridge --config t1.toml config check`"),
+        "{stderr}"
+    );
+}
+
+/// A file named by --config or TICKETBRIDGE_CONFIG must exist, even when its
+/// name is the default's; without either, `config check` says it used the
+/// built-in defaults; an empty TICKETBRIDGE_CONFIG is named as the problem.
+#[test]
+fn a_config_file_named_explicitly_must_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stdout, stderr) = run_in(
+        dir.path(),
+        &["--config", "./ticketbridge.toml", "config", "check"],
+        &[],
+    );
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(
+        stdout.starts_with("cannot read config file ./ticketbridge.toml"),
+        "{stdout}"
+    );
+    let (code, stdout, _) = run_in(
+        dir.path(),
+        &["config", "check"],
+        &[("TICKETBRIDGE_CONFIG", "./ticketbridge.toml")],
+    );
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.starts_with("cannot read config file ./ticketbridge.toml"),
+        "{stdout}"
+    );
+    let (code, stdout, _) = run_in(dir.path(), &["config", "check"], &[]);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(
+        stdout.starts_with("config ok\nno ./ticketbridge.toml: built-in defaults\n"),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = run_in(
+        dir.path(),
+        &["config", "check"],
+        &[("TICKETBRIDGE_CONFIG", "")],
+    );
+    assert_eq!(code, Some(1), "{stdout}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("error: TICKETBRIDGE_CONFIG is set but empty"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("--config"), "{stderr}");
+    // With the file there, nothing is said about defaults.
+    std::fs::write(dir.path().join("ticketbridge.toml"), "").unwrap();
+    let (code, stdout, _) = run_in(dir.path(), &["config", "check"], &[]);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(!stdout.contains("built-in defaults"), "{stdout}");
+}
+
+/// An events source's job kind this binary has no handler for is refused by
+/// `config check` (and so at start), naming the kinds it handles: otherwise
+/// every event became a dead letter.
+#[test]
+fn an_unknown_event_job_kind_is_a_configuration_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), "sqlite::memory:");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace(
+            "ordering_key = \"/customer\"",
+            "ordering_key = \"/customer\"\njob_kind = \"event.recrod\"",
+        ),
+    )
+    .unwrap();
+    let (code, stdout, _) = run_in(
+        dir.path(),
+        &["--config", path.to_str().unwrap(), "config", "check"],
+        &[("WEB_KEY", KEY)],
+    );
+    assert_eq!(code, Some(1), "{stdout}");
+    assert_eq!(
+        stdout,
+        "sources.web.job_kind: no handler for job kind \"event.recrod\": expected one of event.record (or leave job_kind out)\n"
+    );
+}
+
+/// A misspelt override is not ignored: `config check` names it and its
+/// spelling, and a problem in an overridden value names its variable.
+#[test]
+fn config_check_reports_misspelt_and_faulty_overrides() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stdout, _) = run_in(
+        dir.path(),
+        &["config", "check"],
+        &[("TICKETBRIDGE_SERVER_LISTEN", "0.0.0.0:9000")],
+    );
+    assert_eq!(code, Some(1), "{stdout}");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(
+        stdout.starts_with(
+            "TICKETBRIDGE_SERVER_LISTEN: sets nothing: did you mean TICKETBRIDGE_SERVER__LISTEN? "
+        ),
+        "{stdout}"
+    );
+    let (code, stdout, _) = run_in(
+        dir.path(),
+        &["config", "check"],
+        &[("TICKETBRIDGE_SERVER__LISTEN", "nowhere")],
+    );
+    assert_eq!(code, Some(1), "{stdout}");
+    assert_eq!(
+        stdout,
+        "server.listen: expected an address and port such as \"127.0.0.1:8080\" (from TICKETBRIDGE_SERVER__LISTEN)\n"
+    );
+}
+
+/// A port in use: one line naming the address, the reason once and the fix,
+/// for `serve` (before any store is created) and the simulators.
+#[test]
+fn a_port_in_use_is_one_line_naming_the_address() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("t.toml"),
+        format!("[server]\nlisten = \"127.0.0.1:{port}\"\n[store]\nurl = \"sqlite://./tb.db\"\n"),
+    )
+    .unwrap();
+    let port_text = port.to_string();
+    let runs: [(&str, Vec<&str>, &str); 4] = [
+        (
+            "serve",
+            vec!["-c", "t.toml", "serve"],
+            "change server.listen",
+        ),
+        (
+            "sim glpi",
+            vec!["sim", "glpi", "--port", &port_text],
+            "choose another --port",
+        ),
+        (
+            "sim itop",
+            vec!["sim", "itop", "--port", &port_text],
+            "choose another --port",
+        ),
+        (
+            "sim chatwoot",
+            vec!["sim", "chatwoot", "--port", &port_text],
+            "choose another --port",
+        ),
+    ];
+    for (what, args, fix) in runs {
+        let (code, _, stderr) = run_in(dir.path(), &args, &[("RUST_LOG", "off")]);
+        assert_eq!(code, Some(1), "{what}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{what}: {stderr}");
+        assert!(
+            stderr.starts_with(&format!("error: cannot listen on 127.0.0.1:{port}: ")),
+            "{what}: {stderr}"
+        );
+        assert_eq!(stderr.matches("(os error").count(), 1, "{what}: {stderr}");
+        assert!(stderr.contains(fix), "{what}: {stderr}");
+    }
+    assert!(
+        !dir.path().join("tb.db").exists(),
+        "serve created its store before finding the port taken"
+    );
+    drop(taken);
+}
+
+/// Standard output already closed by its reader (`… | true`): the command
+/// still exits with its own status, so a failed check is not a success.
+#[test]
+fn a_closed_standard_output_keeps_the_exit_status() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "[server]\nlisten = \"nowhere\"\n",
+    )
+    .unwrap();
+    let status_with_closed_stdout = |args: &[&str]| {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        Command::new(BIN)
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("TICKETBRIDGE_CONFIG")
+            .stdout(writer)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .code()
+    };
+    assert_eq!(
+        status_with_closed_stdout(&["-c", "bad.toml", "config", "check"]),
+        Some(1)
+    );
+    assert_eq!(status_with_closed_stdout(&["config", "check"]), Some(0));
+    assert_eq!(status_with_closed_stdout(&["version"]), Some(0));
+}
+
+/// The test knob that slows `event.record` jobs is never silent: `serve`
+/// warns in its log before it listens.
+#[test]
+fn serve_warns_when_the_record_delay_test_knob_is_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        &store::testing::sqlite_url(&dir).replace("store.db", "knob.db"),
+    );
+    let mut child = Command::new(BIN)
+        .args(["--config", path.to_str().unwrap(), "serve"])
+        .env("WEB_KEY", KEY)
+        .env("TICKETBRIDGE_TEST_RECORD_DELAY_MS", "25")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut warned = false;
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let Ok(line) = line else { break };
+        let Ok(log) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        if log["level"] == "WARN"
+            && log["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("TICKETBRIDGE_TEST_RECORD_DELAY_MS is set"))
+        {
+            assert_eq!(log["delay_ms"], 25, "{line}");
+            warned = true;
+        }
+        if log["message"] == "HTTP server listening" {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(warned, "no warning before listening");
 }

@@ -99,11 +99,36 @@ pub struct ChatwootSource {
 }
 
 /// A category given by id or by name.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CategorySetting {
     Id(i64),
     Name(String),
+}
+
+/// An id (a number) or a name (a string); anything else is "expected a
+/// category id or name", not serde's words for an untagged enum.
+impl<'de> Deserialize<'de> for CategorySetting {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct IdOrName;
+        impl serde::de::Visitor<'_> for IdOrName {
+            type Value = CategorySetting;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a category id or name")
+            }
+            fn visit_i64<E: serde::de::Error>(self, id: i64) -> Result<CategorySetting, E> {
+                Ok(CategorySetting::Id(id))
+            }
+            fn visit_u64<E: serde::de::Error>(self, id: u64) -> Result<CategorySetting, E> {
+                i64::try_from(id)
+                    .map(CategorySetting::Id)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(id), &self))
+            }
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<CategorySetting, E> {
+                Ok(CategorySetting::Name(name.to_owned()))
+            }
+        }
+        deserializer.deserialize_any(IdOrName)
+    }
 }
 
 /// What a customer message on a conversation whose ticket is closed does.
@@ -430,5 +455,26 @@ mod tests {
         ] {
             assert!(AttachmentHost::parse(bad).is_err(), "{bad}");
         }
+    }
+}
+
+#[cfg(test)]
+mod category_tests {
+    use super::CategorySetting;
+
+    #[derive(serde::Deserialize)]
+    struct Holder {
+        category: CategorySetting,
+    }
+
+    #[test]
+    fn a_category_is_an_id_or_a_name() {
+        let read = |text: &str| toml::from_str::<Holder>(text).map(|h| h.category);
+        assert_eq!(read("category = 7").unwrap(), CategorySetting::Id(7));
+        assert_eq!(
+            read("category = \"Printers\"").unwrap(),
+            CategorySetting::Name("Printers".to_owned())
+        );
+        assert!(read("category = true").is_err());
     }
 }

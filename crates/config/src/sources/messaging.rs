@@ -134,17 +134,29 @@ fn default_status_wait() -> Duration {
 }
 
 /// A duration written as milliseconds (`15000`, `"15000"`) or humantime (`"15s"`).
+/// Anything else is "expected a number of milliseconds or a duration such
+/// as \"15s\"", not serde's words for an untagged enum.
 fn millis_or_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Millis(u64),
-        Text(String),
+    struct MillisOrText;
+    impl serde::de::Visitor<'_> for MillisOrText {
+        type Value = Duration;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a number of milliseconds or a duration such as \"15s\"")
+        }
+        fn visit_u64<E: serde::de::Error>(self, ms: u64) -> Result<Duration, E> {
+            Ok(Duration::from_millis(ms))
+        }
+        fn visit_i64<E: serde::de::Error>(self, ms: i64) -> Result<Duration, E> {
+            u64::try_from(ms)
+                .map(Duration::from_millis)
+                .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(ms), &self))
+        }
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Duration, E> {
+            parse_duration(text)
+                .map_err(|_| E::invalid_value(serde::de::Unexpected::Str(text), &self))
+        }
     }
-    match Raw::deserialize(deserializer)? {
-        Raw::Millis(ms) => Ok(Duration::from_millis(ms)),
-        Raw::Text(text) => parse_duration(&text).map_err(serde::de::Error::custom),
-    }
+    deserializer.deserialize_any(MillisOrText)
 }
 
 /// `"1500"` (milliseconds) or humantime (`"1.5s"`, `"2m"`).
