@@ -261,6 +261,15 @@ impl Intake {
             })
             .await?;
         let job = jobs.first();
+        // A job finishes after its outcome is recorded (the link of its
+        // ticket, or its failure): one that finished between the read of the
+        // outcome above and the job's has its outcome there now.
+        if let Some(job) = job
+            && matches!(job.status, JobStatus::Dead | JobStatus::Succeeded)
+            && let Some(outcome) = self.final_outcome(configured, id).await?
+        {
+            return Ok(Some(outcome));
+        }
         if let Some(job) = job
             && job.status == JobStatus::Dead
         {
