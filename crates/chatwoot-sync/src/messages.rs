@@ -313,10 +313,14 @@ impl SourceSync {
         } else {
             None
         };
-        if message.is_incoming() && status == Some(TicketStatus::Solved) {
+        if message.is_incoming()
+            && matches!(status, Some(TicketStatus::Solved | TicketStatus::Waiting))
+        {
             // The customer writes on a solved ticket (solved in the target
-            // while the conversation stayed open, or not yet mirrored): as
-            // GLPI does when the requester writes, the ticket is reopened.
+            // while the conversation stayed open, or not yet mirrored), or on
+            // one a technician set pending to wait for this answer: as GLPI
+            // does when the requester writes, the ticket is reopened. (The
+            // bridge writes as its own account, for which GLPI does not.)
             // The poller then sees an open ticket and leaves the
             // conversation open.
             match self
@@ -326,12 +330,12 @@ impl SourceSync {
             {
                 Ok(()) => {
                     tracing::info!(source = %self.name, conversation = message.conversation_id,
-                        ticket, "the customer wrote on the solved ticket; reopened");
+                        ticket, "the customer wrote on the solved or pending ticket; reopened");
                     self.reopened(message.conversation_id, ticket).await?;
                 }
                 Err(HelpdeskError::Refused { reason, .. }) => {
                     tracing::info!(source = %self.name, conversation = message.conversation_id,
-                        ticket, %reason, "the solved ticket cannot be reopened; the message is added to it");
+                        ticket, %reason, "the ticket cannot be reopened; the message is added to it");
                 }
                 Err(error) => return Err(error.into()),
             }

@@ -1279,6 +1279,36 @@ async fn a_customer_message_after_a_solve_in_glpi_reopens_the_ticket() {
     w.app.stop().await;
 }
 
+/// A technician set the ticket pending to wait for the customer: the
+/// customer's answer takes it out of pending, as GLPI does when the
+/// requester writes (the bridge writes as its own account, for which GLPI
+/// would leave it pending).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_answer_takes_a_pending_ticket_out_of_pending() {
+    let w = world(Options {
+        poll: "1h",
+        ..Options::default()
+    })
+    .await;
+    let (conv, ticket) = w.maria_opens("Impressora sem toner").await;
+    w.settled().await;
+    assert!(w.glpi.set_ticket_status(ticket, 4));
+    w.cw.customer_sends(conv, "Toner trocado, ainda falha")
+        .await
+        .unwrap();
+    let followups = w.followups_with(ticket, 1).await;
+    assert_eq!(followups[0].content, "Toner trocado, ainda falha");
+    wait_for("the ticket out of pending", DEADLINE, || async {
+        (w.glpi.ticket(ticket)?.status == 2).then_some(())
+    })
+    .await
+    .unwrap();
+    w.settled().await;
+    assert_eq!(w.glpi.ticket(ticket).unwrap().status, 2);
+    assert!(w.dead_jobs().await.is_empty(), "{:?}", w.dead_jobs().await);
+    w.app.stop().await;
+}
+
 /// Resolving the conversation fails once (Chatwoot answers 503): the poller
 /// tries again and resolves it, and no sweep meanwhile reopens the ticket.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
