@@ -140,6 +140,13 @@ impl SourceSync {
                     .await?;
             }
         }
+        if conversation.is_none() {
+            // Nothing is known of the conversation (refused or unreadable):
+            // the state keeps what it says of it. Marked resolved here, a
+            // sweep would take the still-open conversation for a reason to
+            // reopen the technician's solved ticket.
+            return Ok(());
+        }
         let mut state = match self.links.ticket(conversation_id).await? {
             Some(l) => l.state,
             None => link.state,

@@ -1309,6 +1309,48 @@ async fn a_customer_answer_takes_a_pending_ticket_out_of_pending() {
     w.app.stop().await;
 }
 
+/// The poller cannot read the conversation (Chatwoot refuses it: a rotated
+/// token, a demoted user): it records nothing of it, so the next sweep,
+/// which reads it open, does not take that for a reason to reopen the
+/// technician's solved ticket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_the_poller_cannot_read_does_not_reopen_a_solved_ticket() {
+    let w = world(Options {
+        poll: "1h",
+        ..Options::default()
+    })
+    .await;
+    let (conv, ticket) = w.maria_opens("Monitor piscando").await;
+    w.settled().await;
+    w.cw.fail_matching("GET", &format!("/conversations/{conv}"), 1, 403);
+    w.glpi
+        .add_solution_as(ticket, w.tech, "Cabo trocado")
+        .unwrap();
+    w.poll_now().await;
+    w.settled().await;
+    assert_eq!(w.cw.conversation(conv).unwrap().status, "open");
+    // A sweep reads the conversation open.
+    let start = w.succeeded("chatwoot.reconcile").await;
+    w.app
+        .store
+        .enqueue(chatwoot_sync::jobs::reconcile_job(
+            "cw",
+            "glpi",
+            store::now_ms(),
+        ))
+        .await
+        .unwrap();
+    wait_for("the sweep", DEADLINE, || async {
+        (w.succeeded("chatwoot.reconcile").await > start).then_some(())
+    })
+    .await
+    .unwrap();
+    w.settled().await;
+    assert_eq!(w.glpi.ticket(ticket).unwrap().status, 5, "reopened");
+    assert!(w.dead_jobs().await.is_empty(), "{:?}", w.dead_jobs().await);
+    w.app.stop().await;
+}
+
 /// Resolving the conversation fails once (Chatwoot answers 503): the poller
 /// tries again and resolves it, and no sweep meanwhile reopens the ticket.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
