@@ -248,6 +248,10 @@ impl SourceSync {
             && let Some(posted) = self.unclaimed_copy(conversation_id, &text).await?
         {
             self.remember_message(posted.id).await?;
+            // Known by its id now; the text kept for an echo that came before
+            // the id would otherwise take an agent's later message with the
+            // same words for the bridge's own.
+            self.forget_message_text(conversation_id, &text).await?;
             self.store
                 .kv_put(ns, &key, &json!({"message": posted.id}))
                 .await?;
@@ -370,6 +374,8 @@ impl SourceSync {
             let posted = self.unclaimed_copy(conversation_id, text).await?;
             if let Some(posted) = posted {
                 self.remember_message(posted.id).await?;
+                // As after a post: known by its id, the text is forgotten.
+                self.forget_message_text(conversation_id, text).await?;
                 self.links
                     .put_reply(
                         followup,
