@@ -260,6 +260,28 @@ impl Links {
             .map(|(message, linked, _)| (message, linked)))
     }
 
+    /// Records that followup `followup_id` will not be copied (Chatwoot
+    /// refused it for good): done, with no message behind it.
+    pub async fn skip_reply(
+        &self,
+        followup_id: i64,
+        conversation: u64,
+        reason: &str,
+    ) -> SyncResult<()> {
+        self.store
+            .put_link(&NewLink {
+                kind: REPLY.to_owned(),
+                source_system: self.target.clone(),
+                source_id: followup_id.to_string(),
+                target_system: self.chatwoot.clone(),
+                target_id: None,
+                state: LinkState::Linked,
+                data: serde_json::json!({"conversation": conversation, "skipped": reason}),
+            })
+            .await?;
+        Ok(())
+    }
+
     pub async fn put_reply(
         &self,
         followup_id: i64,

@@ -195,7 +195,12 @@ impl SourceSync {
 
     /// Adds `note` to `ticket` as a private followup of the bridge, unless a
     /// note was added under `marker` already. Returns whether it was added.
-    async fn private_note_once(&self, ticket: i64, marker: &str, note: String) -> SyncResult<bool> {
+    pub(crate) async fn private_note_once(
+        &self,
+        ticket: i64,
+        marker: &str,
+        note: String,
+    ) -> SyncResult<bool> {
         if self
             .store
             .kv_get(&self.links.chatwoot, marker)

@@ -11,7 +11,7 @@ use config::sources::RepliesAs;
 use flows::helpdesk::{Followup, PersonKind, TicketStatus};
 use serde_json::json;
 
-use crate::error::SyncResult;
+use crate::error::{SyncError, SyncResult};
 use crate::flow::Cycle;
 use crate::jobs::ticket_changed_job;
 use crate::messages::ChatMessage;
@@ -128,8 +128,24 @@ impl SourceSync {
                 .and_then(|c| c.can_reply)
                 .unwrap_or(true);
             let interrupted = matches!(reply, Some((_, false)));
-            self.post_reply(conversation_id, followup.id, interrupted, &text, can_reply)
-                .await?;
+            match self
+                .post_reply(conversation_id, followup.id, interrupted, &text, can_reply)
+                .await
+            {
+                Ok(()) => {}
+                // Chatwoot refuses this one reply for good (too long, a
+                // content it rejects): the technician is told on the ticket,
+                // and the replies after it, the solution and the resolve
+                // still go through.
+                Err(error @ SyncError::Chatwoot(_)) if !error.is_retryable() => {
+                    self.copy_refused(ticket_id, &format!("followup #{}", followup.id), &error)
+                        .await?;
+                    self.links
+                        .skip_reply(followup.id, conversation_id, &error.to_string())
+                        .await?;
+                }
+                Err(error) => return Err(error),
+            }
         }
         // The technician's solution reaches the customer before the
         // conversation is resolved.
@@ -262,15 +278,43 @@ impl SourceSync {
             .await?;
         self.remember_message_text(conversation_id, &text).await?;
         let marker = format!("{SOURCE_ID_PREFIX}solution:{ticket_id}:{}", solution.id);
-        let posted = self
+        let posted = match self
             .post_to_conversation(conversation_id, &text, marker, can_reply)
-            .await?;
+            .await
+        {
+            Ok(posted) => posted,
+            // Refused for good: said on the ticket, and the resolve goes on.
+            Err(error @ SyncError::Chatwoot(_)) if !error.is_retryable() => {
+                self.copy_refused(ticket_id, &format!("solution #{}", solution.id), &error)
+                    .await?;
+                self.forget_message_text(conversation_id, &text).await?;
+                self.store
+                    .kv_put(ns, &key, &json!({"skipped": error.to_string()}))
+                    .await?;
+                return Ok(());
+            }
+            Err(error) => return Err(error),
+        };
         self.remember_message(posted.id).await?;
         self.forget_message_text(conversation_id, &text).await?;
         self.store
             .kv_put(ns, &key, &json!({"message": posted.id}))
             .await?;
         tracing::debug!(source = %self.name, conversation = conversation_id, ticket = ticket_id, message = posted.id, "solution copied to Chatwoot");
+        Ok(())
+    }
+
+    /// Chatwoot refused to take `what` (a followup or solution of
+    /// `ticket_id`) for good: a private note on the ticket says so, once.
+    async fn copy_refused(&self, ticket_id: i64, what: &str, error: &SyncError) -> SyncResult<()> {
+        tracing::warn!(source = %self.name, ticket = ticket_id, %what, %error,
+            "Chatwoot refused the copy; the ticket gets a note and later replies go on");
+        let note = format!(
+            "The {what} of this ticket did not reach the customer: Chatwoot refused it ({error}). \
+             Tell the customer another way, or write it again in a form Chatwoot takes."
+        );
+        self.private_note_once(ticket_id, &format!("refused:{ticket_id}:{what}"), note)
+            .await?;
         Ok(())
     }
 

@@ -1351,6 +1351,59 @@ async fn a_conversation_the_poller_cannot_read_does_not_reopen_a_solved_ticket()
     w.app.stop().await;
 }
 
+/// Chatwoot refuses one technician reply for good (a 422: too long, a
+/// content it rejects): the ticket gets a private note saying so, and the
+/// next reply, the solution and the resolve still reach the conversation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_chatwoot_refuses_does_not_hold_back_the_ones_after_it() {
+    let w = world(Options {
+        poll: "1h",
+        ..Options::default()
+    })
+    .await;
+    let (conv, ticket) = w.maria_opens("VPN caiu").await;
+    w.settled().await;
+    w.cw.fail_matching("POST", &format!("/conversations/{conv}/messages"), 1, 422);
+    w.glpi
+        .add_followup_as(ticket, w.tech, "Uma resposta que o Chatwoot recusa", false)
+        .unwrap();
+    w.glpi
+        .add_followup_as(ticket, w.tech, "Reiniciamos o concentrador", false)
+        .unwrap();
+    w.glpi
+        .add_solution_as(ticket, w.tech, "VPN normalizada")
+        .unwrap();
+    w.poll_now().await;
+    w.settled().await;
+    for text in ["Reiniciamos o concentrador", "VPN normalizada"] {
+        assert!(
+            !w.messages_with(conv, text).is_empty(),
+            "{text} not in Chatwoot"
+        );
+    }
+    assert!(
+        w.messages_with(conv, "Uma resposta que o Chatwoot recusa")
+            .is_empty()
+    );
+    assert_eq!(w.cw.conversation(conv).unwrap().status, "resolved");
+    let notes: Vec<_> = w
+        .glpi
+        .followups(ticket)
+        .into_iter()
+        .filter(|f| f.is_private && f.content.contains("did not reach the customer"))
+        .collect();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(w.dead_jobs().await.is_empty(), "{:?}", w.dead_jobs().await);
+    // Later polls neither post it nor note it again.
+    w.poll_now().await;
+    w.settled().await;
+    assert!(
+        w.messages_with(conv, "Uma resposta que o Chatwoot recusa")
+            .is_empty()
+    );
+    w.app.stop().await;
+}
+
 /// Resolving the conversation fails once (Chatwoot answers 503): the poller
 /// tries again and resolves it, and no sweep meanwhile reopens the ticket.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
