@@ -14,6 +14,9 @@ pub const TICKET: &str = "chatwoot.ticket";
 pub const MESSAGE: &str = "chatwoot.message";
 /// Target followup → Chatwoot message (replies copied back).
 pub const REPLY: &str = "chatwoot.reply";
+/// A technician's solution posted to a conversation: solution id → message id
+/// (read when the channel says it could not deliver the message).
+pub const SOLUTION: &str = "chatwoot.solution";
 /// Chatwoot contact → person.
 pub const CONTACT: &str = "chatwoot.contact";
 
@@ -258,6 +261,27 @@ impl Links {
                 data.get("conversation").and_then(Value::as_u64) == Some(conversation)
             })
             .map(|(message, linked, _)| (message, linked)))
+    }
+
+    /// Records that solution `solution_id` was posted as message `message_id`.
+    pub async fn put_solution(
+        &self,
+        solution_id: i64,
+        message_id: u64,
+        conversation: u64,
+    ) -> SyncResult<()> {
+        self.store
+            .put_link(&NewLink {
+                kind: SOLUTION.to_owned(),
+                source_system: self.target.clone(),
+                source_id: solution_id.to_string(),
+                target_system: self.chatwoot.clone(),
+                target_id: Some(message_id.to_string()),
+                state: LinkState::Linked,
+                data: serde_json::json!({"conversation": conversation}),
+            })
+            .await?;
+        Ok(())
     }
 
     /// Records that followup `followup_id` will not be copied (Chatwoot

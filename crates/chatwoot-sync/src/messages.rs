@@ -236,20 +236,24 @@ impl SourceSync {
     /// a private followup naming the reply that did not reach the customer,
     /// once.
     async fn on_delivery_failed(&self, event: &MessageEvent, failure: &str) -> SyncResult<()> {
-        let replies = self
-            .store
-            .links_to(
-                crate::links::REPLY,
-                &self.links.chatwoot,
-                &event.id.to_string(),
-            )
-            .await?;
-        let Some(followup) = replies
-            .iter()
-            .find(|l| l.source_system == self.links.target)
-            .map(|l| l.source_id.clone())
-        else {
-            return Ok(()); // not one of the bridge's replies
+        // Which of the bridge's copies the message is: a followup's reply or
+        // a solution.
+        let mut copied = None;
+        for (kind, what) in [
+            (crate::links::REPLY, "the reply of followup"),
+            (crate::links::SOLUTION, "the solution"),
+        ] {
+            let links = self
+                .store
+                .links_to(kind, &self.links.chatwoot, &event.id.to_string())
+                .await?;
+            if let Some(link) = links.iter().find(|l| l.source_system == self.links.target) {
+                copied = Some(format!("{what} #{}", link.source_id));
+                break;
+            }
+        }
+        let Some(copied) = copied else {
+            return Ok(()); // not one of the bridge's copies
         };
         let Some(conversation) = event.conversation_id() else {
             return Ok(());
@@ -262,9 +266,7 @@ impl SourceSync {
         else {
             return Ok(());
         };
-        let note = format!(
-            "Chatwoot could not deliver the reply of followup #{followup} to the customer: {failure}"
-        );
+        let note = format!("Chatwoot could not deliver {copied} to the customer: {failure}");
         if self
             .private_note_once(ticket, &format!("failed:{}", event.id), note)
             .await?

@@ -271,6 +271,9 @@ impl SourceSync {
             self.store
                 .kv_put(ns, &key, &json!({"message": posted.id}))
                 .await?;
+            self.links
+                .put_solution(solution.id, posted.id, conversation_id)
+                .await?;
             return Ok(());
         }
         self.store
@@ -299,6 +302,9 @@ impl SourceSync {
         self.forget_message_text(conversation_id, &text).await?;
         self.store
             .kv_put(ns, &key, &json!({"message": posted.id}))
+            .await?;
+        self.links
+            .put_solution(solution.id, posted.id, conversation_id)
             .await?;
         tracing::debug!(source = %self.name, conversation = conversation_id, ticket = ticket_id, message = posted.id, "solution copied to Chatwoot");
         Ok(())

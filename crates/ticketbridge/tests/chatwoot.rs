@@ -786,6 +786,37 @@ async fn a_reply_the_channel_refused_is_reported_on_the_ticket() {
     w.app.stop().await;
 }
 
+/// The same for a technician's solution: the channel refuses it after
+/// Chatwoot took it, and the ticket says which solution did not arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_solution_the_channel_refused_is_reported_on_the_ticket() {
+    let w = world(Options::default()).await;
+    let (conv, ticket) = w.maria_opens("Caixa travado").await;
+    w.settled().await;
+    let refusal = "(#131047) Re-engagement message: more than 24 hours have passed";
+    w.cw.fail_deliveries(conv, Some(refusal)).unwrap();
+    let solution = w
+        .glpi
+        .add_solution_as(ticket, w.tech, "Caixa reiniciado")
+        .unwrap();
+    let note = wait_for("the failure on the ticket", DEADLINE, || async {
+        w.glpi
+            .followups(ticket)
+            .into_iter()
+            .find(|f| f.content.contains("could not deliver"))
+    })
+    .await
+    .unwrap();
+    assert!(note.is_private, "{note:?}");
+    assert!(
+        note.content.contains(&format!("the solution #{solution}")),
+        "{}",
+        note.content
+    );
+    assert!(note.content.contains("131047"), "{}", note.content);
+    w.app.stop().await;
+}
+
 /// Signed deliveries: a wrong signature and a stale timestamp get 401 and
 /// store nothing; a wrong URL token gets 404; unknown events get 200 and
 /// are not stored.
