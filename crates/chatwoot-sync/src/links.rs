@@ -51,6 +51,10 @@ pub struct TicketState {
     /// The ticket's `updated_at` the poller last handled.
     #[serde(default)]
     pub seen_updated_at: Option<String>,
+    /// The conversation's `updated_at` (epoch seconds) of the newest status
+    /// event applied: Chatwoot's workers may deliver an older one later.
+    #[serde(default)]
+    pub status_event_at: Option<f64>,
     /// Ticket id and URL are in the conversation's custom attributes.
     #[serde(default)]
     pub mirrored: bool,

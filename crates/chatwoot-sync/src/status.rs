@@ -19,7 +19,8 @@ impl SourceSync {
         let Some(status) = conversation.status else {
             return Ok(());
         };
-        self.apply_status(conversation.id, status).await
+        self.apply_status_as_of(conversation.id, status, conversation.updated_at_seconds())
+            .await
     }
 
     pub(crate) async fn apply_status(
@@ -27,15 +28,46 @@ impl SourceSync {
         conversation_id: u64,
         status: ConversationStatus,
     ) -> SyncResult<()> {
+        self.apply_status_as_of(conversation_id, status, None).await
+    }
+
+    /// [`SourceSync::apply_status`] for a status the conversation had at
+    /// `as_of` (its `updated_at`): older than the newest one applied, it is
+    /// a late delivery and changes nothing.
+    async fn apply_status_as_of(
+        &self,
+        conversation_id: u64,
+        status: ConversationStatus,
+        as_of: Option<f64>,
+    ) -> SyncResult<()> {
         let Some(link) = self.links.ticket(conversation_id).await? else {
             return Ok(());
         };
         let Some(ticket) = link.ticket() else {
             return Ok(());
         };
-        if status == ConversationStatus::Unknown
-            || link.state.conversation_status.as_deref() == Some(status.as_str())
+        if status == ConversationStatus::Unknown {
+            return Ok(());
+        }
+        let newest = link.state.status_event_at;
+        if let (Some(as_of), Some(newest)) = (as_of, newest)
+            && as_of < newest
         {
+            tracing::debug!(source = %self.name, conversation = conversation_id, ticket,
+                status = status.as_str(), "a status older than the one applied; ignored");
+            return Ok(());
+        }
+        let newer = as_of.filter(|at| newest.is_none_or(|n| *at > n));
+        if link.state.conversation_status.as_deref() == Some(status.as_str()) {
+            // Nothing to change; a newer time still guards against older
+            // events still on their way.
+            if let Some(at) = newer {
+                let mut state = link.state.clone();
+                state.status_event_at = Some(at);
+                self.links
+                    .put_ticket(conversation_id, Some(ticket), &state)
+                    .await?;
+            }
             return Ok(());
         }
         let Some(current) = self.helpdesk.ticket(ticket).await?.map(|t| t.status) else {
@@ -96,6 +128,9 @@ impl SourceSync {
             }
         }
         state.conversation_status = Some(status.as_str().to_owned());
+        if let Some(at) = newer {
+            state.status_event_at = Some(at);
+        }
         self.links
             .put_ticket(conversation_id, Some(ticket), &state)
             .await?;

@@ -553,6 +553,36 @@ async fn duplicated_deliveries_create_nothing_twice() {
     w.app.stop().await;
 }
 
+/// An agent resolves and at once reopens; Chatwoot's workers deliver the
+/// reopen first and the resolve after it. The resolve is older than the
+/// status applied (its `updated_at`) and changes nothing: the ticket stays
+/// open, like the conversation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resolve_delivered_after_the_reopen_that_followed_it_changes_nothing() {
+    let w = world(Options {
+        poll: "1h",
+        ..Options::default()
+    })
+    .await;
+    let (conv, ticket) = w.maria_opens("Leitor de código sem resposta").await;
+    w.settled().await;
+    w.cw.hold_webhooks();
+    w.cw.resolve(conv).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    w.cw.reopen(conv).await.unwrap();
+    w.cw.release_webhooks(ReleaseOrder::Reversed).await;
+    w.settled().await;
+    assert_eq!(w.cw.conversation(conv).unwrap().status, "open");
+    // Still as it was (new): not solved by the late resolve.
+    assert_eq!(
+        w.glpi.ticket(ticket).unwrap().status,
+        1,
+        "solved by a late resolve"
+    );
+    assert!(w.glpi.solutions(ticket).is_empty());
+    w.app.stop().await;
+}
+
 /// Webhooks delivered in reverse: the ticket is still made from the first
 /// customer message, and every later message becomes a followup.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
