@@ -117,10 +117,27 @@ impl SourceSync {
                 continue;
             }
             let text = html_to_text(&followup.content);
-            if text.is_empty() {
+            if conversation.is_none() {
                 continue;
             }
-            if conversation.is_none() {
+            if text.is_empty() {
+                // Only an image or a file: files are not copied to Chatwoot,
+                // so the technician is told the customer has not seen it.
+                let note = format!(
+                    "Followup #{} has no text (only an image or a file) and was not posted to \
+                     the Chatwoot conversation: files are not copied to Chatwoot. Send them \
+                     to the customer another way.",
+                    followup.id
+                );
+                self.private_note_once(
+                    ticket_id,
+                    &format!("textless:{ticket_id}:{}", followup.id),
+                    note,
+                )
+                .await?;
+                self.links
+                    .skip_reply(followup.id, conversation_id, "no text")
+                    .await?;
                 continue;
             }
             let can_reply = conversation

@@ -1465,6 +1465,47 @@ async fn a_reply_chatwoot_refuses_does_not_hold_back_the_ones_after_it() {
     w.app.stop().await;
 }
 
+/// A technician's followup that is only an image has nothing to post
+/// (files are not copied to Chatwoot): the ticket says so once, and the
+/// conversation gets nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_followup_with_only_an_image_is_noted_not_posted() {
+    let w = world(Options {
+        poll: "1h",
+        ..Options::default()
+    })
+    .await;
+    let (conv, ticket) = w.maria_opens("Tela azul").await;
+    w.settled().await;
+    let before = w.cw.messages(conv).len();
+    let followup = w
+        .glpi
+        .add_followup_as(
+            ticket,
+            w.tech,
+            r#"<p><img src="/front/document.send.php?docid=9" alt="print.png" /></p>"#,
+            false,
+        )
+        .unwrap();
+    for _ in 0..2 {
+        w.poll_now().await;
+        w.settled().await;
+    }
+    assert_eq!(w.cw.messages(conv).len(), before, "nothing posted");
+    let notes: Vec<_> = w
+        .glpi
+        .followups(ticket)
+        .into_iter()
+        .filter(|f| {
+            f.is_private
+                && f.content
+                    .contains(&format!("Followup #{followup} has no text"))
+        })
+        .collect();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    w.app.stop().await;
+}
+
 /// Resolving the conversation fails once (Chatwoot answers 503): the poller
 /// tries again and resolves it, and no sweep meanwhile reopens the ticket.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
