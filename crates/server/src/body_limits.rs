@@ -26,12 +26,13 @@ pub fn setting(source: &str) -> String {
     format!("sources.{source}.body_limit")
 }
 
-/// Reads `body` whole, refusing it with 413 (naming `setting`) past `limit`
-/// bytes.
-pub async fn read(body: Body, limit: usize, setting: &str) -> Result<Bytes, ApiError> {
+/// Reads `body` whole, refusing it with 413 (naming `source`'s
+/// `body_limit`) past `limit` bytes.
+pub async fn read(body: Body, limit: usize, source: &str) -> Result<Bytes, ApiError> {
     axum::body::to_bytes(body, limit).await.map_err(|_| {
         ApiError::PayloadTooLarge(format!(
-            "the request body is larger than this route accepts ({limit} bytes, {setting})"
+            "the request body is larger than this route accepts ({limit} bytes, {})",
+            setting(source)
         ))
     })
 }

@@ -124,8 +124,7 @@ async fn receive(
     }
     // Read here, with this source's own limit rather than the server's: an
     // email conversation's webhook can be megabytes (see the setting).
-    let body: Bytes =
-        body_limits::read(body, endpoint.body_limit, &body_limits::setting(&source)).await?;
+    let body: Bytes = body_limits::read(body, endpoint.body_limit, &source).await?;
     let delivery = WebhookHeaders::from_header_map(&headers);
     // Whether the signature (over timestamp and body) was checked.
     let mut signed = false;

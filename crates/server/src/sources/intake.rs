@@ -590,7 +590,7 @@ async fn create(
     let body = body_limits::read(
         body,
         source.settings.body_limit(state.config.server.body_limit),
-        &body_limits::setting(&source.name),
+        &source.name,
     )
     .await?;
     // Every problem of the request in one answer: the query, the

@@ -56,37 +56,34 @@ const KEPT_HEADERS: [&str; 4] = [
 ];
 
 struct Channels {
-    keys: HashMap<String, ApiKeys>,
-    /// Each source's message body limit (see `crate::body_limits`).
-    body_limits: HashMap<String, usize>,
+    endpoints: HashMap<String, Endpoint>,
     flow: Messaging,
+}
+
+/// One messaging source, as its routes need it.
+struct Endpoint {
+    keys: ApiKeys,
+    /// The message body limit (see `crate::body_limits`).
+    body_limit: usize,
 }
 
 /// The messaging routes for every messaging source in `config`, served by `flow`.
 pub fn router(config: &Config, flow: Messaging) -> Router<AppState> {
-    let keys = config
+    let endpoints = config
         .sources
         .iter()
         .filter_map(|(name, source)| match source {
-            SourceConfig::Messaging(s) => Some((name.clone(), ApiKeys::new(s.api_keys.clone()))),
+            SourceConfig::Messaging(s) => Some((
+                name.clone(),
+                Endpoint {
+                    keys: ApiKeys::new(s.api_keys.clone()),
+                    body_limit: s.body_limit(config.server.body_limit),
+                },
+            )),
             _ => None,
         })
         .collect();
-    let body_limits = config
-        .sources
-        .iter()
-        .filter_map(|(name, source)| match source {
-            SourceConfig::Messaging(s) => {
-                Some((name.clone(), s.body_limit(config.server.body_limit)))
-            }
-            _ => None,
-        })
-        .collect();
-    let channels = Arc::new(Channels {
-        keys,
-        body_limits,
-        flow,
-    });
+    let channels = Arc::new(Channels { endpoints, flow });
     let for_messages = channels.clone();
     let for_handoff = channels.clone();
     Router::new()
@@ -107,12 +104,14 @@ pub fn router(config: &Config, flow: Messaging) -> Router<AppState> {
 }
 
 impl Channels {
-    fn authorise(&self, source: &str, headers: &HeaderMap) -> Result<(), ApiError> {
-        let keys = self
-            .keys
+    /// The source named in the path, once the request's key is one of its.
+    fn authorise(&self, source: &str, headers: &HeaderMap) -> Result<&Endpoint, ApiError> {
+        let endpoint = self
+            .endpoints
             .get(source)
             .ok_or_else(|| ApiError::NotFound(format!("no messaging source named {source:?}")))?;
-        keys.check(headers)
+        endpoint.keys.check(headers)?;
+        Ok(endpoint)
     }
 }
 
@@ -185,16 +184,11 @@ async fn receive_message(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    channels.authorise(&source, &headers)?;
+    let limit = channels.authorise(&source, &headers)?.body_limit;
     ingest::require_json(&headers, "the message")?;
     // Read once the key is checked, with the source's own limit: inline
     // files make messages larger than other requests.
-    let limit = channels
-        .body_limits
-        .get(&source)
-        .copied()
-        .unwrap_or(state.config.server.body_limit);
-    let body = body_limits::read(body, limit, &body_limits::setting(&source)).await?;
+    let body = body_limits::read(body, limit, &source).await?;
     let value: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("body is not valid JSON: {e}")))?;
     let message = match channels
